@@ -1,0 +1,3 @@
+//! berth: a declarative container agent. See ARCHITECTURE.md for the map.
+
+pub mod spec;

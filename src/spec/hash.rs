@@ -1,0 +1,110 @@
+//! Canonical hashes of effective specs: sha256 over a canonical JSON encoding of the resolved
+//! model (struct fields in declaration order, maps sorted, lists normalised by the resolver,
+//! origins left out). Key order, formatting, comments, file names and writing a default
+//! explicitly therefore never change a hash; any change to what would run does.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::model::{Container, Desired, Image, Network, Volume};
+use super::name::Name;
+
+/// Bumped when the meaning of the encoding changes, so old records are not mistaken for equal.
+const ENCODING: &str = "berth.spec.v1";
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct SpecHash(String);
+
+impl SpecHash {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SpecHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("cannot encode the {kind} spec for hashing: {source}")]
+    Encode {
+        kind: &'static str,
+        source: serde_json::Error,
+    },
+}
+
+fn hash_of<T: Serialize + ?Sized>(kind: &'static str, value: &T) -> Result<SpecHash, HashError> {
+    let json = serde_json::to_vec(value).map_err(|source| HashError::Encode { kind, source })?;
+    let mut hasher = Sha256::new();
+    hasher.update(ENCODING.as_bytes());
+    hasher.update([0]);
+    hasher.update(kind.as_bytes());
+    hasher.update([0]);
+    hasher.update(&json);
+    Ok(SpecHash(format!("sha256:{}", hex(&hasher.finalize()))))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+pub trait SpecHashed: Serialize {
+    const KIND: &'static str;
+    fn spec_hash(&self) -> Result<SpecHash, HashError> {
+        hash_of(Self::KIND, self)
+    }
+}
+
+impl SpecHashed for Container {
+    const KIND: &'static str = "container";
+}
+impl SpecHashed for Image {
+    const KIND: &'static str = "image";
+}
+impl SpecHashed for Volume {
+    const KIND: &'static str = "volume";
+}
+impl SpecHashed for Network {
+    const KIND: &'static str = "network";
+}
+
+/// Every resource's hash, keyed "kind/name"; what tests and `validate --json` compare.
+pub fn all_hashes(
+    desired: &Desired,
+) -> Result<std::collections::BTreeMap<String, SpecHash>, HashError> {
+    fn add<T: SpecHashed>(
+        out: &mut std::collections::BTreeMap<String, SpecHash>,
+        items: &std::collections::BTreeMap<Name, T>,
+    ) -> Result<(), HashError> {
+        for (name, item) in items {
+            out.insert(format!("{}/{name}", T::KIND), item.spec_hash()?);
+        }
+        Ok(())
+    }
+    let mut out = std::collections::BTreeMap::new();
+    add(&mut out, &desired.images)?;
+    add(&mut out, &desired.containers)?;
+    add(&mut out, &desired.volumes)?;
+    add(&mut out, &desired.networks)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_encodes() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
+    }
+}

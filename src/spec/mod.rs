@@ -1,0 +1,74 @@
+//! The desired-state format: TOML files → validated, resolved [`Desired`] model.
+//!
+//! `loader` reads files and deserializes entries (`raw`), `resolve` checks them against each
+//! other and builds the `model`; `diag` carries every problem with its file, line and column.
+//! Loading never stops at the first problem and never fails as a whole: it returns the valid
+//! part and the list of problems, and callers decide (an agent pass with problems creates and
+//! repairs but never prunes).
+
+pub mod capability;
+pub mod diag;
+pub mod duration;
+pub mod hash;
+pub mod image_ref;
+pub mod loader;
+pub mod model;
+pub mod mount;
+pub mod name;
+pub mod port;
+pub mod raw;
+pub mod resolve;
+pub mod schema;
+pub mod signal;
+pub mod size;
+pub(crate) mod value;
+
+use std::path::{Path, PathBuf};
+
+pub use diag::Diagnostic;
+pub use loader::{InputFile, LoadError};
+pub use model::Desired;
+
+/// The outcome of loading a desired-state directory.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Every resource that is valid and whose references are valid.
+    pub desired: Desired,
+    /// Every problem found, sorted by file and position.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The files read, in order.
+    pub files: Vec<PathBuf>,
+}
+
+impl Loaded {
+    /// True when every file loaded without a problem: only then may anything be pruned.
+    pub fn is_complete(&self) -> bool {
+        self.diagnostics.is_empty()
+    }
+}
+
+/// Load already-read files (tests, fuzzing, and the directory loader below).
+pub fn load_files(files: &[InputFile]) -> Loaded {
+    let set = loader::load_files(files);
+    let (desired, diagnostics) = resolve::resolve(set);
+    let mut paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+    paths.sort();
+    Loaded {
+        desired,
+        diagnostics,
+        files: paths,
+    }
+}
+
+/// Load every desired-state file of a directory.
+pub fn load_dir(dir: &Path) -> Result<Loaded, LoadError> {
+    let (files, read_problems) = loader::read_dir(dir)?;
+    let mut loaded = load_files(&files);
+    if !read_problems.is_empty() {
+        loaded.diagnostics.extend(read_problems);
+        loaded
+            .diagnostics
+            .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    }
+    Ok(loaded)
+}

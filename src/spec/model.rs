@@ -1,0 +1,235 @@
+//! The desired state after loading: validated, references resolved, defaults filled in.
+//! This is what the rest of berth consumes; nothing here knows about TOML or spans.
+//!
+//! Defaults are explicit so that writing a default value and omitting it mean the same
+//! effective spec (and the same hash).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use super::capability::Capability;
+use super::duration::Duration;
+use super::image_ref::ImageSource;
+use super::mount::Mount;
+use super::name::Name;
+use super::port::PortMapping;
+use super::signal::Signal;
+use super::size::ByteSize;
+
+pub use super::raw::{Condition, PullPolicy, RestartPolicy, UpdateStrategy};
+
+/// Where a resource was declared; for messages only, never part of its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Desired {
+    pub images: BTreeMap<Name, Image>,
+    pub containers: BTreeMap<Name, Container>,
+    pub volumes: BTreeMap<Name, Volume>,
+    pub networks: BTreeMap<Name, Network>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Image {
+    #[serde(skip)]
+    pub origin: Origin,
+    pub source: ImageSource,
+    pub pull: PullPolicy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    pub insecure: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Volume {
+    #[serde(skip)]
+    pub origin: Origin,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Network {
+    #[serde(skip)]
+    pub origin: Origin,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub internal: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Container {
+    #[serde(skip)]
+    pub origin: Origin,
+    /// Resolved through `[image.*]` when the entry named one.
+    pub image: ImageSource,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    pub groups: Vec<String>,
+    pub hostname: String,
+    pub labels: BTreeMap<String, String>,
+    pub network: ContainerNetwork,
+    /// Sorted; no two collide.
+    pub ports: Vec<PortMapping>,
+    /// Sorted by target, so a parent directory is mounted before what lies inside it.
+    pub mounts: Vec<Mount>,
+    pub restart: RestartPolicy,
+    pub backoff: Backoff,
+    /// None: the image's STOPSIGNAL, else SIGTERM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<Signal>,
+    pub stop_timeout: Duration,
+    pub read_only: bool,
+    pub cap_add: BTreeSet<Capability>,
+    pub cap_drop: BTreeSet<Capability>,
+    pub resources: Resources,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthCheck>,
+    pub update: UpdatePolicy,
+    pub depends_on: BTreeMap<Name, Condition>,
+    pub log: LogPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "mode", content = "attachments")]
+pub enum ContainerNetwork {
+    /// Only loopback.
+    None,
+    /// The host's network namespace.
+    Host,
+    /// Sorted by network name.
+    Bridge(Vec<Attachment>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attachment {
+    pub network: Name,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Addr>,
+    /// Sorted, without duplicates.
+    pub aliases: Vec<Name>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    pub reset_after: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+            reset_after: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Resources {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<ByteSize>,
+    /// Thousandths of a CPU (0.5 cpus = 500), so the spec stays exact and hashable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub millicpus: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub start_period: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Probe {
+    Exec(Vec<String>),
+    Tcp(u16),
+    Http(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct UpdatePolicy {
+    pub strategy: UpdateStrategy,
+    /// start-first: deadline for the new container to become healthy.
+    pub timeout: Duration,
+    /// start-first: time the old container keeps running after the switch.
+    pub drain: Duration,
+}
+
+impl Default for UpdatePolicy {
+    fn default() -> Self {
+        UpdatePolicy {
+            strategy: UpdateStrategy::StopFirst,
+            timeout: Duration::from_secs(120),
+            drain: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LogPolicy {
+    pub max_size: ByteSize,
+    pub max_files: u32,
+}
+
+impl Default for LogPolicy {
+    fn default() -> Self {
+        LogPolicy {
+            max_size: ByteSize(10 << 20),
+            max_files: 3,
+        }
+    }
+}
+
+impl HealthCheck {
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_RETRIES: u32 = 3;
+}
+
+impl Container {
+    pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+}

@@ -1,0 +1,415 @@
+//! The TOML format as written: one struct per table, unknown keys rejected, values that can
+//! be checked alone parsed on the spot, spans kept where later checks need to point back.
+//! Required keys are `Option`s so that an entry missing one still has its other keys
+//! checked; `resolve` reports the missing key. These types are also the source of the JSON Schema (`berth schema`), so their doc comments
+//! are what editors show.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::capability::Capability;
+use super::duration::Duration;
+use super::image_ref::ImageSource;
+use super::mount::MountEntry;
+use super::port::PortMapping;
+use super::signal::Signal;
+use super::size::ByteSize;
+
+/// A desired-state file: any number of images, containers, volumes and networks, keyed by name.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "berth desired state")]
+pub struct RawFile {
+    /// Images, by name; containers refer to them with `image = "NAME"`.
+    #[serde(default)]
+    pub image: BTreeMap<String, RawImage>,
+    /// Containers, by name. The name is also the container's hostname and DNS name.
+    #[serde(default)]
+    pub container: BTreeMap<String, RawContainer>,
+    /// Named volumes, by name. Their data is never deleted implicitly.
+    #[serde(default)]
+    pub volume: BTreeMap<String, RawVolume>,
+    /// Bridge networks, by name.
+    #[serde(default)]
+    pub network: BTreeMap<String, RawNetwork>,
+}
+
+/// `[image.NAME]`
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawImage {
+    /// Registry reference with a tag and/or digest ("docker.io/library/nginx:1.27-alpine",
+    /// "ghcr.io/org/app@sha256:…"), or a local image: "oci-archive:/path/app.tar[:TAG]",
+    /// "oci:/path/layout[:TAG]", "docker-archive:/path/app.tar[:REF]".
+    #[schemars(with = "ImageSource", required)]
+    pub reference: Option<Spanned<ImageSource>>,
+    /// When to contact the registry: "missing" (default: only if no local copy of the tag),
+    /// "always" (re-resolve the tag on every pass; a new digest replaces the containers),
+    /// "never" (the image must already be present).
+    #[serde(default)]
+    pub pull: PullPolicy,
+    /// Platform to select from a multi-platform image, "OS/ARCH[/VARIANT]" (default: this host's).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub platform: Option<Spanned<String>>,
+    /// Allow plain HTTP and unverified TLS for this image's registry. Registries on 127.0.0.0/8
+    /// and localhost may always use plain HTTP.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+#[derive(
+    Debug,
+    Default,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Deserialize,
+    serde::Serialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    #[default]
+    Missing,
+    Always,
+    Never,
+}
+
+/// `[container.NAME]`
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawContainer {
+    /// The image: the name of an `[image.NAME]`, or a reference with a registry, tag or digest
+    /// ("docker.io/library/redis:7"). A bare word must name an `[image.*]`, so a typo never
+    /// pulls an unknown image from Docker Hub.
+    #[schemars(with = "String", required)]
+    pub image: Option<Spanned<String>>,
+    /// Replaces the image's ENTRYPOINT. Setting it also clears the image's CMD (as Docker does).
+    pub entrypoint: Option<Vec<String>>,
+    /// Replaces the image's CMD (the arguments to the entrypoint).
+    pub command: Option<Vec<String>>,
+    /// Environment variables, added to (and overriding) the image's.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub env: BTreeMap<Spanned<String>, String>,
+    /// Working directory (absolute; default: the image's, else "/").
+    #[schemars(with = "Option<String>")]
+    pub workdir: Option<Spanned<String>>,
+    /// "USER[:GROUP]", names or numeric ids (default: the image's user, else root).
+    #[schemars(with = "Option<String>")]
+    pub user: Option<Spanned<String>>,
+    /// Supplementary groups, names or numeric ids.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub groups: Vec<Spanned<String>>,
+    /// Hostname inside the container (default: the container's name).
+    #[schemars(with = "Option<String>")]
+    pub hostname: Option<Spanned<String>>,
+    /// Free-form metadata.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// "host" shares the host's network namespace; "none" gives only loopback. Not together
+    /// with `networks`. Without either, a container has only loopback.
+    #[schemars(with = "Option<NetworkMode>")]
+    pub network: Option<Spanned<NetworkMode>>,
+    /// Networks to join: names of `[network.NAME]`, or tables
+    /// `{ name = "front", ip = "10.89.1.10", aliases = ["www"] }`.
+    #[serde(default)]
+    #[schemars(with = "Vec<AttachmentEntry>")]
+    pub networks: Vec<Spanned<AttachmentEntry>>,
+    /// Published ports: "[IP:]HOST:CONTAINER[/tcp|udp]", e.g. "8080:80", "127.0.0.1:5432:5432".
+    #[serde(default)]
+    #[schemars(with = "Vec<PortMapping>")]
+    pub ports: Vec<Spanned<PortMapping>>,
+    /// Mounts: "VOLUME:/path[:ro]", "/host/path:/path[:ro]", "tmpfs:/path[:size=64MiB]", or tables.
+    #[serde(default)]
+    #[schemars(with = "Vec<MountEntry>")]
+    pub mounts: Vec<Spanned<MountEntry>>,
+    /// "always" (default), "on-failure" (only after a non-zero exit) or "never".
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// Delays between restarts: exponential from `initial`, capped at `max`, reset after the
+    /// container has run for `reset_after`.
+    #[schemars(with = "Option<RawBackoff>")]
+    pub backoff: Option<Spanned<RawBackoff>>,
+    /// Signal that asks the container to stop (default: the image's STOPSIGNAL, else SIGTERM).
+    pub stop_signal: Option<Signal>,
+    /// How long to wait after the stop signal before SIGKILL (default "10s").
+    pub stop_timeout: Option<Duration>,
+    /// Mount the root filesystem read-only.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Capabilities added to the default set.
+    #[serde(default)]
+    #[schemars(with = "Vec<Capability>")]
+    pub cap_add: Vec<Spanned<Capability>>,
+    /// Capabilities removed from the default set ("ALL" for every one).
+    #[serde(default)]
+    #[schemars(with = "Vec<Capability>")]
+    pub cap_drop: Vec<Spanned<Capability>>,
+    /// Memory limit, e.g. "256MiB" (at least 6MiB). Exceeding it OOM-kills the container.
+    #[schemars(with = "Option<ByteSize>")]
+    pub memory: Option<Spanned<ByteSize>>,
+    /// CPU limit in cores, e.g. 0.5 or 2 (resolution 0.001).
+    #[schemars(with = "Option<f64>")]
+    pub cpus: Option<Spanned<f64>>,
+    /// Maximum number of processes and threads.
+    #[schemars(with = "Option<i64>")]
+    pub pids: Option<Spanned<i64>>,
+    /// Health check; exactly one of `exec`, `tcp` or `http`.
+    #[schemars(with = "Option<RawHealth>")]
+    pub health: Option<Spanned<RawHealth>>,
+    /// How a changed container is replaced: "stop-first" (default) or "start-first" (the new
+    /// one starts beside the old and takes over the published ports once healthy; needs
+    /// `health`, `ports` and `networks`).
+    #[schemars(with = "Option<UpdateStrategy>")]
+    pub update: Option<Spanned<UpdateStrategy>>,
+    /// start-first: how long the new container has to become healthy (default "2m").
+    pub update_timeout: Option<Duration>,
+    /// start-first: how long the old container keeps running after the switch so that its
+    /// established connections finish (default "5s").
+    pub drain: Option<Duration>,
+    /// Containers that must be running ("started") or healthy ("healthy") before this one
+    /// starts, e.g. `{ db = "healthy" }`.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, Condition>")]
+    pub depends_on: BTreeMap<Spanned<String>, Condition>,
+    /// Log file rotation.
+    pub log: Option<RawLog>,
+}
+
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Deserialize,
+    serde::Serialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    Host,
+    None,
+}
+
+#[derive(
+    Debug,
+    Default,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Deserialize,
+    serde::Serialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(
+    Debug,
+    Default,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Deserialize,
+    serde::Serialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateStrategy {
+    #[default]
+    StopFirst,
+    StartFirst,
+}
+
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Deserialize,
+    serde::Serialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Condition {
+    /// The dependency's process is running.
+    Started,
+    /// The dependency's health check passes.
+    Healthy,
+}
+
+/// Restart delays.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackoff {
+    /// First delay (default "1s").
+    pub initial: Option<Duration>,
+    /// Largest delay (default "5m").
+    pub max: Option<Duration>,
+    /// Running this long resets the delay to `initial` (default "10m").
+    pub reset_after: Option<Duration>,
+}
+
+/// A health check.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    /// Run a command inside the container; exit 0 means healthy.
+    pub exec: Option<Vec<String>>,
+    /// Open a TCP connection to this port on the container's address.
+    #[schemars(with = "Option<u16>")]
+    pub tcp: Option<Spanned<i64>>,
+    /// GET this URL from inside the container's network namespace; 2xx/3xx means healthy,
+    /// e.g. "http://127.0.0.1:80/healthz".
+    #[schemars(with = "Option<String>")]
+    pub http: Option<Spanned<String>>,
+    /// Time between checks (default "10s").
+    pub interval: Option<Duration>,
+    /// A check taking longer fails (default "5s").
+    pub timeout: Option<Duration>,
+    /// Consecutive failures that make the container unhealthy (default 3).
+    #[schemars(with = "Option<u32>")]
+    pub retries: Option<Spanned<i64>>,
+    /// Failures during this time after start do not count (default "0s").
+    pub start_period: Option<Duration>,
+}
+
+/// Log rotation; the monitor writes stdout and stderr to size-rotated files.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// Rotate when the current file reaches this size (default "10MiB", at least "4KiB").
+    #[schemars(with = "Option<ByteSize>")]
+    pub max_size: Option<Spanned<ByteSize>>,
+    /// Files kept, the current one included (default 3).
+    #[schemars(with = "Option<u32>")]
+    pub max_files: Option<Spanned<i64>>,
+}
+
+/// A network attachment as written: a network name or a table.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[schemars(untagged)]
+pub enum AttachmentEntry {
+    /// The network's name.
+    Name(String),
+    Table(RawAttachment),
+}
+
+/// `{ name = "front", ip = "10.89.1.10", aliases = ["www"] }`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAttachment {
+    /// The network's name.
+    pub name: String,
+    /// A static IPv4 address inside the network's subnet (default: allocated).
+    pub ip: Option<String>,
+    /// Extra DNS names for this container on this network.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+impl AttachmentEntry {
+    pub fn into_table(self) -> RawAttachment {
+        match self {
+            AttachmentEntry::Name(name) => RawAttachment {
+                name,
+                ip: None,
+                aliases: Vec::new(),
+            },
+            AttachmentEntry::Table(t) => t,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AttachmentEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = AttachmentEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a network name or a table { name = \"…\", ip = \"…\", aliases = […] }")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<AttachmentEntry, E> {
+                Ok(AttachmentEntry::Name(s.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<AttachmentEntry, A::Error> {
+                RawAttachment::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(AttachmentEntry::Table)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `[volume.NAME]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawVolume {
+    /// Owner of the volume's root directory (default: from the image's content at the first
+    /// mount point, else root).
+    #[schemars(with = "Option<u32>")]
+    pub uid: Option<Spanned<i64>>,
+    /// Group of the volume's root directory.
+    #[schemars(with = "Option<u32>")]
+    pub gid: Option<Spanned<i64>>,
+    /// Permission bits of the volume's root directory, octal as a string, e.g. "0750".
+    #[schemars(with = "Option<String>")]
+    pub mode: Option<Spanned<String>>,
+    /// Free-form metadata.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `[network.NAME]`
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetwork {
+    /// IPv4 subnet in CIDR notation, e.g. "10.89.1.0/24" (prefix /8 to /29). Subnets of
+    /// different networks must not overlap.
+    #[schemars(with = "String", required)]
+    pub subnet: Option<Spanned<String>>,
+    /// The bridge's address, which containers use as their gateway (default: the subnet's
+    /// first address).
+    #[schemars(with = "Option<String>")]
+    pub gateway: Option<Spanned<String>>,
+    /// No route out: containers reach each other but nothing beyond the bridge.
+    #[serde(default)]
+    pub internal: bool,
+    /// Free-form metadata.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}

@@ -1,0 +1,160 @@
+//! Stop signals by name ("SIGTERM", "TERM", "SIGRTMIN+3").
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::value::{Hint, string_value};
+
+/// A Linux signal number, validated against the x86-64/aarch64 numbering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Signal(pub i32);
+
+const NAMES: &[(&str, i32)] = &[
+    ("HUP", 1),
+    ("INT", 2),
+    ("QUIT", 3),
+    ("ILL", 4),
+    ("TRAP", 5),
+    ("ABRT", 6),
+    ("BUS", 7),
+    ("FPE", 8),
+    ("KILL", 9),
+    ("USR1", 10),
+    ("SEGV", 11),
+    ("USR2", 12),
+    ("PIPE", 13),
+    ("ALRM", 14),
+    ("TERM", 15),
+    ("STKFLT", 16),
+    ("CHLD", 17),
+    ("CONT", 18),
+    ("STOP", 19),
+    ("TSTP", 20),
+    ("TTIN", 21),
+    ("TTOU", 22),
+    ("URG", 23),
+    ("XCPU", 24),
+    ("XFSZ", 25),
+    ("VTALRM", 26),
+    ("PROF", 27),
+    ("WINCH", 28),
+    ("IO", 29),
+    ("PWR", 30),
+    ("SYS", 31),
+];
+const SIGRTMIN: i32 = 34;
+const SIGRTMAX: i32 = 64;
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown signal `{text}`")]
+pub struct SignalError {
+    text: String,
+}
+
+impl Hint for SignalError {
+    fn help(&self) -> Option<String> {
+        Some(
+            "write a signal name such as \"SIGTERM\", \"SIGINT\", \"SIGQUIT\" or \"SIGRTMIN+3\""
+                .into(),
+        )
+    }
+}
+
+impl Signal {
+    pub const TERM: Signal = Signal(15);
+    pub const KILL: Signal = Signal(9);
+}
+
+impl FromStr for Signal {
+    type Err = SignalError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || SignalError { text: s.into() };
+        let upper = s.trim().to_ascii_uppercase();
+        let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+        if let Some(&(_, n)) = NAMES.iter().find(|(n, _)| *n == name) {
+            return Ok(Signal(n));
+        }
+        if name == "IOT" {
+            return Ok(Signal(6));
+        }
+        if name == "POLL" {
+            return Ok(Signal(29));
+        }
+        if let Some(rest) = name.strip_prefix("RTMIN") {
+            let offset: i32 = if rest.is_empty() {
+                0
+            } else {
+                rest.strip_prefix('+')
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(err)?
+            };
+            let n = SIGRTMIN + offset;
+            return if n <= SIGRTMAX {
+                Ok(Signal(n))
+            } else {
+                Err(err())
+            };
+        }
+        if let Some(rest) = name.strip_prefix("RTMAX") {
+            let offset: i32 = if rest.is_empty() {
+                0
+            } else {
+                rest.strip_prefix('-')
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(err)?
+            };
+            let n = SIGRTMAX - offset;
+            return if n >= SIGRTMIN {
+                Ok(Signal(n))
+            } else {
+                Err(err())
+            };
+        }
+        Err(err())
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match NAMES.iter().find(|(_, n)| *n == self.0) {
+            Some((name, _)) => write!(f, "SIG{name}"),
+            None if self.0 == SIGRTMIN => f.write_str("SIGRTMIN"),
+            None => write!(f, "SIGRTMIN+{}", self.0 - SIGRTMIN),
+        }
+    }
+}
+
+string_value!(
+    Signal,
+    expecting = "a signal name such as \"SIGTERM\"",
+    schema = "A signal name, e.g. \"SIGTERM\", \"SIGINT\", \"SIGQUIT\", \"SIGRTMIN+3\"."
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_with_or_without_prefix() {
+        assert_eq!("SIGTERM".parse::<Signal>().unwrap(), Signal(15));
+        assert_eq!("term".parse::<Signal>().unwrap(), Signal(15));
+        assert_eq!("SIGQUIT".parse::<Signal>().unwrap(), Signal(3));
+        assert_eq!("SIGRTMIN+3".parse::<Signal>().unwrap(), Signal(37));
+        assert_eq!("SIGRTMAX-1".parse::<Signal>().unwrap(), Signal(63));
+    }
+
+    #[test]
+    fn rejects_unknown() {
+        for bad in ["SIGFOO", "", "15", "SIGRTMIN+40", "SIGRTMIN+x"] {
+            assert!(bad.parse::<Signal>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for n in (1..=31).chain(34..=64) {
+            let s = Signal(n).to_string();
+            assert_eq!(s.parse::<Signal>().unwrap(), Signal(n), "{s}");
+        }
+    }
+}
