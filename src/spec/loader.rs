@@ -143,6 +143,9 @@ pub struct Entry<T> {
     pub source: Arc<SourceFile>,
     /// The span of the entry's name (the key).
     pub key_span: Range<usize>,
+    /// Some keys failed to deserialize and were dropped: the rest is still checked (so every
+    /// problem is reported at once) but the entry is never applied.
+    pub tainted: bool,
 }
 
 impl<T> Entry<T> {
@@ -361,8 +364,8 @@ fn load_entry(
 }
 
 /// Deserialize one entry, reporting every bad key rather than only the first: after an error
-/// the offending top-level key is removed and the entry deserialized again. The entry is kept
-/// only if it had no error at all.
+/// the offending top-level key is removed and the entry deserialized again. What remains is
+/// kept as a tainted entry, checked by the resolver but never applied.
 #[allow(clippy::too_many_arguments)]
 fn parse_entry<'i, T: Deserialize<'i>>(
     source: &Arc<SourceFile>,
@@ -383,17 +386,14 @@ fn parse_entry<'i, T: Deserialize<'i>>(
         let attempt = toml::Spanned::new(entry_span.clone(), DeValue::Table(table.clone()));
         match T::deserialize(ValueDeserializer::from(attempt)) {
             Ok(raw) => {
-                if !failed {
-                    map(set).insert(
-                        name.clone(),
-                        Entry {
-                            name,
-                            raw,
-                            source: Arc::clone(source),
-                            key_span,
-                        },
-                    );
-                }
+                let entry = Entry {
+                    name: name.clone(),
+                    raw,
+                    source: Arc::clone(source),
+                    key_span,
+                    tainted: failed,
+                };
+                map(set).insert(name, entry);
                 return;
             }
             Err(e) => {

@@ -40,6 +40,7 @@ pub struct RawFile {
 /// `[image.NAME]`
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Image")]
 pub struct RawImage {
     /// Registry reference with a tag and/or digest ("docker.io/library/nginx:1.27-alpine",
     /// "ghcr.io/org/app@sha256:…"), or a local image: "oci-archive:/path/app.tar[:TAG]",
@@ -86,6 +87,7 @@ pub enum PullPolicy {
 /// `[container.NAME]`
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Container")]
 pub struct RawContainer {
     /// The image: the name of an `[image.NAME]`, or a reference with a registry, tag or digest
     /// ("docker.io/library/redis:7"). A bare word must name an `[image.*]`, so a typo never
@@ -272,6 +274,7 @@ pub enum Condition {
 /// Restart delays.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Backoff")]
 pub struct RawBackoff {
     /// First delay (default "1s").
     pub initial: Option<Duration>,
@@ -284,6 +287,7 @@ pub struct RawBackoff {
 /// A health check.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Health")]
 pub struct RawHealth {
     /// Run a command inside the container; exit 0 means healthy.
     pub exec: Option<Vec<String>>,
@@ -308,6 +312,7 @@ pub struct RawHealth {
 /// Log rotation; the monitor writes stdout and stderr to size-rotated files.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Log")]
 pub struct RawLog {
     /// Rotate when the current file reaches this size (default "10MiB", at least "4KiB").
     #[schemars(with = "Option<ByteSize>")]
@@ -329,6 +334,7 @@ pub enum AttachmentEntry {
 /// `{ name = "front", ip = "10.89.1.10", aliases = ["www"] }`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Attachment")]
 pub struct RawAttachment {
     /// The network's name.
     pub name: String,
@@ -378,6 +384,7 @@ impl<'de> Deserialize<'de> for AttachmentEntry {
 /// `[volume.NAME]`
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Volume")]
 pub struct RawVolume {
     /// Owner of the volume's root directory (default: from the image's content at the first
     /// mount point, else root).
@@ -397,6 +404,7 @@ pub struct RawVolume {
 /// `[network.NAME]`
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Network")]
 pub struct RawNetwork {
     /// IPv4 subnet in CIDR notation, e.g. "10.89.1.0/24" (prefix /8 to /29). Subnets of
     /// different networks must not overlap.

@@ -36,21 +36,21 @@ pub fn resolve(set: RawSet) -> (Desired, Vec<Diagnostic>) {
 
     for (name, entry) in &set.images {
         match r.image(entry) {
-            Some(image) => drop(desired.images.insert(name.clone(), image)),
-            None => r.mark_broken(Kind::Image, name),
+            Some(image) if !entry.tainted => drop(desired.images.insert(name.clone(), image)),
+            _ => r.mark_broken(Kind::Image, name),
         }
     }
     r.check_image_sources(&set.images, &mut desired);
     for (name, entry) in &set.volumes {
         match r.volume(entry) {
-            Some(v) => drop(desired.volumes.insert(name.clone(), v)),
-            None => r.mark_broken(Kind::Volume, name),
+            Some(v) if !entry.tainted => drop(desired.volumes.insert(name.clone(), v)),
+            _ => r.mark_broken(Kind::Volume, name),
         }
     }
     for (name, entry) in &set.networks {
         match r.network(entry) {
-            Some(n) => drop(desired.networks.insert(name.clone(), n)),
-            None => r.mark_broken(Kind::Network, name),
+            Some(n) if !entry.tainted => drop(desired.networks.insert(name.clone(), n)),
+            _ => r.mark_broken(Kind::Network, name),
         }
     }
     r.check_subnet_overlaps(&set.networks, &mut desired);
@@ -58,8 +58,8 @@ pub fn resolve(set: RawSet) -> (Desired, Vec<Diagnostic>) {
     let mut containers = BTreeMap::new();
     for (name, entry) in &set.containers {
         match r.container(entry, &desired) {
-            Some(c) => drop(containers.insert(name.clone(), c)),
-            None => r.mark_broken(Kind::Container, name),
+            Some(c) if !entry.tainted => drop(containers.insert(name.clone(), c)),
+            _ => r.mark_broken(Kind::Container, name),
         }
     }
     // Dependencies may only point at containers that exist; drop transitively.

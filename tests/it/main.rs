@@ -1,0 +1,5 @@
+//! berth's integration tests: one binary, one module per area (the build is shared).
+
+mod cli_validate;
+mod spec_errors;
+mod spec_shuffle;
