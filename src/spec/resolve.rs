@@ -1228,9 +1228,16 @@ impl Resolver {
                 all.extend(entry.raw.ports.iter().map(|p| (name, p)));
             }
         }
+        // Only mappings of the same protocol and host port can collide: compare within those
+        // groups, so a thousand containers cost a sort rather than a million comparisons.
+        all.sort_by_key(|(_, p)| (p.get_ref().protocol, p.get_ref().host_port));
         let mut bad = BTreeSet::new();
         for (i, (a, pa)) in all.iter().enumerate() {
-            for (b, pb) in &all[i + 1..] {
+            let same_port = |(_, p): &&(&Name, &Spanned<super::port::PortMapping>)| {
+                (p.get_ref().protocol, p.get_ref().host_port)
+                    == (pa.get_ref().protocol, pa.get_ref().host_port)
+            };
+            for (b, pb) in all[i + 1..].iter().take_while(same_port) {
                 if a != b && pa.get_ref().collides_with(pb.get_ref()) {
                     let e = &entries[*b];
                     self.diagnostics.push(
