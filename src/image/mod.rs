@@ -1,0 +1,5 @@
+//! Images: digests, the content store, registry pulls, and unpacking layers safely.
+
+pub mod compression;
+pub mod digest;
+pub mod unpack;
