@@ -1,3 +1,4 @@
 //! berth: a declarative container agent. See ARCHITECTURE.md for the map.
 
+pub mod image;
 pub mod spec;
