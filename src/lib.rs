@@ -1,4 +1,5 @@
 //! berth: a declarative container agent. See ARCHITECTURE.md for the map.
 
+pub mod fsutil;
 pub mod image;
 pub mod spec;

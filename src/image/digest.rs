@@ -28,6 +28,11 @@ impl Digest {
         &self.hex
     }
 
+    /// From a hex string already known to be a sha256 (a hasher's output).
+    pub(crate) fn from_hex(hex: String) -> Digest {
+        Digest { hex }
+    }
+
     /// The digest of a byte slice.
     pub fn of(bytes: &[u8]) -> Digest {
         Digest {

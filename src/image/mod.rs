@@ -2,4 +2,5 @@
 
 pub mod compression;
 pub mod digest;
+pub mod store;
 pub mod unpack;

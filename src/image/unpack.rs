@@ -278,12 +278,11 @@ impl Unpacker {
         };
         let name = name.clone();
         let parent_parts = parent_parts.to_vec();
-        let mode = header
-            .mode()
-            .map_err(|source| UnpackError::Tar { source })?
-            & 0o7777;
-        let uid = header.uid().map_err(|source| UnpackError::Tar { source })?;
-        let gid = header.gid().map_err(|source| UnpackError::Tar { source })?;
+        // Numeric fields left empty (some tools write them so) read as 0, as Go's archive/tar
+        // and therefore Docker read them.
+        let mode = header.mode().unwrap_or(0) & 0o7777;
+        let uid = header.uid().unwrap_or(0);
+        let gid = header.gid().unwrap_or(0);
         let mtime = header.mtime().unwrap_or(0);
         let link_name = entry
             .link_name()

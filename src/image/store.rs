@@ -1,0 +1,361 @@
+//! The content store: blobs addressed by sha256 and layers unpacked by diff id.
+//!
+//! ```text
+//! <state root>/content/blobs/sha256/<hex>    verified blobs, read-only
+//! <state root>/content/ingest/<hex>.lock     one lock per digest being fetched
+//! <state root>/content/ingest/<hex>.<pid>.partial
+//! <state root>/layers/sha256/<hex>/          unpacked layers (overlayfs lower dirs)
+//! <state root>/layers/tmp/                   layers being unpacked
+//! ```
+//!
+//! A blob becomes visible only by `rename` after its digest and size were verified and the
+//! file fsynced; a layer directory only by `rename` after the unpack finished, its diff id
+//! matched and the filesystem was synced. Whoever holds a digest's lock writes it; everyone
+//! else waits and then finds it present, so concurrent pulls of one blob (threads or
+//! processes) fetch it once. Partial files left by a crash are removed when no one holds
+//! their lock.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::FlockOperation;
+use sha2::{Digest as _, Sha256};
+
+use super::digest::Digest;
+use super::unpack::{self, Limits, Target, UnpackError};
+use crate::fsutil::{self, FsError, io_err};
+use crate::spec::hash::hex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("blob {expected} failed verification: its content hashes to {actual}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("blob {digest} has {actual} bytes, its descriptor says {expected}")]
+    SizeMismatch {
+        digest: Digest,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("blob {digest} is not in the content store")]
+    Missing { digest: Digest },
+    #[error("blob {digest} is larger than {limit} bytes")]
+    TooLarge { digest: Digest, limit: u64 },
+    #[error("unpacking layer {diff_id}: {source}")]
+    Unpack {
+        diff_id: Digest,
+        source: UnpackError,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ContentStore {
+    blobs: PathBuf,
+    ingest: PathBuf,
+    layers: PathBuf,
+    layers_tmp: PathBuf,
+}
+
+impl ContentStore {
+    /// Open (creating) the store under a state root, and clear partial files left by a crash.
+    pub fn open(state_root: &Path) -> Result<Self, StoreError> {
+        let store = ContentStore {
+            blobs: state_root.join("content/blobs/sha256"),
+            ingest: state_root.join("content/ingest"),
+            layers: state_root.join("layers/sha256"),
+            layers_tmp: state_root.join("layers/tmp"),
+        };
+        for dir in [
+            &store.blobs,
+            &store.ingest,
+            &store.layers,
+            &store.layers_tmp,
+        ] {
+            fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+        }
+        store.remove_abandoned()?;
+        Ok(store)
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.blobs.join(digest.hex())
+    }
+
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    pub fn open_blob(&self, digest: &Digest) -> Result<File, StoreError> {
+        let path = self.blob_path(digest);
+        File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::Missing {
+                digest: digest.clone(),
+            },
+            _ => io_err("open blob", &path)(e).into(),
+        })
+    }
+
+    /// Read a small blob (manifest, config, index) whole, verifying it again: these are
+    /// parsed and trusted, and re-hashing a few kilobytes is cheap insurance against a
+    /// damaged disk.
+    pub fn read_blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>, StoreError> {
+        let mut bytes = Vec::new();
+        self.open_blob(digest)?
+            .take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io_err("read blob", &self.blob_path(digest)))?;
+        if bytes.len() as u64 > limit {
+            return Err(StoreError::TooLarge {
+                digest: digest.clone(),
+                limit,
+            });
+        }
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            return Err(StoreError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Store bytes already in memory; returns their digest.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
+        let digest = Digest::of(bytes);
+        if let Ingest::Write(mut writer) = self.ingest(&digest, Some(bytes.len() as u64))? {
+            writer
+                .write_all(bytes)
+                .map_err(io_err("write blob", &writer.partial))?;
+            writer.commit()?;
+        }
+        Ok(digest)
+    }
+
+    /// Start writing a blob, or learn that it is already present. Blocks while another
+    /// writer (thread or process) holds the same digest; when it finishes, the blob is
+    /// present and nothing is fetched twice.
+    pub fn ingest(&self, digest: &Digest, size: Option<u64>) -> Result<Ingest, StoreError> {
+        if self.has_blob(digest) {
+            return Ok(Ingest::Present);
+        }
+        let lock_path = self.ingest.join(format!("{}.lock", digest.hex()));
+        let lock = lock_file(&lock_path, FlockOperation::LockExclusive)?;
+        if self.has_blob(digest) {
+            return Ok(Ingest::Present);
+        }
+        let partial = self
+            .ingest
+            .join(format!("{}.{}.partial", digest.hex(), std::process::id()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&partial)
+            .map_err(io_err("create", &partial))?;
+        Ok(Ingest::Write(BlobWriter {
+            file,
+            partial,
+            target: self.blob_path(digest),
+            blobs_dir: self.blobs.clone(),
+            digest: digest.clone(),
+            size,
+            written: 0,
+            hasher: Sha256::new(),
+            committed: false,
+            _lock: lock,
+        }))
+    }
+
+    pub fn layer_path(&self, diff_id: &Digest) -> PathBuf {
+        self.layers.join(diff_id.hex())
+    }
+
+    /// The unpacked directory of a layer, unpacking its blob first if needed.
+    pub fn ensure_layer(
+        &self,
+        blob: &Digest,
+        diff_id: &Digest,
+        limits: &Limits,
+    ) -> Result<PathBuf, StoreError> {
+        let dir = self.layer_path(diff_id);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let lock_path = self.layers_tmp.join(format!("{}.lock", diff_id.hex()));
+        let _lock = lock_file(&lock_path, FlockOperation::LockExclusive)?;
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let scratch = self
+            .layers_tmp
+            .join(format!("{}.{}", diff_id.hex(), std::process::id()));
+        if scratch.exists() {
+            remove_tree(&scratch)?;
+        }
+        fs::create_dir(&scratch).map_err(io_err("create", &scratch))?;
+        let result = (|| {
+            let file = self.open_blob(blob)?;
+            unpack::unpack_layer(
+                io::BufReader::with_capacity(1 << 20, file),
+                &scratch,
+                Target::Layer,
+                limits,
+                Some(diff_id),
+            )
+            .map_err(|source| StoreError::Unpack {
+                diff_id: diff_id.clone(),
+                source,
+            })?;
+            fs::set_permissions(&scratch, fs::Permissions::from_mode(0o755))
+                .map_err(io_err("chmod", &scratch))?;
+            // One syncfs makes every file of the layer durable before it becomes visible.
+            let fd = File::open(&scratch).map_err(io_err("open", &scratch))?;
+            rustix::fs::syncfs(&fd).map_err(|e| io_err("sync filesystem", &scratch)(e.into()))?;
+            fs::rename(&scratch, &dir).map_err(io_err("rename into place", &dir))?;
+            fsutil::sync_dir(&self.layers)?;
+            Ok(dir.clone())
+        })();
+        if result.is_err() {
+            let _ = remove_tree(&scratch);
+        }
+        result
+    }
+
+    /// Remove partial blobs and scratch layers whose writer is gone (crashed or killed).
+    fn remove_abandoned(&self) -> Result<(), StoreError> {
+        for (dir, suffix) in [(&self.ingest, ".partial"), (&self.layers_tmp, "")] {
+            let entries = fs::read_dir(dir).map_err(io_err("list", dir))?;
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".lock") || !name.ends_with(suffix) {
+                    continue;
+                }
+                let hex = name.split('.').next().unwrap_or_default();
+                let lock_path = dir.join(format!("{hex}.lock"));
+                // Held by a live writer: not abandoned.
+                if lock_file(&lock_path, FlockOperation::NonBlockingLockExclusive).is_ok() {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        remove_tree(&path)?
+                    } else {
+                        fs::remove_file(&path).map_err(io_err("remove", &path))?
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn lock_file(path: &Path, op: FlockOperation) -> Result<File, StoreError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_err("open lock", path))?;
+    rustix::fs::flock(&file, op).map_err(|e| io_err("lock", path)(e.into()))?;
+    Ok(file)
+}
+
+fn remove_tree(path: &Path) -> Result<(), StoreError> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().unwrap_or_default();
+    let dir = File::open(parent).map_err(io_err("open", parent))?;
+    unpack::remove_any(&dir, name).map_err(|e| io_err("remove", path)(e.into()))?;
+    Ok(())
+}
+
+/// What [`ContentStore::ingest`] found.
+pub enum Ingest {
+    Present,
+    Write(BlobWriter),
+}
+
+/// Writes a blob while hashing it; [`BlobWriter::commit`] verifies and publishes it. Dropped
+/// without commit, it removes its partial file.
+pub struct BlobWriter {
+    file: File,
+    partial: PathBuf,
+    target: PathBuf,
+    blobs_dir: PathBuf,
+    digest: Digest,
+    size: Option<u64>,
+    written: u64,
+    hasher: Sha256,
+    committed: bool,
+    _lock: File,
+}
+
+impl BlobWriter {
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Verify digest and size, make durable, and publish under the digest.
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        let actual = Digest::from_hex(hex(&std::mem::take(&mut self.hasher).finalize()));
+        if actual != self.digest {
+            return Err(StoreError::DigestMismatch {
+                expected: self.digest.clone(),
+                actual,
+            });
+        }
+        if let Some(expected) = self.size
+            && expected != self.written
+        {
+            return Err(StoreError::SizeMismatch {
+                digest: self.digest.clone(),
+                expected,
+                actual: self.written,
+            });
+        }
+        self.file
+            .sync_all()
+            .map_err(io_err("sync", &self.partial))?;
+        fs::set_permissions(&self.partial, fs::Permissions::from_mode(0o444))
+            .map_err(io_err("chmod", &self.partial))?;
+        fs::rename(&self.partial, &self.target)
+            .map_err(io_err("rename into place", &self.target))?;
+        self.committed = true;
+        fsutil::sync_dir(&self.blobs_dir)?;
+        Ok(())
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(size) = self.size
+            && self.written + buf.len() as u64 > size
+        {
+            return Err(io::Error::other(format!(
+                "blob {} is longer than its descriptor's {size} bytes",
+                self.digest
+            )));
+        }
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.partial);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;
