@@ -156,7 +156,7 @@ impl ContentStore {
             .truncate(true)
             .open(&partial)
             .map_err(io_err("create", &partial))?;
-        Ok(Ingest::Write(BlobWriter {
+        Ok(Ingest::Write(Box::new(BlobWriter {
             file,
             partial,
             target: self.blob_path(digest),
@@ -167,7 +167,7 @@ impl ContentStore {
             hasher: Sha256::new(),
             committed: false,
             _lock: lock,
-        }))
+        })))
     }
 
     pub fn layer_path(&self, diff_id: &Digest) -> PathBuf {
@@ -273,7 +273,7 @@ fn remove_tree(path: &Path) -> Result<(), StoreError> {
 /// What [`ContentStore::ingest`] found.
 pub enum Ingest {
     Present,
-    Write(BlobWriter),
+    Write(Box<BlobWriter>),
 }
 
 /// Writes a blob while hashing it; [`BlobWriter::commit`] verifies and publishes it. Dropped
