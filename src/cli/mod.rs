@@ -1,6 +1,9 @@
 //! The command line: parsing (clap) and one module per subcommand. The only place that uses
 //! `anyhow`; everything below returns typed errors.
 
+mod images;
+mod progress;
+mod prune;
 mod schema;
 mod validate;
 
@@ -34,13 +37,27 @@ pub enum Command {
     Validate(validate::Args),
     /// Print the JSON Schema of the desired-state format (for editors and linters).
     Schema(schema::Args),
+    /// Fetch an image into the content store (verifying every digest) and unpack its layers.
+    Pull(images::PullArgs),
+    /// List the images in the content store.
+    Images(images::ImagesArgs),
+    /// Write an image's flattened root filesystem into a directory, for inspection.
+    Unpack(images::UnpackArgs),
+    /// Remove what the desired state no longer uses.
+    #[command(subcommand)]
+    Prune(prune::PruneWhat),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let result = match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Schema(args) => schema::run(&args),
+        Command::Pull(args) => images::pull(&cli.root, &args),
+        Command::Images(args) => images::list(&cli.root, &args),
+        Command::Unpack(args) => images::unpack(&cli.root, &args),
+        Command::Prune(what) => prune::run(&cli.root, &what),
     };
     match result {
         Ok(code) => code,
@@ -48,5 +65,20 @@ pub fn main() -> ExitCode {
             eprintln!("berth: error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Structured logs on stderr; `BERTH_LOG` filters (default `warn`), `BERTH_LOG_FORMAT=json`
+/// switches to JSON lines.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("BERTH_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
     }
 }

@@ -225,6 +225,65 @@ impl ContentStore {
         result
     }
 
+    /// Held (shared) by every pull and (exclusive) by a sweep, so a sweep never removes a
+    /// blob that a pull has fetched but not yet recorded.
+    pub fn gc_lock(&self, exclusive: bool) -> Result<File, StoreError> {
+        let path = self.ingest.join("gc.lock");
+        lock_file(
+            &path,
+            if exclusive {
+                FlockOperation::LockExclusive
+            } else {
+                FlockOperation::LockShared
+            },
+        )
+    }
+
+    /// Remove every blob not in `live`; returns how many and their bytes. Takes the GC lock.
+    pub fn sweep_blobs(
+        &self,
+        live: &std::collections::BTreeSet<Digest>,
+    ) -> Result<(usize, u64), StoreError> {
+        let _gc = self.gc_lock(true)?;
+        let (mut count, mut bytes) = (0, 0);
+        for entry in fs::read_dir(&self.blobs).map_err(io_err("list", &self.blobs))? {
+            let entry = entry.map_err(io_err("list", &self.blobs))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let keep = format!("sha256:{name}")
+                .parse::<Digest>()
+                .is_ok_and(|d| live.contains(&d));
+            if !keep {
+                let path = entry.path();
+                bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                count += 1;
+            }
+        }
+        fsutil::sync_dir(&self.blobs)?;
+        Ok((count, bytes))
+    }
+
+    /// Remove every unpacked layer whose diff id is not in `live`. Takes the GC lock.
+    pub fn sweep_layers(
+        &self,
+        live: &std::collections::BTreeSet<Digest>,
+    ) -> Result<usize, StoreError> {
+        let _gc = self.gc_lock(true)?;
+        let mut count = 0;
+        for entry in fs::read_dir(&self.layers).map_err(io_err("list", &self.layers))? {
+            let entry = entry.map_err(io_err("list", &self.layers))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !format!("sha256:{name}")
+                .parse::<Digest>()
+                .is_ok_and(|d| live.contains(&d))
+            {
+                remove_tree(&entry.path())?;
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
     /// Remove partial blobs and scratch layers whose writer is gone (crashed or killed).
     fn remove_abandoned(&self) -> Result<(), StoreError> {
         for (dir, suffix) in [(&self.ingest, ".partial"), (&self.layers_tmp, "")] {
@@ -294,6 +353,15 @@ pub struct BlobWriter {
 impl BlobWriter {
     pub fn written(&self) -> u64 {
         self.written
+    }
+
+    /// Start over (a resumed download answered with the whole blob).
+    pub fn reset(&mut self) -> io::Result<()> {
+        self.file.set_len(0)?;
+        io::Seek::seek(&mut self.file, io::SeekFrom::Start(0))?;
+        self.hasher = Sha256::new();
+        self.written = 0;
+        Ok(())
     }
 
     /// Verify digest and size, make durable, and publish under the digest.

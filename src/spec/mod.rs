@@ -21,7 +21,7 @@ pub mod resolve;
 pub mod schema;
 pub mod signal;
 pub mod size;
-pub(crate) mod value;
+pub mod value;
 
 use std::path::{Path, PathBuf};
 

@@ -20,6 +20,11 @@ pub fn message_with_help(err: &dyn Hint) -> String {
     }
 }
 
+/// The help of a hinted error, for callers outside the format (the CLI).
+pub fn help_of(err: &dyn Hint) -> Option<String> {
+    err.help()
+}
+
 /// Split a message produced by [`message_with_help`].
 pub fn split_help(message: &str) -> (&str, Option<&str>) {
     match message.split_once(HELP_SEPARATOR) {

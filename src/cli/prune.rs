@@ -1,0 +1,67 @@
+//! `prune images DIR`: remove images that nothing in the desired state uses.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::bail;
+use berth::image::ImageService;
+use berth::spec;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PruneWhat {
+    /// Remove image records, blobs and unpacked layers that no container or image of the
+    /// desired state uses. Refuses to run if any desired file has a problem.
+    Images {
+        /// The desired-state directory.
+        dir: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(root: &Path, what: &PruneWhat) -> anyhow::Result<ExitCode> {
+    let PruneWhat::Images { dir, json } = what;
+    let loaded = spec::load_dir(dir)?;
+    if !loaded.is_complete() {
+        for d in &loaded.diagnostics {
+            eprintln!("{d}\n");
+        }
+        bail!(
+            "{} has {} problem(s); nothing was pruned (a partial view of the desired state could delete images still in use)",
+            dir.display(),
+            loaded.diagnostics.len()
+        );
+    }
+    let mut keep: BTreeSet<String> = loaded
+        .desired
+        .images
+        .values()
+        .map(|i| i.source.to_string())
+        .collect();
+    keep.extend(
+        loaded
+            .desired
+            .containers
+            .values()
+            .map(|c| c.image.to_string()),
+    );
+    let images = ImageService::open(root, None)?;
+    let report = images.prune(&keep)?;
+    if *json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for image in &report.images {
+            println!("removed {image}");
+        }
+        println!(
+            "pruned {} images, {} blobs ({}), {} unpacked layers",
+            report.images.len(),
+            report.blobs,
+            super::images::human_size(report.bytes),
+            report.layers
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
