@@ -153,6 +153,22 @@ fn client(registry: &str, plain_http: bool, accept_invalid: bool) -> Client {
     })
 }
 
+/// An error with its causes ("error sending request: … connection refused"): reqwest's
+/// top-level message alone hides what went wrong.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 fn is_transient(e: &OciDistributionError) -> bool {
     match e {
         OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => true,
@@ -169,6 +185,8 @@ struct Session<'a> {
     store: &'a ContentStore,
     options: &'a PullOptions,
     progress: Arc<dyn Progress>,
+    /// Trying HTTPS on an insecure registry: fail fast, without retries.
+    probing: bool,
 }
 
 /// Resolve a registry reference, fetch everything it needs into the store (unpacking layers
@@ -193,24 +211,31 @@ pub async fn pull(
         Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.expose().to_string()),
         None => RegistryAuth::Anonymous,
     };
-    let plain_allowed = is_loopback_registry(&registry) || options.insecure;
+    // Loopback registries speak plain HTTP (as Docker treats 127.0.0.0/8); an insecure one
+    // is tried once over HTTPS (certificate unchecked), then over plain HTTP.
+    let loopback = is_loopback_registry(&registry);
     let mut session = Session {
-        client: client(&registry, false, options.insecure),
+        client: client(&registry, loopback, options.insecure),
         auth,
         reference: oci_ref,
         registry,
         store,
         options,
         progress,
+        probing: options.insecure && !loopback,
     };
-
-    // HTTPS first; a loopback or insecure registry may answer only plain HTTP.
-    let (bytes, top_digest) = match session.fetch_manifest(&session.reference.clone()).await {
-        Err(PullError::Registry { .. }) if plain_allowed => {
-            session.client = client(&session.registry, true, options.insecure);
-            session.fetch_manifest(&session.reference.clone()).await?
+    let top_ref = session.reference.clone();
+    let first = session.fetch_manifest(&top_ref).await;
+    let (bytes, top_digest) = match first {
+        Err(PullError::Registry { .. }) if session.probing => {
+            session.client = client(&session.registry, true, true);
+            session.probing = false;
+            session.fetch_manifest(&top_ref).await?
         }
-        other => other?,
+        other => {
+            session.probing = false;
+            other?
+        }
     };
     let (manifest_bytes, manifest_digest, index_digest) =
         match manifest::parse(&bytes, &top_digest)? {
@@ -312,7 +337,7 @@ impl Session<'_> {
             }
             other => PullError::Registry {
                 registry,
-                message: other.to_string(),
+                message: error_chain(&other),
             },
         }
     }
@@ -327,10 +352,10 @@ impl Session<'_> {
         loop {
             match attempt_fn().await {
                 Ok(v) => return Ok(v),
-                Err(e) if is_transient(&e) && attempt < self.options.retries => {
+                Err(e) if is_transient(&e) && attempt < self.options.retries && !self.probing => {
                     attempt += 1;
-                    self.progress.retrying(what, attempt, &e.to_string());
-                    tracing::warn!(what, attempt, error = %e, "transient registry error; retrying");
+                    self.progress.retrying(what, attempt, &error_chain(&e));
+                    tracing::debug!(what, attempt, error = %e, "transient registry error; retrying");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }
@@ -471,8 +496,8 @@ impl Session<'_> {
                 Err(e) if is_transient(&e) && attempt < self.options.retries => {
                     attempt += 1;
                     self.progress
-                        .retrying(&digest.to_string(), attempt, &e.to_string());
-                    tracing::warn!(%digest, attempt, error = %e, "blob transfer failed; resuming");
+                        .retrying(&digest.to_string(), attempt, &error_chain(&e));
+                    tracing::debug!(%digest, attempt, error = %e, "blob transfer failed; resuming");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }
