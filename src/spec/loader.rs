@@ -3,7 +3,7 @@
 //! is left out but remembered as declared, so that [`super::resolve`] can tell "unknown" from
 //! "declared but broken".
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -143,9 +143,16 @@ pub struct Entry<T> {
     pub source: Arc<SourceFile>,
     /// The span of the entry's name (the key).
     pub key_span: Range<usize>,
-    /// Some keys failed to deserialize and were dropped: the rest is still checked (so every
-    /// problem is reported at once) but the entry is never applied.
-    pub tainted: bool,
+    /// Keys that failed to deserialize and were dropped (already reported): the rest is
+    /// still checked, so every problem is reported at once, but the entry is never applied.
+    pub dropped_keys: BTreeSet<String>,
+}
+
+impl<T> Entry<T> {
+    /// Whether any key was dropped: such an entry is checked but never applied.
+    pub fn tainted(&self) -> bool {
+        !self.dropped_keys.is_empty()
+    }
 }
 
 impl<T> Entry<T> {
@@ -380,7 +387,7 @@ fn parse_entry<'i, T: Deserialize<'i>>(
     let DeValue::Table(mut table) = value.into_inner() else {
         return;
     };
-    let mut failed = false;
+    let mut dropped = BTreeSet::new();
     // Each round removes one key, so this ends; the bound only guards against surprises.
     for _ in 0..=table.len() {
         let attempt = toml::Spanned::new(entry_span.clone(), DeValue::Table(table.clone()));
@@ -391,34 +398,41 @@ fn parse_entry<'i, T: Deserialize<'i>>(
                     raw,
                     source: Arc::clone(source),
                     key_span,
-                    tainted: failed,
+                    dropped_keys: dropped,
                 };
                 map(set).insert(name, entry);
                 return;
             }
             Err(e) => {
-                let missing = e.message().starts_with("missing field");
+                // The top-level key whose value holds the error, to name it and drop it.
+                let culprit = e.span().and_then(|at| {
+                    table
+                        .iter()
+                        .find(|(k, v)| {
+                            let whole =
+                                k.span().start.min(v.span().start)..k.span().end.max(v.span().end);
+                            whole.start <= at.start && at.end <= whole.end
+                        })
+                        .map(|(k, _)| k.clone())
+                });
+                let culprit_name = culprit.as_ref().map(|k| k.get_ref().to_string());
                 set.diagnostics.push(serde_diagnostic(
                     source,
                     kind,
                     &name,
                     &e,
                     key_span.clone(),
-                    entry_span.clone(),
+                    culprit_name.as_deref(),
                 ));
-                failed = true;
-                let Some(at) = e.span() else { return };
-                let culprit = table
-                    .iter()
-                    .find(|(k, v)| {
-                        let whole =
-                            k.span().start.min(v.span().start)..k.span().end.max(v.span().end);
-                        whole.start <= at.start && at.end <= whole.end
-                    })
-                    .map(|(k, _)| k.clone());
                 match culprit {
-                    Some(k) if !missing => drop(table.remove(&k)),
-                    _ => return,
+                    Some(k) => {
+                        dropped.insert(k.get_ref().to_string());
+                        table.remove(&k);
+                    }
+                    None => {
+                        // Nothing to drop: keep the entry as declared-but-broken.
+                        return;
+                    }
                 }
             }
         }
@@ -432,7 +446,7 @@ fn serde_diagnostic(
     name: &Name,
     error: &toml::de::Error,
     key_span: Range<usize>,
-    entry_span: Range<usize>,
+    culprit: Option<&str>,
 ) -> Diagnostic {
     let (message, help) = split_help(error.message());
     let what = format!("{} `{name}`", kind.section());
@@ -460,15 +474,13 @@ fn serde_diagnostic(
     }
     if let Some(rest) = message.strip_prefix("missing field `") {
         let field = rest.split('`').next().unwrap_or(rest);
-        // Point at the entry's header rather than its whole body.
-        let span = if span == entry_span { key_span } else { span };
-        return Diagnostic::new(
-            Code::MissingKey,
-            source,
-            span,
-            format!("{what} has no `{field}`, which is required"),
-        )
-        .with_help(format!(
+        // Required keys of an entry itself are checked by the resolver; serde reports
+        // only those of nested tables (a mount table, a network attachment…).
+        let message = match culprit {
+            Some(key) => format!("{what}: `{key}` entry has no `{field}`, which is required"),
+            None => format!("{what} has no `{field}`, which is required"),
+        };
+        return Diagnostic::new(Code::MissingKey, source, span, message).with_help(format!(
             "add `{field} = …`; `berth schema` describes every key"
         ));
     }

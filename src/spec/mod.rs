@@ -49,7 +49,16 @@ impl Loaded {
 
 /// Load already-read files (tests, fuzzing, and the directory loader below).
 pub fn load_files(files: &[InputFile]) -> Loaded {
-    let set = loader::load_files(files);
+    load_with_read_problems(files, Vec::new())
+}
+
+/// Files that could not be read count as unparsed: their names are unknown, which the
+/// resolver mentions when a reference is not found.
+fn load_with_read_problems(files: &[InputFile], read_problems: Vec<Diagnostic>) -> Loaded {
+    let mut set = loader::load_files(files);
+    set.unparsed_files
+        .extend(read_problems.iter().map(|d| d.location.file.clone()));
+    set.diagnostics.extend(read_problems);
     let (desired, diagnostics) = resolve::resolve(set);
     let mut paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
     paths.sort();
@@ -63,12 +72,5 @@ pub fn load_files(files: &[InputFile]) -> Loaded {
 /// Load every desired-state file of a directory.
 pub fn load_dir(dir: &Path) -> Result<Loaded, LoadError> {
     let (files, read_problems) = loader::read_dir(dir)?;
-    let mut loaded = load_files(&files);
-    if !read_problems.is_empty() {
-        loaded.diagnostics.extend(read_problems);
-        loaded
-            .diagnostics
-            .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-    }
-    Ok(loaded)
+    Ok(load_with_read_problems(&files, read_problems))
 }

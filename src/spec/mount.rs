@@ -161,6 +161,8 @@ impl Hint for MountError {
             MountError::BadOption { kind: "volume", .. } => "volume options are `ro`, `rw` and `nocopy`".into(),
             MountError::BadOption { kind: "bind", .. } => "bind options are `ro` and `rw`".into(),
             MountError::BadOption { .. } => "tmpfs options are `size=SIZE`, `mode=OCTAL`".into(),
+            MountError::BadMode { .. } => "write the permission bits as an octal string of up to 4 digits, e.g. \"0750\" or \"1777\"".into(),
+            MountError::EmptySource => "set `source` to the name of a [volume.NAME], e.g. { type = \"volume\", source = \"data\", target = \"/data\" }".into(),
             MountError::BadSize { .. } => "write a size such as \"64MiB\"".into(),
             _ => "write an absolute path such as \"/data\"".into(),
         })

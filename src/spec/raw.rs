@@ -95,9 +95,11 @@ pub struct RawContainer {
     #[schemars(with = "String", required)]
     pub image: Option<Spanned<String>>,
     /// Replaces the image's ENTRYPOINT. Setting it also clears the image's CMD (as Docker does).
-    pub entrypoint: Option<Vec<String>>,
+    #[schemars(with = "Option<Vec<String>>")]
+    pub entrypoint: Option<Spanned<Vec<String>>>,
     /// Replaces the image's CMD (the arguments to the entrypoint).
-    pub command: Option<Vec<String>>,
+    #[schemars(with = "Option<Vec<String>>")]
+    pub command: Option<Spanned<Vec<String>>>,
     /// Environment variables, added to (and overriding) the image's.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, String>")]
@@ -175,7 +177,8 @@ pub struct RawContainer {
     #[schemars(with = "Option<UpdateStrategy>")]
     pub update: Option<Spanned<UpdateStrategy>>,
     /// start-first: how long the new container has to become healthy (default "2m").
-    pub update_timeout: Option<Duration>,
+    #[schemars(with = "Option<Duration>")]
+    pub update_timeout: Option<Spanned<Duration>>,
     /// start-first: how long the old container keeps running after the switch so that its
     /// established connections finish (default "5s").
     pub drain: Option<Duration>,
@@ -273,7 +276,10 @@ pub enum Condition {
 
 /// Restart delays.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table { initial = \"…\", max = \"…\", reset_after = \"…\" }"
+)]
 #[schemars(rename = "Backoff")]
 pub struct RawBackoff {
     /// First delay (default "1s").
@@ -286,7 +292,10 @@ pub struct RawBackoff {
 
 /// A health check.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table with one of { exec = […] }, { tcp = … }, { http = \"…\" }"
+)]
 #[schemars(rename = "Health")]
 pub struct RawHealth {
     /// Run a command inside the container; exit 0 means healthy.
@@ -311,7 +320,10 @@ pub struct RawHealth {
 
 /// Log rotation; the monitor writes stdout and stderr to size-rotated files.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table { max_size = \"…\", max_files = … }"
+)]
 #[schemars(rename = "Log")]
 pub struct RawLog {
     /// Rotate when the current file reaches this size (default "10MiB", at least "4KiB").

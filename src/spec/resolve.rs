@@ -33,23 +33,43 @@ pub fn resolve(set: RawSet) -> (Desired, Vec<Diagnostic>) {
         broken: BTreeSet::new(),
     };
     let mut desired = Desired::default();
+    // Declared but not loaded (bad name, bad value, duplicated): referring to it is no error
+    // of its own, but whatever refers to it cannot be applied.
+    for kind in Kind::ALL {
+        let loaded: Vec<&str> = match kind {
+            Kind::Image => set.images.keys().map(Name::as_str).collect(),
+            Kind::Container => set.containers.keys().map(Name::as_str).collect(),
+            Kind::Volume => set.volumes.keys().map(Name::as_str).collect(),
+            Kind::Network => set.networks.keys().map(Name::as_str).collect(),
+        };
+        let declared: Vec<String> = r
+            .declared
+            .get(&kind)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        for name in declared {
+            if !loaded.contains(&name.as_str()) {
+                r.broken.insert((kind, name));
+            }
+        }
+    }
 
     for (name, entry) in &set.images {
         match r.image(entry) {
-            Some(image) if !entry.tainted => drop(desired.images.insert(name.clone(), image)),
+            Some(image) if !entry.tainted() => drop(desired.images.insert(name.clone(), image)),
             _ => r.mark_broken(Kind::Image, name),
         }
     }
     r.check_image_sources(&set.images, &mut desired);
     for (name, entry) in &set.volumes {
         match r.volume(entry) {
-            Some(v) if !entry.tainted => drop(desired.volumes.insert(name.clone(), v)),
+            Some(v) if !entry.tainted() => drop(desired.volumes.insert(name.clone(), v)),
             _ => r.mark_broken(Kind::Volume, name),
         }
     }
     for (name, entry) in &set.networks {
         match r.network(entry) {
-            Some(n) if !entry.tainted => drop(desired.networks.insert(name.clone(), n)),
+            Some(n) if !entry.tainted() => drop(desired.networks.insert(name.clone(), n)),
             _ => r.mark_broken(Kind::Network, name),
         }
     }
@@ -58,7 +78,7 @@ pub fn resolve(set: RawSet) -> (Desired, Vec<Diagnostic>) {
     let mut containers = BTreeMap::new();
     for (name, entry) in &set.containers {
         match r.container(entry, &desired) {
-            Some(c) if !entry.tainted => drop(containers.insert(name.clone(), c)),
+            Some(c) if !entry.tainted() => drop(containers.insert(name.clone(), c)),
             _ => r.mark_broken(Kind::Container, name),
         }
     }
@@ -89,6 +109,10 @@ fn span<T>(s: &Spanned<T>) -> Range<usize> {
 impl Resolver {
     fn push(&mut self, d: Diagnostic) {
         self.diagnostics.push(d);
+    }
+
+    fn push_opt(&mut self, d: Option<Diagnostic>) {
+        self.diagnostics.extend(d);
     }
 
     fn hinted<T: Hint>(&mut self, entry_diag: Diagnostic, e: &T) {
@@ -124,22 +148,14 @@ impl Resolver {
             return !self.broken.contains(&(kind, name.to_string()))
                 && name.parse::<Name>().is_ok();
         }
-        let known: Vec<&str> = self
-            .declared
-            .get(&kind)
-            .map(|m| m.keys().map(String::as_str).collect())
-            .unwrap_or_default();
-        let mut help = match suggest(name, known.iter().copied()) {
-            Some(s) => format!("did you mean `{s}`? "),
-            None => String::new(),
-        };
-        help.push_str(&format!(
-            "declare it as `[{}.{name}]` in any file of the directory",
-            kind.section()
-        ));
-        if self.unparsed {
-            help.push_str(" (a file that failed to parse may declare it)");
-        }
+        let help = self.unknown_help(
+            kind,
+            name,
+            &format!(
+                "declare it as `[{}.{name}]` in any file of the directory",
+                kind.section()
+            ),
+        );
         let d = entry
             .diag(
                 Code::UnknownReference,
@@ -151,10 +167,36 @@ impl Resolver {
         false
     }
 
+    /// Advice for a reference to an undeclared name: the name rule when the name could not
+    /// be declared at all, else a did-you-mean, what to declare, and whether a file that
+    /// failed to parse may hold it.
+    fn unknown_help(&self, kind: Kind, name: &str, declare: &str) -> String {
+        if let Err(err) = name.parse::<Name>() {
+            return format!(
+                "`{name}` is not a valid name: {}",
+                err.help().unwrap_or_default()
+            );
+        }
+        let known: Vec<&str> = self
+            .declared
+            .get(&kind)
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        let mut help = match suggest(name, known.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`? "),
+            None => String::new(),
+        };
+        help.push_str(declare);
+        if self.unparsed {
+            help.push_str(" (a file that failed to parse may declare it)");
+        }
+        help
+    }
+
     fn image(&mut self, e: &Entry<RawImage>) -> Option<Image> {
         let raw = &e.raw;
         let Some(reference) = &raw.reference else {
-            self.push(missing(
+            self.push_opt(missing(
                 e,
                 Kind::Image,
                 "reference",
@@ -279,7 +321,7 @@ impl Resolver {
     fn network(&mut self, e: &Entry<RawNetwork>) -> Option<Network> {
         let raw = &e.raw;
         let Some(subnet_text) = &raw.subnet else {
-            self.push(missing(e, Kind::Network, "subnet", "\"10.89.1.0/24\""));
+            self.push_opt(missing(e, Kind::Network, "subnet", "\"10.89.1.0/24\""));
             return None;
         };
         let text = subnet_text.get_ref();
@@ -425,26 +467,25 @@ impl Resolver {
             .map(|i| i.get_ref().as_str())
             .unwrap_or("");
         let image = if raw.image.is_none() {
-            self.push(missing(e, Kind::Container, "image", "\"NAME\" (an [image.NAME]) or a reference such as \"docker.io/library/nginx:1.27\""));
+            self.push_opt(missing(e, Kind::Container, "image", "\"NAME\" (an [image.NAME]) or a reference such as \"docker.io/library/nginx:1.27\""));
             None
         } else if let Some(img) = desired.images.get(image_text) {
             Some(img.source.clone())
         } else if self.is_declared(Kind::Image, image_text) {
             unusable_reference = true;
             None
+        } else if image_text.trim().is_empty() {
+            self.push(
+                e.diag(Code::InvalidValue, image_at.clone(), format!("{what}: `image` is empty"))
+                    .with_help("write the name of an [image.NAME] or a reference such as \"docker.io/library/nginx:1.27\""),
+            );
+            None
         } else if !image_text.contains([':', '/', '@']) {
-            let known: Vec<&str> = self
-                .declared
-                .get(&Kind::Image)
-                .map(|m| m.keys().map(String::as_str).collect())
-                .unwrap_or_default();
-            let mut help = match suggest(image_text, known.iter().copied()) {
-                Some(s) => format!("did you mean `{s}`? "),
-                None => String::new(),
-            };
-            help.push_str(&format!(
-                "declare `[image.{image_text}]`, or write a full reference such as \"docker.io/library/{image_text}:latest\" (a bare word never pulls from Docker Hub, so a typo cannot fetch someone else's image)"
-            ));
+            let help = self.unknown_help(
+                Kind::Image,
+                image_text,
+                &format!("declare `[image.{image_text}]`, or write a full reference such as \"docker.io/library/{image_text}:latest\" (a bare word never pulls from Docker Hub, so a typo cannot fetch someone else's image)"),
+            );
             self.push(
                 e.diag(
                     Code::UnknownReference,
@@ -471,14 +512,14 @@ impl Resolver {
             }
         };
 
-        let check_strings = |this: &mut Self, list: &Option<Vec<String>>, key: &str| {
+        let check_strings = |this: &mut Self, list: &Option<Spanned<Vec<String>>>, key: &str| {
             if let Some(list) = list
-                && list.iter().any(|s| s.contains('\0'))
+                && list.get_ref().iter().any(|s| s.contains('\0'))
             {
                 this.push(
                     e.diag(
                         Code::InvalidValue,
-                        e.key_span.clone(),
+                        span(list),
                         format!("{what}: `{key}` contains a NUL character"),
                     )
                     .with_help("arguments cannot contain NUL (\\u0000)"),
@@ -487,11 +528,13 @@ impl Resolver {
         };
         check_strings(self, &raw.entrypoint, "entrypoint");
         check_strings(self, &raw.command, "command");
-        if raw.entrypoint.as_ref().is_some_and(Vec::is_empty) {
+        if let Some(entrypoint) = &raw.entrypoint
+            && entrypoint.get_ref().is_empty()
+        {
             self.push(
                 e.diag(
                     Code::InvalidValue,
-                    e.key_span.clone(),
+                    span(entrypoint),
                     format!("{what}: `entrypoint` is empty"),
                 )
                 .with_help("leave `entrypoint` out to use the image's, or name a program"),
@@ -617,7 +660,9 @@ impl Resolver {
                         None => None,
                         Some(text) => match text.parse::<Ipv4Addr>() {
                             Ok(ip) => {
-                                let net = &desired.networks[&net_name];
+                                let Some(net) = desired.networks.get(&net_name) else {
+                                    continue;
+                                };
                                 if !usable_host(net.subnet, ip) || ip == net.gateway {
                                     self.push(
                                         e.diag(Code::AddressConflict, at.clone(), format!("{what}: address {ip} is not usable on network `{net_name}` ({})", net.subnet))
@@ -847,7 +892,10 @@ impl Resolver {
         if let Some(s) = &raw.update {
             update.strategy = *s.get_ref();
         }
-        update.timeout = raw.update_timeout.unwrap_or(update.timeout);
+        update.timeout = raw
+            .update_timeout
+            .as_ref()
+            .map_or(update.timeout, |t| *t.get_ref());
         update.drain = raw.drain.unwrap_or(update.drain);
         if let Some(s) = &raw.update
             && update.strategy == UpdateStrategy::StartFirst
@@ -877,10 +925,11 @@ impl Resolver {
                     );
                 }
                 if update.timeout.is_zero() {
+                    let at = raw.update_timeout.as_ref().map_or_else(|| span(s), span);
                     self.push(
                         e.diag(
                             Code::InvalidValue,
-                            span(s),
+                            at,
                             format!("{what}: update_timeout must be more than 0s"),
                         )
                         .with_help("e.g. update_timeout = \"2m\""),
@@ -952,8 +1001,8 @@ impl Resolver {
         Some(Container {
             origin: origin(e),
             image: image?,
-            entrypoint: raw.entrypoint.clone(),
-            command: raw.command.clone(),
+            entrypoint: raw.entrypoint.as_ref().map(|v| v.get_ref().clone()),
+            command: raw.command.as_ref().map(|v| v.get_ref().clone()),
             env,
             workdir,
             user,
@@ -1285,9 +1334,20 @@ impl Resolver {
                 let Some(ip) = a.ip else { continue };
                 if let Some(other) = taken.get(&(a.network.clone(), ip)) {
                     let e = &entries[name];
+                    let at = e
+                        .raw
+                        .networks
+                        .iter()
+                        .find(|n| n.get_ref().clone().into_table().name == a.network.as_str())
+                        .map_or(e.key_span.clone(), span);
+                    let subnet = desired
+                        .networks
+                        .get(&a.network)
+                        .map(|n| n.subnet.to_string())
+                        .unwrap_or_default();
                     self.diagnostics.push(
-                        e.diag(Code::AddressConflict, e.key_span.clone(), format!("containers `{other}` and `{name}` both ask for {ip} on network `{}`", a.network))
-                            .with_help(format!("give each container its own address in {}", desired.networks[&a.network].subnet))
+                        e.diag(Code::AddressConflict, at, format!("containers `{other}` and `{name}` both ask for {ip} on network `{}`", a.network))
+                            .with_help(format!("give each container its own address in {subnet}"))
                             .with_related(entries[other].location(), format!("`{other}` is declared here")),
                     );
                     bad.insert(other.clone());
@@ -1304,8 +1364,16 @@ impl Resolver {
     }
 }
 
-/// A required key is absent: point at the entry's name.
-fn missing<T>(e: &Entry<T>, kind: Kind, key: &str, example: &str) -> Diagnostic {
+/// A required key is absent: point at the entry's name. None when the key was present but
+/// dropped for a bad value (already reported).
+fn missing<T>(e: &Entry<T>, kind: Kind, key: &str, example: &str) -> Option<Diagnostic> {
+    if e.dropped_keys.contains(key) {
+        return None;
+    }
+    Some(missing_key(e, kind, key, example))
+}
+
+fn missing_key<T>(e: &Entry<T>, kind: Kind, key: &str, example: &str) -> Diagnostic {
     e.diag(
         Code::MissingKey,
         e.key_span.clone(),

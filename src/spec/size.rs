@@ -32,6 +32,8 @@ pub enum SizeError {
     UnknownUnit { text: String, unit: String },
     #[error("size `{text}` is too large")]
     Overflow { text: String },
+    #[error("size must not be negative, got {value}")]
+    Negative { value: i64 },
 }
 
 impl Hint for SizeError {
@@ -128,9 +130,11 @@ impl<'de> serde::Deserialize<'de> for ByteSize {
                     .map_err(|e| E::custom(super::value::message_with_help(&e)))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                u64::try_from(v)
-                    .map(ByteSize)
-                    .map_err(|_| E::custom(format!("size must not be negative, got {v}")))
+                u64::try_from(v).map(ByteSize).map_err(|_| {
+                    E::custom(super::value::message_with_help(&SizeError::Negative {
+                        value: v,
+                    }))
+                })
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ByteSize, E> {
                 Ok(ByteSize(v))
