@@ -52,8 +52,10 @@ for _ in $(seq 50); do curl -fs "http://127.0.0.1:$PORT/v2/" >/dev/null && break
 LAYOUT="$WORK/layout"
 umoci init --layout "$LAYOUT"
 umoci new --image "$LAYOUT:bench"
-umoci unpack --image "$LAYOUT:bench" "$WORK/build" >/dev/null
 for i in 1 2 3 4; do
+  # Unpack afresh each time: a second repack of the same bundle would not stack a layer.
+  rm -rf "$WORK/build"
+  umoci unpack --image "$LAYOUT:bench" "$WORK/build" >/dev/null
   mkdir -p "$WORK/build/rootfs/data/layer$i"
   head -c "$((LAYER_MB * 1024 * 1024 * 3 / 4))" /dev/urandom >"$WORK/build/rootfs/data/layer$i/blob"
   for j in $(seq 200); do
@@ -69,7 +71,9 @@ cargo build --release -q
 BERTH="$PWD/target/release/berth"
 PODMAN="podman --root $WORK/podman-root --runroot $WORK/podman-run --storage-driver overlay"
 
-echo "image: $IMAGE, 4 layers, ${SIZE} MB in the registry; $RUNS runs each"
+LAYERS=$(skopeo inspect --tls-verify=false "docker://$IMAGE" | jq '.Layers | length')
+[[ $LAYERS == 4 ]] || { echo "bench-pull: expected 4 layers, built $LAYERS" >&2; exit 1; }
+echo "image: $IMAGE, $LAYERS layers, ${SIZE} MB in the registry; $RUNS runs each"
 hyperfine --warmup 1 --runs "$RUNS" --export-json "$WORK/result.json" \
   --command-name "berth pull" \
   --prepare "rm -rf $WORK/berth-root" \

@@ -2,4 +2,5 @@
 
 pub mod fsutil;
 pub mod image;
+pub mod sha256;
 pub mod spec;

@@ -4,9 +4,7 @@ use std::fmt;
 use std::io::{self, Read};
 use std::str::FromStr;
 
-use sha2::{Digest as _, Sha256};
-
-use crate::spec::hash::hex;
+use crate::sha256::{Sha256, hex_digest};
 
 /// A sha256 content digest. Other algorithms are refused: every registry and image format in
 /// use today addresses content by sha256, and accepting one we cannot verify would be worse.
@@ -36,7 +34,7 @@ impl Digest {
     /// The digest of a byte slice.
     pub fn of(bytes: &[u8]) -> Digest {
         Digest {
-            hex: hex(&Sha256::digest(bytes)),
+            hex: hex_digest(bytes),
         }
     }
 }
@@ -106,7 +104,7 @@ impl<R: Read> HashingReader<R> {
         io::copy(&mut self, &mut io::sink())?;
         Ok((
             Digest {
-                hex: hex(&self.hasher.finalize()),
+                hex: self.hasher.finish_hex(),
             },
             self.count,
         ))

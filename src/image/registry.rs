@@ -410,6 +410,7 @@ impl Session<'_> {
         futures_util::stream::iter(manifest.layers().iter().zip(layers))
             .map(|(desc, layer)| async move {
                 self.fetch_blob(desc, &layer.digest).await?;
+                tracing::debug!(digest = %layer.digest, "layer blob present");
                 if self.options.unpack {
                     let (store, blob, diff_id, limits) = (
                         self.store.clone(),

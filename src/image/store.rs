@@ -21,12 +21,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::FlockOperation;
-use sha2::{Digest as _, Sha256};
 
 use super::digest::Digest;
 use super::unpack::{self, Limits, Target, UnpackError};
 use crate::fsutil::{self, FsError, io_err};
-use crate::spec::hash::hex;
+use crate::sha256::Sha256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -216,6 +215,7 @@ impl ContentStore {
             let fd = File::open(&scratch).map_err(io_err("open", &scratch))?;
             rustix::fs::syncfs(&fd).map_err(|e| io_err("sync filesystem", &scratch)(e.into()))?;
             fs::rename(&scratch, &dir).map_err(io_err("rename into place", &dir))?;
+            tracing::debug!(%diff_id, "layer unpacked");
             fsutil::sync_dir(&self.layers)?;
             Ok(dir.clone())
         })();
@@ -366,7 +366,7 @@ impl BlobWriter {
 
     /// Verify digest and size, make durable, and publish under the digest.
     pub fn commit(mut self) -> Result<(), StoreError> {
-        let actual = Digest::from_hex(hex(&std::mem::take(&mut self.hasher).finalize()));
+        let actual = Digest::from_hex(std::mem::take(&mut self.hasher).finish_hex());
         if actual != self.digest {
             return Err(StoreError::DigestMismatch {
                 expected: self.digest.clone(),

@@ -3,8 +3,8 @@
 //! origins left out). Key order, formatting, comments, file names and writing a default
 //! explicitly therefore never change a hash; any change to what would run does.
 
+use crate::sha256::Sha256;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::model::{Container, Desired, Image, Network, Volume};
 use super::name::Name;
@@ -41,21 +41,11 @@ fn hash_of<T: Serialize + ?Sized>(kind: &'static str, value: &T) -> Result<SpecH
     let json = serde_json::to_vec(value).map_err(|source| HashError::Encode { kind, source })?;
     let mut hasher = Sha256::new();
     hasher.update(ENCODING.as_bytes());
-    hasher.update([0]);
+    hasher.update(&[0]);
     hasher.update(kind.as_bytes());
-    hasher.update([0]);
+    hasher.update(&[0]);
     hasher.update(&json);
-    Ok(SpecHash(format!("sha256:{}", hex(&hasher.finalize()))))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
+    Ok(SpecHash(format!("sha256:{}", hasher.finish_hex())))
 }
 
 pub trait SpecHashed: Serialize {
@@ -97,14 +87,4 @@ pub fn all_hashes(
     add(&mut out, &desired.volumes)?;
     add(&mut out, &desired.networks)?;
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hex_encodes() {
-        assert_eq!(hex(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
-    }
 }
