@@ -156,7 +156,8 @@ impl ContentStore {
             .open(&partial)
             .map_err(io_err("create", &partial))?;
         Ok(Ingest::Write(Box::new(BlobWriter {
-            file,
+            // Network chunks are small; batch them into large writes.
+            file: io::BufWriter::with_capacity(1 << 20, file),
             partial,
             target: self.blob_path(digest),
             blobs_dir: self.blobs.clone(),
@@ -338,7 +339,7 @@ pub enum Ingest {
 /// Writes a blob while hashing it; [`BlobWriter::commit`] verifies and publishes it. Dropped
 /// without commit, it removes its partial file.
 pub struct BlobWriter {
-    file: File,
+    file: io::BufWriter<File>,
     partial: PathBuf,
     target: PathBuf,
     blobs_dir: PathBuf,
@@ -357,7 +358,8 @@ impl BlobWriter {
 
     /// Start over (a resumed download answered with the whole blob).
     pub fn reset(&mut self) -> io::Result<()> {
-        self.file.set_len(0)?;
+        self.file.flush()?;
+        self.file.get_ref().set_len(0)?;
         io::Seek::seek(&mut self.file, io::SeekFrom::Start(0))?;
         self.hasher = Sha256::new();
         self.written = 0;
@@ -382,9 +384,8 @@ impl BlobWriter {
                 actual: self.written,
             });
         }
-        self.file
-            .sync_all()
-            .map_err(io_err("sync", &self.partial))?;
+        self.file.flush().map_err(io_err("write", &self.partial))?;
+        self.file.get_ref().sync_all().map_err(io_err("sync", &self.partial))?;
         fs::set_permissions(&self.partial, fs::Permissions::from_mode(0o444))
             .map_err(io_err("chmod", &self.partial))?;
         fs::rename(&self.partial, &self.target)

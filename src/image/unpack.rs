@@ -369,7 +369,7 @@ impl Unpacker {
                 )
                 .map_err(errno_io(&raw_path))?;
                 let mut file = File::from(fd);
-                io::copy(&mut entry, &mut file).map_err(entry_io(&raw_path))?;
+                copy_large(&mut entry, &mut file).map_err(entry_io(&raw_path))?;
                 self.own(&file, uid, gid, &raw_path)?;
                 // After chown, which clears setuid/setgid.
                 rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
@@ -540,6 +540,23 @@ impl Unpacker {
             }
         }
         Ok(())
+    }
+}
+
+/// Copy with a large buffer: layer files are often big, and `io::copy`'s 8 KiB buffer
+/// costs a syscall per 8 KiB.
+fn copy_large(from: &mut impl Read, to: &mut File) -> io::Result<u64> {
+    let mut buf = vec![0u8; 256 << 10];
+    let mut total = 0;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        io::Write::write_all(to, &buf[..n])?;
+        total += n as u64;
     }
 }
 
