@@ -385,7 +385,10 @@ impl BlobWriter {
             });
         }
         self.file.flush().map_err(io_err("write", &self.partial))?;
-        self.file.get_ref().sync_all().map_err(io_err("sync", &self.partial))?;
+        self.file
+            .get_ref()
+            .sync_all()
+            .map_err(io_err("sync", &self.partial))?;
         fs::set_permissions(&self.partial, fs::Permissions::from_mode(0o444))
             .map_err(io_err("chmod", &self.partial))?;
         fs::rename(&self.partial, &self.target)

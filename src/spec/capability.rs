@@ -80,6 +80,11 @@ pub struct CapabilityError {
 
 impl Hint for CapabilityError {
     fn help(&self) -> Option<String> {
+        let upper = self.text.trim().to_ascii_uppercase();
+        let name = upper.strip_prefix("CAP_").unwrap_or(&upper);
+        if let Some(s) = crate::spec::loader::suggest(name, ALL_CAPABILITIES.iter().copied()) {
+            return Some(format!("did you mean \"{s}\"?"));
+        }
         Some(format!(
             "write a Linux capability name such as \"NET_ADMIN\" or \"CAP_SYS_TIME\", or \"ALL\"; known: {}",
             ALL_CAPABILITIES.join(", ")

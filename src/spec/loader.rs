@@ -310,7 +310,7 @@ fn load_entry(
     if let Some(first) = declared.get(&raw_name) {
         set.diagnostics.push(
             Diagnostic::new(Code::DuplicateName, source, key_span.clone(), format!("{} `{raw_name}` is defined twice", kind.section()))
-                .with_help(format!("names are global across files: rename or remove one of the two `[{}.{raw_name}]`; neither is applied until then", kind.section()))
+                .with_help(format!("names are global across files: keep one `[{}.{raw_name}]` and rename or remove the others; none is applied until then", kind.section()))
                 .with_related(first.clone(), "first defined here"),
         );
         duplicated.entry(kind).or_default().push(raw_name);

@@ -664,8 +664,15 @@ impl Resolver {
                                     continue;
                                 };
                                 if !usable_host(net.subnet, ip) || ip == net.gateway {
+                                    // Outside the subnet is a bad value; the gateway's own
+                                    // address is taken.
+                                    let code = if ip == net.gateway {
+                                        Code::AddressConflict
+                                    } else {
+                                        Code::InvalidValue
+                                    };
                                     self.push(
-                                        e.diag(Code::AddressConflict, at.clone(), format!("{what}: address {ip} is not usable on network `{net_name}` ({})", net.subnet))
+                                        e.diag(code, at.clone(), format!("{what}: address {ip} is not usable on network `{net_name}` ({})", net.subnet))
                                             .with_help(format!("pick an address between {} and {} other than the gateway {}", first_host(net.subnet), last_host(net.subnet), net.gateway)),
                                     );
                                 }

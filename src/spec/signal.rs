@@ -53,6 +53,11 @@ pub struct SignalError {
 
 impl Hint for SignalError {
     fn help(&self) -> Option<String> {
+        let upper = self.text.trim().to_ascii_uppercase();
+        let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+        if let Some(s) = crate::spec::loader::suggest(name, NAMES.iter().map(|(n, _)| *n)) {
+            return Some(format!("did you mean \"SIG{s}\"?"));
+        }
         Some(
             "write a signal name such as \"SIGTERM\", \"SIGINT\", \"SIGQUIT\" or \"SIGRTMIN+3\""
                 .into(),
