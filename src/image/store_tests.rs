@@ -155,6 +155,19 @@ fn a_partial_whose_writer_lives_is_kept() {
     assert!(store.has_blob(&digest));
 }
 
+fn scratch_layers(store: &ContentStore) -> usize {
+    fs::read_dir(&store.layers_tmp)
+        .unwrap()
+        .filter(|e| {
+            !e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".lock")
+        })
+        .count()
+}
+
 fn layer_blob(files: &[(&str, &[u8])]) -> (Vec<u8>, Digest) {
     let mut b = tar::Builder::new(Vec::new());
     for (name, data) in files {
@@ -189,18 +202,7 @@ fn layers_unpack_once_by_diff_id() {
         again.join("marker").exists(),
         "an unpacked layer is reused, not redone"
     );
-    assert_eq!(
-        fs::read_dir(&store.layers_tmp)
-            .unwrap()
-            .filter(|e| !e
-                .as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".lock"))
-            .count(),
-        0
-    );
+    assert_eq!(scratch_layers(&store), 0, "no scratch layer left behind");
 }
 
 #[test]
@@ -223,18 +225,7 @@ fn a_layer_with_the_wrong_diff_id_is_never_visible() {
         "{err}"
     );
     assert!(!store.layer_path(&wrong).exists());
-    assert_eq!(
-        fs::read_dir(&store.layers_tmp)
-            .unwrap()
-            .filter(|e| !e
-                .as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".lock"))
-            .count(),
-        0
-    );
+    assert_eq!(scratch_layers(&store), 0, "no scratch layer left behind");
 }
 
 #[test]

@@ -392,16 +392,7 @@ impl Unpacker {
                 // with RESOLVE_IN_ROOT here, never against the host.
                 rustix::fs::symlinkat(target.as_os_str(), &dir, &name)
                     .map_err(errno_io(&raw_path))?;
-                if self.chown {
-                    rustix::fs::chownat(
-                        &dir,
-                        &name,
-                        Some(uid_of(uid)),
-                        Some(gid_of(gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(errno_io(&raw_path))?;
-                }
+                self.own_at(&dir, &name, uid, gid, &raw_path)?;
                 rustix::fs::utimensat(&dir, &name, &timestamps(mtime), AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(errno_io(&raw_path))?;
             }
@@ -460,16 +451,7 @@ impl Unpacker {
                 }
                 rustix::fs::mknodat(&dir, &name, FileType::Fifo, Mode::from_raw_mode(mode), 0)
                     .map_err(errno_io(&raw_path))?;
-                if self.chown {
-                    rustix::fs::chownat(
-                        &dir,
-                        &name,
-                        Some(uid_of(uid)),
-                        Some(gid_of(gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(errno_io(&raw_path))?;
-                }
+                self.own_at(&dir, &name, uid, gid, &raw_path)?;
             }
             tar::EntryType::Char | tar::EntryType::Block => {
                 self.stats.skipped_devices += 1;
@@ -487,6 +469,28 @@ impl Unpacker {
             }
         }
         Ok(())
+    }
+
+    /// chown a name without following it (symlinks, fifos).
+    fn own_at(
+        &self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        uid: u64,
+        gid: u64,
+        path: &Path,
+    ) -> Result<(), UnpackError> {
+        if !self.chown {
+            return Ok(());
+        }
+        rustix::fs::chownat(
+            dir,
+            name,
+            Some(uid_of(uid)),
+            Some(gid_of(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(errno_io(path))
     }
 
     fn own(&self, fd: &impl AsFd, uid: u64, gid: u64, path: &Path) -> Result<(), UnpackError> {
