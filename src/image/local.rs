@@ -193,7 +193,7 @@ fn record(
         manifest,
         index,
         config: config_digest,
-        platform: format!("{}/{}", config.os(), config.architecture()),
+        platform: manifest::config_platform(config),
         layers,
         resolved_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     }

@@ -180,6 +180,14 @@ pub fn descriptor_digest(d: &Descriptor, what: &'static str) -> Result<Digest, M
         .map_err(|source| ManifestError::Digest { what, source })
 }
 
+/// "os/architecture[/variant]" of an image config, as records show it.
+pub fn config_platform(config: &ImageConfiguration) -> String {
+    match config.variant() {
+        Some(v) => format!("{}/{}/{v}", config.os(), config.architecture()),
+        None => format!("{}/{}", config.os(), config.architecture()),
+    }
+}
+
 pub fn parse_config(bytes: &[u8], digest: &Digest) -> Result<ImageConfiguration, ManifestError> {
     ImageConfiguration::from_reader(bytes).map_err(|e| ManifestError::Invalid {
         what: "image config",

@@ -282,16 +282,7 @@ pub async fn pull(
     let layers = manifest::layer_records(&image_manifest, &config, &config_digest)?;
     session.fetch_layers(&image_manifest, &layers).await?;
 
-    let platform = format!(
-        "{}/{}{}",
-        config.os(),
-        config.architecture(),
-        config
-            .variant()
-            .as_ref()
-            .map(|v| format!("/{v}"))
-            .unwrap_or_default()
-    );
+    let platform = manifest::config_platform(&config);
     Ok(ImageRecord {
         source: canonical,
         manifest: manifest_digest,
@@ -303,7 +294,36 @@ pub async fn pull(
     })
 }
 
+/// Why one transfer attempt failed: worth another attempt or not.
+enum Failure {
+    Transfer(OciDistributionError),
+    Permanent(PullError),
+}
+
 impl Session<'_> {
+    /// An I/O error while streaming a blob: a verification failure inside oci-client's
+    /// stream or a blob longer than its descriptor is final; anything else is the transfer.
+    fn classify_io(&self, digest: &Digest, e: std::io::Error) -> Failure {
+        if let Some(inner) = e.get_ref() {
+            if let Some(d) = inner.downcast_ref::<oci_client::errors::DigestError>() {
+                return Failure::Permanent(PullError::Verification {
+                    registry: self.registry.clone(),
+                    digest: digest.clone(),
+                    message: d.to_string(),
+                });
+            }
+            if let Some(StoreError::LongerThanDescriptor { expected, .. }) =
+                inner.downcast_ref::<StoreError>()
+            {
+                return Failure::Permanent(PullError::Store(StoreError::LongerThanDescriptor {
+                    digest: digest.clone(),
+                    expected: *expected,
+                }));
+            }
+        }
+        Failure::Transfer(OciDistributionError::IoError(e))
+    }
+
     fn registry_error(&self, e: OciDistributionError) -> PullError {
         let registry = self.registry.clone();
         let reference = self.reference.whole();
@@ -455,31 +475,49 @@ impl Session<'_> {
         let mut attempt = 0;
         loop {
             let offset = writer.written();
-            let outcome: Result<(), OciDistributionError> = async {
-                let stream = match self
+            let outcome: Result<(), Failure> = async {
+                let response = self
                     .client
                     .pull_blob_stream_partial(&self.reference, &layer, offset, None)
-                    .await?
-                {
+                    .await
+                    .map_err(Failure::Transfer)?;
+                let stream = match response {
                     BlobResponse::Partial(s) => s,
                     BlobResponse::Full(s) => {
                         if offset > 0 {
-                            writer.reset()?;
+                            writer.reset().map_err(|e| Failure::Transfer(e.into()))?;
                             self.progress.blob_advanced(digest, 0);
                         }
                         s
                     }
                 };
+                let expected_now = stream.content_length;
                 let mut chunks = stream.stream;
+                let mut received = 0u64;
                 while let Some(chunk) = chunks.next().await {
-                    let chunk = chunk?;
-                    std::io::Write::write_all(&mut writer, &chunk)?;
+                    let chunk = chunk.map_err(|e| self.classify_io(digest, e))?;
+                    std::io::Write::write_all(&mut writer, &chunk)
+                        .map_err(|e| self.classify_io(digest, e))?;
+                    received += chunk.len() as u64;
                     self.progress.blob_advanced(digest, chunk.len() as u64);
                 }
                 if writer.written() < size {
-                    return Err(OciDistributionError::IoError(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!("transfer ended after {} of {size} bytes", writer.written()),
+                    // The whole response arrived and is still short: the blob is smaller than
+                    // its descriptor says. Retrying cannot help.
+                    if expected_now.is_some_and(|len| received >= len) {
+                        return Err(Failure::Permanent(PullError::Store(
+                            StoreError::SizeMismatch {
+                                digest: digest.clone(),
+                                expected: size,
+                                actual: writer.written(),
+                            },
+                        )));
+                    }
+                    return Err(Failure::Transfer(OciDistributionError::IoError(
+                        std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            format!("transfer ended after {} of {size} bytes", writer.written()),
+                        ),
                     )));
                 }
                 Ok(())
@@ -487,14 +525,15 @@ impl Session<'_> {
             .await;
             match outcome {
                 Ok(()) => break,
-                Err(OciDistributionError::DigestError(e)) => {
+                Err(Failure::Permanent(e)) => return Err(e),
+                Err(Failure::Transfer(OciDistributionError::DigestError(e))) => {
                     return Err(PullError::Verification {
                         registry: self.registry.clone(),
                         digest: digest.clone(),
                         message: e.to_string(),
                     });
                 }
-                Err(e) if is_transient(&e) && attempt < self.options.retries => {
+                Err(Failure::Transfer(e)) if is_transient(&e) && attempt < self.options.retries => {
                     attempt += 1;
                     self.progress
                         .retrying(&digest.to_string(), attempt, &error_chain(&e));
@@ -502,7 +541,7 @@ impl Session<'_> {
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }
-                Err(e) => return Err(self.registry_error(e)),
+                Err(Failure::Transfer(e)) => return Err(self.registry_error(e)),
             }
         }
         tokio::task::spawn_blocking(move || writer.commit())

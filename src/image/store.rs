@@ -39,6 +39,8 @@ pub enum StoreError {
         expected: u64,
         actual: u64,
     },
+    #[error("blob {digest} is longer than the {expected} bytes its descriptor says")]
+    LongerThanDescriptor { digest: Digest, expected: u64 },
     #[error("blob {digest} is not in the content store")]
     Missing { digest: Digest },
     #[error("blob {digest} is larger than {limit} bytes")]
@@ -299,11 +301,21 @@ impl ContentStore {
                 // Held by a live writer: not abandoned.
                 if lock_file(&lock_path, FlockOperation::NonBlockingLockExclusive).is_ok() {
                     let path = entry.path();
-                    if path.is_dir() {
-                        remove_tree(&path)?
+                    // Committed or cleared by someone else since the listing: nothing to do.
+                    let result = if path.is_dir() {
+                        remove_tree(&path)
                     } else {
-                        fs::remove_file(&path).map_err(io_err("remove", &path))?
-                    }
+                        fs::remove_file(&path)
+                            .or_else(|e| {
+                                if e.kind() == io::ErrorKind::NotFound {
+                                    Ok(())
+                                } else {
+                                    Err(e)
+                                }
+                            })
+                            .map_err(|e| io_err("remove", &path)(e).into())
+                    };
+                    result?;
                 }
             }
         }
@@ -404,10 +416,10 @@ impl Write for BlobWriter {
         if let Some(size) = self.size
             && self.written + buf.len() as u64 > size
         {
-            return Err(io::Error::other(format!(
-                "blob {} is longer than its descriptor's {size} bytes",
-                self.digest
-            )));
+            return Err(io::Error::other(StoreError::LongerThanDescriptor {
+                digest: self.digest.clone(),
+                expected: size,
+            }));
         }
         let n = self.file.write(buf)?;
         self.hasher.update(&buf[..n]);

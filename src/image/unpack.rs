@@ -194,6 +194,8 @@ struct Unpacker {
     chown: bool,
     /// Paths written by this layer (Flatten only): an opaque marker keeps them.
     written: HashSet<Vec<OsString>>,
+    /// Every directory above a written path: kept by an opaque marker, but searched.
+    written_ancestors: HashSet<Vec<OsString>>,
     stats: Stats,
 }
 
@@ -213,6 +215,7 @@ impl Unpacker {
             target,
             chown: rustix::process::geteuid().is_root(),
             written: HashSet::new(),
+            written_ancestors: HashSet::new(),
             stats: Stats::default(),
         })
     }
@@ -326,6 +329,9 @@ impl Unpacker {
 
         let dir = self.parent(&raw_path, &parent_parts)?;
         if self.target == Target::Flatten {
+            for depth in 1..parts.len() {
+                self.written_ancestors.insert(parts[..depth].to_vec());
+            }
             self.written.insert(parts.clone());
         }
         let existing = rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW).ok();
@@ -533,14 +539,29 @@ impl Unpacker {
     fn clear_lower_children(
         &self,
         dir: &OwnedFd,
-        parent_parts: &[OsString],
+        parts: &[OsString],
         path: &Path,
     ) -> Result<(), UnpackError> {
         for name in list_dir(dir).map_err(errno_io(path))? {
-            let mut child = parent_parts.to_vec();
+            let mut child = parts.to_vec();
             child.push(name.clone());
-            if !self.written.contains(&child) {
+            let kept = self.written.contains(&child) || self.written_ancestors.contains(&child);
+            if !kept {
                 remove_any(dir, &name).map_err(errno_io(path))?;
+                continue;
+            }
+            // A directory this layer wrote or wrote into may still hold lower content.
+            let is_dir = rustix::fs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
+            if is_dir {
+                let sub = rustix::fs::openat(
+                    dir,
+                    &name,
+                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(errno_io(path))?;
+                self.clear_lower_children(&sub, &child, path)?;
             }
         }
         Ok(())

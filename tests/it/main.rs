@@ -1,6 +1,7 @@
 //! berth's integration tests: one binary, one module per area (the build is shared).
 
 mod cli_validate;
+mod image_pull;
 mod registry_support_selftest;
 mod spec_errors;
 mod spec_shuffle;
