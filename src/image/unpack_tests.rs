@@ -563,3 +563,46 @@ fn garbage_is_a_tar_error() {
     truncated.truncate(2000);
     assert!(s.unpack(&truncated, Target::Layer).is_err());
 }
+
+#[test]
+fn opaque_marker_clears_lower_content_at_every_depth_but_keeps_this_layers() {
+    let s = scratch();
+    let lower = Layer::new()
+        .file("conf/sub/lower", b"l")
+        .file("conf/top", b"t")
+        .file("opt/deep/lower", b"l")
+        .bytes();
+    s.unpack(&lower, Target::Flatten).unwrap();
+    // New files first, markers after them: the markers hide only what lies below this layer.
+    let upper = Layer::new()
+        .dir("conf/sub/")
+        .file("conf/sub/new", b"n")
+        .file("opt/deep/new", b"n")
+        .file("conf/.wh..wh..opq", &[])
+        .file("opt/.wh..wh..opq", &[])
+        .bytes();
+    s.unpack(&upper, Target::Flatten).unwrap();
+    let mut tree = Vec::new();
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(base).unwrap().display().to_string());
+            if p.is_dir() {
+                walk(base, &p, out);
+            }
+        }
+    }
+    walk(&s.root, &s.root, &mut tree);
+    tree.sort();
+    assert_eq!(
+        tree,
+        [
+            "conf",
+            "conf/sub",
+            "conf/sub/new",
+            "opt",
+            "opt/deep",
+            "opt/deep/new"
+        ]
+    );
+}
