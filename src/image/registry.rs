@@ -237,9 +237,17 @@ pub async fn pull(
             other?
         }
     };
-    let (manifest_bytes, manifest_digest, index_digest) =
+    let nested_index = |digest: &Digest| -> PullError {
+        ManifestError::Invalid {
+            what: "manifest",
+            digest: digest.to_string(),
+            message: "an index points to another index".into(),
+        }
+        .into()
+    };
+    let (image_manifest, manifest_digest, index_digest) =
         match manifest::parse(&bytes, &top_digest)? {
-            Parsed::Manifest(_) => (bytes, top_digest, None),
+            Parsed::Manifest(m) => (m, top_digest, None),
             Parsed::Index(index) => {
                 let entry = manifest::select(&index, &options.platform, &top_digest)?;
                 let child_digest = manifest::descriptor_digest(entry, "index entry")?;
@@ -255,18 +263,12 @@ pub async fn pull(
                         actual: got,
                     });
                 }
-                (child_bytes, child_digest, Some(top_digest))
+                let Parsed::Manifest(m) = manifest::parse(&child_bytes, &child_digest)? else {
+                    return Err(nested_index(&child_digest));
+                };
+                (m, child_digest, Some(top_digest))
             }
         };
-    let Parsed::Manifest(image_manifest) = manifest::parse(&manifest_bytes, &manifest_digest)?
-    else {
-        return Err(ManifestError::Invalid {
-            what: "manifest",
-            digest: manifest_digest.to_string(),
-            message: "an index points to another index".into(),
-        }
-        .into());
-    };
     let config_desc = image_manifest.config().clone();
     let config_digest = manifest::descriptor_digest(&config_desc, "config descriptor")?;
     if config_desc.size() > manifest::MAX_MANIFEST_SIZE {
