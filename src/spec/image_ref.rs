@@ -136,6 +136,18 @@ impl FromStr for ImageSource {
                     reason: e.to_string(),
                 },
             )?;
+        // oci-spec takes an uppercase first component ("B/o") for a Docker Hub repository;
+        // Docker treats it as a host. Repositories are lowercase, so refuse it plainly.
+        if reference
+            .repository()
+            .bytes()
+            .any(|b| b.is_ascii_uppercase())
+        {
+            return Err(ImageRefError::Invalid {
+                text: s.into(),
+                reason: "repository names are lowercase".into(),
+            });
+        }
         if let Some(digest) = reference.digest()
             && !valid_digest(digest)
         {
@@ -263,6 +275,8 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         for bad in [
+            "B/o",
+            "docker.io/Library/nginx:1",
             "",
             " nginx",
             "Nginx:1",

@@ -85,35 +85,31 @@ impl FromStr for Signal {
         if name == "POLL" {
             return Ok(Signal(29));
         }
-        if let Some(rest) = name.strip_prefix("RTMIN") {
+        // "RTMIN", "RTMIN+N", "RTMAX", "RTMAX-N": N is a small unsigned number and the
+        // result must stay within SIGRTMIN..=SIGRTMAX.
+        let realtime = |rest: &str, sign: char, base: i32, step: i32| -> Option<i32> {
             let offset: i32 = if rest.is_empty() {
                 0
             } else {
-                rest.strip_prefix('+')
-                    .and_then(|n| n.parse().ok())
-                    .ok_or_else(err)?
+                let digits = rest.strip_prefix(sign)?;
+                if digits.is_empty()
+                    || !digits.bytes().all(|b| b.is_ascii_digit())
+                    || digits.len() > 2
+                {
+                    return None;
+                }
+                digits.parse().ok()?
             };
-            let n = SIGRTMIN + offset;
-            return if n <= SIGRTMAX {
-                Ok(Signal(n))
-            } else {
-                Err(err())
-            };
+            let n = base + step * offset;
+            (SIGRTMIN..=SIGRTMAX).contains(&n).then_some(n)
+        };
+        if let Some(rest) = name.strip_prefix("RTMIN") {
+            return realtime(rest, '+', SIGRTMIN, 1).map(Signal).ok_or_else(err);
         }
         if let Some(rest) = name.strip_prefix("RTMAX") {
-            let offset: i32 = if rest.is_empty() {
-                0
-            } else {
-                rest.strip_prefix('-')
-                    .and_then(|n| n.parse().ok())
-                    .ok_or_else(err)?
-            };
-            let n = SIGRTMAX - offset;
-            return if n >= SIGRTMIN {
-                Ok(Signal(n))
-            } else {
-                Err(err())
-            };
+            return realtime(rest, '-', SIGRTMAX, -1)
+                .map(Signal)
+                .ok_or_else(err);
         }
         Err(err())
     }
@@ -150,7 +146,20 @@ mod tests {
 
     #[test]
     fn rejects_unknown() {
-        for bad in ["SIGFOO", "", "15", "SIGRTMIN+40", "SIGRTMIN+x"] {
+        for bad in [
+            "SIGFOO",
+            "",
+            "15",
+            "SIGRTMIN+40",
+            "SIGRTMIN+x",
+            "SIGRTMIN+2147483647",
+            "RTMAX--2147483648",
+            "RTMAX--5",
+            "RTMIN+-34",
+            "RTMIN+-40",
+            "RTMIN+",
+            "RTMIN+007",
+        ] {
             assert!(bad.parse::<Signal>().is_err(), "{bad}");
         }
     }
