@@ -4,7 +4,8 @@
 #   berth pull                       fetch, verify every digest, unpack every layer
 #   podman pull                      the same into containers/storage (overlay)
 #   skopeo copy + umoci unpack       fetch into an OCI layout, then unpack a rootfs
-# Each run starts from an empty store. Run as root on Debian 12: `scripts/bench-pull.sh`.
+# Each run starts from an empty store, after `sync`: berth fsyncs what it commits, and must not
+# pay for the previous command's dirty pages. Run as root on Debian 12: `scripts/bench-pull.sh`.
 # Environment: RUNS (default 5), LAYER_MB (default 20), KEEP=1 to keep the work directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,7 +58,7 @@ for i in 1 2 3 4; do
   rm -rf "$WORK/build"
   umoci unpack --image "$LAYOUT:bench" "$WORK/build" >/dev/null
   mkdir -p "$WORK/build/rootfs/data/layer$i"
-  head -c "$((LAYER_MB * 1024 * 1024 * 3 / 4))" /dev/urandom >"$WORK/build/rootfs/data/layer$i/blob"
+  head -c "$((LAYER_MB * 1024 * 1024))" /dev/urandom >"$WORK/build/rootfs/data/layer$i/blob"
   for j in $(seq 200); do
     head -c 1300 /dev/urandom | base64 >"$WORK/build/rootfs/data/layer$i/file$j.txt"
   done
@@ -76,13 +77,13 @@ LAYERS=$(skopeo inspect --tls-verify=false "docker://$IMAGE" | jq '.Layers | len
 echo "image: $IMAGE, $LAYERS layers, ${SIZE} MB in the registry; $RUNS runs each"
 hyperfine --warmup 1 --runs "$RUNS" --export-json "$WORK/result.json" \
   --command-name "berth pull" \
-  --prepare "rm -rf $WORK/berth-root" \
+  --prepare "rm -rf $WORK/berth-root && sync" \
   "$BERTH --root $WORK/berth-root pull $IMAGE" \
   --command-name "podman pull" \
-  --prepare "$PODMAN rmi -af >/dev/null 2>&1 || true" \
+  --prepare "$PODMAN rmi -af >/dev/null 2>&1; sync" \
   "$PODMAN pull -q --tls-verify=false $IMAGE" \
   --command-name "skopeo copy + umoci unpack" \
-  --prepare "rm -rf $WORK/skopeo-oci $WORK/umoci-bundle" \
+  --prepare "rm -rf $WORK/skopeo-oci $WORK/umoci-bundle && sync" \
   "skopeo copy -q --src-tls-verify=false docker://$IMAGE oci:$WORK/skopeo-oci:v1 && umoci unpack --image $WORK/skopeo-oci:v1 $WORK/umoci-bundle >/dev/null"
 
 jq -r '

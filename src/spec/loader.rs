@@ -207,14 +207,14 @@ impl Kind {
 
 /// Load files (already read) into a [`RawSet`]. Files are processed in path order so that
 /// "first defined here" notes do not depend on directory listing order.
-pub fn load_files(files: &[InputFile]) -> RawSet {
-    let mut sorted: Vec<&InputFile> = files.iter().collect();
+pub fn load_files(files: Vec<InputFile>) -> RawSet {
+    let mut sorted = files;
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
     let mut set = RawSet::default();
     // Names seen in more than one place are removed from the good entries after all files.
     let mut duplicated: BTreeMap<Kind, Vec<String>> = BTreeMap::new();
     for file in sorted {
-        let source = SourceFile::new(file.path.clone(), file.text.clone());
+        let source = SourceFile::new(file.path, file.text);
         load_file(&source, &mut set, &mut duplicated);
     }
     for (kind, names) in duplicated {
@@ -235,6 +235,10 @@ fn load_file(
     set: &mut RawSet,
     duplicated: &mut BTreeMap<Kind, Vec<String>>,
 ) {
+    let mut reparse = Reparse {
+        text: &source.text,
+        root: None,
+    };
     let root = match DeTable::parse(&source.text) {
         Ok(root) => root,
         Err(e) => {
@@ -290,18 +294,19 @@ fn load_file(
             continue;
         };
         for (key, value) in entries {
-            load_entry(source, kind, key, value, set, duplicated);
+            load_entry(source, kind, key, value, set, duplicated, &mut reparse);
         }
     }
 }
 
-fn load_entry(
+fn load_entry<'i>(
     source: &Arc<SourceFile>,
     kind: Kind,
-    key: toml::Spanned<toml::de::DeString<'_>>,
-    value: toml::Spanned<DeValue<'_>>,
+    key: toml::Spanned<toml::de::DeString<'i>>,
+    value: toml::Spanned<DeValue<'i>>,
     set: &mut RawSet,
     duplicated: &mut BTreeMap<Kind, Vec<String>>,
+    reparse: &mut Reparse<'i>,
 ) {
     let key_span = key.span();
     let raw_name = key.get_ref().to_string();
@@ -355,18 +360,50 @@ fn load_entry(
     }
     let entry_span = value.span();
     match kind {
-        Kind::Image => parse_entry(source, kind, name, value, key_span, entry_span, set, |s| {
-            &mut s.images
-        }),
-        Kind::Container => parse_entry(source, kind, name, value, key_span, entry_span, set, |s| {
-            &mut s.containers
-        }),
-        Kind::Volume => parse_entry(source, kind, name, value, key_span, entry_span, set, |s| {
-            &mut s.volumes
-        }),
-        Kind::Network => parse_entry(source, kind, name, value, key_span, entry_span, set, |s| {
-            &mut s.networks
-        }),
+        Kind::Image => parse_entry(
+            source,
+            kind,
+            name,
+            value,
+            key_span,
+            entry_span,
+            set,
+            reparse,
+            |s| &mut s.images,
+        ),
+        Kind::Container => parse_entry(
+            source,
+            kind,
+            name,
+            value,
+            key_span,
+            entry_span,
+            set,
+            reparse,
+            |s| &mut s.containers,
+        ),
+        Kind::Volume => parse_entry(
+            source,
+            kind,
+            name,
+            value,
+            key_span,
+            entry_span,
+            set,
+            reparse,
+            |s| &mut s.volumes,
+        ),
+        Kind::Network => parse_entry(
+            source,
+            kind,
+            name,
+            value,
+            key_span,
+            entry_span,
+            set,
+            reparse,
+            |s| &mut s.networks,
+        ),
     }
 }
 
@@ -382,16 +419,48 @@ fn parse_entry<'i, T: Deserialize<'i>>(
     key_span: Range<usize>,
     entry_span: Range<usize>,
     set: &mut RawSet,
+    reparse: &mut Reparse<'i>,
     map: impl Fn(&mut RawSet) -> &mut BTreeMap<Name, Entry<T>>,
 ) {
-    let DeValue::Table(mut table) = value.into_inner() else {
+    // The common case, a valid entry, costs one deserialization and no copy.
+    let first_error = match T::deserialize(ValueDeserializer::from(value)) {
+        Ok(raw) => {
+            let entry = Entry {
+                name: name.clone(),
+                raw,
+                source: Arc::clone(source),
+                key_span,
+                dropped_keys: BTreeSet::new(),
+            };
+            map(set).insert(name, entry);
+            return;
+        }
+        Err(e) => e,
+    };
+    // Recovery needs the entry again: take a copy from a second parse of the file.
+    let Some(mut table) = reparse.entry(kind, &name) else {
+        set.diagnostics.push(serde_diagnostic(
+            source,
+            kind,
+            &name,
+            &first_error,
+            key_span,
+            None,
+        ));
         return;
     };
     let mut dropped = BTreeSet::new();
+    let mut pending = Some(first_error);
     // Each round removes one key, so this ends; the bound only guards against surprises.
     for _ in 0..=table.len() {
-        let attempt = toml::Spanned::new(entry_span.clone(), DeValue::Table(table.clone()));
-        match T::deserialize(ValueDeserializer::from(attempt)) {
+        let result = match pending.take() {
+            Some(e) => Err(e),
+            None => T::deserialize(ValueDeserializer::from(toml::Spanned::new(
+                entry_span.clone(),
+                DeValue::Table(table.clone()),
+            ))),
+        };
+        match result {
             Ok(raw) => {
                 let entry = Entry {
                     name: name.clone(),
@@ -435,6 +504,32 @@ fn parse_entry<'i, T: Deserialize<'i>>(
                     }
                 }
             }
+        }
+    }
+}
+
+/// A second parse of a file, made only when an entry needs error recovery.
+struct Reparse<'i> {
+    text: &'i str,
+    root: Option<Option<DeTable<'i>>>,
+}
+
+impl<'i> Reparse<'i> {
+    /// A copy of an entry's table.
+    fn entry(&mut self, kind: Kind, name: &Name) -> Option<DeTable<'i>> {
+        let text = self.text;
+        let root = self
+            .root
+            .get_or_insert_with(|| DeTable::parse(text).ok().map(toml::Spanned::into_inner))
+            .as_ref()?;
+        let (_, section) = root.iter().find(|(k, _)| k.get_ref() == kind.section())?;
+        let DeValue::Table(entries) = section.get_ref() else {
+            return None;
+        };
+        let (_, entry) = entries.iter().find(|(k, _)| k.get_ref() == name.as_str())?;
+        match entry.get_ref() {
+            DeValue::Table(t) => Some(t.clone()),
+            _ => None,
         }
     }
 }

@@ -49,19 +49,19 @@ impl Loaded {
 
 /// Load already-read files (tests, fuzzing, and the directory loader below).
 pub fn load_files(files: &[InputFile]) -> Loaded {
-    load_with_read_problems(files, Vec::new())
+    load_with_read_problems(files.to_vec(), Vec::new())
 }
 
 /// Files that could not be read count as unparsed: their names are unknown, which the
 /// resolver mentions when a reference is not found.
-fn load_with_read_problems(files: &[InputFile], read_problems: Vec<Diagnostic>) -> Loaded {
+fn load_with_read_problems(files: Vec<InputFile>, read_problems: Vec<Diagnostic>) -> Loaded {
+    let mut paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+    paths.sort();
     let mut set = loader::load_files(files);
     set.unparsed_files
         .extend(read_problems.iter().map(|d| d.location.file.clone()));
     set.diagnostics.extend(read_problems);
     let (desired, diagnostics) = resolve::resolve(set);
-    let mut paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
-    paths.sort();
     Loaded {
         desired,
         diagnostics,
@@ -72,5 +72,5 @@ fn load_with_read_problems(files: &[InputFile], read_problems: Vec<Diagnostic>) 
 /// Load every desired-state file of a directory.
 pub fn load_dir(dir: &Path) -> Result<Loaded, LoadError> {
     let (files, read_problems) = loader::read_dir(dir)?;
-    Ok(load_with_read_problems(&files, read_problems))
+    Ok(load_with_read_problems(files, read_problems))
 }

@@ -36,21 +36,19 @@ pub fn resolve(set: RawSet) -> (Desired, Vec<Diagnostic>) {
     // Declared but not loaded (bad name, bad value, duplicated): referring to it is no error
     // of its own, but whatever refers to it cannot be applied.
     for kind in Kind::ALL {
-        let loaded: Vec<&str> = match kind {
-            Kind::Image => set.images.keys().map(Name::as_str).collect(),
-            Kind::Container => set.containers.keys().map(Name::as_str).collect(),
-            Kind::Volume => set.volumes.keys().map(Name::as_str).collect(),
-            Kind::Network => set.networks.keys().map(Name::as_str).collect(),
+        let is_loaded = |name: &str| match kind {
+            Kind::Image => set.images.contains_key(name),
+            Kind::Container => set.containers.contains_key(name),
+            Kind::Volume => set.volumes.contains_key(name),
+            Kind::Network => set.networks.contains_key(name),
         };
-        let declared: Vec<String> = r
+        let unloaded: Vec<String> = r
             .declared
             .get(&kind)
-            .map(|m| m.keys().cloned().collect())
+            .map(|m| m.keys().filter(|n| !is_loaded(n)).cloned().collect())
             .unwrap_or_default();
-        for name in declared {
-            if !loaded.contains(&name.as_str()) {
-                r.broken.insert((kind, name));
-            }
+        for name in unloaded {
+            r.broken.insert((kind, name));
         }
     }
 
