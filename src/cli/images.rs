@@ -131,7 +131,7 @@ pub struct ImagesArgs {
 }
 
 pub fn list(root: &std::path::Path, args: &ImagesArgs) -> anyhow::Result<ExitCode> {
-    let images = ImageService::open(root, None)?;
+    let images = ImageService::open_local(root)?;
     let records = images.list()?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&records)?);

@@ -47,7 +47,7 @@ pub fn run(root: &Path, what: &PruneWhat) -> anyhow::Result<ExitCode> {
             .values()
             .map(|c| c.image.to_string()),
     );
-    let images = ImageService::open(root, None)?;
+    let images = ImageService::open_local(root)?;
     let report = images.prune(&keep)?;
     if *json {
         println!("{}", serde_json::to_string_pretty(&report)?);

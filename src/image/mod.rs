@@ -72,6 +72,17 @@ impl ImageService {
         })
     }
 
+    /// For work that never contacts a registry (listing, unpacking what is present,
+    /// pruning): no credentials file is read, so a broken one cannot get in the way.
+    pub fn open_local(state_root: &Path) -> Result<Self, ImageError> {
+        Ok(ImageService {
+            store: ContentStore::open(state_root)?,
+            records: Records::open(state_root)?,
+            credentials: Credentials::default(),
+            scratch: state_root.join("tmp"),
+        })
+    }
+
     pub fn store(&self) -> &ContentStore {
         &self.store
     }
