@@ -358,70 +358,47 @@ fn load_entry<'i>(
         );
         return;
     }
-    let entry_span = value.span();
+    let site = Site {
+        source,
+        kind,
+        name,
+        key_span,
+        entry_span: value.span(),
+    };
     match kind {
-        Kind::Image => parse_entry(
-            source,
-            kind,
-            name,
-            value,
-            key_span,
-            entry_span,
-            set,
-            reparse,
-            |s| &mut s.images,
-        ),
-        Kind::Container => parse_entry(
-            source,
-            kind,
-            name,
-            value,
-            key_span,
-            entry_span,
-            set,
-            reparse,
-            |s| &mut s.containers,
-        ),
-        Kind::Volume => parse_entry(
-            source,
-            kind,
-            name,
-            value,
-            key_span,
-            entry_span,
-            set,
-            reparse,
-            |s| &mut s.volumes,
-        ),
-        Kind::Network => parse_entry(
-            source,
-            kind,
-            name,
-            value,
-            key_span,
-            entry_span,
-            set,
-            reparse,
-            |s| &mut s.networks,
-        ),
+        Kind::Image => parse_entry(site, value, set, reparse, |s| &mut s.images),
+        Kind::Container => parse_entry(site, value, set, reparse, |s| &mut s.containers),
+        Kind::Volume => parse_entry(site, value, set, reparse, |s| &mut s.volumes),
+        Kind::Network => parse_entry(site, value, set, reparse, |s| &mut s.networks),
     }
+}
+
+/// Where an entry stands: its file, kind, name, and the spans of its name and body.
+struct Site<'a> {
+    source: &'a Arc<SourceFile>,
+    kind: Kind,
+    name: Name,
+    key_span: Range<usize>,
+    entry_span: Range<usize>,
 }
 
 /// Deserialize one entry, reporting every bad key rather than only the first: after an error
 /// the offending top-level key is removed and the entry deserialized again. What remains is
 /// kept as a tainted entry, checked by the resolver but never applied.
-#[allow(clippy::too_many_arguments)]
 fn parse_entry<'i, T: Deserialize<'i>>(
-    source: &Arc<SourceFile>,
-    kind: Kind,
-    name: Name,
+    site: Site<'_>,
     value: toml::Spanned<DeValue<'i>>,
-    key_span: Range<usize>,
-    entry_span: Range<usize>,
     set: &mut RawSet,
     reparse: &mut Reparse<'i>,
     map: impl Fn(&mut RawSet) -> &mut BTreeMap<Name, Entry<T>>,
 ) {
+    let Site {
+        source,
+        kind,
+        name,
+        key_span,
+        entry_span,
+    } = site;
     // The common case, a valid entry, costs one deserialization and no copy.
     let first_error = match T::deserialize(ValueDeserializer::from(value)) {
         Ok(raw) => {
