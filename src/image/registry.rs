@@ -155,7 +155,7 @@ fn client(registry: &str, plain_http: bool, accept_invalid: bool) -> Client {
 
 /// An error with its causes ("error sending request: … connection refused"): reqwest's
 /// top-level message alone hides what went wrong.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

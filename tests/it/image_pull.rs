@@ -102,17 +102,7 @@ fn pull_err(service: &ImageService, reference: &str, options: &PullOptions) -> S
 
 /// An error with all its causes.
 fn error_text(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    berth::image::registry::error_chain(e)
 }
 
 fn berth_command(root: &Path, args: &[&str]) -> Command {
