@@ -402,14 +402,16 @@ fn parse_entry<'i, T: Deserialize<'i>>(
     // The common case, a valid entry, costs one deserialization and no copy.
     let first_error = match T::deserialize(ValueDeserializer::from(value)) {
         Ok(raw) => {
-            let entry = Entry {
-                name: name.clone(),
-                raw,
-                source: Arc::clone(source),
-                key_span,
-                dropped_keys: BTreeSet::new(),
-            };
-            map(set).insert(name, entry);
+            map(set).insert(
+                name.clone(),
+                Entry {
+                    name,
+                    raw,
+                    source: Arc::clone(source),
+                    key_span,
+                    dropped_keys: BTreeSet::new(),
+                },
+            );
             return;
         }
         Err(e) => e,
@@ -439,14 +441,16 @@ fn parse_entry<'i, T: Deserialize<'i>>(
         };
         match result {
             Ok(raw) => {
-                let entry = Entry {
-                    name: name.clone(),
-                    raw,
-                    source: Arc::clone(source),
-                    key_span,
-                    dropped_keys: dropped,
-                };
-                map(set).insert(name, entry);
+                map(set).insert(
+                    name.clone(),
+                    Entry {
+                        name,
+                        raw,
+                        source: Arc::clone(source),
+                        key_span,
+                        dropped_keys: dropped,
+                    },
+                );
                 return;
             }
             Err(e) => {
