@@ -2,5 +2,6 @@
 
 pub mod fsutil;
 pub mod image;
+pub mod runtime;
 pub mod sha256;
 pub mod spec;
