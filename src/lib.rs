@@ -5,3 +5,4 @@ pub mod image;
 pub mod runtime;
 pub mod sha256;
 pub mod spec;
+pub mod volume;

@@ -1,10 +1,15 @@
 //! The command line: parsing (clap) and one module per subcommand. The only place that uses
 //! `anyhow`; everything below returns typed errors.
 
+mod exec;
 mod images;
+mod lifecycle;
+mod logs;
 mod progress;
 mod prune;
+mod run;
 mod schema;
+mod stats;
 mod validate;
 
 use std::path::PathBuf;
@@ -46,11 +51,39 @@ pub enum Command {
     /// Remove what the desired state no longer uses.
     #[command(subcommand)]
     Prune(prune::PruneWhat),
+    /// Create and start one described container now, without the agent, and follow its
+    /// output until it exits (Ctrl-C stops following; the container keeps running).
+    Run(run::Args),
+    /// Stop containers: their stop signal, then SIGKILL after the stop timeout.
+    Stop(lifecycle::StopArgs),
+    /// Remove stopped containers (their volumes stay).
+    Rm(lifecycle::RmArgs),
+    /// Print a container's output.
+    Logs(logs::Args),
+    /// Run a command inside a running container.
+    Exec(exec::Args),
+    /// Resource usage of running containers (CPU, memory, block I/O, pids).
+    Stats(stats::Args),
+    /// Supervise one container (started by berth itself; not for interactive use).
+    #[command(hide = true)]
+    Monitor {
+        /// The container's id.
+        id: String,
+    },
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // Monitors and engines chdir; every path they are given must be absolute.
+    if let Ok(root) = std::path::absolute(&cli.root) {
+        cli.root = root;
+    }
     init_logging();
+    if let Command::Monitor { id } = &cli.command {
+        // Before anything else: the monitor must stay single-threaded.
+        let layout = berth::runtime::layout::Layout::new(&cli.root);
+        return ExitCode::from(berth::runtime::monitor::main(&layout, id) as u8);
+    }
     let result = match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Schema(args) => schema::run(&args),
@@ -58,6 +91,13 @@ pub fn main() -> ExitCode {
         Command::Images(args) => images::list(&cli.root, &args),
         Command::Unpack(args) => images::unpack(&cli.root, &args),
         Command::Prune(what) => prune::run(&cli.root, &what),
+        Command::Run(args) => run::run(&cli.root, &args),
+        Command::Stop(args) => lifecycle::stop(&cli.root, &args),
+        Command::Rm(args) => lifecycle::rm(&cli.root, &args),
+        Command::Logs(args) => logs::run(&cli.root, &args),
+        Command::Exec(args) => exec::run(&cli.root, &args),
+        Command::Stats(args) => stats::run(&cli.root, &args),
+        Command::Monitor { .. } => unreachable!("dispatched above"),
     };
     match result {
         Ok(code) => code,

@@ -9,6 +9,7 @@
 pub mod capability;
 pub mod diag;
 pub mod duration;
+pub mod engine;
 pub mod hash;
 pub mod image_ref;
 pub mod loader;

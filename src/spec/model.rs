@@ -115,6 +115,7 @@ pub struct Container {
     pub stop_signal: Option<Signal>,
     pub stop_timeout: Duration,
     pub read_only: bool,
+    pub runtime: super::engine::Engine,
     pub cap_add: BTreeSet<Capability>,
     pub cap_drop: BTreeSet<Capability>,
     pub resources: Resources,

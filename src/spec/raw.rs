@@ -151,6 +151,9 @@ pub struct RawContainer {
     /// Mount the root filesystem read-only.
     #[serde(default)]
     pub read_only: bool,
+    /// The engine that runs the container: "embedded" (default) or an OCI runtime binary
+    /// with runc's command line, e.g. "runc" or "/usr/sbin/runc".
+    pub runtime: Option<super::engine::Engine>,
     /// Capabilities added to the default set.
     #[serde(default)]
     #[schemars(with = "Vec<Capability>")]

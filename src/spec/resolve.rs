@@ -1022,6 +1022,7 @@ impl Resolver {
             stop_signal: raw.stop_signal,
             stop_timeout,
             read_only: raw.read_only,
+            runtime: raw.runtime.clone().unwrap_or_default(),
             cap_add,
             cap_drop,
             resources: Resources {

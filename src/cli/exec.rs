@@ -1,0 +1,64 @@
+//! `berth exec NAME [-t] -- CMD…`: run a command inside a running container.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use berth::runtime::Runtime;
+use berth::runtime::engine::ExecRequest;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Container name (its newest instance) or id.
+    container: String,
+    /// Give the command a terminal (use with -i for an interactive shell).
+    #[arg(long, short = 't')]
+    tty: bool,
+    /// Keep standard input open (it always is; accepted for familiarity with docker/podman).
+    #[arg(long, short = 'i')]
+    interactive: bool,
+    /// Extra environment, KEY=VALUE (repeatable).
+    #[arg(long, short = 'e', value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(long, short = 'w', value_name = "DIR")]
+    workdir: Option<String>,
+    /// Numeric UID[:GID] to run as (default: the container's user).
+    #[arg(long, short = 'u', value_name = "UID[:GID]")]
+    user: Option<String>,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::new(root)?;
+    let record = runtime.resolve(&args.container)?;
+    let mut env = Vec::new();
+    for item in &args.env {
+        let Some((k, v)) = item.split_once('=') else {
+            bail!("--env takes KEY=VALUE, got `{item}`");
+        };
+        env.push((k.to_string(), v.to_string()));
+    }
+    let user = match &args.user {
+        None => None,
+        Some(text) => {
+            let (uid, gid) = text.split_once(':').unwrap_or((text, text));
+            match (uid.parse::<u32>(), gid.parse::<u32>()) {
+                (Ok(u), Ok(g)) => Some((u, g)),
+                _ => bail!("--user takes numeric UID[:GID], got `{text}`"),
+            }
+        }
+    };
+    let request = ExecRequest {
+        args: args.command.clone(),
+        env,
+        cwd: args.workdir.clone(),
+        user,
+        tty: args.tty,
+    };
+    let _ = args.interactive;
+    let status = runtime.exec(&record.id, &request)?;
+    Ok(ExitCode::from(u8::try_from(status).unwrap_or(255)))
+}

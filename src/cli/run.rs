@@ -1,0 +1,192 @@
+//! `berth run DIR NAME`: create and start one described container now, without the agent:
+//! its image is fetched per its pull policy, its volumes are created, and its output is
+//! followed until it exits (or, with `--detach`, not at all).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use berth::image::ImageService;
+use berth::image::record::ImageRecord;
+use berth::image::registry::PullOptions;
+use berth::image::unpack::Limits;
+use berth::runtime::record::{ContainerRecord, ExitRecord};
+use berth::runtime::{CreateRequest, Runtime, State, logfile, sys};
+use berth::spec::hash::SpecHashed;
+use berth::spec::model::{Desired, PullPolicy};
+use berth::spec::mount::Mount;
+use berth::volume::Volumes;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The desired-state directory that describes the container.
+    dir: PathBuf,
+    /// The `[container.NAME]` to run.
+    name: String,
+    /// Start it and return at once, printing its id.
+    #[arg(long, short = 'd')]
+    detach: bool,
+    /// Remove the container (not its volumes) once it has exited.
+    #[arg(long, conflicts_with = "detach")]
+    rm: bool,
+}
+
+pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
+    let loaded = berth::spec::load_dir(&args.dir)?;
+    for d in &loaded.diagnostics {
+        eprintln!("{d}\n");
+    }
+    let Some(container) = loaded.desired.containers.get(args.name.as_str()) else {
+        bail!(
+            "{} describes no valid container `{}`{}",
+            args.dir.display(),
+            args.name,
+            if loaded.is_complete() { "" } else { " (see the problems above)" }
+        );
+    };
+    let images = ImageService::open(root, None)?;
+    let image = ensure_image(&images, &loaded.desired, &args.name)?;
+    let runtime = Runtime::new(root)?;
+    let record = create(&runtime, &images, &loaded.desired, &args.name, &image)?;
+    let started = runtime.start(&record.id);
+    if let Err(e) = started {
+        if args.rm {
+            let _ = runtime.remove(&record.id, true);
+        }
+        return Err(e.into());
+    }
+    if args.detach {
+        println!("{}", record.id);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let _ = container;
+    let exit = follow_until_exit(&runtime, &record)?;
+    if args.rm {
+        runtime.remove(&record.id, false)?;
+    }
+    if exit.error.is_some() || exit.oom_killed || exit.code.is_none() {
+        eprintln!("berth: container {} {}", record.id, exit.describe());
+    }
+    Ok(ExitCode::from(u8::try_from(exit.status()).unwrap_or(255)))
+}
+
+/// The image a container uses, fetched unless present (or always, per its pull policy).
+pub fn ensure_image(images: &ImageService, desired: &Desired, name: &str) -> anyhow::Result<ImageRecord> {
+    let container = &desired.containers[name];
+    let entry = desired.images.values().find(|i| i.source == container.image);
+    let policy = entry.map(|i| i.pull).unwrap_or(PullPolicy::Missing);
+    let present = images.get(&container.image)?;
+    let record = match (present, policy) {
+        (Some(r), PullPolicy::Missing | PullPolicy::Never) => r,
+        (None, PullPolicy::Never) => bail!(
+            "image {} is not in the store and its pull policy is \"never\"; run `berth pull {}`",
+            container.image,
+            container.image
+        ),
+        (_, _) => {
+            let mut options = PullOptions::default();
+            if let Some(entry) = entry {
+                options.insecure = entry.insecure;
+                if let Some(p) = &entry.platform {
+                    options.platform = berth::image::manifest::Platform {
+                        os: p.os.clone(),
+                        architecture: p.architecture.clone(),
+                        variant: p.variant.clone(),
+                    };
+                }
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(images.pull(&container.image, &options, super::progress::for_stderr()))
+                .with_context(|| format!("pulling {}", container.image))?
+        }
+    };
+    Ok(record)
+}
+
+/// Create (not start) a container for `[container.NAME]`: volumes, layers, bundle, records.
+pub fn create(
+    runtime: &Runtime,
+    images: &ImageService,
+    desired: &Desired,
+    name: &str,
+    image: &ImageRecord,
+) -> anyhow::Result<ContainerRecord> {
+    let container = &desired.containers[name];
+    let volumes = Volumes::new(&runtime.layout().state_root);
+    let mut prepared = BTreeMap::new();
+    for m in &container.mounts {
+        if let Mount::Volume { source, .. } = m {
+            let spec = desired
+                .volumes
+                .get(source.as_str())
+                .with_context(|| format!("volume {source} is not described"))?;
+            prepared.insert(source.clone(), volumes.ensure(source, spec)?);
+        }
+    }
+    let layers = images.layer_dirs(image, &Limits::default())?;
+    let config = images.config(image)?;
+    let hash = container.spec_hash()?;
+    Ok(runtime.create(&CreateRequest {
+        name,
+        container,
+        spec_hash: hash.as_str(),
+        image,
+        image_config: &config,
+        layers: &layers,
+        volumes: &prepared,
+    })?)
+}
+
+/// Print the container's output as it comes, until its monitor has recorded the exit.
+fn follow_until_exit(runtime: &Runtime, record: &ContainerRecord) -> anyhow::Result<ExitRecord> {
+    let paths = runtime.layout().container(&record.id);
+    let monitor = match runtime.state(&record.id)? {
+        State::Running(m) => Some(m.monitor),
+        _ => None,
+    };
+    let monitor_fd = match monitor {
+        Some(m) => m.open()?,
+        None => None,
+    };
+    let mut cursor = logfile::Cursor::at_start(&paths.logs());
+    let mut render = logfile::Render::new(false);
+    loop {
+        let done = match &monitor_fd {
+            Some(fd) => sys::wait_readable(fd, Some(Duration::from_millis(100)))?,
+            None => true,
+        };
+        print_records(&mut cursor, &mut render)?;
+        if done {
+            break;
+        }
+    }
+    match runtime.state(&record.id)? {
+        State::Exited(exit) => Ok(exit),
+        other => bail!("container {} ended without an exit record ({other:?})", record.id),
+    }
+}
+
+pub fn print_records(cursor: &mut logfile::Cursor, render: &mut logfile::Render) -> anyhow::Result<()> {
+    let records = cursor.read_new()?;
+    if records.is_empty() {
+        return Ok(());
+    }
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let (mut out, mut err) = (stdout.lock(), stderr.lock());
+    for r in &records {
+        match r.stream {
+            logfile::Stream::Stdout => render.render(r, &mut out)?,
+            logfile::Stream::Stderr => render.render(r, &mut err)?,
+        }
+    }
+    use std::io::Write;
+    out.flush()?;
+    err.flush()?;
+    Ok(())
+}

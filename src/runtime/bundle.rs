@@ -1,0 +1,380 @@
+//! The OCI runtime spec of a container: the image config merged with its `[container.*]`
+//! entry, plus berth's secure defaults. A pure function of its inputs (no I/O), so every
+//! rule is unit-tested; the monitor fills in the user once the root filesystem is mounted
+//! (`apply_user`), because names resolve in the container's own /etc/passwd.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::ImageConfiguration;
+use oci_spec::runtime::{
+    Capability as OciCapability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
+    LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder,
+    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
+
+use super::users::Resolved;
+use crate::spec::capability::{ALL_CAPABILITIES, Capability, DEFAULT_CAPABILITIES};
+use crate::spec::model::{Container, ContainerNetwork};
+use crate::spec::mount::Mount as EntryMount;
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Docker's default for RLIMIT_NOFILE; never more than the host allows (the hard limit), or
+/// setrlimit fails without CAP_SYS_RESOURCE.
+const NOFILE_WANTED: u64 = 1 << 20;
+
+/// Beyond oci-spec's defaults: the RAPL energy counters leak what other tenants compute
+/// (CVE-2020-8694), as podman masks too.
+const EXTRA_MASKED_PATHS: &[&str] = &["/sys/devices/virtual/powercap", "/proc/interrupts"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("{what}: the image has no entrypoint or command and the entry sets neither")]
+    NoCommand { what: String },
+    #[error("building the runtime spec: {0}")]
+    Build(String),
+}
+
+/// Everything the spec depends on besides the entry and the image config.
+#[derive(Debug, Clone)]
+pub struct SpecInputs<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub container: &'a Container,
+    pub image: &'a ImageConfiguration,
+    /// Generated `hostname`, `hosts`, `resolv.conf`, bind-mounted into /etc.
+    pub etc_dir: &'a Path,
+    /// Volume name → the directory mounted for it.
+    pub volumes: &'a BTreeMap<String, PathBuf>,
+    pub cgroup_path: &'a str,
+    /// The host's hard RLIMIT_NOFILE.
+    pub nofile_hard: u64,
+}
+
+pub fn build(inputs: &SpecInputs) -> Result<Spec, BundleError> {
+    let c = inputs.container;
+    let config = inputs.image.config().as_ref();
+    let args = arguments(
+        c,
+        config.and_then(|c| c.entrypoint().as_deref()),
+        config.and_then(|c| c.cmd().as_deref()),
+    )
+    .ok_or_else(|| BundleError::NoCommand {
+        what: format!("container {}", inputs.name),
+    })?;
+    let env = environment(
+        config.and_then(|c| c.env().as_deref()).unwrap_or_default(),
+        &c.env,
+        &c.hostname,
+    );
+    let cwd = c
+        .workdir
+        .clone()
+        .or_else(|| config.and_then(|c| c.working_dir().clone()))
+        .filter(|w| w.starts_with('/'))
+        .unwrap_or_else(|| "/".into());
+    let caps = capabilities(&c.cap_add, &c.cap_drop);
+    let oci_caps: HashSet<OciCapability> = caps
+        .iter()
+        .filter_map(|name| name.parse::<OciCapability>().ok())
+        .collect();
+    let nofile = NOFILE_WANTED.min(inputs.nofile_hard);
+
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .user(
+            UserBuilder::default()
+                .uid(0u32)
+                .gid(0u32)
+                .build()
+                .map_err(err)?,
+        )
+        .args(args)
+        .env(env)
+        .cwd(cwd)
+        .capabilities(
+            LinuxCapabilitiesBuilder::default()
+                .bounding(oci_caps.clone())
+                .effective(oci_caps.clone())
+                .permitted(oci_caps.clone())
+                .inheritable(HashSet::new())
+                .ambient(HashSet::new())
+                .build()
+                .map_err(err)?,
+        )
+        .rlimits(vec![
+            PosixRlimitBuilder::default()
+                .typ(PosixRlimitType::RlimitNofile)
+                .soft(nofile)
+                .hard(nofile)
+                .build()
+                .map_err(err)?,
+        ])
+        .no_new_privileges(true)
+        .build()
+        .map_err(err)?;
+
+    let mut namespaces = vec![
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Cgroup,
+    ];
+    if !matches!(c.network, ContainerNetwork::Host) {
+        namespaces.push(LinuxNamespaceType::Network);
+    }
+    let namespaces = namespaces
+        .into_iter()
+        .map(|typ| {
+            LinuxNamespaceBuilder::default()
+                .typ(typ)
+                .build()
+                .map_err(err)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut masked = oci_spec::runtime::get_default_maskedpaths();
+    masked.extend(EXTRA_MASKED_PATHS.iter().map(|p| p.to_string()));
+
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .cgroups_path(PathBuf::from(inputs.cgroup_path))
+        .resources(resources(c)?)
+        .masked_paths(masked)
+        .readonly_paths(oci_spec::runtime::get_default_readonly_paths())
+        .seccomp(super::seccomp::default_profile(&oci_caps))
+        .build()
+        .map_err(err)?;
+
+    let mut annotations: std::collections::HashMap<String, String> = c
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    annotations.insert("io.berth.name".into(), inputs.name.into());
+    annotations.insert("io.berth.id".into(), inputs.id.into());
+
+    SpecBuilder::default()
+        .version("1.0.2")
+        .hostname(c.hostname.clone())
+        .root(
+            RootBuilder::default()
+                .path("rootfs")
+                .readonly(c.read_only)
+                .build()
+                .map_err(err)?,
+        )
+        .process(process)
+        .mounts(mounts(inputs)?)
+        .linux(linux)
+        .annotations(annotations)
+        .build()
+        .map_err(err)
+}
+
+/// Docker's rules: the entry's entrypoint replaces the image's and then also drops the
+/// image's CMD; the entry's command replaces the image's CMD.
+pub fn arguments(
+    c: &Container,
+    image_entrypoint: Option<&[String]>,
+    image_cmd: Option<&[String]>,
+) -> Option<Vec<String>> {
+    let (entrypoint, cmd): (&[String], &[String]) = match (&c.entrypoint, &c.command) {
+        (Some(ep), Some(cmd)) => (ep, cmd),
+        (Some(ep), None) => (ep, &[]),
+        (None, Some(cmd)) => (image_entrypoint.unwrap_or_default(), cmd),
+        (None, None) => (
+            image_entrypoint.unwrap_or_default(),
+            image_cmd.unwrap_or_default(),
+        ),
+    };
+    let args: Vec<String> = entrypoint.iter().chain(cmd).cloned().collect();
+    (!args.is_empty()).then_some(args)
+}
+
+/// The image's environment, overridden by the entry's; PATH and HOSTNAME always present.
+pub fn environment(
+    image_env: &[String],
+    entry_env: &BTreeMap<String, String>,
+    hostname: &str,
+) -> Vec<String> {
+    // Keep the image's order and append new keys in the entry's (sorted) order, as Docker.
+    let mut env: Vec<(String, String)> = Vec::new();
+    let set = |key: &str, value: &str, env: &mut Vec<(String, String)>| match env
+        .iter_mut()
+        .find(|(k, _)| k == key)
+    {
+        Some(slot) => slot.1 = value.to_string(),
+        None => env.push((key.to_string(), value.to_string())),
+    };
+    for item in image_env {
+        let (k, v) = item.split_once('=').unwrap_or((item, ""));
+        set(k, v, &mut env);
+    }
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        set("PATH", DEFAULT_PATH, &mut env);
+    }
+    set("HOSTNAME", hostname, &mut env);
+    for (k, v) in entry_env {
+        set(k, v, &mut env);
+    }
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// The capability names (without `CAP_`) the container gets: the default set, minus
+/// `cap_drop`, plus `cap_add`; "ALL" means every capability.
+pub fn capabilities(add: &BTreeSet<Capability>, drop: &BTreeSet<Capability>) -> BTreeSet<String> {
+    let mut set: BTreeSet<String> = if drop.contains(&Capability::All) {
+        BTreeSet::new()
+    } else {
+        DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect()
+    };
+    for c in drop {
+        if let Capability::Named(n) = c {
+            set.remove(*n);
+        }
+    }
+    for c in add {
+        match c {
+            Capability::All => set.extend(ALL_CAPABILITIES.iter().map(|c| c.to_string())),
+            Capability::Named(n) => {
+                set.insert(n.to_string());
+            }
+        }
+    }
+    set
+}
+
+fn resources(c: &Container) -> Result<oci_spec::runtime::LinuxResources, BundleError> {
+    let mut builder = LinuxResourcesBuilder::default().devices(vec![
+        // Deny everything; the engine then allows the standard devices (null, zero, full,
+        // random, urandom, tty, console, ptmx, pts).
+        LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()
+            .map_err(err)?,
+    ]);
+    if let Some(memory) = c.resources.memory {
+        let bytes = i64::try_from(memory.0).unwrap_or(i64::MAX);
+        // swap = limit: no swap beyond the memory limit, so the limit means what it says.
+        builder = builder.memory(
+            LinuxMemoryBuilder::default()
+                .limit(bytes)
+                .swap(bytes)
+                .build()
+                .map_err(err)?,
+        );
+    }
+    if let Some(millicpus) = c.resources.millicpus {
+        const PERIOD_US: u64 = 100_000;
+        builder = builder.cpu(
+            LinuxCpuBuilder::default()
+                .period(PERIOD_US)
+                .quota(i64::from(millicpus) * (PERIOD_US as i64) / 1000)
+                .build()
+                .map_err(err)?,
+        );
+    }
+    if let Some(pids) = c.resources.pids {
+        builder = builder.pids(
+            LinuxPidsBuilder::default()
+                .limit(i64::from(pids))
+                .build()
+                .map_err(err)?,
+        );
+    }
+    builder.build().map_err(err)
+}
+
+fn mounts(inputs: &SpecInputs) -> Result<Vec<Mount>, BundleError> {
+    let c = inputs.container;
+    let mut mounts = oci_spec::runtime::get_default_mounts();
+    for file in ["hostname", "hosts", "resolv.conf"] {
+        mounts.push(bind(
+            &inputs.etc_dir.join(file),
+            &format!("/etc/{file}"),
+            false,
+        )?);
+    }
+    for m in &c.mounts {
+        mounts.push(match m {
+            EntryMount::Volume {
+                source,
+                target,
+                read_only,
+                ..
+            } => {
+                let dir = inputs.volumes.get(source).ok_or_else(|| {
+                    BundleError::Build(format!("volume {source} was not prepared"))
+                })?;
+                bind(dir, target, *read_only)?
+            }
+            EntryMount::Bind {
+                source,
+                target,
+                read_only,
+            } => bind(Path::new(source), target, *read_only)?,
+            EntryMount::Tmpfs { target, size, mode } => {
+                let mut options = vec!["nosuid".to_string(), "nodev".to_string()];
+                if let Some(size) = size {
+                    options.push(format!("size={}", size.0));
+                }
+                options.push(format!("mode={}", mode.as_deref().unwrap_or("1777")));
+                MountBuilder::default()
+                    .destination(target)
+                    .typ("tmpfs")
+                    .source("tmpfs")
+                    .options(options)
+                    .build()
+                    .map_err(err)?
+            }
+        });
+    }
+    Ok(mounts)
+}
+
+fn bind(source: &Path, target: &str, read_only: bool) -> Result<Mount, BundleError> {
+    let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
+    if read_only {
+        options.push("ro".into());
+    }
+    MountBuilder::default()
+        .destination(target)
+        .typ("bind")
+        .source(source)
+        .options(options)
+        .build()
+        .map_err(err)
+}
+
+/// Fill in the resolved user, and HOME unless the image or entry set it.
+pub fn apply_user(spec: &mut Spec, user: &Resolved) -> Result<(), BundleError> {
+    let Some(process) = spec.process_mut() else {
+        return Err(BundleError::Build("spec has no process".into()));
+    };
+    let oci_user = UserBuilder::default()
+        .uid(user.uid)
+        .gid(user.gid)
+        .additional_gids(user.additional_gids.clone())
+        .build()
+        .map_err(err)?;
+    process.set_user(oci_user);
+    let mut env = process.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+    process.set_env(Some(env));
+    Ok(())
+}
+
+fn err(e: impl std::fmt::Display) -> BundleError {
+    BundleError::Build(e.to_string())
+}
+
+#[cfg(test)]
+#[path = "bundle_tests.rs"]
+mod tests;

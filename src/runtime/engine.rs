@@ -1,0 +1,356 @@
+//! The engines that turn a bundle into a running process. The OCI bundle is the contract;
+//! both engines take the same `config.json`. Both are driven only from single-threaded
+//! processes (the monitor, `berth exec`), never from the agent.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use libcontainer::container::Container as LcContainer;
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::{
+    Executor, ExecutorError, ExecutorValidationError, default::DefaultExecutor,
+};
+use oci_spec::runtime::Spec;
+
+use super::record::EngineRecord;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{op} container {id}: {message}")]
+    Embedded {
+        op: &'static str,
+        id: String,
+        message: String,
+    },
+    #[error("{} {op} {id}: {message}", binary.display())]
+    External {
+        binary: PathBuf,
+        op: &'static str,
+        id: String,
+        message: String,
+    },
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The container's standard streams.
+pub struct StdioFds {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// One container engine.
+pub trait Engine {
+    /// Create the container from `bundle`; its init process waits for `start`. Returns the
+    /// init's pid, a child of the calling process (or re-parented to it as a subreaper).
+    fn create(&self, id: &str, bundle: &Path, stdio: StdioFds) -> Result<i32, EngineError>;
+    fn start(&self, id: &str) -> Result<(), EngineError>;
+    /// Forget the container: its cgroup and the engine's state. Kills what is left.
+    fn delete(&self, id: &str) -> Result<(), EngineError>;
+    /// Run `args` inside the running container, joining its namespaces and cgroup, with the
+    /// caller's stdio; returns the exit status.
+    fn exec(&self, id: &str, exec: &ExecRequest) -> Result<i32, EngineError>;
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecRequest {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    pub user: Option<(u32, u32)>,
+    /// Give the process a terminal (a new pty whose master this process relays).
+    pub tty: bool,
+}
+
+/// The engine a record names, with its state under `engine_root`.
+pub fn for_record(record: &EngineRecord, engine_root: &Path) -> Box<dyn Engine> {
+    match record {
+        EngineRecord::Embedded => Box::new(Embedded {
+            root: engine_root.join("embedded"),
+        }),
+        EngineRecord::Oci { binary } => Box::new(External {
+            binary: binary.clone(),
+            root: engine_root.join("oci"),
+        }),
+    }
+}
+
+/// youki's libcontainer, in this process.
+pub struct Embedded {
+    root: PathBuf,
+}
+
+impl Embedded {
+    fn err<'a>(
+        op: &'static str,
+        id: &'a str,
+    ) -> impl FnOnce(libcontainer::error::LibcontainerError) -> EngineError + 'a {
+        move |e| EngineError::Embedded {
+            op,
+            id: id.to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    fn load(&self, id: &str) -> Result<LcContainer, EngineError> {
+        LcContainer::load(self.root.join(id)).map_err(Self::err("loading", id))
+    }
+}
+
+/// Resets signal dispositions in the container's init just before exec: Rust ignores
+/// SIGPIPE in every program, and an ignored signal stays ignored across exec, so without
+/// this every containerised program would live with SIGPIPE ignored.
+#[derive(Clone)]
+struct ResetSignalsExecutor;
+
+impl Executor for ResetSignalsExecutor {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        super::sys::reset_signal_dispositions()
+            .map_err(|e| ExecutorError::Other(format!("resetting signal dispositions: {e}")))?;
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
+    }
+}
+
+impl Engine for Embedded {
+    fn create(&self, id: &str, bundle: &Path, stdio: StdioFds) -> Result<i32, EngineError> {
+        std::fs::create_dir_all(&self.root).map_err(|source| EngineError::Io {
+            op: "creating",
+            path: self.root.clone(),
+            source,
+        })?;
+        let container = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
+            .with_root_path(&self.root)
+            .map_err(Self::err("creating", id))?
+            .with_executor(ResetSignalsExecutor)
+            .with_stdin(stdio.stdin)
+            .with_stdout(stdio.stdout)
+            .with_stderr(stdio.stderr)
+            .as_init(bundle)
+            .with_systemd(false)
+            .with_detach(true)
+            .build()
+            .map_err(Self::err("creating", id))?;
+        container
+            .pid()
+            .map(|p| p.as_raw())
+            .ok_or_else(|| EngineError::Embedded {
+                op: "creating",
+                id: id.to_string(),
+                message: "the engine reported no init process".into(),
+            })
+    }
+
+    fn start(&self, id: &str) -> Result<(), EngineError> {
+        self.load(id)?.start().map_err(Self::err("starting", id))
+    }
+
+    fn delete(&self, id: &str) -> Result<(), EngineError> {
+        if !self.root.join(id).exists() {
+            return Ok(());
+        }
+        self.load(id)?
+            .delete(true)
+            .map_err(Self::err("deleting", id))
+    }
+
+    fn exec(&self, id: &str, exec: &ExecRequest) -> Result<i32, EngineError> {
+        // Fail early with the engine's own message if the container is unknown.
+        self.load(id)?;
+        let console = if exec.tty {
+            Some(
+                super::exec::ConsoleSocket::bind()
+                    .map_err(|source| io_err("creating a console socket", source))?,
+            )
+        } else {
+            None
+        };
+        let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
+            .with_root_path(&self.root)
+            .map_err(Self::err("executing in", id))?
+            .with_executor(ResetSignalsExecutor)
+            .with_console_socket(console.as_ref().map(|c| c.path()));
+        if console.is_none() {
+            builder = builder
+                .with_stdin(dup_std(0).map_err(|source| io_err("duplicating stdin", source))?)
+                .with_stdout(dup_std(1).map_err(|source| io_err("duplicating stdout", source))?)
+                .with_stderr(dup_std(2).map_err(|source| io_err("duplicating stderr", source))?);
+        }
+        let mut tenant = builder
+            .as_tenant()
+            .with_container_args(exec.args.clone())
+            .with_env(exec.env.iter().cloned().collect())
+            .with_cwd(exec.cwd.as_ref())
+            .with_detach(console.is_some());
+        if let Some((uid, gid)) = exec.user {
+            tenant = tenant.with_user(Some(uid)).with_group(Some(gid));
+        }
+        let pid = tenant
+            .build()
+            .map_err(Self::err("executing in", id))?
+            .as_raw();
+        if let Some(console) = console {
+            console
+                .relay(pid)
+                .map_err(|source| io_err("relaying the terminal of the process in", source))?;
+        }
+        super::sys::wait_child(pid).map_err(|source| io_err("waiting for the process in", source))
+    }
+}
+
+fn io_err(op: &'static str, source: std::io::Error) -> EngineError {
+    EngineError::Io {
+        op,
+        path: PathBuf::from("-"),
+        source,
+    }
+}
+
+fn dup_std(fd: i32) -> std::io::Result<OwnedFd> {
+    use std::os::fd::BorrowedFd;
+    // Standard streams stay open for the life of the process.
+    let borrowed = match fd {
+        0 => rustix::stdio::stdin(),
+        1 => rustix::stdio::stdout(),
+        _ => rustix::stdio::stderr(),
+    };
+    let borrowed: BorrowedFd<'_> = borrowed;
+    Ok(rustix::io::fcntl_dupfd_cloexec(borrowed, 3)?)
+}
+
+/// An OCI runtime binary with runc's command line.
+pub struct External {
+    binary: PathBuf,
+    root: PathBuf,
+}
+
+impl External {
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("--root").arg(&self.root);
+        cmd
+    }
+
+    fn run(&self, op: &'static str, id: &str, cmd: &mut Command) -> Result<(), EngineError> {
+        let output = cmd.output().map_err(|e| EngineError::External {
+            binary: self.binary.clone(),
+            op,
+            id: id.into(),
+            message: e.to_string(),
+        })?;
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(EngineError::External {
+            binary: self.binary.clone(),
+            op,
+            id: id.into(),
+            message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
+    }
+}
+
+impl Engine for External {
+    fn create(&self, id: &str, bundle: &Path, stdio: StdioFds) -> Result<i32, EngineError> {
+        let pid_file = bundle.join("init.pid");
+        let log_file = bundle.join("runtime.log");
+        // The runtime hands its own stdio to the container's init, so its messages go to a
+        // log file of their own.
+        let status = self
+            .command()
+            .arg("--log")
+            .arg(&log_file)
+            .arg("create")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id)
+            .stdin(Stdio::from(stdio.stdin))
+            .stdout(Stdio::from(stdio.stdout))
+            .stderr(Stdio::from(stdio.stderr))
+            .status()
+            .map_err(|e| EngineError::External {
+                binary: self.binary.clone(),
+                op: "create",
+                id: id.into(),
+                message: e.to_string(),
+            })?;
+        if !status.success() {
+            let log = std::fs::read_to_string(&log_file).unwrap_or_default();
+            return Err(EngineError::External {
+                binary: self.binary.clone(),
+                op: "create",
+                id: id.into(),
+                message: last_error_line(&log).unwrap_or_else(|| status.to_string()),
+            });
+        }
+        let text = std::fs::read_to_string(&pid_file).map_err(|source| EngineError::Io {
+            op: "reading",
+            path: pid_file.clone(),
+            source,
+        })?;
+        text.trim().parse().map_err(|_| EngineError::External {
+            binary: self.binary.clone(),
+            op: "create",
+            id: id.into(),
+            message: format!("unreadable pid file {text:?}"),
+        })
+    }
+
+    fn start(&self, id: &str) -> Result<(), EngineError> {
+        self.run("start", id, self.command().arg("start").arg(id))
+    }
+
+    fn delete(&self, id: &str) -> Result<(), EngineError> {
+        if !self.root.join(id).exists() {
+            return Ok(());
+        }
+        self.run("delete", id, self.command().args(["delete", "--force", id]))
+    }
+
+    fn exec(&self, id: &str, exec: &ExecRequest) -> Result<i32, EngineError> {
+        let mut cmd = self.command();
+        cmd.arg("exec");
+        if exec.tty {
+            // runc makes the pty and relays it itself in the foreground.
+            cmd.arg("--tty");
+        }
+        for (k, v) in &exec.env {
+            cmd.arg("--env").arg(format!("{k}={v}"));
+        }
+        if let Some(cwd) = &exec.cwd {
+            cmd.arg("--cwd").arg(cwd);
+        }
+        if let Some((uid, gid)) = exec.user {
+            cmd.arg("--user").arg(format!("{uid}:{gid}"));
+        }
+        cmd.arg(id).args(&exec.args);
+        let status = cmd.status().map_err(|e| EngineError::External {
+            binary: self.binary.clone(),
+            op: "exec",
+            id: id.into(),
+            message: e.to_string(),
+        })?;
+        Ok(status.code().unwrap_or(255))
+    }
+}
+
+/// runc logs one message per line, the last error last.
+fn last_error_line(log: &str) -> Option<String> {
+    log.lines()
+        .rev()
+        .find(|l| l.contains("level=error") || l.contains("\"error\""))
+        .or_else(|| log.lines().last())
+        .map(|l| l.trim().to_string())
+}

@@ -1,0 +1,117 @@
+//! Where the runtime keeps things. One place computes every path, so the monitor, the CLI
+//! and the reconciler can never disagree.
+//!
+//! ```text
+//! <state root>/containers/<id>/container.json   what was asked for (written before start)
+//!                             /config.json      the OCI runtime spec (this dir is the bundle)
+//!                             /rootfs/          overlay mount point (mounted in the monitor's
+//!                                               private mount namespace only)
+//!                             /upper/ /work/    the container's writable layer
+//!                             /etc/             generated hostname, hosts, resolv.conf
+//!                             /logs/            container.log and its rotations
+//!                             /monitor.json     monitor and init identities (written at start)
+//!                             /exit.json        how the container ended (written by the monitor)
+//!                             /monitor.log      the monitor's own messages
+//! <run root>/c/<id>/                            the engine's state (tmpfs)
+//! ```
+//!
+//! The run root is `/run/berth` for the default state root and `/run/berth-<hash>` for any
+//! other, and cgroups live under `/berth` or `/berth-<hash>` likewise, so two state roots
+//! (tests, a second instance) never see each other's containers.
+
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_STATE_ROOT: &str = "/var/lib/berth";
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub state_root: PathBuf,
+    pub run_root: PathBuf,
+    /// First component of every cgroup path and prefix of every kernel object berth names.
+    pub scope: String,
+}
+
+impl Layout {
+    pub fn new(state_root: &Path) -> Layout {
+        let scope = if state_root == Path::new(DEFAULT_STATE_ROOT) {
+            "berth".to_string()
+        } else {
+            let hash = crate::sha256::hex_digest(state_root.as_os_str().as_encoded_bytes());
+            format!("berth-{}", &hash[..12])
+        };
+        Layout {
+            state_root: state_root.to_path_buf(),
+            run_root: Path::new("/run").join(&scope),
+            scope,
+        }
+    }
+
+    pub fn containers(&self) -> PathBuf {
+        self.state_root.join("containers")
+    }
+
+    pub fn container(&self, id: &str) -> ContainerPaths {
+        ContainerPaths {
+            dir: self.containers().join(id),
+        }
+    }
+
+    /// Where the engine keeps its per-container state. Short on purpose: the engine puts a
+    /// unix socket in it, and socket paths are limited to 108 bytes.
+    pub fn engine_root(&self) -> PathBuf {
+        self.run_root.join("c")
+    }
+
+    pub fn volumes(&self) -> PathBuf {
+        self.state_root.join("volumes")
+    }
+
+    pub fn cgroup_path(&self, id: &str) -> String {
+        format!("/{}/{id}", self.scope)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ContainerPaths {
+    pub dir: PathBuf,
+}
+
+impl ContainerPaths {
+    pub fn record(&self) -> PathBuf {
+        self.dir.join("container.json")
+    }
+    pub fn bundle(&self) -> &Path {
+        &self.dir
+    }
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    pub fn etc(&self) -> PathBuf {
+        self.dir.join("etc")
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.dir.join("logs")
+    }
+    pub fn monitor(&self) -> PathBuf {
+        self.dir.join("monitor.json")
+    }
+    pub fn exit(&self) -> PathBuf {
+        self.dir.join("exit.json")
+    }
+    pub fn monitor_log(&self) -> PathBuf {
+        self.dir.join("monitor.log")
+    }
+    /// Lower directory for an image without layers (overlayfs needs at least one).
+    pub fn empty_lower(&self) -> PathBuf {
+        self.dir.join("empty")
+    }
+}

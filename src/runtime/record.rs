@@ -1,0 +1,232 @@
+//! The runtime's records, one JSON file each, written atomically. They are hints and
+//! ownership claims: whoever reads them confirms pids against the kernel (`ProcessId`) and
+//! the boot id against this boot.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::sys::ProcessId;
+use crate::fsutil::{self, FsError};
+
+/// What was asked for: written before the monitor starts (the intent), never changed after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub name: String,
+    /// The spec hash of the `[container.*]` entry it was created from.
+    pub spec_hash: String,
+    /// The image source and the manifest digest it resolved to when the container was made.
+    pub image: String,
+    pub image_digest: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub engine: EngineRecord,
+    /// Overlay lower directories, highest layer first.
+    pub layers: Vec<PathBuf>,
+    /// The user as written (entry, else image), resolved in the container's own /etc files.
+    pub user: Option<String>,
+    pub groups: Vec<String>,
+    /// Volumes to seed with the image's content at their mount target on first use.
+    pub seed: Vec<Seed>,
+    /// A network namespace of its own (its loopback must be brought up).
+    pub own_network: bool,
+    pub stop_signal: i32,
+    pub stop_timeout_ms: u64,
+    pub log_max_size: u64,
+    pub log_max_files: u32,
+    pub cgroup_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum EngineRecord {
+    Embedded,
+    /// An external OCI runtime, resolved to an absolute path at creation.
+    Oci {
+        binary: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seed {
+    pub volume: String,
+    /// The volume directory (the mount source).
+    pub data: PathBuf,
+    /// Absolute path inside the container.
+    pub target: String,
+}
+
+/// Written by the monitor once the container's process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorRecord {
+    pub monitor: ProcessId,
+    pub init: ProcessId,
+    /// Unix time in milliseconds.
+    pub started_at_ms: u64,
+    #[serde(with = "boot_id")]
+    pub boot_id: BootId,
+}
+
+/// The boot the record was written in, as 16 bytes to keep the record `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootId(pub [u8; 16]);
+
+impl BootId {
+    pub fn current() -> std::io::Result<BootId> {
+        let text = super::sys::boot_id()?;
+        BootId::parse(&text).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("unexpected boot id {text:?}"),
+            )
+        })
+    }
+
+    fn parse(text: &str) -> Option<BootId> {
+        let hex: Vec<u8> = text.bytes().filter(|b| *b != b'-').collect();
+        if hex.len() != 32 {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (i, pair) in hex.chunks(2).enumerate() {
+            let s = std::str::from_utf8(pair).ok()?;
+            out[i] = u8::from_str_radix(s, 16).ok()?;
+        }
+        Some(BootId(out))
+    }
+}
+
+mod boot_id {
+    use super::BootId;
+    pub fn serialize<S: serde::Serializer>(id: &BootId, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::sha256::hex(&id.0))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BootId, D::Error> {
+        let text: String = serde::Deserialize::deserialize(d)?;
+        BootId::parse(&text).ok_or_else(|| serde::de::Error::custom("invalid boot id"))
+    }
+}
+
+/// How the container ended, written by its monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// Exit status if it exited, else None.
+    pub code: Option<i32>,
+    /// Terminating signal if it was killed.
+    pub signal: Option<i32>,
+    /// Killed by the kernel's OOM killer (the cgroup counted an OOM kill).
+    pub oom_killed: bool,
+    pub started_at_ms: u64,
+    pub finished_at_ms: u64,
+    /// Set when the container never ran (the engine failed to create or start it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl ExitRecord {
+    /// Shell convention: the code, or 128 + signal.
+    pub fn status(&self) -> i32 {
+        match (self.code, self.signal) {
+            (Some(code), _) => code,
+            (None, Some(sig)) => 128 + sig,
+            (None, None) => 255,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        if let Some(e) = &self.error {
+            return format!("failed to start: {e}");
+        }
+        match (self.code, self.signal, self.oom_killed) {
+            (_, _, true) => "killed by the OOM killer (memory limit reached)".to_string(),
+            (Some(code), _, _) => format!("exited with code {code}"),
+            (None, Some(sig), _) => format!("killed by signal {sig}"),
+            (None, None, _) => "ended".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("record {} is damaged: {message}", path.display())]
+    Damaged { path: PathBuf, message: String },
+}
+
+pub fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), RecordError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| RecordError::Damaged {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(fsutil::write_atomic(path, &bytes)?)
+}
+
+/// `Ok(None)` if the file does not exist.
+pub fn load<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, RecordError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(fsutil::io_err("reading", path)(e).into()),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| RecordError::Damaged {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_id_round_trips() {
+        let id = BootId::parse("0b0e4d5e-34f2-4c5b-9a49-3d2d5f0f1e2a").expect("parse");
+        let rec = MonitorRecord {
+            monitor: ProcessId {
+                pid: 1,
+                start_time: 2,
+            },
+            init: ProcessId {
+                pid: 3,
+                start_time: 4,
+            },
+            started_at_ms: 5,
+            boot_id: id,
+        };
+        let json = serde_json::to_string(&rec).expect("json");
+        assert!(json.contains("0b0e4d5e34f24c5b9a493d2d5f0f1e2a"), "{json}");
+        let back: MonitorRecord = serde_json::from_str(&json).expect("back");
+        assert_eq!(back, rec);
+        assert!(BootId::parse("xyz").is_none());
+        assert!(BootId::current().is_ok());
+    }
+
+    #[test]
+    fn exit_status_follows_the_shell_convention() {
+        let mut r = ExitRecord {
+            code: Some(3),
+            signal: None,
+            oom_killed: false,
+            started_at_ms: 0,
+            finished_at_ms: 0,
+            error: None,
+        };
+        assert_eq!(r.status(), 3);
+        r.code = None;
+        r.signal = Some(9);
+        assert_eq!(r.status(), 137);
+        r.oom_killed = true;
+        assert!(r.describe().contains("OOM"));
+    }
+}

@@ -1,0 +1,298 @@
+//! The runtime's syscall layer: the only module in berth with `unsafe`. Each block says why
+//! it is sound. Everything here is small and does one kernel thing.
+
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::process::{Pid, PidfdFlags, pidfd_open};
+use serde::{Deserialize, Serialize};
+
+/// A process named so that it cannot be confused with a later one reusing its pid: the pid
+/// plus its start time (clock ticks since boot, /proc/PID/stat field 22), valid within one
+/// boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessId {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+impl ProcessId {
+    /// The identity of a live process.
+    pub fn of(pid: i32) -> io::Result<ProcessId> {
+        Ok(ProcessId {
+            pid,
+            start_time: start_time(pid)?,
+        })
+    }
+
+    /// A pidfd for this very process, or `None` if it is gone (or its pid now names another
+    /// process). The start time is checked after the pidfd is open, so the pidfd cannot
+    /// refer to a successor.
+    pub fn open(&self) -> io::Result<Option<OwnedFd>> {
+        let Some(pid) = Pid::from_raw(self.pid) else {
+            return Ok(None);
+        };
+        let fd = match pidfd_open(pid, PidfdFlags::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::SRCH) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match start_time(self.pid) {
+            Ok(t) if t == self.start_time => Ok(Some(fd)),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether this very process still runs (a zombie counts as gone).
+    pub fn is_alive(&self) -> io::Result<bool> {
+        match self.open()? {
+            None => Ok(false),
+            Some(fd) => Ok(!wait_readable(&fd, Some(Duration::ZERO))?),
+        }
+    }
+}
+
+/// Start time of a process in clock ticks since boot.
+pub fn start_time(pid: i32) -> io::Result<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_start_time(&stat).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected /proc/{pid}/stat"),
+        )
+    })
+}
+
+/// Field 22 of /proc/PID/stat. The command name (field 2) may contain spaces and
+/// parentheses, so fields are counted from its last `)`.
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After the name come fields 3.. ; start time is field 22, the 20th of these.
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
+/// This boot's id: a record written in another boot describes nothing that runs now.
+pub fn boot_id() -> io::Result<String> {
+    Ok(fs::read_to_string("/proc/sys/kernel/random/boot_id")?
+        .trim()
+        .to_string())
+}
+
+/// Wait until `fd` is readable (a pidfd: the process exited) or `timeout` passes.
+/// `None` waits forever. Returns whether it became readable.
+pub fn wait_readable(fd: &impl AsFd, timeout: Option<Duration>) -> io::Result<bool> {
+    let timespec = timeout.map(|t| Timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    let mut fds = [PollFd::new(fd, PollFlags::IN)];
+    loop {
+        match poll(&mut fds, timespec.as_ref()) {
+            Ok(n) => return Ok(n > 0),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Send `signal` through a pidfd. Signal numbers come from validated specs (1–64).
+pub fn send_signal(pidfd: &impl AsFd, signal: i32) -> io::Result<()> {
+    if !(1..=64).contains(&signal) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("signal {signal} is out of range"),
+        ));
+    }
+    // SAFETY: the number is in the kernel's signal range (checked above); rustix only asks
+    // callers to vouch for that when the number is not one of its named constants.
+    let signal = unsafe { rustix::process::Signal::from_raw_unchecked(signal) };
+    match rustix::process::pidfd_send_signal(pidfd, signal) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Which side of a `fork` this process is on.
+pub enum Forked {
+    Parent { child: i32 },
+    Child,
+}
+
+/// `fork(2)`. Callers must be single-threaded: the monitor calls this first thing, before
+/// anything could have started a thread.
+pub fn fork_single_threaded() -> io::Result<Forked> {
+    // SAFETY: the caller is the monitor entry point, which runs before any thread is
+    // started (no async runtime, no thread pools), so the child is a full copy of a
+    // single-threaded process and may run arbitrary code.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Forked::Parent {
+            child: child.as_raw(),
+        }),
+        Ok(nix::unistd::ForkResult::Child) => Ok(Forked::Child),
+        Err(e) => Err(io::Error::from_raw_os_error(e as i32)),
+    }
+}
+
+/// Give this process a private mount namespace whose mounts follow the host's (slave), so
+/// the container's overlay exists only here and disappears with the monitor.
+pub fn private_mount_namespace() -> io::Result<()> {
+    // SAFETY: CLONE_NEWNS only changes which mount table the calling thread sees; it shares
+    // no memory or file-descriptor state, which is what `unshare_unsafe` asks us to vouch for.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }?;
+    rustix::mount::mount_change(
+        "/",
+        rustix::mount::MountPropagationFlags::DOWNSTREAM
+            | rustix::mount::MountPropagationFlags::REC,
+    )?;
+    Ok(())
+}
+
+/// Bring the loopback interface up in the network namespace of `pid`, then return to ours.
+/// A new network namespace starts with `lo` down; programs expect 127.0.0.1 to work.
+pub fn loopback_up_in(pid: i32) -> io::Result<()> {
+    use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
+    let ours = fs::File::open("/proc/self/ns/net")?;
+    let theirs = fs::File::open(format!("/proc/{pid}/ns/net"))?;
+    move_into_link_name_space(theirs.as_fd(), Some(LinkNameSpaceType::Network))?;
+    let result = set_loopback_up();
+    move_into_link_name_space(ours.as_fd(), Some(LinkNameSpaceType::Network))?;
+    result
+}
+
+fn set_loopback_up() -> io::Result<()> {
+    let socket: OwnedFd = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        None,
+    )?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in request.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the flags into the ifreq we own, which outlives the call.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: after SIOCGIFFLAGS the union holds the flags member.
+    unsafe { request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads the ifreq we own, which outlives the call.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Restore every catchable signal to its default action. Called in the container's init
+/// just before exec: dispositions set to "ignore" survive exec, and Rust ignores SIGPIPE.
+pub fn reset_signal_dispositions() -> io::Result<()> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for signal in Signal::iterator() {
+        if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL runs no handler code, so no async-signal-safety
+        // requirement applies; the previous action is discarded.
+        unsafe { sigaction(signal, &default) }
+            .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+    }
+    SigSet::empty()
+        .thread_set_mask()
+        .map_err(|e| io::Error::from_raw_os_error(e as i32))
+}
+
+/// Wait for a child process; its exit code, or 128 + the signal that killed it.
+pub fn wait_child(pid: i32) -> io::Result<i32> {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    let pid = nix::unistd::Pid::from_raw(pid);
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(128 + signal as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(io::Error::from_raw_os_error(e as i32)),
+        }
+    }
+}
+
+/// Reap every exited child without blocking (orphans re-parented to a subreaper).
+pub fn reap_exited_children() {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// How a child ended, read through its pidfd (which must be readable: the child exited).
+pub fn reap_pidfd(pidfd: &impl AsFd) -> io::Result<(Option<i32>, Option<i32>)> {
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    loop {
+        match waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED) {
+            Ok(Some(status)) => {
+                return Ok(if status.exited() {
+                    (status.exit_status(), None)
+                } else {
+                    (None, status.terminating_signal())
+                });
+            }
+            Ok(None) => return Ok((None, None)),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Become the reaper of orphaned descendants: an external runtime's init is re-parented
+/// to the monitor when the runtime's own process exits.
+pub fn become_subreaper() -> io::Result<()> {
+    Ok(rustix::process::set_child_subreaper(Some(
+        rustix::process::getpid(),
+    ))?)
+}
+
+/// Whether `path` is a directory with nothing in it.
+pub fn is_empty_dir(path: &Path) -> io::Result<bool> {
+    Ok(fs::read_dir(path)?.next().is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_survives_odd_command_names() {
+        let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(parse_start_time(stat), Some(987654));
+        assert_eq!(parse_start_time("garbage"), None);
+    }
+
+    #[test]
+    fn identity_of_self_is_alive_and_a_wrong_start_time_is_not() {
+        let me = ProcessId::of(std::process::id() as i32).expect("own stat");
+        assert!(me.open().expect("pidfd").is_some());
+        let impostor = ProcessId {
+            start_time: me.start_time + 1,
+            ..me
+        };
+        assert!(impostor.open().expect("pidfd").is_none());
+    }
+
+    #[test]
+    fn exited_child_is_not_alive() {
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let id = ProcessId::of(child.id() as i32).expect("stat");
+        child.wait().expect("wait");
+        assert!(!id.is_alive().expect("check"));
+    }
+}
