@@ -356,10 +356,13 @@ pub fn apply_user(spec: &mut Spec, user: &Resolved) -> Result<(), BundleError> {
     let Some(process) = spec.process_mut() else {
         return Err(BundleError::Build("spec has no process".into()));
     };
+    // The primary group is also a supplementary one, as initgroups(3) and Docker make it.
+    let mut groups: BTreeSet<u32> = user.additional_gids.iter().copied().collect();
+    groups.insert(user.gid);
     let oci_user = UserBuilder::default()
         .uid(user.uid)
         .gid(user.gid)
-        .additional_gids(user.additional_gids.clone())
+        .additional_gids(groups.into_iter().collect::<Vec<_>>())
         .build()
         .map_err(err)?;
     process.set_user(oci_user);

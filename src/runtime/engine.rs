@@ -55,8 +55,9 @@ pub trait Engine {
     /// Forget the container: its cgroup and the engine's state. Kills what is left.
     fn delete(&self, id: &str) -> Result<(), EngineError>;
     /// Run `args` inside the running container, joining its namespaces and cgroup, with the
-    /// caller's stdio; returns the exit status.
-    fn exec(&self, id: &str, exec: &ExecRequest) -> Result<i32, EngineError>;
+    /// caller's stdio and the container's process settings (user, capabilities, rlimits,
+    /// seccomp); returns the exit status.
+    fn exec(&self, id: &str, bundle: &Path, exec: &ExecRequest) -> Result<i32, EngineError>;
 }
 
 #[derive(Debug, Clone, Default)]
@@ -164,9 +165,42 @@ impl Engine for Embedded {
             .map_err(Self::err("deleting", id))
     }
 
-    fn exec(&self, id: &str, exec: &ExecRequest) -> Result<i32, EngineError> {
+    fn exec(&self, id: &str, bundle: &Path, exec: &ExecRequest) -> Result<i32, EngineError> {
         // Fail early with the engine's own message if the container is unknown.
         self.load(id)?;
+        let config = bundle.join("config.json");
+        let spec = Spec::load(&config).map_err(|e| EngineError::Io {
+            op: "reading",
+            path: config.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        // libcontainer's exec keeps only the namespaces and cgroup of the container's spec;
+        // the process settings travel in a process.json, and the seccomp profile is loaded
+        // by the executor just before exec (where runc loads it too).
+        let process = exec_process(&spec, exec)?;
+        let process_file = bundle.join(format!("exec-{}.json", std::process::id()));
+        let write = serde_json::to_vec(&process)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&process_file, bytes));
+        write.map_err(|source| EngineError::Io {
+            op: "writing",
+            path: process_file.clone(),
+            source,
+        })?;
+        let result = self.exec_with(id, &process_file, &spec, exec);
+        let _ = std::fs::remove_file(&process_file);
+        result
+    }
+}
+
+impl Embedded {
+    fn exec_with(
+        &self,
+        id: &str,
+        process_file: &Path,
+        spec: &Spec,
+        exec: &ExecRequest,
+    ) -> Result<i32, EngineError> {
         let console = if exec.tty {
             Some(
                 super::exec::ConsoleSocket::bind()
@@ -175,10 +209,13 @@ impl Engine for Embedded {
         } else {
             None
         };
+        let executor = ExecExecutor {
+            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+        };
         let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
             .with_root_path(&self.root)
             .map_err(Self::err("executing in", id))?
-            .with_executor(ResetSignalsExecutor)
+            .with_executor(executor)
             .with_console_socket(console.as_ref().map(|c| c.path()));
         if console.is_none() {
             builder = builder
@@ -186,16 +223,10 @@ impl Engine for Embedded {
                 .with_stdout(dup_std(1).map_err(|source| io_err("duplicating stdout", source))?)
                 .with_stderr(dup_std(2).map_err(|source| io_err("duplicating stderr", source))?);
         }
-        let mut tenant = builder
+        let pid = builder
             .as_tenant()
-            .with_container_args(exec.args.clone())
-            .with_env(exec.env.iter().cloned().collect())
-            .with_cwd(exec.cwd.as_ref())
-            .with_detach(console.is_some());
-        if let Some((uid, gid)) = exec.user {
-            tenant = tenant.with_user(Some(uid)).with_group(Some(gid));
-        }
-        let pid = tenant
+            .with_process(Some(process_file))
+            .with_detach(console.is_some())
             .build()
             .map_err(Self::err("executing in", id))?
             .as_raw();
@@ -204,7 +235,63 @@ impl Engine for Embedded {
                 .relay(pid)
                 .map_err(|source| io_err("relaying the terminal of the process in", source))?;
         }
-        super::sys::wait_child(pid).map_err(|source| io_err("waiting for the process in", source))
+        super::sys::wait_child(pid)
+            .map_err(|source| io_err("waiting for the process in", source))
+    }
+}
+
+/// The container's process settings with the exec request's changes.
+fn exec_process(spec: &Spec, exec: &ExecRequest) -> Result<oci_spec::runtime::Process, EngineError> {
+    let mut process = spec.process().clone().ok_or_else(|| EngineError::Io {
+        op: "reading the process of",
+        path: PathBuf::from("config.json"),
+        source: std::io::Error::other("the spec has no process"),
+    })?;
+    process.set_args(Some(exec.args.clone()));
+    process.set_terminal(Some(exec.tty));
+    let mut env = process.env().clone().unwrap_or_default();
+    for (key, value) in &exec.env {
+        env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key.as_str()));
+        env.push(format!("{key}={value}"));
+    }
+    if exec.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    process.set_env(Some(env));
+    if let Some(cwd) = &exec.cwd {
+        process.set_cwd(PathBuf::from(cwd));
+    }
+    if let Some((uid, gid)) = exec.user {
+        let user = oci_spec::runtime::UserBuilder::default()
+            .uid(uid)
+            .gid(gid)
+            .build()
+            .map_err(|e| io_err("building the user of", std::io::Error::other(e.to_string())))?;
+        process.set_user(user);
+    }
+    Ok(process)
+}
+
+/// The executor of `exec`'d processes: the container's seccomp profile, default signal
+/// dispositions, then exec.
+#[derive(Clone)]
+struct ExecExecutor {
+    seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+}
+
+impl Executor for ExecExecutor {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        super::sys::reset_signal_dispositions()
+            .map_err(|e| ExecutorError::Other(format!("resetting signal dispositions: {e}")))?;
+        if let Some(profile) = &self.seccomp {
+            libcontainer::seccomp::initialize_seccomp(profile)
+                .map_err(|e| ExecutorError::Other(format!("loading the seccomp profile: {e}")))?;
+        }
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
     }
 }
 
@@ -319,7 +406,7 @@ impl Engine for External {
         self.run("delete", id, self.command().args(["delete", "--force", id]))
     }
 
-    fn exec(&self, id: &str, exec: &ExecRequest) -> Result<i32, EngineError> {
+    fn exec(&self, id: &str, _bundle: &Path, exec: &ExecRequest) -> Result<i32, EngineError> {
         let mut cmd = self.command();
         cmd.arg("exec");
         if exec.tty {

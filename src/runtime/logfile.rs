@@ -305,6 +305,8 @@ struct Sink {
     size: u64,
     max_size: u64,
     max_files: u32,
+    /// The highest `container.log.N` present, so rotation renames only files that exist.
+    rotated: u32,
     /// A write failed: the file may end inside a record.
     torn: bool,
 }
@@ -321,22 +323,27 @@ impl Sink {
             size: 0,
             max_size: policy.max_size.0,
             max_files: policy.max_files.max(1),
+            rotated: 0,
             torn: false,
         };
-        sink.remove_surplus()?;
+        sink.rotated = sink.remove_surplus()?;
         // A monitor killed mid-write may have left half a record.
         sink.end_torn_record()?;
         Ok(sink)
     }
 
-    /// Files past `max_files`, left by a larger policy, would otherwise stay forever.
-    fn remove_surplus(&self) -> Result<(), LogError> {
+    /// Remove files past `max_files`, left by a larger policy, which would otherwise stay
+    /// forever; return the highest index kept.
+    fn remove_surplus(&self) -> Result<u32, LogError> {
+        let mut highest = 0;
         for index in rotated_files(&self.dir)? {
             if index >= self.max_files {
                 remove_if_exists(&log_path(&self.dir, index))?;
+            } else {
+                highest = highest.max(index);
             }
         }
-        Ok(())
+        Ok(highest)
     }
 
     /// Make the file end with a newline, and learn its size.
@@ -423,11 +430,14 @@ impl Sink {
         if keep == 0 {
             remove_if_exists(&self.path)?;
         } else {
-            remove_if_exists(&log_path(&self.dir, keep))?;
-            for index in (1..keep).rev() {
+            if self.rotated >= keep {
+                remove_if_exists(&log_path(&self.dir, keep))?;
+            }
+            for index in (1..=self.rotated.min(keep - 1)).rev() {
                 rename_if_exists(&log_path(&self.dir, index), &log_path(&self.dir, index + 1))?;
             }
             rename_if_exists(&self.path, &log_path(&self.dir, 1))?;
+            self.rotated = (self.rotated + 1).min(keep);
         }
         // Only now, after the old file's last write and its rename, may a new one appear:
         // followers rely on this order.
@@ -559,11 +569,8 @@ fn snapshot(dir: &Path, stop_at: Option<FileId>) -> Result<Vec<LogFile>, LogErro
     loop {
         match LogFile::open(&log_path(dir, index))? {
             Some(log) if Some(log.id) == stop_at => break,
-            Some(log) => {
-                if !files.iter().any(|f| f.id == log.id) {
-                    files.push(log);
-                }
-            }
+            Some(log) if !files.iter().any(|f| f.id == log.id) => files.push(log),
+            Some(_) => {}
             None if index >= highest => break,
             None => {}
         }
@@ -1462,7 +1469,7 @@ mod tests {
             any::<u8>().prop_filter("no newline", |b| *b != b'\n'),
             0..60,
         );
-        let long = proptest::collection::vec(Just(b'L'), MAX_LINE - 2..2 * MAX_LINE + 3);
+        let long = (MAX_LINE - 2..2 * MAX_LINE + 3).prop_map(|len| vec![b'L'; len]);
         let line = prop_oneof![8 => short, 1 => long];
         (proptest::collection::vec(line, 0..12), any::<bool>()).prop_map(|(lines, end_newline)| {
             let mut text = lines.join(&b'\n');

@@ -482,7 +482,12 @@ impl Runtime {
                 message: "it is not running".into(),
             });
         }
-        Ok(engine::for_record(&record.engine, &self.layout.engine_root()).exec(id, request)?)
+        let bundle = self.layout.container(id);
+        Ok(engine::for_record(&record.engine, &self.layout.engine_root()).exec(
+            id,
+            bundle.bundle(),
+            request,
+        )?)
     }
 }
 

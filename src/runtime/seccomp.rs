@@ -13,6 +13,12 @@
 //! this profile has not vetted, `clone3` without CAP_SYS_ADMIN, io_uring — returns ENOSYS, so
 //! libc and programs take their "old kernel" path (glibc falls back from `clone3` to `clone`,
 //! whose namespace flags are checked) instead of failing on a permission error.
+//!
+//! The profile is written for the embedded engine, youki's libcontainer 0.7, which reads the two
+//! operands of a masked comparison in the opposite order from runc and crun; a profile handed to
+//! an external runtime goes through [`runc_operand_order`] first. Both libcontainer and runc
+//! skip syscall names the installed libseccomp does not know, so the tables may name syscalls
+//! newer than the host's libseccomp; today every name is known to Debian 12's 2.5.4.
 
 use std::collections::BTreeSet;
 
@@ -210,6 +216,7 @@ const ALLOWED: &[&str] = &[
     "faccessat2",
     "fchmod",
     "fchmodat",
+    "fchmodat2",
     "fchown",
     "fchown32",
     "fchownat",
@@ -607,7 +614,7 @@ fn clone_rules() -> Vec<LinuxSyscall> {
         .fold(0, |all, flag| all | *flag as u64);
     // s390 passes the flags second; berth does not build for it.
     let mut rules = vec![syscall(
-        &["clone"],
+        ["clone"],
         LinuxSeccompAction::ScmpActAllow,
         None,
         vec![masked_eq(0, all_flags, 0)],
@@ -615,7 +622,7 @@ fn clone_rules() -> Vec<LinuxSyscall> {
     // Rules are alternatives, so one rule per flag refuses a call with any of them set.
     rules.extend(NAMESPACE_FLAGS.iter().map(|flag| {
         syscall(
-            &["clone"],
+            ["clone"],
             LinuxSeccompAction::ScmpActErrno,
             Some(EPERM),
             vec![masked_eq(0, *flag as u64, *flag as u64)],
@@ -631,7 +638,7 @@ fn personality_rules() -> Vec<LinuxSyscall> {
         .iter()
         .map(|value| {
             syscall(
-                &["personality"],
+                ["personality"],
                 LinuxSeccompAction::ScmpActAllow,
                 None,
                 vec![arg(0, LinuxSeccompOperator::ScmpCmpEq, *value)],
@@ -647,10 +654,10 @@ fn personality_rules() -> Vec<LinuxSyscall> {
 /// refuses their audit messages.
 fn socket_rules(audit_write: bool) -> Vec<LinuxSyscall> {
     let family = |op, value: libc::c_int| arg(0, op, value as u64);
-    let allow = |args| syscall(&["socket"], LinuxSeccompAction::ScmpActAllow, None, args);
+    let allow = |args| syscall(["socket"], LinuxSeccompAction::ScmpActAllow, None, args);
     let refuse = |errno, args| {
         syscall(
-            &["socket"],
+            ["socket"],
             LinuxSeccompAction::ScmpActErrno,
             Some(errno),
             args,
@@ -662,6 +669,7 @@ fn socket_rules(audit_write: bool) -> Vec<LinuxSyscall> {
 
     let mut rules = vec![
         refuse(EAFNOSUPPORT, vec![family(Eq, libc::AF_ALG)]),
+        // AF_NFC, the only family between AF_ALG and AF_VSOCK.
         allow(vec![family(Eq, libc::AF_ALG + 1)]),
         refuse(EAFNOSUPPORT, vec![family(Eq, libc::AF_VSOCK)]),
         allow(vec![family(Gt, libc::AF_VSOCK)]),
@@ -691,6 +699,36 @@ fn socket_rules(audit_write: bool) -> Vec<LinuxSyscall> {
     rules
 }
 
+/// `profile` with its masked comparisons in the operand order runc and crun read (see
+/// [`masked_eq`]), for an external OCI runtime; the default profile is written for the embedded
+/// libcontainer.
+pub fn runc_operand_order(mut profile: LinuxSeccomp) -> LinuxSeccomp {
+    let swap = |arg: LinuxSeccompArg| match arg.op() {
+        LinuxSeccompOperator::ScmpCmpMaskedEq => arg_with_two(
+            arg.index(),
+            arg.op(),
+            arg.value_two().unwrap_or(0),
+            Some(arg.value()),
+        ),
+        _ => arg,
+    };
+    let rules = profile.syscalls().clone().map(|rules| {
+        rules
+            .into_iter()
+            .map(|mut rule| {
+                let args = rule
+                    .args()
+                    .clone()
+                    .map(|a| a.into_iter().map(swap).collect());
+                rule.set_args(args);
+                rule
+            })
+            .collect()
+    });
+    profile.set_syscalls(rules);
+    profile
+}
+
 fn syscall(
     names: impl IntoIterator<Item = impl ToString>,
     action: LinuxSeccompAction,
@@ -709,15 +747,18 @@ fn arg(index: usize, op: LinuxSeccompOperator, value: u64) -> LinuxSeccompArg {
     arg_with_two(index, op, value, None)
 }
 
-/// `(argument & mask) == datum`.
+/// `(argument & mask) == datum`, in the operand order libcontainer 0.7 reads: `valueTwo` is the
+/// mask and `value` the datum. runc and crun read them the other way round (`value` is the mask,
+/// as libseccomp's `datum_a`), which is what Docker's profile is written for; given Docker's
+/// order, libcontainer would mask with 0, and libseccomp drops such a comparison as always true.
+/// Either misreading opens the rule completely, so a profile for an external runtime must go
+/// through [`runc_operand_order`].
 fn masked_eq(index: usize, mask: u64, datum: u64) -> LinuxSeccompArg {
-    // runc and crun read `value` as the mask and `valueTwo` as the datum (libseccomp's
-    // datum_a/datum_b order), which is what Docker's profile is written for.
     arg_with_two(
         index,
         LinuxSeccompOperator::ScmpCmpMaskedEq,
-        mask,
-        Some(datum),
+        datum,
+        Some(mask),
     )
 }
 
@@ -953,9 +994,27 @@ mod tests {
         assert_eq!(args.len(), 1);
         assert_eq!(args[0].index(), 0);
         assert_eq!(args[0].op(), LinuxSeccompOperator::ScmpCmpMaskedEq);
-        assert_eq!(args[0].value(), 0x7e02_0000);
-        assert_eq!(args[0].value_two(), Some(0));
+        // libcontainer's operand order: the datum, then the mask.
+        assert_eq!(args[0].value(), 0);
+        assert_eq!(args[0].value_two(), Some(0x7e02_0000));
         assert_eq!(clone_rules.len(), 1 + NAMESPACE_FLAGS.len());
+    }
+
+    #[test]
+    fn runc_order_is_dockers() {
+        let profile = runc_operand_order(default_profile(&default_caps()));
+        let masked: Vec<_> = rules(&profile)
+            .iter()
+            .filter(|r| r.names() == &["clone"] && r.action() == LinuxSeccompAction::ScmpActAllow)
+            .flat_map(|r| r.args().iter().flatten())
+            .map(|a| (a.op(), a.value(), a.value_two()))
+            .collect();
+        assert_eq!(
+            masked,
+            [(LinuxSeccompOperator::ScmpCmpMaskedEq, 0x7e02_0000, Some(0))]
+        );
+        let back = runc_operand_order(profile);
+        assert_eq!(back, default_profile(&default_caps()));
     }
 
     #[test]
@@ -1064,16 +1123,66 @@ mod tests {
     }
 
     type Check = (&'static str, fn() -> bool);
+    type Loader = fn(&LinuxSeccomp) -> bool;
+
+    fn load_with_libcontainer(profile: &LinuxSeccomp) -> bool {
+        libcontainer::seccomp::initialize_seccomp(profile).is_ok()
+    }
+
+    /// Loads `profile` reading its operands as runc does.
+    fn load_like_runc(profile: &LinuxSeccomp) -> bool {
+        use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext};
+        let action = |action, errno: Option<u32>| match action {
+            LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+            _ => ScmpAction::Errno(errno.map_or(libc::EPERM, |e| e as i32)),
+        };
+        let compare = |arg: &LinuxSeccompArg| {
+            let op = match arg.op() {
+                LinuxSeccompOperator::ScmpCmpEq => ScmpCompareOp::Equal,
+                LinuxSeccompOperator::ScmpCmpNe => ScmpCompareOp::NotEqual,
+                LinuxSeccompOperator::ScmpCmpLt => ScmpCompareOp::Less,
+                LinuxSeccompOperator::ScmpCmpLe => ScmpCompareOp::LessOrEqual,
+                LinuxSeccompOperator::ScmpCmpGt => ScmpCompareOp::Greater,
+                LinuxSeccompOperator::ScmpCmpGe => ScmpCompareOp::GreaterEqual,
+                LinuxSeccompOperator::ScmpCmpMaskedEq => {
+                    let datum = arg.value_two().unwrap_or(0);
+                    return ScmpArgCompare::new(
+                        arg.index() as u32,
+                        ScmpCompareOp::MaskedEqual(arg.value()),
+                        datum,
+                    );
+                }
+            };
+            ScmpArgCompare::new(arg.index() as u32, op, arg.value())
+        };
+        let load = || -> Result<(), libseccomp::error::SeccompError> {
+            let default = action(profile.default_action(), profile.default_errno_ret());
+            let mut ctx = ScmpFilterContext::new(default)?;
+            for arch in [ScmpArch::X86, ScmpArch::X32] {
+                ctx.add_arch(arch)?;
+            }
+            for rule in rules(profile) {
+                let compares: Vec<_> = rule.args().iter().flatten().map(compare).collect();
+                for name in rule.names() {
+                    let syscall = libseccomp::ScmpSyscall::from_name(name)?;
+                    let action = action(rule.action(), rule.errno_ret());
+                    ctx.add_rule_conditional(action, syscall, &compares)?;
+                }
+            }
+            ctx.load()
+        };
+        load().is_ok()
+    }
 
     /// Loads `profile` through libcontainer into a forked child, runs `checks` there and
     /// returns the names of those that failed (or why the child could not run them).
-    fn run_in_child(profile: &LinuxSeccomp, checks: &[Check]) -> Result<(), String> {
+    fn run_in_child(profile: &LinuxSeccomp, load: Loader, checks: &[Check]) -> Result<(), String> {
         // SAFETY: the child only loads the filter (libseccomp allocates, which glibc's fork
         // handlers make safe in a threaded parent), runs the checks and leaves with _exit
         // without returning into the test harness.
         match unsafe { nix::unistd::fork() }.map_err(|e| e.to_string())? {
             ForkResult::Child => {
-                let code = child(profile, checks);
+                let code = child(profile, load, checks);
                 // SAFETY: _exit ends the child at once, skipping the parent's atexit handlers.
                 unsafe { libc::_exit(code) }
             }
@@ -1088,10 +1197,8 @@ mod tests {
         }
     }
 
-    fn child(profile: &LinuxSeccomp, checks: &[Check]) -> i32 {
-        if rustix::thread::set_no_new_privs(true).is_err()
-            || libcontainer::seccomp::initialize_seccomp(profile).is_err()
-        {
+    fn child(profile: &LinuxSeccomp, load: Loader, checks: &[Check]) -> i32 {
+        if rustix::thread::set_no_new_privs(true).is_err() || !load(profile) {
             return 1;
         }
         match checks.iter().position(|(_, check)| !check()) {
@@ -1135,6 +1242,8 @@ mod tests {
 
     #[test]
     fn loaded_profile_refuses_privileged_syscalls() {
+        // Also a canary for libcontainer's operand order (see `masked_eq`): should it come to
+        // read masked comparisons as runc does, "clone with CLONE_NEWUTS" fails here.
         let checks: &[Check] = &[
             ("getpid", || {
                 rustix::process::getpid().as_raw_nonzero().get() > 0
@@ -1199,7 +1308,9 @@ mod tests {
                 socket(libc::AF_VSOCK, libc::SOCK_STREAM, 0) == Err(Errno::EAFNOSUPPORT)
             }),
         ];
-        run_in_child(&default_profile(&default_caps()), checks).unwrap();
+        let profile = default_profile(&default_caps());
+        run_in_child(&profile, load_with_libcontainer, checks).unwrap();
+        run_in_child(&runc_operand_order(profile), load_like_runc, checks).unwrap();
     }
 
     #[test]
@@ -1229,6 +1340,6 @@ mod tests {
             default_caps(),
             &[Capability::SysAdmin, Capability::AuditWrite],
         );
-        run_in_child(&default_profile(&caps), checks).unwrap();
+        run_in_child(&default_profile(&caps), load_with_libcontainer, checks).unwrap();
     }
 }

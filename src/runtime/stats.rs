@@ -1,7 +1,8 @@
 //! Resource usage of a container, read from its cgroup, for `berth stats`.
 //!
 //! The counters come from libcgroups' `stats()`, which speaks both cgroup v1 (legacy and hybrid
-//! hosts) and v2; what it lacks (the OOM kill count, the host's memory size) is read by hand.
+//! hosts) and v2; what it lacks (the OOM kill count, the host's memory size) is read by hand, and
+//! so is a v2 cgroup when libcgroups' all-or-nothing reader fails on a file berth does not need.
 //! Numbers follow `docker stats` / `podman stats`: CPU 100% = one CPU, memory usage without the
 //! inactive page cache the kernel can drop at once, and a limit of "none" shown as the host's
 //! memory.
@@ -55,9 +56,7 @@ pub enum StatsError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "{file} has no `{field}` line: this kernel does not report it (Linux 4.13 or later does)"
-    )]
+    #[error("{file} has no `{field}` line: this kernel is too old to report it")]
     MissingField { file: PathBuf, field: &'static str },
 }
 
@@ -126,7 +125,7 @@ impl Layout {
         }
     }
 
-    /// The file that counts OOM kills, and nothing else libcgroups reads for us.
+    /// The file that counts OOM kills; libcgroups does not read it.
     fn oom_file(&self) -> PathBuf {
         match self {
             Layout::V1 { memory_dir } => memory_dir.join("memory.oom_control"),
@@ -182,10 +181,17 @@ impl Probe {
             systemd_cgroup: false,
             container_name: container_name(cgroup_path),
         };
-        let manager = create_cgroup_manager(config).map_err(|source| StatsError::Open {
-            path: cgroup_path.into(),
-            source,
-        })?;
+        // libcgroups logs at info level which version it picked and warns about every v1
+        // controller the host lacks (hugetlb, net_cls, … on a hybrid host): noise on every
+        // `berth stats`, and a missing controller only means a missing number here.
+        let manager =
+            tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+                create_cgroup_manager(config)
+            })
+            .map_err(|source| StatsError::Open {
+                path: cgroup_path.into(),
+                source,
+            })?;
         Ok(Probe {
             path: cgroup_path.into(),
             layout,
@@ -194,15 +200,29 @@ impl Probe {
     }
 
     pub fn sample(&self) -> Result<Sample, StatsError> {
-        let stats = self
-            .manager
-            .stats()
-            .map_err(|source| self.gone_or(source))?;
-        Ok(Sample::from_stats(
-            &stats,
-            self.layout.version(),
-            Instant::now(),
-        ))
+        match self.manager.stats() {
+            Ok(stats) => Ok(Sample::from_stats(
+                &stats,
+                self.layout.version(),
+                Instant::now(),
+            )),
+            Err(source) => match &self.layout {
+                // libcgroups' v2 reader fails as a whole when any file it wants is missing:
+                // pressure files on kernels booted without PSI, swap files without swap
+                // accounting, cpu.stat's throttling lines without the cpu controller. The few
+                // files berth shows are read by hand then.
+                Layout::V2 { dir } if dir.is_dir() => {
+                    read_v2(dir).map_err(|e| if dir.is_dir() { e } else { self.gone() })
+                }
+                _ => Err(self.gone_or(source)),
+            },
+        }
+    }
+
+    fn gone(&self) -> StatsError {
+        StatsError::NotFound {
+            path: self.path.clone(),
+        }
     }
 
     /// A container that exits between two samples takes its cgroup with it; that is not a
@@ -214,9 +234,7 @@ impl Probe {
                 source,
             }
         } else {
-            StatsError::NotFound {
-                path: self.path.clone(),
-            }
+            self.gone()
         }
     }
 }
@@ -247,7 +265,7 @@ impl Sample {
             at,
             cpu_usage_ns: match version {
                 Version::V1 => stats.cpu.usage.usage_total,
-                // cpu.stat's usage_usec, passed through unconverted.
+                // libcgroups passes v2's cpu.stat usage_usec on in microseconds.
                 Version::V2 => stats.cpu.usage.usage_total.saturating_mul(1_000),
             },
             memory_usage: working_set(&stats.memory, version),
@@ -262,6 +280,77 @@ impl Sample {
     }
 }
 
+/// A v2 sample from the files themselves; only cpu.stat is required (the kernel always has it),
+/// a controller that is not enabled for the cgroup leaves its numbers at zero / no limit.
+fn read_v2(dir: &Path) -> Result<Sample, StatsError> {
+    let at = Instant::now();
+    let cpu_file = dir.join("cpu.stat");
+    let cpu_stat = read_file(&cpu_file)?;
+    let usage_usec = keyed_value(&cpu_stat, "usage_usec").ok_or(StatsError::MissingField {
+        file: cpu_file,
+        field: "usage_usec",
+    })?;
+    let value = |name: &str| -> Result<Option<u64>, StatsError> {
+        Ok(read_optional(&dir.join(name))?.and_then(|text| single_value(&text)))
+    };
+    let memory_current = value("memory.current")?.unwrap_or(0);
+    let inactive_file = read_optional(&dir.join("memory.stat"))?
+        .and_then(|text| keyed_value(&text, "inactive_file"));
+    let (io_read, io_write) = read_optional(&dir.join("io.stat"))?
+        .map(|text| io_stat_bytes(&text))
+        .unwrap_or_default();
+    Ok(Sample {
+        at,
+        cpu_usage_ns: usage_usec.saturating_mul(1_000),
+        memory_usage: without_inactive(memory_current, inactive_file),
+        memory_limit: value("memory.max")?.filter(|l| *l < NO_LIMIT_FROM),
+        memory_peak: value("memory.peak")?,
+        pids: value("pids.current")?.unwrap_or(0),
+        pids_limit: value("pids.max")?,
+        io_read,
+        io_write,
+    })
+}
+
+fn read_file(file: &Path) -> Result<String, StatsError> {
+    std::fs::read_to_string(file).map_err(|source| StatsError::Io {
+        file: file.into(),
+        source,
+    })
+}
+
+fn read_optional(file: &Path) -> Result<Option<String>, StatsError> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StatsError::Io {
+            file: file.into(),
+            source,
+        }),
+    }
+}
+
+/// A one-value cgroup file; `max` (no limit) reads as None.
+fn single_value(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
+/// Bytes read and written over all devices in a v2 `io.stat`
+/// (`8:0 rbytes=1 wbytes=2 rios=3 …` per line).
+fn io_stat_bytes(text: &str) -> (u64, u64) {
+    let field = |name: &str| {
+        text.split_whitespace()
+            .filter_map(|kv| {
+                kv.strip_prefix(name)?
+                    .strip_prefix('=')?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .fold(0u64, u64::saturating_add)
+    };
+    (field("rbytes"), field("wbytes"))
+}
+
 /// Docker's and podman's memory usage: the page cache that is inactive is dropped first under
 /// pressure, so counting it would make every container that reads files look full.
 fn working_set(memory: &MemoryStats, version: Version) -> u64 {
@@ -269,9 +358,15 @@ fn working_set(memory: &MemoryStats, version: Version) -> u64 {
         Version::V1 => "total_inactive_file",
         Version::V2 => "inactive_file",
     };
-    let usage = memory.memory.usage;
-    match memory.stats.get(inactive_file) {
-        Some(inactive) if *inactive < usage => usage - inactive,
+    without_inactive(
+        memory.memory.usage,
+        memory.stats.get(inactive_file).copied(),
+    )
+}
+
+fn without_inactive(usage: u64, inactive_file: Option<u64>) -> u64 {
+    match inactive_file {
+        Some(inactive) if inactive < usage => usage - inactive,
         _ => usage,
     }
 }
@@ -755,6 +850,82 @@ x          --       0B / unlimited      --       0B / 0B       1
     }
 
     #[test]
+    fn io_stat_sums_devices() {
+        let text = "7:10 rbytes=18432 wbytes=16842 rios=12 wios=0 dbytes=0 dios=0\n\
+                    7:9 rbytes=34629632 wbytes=274965 rios=1066 wios=319 dbytes=0 dios=0\n";
+        assert_eq!(io_stat_bytes(text), (18432 + 34629632, 16842 + 274965));
+        assert_eq!(io_stat_bytes(""), (0, 0));
+        assert_eq!(io_stat_bytes("8:0 rbytes=x wbytes=5 xrbytes=9\n"), (0, 5));
+    }
+
+    fn v2_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).expect("a fixture");
+        }
+        dir
+    }
+
+    #[test]
+    fn v2_files_read_by_hand() {
+        let dir = v2_dir(&[
+            (
+                "cpu.stat",
+                "usage_usec 2500\nuser_usec 2000\nsystem_usec 500\n",
+            ),
+            ("memory.current", "52428800\n"),
+            ("memory.max", "268435456\n"),
+            ("memory.peak", "60000000\n"),
+            (
+                "memory.stat",
+                "anon 1000\nfile 20000000\ninactive_file 10485760\n",
+            ),
+            ("pids.current", "4\n"),
+            ("pids.max", "max\n"),
+            (
+                "io.stat",
+                "8:0 rbytes=100 wbytes=200 rios=1 wios=2 dbytes=0 dios=0\n",
+            ),
+        ]);
+        let got = read_v2(dir.path()).expect("a sample");
+        let want = Sample {
+            at: got.at,
+            cpu_usage_ns: 2_500_000,
+            memory_usage: 40 << 20,
+            memory_limit: Some(256 << 20),
+            memory_peak: Some(60_000_000),
+            pids: 4,
+            pids_limit: None,
+            io_read: 100,
+            io_write: 200,
+        };
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn v2_by_hand_needs_only_cpu_stat() {
+        let dir = v2_dir(&[("cpu.stat", "usage_usec 7\n"), ("memory.max", "max\n")]);
+        let got = read_v2(dir.path()).expect("a sample");
+        assert_eq!(got.cpu_usage_ns, 7_000);
+        assert_eq!(
+            (got.memory_usage, got.memory_limit, got.memory_peak),
+            (0, None, None)
+        );
+        assert_eq!((got.pids, got.pids_limit, got.io_read), (0, None, 0));
+
+        let dir = v2_dir(&[("cpu.stat", "user_usec 7\n")]);
+        assert!(matches!(
+            read_v2(dir.path()),
+            Err(StatsError::MissingField {
+                field: "usage_usec",
+                ..
+            })
+        ));
+        let dir = v2_dir(&[]);
+        assert!(matches!(read_v2(dir.path()), Err(StatsError::Io { .. })));
+    }
+
+    #[test]
     fn errors_can_cross_threads() {
         fn check<T: Send + Sync + 'static>() {}
         check::<StatsError>();
@@ -901,17 +1072,10 @@ mod cgroup_tests {
         cgroup.manager.add_task(hog.pid).expect("move the child");
         hog.start();
 
-        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-        let t = Instant::now();
         let probe = Probe::open(&cgroup.path).expect("open the probe");
-        eprintln!("TIMING open {:?}", t.elapsed());
-        let t = Instant::now();
-        for _ in 0..100 { probe.sample().expect("s"); }
-        eprintln!("TIMING sample {:?}", t.elapsed() / 100);
         let first = sample_until(&probe, |s| s.memory_usage >= (48 * MIB) as u64);
         std::thread::sleep(Duration::from_millis(300));
         let second = probe.sample().expect("a second sample");
-        eprintln!("TIMING {first:?} {second:?} {:?}", probe.manager.stats().map(|s| serde_json::to_string(&s.memory.memory).unwrap_or_default()));
 
         assert!(first.memory_usage >= (48 * MIB) as u64, "{first:?}");
         assert!(

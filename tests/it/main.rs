@@ -3,6 +3,7 @@
 mod cli_validate;
 mod image_pull;
 mod registry_support_selftest;
+mod runtime;
 mod spec_errors;
 mod spec_shuffle;
 mod support;

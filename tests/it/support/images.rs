@@ -533,6 +533,14 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
     "nproc",
     "sha256sum",
     "timeout",
+    "dd",
+    "seq",
+    "tty",
+    "unshare",
+    "nc",
+    "wget",
+    "httpd",
+    "yes",
 ];
 
 pub const BUSYBOX_PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\

@@ -5,8 +5,10 @@
 #![allow(dead_code)]
 
 pub mod images;
+pub mod layout;
 pub mod proxy;
 pub mod registry;
+pub mod sandbox;
 
 use sha2::{Digest as _, Sha256};
 

@@ -1,0 +1,500 @@
+//! The runtime on real containers (root): isolation, identity, limits, security defaults,
+//! volumes, logs, exec, stop, and containers outliving whoever started them.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use berth::runtime::State;
+
+use crate::support::images::{
+    BUSYBOX_PATH, ImageBuilder, LayerBuilder, busybox_layer, ready_made::busybox_image,
+};
+use crate::support::sandbox::Sandbox;
+
+/// A sandbox with the busybox image written as `image`.
+fn sandbox() -> (Sandbox, String) {
+    let sb = Sandbox::new();
+    let image = sb.image("busybox", &busybox_image());
+    (sb, image)
+}
+
+fn container(sb: &Sandbox, image: &str, name: &str, extra: &str) {
+    sb.write(
+        &format!("{name}.toml"),
+        &format!("[container.{name}]\nimage = \"{image}\"\n{extra}\n"),
+    );
+}
+
+#[test]
+fn isolation_identity_and_security_defaults() {
+    let (sb, image) = sandbox();
+    let state_root = sb.root();
+    container(
+        &sb,
+        &image,
+        "probe",
+        r#"command = ["sh", "-c", "echo pid=$$; hostname; grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; ls /proc/self/fd | tr '\n' ' '; echo; ulimit -n; cat /proc/self/mounts; echo ok > /written-by-container"]"#,
+    );
+    let (code, out, err) = sb.run_keep("probe");
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "pid=1", "{out}");
+    assert_eq!(lines[1], "probe", "hostname defaults to the name: {out}");
+    // podman's default set: CHOWN DAC_OVERRIDE FOWNER FSETID KILL NET_BIND_SERVICE SETFCAP
+    // SETGID SETPCAP SETUID SYS_CHROOT.
+    assert!(out.contains("CapEff:\t00000000800405fb"), "{out}");
+    assert!(out.contains("CapBnd:\t00000000800405fb"), "{out}");
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(out.contains("Seccomp:\t2"), "seccomp filter mode: {out}");
+    // Only stdio is inherited; `ls` itself opens one more descriptor for the directory.
+    let fds: BTreeSet<u32> = lines[6]
+        .split_whitespace()
+        .map(|f| f.parse().expect("fd number"))
+        .collect();
+    assert!(fds.is_subset(&BTreeSet::from([0, 1, 2, 3])), "leaked fds: {fds:?}");
+    let host_hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .expect("finite hard limit");
+    assert_eq!(lines[7], host_hard.min(1 << 20).to_string(), "RLIMIT_NOFILE: {out}");
+    // The host's mounts are invisible: only the container's own mount points exist.
+    let mounts = &lines[8..];
+    assert!(mounts.iter().any(|m| m.starts_with("overlay / overlay")), "{out}");
+    for m in mounts {
+        let point = m.split_whitespace().nth(1).expect("mount point");
+        let expected = point == "/"
+            || ["/proc", "/dev", "/sys"].iter().any(|p| point == *p || point.starts_with(&format!("{p}/")))
+            || ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"].contains(&point);
+        assert!(expected, "unexpected mount {m:?} in:\n{out}");
+    }
+
+    // The write landed in the container's upper directory, nowhere else.
+    let record = sb.runtime.find("probe").expect("find").pop().expect("record");
+    let upper = sb.runtime.layout().container(&record.id).upper();
+    assert_eq!(
+        std::fs::read_to_string(upper.join("written-by-container")).expect("upper"),
+        "ok\n"
+    );
+    for layer in &record.layers {
+        assert!(!layer.join("written-by-container").exists());
+    }
+    // The overlay was never visible on the host.
+    let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!host_mounts.contains(state_root.to_str().expect("utf-8")));
+}
+
+#[test]
+fn arguments_environment_workdir_and_user_from_image_and_entry() {
+    let sb = Sandbox::new();
+    let image = ImageBuilder::new("amd64")
+        .layer(busybox_layer())
+        .env("PATH", BUSYBOX_PATH)
+        .env("FROM_IMAGE", "image")
+        .env("OVERRIDDEN", "image")
+        .entrypoint(&["sh", "-c", "echo \"$0 $* env=$FROM_IMAGE,$OVERRIDDEN,$FROM_ENTRY home=$HOME cwd=$(pwd) $(id)\"", "ep"])
+        .cmd(&["from-image-cmd"])
+        .workdir("/home/app")
+        .user("app")
+        .oci();
+    let image = sb.image("custom", &image);
+    container(&sb, &image, "defaults", "");
+    container(
+        &sb,
+        &image,
+        "entry",
+        r#"command = ["from-entry"]
+env = { OVERRIDDEN = "entry", FROM_ENTRY = "yes" }
+workdir = "/tmp"
+user = "0:1000"
+groups = ["65534"]"#,
+    );
+    container(
+        &sb,
+        &image,
+        "entrypoint",
+        r#"entrypoint = ["echo", "replaced"]"#,
+    );
+    let (code, out, err) = sb.run("defaults");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        "ep from-image-cmd env=image,image, home=/home/app cwd=/home/app uid=1000(app) gid=1000(app) groups=1000(app)"
+    );
+    let (code, out, err) = sb.run("entry");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        "ep from-entry env=image,entry,yes home=/root cwd=/tmp uid=0(root) gid=1000(app) groups=1000(app),65534(nogroup)"
+    );
+    // An entry's entrypoint also drops the image's CMD, as Docker does.
+    let (code, out, _) = sb.run("entrypoint");
+    assert_eq!((code, out.trim()), (0, "replaced"));
+}
+
+#[test]
+fn an_unknown_user_fails_to_start_with_a_clear_error() {
+    let (sb, image) = sandbox();
+    container(&sb, &image, "ghost", r#"user = "nosuchuser"
+command = ["true"]"#);
+    let (code, _, err) = sb.run("ghost");
+    assert_ne!(code, 0);
+    assert!(err.contains("no user `nosuchuser`"), "{err}");
+}
+
+#[test]
+fn memory_limit_is_enforced_and_an_oom_kill_is_recorded() {
+    let (sb, image) = sandbox();
+    container(
+        &sb,
+        &image,
+        "hog",
+        r#"memory = "16MiB"
+restart = "never"
+command = ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]"#,
+    );
+    container(
+        &sb,
+        &image,
+        "limits",
+        r#"memory = "32MiB"
+cpus = 0.5
+pids = 16
+command = ["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max 2>/dev/null; cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu.max 2>/dev/null; cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max 2>/dev/null; true"]"#,
+    );
+    let record = sb.start("hog");
+    let exit = sb.wait_exit(&record.id, Duration::from_secs(20));
+    assert!(exit.oom_killed, "{exit:?}");
+    assert_eq!(exit.signal, Some(9), "{exit:?}");
+    assert!(exit.describe().contains("OOM"));
+
+    let (code, out, err) = sb.run("limits");
+    assert_eq!(code, 0, "{err}");
+    let values: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(values.len(), 3, "{out}");
+    assert!(values[0] == "33554432", "memory limit: {out}");
+    assert!(values[1] == "50000" || values[1] == "50000 100000", "cpu quota: {out}");
+    assert_eq!(values[2], "16", "pids limit: {out}");
+}
+
+#[test]
+fn pids_limit_stops_a_fork_bomb() {
+    let (sb, image) = sandbox();
+    container(
+        &sb,
+        &image,
+        "forks",
+        // A failed fork ends a non-interactive shell: an inner shell forks, the outer stays.
+        r#"pids = 8
+command = ["sh", "-c", "sh -c 'for i in $(seq 20); do sleep 300 & done'; exec sleep 300"]"#,
+    );
+    let record = sb.start("forks");
+    let current = Path::new("/sys/fs/cgroup/pids")
+        .join(record.cgroup_path.trim_start_matches('/'))
+        .join("pids.current");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sb.logs(&record.id).contains("fork") {
+        assert!(Instant::now() < deadline, "no fork failure: {}", sb.logs(&record.id));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let count: u32 = std::fs::read_to_string(&current)
+        .expect("pids.current")
+        .trim()
+        .parse()
+        .expect("number");
+    assert!((7..=8).contains(&count), "processes under pids = 8: {count}");
+}
+
+#[test]
+fn seccomp_blocks_what_capabilities_alone_would_allow() {
+    let (sb, image) = sandbox();
+    // Creating a user namespace needs no capability, so only the seccomp profile stops it.
+    container(
+        &sb,
+        &image,
+        "userns",
+        r#"command = ["sh", "-c", "unshare -U true && echo allowed || echo refused"]"#,
+    );
+    let (code, out, err) = sb.run("userns");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "refused", "{out} {err}");
+}
+
+#[test]
+fn read_only_root_with_a_writable_tmpfs() {
+    let (sb, image) = sandbox();
+    container(
+        &sb,
+        &image,
+        "ro",
+        r#"read_only = true
+mounts = ["tmpfs:/scratch"]
+command = ["sh", "-c", "touch /nope 2>/dev/null && echo root-writable; touch /scratch/yes && echo tmpfs-writable"]"#,
+    );
+    let (code, out, err) = sb.run("ro");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "tmpfs-writable");
+}
+
+#[test]
+fn volumes_are_seeded_once_and_survive_replacement() {
+    let sb = Sandbox::new();
+    let image = ImageBuilder::new("amd64")
+        .layer(busybox_layer())
+        .layer(
+            LayerBuilder::new()
+                .dir("srv", 0o755)
+                .dir("srv/data", 0o750)
+                .owner(1000, 1000)
+                .file("srv/data/seed.txt", "from the image\n", 0o644)
+                .build(crate::support::images::Compression::Gzip),
+        )
+        .env("PATH", BUSYBOX_PATH)
+        .oci();
+    let image = sb.image("seeded", &image);
+    sb.write("volume.toml", "[volume.data]\n");
+    container(
+        &sb,
+        &image,
+        "writer",
+        r#"mounts = ["data:/srv/data"]
+command = ["sh", "-c", "stat -c '%u:%g %a' /srv/data; cat /srv/data/seed.txt; echo written > /srv/data/new.txt"]"#,
+    );
+    let (code, out, err) = sb.run("writer");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "1000:1000 750\nfrom the image\n");
+    // A new container (the writer was removed by --rm) finds the data, and the image's
+    // content is not copied again over what the user changed.
+    let (code, out, err) = sb.run("writer");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "1000:1000 750\nfrom the image\n");
+    let data = sb.root().join("volumes/data/_data");
+    assert_eq!(std::fs::read_to_string(data.join("new.txt")).expect("volume data"), "written\n");
+    std::fs::remove_file(data.join("seed.txt")).expect("rm");
+    let (_, out, _) = sb.run("writer");
+    assert_eq!(out, "1000:1000 750\n", "seeding happens once: {out}");
+}
+
+#[test]
+fn logs_are_captured_rotated_and_tailed() {
+    let (sb, image) = sandbox();
+    container(
+        &sb,
+        &image,
+        "chatty",
+        r#"log = { max_size = "4KiB", max_files = 3 }
+command = ["sh", "-c", "for i in $(seq 1 400); do echo line-$i; done; echo to-stderr >&2"]"#,
+    );
+    let record = sb.start("chatty");
+    let exit = sb.wait_exit(&record.id, Duration::from_secs(20));
+    assert_eq!(exit.code, Some(0));
+    let logs = sb.runtime.layout().container(&record.id).logs();
+    let mut files: Vec<String> = std::fs::read_dir(&logs)
+        .expect("logs")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["container.log", "container.log.1", "container.log.2"]);
+    for f in &files {
+        let size = std::fs::metadata(logs.join(f)).expect("stat").len();
+        assert!(size <= 4096, "{f} is {size} bytes");
+    }
+    let out = sb.berth(&["logs", "--tail", "3", &record.id]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "line-399\nline-400\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "to-stderr\n");
+    // Rotation dropped the oldest lines, and kept the rest in order.
+    let all = sb.logs(&record.id);
+    let numbers: Vec<u32> = all
+        .lines()
+        .filter_map(|l| l.strip_prefix("line-")?.parse().ok())
+        .collect();
+    assert!(numbers.first().copied().unwrap_or(1) > 1, "nothing was rotated away");
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "gap or disorder");
+    assert_eq!(numbers.last(), Some(&400));
+}
+
+#[test]
+fn exec_joins_the_container_and_returns_its_status() {
+    let (sb, image) = sandbox();
+    container(&sb, &image, "svc", r#"command = ["sleep", "300"]"#);
+    let record = sb.start("svc");
+    let out = sb.berth(&["exec", "svc", "--", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; hostname; grep Seccomp: /proc/self/status; exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "sleep 300 svc\nSeccomp:\t2\n"
+    );
+    // The process ran in the container's cgroup: it counted in pids.current meanwhile, and
+    // the container is still running afterwards.
+    assert!(matches!(sb.state(&record.id), State::Running(_)));
+
+    // With a terminal.
+    let out = exec_with_pty(&sb, &["exec", "-t", "svc", "--", "tty"]);
+    assert!(out.contains("/dev/pts/"), "{out:?}");
+}
+
+/// Run berth with a pty as its terminal; everything it printed.
+fn exec_with_pty(sb: &Sandbox, args: &[&str]) -> String {
+    use std::io::Read;
+    let master = rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY)
+        .expect("openpt");
+    rustix::pty::grantpt(&master).expect("grantpt");
+    rustix::pty::unlockpt(&master).expect("unlockpt");
+    let name = rustix::pty::ptsname(&master, Vec::new()).expect("ptsname");
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_str().expect("utf-8"))
+        .expect("open slave");
+    let mut child = sb
+        .command(args)
+        .stdin(slave.try_clone().expect("dup"))
+        .stdout(slave.try_clone().expect("dup"))
+        .stderr(slave)
+        .spawn()
+        .expect("spawn");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    // Everything written is buffered in the pty; read without blocking.
+    rustix::io::ioctl_fionbio(&master, true).expect("nonblocking");
+    let mut out = Vec::new();
+    let _ = std::fs::File::from(master).read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn stop_uses_the_stop_signal_then_escalates_to_sigkill() {
+    let (sb, image) = sandbox();
+    // As pid 1 without a handler, sleep ignores SIGTERM: only SIGKILL ends it.
+    container(&sb, &image, "stubborn", r#"stop_timeout = "1s"
+command = ["sleep", "300"]"#);
+    container(
+        &sb,
+        &image,
+        "polite",
+        r#"stop_signal = "SIGUSR1"
+command = ["sh", "-c", "trap 'echo got-usr1; exit 0' USR1; while true; do sleep 0.1; done"]"#,
+    );
+    let stubborn = sb.start("stubborn");
+    let polite = sb.start("polite");
+    let t = Instant::now();
+    let out = sb.berth(&["stop", "stubborn"]);
+    let took = t.elapsed();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let State::Exited(exit) = sb.state(&stubborn.id) else {
+        panic!("not exited");
+    };
+    assert_eq!(exit.signal, Some(9), "{exit:?}");
+    assert!(took >= Duration::from_secs(1), "stopped after {took:?}, before the timeout");
+    assert!(took < Duration::from_secs(8), "stop took {took:?}");
+
+    let t = Instant::now();
+    let out = sb.berth(&["stop", "polite"]);
+    assert!(out.status.success());
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    let State::Exited(exit) = sb.state(&polite.id) else {
+        panic!("not exited");
+    };
+    assert_eq!((exit.code, exit.signal), (Some(0), None), "{exit:?}");
+    assert!(sb.logs(&polite.id).contains("got-usr1"));
+}
+
+#[test]
+fn the_container_outlives_a_killed_starter_and_its_exit_is_still_recorded() {
+    let (sb, image) = sandbox();
+    container(
+        &sb,
+        &image,
+        "survivor",
+        r#"command = ["sh", "-c", "echo started; sleep 2; echo finishing; exit 42"]"#,
+    );
+    let desired = sb.desired();
+    let mut starter = sb
+        .command(&["run", desired.to_str().expect("utf-8"), "survivor"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn berth run");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let record = loop {
+        if let Some(r) = sb.runtime.find("survivor").expect("find").pop()
+            && matches!(sb.state(&r.id), State::Running(_))
+        {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the container did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    starter.kill().expect("SIGKILL the starter");
+    starter.wait().expect("reap the starter");
+    assert!(matches!(sb.state(&record.id), State::Running(_)), "died with its starter");
+    let exit = sb.wait_exit(&record.id, Duration::from_secs(15));
+    assert_eq!(exit.code, Some(42), "{exit:?}");
+    assert_eq!(sb.logs(&record.id), "started\nfinishing\n");
+}
+
+#[test]
+fn removal_is_refused_while_running_and_leaves_nothing_behind() {
+    let (sb, image) = sandbox();
+    container(&sb, &image, "short", r#"memory = "64MiB"
+command = ["sleep", "300"]"#);
+    let record = sb.start("short");
+    let cgroup = Path::new("/sys/fs/cgroup/memory").join(record.cgroup_path.trim_start_matches('/'));
+    assert!(cgroup.exists(), "{}", cgroup.display());
+    let out = sb.berth(&["rm", "short"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stop it first"));
+    let out = sb.berth(&["rm", "-f", "short"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!sb.runtime.layout().container(&record.id).dir.exists());
+    assert!(!cgroup.exists(), "cgroup left behind");
+    let engine_state = sb.runtime.layout().engine_root().join("embedded").join(&record.id);
+    assert!(!engine_state.exists(), "engine state left behind");
+}
+
+#[test]
+fn stats_reads_the_cgroup() {
+    let (sb, image) = sandbox();
+    container(&sb, &image, "busy", r#"memory = "64MiB"
+pids = 32
+command = ["sh", "-c", "while true; do :; done"]"#);
+    sb.start("busy");
+    let out = sb.berth(&["stats", "--json", "busy"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let row = &rows[0];
+    assert_eq!(row["name"], "busy");
+    assert_eq!(row["memory_limit"], 64 << 20);
+    assert_eq!(row["pids_limit"], 32);
+    assert!(row["pids"].as_u64().expect("pids") >= 1);
+    assert!(row["memory_usage"].as_u64().expect("memory") > 0);
+    assert!(row["cpu_percent"].as_f64().expect("cpu") > 10.0, "{row}");
+}
+
+#[test]
+fn runc_runs_the_same_bundle() {
+    let (sb, image) = sandbox();
+    container(
+        &sb,
+        &image,
+        "viarunc",
+        r#"runtime = "runc"
+memory = "32MiB"
+command = ["sh", "-c", "echo pid=$$; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; exit 5"]"#,
+    );
+    let (code, out, err) = sb.run("viarunc");
+    assert_eq!(code, 5, "{out} {err}");
+    assert!(out.contains("pid=1"), "{out}");
+    assert!(out.contains("CapEff:\t00000000800405fb"), "{out}");
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+
+    container(&sb, &image, "runcsvc", r#"runtime = "runc"
+command = ["sleep", "300"]"#);
+    let record = sb.start("runcsvc");
+    let out = sb.berth(&["exec", "runcsvc", "--", "cat", "/proc/1/cmdline"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "sleep\u{0}300\u{0}");
+    let out = sb.berth(&["stop", "-t", "0", "runcsvc"]);
+    assert!(out.status.success());
+    assert!(matches!(sb.state(&record.id), State::Exited(_)));
+}
