@@ -105,16 +105,38 @@ impl Embedded {
     }
 }
 
-/// Resets signal dispositions in the container's init just before exec: Rust ignores
-/// SIGPIPE in every program, and an ignored signal stays ignored across exec, so without
-/// this every containerised program would live with SIGPIPE ignored.
+/// What runs in the container's process just before exec (init or exec'd): default signal
+/// dispositions — Rust ignores SIGPIPE, and an ignored signal stays ignored across exec —
+/// then the precompiled seccomp program, last, as runc loads it.
 #[derive(Clone)]
-struct ResetSignalsExecutor;
+struct BerthExecutor {
+    seccomp_bpf: Option<Vec<u8>>,
+}
 
-impl Executor for ResetSignalsExecutor {
+impl BerthExecutor {
+    /// For a container whose bundle holds `seccomp.bpf` (written by `Runtime::create`).
+    fn for_bundle(bundle: &Path) -> Result<BerthExecutor, EngineError> {
+        let path = bundle.join(SECCOMP_BPF);
+        let seccomp_bpf = match std::fs::read(&path) {
+            Ok(bpf) => Some(bpf),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => return Err(EngineError::Io { op: "reading", path, source }),
+        };
+        Ok(BerthExecutor { seccomp_bpf })
+    }
+}
+
+/// The compiled seccomp program in a bundle, for the embedded engine.
+pub const SECCOMP_BPF: &str = "seccomp.bpf";
+
+impl Executor for BerthExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         super::sys::reset_signal_dispositions()
             .map_err(|e| ExecutorError::Other(format!("resetting signal dispositions: {e}")))?;
+        if let Some(bpf) = &self.seccomp_bpf {
+            super::sys::load_seccomp_program(bpf)
+                .map_err(|e| ExecutorError::Other(format!("loading the seccomp profile: {e}")))?;
+        }
         DefaultExecutor {}.exec(spec)
     }
 
@@ -133,7 +155,7 @@ impl Engine for Embedded {
         let container = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
             .with_root_path(&self.root)
             .map_err(Self::err("creating", id))?
-            .with_executor(ResetSignalsExecutor)
+            .with_executor(BerthExecutor::for_bundle(bundle)?)
             .with_stdin(stdio.stdin)
             .with_stdout(stdio.stdout)
             .with_stderr(stdio.stderr)
@@ -175,8 +197,8 @@ impl Engine for Embedded {
             source: std::io::Error::other(e.to_string()),
         })?;
         // libcontainer's exec keeps only the namespaces and cgroup of the container's spec;
-        // the process settings travel in a process.json, and the seccomp profile is loaded
-        // by the executor just before exec (where runc loads it too).
+        // the process settings travel in a process.json, and the executor loads the
+        // container's seccomp program just before exec.
         let process = exec_process(&spec, exec)?;
         let process_file = bundle.join(format!("exec-{}.json", std::process::id()));
         let write = serde_json::to_vec(&process)
@@ -187,7 +209,7 @@ impl Engine for Embedded {
             path: process_file.clone(),
             source,
         })?;
-        let result = self.exec_with(id, &process_file, &spec, exec);
+        let result = self.exec_with(id, &process_file, bundle, exec);
         let _ = std::fs::remove_file(&process_file);
         result
     }
@@ -198,7 +220,7 @@ impl Embedded {
         &self,
         id: &str,
         process_file: &Path,
-        spec: &Spec,
+        bundle: &Path,
         exec: &ExecRequest,
     ) -> Result<i32, EngineError> {
         let console = if exec.tty {
@@ -209,9 +231,7 @@ impl Embedded {
         } else {
             None
         };
-        let executor = ExecExecutor {
-            seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
-        };
+        let executor = BerthExecutor::for_bundle(bundle)?;
         let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
             .with_root_path(&self.root)
             .map_err(Self::err("executing in", id))?
@@ -270,29 +290,6 @@ fn exec_process(spec: &Spec, exec: &ExecRequest) -> Result<oci_spec::runtime::Pr
         process.set_user(user);
     }
     Ok(process)
-}
-
-/// The executor of `exec`'d processes: the container's seccomp profile, default signal
-/// dispositions, then exec.
-#[derive(Clone)]
-struct ExecExecutor {
-    seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
-}
-
-impl Executor for ExecExecutor {
-    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
-        super::sys::reset_signal_dispositions()
-            .map_err(|e| ExecutorError::Other(format!("resetting signal dispositions: {e}")))?;
-        if let Some(profile) = &self.seccomp {
-            libcontainer::seccomp::initialize_seccomp(profile)
-                .map_err(|e| ExecutorError::Other(format!("loading the seccomp profile: {e}")))?;
-        }
-        DefaultExecutor {}.exec(spec)
-    }
-
-    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
-        DefaultExecutor {}.validate(spec)
-    }
 }
 
 fn io_err(op: &'static str, source: std::io::Error) -> EngineError {

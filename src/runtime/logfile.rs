@@ -8,14 +8,14 @@
 //!
 //! One record per line: `<RFC 3339 UTC time, 9 digits> <stdout|stderr> <F|P> <content>\n`.
 //! Content longer than [`MAX_LINE`] is cut into `P` (partial) pieces ending with one `F`. The
-//! format is byte-for-byte what kubelet, crictl, promtail, fluent-bit and Vector read, so the
-//! files can be shipped by any of them.
+//! format is byte-for-byte what kubelet writes, so crictl, promtail or fluent-bit can ship
+//! the files unchanged.
 //!
 //! **Output without a final newline.** When a stream ends in the middle of a line, the rest is
 //! written as an ordinary `F` record at [`LogWriter::finish`], and readers cannot tell it from
-//! a line that had a newline — as with kubelet. An extra CRI tag (`F:x`) could carry it, but
-//! fluentd's and Vector's CRI parsers accept only a bare one-letter tag, and the only visible
-//! difference would be a prompt glued to the last line; compatibility wins.
+//! a line that had a newline — as with kubelet. An extra CRI tag (`F:x`) could carry it, and
+//! kubelet would ignore it, but not every third-party CRI parser is that lenient, and the only
+//! visible difference would be a shell prompt glued to the last line: compatibility wins.
 //!
 //! **Visibility.** [`LogWriter::write`] hands its records to the kernel before it returns (one
 //! `write(2)` per call, more only past 64 KiB), so a follower sees output as soon as the
@@ -47,7 +47,7 @@ pub const MAX_LINE: usize = 16 * 1024;
 /// so a huge chunk does not grow the monitor's memory.
 const FLUSH_AT: usize = 64 * 1024;
 
-/// Logs may contain secrets: readable by root and the group only.
+/// Logs may contain secrets: not world-readable.
 const FILE_MODE: u32 = 0o640;
 
 /// The last second humantime can format (end of year 9999).
@@ -156,7 +156,8 @@ fn format_time(time: SystemTime, text: &mut String) {
 
 /// Writes a container's output as CRI records into size-rotated files. Single-threaded and
 /// synchronous: the monitor calls [`write`](Self::write) with each chunk read from a pipe and
-/// [`finish`](Self::finish) once both pipes are closed.
+/// [`finish`](Self::finish) once both pipes are closed — before recording the exit, so that
+/// a follower stopping at the exit (`berth run`) reads the last line too.
 ///
 /// An error never leaves the writer unusable: the records of that call are lost, and the next
 /// write first ends any record left torn in the file, so the framing survives.
@@ -250,11 +251,32 @@ impl Emitter<'_> {
 
 fn split_lines(out: &mut Emitter, pending: &mut Vec<u8>, bytes: &[u8]) -> Result<(), LogError> {
     let mut rest = bytes;
-    while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+    while let Some(end) = find_newline(rest) {
         push_line(out, pending, &rest[..end])?;
         rest = &rest[end + 1..];
     }
     push_fragment(out, pending, rest)
+}
+
+/// `position` a word at a time: the newline search is most of the writer's work per byte.
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const NEWLINES: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    let mut words = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for word in &mut words {
+        let mut array = [0u8; 8];
+        array.copy_from_slice(word);
+        let x = u64::from_ne_bytes(array) ^ NEWLINES;
+        // Sets a high bit (at least) in each zero byte of `x`, that is at each newline.
+        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
+            break;
+        }
+        offset += 8;
+    }
+    let found = bytes[offset..].iter().position(|&b| b == b'\n')?;
+    Some(offset + found)
 }
 
 /// The end of a line: `pending` (the line's start) plus `line`, as `P`… `F`.
@@ -1523,6 +1545,13 @@ mod tests {
             prop_assert!(stored.iter().all(|r| r.content.len() <= MAX_LINE));
             prop_assert_eq!(joined(&stored, Stream::Stdout), expected_lines(&out));
             prop_assert_eq!(joined(&stored, Stream::Stderr), expected_lines(&err));
+        }
+
+        #[test]
+        fn find_newline_agrees_with_position(
+            bytes in proptest::collection::vec(prop_oneof![Just(b'\n'), any::<u8>()], 0..40),
+        ) {
+            prop_assert_eq!(find_newline(&bytes), bytes.iter().position(|&b| b == b'\n'));
         }
 
         #[test]

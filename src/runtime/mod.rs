@@ -13,6 +13,7 @@ pub mod monitor;
 pub mod record;
 pub mod rootfs;
 pub mod seccomp;
+pub mod seccomp_bpf;
 pub mod stats;
 pub mod sys;
 pub mod users;
@@ -49,6 +50,8 @@ pub enum RuntimeError {
     Bundle(#[from] bundle::BundleError),
     #[error(transparent)]
     Engine(#[from] engine::EngineError),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp_bpf::SeccompError),
     #[error("writing the runtime spec of {id}: {message}")]
     Spec { id: String, message: String },
     #[error("no container {what}")]
@@ -156,7 +159,7 @@ impl Runtime {
         etc::write(&tmp_paths.etc(), &c.hostname, own_network, &Vec::new())?;
         let final_paths = self.layout.container(&id);
         let cgroup_path = self.layout.cgroup_path(&id);
-        let spec = bundle::build(&bundle::SpecInputs {
+        let mut spec = bundle::build(&bundle::SpecInputs {
             id: &id,
             name: req.name,
             container: c,
@@ -166,6 +169,23 @@ impl Runtime {
             cgroup_path: &cgroup_path,
             nofile_hard: sys_nofile_hard(),
         })?;
+        let engine = engine_record(&c.runtime)?;
+        if engine == EngineRecord::Embedded {
+            // Compiled once per profile, loaded by the engine's executor; the spec handed to
+            // libcontainer carries none, so it does not compile it again at every start.
+            if let Some(linux) = spec.linux_mut()
+                && let Some(profile) = linux.seccomp_mut().take()
+            {
+                let bpf =
+                    seccomp_bpf::compile_cached(&profile, &self.layout.run_root.join("seccomp"))?;
+                fsutil::write_atomic(&tmp_paths.dir.join(engine::SECCOMP_BPF), &bpf)?;
+                let json = serde_json::to_vec_pretty(&profile).map_err(|e| RuntimeError::Spec {
+                    id: id.clone(),
+                    message: e.to_string(),
+                })?;
+                fsutil::write_atomic(&tmp_paths.dir.join("seccomp.json"), &json)?;
+            }
+        }
         spec.save(tmp_paths.config())
             .map_err(|e| RuntimeError::Spec {
                 id: id.clone(),
@@ -205,7 +225,7 @@ impl Runtime {
             image: req.image.source.clone(),
             image_digest: req.image.manifest.to_string(),
             created_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-            engine: engine_record(&c.runtime)?,
+            engine,
             layers: req.layers.iter().rev().cloned().collect(),
             user: c.user.clone().or_else(|| {
                 image_config

@@ -259,6 +259,48 @@ pub fn become_subreaper() -> io::Result<()> {
     ))?)
 }
 
+/// Forbid this process and its children from gaining privileges through exec (setuid,
+/// file capabilities); required to load a seccomp filter without CAP_SYS_ADMIN.
+pub fn set_no_new_privs() -> io::Result<()> {
+    Ok(rustix::thread::set_no_new_privs(true)?)
+}
+
+/// Load a compiled seccomp BPF program (8-byte `sock_filter` instructions) into this thread.
+/// The caller must have no_new_privs set (or CAP_SYS_ADMIN), as the container's init has.
+pub fn load_seccomp_program(bpf: &[u8]) -> io::Result<()> {
+    const INSTRUCTION: usize = std::mem::size_of::<libc::sock_filter>();
+    if bpf.is_empty() || bpf.len() % INSTRUCTION != 0 || bpf.len() / INSTRUCTION > usize::from(u16::MAX) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a BPF program"));
+    }
+    let filters: Vec<libc::sock_filter> = bpf
+        .chunks_exact(INSTRUCTION)
+        .map(|i| libc::sock_filter {
+            code: u16::from_ne_bytes([i[0], i[1]]),
+            jt: i[2],
+            jf: i[3],
+            k: u32::from_ne_bytes([i[4], i[5], i[6], i[7]]),
+        })
+        .collect();
+    let program = libc::sock_fprog {
+        len: filters.len() as u16,
+        filter: filters.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `program` points at `filters`, which outlives the call; the kernel copies the
+    // program and validates every instruction before installing it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &program as *const libc::sock_fprog,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Whether `path` is a directory with nothing in it.
 pub fn is_empty_dir(path: &Path) -> io::Result<bool> {
     Ok(fs::read_dir(path)?.next().is_none())
