@@ -3,7 +3,7 @@
 # hyperfine run beside the peers on this machine:
 #
 #   berth run --rm DIR NAME              (image pulled beforehand; overlay, monitor, logs)
-#   runc run  --bundle B ID              (prepared bundle, plain rootfs directory)
+#   runc run  --bundle B ID              (berth's own spec, plain rootfs directory)
 #   crun run  --bundle B ID              (same bundle)
 #   podman run --rm --network none IMG true
 #
@@ -40,7 +40,7 @@ cleanup() {
   podman --root "$work/podman" --runroot "$work/podman-run" rm -f -a -t 0 >/dev/null 2>&1
   podman --root "$work/podman" --runroot "$work/podman-run" system reset -f >/dev/null 2>&1
   if ((hugetlb_mounted)); then umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb; fi
-  for d in /sys/fs/cgroup/*/berth-*; do [[ -d $d ]] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null; done
+  for d in /sys/fs/cgroup/*/berth-* /sys/fs/cgroup/*/berth-bench; do [[ -d $d ]] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null; done
   rm -rf "$work" /run/berth-*
 }
 trap cleanup EXIT
@@ -60,12 +60,27 @@ command = ["sleep", "3600"]
 EOF
 "$BERTH" --root "$work/root" pull "oci-archive:$work/busybox.tar" >/dev/null
 
-# The bundle for runc and crun: the same image, flattened, with runc's default spec.
+# The bundle for runc and crun: the very spec berth generates (same namespaces, mounts,
+# capabilities, seccomp profile, masked paths, rlimits), from a container berth made for the
+# runc engine, over the same image flattened into a plain directory.
+cat >"$work/desired/spec.toml" <<EOF
+[container.spec]
+image = "oci-archive:$work/busybox.tar"
+command = ["true"]
+runtime = "runc"
+restart = "never"
+EOF
+"$BERTH" --root "$work/root" run "$work/desired" spec >/dev/null
+spec_dir=$(ls -d "$work/root/containers"/spec-*)
 mkdir -p "$work/bundle"
+cp -r "$spec_dir/etc" "$work/bundle/etc"
+jq --arg etc "$work/bundle/etc" '
+  .linux.cgroupsPath = "/berth-bench/peer"
+  | .mounts |= map(if .destination | test("^/etc/(hostname|hosts|resolv.conf)$")
+                   then .source = ($etc + "/" + (.destination | ltrimstr("/etc/"))) else . end)
+' "$spec_dir/config.json" >"$work/bundle/config.json"
+"$BERTH" --root "$work/root" rm spec >/dev/null
 "$BERTH" --root "$work/root" unpack "oci-archive:$work/busybox.tar" "$work/bundle/rootfs" >/dev/null
-(cd "$work/bundle" && runc spec)
-jq '.process.args = ["true"] | .process.terminal = false' "$work/bundle/config.json" >"$work/bundle/c.json"
-mv "$work/bundle/c.json" "$work/bundle/config.json"
 
 # podman: private storage and config.
 cat >"$work/containers.conf" <<EOF

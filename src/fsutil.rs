@@ -45,6 +45,17 @@ pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
 
 /// Replace `path` with `contents` atomically and durably.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), FsError> {
+    write_via_rename(path, contents, true)
+}
+
+/// Replace `path` with `contents` atomically for readers, without waiting for the disk: for
+/// files whose loss in a power failure is harmless (state that a reboot invalidates anyway,
+/// files regenerated from a durable record).
+pub fn write_replace(path: &Path, contents: &[u8]) -> Result<(), FsError> {
+    write_via_rename(path, contents, false)
+}
+
+fn write_via_rename(path: &Path, contents: &[u8], durable: bool) -> Result<(), FsError> {
     let tmp = temp_path(path);
     let result = (|| {
         let mut file = OpenOptions::new()
@@ -53,9 +64,14 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), FsError> {
             .open(&tmp)
             .map_err(io_err("create", &tmp))?;
         file.write_all(contents).map_err(io_err("write", &tmp))?;
-        file.sync_all().map_err(io_err("sync", &tmp))?;
+        if durable {
+            file.sync_all().map_err(io_err("sync", &tmp))?;
+        }
         fs::rename(&tmp, path).map_err(io_err("rename into place", path))?;
-        sync_dir(path.parent().unwrap_or(Path::new(".")))
+        if durable {
+            sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

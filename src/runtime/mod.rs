@@ -178,12 +178,12 @@ impl Runtime {
             {
                 let bpf =
                     seccomp_bpf::compile_cached(&profile, &self.layout.run_root.join("seccomp"))?;
-                fsutil::write_atomic(&tmp_paths.dir.join(engine::SECCOMP_BPF), &bpf)?;
+                fsutil::write_replace(&tmp_paths.dir.join(engine::SECCOMP_BPF), &bpf)?;
                 let json = serde_json::to_vec_pretty(&profile).map_err(|e| RuntimeError::Spec {
                     id: id.clone(),
                     message: e.to_string(),
                 })?;
-                fsutil::write_atomic(&tmp_paths.dir.join("seccomp.json"), &json)?;
+                fsutil::write_replace(&tmp_paths.dir.join("seccomp.json"), &json)?;
             }
         }
         spec.save(tmp_paths.config())
@@ -470,7 +470,7 @@ impl Runtime {
             finished_at_ms: now,
             error: Some("its monitor was lost; berth cleaned up after it".into()),
         };
-        record::save(&self.layout.container(id).exit(), &exit)?;
+        record::save_volatile(&self.layout.container(id).exit(), &exit)?;
         Ok(exit)
     }
 

@@ -75,7 +75,7 @@ pub fn main(layout: &Layout, id: &str) -> i32 {
                 finished_at_ms: now,
                 error: Some(error.clone()),
             };
-            if let Err(e) = record::save(&paths.exit(), &exit) {
+            if let Err(e) = record::save_volatile(&paths.exit(), &exit) {
                 tracing::error!(container = id, "recording the failure: {e}");
             }
             report(&Readiness::Failed { error });
@@ -205,7 +205,7 @@ impl Monitor {
             started_at_ms,
             boot_id: BootId::current().map_err(|e| e.to_string())?,
         };
-        if let Err(e) = record::save(&paths.monitor(), &monitor_record) {
+        if let Err(e) = record::save_volatile(&paths.monitor(), &monitor_record) {
             return Err(fail(engine.as_ref(), e.to_string()));
         }
         if let Err(e) = engine.start(id) {
@@ -332,7 +332,7 @@ impl Monitor {
             tracing::error!(container = self.id, "cleaning up: {e}");
         }
         sys::reap_exited_children();
-        if let Err(e) = record::save(&self.paths.exit(), &exit) {
+        if let Err(e) = record::save_volatile(&self.paths.exit(), &exit) {
             tracing::error!(container = self.id, "recording the exit: {e}");
         }
         let _ = self.init;

@@ -155,12 +155,23 @@ pub enum RecordError {
     Damaged { path: PathBuf, message: String },
 }
 
+/// Write a record that must survive power loss (the intent record of a container).
 pub fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), RecordError> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| RecordError::Damaged {
+    Ok(fsutil::write_atomic(path, &encode(path, value)?)?)
+}
+
+/// Write a record that only describes this boot (monitor and exit records): readers see it
+/// whole or not at all, but it is not flushed to disk, because after a power loss the boot id
+/// has changed and the record means nothing anyway.
+pub fn save_volatile<T: Serialize>(path: &Path, value: &T) -> Result<(), RecordError> {
+    Ok(fsutil::write_replace(path, &encode(path, value)?)?)
+}
+
+fn encode<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>, RecordError> {
+    serde_json::to_vec_pretty(value).map_err(|e| RecordError::Damaged {
         path: path.to_path_buf(),
         message: e.to_string(),
-    })?;
-    Ok(fsutil::write_atomic(path, &bytes)?)
+    })
 }
 
 /// `Ok(None)` if the file does not exist.
