@@ -4,6 +4,7 @@
 //! confirmed against the kernel), stop (signal, timeout, SIGKILL), remove.
 
 pub mod bundle;
+pub mod cgroupfs;
 pub mod engine;
 pub mod etc;
 pub mod exec;
@@ -15,6 +16,7 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod seccomp_bpf;
 pub mod stats;
+pub mod supervise;
 pub mod sys;
 pub mod users;
 

@@ -4,30 +4,22 @@
 //! outlive the agent.
 //!
 //! It mounts the root filesystem in a private mount namespace, resolves the user, seeds
-//! volumes, has the engine create and start the container, reports readiness on its stdout
-//! (one JSON line, then stdout is closed), then relays the container's stdout/stderr into
-//! rotated log files until the init exits, records how it ended (`exit.json`, atomically),
-//! and cleans up (engine state, cgroup; the mounts vanish with its namespace).
+//! volumes, has the engine create and start the container, and reports readiness on its
+//! stdout (one JSON line, then stdout is closed). Then it execs its second stage,
+//! `berth-monitor` (`supervise`): same process, same pid, a much smaller image, which relays
+//! the container's output into rotated log files until the init exits, records how it ended
+//! and cleans up (cgroup, engine state; the mounts vanish with the namespace).
 
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
-use std::time::{Duration, SystemTime};
+use std::os::fd::OwnedFd;
 
-use rustix::event::{PollFd, PollFlags, poll};
 use serde::{Deserialize, Serialize};
 
 use super::engine::{self, Engine, StdioFds};
 use super::layout::{ContainerPaths, Layout};
-use super::logfile::{LogWriter, Stream};
 use super::record::{self, BootId, ContainerRecord, ExitRecord, MonitorRecord};
 use super::sys::{self, Forked, ProcessId};
-use super::{bundle, rootfs, users};
-use crate::spec::model::LogPolicy;
-use crate::spec::size::ByteSize;
-
-/// How long to keep reading output after the init exited (all container processes die with
-/// it; this bounds a stuck reader).
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+use super::{bundle, rootfs, supervise, users};
 
 /// The readiness line the monitor writes to its starter.
 #[derive(Debug, Serialize, Deserialize)]
@@ -54,14 +46,14 @@ pub fn main(layout: &Layout, id: &str) -> i32 {
     }
     let paths = layout.container(id);
     match Monitor::prepare(layout, &paths, id) {
-        Ok(mut monitor) => {
+        Ok(monitor) => {
             let ready = Readiness::Running {
                 monitor: monitor.me,
                 init: monitor.init,
             };
             report(&ready);
             close_stdout();
-            monitor.supervise();
+            monitor.hand_over(layout);
             0
         }
         Err(error) => {
@@ -104,7 +96,6 @@ struct Monitor {
     id: String,
     paths: ContainerPaths,
     record: ContainerRecord,
-    engine: Box<dyn Engine>,
     me: ProcessId,
     init: ProcessId,
     init_fd: OwnedFd,
@@ -215,7 +206,6 @@ impl Monitor {
             id: id.to_string(),
             paths: paths.clone(),
             record,
-            engine,
             me,
             init,
             init_fd,
@@ -225,133 +215,29 @@ impl Monitor {
         })
     }
 
-    fn supervise(&mut self) {
-        let policy = LogPolicy {
-            max_size: ByteSize(self.record.log_max_size),
-            max_files: self.record.log_max_files,
+    /// Hand over to the second stage (`supervise`), in a fresh small image if possible.
+    fn hand_over(self, layout: &Layout) {
+        let (Some(stdout), Some(stderr)) = (self.stdout, self.stderr) else {
+            return;
         };
-        let mut log = match LogWriter::open(&self.paths.logs(), policy) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::error!(
-                    container = self.id,
-                    "opening the log: {e}; output is discarded"
-                );
-                None
-            }
-        };
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut init_exited = false;
-        let mut drain_deadline = None;
-        while self.stdout.is_some() || self.stderr.is_some() || !init_exited {
-            let timeout = drain_deadline.map(|d: std::time::Instant| {
-                d.saturating_duration_since(std::time::Instant::now())
-            });
-            if timeout == Some(Duration::ZERO) {
-                break;
-            }
-            let (out_ready, err_ready, init_ready) = match self.wait(init_exited, timeout) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(container = self.id, "poll: {e}");
-                    std::thread::sleep(Duration::from_millis(100));
-                    continue;
-                }
-            };
-            if out_ready {
-                relay(&mut self.stdout, Stream::Stdout, &mut buf, &mut log);
-            }
-            if err_ready {
-                relay(&mut self.stderr, Stream::Stderr, &mut buf, &mut log);
-            }
-            if init_ready && !init_exited {
-                init_exited = true;
-                drain_deadline = Some(std::time::Instant::now() + DRAIN_TIMEOUT);
-            }
+        let binary = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.join(supervise::BINARY)));
+        if let Some(binary) = binary.filter(|b| b.is_file()) {
+            let error = supervise::exec(&binary, &layout.state_root, &self.id, &stdout, &stderr, &self.init_fd);
+            tracing::warn!(container = self.id, "running {}: {error}; supervising here", binary.display());
         }
-        if let Some(log) = &mut log
-            && let Err(e) = log.finish(SystemTime::now())
-        {
-            tracing::error!(container = self.id, "writing the log: {e}");
-        }
-        self.finish();
-    }
-
-    /// Poll the output pipes and the init's pidfd.
-    fn wait(
-        &self,
-        init_exited: bool,
-        timeout: Option<Duration>,
-    ) -> std::io::Result<(bool, bool, bool)> {
-        let mut fds: Vec<PollFd> = Vec::with_capacity(3);
-        let mut slots = [None; 3];
-        for (i, fd) in [self.stdout.as_ref(), self.stderr.as_ref()]
-            .into_iter()
-            .enumerate()
-        {
-            if let Some(fd) = fd {
-                slots[i] = Some(fds.len());
-                fds.push(PollFd::new(fd, PollFlags::IN));
-            }
-        }
-        if !init_exited {
-            slots[2] = Some(fds.len());
-            fds.push(PollFd::new(&self.init_fd, PollFlags::IN));
-        }
-        let timespec = timeout.map(|t| rustix::event::Timespec {
-            tv_sec: t.as_secs() as i64,
-            tv_nsec: i64::from(t.subsec_nanos()),
-        });
-        match poll(&mut fds, timespec.as_ref()) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let ready = |slot: Option<usize>| slot.is_some_and(|i| !fds[i].revents().is_empty());
-        Ok((ready(slots[0]), ready(slots[1]), ready(slots[2])))
-    }
-
-    fn finish(&mut self) {
-        let (code, signal) = match sys::reap_pidfd(&self.init_fd) {
-            Ok(status) => status,
-            Err(e) => {
-                tracing::error!(container = self.id, "reaping the init: {e}");
-                (None, None)
-            }
-        };
-        let cgroup = std::path::PathBuf::from(&self.record.cgroup_path);
-        let oom_killed = super::stats::oom_kills(&cgroup).is_ok_and(|n| n > 0);
-        let exit = ExitRecord {
-            code,
-            signal,
-            oom_killed,
+        supervise::Supervisor {
+            id: self.id,
+            paths: self.paths,
+            record: self.record,
+            engine_root: layout.engine_root(),
+            init_fd: self.init_fd,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
             started_at_ms: self.started_at_ms,
-            finished_at_ms: record::now_ms(),
-            error: None,
-        };
-        if let Err(e) = self.engine.delete(&self.id) {
-            tracing::error!(container = self.id, "cleaning up: {e}");
         }
-        sys::reap_exited_children();
-        if let Err(e) = record::save_volatile(&self.paths.exit(), &exit) {
-            tracing::error!(container = self.id, "recording the exit: {e}");
-        }
-        let _ = self.init;
-    }
-}
-
-fn relay(pipe: &mut Option<OwnedFd>, stream: Stream, buf: &mut [u8], log: &mut Option<LogWriter>) {
-    let Some(fd) = pipe.as_ref() else { return };
-    match rustix::io::read(fd.as_fd(), &mut *buf) {
-        Ok(0) => *pipe = None,
-        Ok(n) => {
-            if let Some(log) = log
-                && let Err(e) = log.write(stream, &buf[..n], SystemTime::now())
-            {
-                tracing::error!("writing the log: {e}");
-            }
-        }
-        Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
-        Err(_) => *pipe = None,
+        .run();
     }
 }
 

@@ -301,6 +301,23 @@ pub fn load_seccomp_program(bpf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Take ownership of a descriptor inherited across exec (the monitor's second stage gets its
+/// container's pipes and pidfd this way), and mark it close-on-exec again.
+pub fn inherited_fd(fd: i32) -> io::Result<OwnedFd> {
+    use std::os::fd::{BorrowedFd, FromRawFd};
+    if fd < 3 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not an inherited descriptor"));
+    }
+    // SAFETY: only borrowed for the duration of this fcntl, which fails with EBADF if
+    // the number is not open, in which case nothing else happens.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    rustix::io::fcntl_setfd(borrowed, rustix::io::FdFlags::CLOEXEC)?;
+    // SAFETY: the descriptor is open (checked above) and was handed to this process for it
+    // to own by the exec contract of `supervise::exec`; nothing else in this process refers
+    // to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Whether `path` is a directory with nothing in it.
 pub fn is_empty_dir(path: &Path) -> io::Result<bool> {
     Ok(fs::read_dir(path)?.next().is_none())

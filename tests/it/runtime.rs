@@ -325,7 +325,12 @@ fn exec_joins_the_container_and_returns_its_status() {
     );
     // The process ran in the container's cgroup: it counted in pids.current meanwhile, and
     // the container is still running afterwards.
-    assert!(matches!(sb.state(&record.id), State::Running(_)));
+    let State::Running(monitor) = sb.state(&record.id) else {
+        panic!("not running after exec");
+    };
+    // While the container runs, its monitor is the small second-stage image.
+    let exe = std::fs::read_link(format!("/proc/{}/exe", monitor.monitor.pid)).expect("exe");
+    assert_eq!(exe.file_name().and_then(|n| n.to_str()), Some("berth-monitor"));
 
     // With a terminal.
     let out = exec_with_pty(&sb, &["exec", "-t", "svc", "--", "tty"]);
