@@ -43,7 +43,12 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         logfile::follow(
             &mut cursor,
             Duration::from_millis(100),
-            || !matches!(runtime.state(&id), Ok(State::Running(_)) | Ok(State::Created)),
+            || {
+                !matches!(
+                    runtime.state(&id),
+                    Ok(State::Running(_)) | Ok(State::Created)
+                )
+            },
             &mut emit,
         )?;
     }

@@ -43,7 +43,11 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
             "{} describes no valid container `{}`{}",
             args.dir.display(),
             args.name,
-            if loaded.is_complete() { "" } else { " (see the problems above)" }
+            if loaded.is_complete() {
+                ""
+            } else {
+                " (see the problems above)"
+            }
         );
     };
     let images = ImageService::open(root, None)?;
@@ -73,9 +77,16 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 /// The image a container uses, fetched unless present (or always, per its pull policy).
-pub fn ensure_image(images: &ImageService, desired: &Desired, name: &str) -> anyhow::Result<ImageRecord> {
+pub fn ensure_image(
+    images: &ImageService,
+    desired: &Desired,
+    name: &str,
+) -> anyhow::Result<ImageRecord> {
     let container = &desired.containers[name];
-    let entry = desired.images.values().find(|i| i.source == container.image);
+    let entry = desired
+        .images
+        .values()
+        .find(|i| i.source == container.image);
     let policy = entry.map(|i| i.pull).unwrap_or(PullPolicy::Missing);
     let present = images.get(&container.image)?;
     let record = match (present, policy) {
@@ -167,11 +178,17 @@ fn follow_until_exit(runtime: &Runtime, record: &ContainerRecord) -> anyhow::Res
     }
     match runtime.state(&record.id)? {
         State::Exited(exit) => Ok(exit),
-        other => bail!("container {} ended without an exit record ({other:?})", record.id),
+        other => bail!(
+            "container {} ended without an exit record ({other:?})",
+            record.id
+        ),
     }
 }
 
-pub fn print_records(cursor: &mut logfile::Cursor, render: &mut logfile::Render) -> anyhow::Result<()> {
+pub fn print_records(
+    cursor: &mut logfile::Cursor,
+    render: &mut logfile::Render,
+) -> anyhow::Result<()> {
     let records = cursor.read_new()?;
     if records.is_empty() {
         return Ok(());

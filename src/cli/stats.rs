@@ -42,7 +42,11 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         probes.push((r, probe, first));
     }
     // CPU percentages need two samples.
-    std::thread::sleep(Duration::from_millis(if args.json || args.no_stream { 200 } else { 0 }));
+    std::thread::sleep(Duration::from_millis(if args.json || args.no_stream {
+        200
+    } else {
+        0
+    }));
     loop {
         let mut rows = Vec::new();
         for (record, probe, prev) in &mut probes {

@@ -15,7 +15,9 @@ pub struct Hierarchy {
 
 /// Every cgroup hierarchy mounted in this mount namespace.
 pub fn hierarchies() -> std::io::Result<Vec<Hierarchy>> {
-    Ok(parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo")?))
+    Ok(parse_mountinfo(&std::fs::read_to_string(
+        "/proc/self/mountinfo",
+    )?))
 }
 
 pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
@@ -89,7 +91,8 @@ pub fn oom_kills(hierarchies: &[Hierarchy], cgroup_path: &str) -> Option<u64> {
         None => dir_of(hierarchies.iter().find(|h| h.unified)?, cgroup_path).join("memory.events"),
     };
     let text = std::fs::read_to_string(file).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
 }
 
 /// Remove the container's cgroup from every hierarchy. Its processes have exited (they died

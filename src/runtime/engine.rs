@@ -120,7 +120,13 @@ impl BerthExecutor {
         let seccomp_bpf = match std::fs::read(&path) {
             Ok(bpf) => Some(bpf),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => return Err(EngineError::Io { op: "reading", path, source }),
+            Err(source) => {
+                return Err(EngineError::Io {
+                    op: "reading",
+                    path,
+                    source,
+                });
+            }
         };
         Ok(BerthExecutor { seccomp_bpf })
     }
@@ -255,13 +261,15 @@ impl Embedded {
                 .relay(pid)
                 .map_err(|source| io_err("relaying the terminal of the process in", source))?;
         }
-        super::sys::wait_child(pid)
-            .map_err(|source| io_err("waiting for the process in", source))
+        super::sys::wait_child(pid).map_err(|source| io_err("waiting for the process in", source))
     }
 }
 
 /// The container's process settings with the exec request's changes.
-fn exec_process(spec: &Spec, exec: &ExecRequest) -> Result<oci_spec::runtime::Process, EngineError> {
+fn exec_process(
+    spec: &Spec,
+    exec: &ExecRequest,
+) -> Result<oci_spec::runtime::Process, EngineError> {
     let mut process = spec.process().clone().ok_or_else(|| EngineError::Io {
         op: "reading the process of",
         path: PathBuf::from("config.json"),

@@ -505,11 +505,13 @@ impl Runtime {
             });
         }
         let bundle = self.layout.container(id);
-        Ok(engine::for_record(&record.engine, &self.layout.engine_root()).exec(
-            id,
-            bundle.bundle(),
-            request,
-        )?)
+        Ok(
+            engine::for_record(&record.engine, &self.layout.engine_root()).exec(
+                id,
+                bundle.bundle(),
+                request,
+            )?,
+        )
     }
 }
 

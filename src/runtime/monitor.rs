@@ -224,8 +224,19 @@ impl Monitor {
             .ok()
             .and_then(|exe| Some(exe.parent()?.join(supervise::BINARY)));
         if let Some(binary) = binary.filter(|b| b.is_file()) {
-            let error = supervise::exec(&binary, &layout.state_root, &self.id, &stdout, &stderr, &self.init_fd);
-            tracing::warn!(container = self.id, "running {}: {error}; supervising here", binary.display());
+            let error = supervise::exec(
+                &binary,
+                &layout.state_root,
+                &self.id,
+                &stdout,
+                &stderr,
+                &self.init_fd,
+            );
+            tracing::warn!(
+                container = self.id,
+                "running {}: {error}; supervising here",
+                binary.display()
+            );
         }
         supervise::Supervisor {
             id: self.id,

@@ -14,7 +14,9 @@
 use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
-use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
 use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
 
 use crate::fsutil;
@@ -50,7 +52,11 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<u8>, SeccompError> {
         }
     }
     for rule in profile.syscalls().iter().flatten() {
-        let errno = rule.errno_ret().map(|e| e as i32).or(errno).unwrap_or(libc::EPERM);
+        let errno = rule
+            .errno_ret()
+            .map(|e| e as i32)
+            .or(errno)
+            .unwrap_or(libc::EPERM);
         let rule_action = action(rule.action(), errno)?;
         if rule_action == default {
             continue;
@@ -102,8 +108,11 @@ fn export(filter: &ScmpFilterContext) -> Result<Vec<u8>, SeccompError> {
     file.rewind().map_err(compile_err)?;
     let mut bpf = Vec::new();
     file.read_to_end(&mut bpf).map_err(compile_err)?;
-    if bpf.is_empty() || bpf.len() % 8 != 0 {
-        return Err(compile_err(format!("libseccomp produced {} bytes", bpf.len())));
+    if bpf.is_empty() || !bpf.len().is_multiple_of(8) {
+        return Err(compile_err(format!(
+            "libseccomp produced {} bytes",
+            bpf.len()
+        )));
     }
     Ok(bpf)
 }
@@ -121,7 +130,7 @@ pub fn compile_cached(profile: &LinuxSeccomp, cache: &Path) -> Result<Vec<u8>, S
     let path = cache.join(format!("{}.bpf", hasher.finish_hex()));
     if let Ok(bpf) = std::fs::read(&path)
         && !bpf.is_empty()
-        && bpf.len() % 8 == 0
+        && bpf.len().is_multiple_of(8)
     {
         return Ok(bpf);
     }
@@ -140,7 +149,9 @@ pub fn compile_cached(profile: &LinuxSeccomp, cache: &Path) -> Result<Vec<u8>, S
 
 fn action(action: LinuxSeccompAction, errno: i32) -> Result<ScmpAction, SeccompError> {
     Ok(match action {
-        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => ScmpAction::KillThread,
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
         LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
         LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
         LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(errno),
@@ -224,7 +235,14 @@ mod tests {
                             return 13;
                         }
                         // clone with a namespace flag, as `unshare -U` would do by clone.
-                        let r = libc::syscall(libc::SYS_clone, libc::CLONE_NEWUSER as libc::c_long | libc::SIGCHLD as libc::c_long, 0, 0, 0, 0);
+                        let r = libc::syscall(
+                            libc::SYS_clone,
+                            libc::CLONE_NEWUSER as libc::c_long | libc::SIGCHLD as libc::c_long,
+                            0,
+                            0,
+                            0,
+                            0,
+                        );
                         if r == 0 {
                             libc::_exit(0);
                         }

@@ -59,7 +59,9 @@ fn supervisor_from_args(args: &[String]) -> Result<Supervisor, String> {
         return Err("usage: berth-monitor STATE_ROOT ID STDOUT_FD STDERR_FD INIT_PIDFD (started by berth, not by hand)".into());
     };
     let fd = |text: &String| -> Result<OwnedFd, String> {
-        let n: i32 = text.parse().map_err(|_| format!("not a descriptor: {text}"))?;
+        let n: i32 = text
+            .parse()
+            .map_err(|_| format!("not a descriptor: {text}"))?;
         sys::inherited_fd(n).map_err(|e| format!("descriptor {n}: {e}"))
     };
     let (stdout, stderr, init_fd) = (fd(stdout)?, fd(stderr)?, fd(init)?);
@@ -85,7 +87,14 @@ fn supervisor_from_args(args: &[String]) -> Result<Supervisor, String> {
 
 /// Replace this process with `berth-monitor`, handing it the descriptors. Returns only if
 /// that failed (the caller then supervises in this process).
-pub fn exec(binary: &Path, root: &Path, id: &str, stdout: &OwnedFd, stderr: &OwnedFd, init: &OwnedFd) -> std::io::Error {
+pub fn exec(
+    binary: &Path,
+    root: &Path,
+    id: &str,
+    stdout: &OwnedFd,
+    stderr: &OwnedFd,
+    init: &OwnedFd,
+) -> std::io::Error {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
     for fd in [stdout, stderr, init] {
@@ -115,7 +124,10 @@ impl Supervisor {
         let mut log = match LogWriter::open(&self.paths.logs(), policy) {
             Ok(w) => Some(w),
             Err(e) => {
-                eprintln!("berth-monitor {}: opening the log: {e}; output is discarded", self.id);
+                eprintln!(
+                    "berth-monitor {}: opening the log: {e}; output is discarded",
+                    self.id
+                );
                 None
             }
         };
@@ -155,10 +167,17 @@ impl Supervisor {
     }
 
     /// Poll the output pipes and the init's pidfd.
-    fn wait(&self, init_exited: bool, timeout: Option<Duration>) -> std::io::Result<(bool, bool, bool)> {
+    fn wait(
+        &self,
+        init_exited: bool,
+        timeout: Option<Duration>,
+    ) -> std::io::Result<(bool, bool, bool)> {
         let mut fds: Vec<PollFd> = Vec::with_capacity(3);
         let mut slots = [None; 3];
-        for (i, fd) in [self.stdout.as_ref(), self.stderr.as_ref()].into_iter().enumerate() {
+        for (i, fd) in [self.stdout.as_ref(), self.stderr.as_ref()]
+            .into_iter()
+            .enumerate()
+        {
             if let Some(fd) = fd {
                 slots[i] = Some(fds.len());
                 fds.push(PollFd::new(fd, PollFlags::IN));
@@ -189,7 +208,8 @@ impl Supervisor {
             eprintln!("berth-monitor {}: reading the cgroup mounts: {e}", self.id);
             Vec::new()
         });
-        let oom_killed = cgroupfs::oom_kills(&hierarchies, &self.record.cgroup_path).is_some_and(|n| n > 0);
+        let oom_killed =
+            cgroupfs::oom_kills(&hierarchies, &self.record.cgroup_path).is_some_and(|n| n > 0);
         let exit = ExitRecord {
             code,
             signal,
@@ -211,7 +231,8 @@ impl Supervisor {
     fn clean_up(&self, hierarchies: &[cgroupfs::Hierarchy]) -> Result<(), String> {
         match &self.record.engine {
             EngineRecord::Embedded => {
-                cgroupfs::remove(hierarchies, &self.record.cgroup_path).map_err(|e| e.to_string())?;
+                cgroupfs::remove(hierarchies, &self.record.cgroup_path)
+                    .map_err(|e| e.to_string())?;
                 let state = self.engine_root.join("embedded").join(&self.id);
                 match std::fs::remove_dir_all(&state) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

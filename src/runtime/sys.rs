@@ -269,8 +269,14 @@ pub fn set_no_new_privs() -> io::Result<()> {
 /// The caller must have no_new_privs set (or CAP_SYS_ADMIN), as the container's init has.
 pub fn load_seccomp_program(bpf: &[u8]) -> io::Result<()> {
     const INSTRUCTION: usize = std::mem::size_of::<libc::sock_filter>();
-    if bpf.is_empty() || bpf.len() % INSTRUCTION != 0 || bpf.len() / INSTRUCTION > usize::from(u16::MAX) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a BPF program"));
+    if bpf.is_empty()
+        || !bpf.len().is_multiple_of(INSTRUCTION)
+        || bpf.len() / INSTRUCTION > usize::from(u16::MAX)
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a BPF program",
+        ));
     }
     let filters: Vec<libc::sock_filter> = bpf
         .chunks_exact(INSTRUCTION)
@@ -306,7 +312,10 @@ pub fn load_seccomp_program(bpf: &[u8]) -> io::Result<()> {
 pub fn inherited_fd(fd: i32) -> io::Result<OwnedFd> {
     use std::os::fd::{BorrowedFd, FromRawFd};
     if fd < 3 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not an inherited descriptor"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not an inherited descriptor",
+        ));
     }
     // SAFETY: only borrowed for the duration of this fcntl, which fails with EBADF if
     // the number is not open, in which case nothing else happens.

@@ -157,8 +157,7 @@ fn copy_owner_and_mode(fd: &impl AsFd, stat: &rustix::fs::Stat) -> Result<(), ru
 
 fn list(dir: &OwnedFd) -> Result<Vec<OsString>, rustix::io::Errno> {
     let mut names = Vec::new();
-    let mut iter = rustix::fs::Dir::read_from(dir)?;
-    while let Some(entry) = iter.next() {
+    for entry in rustix::fs::Dir::read_from(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_bytes();
         if name != b"." && name != b".." {

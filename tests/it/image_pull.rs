@@ -21,12 +21,12 @@ use berth::spec::image_ref::ImageSource;
 use serde_json::{Value, json};
 
 use crate::support::images::{
-    BUSYBOX_APPLETS, Compression, DOCKER_LAYER_GZIP, ImageBuilder, LayerBuilder, OCI_INDEX,
-    OCI_LAYER_GZIP, OCI_LAYER_ZSTD, TestImage, TestIndex, TestLayer, ready_made,
+    BUSYBOX_APPLETS, Compression, DOCKER_LAYER_GZIP, ImageBuilder, LayerBuilder, OCI_LAYER_GZIP,
+    OCI_LAYER_ZSTD, TestImage, TestIndex, TestLayer, ready_made,
 };
+use crate::support::layout::{tar_dir, write_layout};
 use crate::support::proxy::{Fault, FaultProxy, SecondServer, base64};
 use crate::support::registry::TestRegistry;
-use crate::support::layout::{tar_dir, write_blob, write_layout};
 use crate::support::sha256_digest;
 
 // ---------------------------------------------------------------------------------------------

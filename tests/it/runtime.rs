@@ -52,24 +52,41 @@ fn isolation_identity_and_security_defaults() {
         .split_whitespace()
         .map(|f| f.parse().expect("fd number"))
         .collect();
-    assert!(fds.is_subset(&BTreeSet::from([0, 1, 2, 3])), "leaked fds: {fds:?}");
+    assert!(
+        fds.is_subset(&BTreeSet::from([0, 1, 2, 3])),
+        "leaked fds: {fds:?}"
+    );
     let host_hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .maximum
         .expect("finite hard limit");
-    assert_eq!(lines[7], host_hard.min(1 << 20).to_string(), "RLIMIT_NOFILE: {out}");
+    assert_eq!(
+        lines[7],
+        host_hard.min(1 << 20).to_string(),
+        "RLIMIT_NOFILE: {out}"
+    );
     // The host's mounts are invisible: only the container's own mount points exist.
     let mounts = &lines[8..];
-    assert!(mounts.iter().any(|m| m.starts_with("overlay / overlay")), "{out}");
+    assert!(
+        mounts.iter().any(|m| m.starts_with("overlay / overlay")),
+        "{out}"
+    );
     for m in mounts {
         let point = m.split_whitespace().nth(1).expect("mount point");
         let expected = point == "/"
-            || ["/proc", "/dev", "/sys"].iter().any(|p| point == *p || point.starts_with(&format!("{p}/")))
+            || ["/proc", "/dev", "/sys"]
+                .iter()
+                .any(|p| point == *p || point.starts_with(&format!("{p}/")))
             || ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"].contains(&point);
         assert!(expected, "unexpected mount {m:?} in:\n{out}");
     }
 
     // The write landed in the container's upper directory, nowhere else.
-    let record = sb.runtime.find("probe").expect("find").pop().expect("record");
+    let record = sb
+        .runtime
+        .find("probe")
+        .expect("find")
+        .pop()
+        .expect("record");
     let upper = sb.runtime.layout().container(&record.id).upper();
     assert_eq!(
         std::fs::read_to_string(upper.join("written-by-container")).expect("upper"),
@@ -91,7 +108,12 @@ fn arguments_environment_workdir_and_user_from_image_and_entry() {
         .env("PATH", BUSYBOX_PATH)
         .env("FROM_IMAGE", "image")
         .env("OVERRIDDEN", "image")
-        .entrypoint(&["sh", "-c", "echo \"$0 $* env=$FROM_IMAGE,$OVERRIDDEN,$FROM_ENTRY home=$HOME cwd=$(pwd) $(id)\"", "ep"])
+        .entrypoint(&[
+            "sh",
+            "-c",
+            "echo \"$0 $* env=$FROM_IMAGE,$OVERRIDDEN,$FROM_ENTRY home=$HOME cwd=$(pwd) $(id)\"",
+            "ep",
+        ])
         .cmd(&["from-image-cmd"])
         .workdir("/home/app")
         .user("app")
@@ -134,8 +156,13 @@ groups = ["65534"]"#,
 #[test]
 fn an_unknown_user_fails_to_start_with_a_clear_error() {
     let (sb, image) = sandbox();
-    container(&sb, &image, "ghost", r#"user = "nosuchuser"
-command = ["true"]"#);
+    container(
+        &sb,
+        &image,
+        "ghost",
+        r#"user = "nosuchuser"
+command = ["true"]"#,
+    );
     let (code, _, err) = sb.run("ghost");
     assert_ne!(code, 0);
     assert!(err.contains("no user `nosuchuser`"), "{err}");
@@ -172,7 +199,10 @@ command = ["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/
     let values: Vec<&str> = out.split_whitespace().collect();
     assert_eq!(values.len(), 3, "{out}");
     assert!(values[0] == "33554432", "memory limit: {out}");
-    assert!(values[1] == "50000" || values[1] == "50000 100000", "cpu quota: {out}");
+    assert!(
+        values[1] == "50000" || values[1] == "50000 100000",
+        "cpu quota: {out}"
+    );
     assert_eq!(values[2], "16", "pids limit: {out}");
 }
 
@@ -193,7 +223,11 @@ command = ["sh", "-c", "sh -c 'for i in $(seq 20); do sleep 300 & done'; exec sl
         .join("pids.current");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !sb.logs(&record.id).contains("fork") {
-        assert!(Instant::now() < deadline, "no fork failure: {}", sb.logs(&record.id));
+        assert!(
+            Instant::now() < deadline,
+            "no fork failure: {}",
+            sb.logs(&record.id)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let count: u32 = std::fs::read_to_string(&current)
@@ -201,7 +235,10 @@ command = ["sh", "-c", "sh -c 'for i in $(seq 20); do sleep 300 & done'; exec sl
         .trim()
         .parse()
         .expect("number");
-    assert!((7..=8).contains(&count), "processes under pids = 8: {count}");
+    assert!(
+        (7..=8).contains(&count),
+        "processes under pids = 8: {count}"
+    );
 }
 
 #[test]
@@ -268,7 +305,10 @@ command = ["sh", "-c", "stat -c '%u:%g %a' /srv/data; cat /srv/data/seed.txt; ec
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "1000:1000 750\nfrom the image\n");
     let data = sb.root().join("volumes/data/_data");
-    assert_eq!(std::fs::read_to_string(data.join("new.txt")).expect("volume data"), "written\n");
+    assert_eq!(
+        std::fs::read_to_string(data.join("new.txt")).expect("volume data"),
+        "written\n"
+    );
     std::fs::remove_file(data.join("seed.txt")).expect("rm");
     let (_, out, _) = sb.run("writer");
     assert_eq!(out, "1000:1000 750\n", "seeding happens once: {out}");
@@ -293,7 +333,10 @@ command = ["sh", "-c", "for i in $(seq 1 400); do echo line-$i; done; echo to-st
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert_eq!(files, ["container.log", "container.log.1", "container.log.2"]);
+    assert_eq!(
+        files,
+        ["container.log", "container.log.1", "container.log.2"]
+    );
     for f in &files {
         let size = std::fs::metadata(logs.join(f)).expect("stat").len();
         assert!(size <= 4096, "{f} is {size} bytes");
@@ -307,8 +350,14 @@ command = ["sh", "-c", "for i in $(seq 1 400); do echo line-$i; done; echo to-st
         .lines()
         .filter_map(|l| l.strip_prefix("line-")?.parse().ok())
         .collect();
-    assert!(numbers.first().copied().unwrap_or(1) > 1, "nothing was rotated away");
-    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "gap or disorder");
+    assert!(
+        numbers.first().copied().unwrap_or(1) > 1,
+        "nothing was rotated away"
+    );
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "gap or disorder"
+    );
     assert_eq!(numbers.last(), Some(&400));
 }
 
@@ -317,8 +366,20 @@ fn exec_joins_the_container_and_returns_its_status() {
     let (sb, image) = sandbox();
     container(&sb, &image, "svc", r#"command = ["sleep", "300"]"#);
     let record = sb.start("svc");
-    let out = sb.berth(&["exec", "svc", "--", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; hostname; grep Seccomp: /proc/self/status; exit 7"]);
-    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = sb.berth(&[
+        "exec",
+        "svc",
+        "--",
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline | tr '\\0' ' '; hostname; grep Seccomp: /proc/self/status; exit 7",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "sleep 300 svc\nSeccomp:\t2\n"
@@ -330,7 +391,10 @@ fn exec_joins_the_container_and_returns_its_status() {
     };
     // While the container runs, its monitor is the small second-stage image.
     let exe = std::fs::read_link(format!("/proc/{}/exe", monitor.monitor.pid)).expect("exe");
-    assert_eq!(exe.file_name().and_then(|n| n.to_str()), Some("berth-monitor"));
+    assert_eq!(
+        exe.file_name().and_then(|n| n.to_str()),
+        Some("berth-monitor")
+    );
 
     // With a terminal.
     let out = exec_with_pty(&sb, &["exec", "-t", "svc", "--", "tty"]);
@@ -340,8 +404,9 @@ fn exec_joins_the_container_and_returns_its_status() {
 /// Run berth with a pty as its terminal; everything it printed.
 fn exec_with_pty(sb: &Sandbox, args: &[&str]) -> String {
     use std::io::Read;
-    let master = rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY)
-        .expect("openpt");
+    let master =
+        rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY)
+            .expect("openpt");
     rustix::pty::grantpt(&master).expect("grantpt");
     rustix::pty::unlockpt(&master).expect("unlockpt");
     let name = rustix::pty::ptsname(&master, Vec::new()).expect("ptsname");
@@ -370,8 +435,13 @@ fn exec_with_pty(sb: &Sandbox, args: &[&str]) -> String {
 fn stop_uses_the_stop_signal_then_escalates_to_sigkill() {
     let (sb, image) = sandbox();
     // As pid 1 without a handler, sleep ignores SIGTERM: only SIGKILL ends it.
-    container(&sb, &image, "stubborn", r#"stop_timeout = "1s"
-command = ["sleep", "300"]"#);
+    container(
+        &sb,
+        &image,
+        "stubborn",
+        r#"stop_timeout = "1s"
+command = ["sleep", "300"]"#,
+    );
     container(
         &sb,
         &image,
@@ -384,12 +454,19 @@ command = ["sh", "-c", "trap 'echo got-usr1; exit 0' USR1; while true; do sleep 
     let t = Instant::now();
     let out = sb.berth(&["stop", "stubborn"]);
     let took = t.elapsed();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let State::Exited(exit) = sb.state(&stubborn.id) else {
         panic!("not exited");
     };
     assert_eq!(exit.signal, Some(9), "{exit:?}");
-    assert!(took >= Duration::from_secs(1), "stopped after {took:?}, before the timeout");
+    assert!(
+        took >= Duration::from_secs(1),
+        "stopped after {took:?}, before the timeout"
+    );
     assert!(took < Duration::from_secs(8), "stop took {took:?}");
 
     let t = Instant::now();
@@ -431,7 +508,10 @@ fn the_container_outlives_a_killed_starter_and_its_exit_is_still_recorded() {
     };
     starter.kill().expect("SIGKILL the starter");
     starter.wait().expect("reap the starter");
-    assert!(matches!(sb.state(&record.id), State::Running(_)), "died with its starter");
+    assert!(
+        matches!(sb.state(&record.id), State::Running(_)),
+        "died with its starter"
+    );
     let exit = sb.wait_exit(&record.id, Duration::from_secs(15));
     assert_eq!(exit.code, Some(42), "{exit:?}");
     assert_eq!(sb.logs(&record.id), "started\nfinishing\n");
@@ -440,31 +520,55 @@ fn the_container_outlives_a_killed_starter_and_its_exit_is_still_recorded() {
 #[test]
 fn removal_is_refused_while_running_and_leaves_nothing_behind() {
     let (sb, image) = sandbox();
-    container(&sb, &image, "short", r#"memory = "64MiB"
-command = ["sleep", "300"]"#);
+    container(
+        &sb,
+        &image,
+        "short",
+        r#"memory = "64MiB"
+command = ["sleep", "300"]"#,
+    );
     let record = sb.start("short");
-    let cgroup = Path::new("/sys/fs/cgroup/memory").join(record.cgroup_path.trim_start_matches('/'));
+    let cgroup =
+        Path::new("/sys/fs/cgroup/memory").join(record.cgroup_path.trim_start_matches('/'));
     assert!(cgroup.exists(), "{}", cgroup.display());
     let out = sb.berth(&["rm", "short"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("stop it first"));
     let out = sb.berth(&["rm", "-f", "short"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!sb.runtime.layout().container(&record.id).dir.exists());
     assert!(!cgroup.exists(), "cgroup left behind");
-    let engine_state = sb.runtime.layout().engine_root().join("embedded").join(&record.id);
+    let engine_state = sb
+        .runtime
+        .layout()
+        .engine_root()
+        .join("embedded")
+        .join(&record.id);
     assert!(!engine_state.exists(), "engine state left behind");
 }
 
 #[test]
 fn stats_reads_the_cgroup() {
     let (sb, image) = sandbox();
-    container(&sb, &image, "busy", r#"memory = "64MiB"
+    container(
+        &sb,
+        &image,
+        "busy",
+        r#"memory = "64MiB"
 pids = 32
-command = ["sh", "-c", "while true; do :; done"]"#);
+command = ["sh", "-c", "while true; do :; done"]"#,
+    );
     sb.start("busy");
     let out = sb.berth(&["stats", "--json", "busy"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let row = &rows[0];
     assert_eq!(row["name"], "busy");
@@ -493,11 +597,20 @@ command = ["sh", "-c", "echo pid=$$; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /pr
     assert!(out.contains("NoNewPrivs:\t1"), "{out}");
     assert!(out.contains("Seccomp:\t2"), "{out}");
 
-    container(&sb, &image, "runcsvc", r#"runtime = "runc"
-command = ["sleep", "300"]"#);
+    container(
+        &sb,
+        &image,
+        "runcsvc",
+        r#"runtime = "runc"
+command = ["sleep", "300"]"#,
+    );
     let record = sb.start("runcsvc");
     let out = sb.berth(&["exec", "runcsvc", "--", "cat", "/proc/1/cmdline"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "sleep\u{0}300\u{0}");
     let out = sb.berth(&["stop", "-t", "0", "runcsvc"]);
     assert!(out.status.success());

@@ -85,4 +85,3 @@ pub fn tar_dir(dir: &Path, archive: &Path) {
     add(&mut builder, dir, dir);
     builder.finish().expect("finish archive");
 }
-

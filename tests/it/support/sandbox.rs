@@ -95,7 +95,9 @@ impl Sandbox {
             String::from_utf8_lossy(&out.stderr)
         );
         let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        self.runtime.record(&id).expect("record of the new container")
+        self.runtime
+            .record(&id)
+            .expect("record of the new container")
     }
 
     pub fn state(&self, id: &str) -> State {
