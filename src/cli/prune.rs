@@ -47,6 +47,10 @@ pub fn run(root: &Path, what: &PruneWhat) -> anyhow::Result<ExitCode> {
             .values()
             .map(|c| c.image.to_string()),
     );
+    // Images of containers that exist (running or not) stay too: their layers are the
+    // lower directories of those containers' root filesystems.
+    let runtime = berth::runtime::Runtime::new(root)?;
+    keep.extend(runtime.list()?.into_iter().map(|r| r.image));
     let images = ImageService::open_local(root)?;
     let report = images.prune(&keep)?;
     if *json {

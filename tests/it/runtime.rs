@@ -616,3 +616,63 @@ command = ["sleep", "300"]"#,
     assert!(out.status.success());
     assert!(matches!(sb.state(&record.id), State::Exited(_)));
 }
+
+#[test]
+fn a_container_whose_monitor_was_killed_is_reported_lost_and_cleaned_up() {
+    let (sb, image) = sandbox();
+    container(&sb, &image, "orphan", r#"command = ["sleep", "300"]"#);
+    let record = sb.start("orphan");
+    let State::Running(monitor) = sb.state(&record.id) else {
+        panic!("not running");
+    };
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(monitor.monitor.pid).expect("pid"),
+        rustix::process::Signal::KILL,
+    )
+    .expect("kill the monitor");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let init = loop {
+        match sb.state(&record.id) {
+            State::Lost { init: Some(init), .. } => break init,
+            State::Running(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            other => panic!("unexpected state {other:?}"),
+        }
+    };
+    assert!(init.is_alive().expect("check"), "the container must outlive its monitor");
+    let cgroup = Path::new("/sys/fs/cgroup/pids").join(record.cgroup_path.trim_start_matches('/'));
+    assert!(cgroup.exists());
+    let out = sb.berth(&["stop", "orphan"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let State::Exited(exit) = sb.state(&record.id) else {
+        panic!("not exited");
+    };
+    assert_eq!(exit.signal, Some(9));
+    assert!(exit.error.as_deref().is_some_and(|e| e.contains("monitor was lost")), "{exit:?}");
+    assert!(!init.is_alive().expect("check"));
+    assert!(!cgroup.exists(), "cgroup left behind");
+}
+
+#[test]
+fn prune_keeps_the_images_of_existing_containers() {
+    let (sb, image) = sandbox();
+    container(&sb, &image, "keeper", r#"command = ["sleep", "300"]"#);
+    let record = sb.start("keeper");
+    // The desired state no longer names the container or its image.
+    std::fs::remove_file(sb.desired().join("keeper.toml")).expect("rm");
+    sb.write("other.toml", "[volume.unrelated]\n");
+    let desired = sb.desired();
+    let listed = |sb: &Sandbox| -> usize {
+        let out = sb.berth(&["images", "--json"]);
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+            .expect("images json")
+            .len()
+    };
+    let out = sb.berth(&["prune", "images", desired.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(listed(&sb), 1, "the running container's image was pruned");
+    let out = sb.berth(&["rm", "-f", &record.id]);
+    assert!(out.status.success());
+    let out = sb.berth(&["prune", "images", desired.to_str().expect("utf-8")]);
+    assert!(out.status.success());
+    assert_eq!(listed(&sb), 0);
+}
