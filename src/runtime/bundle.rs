@@ -113,6 +113,8 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec, BundleError> {
                 .map_err(err)?,
         ])
         .no_new_privileges(true)
+        // The agent's unit lowers its own OOM score; containers must not inherit that.
+        .oom_score_adj(0)
         .build()
         .map_err(err)?;
 

@@ -12,9 +12,8 @@ use crate::spec::model::Container;
 
 /// The container `c` of a desired-state file holding `body` under `[container.c]`.
 fn entry(body: &str) -> Container {
-    let text = format!(
-        "[volume.data]\n[container.c]\nimage = \"docker.io/library/busybox:1\"\n{body}\n"
-    );
+    let text =
+        format!("[volume.data]\n[container.c]\nimage = \"docker.io/library/busybox:1\"\n{body}\n");
     let loaded = crate::spec::load_files(&[InputFile {
         path: "c.toml".into(),
         text,
@@ -34,8 +33,11 @@ fn image(config: serde_json::Value) -> ImageConfiguration {
 }
 
 fn build_with(c: &Container, img: &ImageConfiguration, nofile_hard: u64) -> Spec {
-    let volumes: BTreeMap<String, PathBuf> =
-        [("data".to_string(), PathBuf::from("/state/volumes/data/_data"))].into();
+    let volumes: BTreeMap<String, PathBuf> = [(
+        "data".to_string(),
+        PathBuf::from("/state/volumes/data/_data"),
+    )]
+    .into();
     build(&SpecInputs {
         id: "c-0123abcd",
         name: "c",
@@ -72,17 +74,26 @@ fn arguments_follow_dockers_entrypoint_and_cmd_rules() {
     let img = serde_json::json!({"Entrypoint": ["/ep", "-x"], "Cmd": ["default"]});
     let cases: &[(&str, &[&str])] = &[
         ("", &["/ep", "-x", "default"]),
-        (r#"command = ["run", "fast"]"#, &["/ep", "-x", "run", "fast"]),
+        (
+            r#"command = ["run", "fast"]"#,
+            &["/ep", "-x", "run", "fast"],
+        ),
         (r#"entrypoint = ["/other"]"#, &["/other"]),
-        (r#"entrypoint = ["/other"]
-command = ["a"]"#, &["/other", "a"]),
+        (
+            r#"entrypoint = ["/other"]
+command = ["a"]"#,
+            &["/other", "a"],
+        ),
     ];
     for (body, want) in cases {
         assert_eq!(args(&spec_of(body, img.clone())), *want, "{body}");
     }
     // Without an entrypoint in the image, the command alone runs.
     assert_eq!(
-        args(&spec_of(r#"command = ["sh"]"#, serde_json::json!({"Cmd": ["x"]}))),
+        args(&spec_of(
+            r#"command = ["sh"]"#,
+            serde_json::json!({"Cmd": ["x"]})
+        )),
         ["sh"]
     );
     // Nothing to run at all is an error, not an empty process.
@@ -98,7 +109,10 @@ command = ["a"]"#, &["/other", "a"]),
         nofile_hard: 1024,
     })
     .expect_err("no command");
-    assert!(err.to_string().contains("no entrypoint or command"), "{err}");
+    assert!(
+        err.to_string().contains("no entrypoint or command"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -110,10 +124,20 @@ hostname = "box""#,
     );
     assert_eq!(
         env(&spec),
-        ["A=1", "B=entry", "PATH=/opt/bin", "EMPTY=", "HOSTNAME=box", "C=new"]
+        [
+            "A=1",
+            "B=entry",
+            "PATH=/opt/bin",
+            "EMPTY=",
+            "HOSTNAME=box",
+            "C=new"
+        ]
     );
     let spec = spec_of("", serde_json::json!({"Cmd": ["x"]}));
-    assert_eq!(env(&spec), [format!("PATH={DEFAULT_PATH}"), "HOSTNAME=c".into()]);
+    assert_eq!(
+        env(&spec),
+        [format!("PATH={DEFAULT_PATH}"), "HOSTNAME=c".into()]
+    );
 }
 
 #[test]
@@ -137,17 +161,30 @@ fn capabilities_are_the_default_set_adjusted_by_the_entry() {
         let parse = |names: &[&str]| -> BTreeSet<Capability> {
             names.iter().map(|n| n.parse().expect("cap")).collect()
         };
-        capabilities(&parse(add), &parse(drop)).into_iter().collect()
+        capabilities(&parse(add), &parse(drop))
+            .into_iter()
+            .collect()
     };
-    assert_eq!(set(&[], &[]), DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>());
+    assert_eq!(
+        set(&[], &[]),
+        DEFAULT_CAPABILITIES
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
     assert!(!set(&[], &[]).contains(&"NET_RAW".to_string()));
     let s = set(&["NET_ADMIN"], &["CHOWN"]);
     assert!(s.contains(&"NET_ADMIN".to_string()) && !s.contains(&"CHOWN".to_string()));
     assert_eq!(set(&["NET_BIND_SERVICE"], &["ALL"]), ["NET_BIND_SERVICE"]);
     assert_eq!(set(&["ALL"], &[]).len(), ALL_CAPABILITIES.len());
 
-    let spec = spec_of(r#"cap_drop = ["ALL"]
-cap_add = ["KILL"]"#, serde_json::json!({"Cmd": ["x"]}));
+    let spec = spec_of(
+        r#"cap_drop = ["ALL"]
+cap_add = ["KILL"]"#,
+        serde_json::json!({"Cmd": ["x"]}),
+    );
     let caps = spec
         .process()
         .as_ref()
@@ -169,7 +206,12 @@ fn secure_defaults_are_always_there() {
     assert_eq!(process.terminal(), Some(false));
     let linux = spec.linux().as_ref().expect("linux");
     let masked = linux.masked_paths().clone().unwrap_or_default();
-    for path in ["/proc/kcore", "/proc/keys", "/sys/firmware", "/sys/devices/virtual/powercap"] {
+    for path in [
+        "/proc/kcore",
+        "/proc/keys",
+        "/sys/firmware",
+        "/sys/devices/virtual/powercap",
+    ] {
         assert!(masked.iter().any(|m| m == path), "{path} not masked");
     }
     let readonly = linux.readonly_paths().clone().unwrap_or_default();
@@ -193,7 +235,10 @@ fn secure_defaults_are_always_there() {
     assert_eq!(arg.op(), LinuxSeccompOperator::ScmpCmpMaskedEq);
     assert_eq!(arg.value(), 0x7E02_0000);
     assert_eq!(arg.value_two(), Some(0));
-    assert_eq!(linux.cgroups_path().as_deref(), Some(Path::new("/berth/c-0123abcd")));
+    assert_eq!(
+        linux.cgroups_path().as_deref(),
+        Some(Path::new("/berth/c-0123abcd"))
+    );
 }
 
 #[test]
@@ -219,7 +264,10 @@ fn namespaces_depend_on_the_network_mode() {
         assert!(own.contains(&ns), "{ns:?} missing");
     }
     assert!(!own.contains(&LinuxNamespaceType::User));
-    let host = kinds(&spec_of(r#"network = "host""#, serde_json::json!({"Cmd": ["x"]})));
+    let host = kinds(&spec_of(
+        r#"network = "host""#,
+        serde_json::json!({"Cmd": ["x"]}),
+    ));
     assert!(!host.contains(&LinuxNamespaceType::Network));
     assert!(host.contains(&LinuxNamespaceType::Pid));
 }
@@ -244,7 +292,11 @@ pids = 100"#,
     assert_eq!((cpu.quota(), cpu.period()), (Some(150_000), Some(100_000)));
     assert_eq!(r.pids().as_ref().map(|p| p.limit()), Some(100));
     let none = spec_of("", serde_json::json!({"Cmd": ["x"]}));
-    let r = none.linux().as_ref().and_then(|l| l.resources().clone()).expect("resources");
+    let r = none
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone())
+        .expect("resources");
     assert!(r.memory().is_none() && r.cpu().is_none() && r.pids().is_none());
 }
 
@@ -263,7 +315,11 @@ fn rlimit_nofile_never_exceeds_the_hosts_hard_limit() {
             .iter()
             .find(|r| r.typ() == PosixRlimitType::RlimitNofile)
             .expect("nofile");
-        assert_eq!((nofile.soft(), nofile.hard()), (want, want), "host hard {hard}");
+        assert_eq!(
+            (nofile.soft(), nofile.hard()),
+            (want, want),
+            "host hard {hard}"
+        );
     }
 }
 
@@ -283,7 +339,15 @@ mounts = ["data:/var/lib/data:ro", "/srv/conf:/etc/app", "tmpfs:/tmp:size=64MiB"
             .unwrap_or_else(|| panic!("no mount at {dest}"))
     };
     let options = |dest: &str| find(dest).options().clone().unwrap_or_default();
-    for dest in ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"] {
+    for dest in [
+        "/proc",
+        "/dev",
+        "/dev/pts",
+        "/dev/shm",
+        "/dev/mqueue",
+        "/sys",
+        "/sys/fs/cgroup",
+    ] {
         find(dest);
     }
     assert_eq!(
@@ -295,7 +359,10 @@ mounts = ["data:/var/lib/data:ro", "/srv/conf:/etc/app", "tmpfs:/tmp:size=64MiB"
         Some(Path::new("/state/volumes/data/_data"))
     );
     assert!(options("/var/lib/data").contains(&"ro".to_string()));
-    assert_eq!(find("/etc/app").source().as_deref(), Some(Path::new("/srv/conf")));
+    assert_eq!(
+        find("/etc/app").source().as_deref(),
+        Some(Path::new("/srv/conf"))
+    );
     assert!(!options("/etc/app").contains(&"ro".to_string()));
     assert_eq!(find("/tmp").typ().as_deref(), Some("tmpfs"));
     let tmp = options("/tmp");
@@ -315,12 +382,21 @@ fn the_resolved_user_gets_its_primary_group_and_home() {
     apply_user(&mut spec, &user).expect("apply");
     let process = spec.process().as_ref().expect("process");
     assert_eq!((process.user().uid(), process.user().gid()), (1000, 1000));
-    assert_eq!(process.user().additional_gids().as_deref(), Some(&[4, 27, 1000][..]));
+    assert_eq!(
+        process.user().additional_gids().as_deref(),
+        Some(&[4, 27, 1000][..])
+    );
     assert!(env(&spec).contains(&"HOME=/home/app".to_string()));
 
     // HOME from the image or the entry wins.
-    let mut spec = spec_of(r#"env = { HOME = "/data" }"#, serde_json::json!({"Cmd": ["x"]}));
+    let mut spec = spec_of(
+        r#"env = { HOME = "/data" }"#,
+        serde_json::json!({"Cmd": ["x"]}),
+    );
     apply_user(&mut spec, &user).expect("apply");
-    let homes: Vec<_> = env(&spec).into_iter().filter(|e| e.starts_with("HOME=")).collect();
+    let homes: Vec<_> = env(&spec)
+        .into_iter()
+        .filter(|e| e.starts_with("HOME="))
+        .collect();
     assert_eq!(homes, ["HOME=/data"]);
 }

@@ -633,21 +633,37 @@ fn a_container_whose_monitor_was_killed_is_reported_lost_and_cleaned_up() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let init = loop {
         match sb.state(&record.id) {
-            State::Lost { init: Some(init), .. } => break init,
-            State::Running(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            State::Lost {
+                init: Some(init), ..
+            } => break init,
+            State::Running(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
             other => panic!("unexpected state {other:?}"),
         }
     };
-    assert!(init.is_alive().expect("check"), "the container must outlive its monitor");
+    assert!(
+        init.is_alive().expect("check"),
+        "the container must outlive its monitor"
+    );
     let cgroup = Path::new("/sys/fs/cgroup/pids").join(record.cgroup_path.trim_start_matches('/'));
     assert!(cgroup.exists());
     let out = sb.berth(&["stop", "orphan"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let State::Exited(exit) = sb.state(&record.id) else {
         panic!("not exited");
     };
     assert_eq!(exit.signal, Some(9));
-    assert!(exit.error.as_deref().is_some_and(|e| e.contains("monitor was lost")), "{exit:?}");
+    assert!(
+        exit.error
+            .as_deref()
+            .is_some_and(|e| e.contains("monitor was lost")),
+        "{exit:?}"
+    );
     assert!(!init.is_alive().expect("check"));
     assert!(!cgroup.exists(), "cgroup left behind");
 }
@@ -668,7 +684,11 @@ fn prune_keeps_the_images_of_existing_containers() {
             .len()
     };
     let out = sb.berth(&["prune", "images", desired.to_str().expect("utf-8")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(listed(&sb), 1, "the running container's image was pruned");
     let out = sb.berth(&["rm", "-f", &record.id]);
     assert!(out.status.success());
