@@ -56,6 +56,8 @@ pub enum RuntimeError {
     Seccomp(#[from] seccomp_bpf::SeccompError),
     #[error("writing the runtime spec of {id}: {message}")]
     Spec { id: String, message: String },
+    #[error("container {name}: {what}")]
+    Unsupported { name: String, what: String },
     #[error("no container {what}")]
     NotFound { what: String },
     #[error("container {id} is running; stop it first")]
@@ -143,6 +145,14 @@ impl Runtime {
     /// is built under a temporary name and renamed, so a container exists completely or not
     /// at all.
     pub fn create(&self, req: &CreateRequest) -> Result<ContainerRecord, RuntimeError> {
+        if matches!(req.container.network, ContainerNetwork::Bridge(_)) {
+            return Err(RuntimeError::Unsupported {
+                name: req.name.into(),
+                what: "bridge networks and published ports are not implemented in this version; \
+                       use network = \"none\" (loopback only) or network = \"host\""
+                    .into(),
+            });
+        }
         let id = new_id(req.name);
         let containers = self.layout.containers();
         std::fs::create_dir_all(&containers).map_err(io_err("creating", &containers))?;
