@@ -43,6 +43,27 @@ pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
         .map_err(io_err("sync directory", dir))
 }
 
+/// Create `dir` (and its parents) and make it accessible to root only: it holds image
+/// content, containers' writable layers and volumes, where a setuid file an image or a
+/// container planted must not be reachable by other users of the host.
+pub fn private_dir(dir: &Path) -> Result<(), FsError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err("chmod", dir))
+}
+
+/// Write a new file inside a directory being built (renamed into place later, then synced
+/// once): its data is flushed, its directory entry is not.
+pub fn write_durable_in_new_dir(path: &Path, contents: &[u8]) -> Result<(), FsError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io_err("create", path))?;
+    file.write_all(contents).map_err(io_err("write", path))?;
+    file.sync_all().map_err(io_err("sync", path))
+}
+
 /// Replace `path` with `contents` atomically and durably.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), FsError> {
     write_via_rename(path, contents, true)

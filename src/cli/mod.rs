@@ -74,8 +74,9 @@ pub enum Command {
 
 pub fn main() -> ExitCode {
     let mut cli = Cli::parse();
-    // Monitors and engines chdir; every path they are given must be absolute.
-    if let Ok(root) = std::path::absolute(&cli.root) {
+    // Monitors and engines chdir, and the run root and cgroup scope derive from the state
+    // root's path: it must be absolute and spelled one way only.
+    if let Ok(root) = std::fs::canonicalize(&cli.root).or_else(|_| std::path::absolute(&cli.root)) {
         cli.root = root;
     }
     init_logging();
@@ -112,7 +113,8 @@ pub fn main() -> ExitCode {
 /// switches to JSON lines.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // libcgroups warns about every controller this kernel lacks, on every open.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,libcgroups=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -50,9 +50,14 @@ pub fn run(root: &Path, what: &PruneWhat) -> anyhow::Result<ExitCode> {
     // Images of containers that exist (running or not) stay too: their layers are the
     // lower directories of those containers' root filesystems.
     let runtime = berth::runtime::Runtime::new(root)?;
-    keep.extend(runtime.list()?.into_iter().map(|r| r.image));
+    let containers = runtime.list()?;
+    let mut keep_layers = BTreeSet::new();
+    for c in &containers {
+        keep.insert(c.image.clone());
+        keep_layers.extend(c.layer_diff_ids());
+    }
     let images = ImageService::open_local(root)?;
-    let report = images.prune(&keep)?;
+    let report = images.prune_keeping(&keep, &keep_layers)?;
     if *json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

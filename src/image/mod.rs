@@ -221,9 +221,19 @@ impl ImageService {
     /// Remove every image record not in `keep`, then every blob and unpacked layer that no
     /// remaining record needs.
     pub fn prune(&self, keep: &BTreeSet<String>) -> Result<PruneReport, ImageError> {
+        self.prune_keeping(keep, &BTreeSet::new())
+    }
+
+    /// `prune`, also keeping the unpacked layers `keep_layers` (by diff id): the lower
+    /// directories of existing containers, whose image record may since point elsewhere.
+    pub fn prune_keeping(
+        &self,
+        keep: &BTreeSet<String>,
+        keep_layers: &BTreeSet<Digest>,
+    ) -> Result<PruneReport, ImageError> {
         let mut report = PruneReport::default();
         let mut live_blobs: BTreeSet<Digest> = BTreeSet::new();
-        let mut live_layers: BTreeSet<Digest> = BTreeSet::new();
+        let mut live_layers: BTreeSet<Digest> = keep_layers.clone();
         for record in self.records.list()? {
             if keep.contains(&record.source) {
                 live_blobs.insert(record.manifest.clone());

@@ -77,6 +77,8 @@ impl ContentStore {
         ] {
             fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
         }
+        // Unpacked layers keep the images' setuid files: root only.
+        fsutil::private_dir(&state_root.join("layers"))?;
         store.remove_abandoned()?;
         Ok(store)
     }

@@ -14,7 +14,7 @@ use libcontainer::workload::{
 };
 use oci_spec::runtime::Spec;
 
-use super::record::EngineRecord;
+use super::record::{ContainerRecord, EngineRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -70,11 +70,13 @@ pub struct ExecRequest {
     pub tty: bool,
 }
 
-/// The engine a record names, with its state under `engine_root`.
-pub fn for_record(record: &EngineRecord, engine_root: &Path) -> Box<dyn Engine> {
-    match record {
+/// The engine a container's record names, with its state under `engine_root`.
+pub fn for_record(record: &ContainerRecord, engine_root: &Path) -> Box<dyn Engine> {
+    match &record.engine {
         EngineRecord::Embedded => Box::new(Embedded {
             root: engine_root.join("embedded"),
+            consoles: engine_root.join("consoles"),
+            seccomp_sha256: record.seccomp_sha256.clone(),
         }),
         EngineRecord::Oci { binary } => Box::new(External {
             binary: binary.clone(),
@@ -86,6 +88,11 @@ pub fn for_record(record: &EngineRecord, engine_root: &Path) -> Box<dyn Engine> 
 /// youki's libcontainer, in this process.
 pub struct Embedded {
     root: PathBuf,
+    /// Where `exec -t` binds its console socket (root only).
+    consoles: PathBuf,
+    /// The seccomp program the bundle must hold (sha256 of `seccomp.bpf`); without one,
+    /// the container runs without a filter only if it was created without one.
+    seccomp_sha256: Option<String>,
 }
 
 impl Embedded {
@@ -114,21 +121,31 @@ struct BerthExecutor {
 }
 
 impl BerthExecutor {
-    /// For a container whose bundle holds `seccomp.bpf` (written by `Runtime::create`).
-    fn for_bundle(bundle: &Path) -> Result<BerthExecutor, EngineError> {
-        let path = bundle.join(SECCOMP_BPF);
-        let seccomp_bpf = match std::fs::read(&path) {
-            Ok(bpf) => Some(bpf),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => {
-                return Err(EngineError::Io {
-                    op: "reading",
-                    path,
-                    source,
-                });
-            }
+    /// For a container whose bundle holds `seccomp.bpf` (written by `Runtime::create`):
+    /// exactly the program recorded at creation, or an error — never silently none.
+    fn for_bundle(bundle: &Path, expected: Option<&str>) -> Result<BerthExecutor, EngineError> {
+        let Some(expected) = expected else {
+            return Ok(BerthExecutor { seccomp_bpf: None });
         };
-        Ok(BerthExecutor { seccomp_bpf })
+        let path = bundle.join(SECCOMP_BPF);
+        let bpf = std::fs::read(&path).map_err(|source| EngineError::Io {
+            op: "reading the seccomp program",
+            path: path.clone(),
+            source,
+        })?;
+        if crate::sha256::hex_digest(&bpf) != expected {
+            return Err(EngineError::Io {
+                op: "verifying the seccomp program",
+                path,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "it is not the program recorded when the container was created",
+                ),
+            });
+        }
+        Ok(BerthExecutor {
+            seccomp_bpf: Some(bpf),
+        })
     }
 }
 
@@ -161,7 +178,10 @@ impl Engine for Embedded {
         let container = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
             .with_root_path(&self.root)
             .map_err(Self::err("creating", id))?
-            .with_executor(BerthExecutor::for_bundle(bundle)?)
+            .with_executor(BerthExecutor::for_bundle(
+                bundle,
+                self.seccomp_sha256.as_deref(),
+            )?)
             .with_stdin(stdio.stdin)
             .with_stdout(stdio.stdout)
             .with_stderr(stdio.stderr)
@@ -231,13 +251,13 @@ impl Embedded {
     ) -> Result<i32, EngineError> {
         let console = if exec.tty {
             Some(
-                super::exec::ConsoleSocket::bind()
+                super::exec::ConsoleSocket::bind(&self.consoles)
                     .map_err(|source| io_err("creating a console socket", source))?,
             )
         } else {
             None
         };
-        let executor = BerthExecutor::for_bundle(bundle)?;
+        let executor = BerthExecutor::for_bundle(bundle, self.seccomp_sha256.as_deref())?;
         let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
             .with_root_path(&self.root)
             .map_err(Self::err("executing in", id))?
@@ -434,7 +454,11 @@ impl Engine for External {
             id: id.into(),
             message: e.to_string(),
         })?;
-        Ok(status.code().unwrap_or(255))
+        use std::os::unix::process::ExitStatusExt;
+        Ok(status
+            .code()
+            .or_else(|| status.signal().map(|s| 128 + s))
+            .unwrap_or(255))
     }
 }
 

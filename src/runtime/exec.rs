@@ -24,16 +24,14 @@ impl Drop for ConsoleSocket {
 }
 
 impl ConsoleSocket {
-    pub fn bind() -> io::Result<ConsoleSocket> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path =
-            std::env::temp_dir().join(format!("berth-exec-{}-{nanos:x}.sock", std::process::id()));
+    /// A socket in `dir`, which is made root-only first: nobody else can even reach it to
+    /// hand us a terminal of their own.
+    pub fn bind(dir: &Path) -> io::Result<ConsoleSocket> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        let path = dir.join(format!("exec-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path)?;
-        // Only root may hand us a terminal.
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         Ok(ConsoleSocket { path, listener })
     }
 
@@ -53,6 +51,16 @@ impl ConsoleSocket {
 
     fn receive_master(&self) -> io::Result<OwnedFd> {
         let (stream, _) = self.listener.accept()?;
+        let peer = rustix::net::sockopt::socket_peercred(&stream)?;
+        if peer.uid != rustix::process::geteuid() {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "a process of uid {} connected to the console socket",
+                    peer.uid.as_raw()
+                ),
+            ));
+        }
         let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
         let mut ancillary = RecvAncillaryBuffer::new(&mut space);
         let mut buf = [0u8; 256];

@@ -71,6 +71,24 @@ impl Layout {
     }
 }
 
+/// Whether `id` is a container id berth makes: `NAME-` and 8 hex digits, NAME a DNS label.
+/// Ids become paths and cgroup names; nothing else may.
+pub fn valid_id(id: &str) -> bool {
+    let Some((name, suffix)) = id.rsplit_once('-') else {
+        return false;
+    };
+    suffix.len() == 8
+        && suffix
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
 #[derive(Debug, Clone)]
 pub struct ContainerPaths {
     pub dir: PathBuf,
@@ -113,5 +131,44 @@ impl ContainerPaths {
     /// Lower directory for an image without layers (overlayfs needs at least one).
     pub fn empty_lower(&self) -> PathBuf {
         self.dir.join("empty")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked_before_they_become_paths() {
+        for ok in ["web-0123abcd", "a-b-c-ffffffff", "x1-00000000"] {
+            assert!(valid_id(ok), "{ok}");
+        }
+        for bad in [
+            "web",
+            "web-0123abc",
+            "web-0123ABCD",
+            "../x-0123abcd",
+            "-x-0123abcd",
+            "a/b-0123abcd",
+            "web--0123abcd",
+            "",
+        ] {
+            assert!(!valid_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_non_default_root_gets_its_own_scope() {
+        let default = Layout::new(Path::new(DEFAULT_STATE_ROOT));
+        assert_eq!(
+            (default.scope.as_str(), default.run_root.as_path()),
+            ("berth", Path::new("/run/berth"))
+        );
+        let other = Layout::new(Path::new("/srv/berth"));
+        assert!(other.scope.starts_with("berth-") && other.scope.len() == 18);
+        assert_eq!(
+            other.cgroup_path("web-0123abcd"),
+            format!("/{}/web-0123abcd", other.scope)
+        );
     }
 }

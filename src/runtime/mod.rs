@@ -41,6 +41,60 @@ use crate::spec::signal::Signal;
 
 /// How long `stop` waits for a monitor to record the exit after its container died.
 const MONITOR_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a monitor may take to get its container running (mount, seed volumes, create).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Read the monitor's readiness lines until it closes its stdout or `timeout` passes: the
+/// monitor's identity (first line) and the last line.
+fn read_readiness(
+    mut out: std::process::ChildStdout,
+    timeout: Duration,
+) -> std::io::Result<(Option<ProcessId>, Option<Readiness>)> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || !sys::wait_readable(&out, Some(left))? {
+            break;
+        }
+        match out.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let lines: Vec<Readiness> = String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let monitor = lines.iter().find_map(|r| match r {
+        Readiness::Forked { monitor } | Readiness::Running { monitor, .. } => Some(*monitor),
+        Readiness::Failed { .. } => None,
+    });
+    Ok((monitor, lines.into_iter().last()))
+}
+
+/// Serialises start, stop and remove of one container (`flock` on a file in its directory).
+struct ContainerLock {
+    _file: std::fs::File,
+}
+
+impl ContainerLock {
+    fn acquire(paths: &layout::ContainerPaths) -> Result<ContainerLock, RuntimeError> {
+        let path = paths.dir.join("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("opening", &path))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io_err("locking", &path)(e.into()))?;
+        Ok(ContainerLock { _file: file })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -142,8 +196,8 @@ impl Runtime {
     }
 
     /// Write the bundle and the records of a new container; nothing runs yet. The directory
-    /// is built under a temporary name and renamed, so a container exists completely or not
-    /// at all.
+    /// is built under a temporary name, every file flushed, and renamed, so a container
+    /// exists completely or not at all, across a crash or a power loss.
     pub fn create(&self, req: &CreateRequest) -> Result<ContainerRecord, RuntimeError> {
         if matches!(req.container.network, ContainerNetwork::Bridge(_)) {
             return Err(RuntimeError::Unsupported {
@@ -153,11 +207,37 @@ impl Runtime {
                     .into(),
             });
         }
+        // Everything that can be refused is checked before anything is written.
+        let engine = engine_record(&req.container.runtime)?;
         let id = new_id(req.name);
         let containers = self.layout.containers();
-        std::fs::create_dir_all(&containers).map_err(io_err("creating", &containers))?;
+        fsutil::private_dir(&containers)?;
+        self.sweep_leftovers();
         let tmp = containers.join(format!(".{id}.creating"));
-        let tmp_paths = layout::ContainerPaths { dir: tmp.clone() };
+        let built = self.build_container_dir(req, &id, engine, &tmp);
+        let record = match built {
+            Ok(record) => record,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        let final_dir = self.layout.container(&id).dir;
+        std::fs::rename(&tmp, &final_dir).map_err(io_err("renaming", &tmp))?;
+        fsutil::sync_dir(&containers)?;
+        Ok(record)
+    }
+
+    fn build_container_dir(
+        &self,
+        req: &CreateRequest,
+        id: &str,
+        engine: EngineRecord,
+        tmp: &Path,
+    ) -> Result<ContainerRecord, RuntimeError> {
+        let tmp_paths = layout::ContainerPaths {
+            dir: tmp.to_path_buf(),
+        };
         for dir in [
             tmp_paths.rootfs(),
             tmp_paths.upper(),
@@ -169,10 +249,10 @@ impl Runtime {
         let c = req.container;
         let own_network = !matches!(c.network, ContainerNetwork::Host);
         etc::write(&tmp_paths.etc(), &c.hostname, own_network, &Vec::new())?;
-        let final_paths = self.layout.container(&id);
-        let cgroup_path = self.layout.cgroup_path(&id);
+        let final_paths = self.layout.container(id);
+        let cgroup_path = self.layout.cgroup_path(id);
         let mut spec = bundle::build(&bundle::SpecInputs {
-            id: &id,
+            id,
             name: req.name,
             container: c,
             image: req.image_config,
@@ -181,28 +261,25 @@ impl Runtime {
             cgroup_path: &cgroup_path,
             nofile_hard: sys_nofile_hard(),
         })?;
-        let engine = engine_record(&c.runtime)?;
-        if engine == EngineRecord::Embedded {
+        let spec_err = |e: &dyn std::fmt::Display| RuntimeError::Spec {
+            id: id.to_string(),
+            message: e.to_string(),
+        };
+        let mut seccomp_sha256 = None;
+        if engine == EngineRecord::Embedded
+            && let Some(linux) = spec.linux_mut()
+            && let Some(profile) = linux.seccomp_mut().take()
+        {
             // Compiled once per profile, loaded by the engine's executor; the spec handed to
             // libcontainer carries none, so it does not compile it again at every start.
-            if let Some(linux) = spec.linux_mut()
-                && let Some(profile) = linux.seccomp_mut().take()
-            {
-                let bpf =
-                    seccomp_bpf::compile_cached(&profile, &self.layout.run_root.join("seccomp"))?;
-                fsutil::write_replace(&tmp_paths.dir.join(engine::SECCOMP_BPF), &bpf)?;
-                let json = serde_json::to_vec_pretty(&profile).map_err(|e| RuntimeError::Spec {
-                    id: id.clone(),
-                    message: e.to_string(),
-                })?;
-                fsutil::write_replace(&tmp_paths.dir.join("seccomp.json"), &json)?;
-            }
+            let bpf = seccomp_bpf::compile_cached(&profile, &self.layout.run_root.join("seccomp"))?;
+            fsutil::write_durable_in_new_dir(&tmp_paths.dir.join(engine::SECCOMP_BPF), &bpf)?;
+            seccomp_sha256 = Some(crate::sha256::hex_digest(&bpf));
+            let json = serde_json::to_vec_pretty(&profile).map_err(|e| spec_err(&e))?;
+            fsutil::write_durable_in_new_dir(&tmp_paths.dir.join("seccomp.json"), &json)?;
         }
-        spec.save(tmp_paths.config())
-            .map_err(|e| RuntimeError::Spec {
-                id: id.clone(),
-                message: e.to_string(),
-            })?;
+        let config = serde_json::to_vec_pretty(&spec).map_err(|e| spec_err(&e))?;
+        fsutil::write_durable_in_new_dir(&tmp_paths.config(), &config)?;
 
         let image_config = req.image_config.config().as_ref();
         let stop_signal = c
@@ -231,7 +308,7 @@ impl Runtime {
             })
             .collect();
         let record = ContainerRecord {
-            id: id.clone(),
+            id: id.to_string(),
             name: req.name.to_string(),
             spec_hash: req.spec_hash.to_string(),
             image: req.image.source.clone(),
@@ -247,23 +324,51 @@ impl Runtime {
             groups: c.groups.clone(),
             seed,
             own_network,
+            seccomp_sha256,
             stop_signal: stop_signal.0,
             stop_timeout_ms: c.stop_timeout.0.as_millis() as u64,
             log_max_size: c.log.max_size.0,
             log_max_files: c.log.max_files,
             cgroup_path,
         };
-        record::save(&tmp_paths.record(), &record)?;
-        fsutil::sync_dir(&tmp)?;
-        std::fs::rename(&tmp, &final_paths.dir).map_err(io_err("renaming", &tmp))?;
-        fsutil::sync_dir(&containers)?;
+        fsutil::write_durable_in_new_dir(
+            &tmp_paths.record(),
+            &serde_json::to_vec_pretty(&record).map_err(|e| spec_err(&e))?,
+        )?;
+        fsutil::sync_dir(&tmp_paths.etc())?;
+        fsutil::sync_dir(tmp)?;
         Ok(record)
     }
 
+    /// Directories left by a `create` or `remove` that crashed midway (older than an hour,
+    /// so a concurrent one is never touched).
+    fn sweep_leftovers(&self) {
+        let Ok(entries) = std::fs::read_dir(self.layout.containers()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(3600));
+            if name.starts_with('.')
+                && (name.ends_with(".creating") || name.contains(".removing"))
+                && stale
+            {
+                tracing::info!("removing {name}, left by an interrupted create or remove");
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+
     /// Start a created container: spawn its monitor and wait until the container's process
-    /// runs (or failed to).
+    /// runs (or failed to), at most `START_TIMEOUT`.
     pub fn start(&self, id: &str) -> Result<MonitorRecord, RuntimeError> {
-        let paths = self.layout.container(id);
+        let paths = self.paths(id)?;
+        let _lock = ContainerLock::acquire(&paths)?;
         if record::load::<ContainerRecord>(&paths.record())?.is_none() {
             return Err(RuntimeError::NotFound { what: id.into() });
         }
@@ -282,44 +387,70 @@ impl Runtime {
             id: id.into(),
             source,
         };
-        let mut child = Command::new(&self.monitor_binary)
+        let mut command = Command::new(&self.monitor_binary);
+        command
             .arg("--root")
             .arg(&self.layout.state_root)
             .arg("monitor")
             .arg(id)
-            .env_remove("BERTH_LOG_FORMAT")
+            // The monitor lives as long as the container: nothing of the caller's
+            // environment or working directory should stay pinned or leak into it.
+            .env_clear()
+            .env("PATH", bundle::DEFAULT_PATH)
+            .current_dir("/")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .map_err(spawn_err)?;
-        let mut line = String::new();
-        if let Some(mut out) = child.stdout.take() {
-            out.read_to_string(&mut line).map_err(spawn_err)?;
+            .stderr(Stdio::from(log));
+        if let Some(filter) = std::env::var_os("BERTH_LOG") {
+            command.env("BERTH_LOG", filter);
         }
+        let mut child = command.spawn().map_err(spawn_err)?;
+        let Some(out) = child.stdout.take() else {
+            return Err(spawn_err(std::io::Error::other("no pipe to the monitor")));
+        };
+        let report = read_readiness(out, START_TIMEOUT);
         child.wait().map_err(spawn_err)?;
-        match serde_json::from_str::<Readiness>(line.trim()) {
-            Ok(Readiness::Running { .. }) => record::load::<MonitorRecord>(&paths.monitor())?
+        let (monitor, last) = report.map_err(spawn_err)?;
+        match last {
+            Some(Readiness::Running { .. }) => record::load::<MonitorRecord>(&paths.monitor())?
                 .ok_or_else(|| RuntimeError::StartFailed {
                     id: id.into(),
                     message: "the monitor reported readiness but wrote no record".into(),
                 }),
-            Ok(Readiness::Failed { error }) => Err(RuntimeError::StartFailed {
+            Some(Readiness::Failed { error }) => Err(RuntimeError::StartFailed {
                 id: id.into(),
                 message: error,
             }),
-            Err(_) => Err(RuntimeError::StartFailed {
-                id: id.into(),
-                message: format!(
-                    "the monitor ended without reporting; see {}",
-                    paths.monitor_log().display()
-                ),
-            }),
+            Some(Readiness::Forked { .. }) | None => {
+                // Timed out (or the monitor died): do not leave it half-started.
+                if let Some(monitor) = monitor
+                    && let Ok(Some(fd)) = monitor.open()
+                {
+                    let _ = sys::send_signal(&fd, Signal::KILL.0);
+                    let _ = sys::wait_readable(&fd, Some(MONITOR_EXIT_TIMEOUT));
+                }
+                Err(RuntimeError::StartFailed {
+                    id: id.into(),
+                    message: format!(
+                        "the monitor did not report within {}s; see {}",
+                        START_TIMEOUT.as_secs(),
+                        paths.monitor_log().display()
+                    ),
+                })
+            }
         }
     }
 
+    /// The paths of a container, for a well-formed id only (ids become paths and cgroups).
+    fn paths(&self, id: &str) -> Result<layout::ContainerPaths, RuntimeError> {
+        if !layout::valid_id(id) {
+            return Err(RuntimeError::NotFound { what: id.into() });
+        }
+        Ok(self.layout.container(id))
+    }
+
     pub fn record(&self, id: &str) -> Result<ContainerRecord, RuntimeError> {
-        record::load(&self.layout.container(id).record())?
+        record::load(&self.paths(id)?.record())?
             .ok_or_else(|| RuntimeError::NotFound { what: id.into() })
     }
 
@@ -371,7 +502,7 @@ impl Runtime {
     }
 
     pub fn state(&self, id: &str) -> Result<State, RuntimeError> {
-        let paths = self.layout.container(id);
+        let paths = self.paths(id)?;
         if let Some(exit) = record::load::<ExitRecord>(&paths.exit())? {
             return Ok(State::Exited(exit));
         }
@@ -417,38 +548,67 @@ impl Runtime {
         id: &str,
         timeout: Option<Duration>,
     ) -> Result<Option<ExitRecord>, RuntimeError> {
+        let _lock = ContainerLock::acquire(&self.paths(id)?)?;
+        self.stop_locked(id, timeout)
+    }
+
+    fn stop_locked(
+        &self,
+        id: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Option<ExitRecord>, RuntimeError> {
         let record = self.record(id)?;
         let timeout = timeout.unwrap_or(Duration::from_millis(record.stop_timeout_ms));
         let perr = |op: &'static str| {
             let id = id.to_string();
             move |source| RuntimeError::Process { op, id, source }
         };
-        match self.state(id)? {
-            State::Created => Ok(None),
-            State::Exited(exit) => Ok(Some(exit)),
-            State::Running(monitor) => {
-                if let Some(fd) = monitor.init.open().map_err(perr("signalling"))? {
-                    sys::send_signal(&fd, record.stop_signal).map_err(perr("signalling"))?;
-                    if !sys::wait_readable(&fd, Some(timeout)).map_err(perr("waiting for"))? {
-                        tracing::info!(
-                            container = id,
-                            "did not stop within {timeout:?}; killing it"
-                        );
-                        sys::send_signal(&fd, Signal::KILL.0).map_err(perr("killing"))?;
-                        sys::wait_readable(&fd, Some(MONITOR_EXIT_TIMEOUT))
-                            .map_err(perr("waiting for"))?;
-                    }
-                }
-                if let Some(fd) = monitor.monitor.open().map_err(perr("waiting for"))? {
-                    sys::wait_readable(&fd, Some(MONITOR_EXIT_TIMEOUT))
-                        .map_err(perr("waiting for"))?;
-                }
-                match self.state(id)? {
-                    State::Exited(exit) => Ok(Some(exit)),
-                    _ => self.clean_up_lost(id, &record, None).map(Some),
-                }
+        let monitor = match self.state(id)? {
+            State::Created => return Ok(None),
+            State::Exited(exit) => return Ok(Some(exit)),
+            State::Lost { init, .. } => {
+                return self.clean_up_lost(id, &record, init, None).map(Some);
             }
-            State::Lost { init, .. } => self.clean_up_lost(id, &record, init).map(Some),
+            State::Running(monitor) => monitor,
+        };
+        if let Some(fd) = monitor.init.open().map_err(perr("signalling"))? {
+            sys::send_signal(&fd, record.stop_signal).map_err(perr("signalling"))?;
+            if !sys::wait_readable(&fd, Some(timeout)).map_err(perr("waiting for"))? {
+                tracing::info!(
+                    container = id,
+                    "did not stop within {timeout:?}; killing it"
+                );
+                sys::send_signal(&fd, Signal::KILL.0).map_err(perr("killing"))?;
+                sys::wait_readable(&fd, Some(MONITOR_EXIT_TIMEOUT)).map_err(perr("waiting for"))?;
+            }
+        }
+        // The monitor drains the output, cleans up and records the exit, then ends.
+        if let Some(fd) = monitor.monitor.open().map_err(perr("waiting for"))?
+            && !sys::wait_readable(&fd, Some(MONITOR_EXIT_TIMEOUT)).map_err(perr("waiting for"))?
+        {
+            return Err(RuntimeError::Process {
+                op: "stopping",
+                id: id.into(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "its monitor (pid {}) has not finished within {}s; try again",
+                        monitor.monitor.pid,
+                        MONITOR_EXIT_TIMEOUT.as_secs()
+                    ),
+                ),
+            });
+        }
+        match self.state(id)? {
+            State::Exited(exit) => Ok(Some(exit)),
+            State::Lost { init, .. } => self
+                .clean_up_lost(id, &record, init, Some(monitor.started_at_ms))
+                .map(Some),
+            State::Created | State::Running(_) => Err(RuntimeError::Process {
+                op: "stopping",
+                id: id.into(),
+                source: std::io::Error::other("its state did not settle"),
+            }),
         }
     }
 
@@ -459,6 +619,7 @@ impl Runtime {
         id: &str,
         record: &ContainerRecord,
         init: Option<ProcessId>,
+        started_at_ms: Option<u64>,
     ) -> Result<ExitRecord, RuntimeError> {
         let mut signal = None;
         if let Some(init) = init
@@ -472,34 +633,50 @@ impl Runtime {
             let _ = sys::wait_readable(&fd, Some(MONITOR_EXIT_TIMEOUT));
             signal = Some(Signal::KILL.0);
         }
-        engine::for_record(&record.engine, &self.layout.engine_root()).delete(id)?;
-        let now = record::now_ms();
+        engine::for_record(record, &self.layout.engine_root()).delete(id)?;
+        let paths = self.paths(id)?;
+        let started_at_ms = started_at_ms
+            .or_else(|| {
+                record::load::<MonitorRecord>(&paths.monitor())
+                    .ok()
+                    .flatten()
+                    .map(|m| m.started_at_ms)
+            })
+            .unwrap_or_else(record::now_ms);
         let exit = ExitRecord {
             code: None,
             signal,
             oom_killed: false,
-            started_at_ms: now,
-            finished_at_ms: now,
+            started_at_ms,
+            finished_at_ms: record::now_ms(),
             error: Some("its monitor was lost; berth cleaned up after it".into()),
         };
-        record::save_volatile(&self.layout.container(id).exit(), &exit)?;
+        record::save_volatile(&paths.exit(), &exit)?;
         Ok(exit)
     }
 
     /// Remove a container and everything it wrote (its volumes stay). A running container
     /// is refused unless `force`, which stops it first.
     pub fn remove(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
+        let paths = self.paths(id)?;
+        let _lock = ContainerLock::acquire(&paths)?;
         let record = self.record(id)?;
         if self.state(id)?.is_running() {
             if !force {
                 return Err(RuntimeError::Running { id: id.into() });
             }
-            self.stop(id, Some(Duration::ZERO))?;
+            self.stop_locked(id, Some(Duration::ZERO))?;
         }
-        engine::for_record(&record.engine, &self.layout.engine_root()).delete(id)?;
-        let dir = self.layout.container(id).dir;
-        let doomed = self.layout.containers().join(format!(".{id}.removing"));
-        std::fs::rename(&dir, &doomed).map_err(io_err("renaming", &dir))?;
+        engine::for_record(&record, &self.layout.engine_root()).delete(id)?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let doomed = self
+            .layout
+            .containers()
+            .join(format!(".{id}.removing.{nanos}"));
+        std::fs::rename(&paths.dir, &doomed).map_err(io_err("renaming", &paths.dir))?;
         std::fs::remove_dir_all(&doomed).map_err(io_err("removing", &doomed))?;
         Ok(())
     }
@@ -514,9 +691,9 @@ impl Runtime {
                 message: "it is not running".into(),
             });
         }
-        let bundle = self.layout.container(id);
+        let bundle = self.paths(id)?;
         Ok(
-            engine::for_record(&record.engine, &self.layout.engine_root()).exec(
+            engine::for_record(&record, &self.layout.engine_root()).exec(
                 id,
                 bundle.bundle(),
                 request,

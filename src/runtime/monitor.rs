@@ -25,12 +25,30 @@ use super::{bundle, rootfs, supervise, users};
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Readiness {
-    Running { monitor: ProcessId, init: ProcessId },
-    Failed { error: String },
+    /// First line: the monitor exists (so a starter that gives up can kill it).
+    Forked {
+        monitor: ProcessId,
+    },
+    Running {
+        monitor: ProcessId,
+        init: ProcessId,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 /// Entry point of `berth monitor`. Runs before anything could start a thread.
 pub fn main(layout: &Layout, id: &str) -> i32 {
+    // Whatever the starter left open without close-on-exec must not stay pinned for the
+    // container's whole life.
+    sys::close_inherited_fds();
+    if !super::layout::valid_id(id) {
+        report(&Readiness::Failed {
+            error: format!("`{id}` is not a container id"),
+        });
+        return 1;
+    }
     // Own session first (the parent of the fork is not a group leader, so this works), then
     // fork: the child is neither a session leader nor the starter's child.
     let _ = rustix::process::setsid();
@@ -43,6 +61,9 @@ pub fn main(layout: &Layout, id: &str) -> i32 {
             });
             return 1;
         }
+    }
+    if let Ok(me) = ProcessId::of(std::process::id() as i32) {
+        report(&Readiness::Forked { monitor: me });
     }
     let paths = layout.container(id);
     match Monitor::prepare(layout, &paths, id) {
@@ -109,7 +130,8 @@ impl Monitor {
         let record: ContainerRecord = record::load(&paths.record())
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("container {id} has no record"))?;
-        let me = ProcessId::of(std::process::id() as i32).map_err(|e| e.to_string())?;
+        let me = ProcessId::of(std::process::id() as i32)
+            .map_err(|e| format!("reading the monitor's own identity: {e}"))?;
         sys::become_subreaper().map_err(|e| format!("becoming a subreaper: {e}"))?;
         sys::private_mount_namespace()
             .map_err(|e| format!("unsharing the mount namespace: {e}"))?;
@@ -122,29 +144,23 @@ impl Monitor {
             .map_err(|e| format!("container {}: {e}", record.name))?;
         let volumes = crate::volume::Volumes::new(&layout.state_root);
         for seed in &record.seed {
-            let marker = volumes.seed_marker(&seed.volume);
-            if marker.exists() {
-                continue;
-            }
-            crate::volume::seed_from(
-                &root,
-                &seed.target,
-                &seed.data,
-                volumes.keeps_owner(&seed.volume),
-            )
-            .map_err(|e| format!("volume {}: {e}", seed.volume))?;
-            crate::fsutil::write_atomic(&marker, b"").map_err(|e| e.to_string())?;
+            seed_volume(&volumes, seed, &root)?;
         }
         drop(root);
 
-        let mut spec = oci_spec::runtime::Spec::load(paths.config()).map_err(|e| e.to_string())?;
+        let config = paths.config();
+        let mut spec = oci_spec::runtime::Spec::load(&config)
+            .map_err(|e| format!("reading {}: {e}", config.display()))?;
         bundle::apply_user(&mut spec, &user).map_err(|e| e.to_string())?;
-        spec.save(paths.config()).map_err(|e| e.to_string())?;
+        let bytes = serde_json::to_vec_pretty(&spec)
+            .map_err(|e| format!("encoding {}: {e}", config.display()))?;
+        crate::fsutil::write_replace(&config, &bytes).map_err(|e| e.to_string())?;
 
         let (stdout_r, stdout_w) = pipe()?;
         let (stderr_r, stderr_w) = pipe()?;
-        let stdin = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
-        let engine = engine::for_record(&record.engine, &layout.engine_root());
+        let stdin =
+            std::fs::File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
+        let engine = engine::for_record(&record, &layout.engine_root());
         let pid = engine
             .create(
                 id,
@@ -250,6 +266,38 @@ impl Monitor {
         }
         .run();
     }
+}
+
+/// Seed a volume on its first use. A `seeding` marker is written first, so a copy that was
+/// interrupted is reported instead of being taken for the user's data next time.
+fn seed_volume(
+    volumes: &crate::volume::Volumes,
+    seed: &super::record::Seed,
+    root: &OwnedFd,
+) -> Result<(), String> {
+    let done = volumes.seed_marker(&seed.volume);
+    if done.exists() {
+        return Ok(());
+    }
+    let started = volumes.dir(&seed.volume).join("seeding");
+    if started.exists() {
+        return Err(format!(
+            "volume {}: copying the image's {} into it was interrupted earlier; empty {} (or remove the volume) and start again",
+            seed.volume,
+            seed.target,
+            seed.data.display()
+        ));
+    }
+    crate::fsutil::write_atomic(&started, b"").map_err(|e| e.to_string())?;
+    crate::volume::seed_from(
+        root,
+        &seed.target,
+        &seed.data,
+        volumes.keeps_owner(&seed.volume),
+    )
+    .map_err(|e| format!("volume {}: {e}", seed.volume))?;
+    crate::fsutil::write_atomic(&done, b"").map_err(|e| e.to_string())?;
+    std::fs::remove_file(&started).map_err(|e| format!("removing {}: {e}", started.display()))
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {

@@ -31,11 +31,26 @@ pub struct ContainerRecord {
     pub seed: Vec<Seed>,
     /// A network namespace of its own (its loopback must be brought up).
     pub own_network: bool,
+    /// sha256 of the compiled seccomp program in the bundle (embedded engine): the engine
+    /// refuses to start or exec without exactly that program.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_sha256: Option<String>,
     pub stop_signal: i32,
     pub stop_timeout_ms: u64,
     pub log_max_size: u64,
     pub log_max_files: u32,
     pub cgroup_path: String,
+}
+
+impl ContainerRecord {
+    /// The diff ids of the layers the container's root filesystem is made of.
+    pub fn layer_diff_ids(&self) -> impl Iterator<Item = crate::image::digest::Digest> + '_ {
+        self.layers.iter().filter_map(|dir| {
+            format!("sha256:{}", dir.file_name()?.to_str()?)
+                .parse()
+                .ok()
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,7 +154,10 @@ impl ExitRecord {
             return format!("failed to start: {e}");
         }
         match (self.code, self.signal, self.oom_killed) {
-            (_, _, true) => "killed by the OOM killer (memory limit reached)".to_string(),
+            (None, Some(9), true) => "killed by the OOM killer (memory limit reached)".to_string(),
+            (Some(code), _, true) => {
+                format!("exited with code {code} (the OOM killer killed one of its processes)")
+            }
             (Some(code), _, _) => format!("exited with code {code}"),
             (None, Some(sig), _) => format!("killed by signal {sig}"),
             (None, None, _) => "ended".to_string(),

@@ -30,6 +30,8 @@ pub enum RootfsError {
     TooManyLayers { layers: usize, length: usize },
     #[error("{} in the container is larger than {ID_FILE_MAX} bytes", path)]
     TooLarge { path: String },
+    #[error("{path} in the container is not a regular file")]
+    NotAFile { path: String },
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RootfsError + 'a {
@@ -153,9 +155,16 @@ pub fn open_root(rootfs: &Path) -> Result<OwnedFd, RootfsError> {
 /// Read a small text file from inside the container (`/etc/passwd`); missing → empty.
 pub fn read_small_file(root: &OwnedFd, path: &str) -> Result<String, RootfsError> {
     let shown = Path::new(path);
-    let Some(fd) = open_in_root(root, path, OFlags::RDONLY).map_err(io("opening", shown))? else {
+    // Non-blocking, and only a regular file: a FIFO planted by the image must not hang us.
+    let Some(fd) = open_in_root(root, path, OFlags::RDONLY | OFlags::NONBLOCK)
+        .map_err(io("opening", shown))?
+    else {
         return Ok(String::new());
     };
+    let stat = rustix::fs::fstat(&fd).map_err(|e| io("inspecting", shown)(e.into()))?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(RootfsError::NotAFile { path: path.into() });
+    }
     let mut file = std::fs::File::from(fd);
     let mut bytes = Vec::new();
     (&mut file)

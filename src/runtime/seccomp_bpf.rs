@@ -34,6 +34,9 @@ pub enum SeccompError {
     },
 }
 
+/// Changes whenever `compile` would produce a different program for the same profile.
+const COMPILER: &str = "berth-seccomp-2 optimize=2";
+
 fn compile_err(e: impl std::fmt::Display) -> SeccompError {
     SeccompError::Compile {
         message: e.to_string(),
@@ -45,6 +48,9 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<u8>, SeccompError> {
     let errno = profile.default_errno_ret().map(|e| e as i32);
     let default = action(profile.default_action(), errno.unwrap_or(libc::EPERM))?;
     let mut filter = ScmpFilterContext::new(default).map_err(compile_err)?;
+    // A binary tree over syscall numbers instead of a linear chain: every syscall the
+    // container makes runs this program.
+    filter.set_ctl_optimize(2).map_err(compile_err)?;
     for arch in profile.architectures().iter().flatten() {
         let arch = scmp_arch(*arch)?;
         if !filter.is_arch_present(arch).map_err(compile_err)? {
@@ -124,6 +130,8 @@ pub fn compile_cached(profile: &LinuxSeccomp, cache: &Path) -> Result<Vec<u8>, S
         .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
         .unwrap_or_default();
     let mut hasher = crate::sha256::Sha256::new();
+    hasher.update(COMPILER.as_bytes());
+    hasher.update(&[0]);
     hasher.update(version.as_bytes());
     hasher.update(&[0]);
     hasher.update(&json);

@@ -127,6 +127,15 @@ pub enum Forked {
 /// `fork(2)`. Callers must be single-threaded: the monitor calls this first thing, before
 /// anything could have started a thread.
 pub fn fork_single_threaded() -> io::Result<Forked> {
+    let status = fs::read_to_string("/proc/self/status")?;
+    if !status
+        .lines()
+        .any(|l| l.split_whitespace().eq(["Threads:", "1"]))
+    {
+        return Err(io::Error::other(
+            "refusing to fork a multi-threaded process",
+        ));
+    }
     // SAFETY: the caller is the monitor entry point, which runs before any thread is
     // started (no async runtime, no thread pools), so the child is a full copy of a
     // single-threaded process and may run arbitrary code.
@@ -309,7 +318,7 @@ pub fn load_seccomp_program(bpf: &[u8]) -> io::Result<()> {
 
 /// Take ownership of a descriptor inherited across exec (the monitor's second stage gets its
 /// container's pipes and pidfd this way), and mark it close-on-exec again.
-pub fn inherited_fd(fd: i32) -> io::Result<OwnedFd> {
+pub(crate) fn inherited_fd(fd: i32) -> io::Result<OwnedFd> {
     use std::os::fd::{BorrowedFd, FromRawFd};
     if fd < 3 {
         return Err(io::Error::new(
@@ -325,6 +334,16 @@ pub fn inherited_fd(fd: i32) -> io::Result<OwnedFd> {
     // to own by the exec contract of `supervise::exec`; nothing else in this process refers
     // to it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Close every descriptor above stderr. Called first thing in the monitor, which must not
+/// keep its starter's files, pipes or sockets open for the container's lifetime.
+pub fn close_inherited_fds() {
+    // SAFETY: close_range takes plain integers; nothing in this process holds any of these
+    // descriptors yet (the monitor entry point runs before it opens anything).
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+    }
 }
 
 /// Whether `path` is a directory with nothing in it.

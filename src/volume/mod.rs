@@ -80,6 +80,9 @@ impl Volumes {
                 path: dir,
             });
         }
+        // Data written by containers (setuid files included) must not be reachable by other
+        // users of the host.
+        fsutil::private_dir(&self.dir)?;
         // Build it under a temporary name and rename, so a crash never leaves a volume
         // without its record.
         let tmp = self.dir.join(format!(".{name}.creating"));
@@ -162,7 +165,11 @@ impl Volumes {
             return Ok(false);
         }
         let dir = self.dir(name);
-        let doomed = self.dir.join(format!(".{name}.removing"));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let doomed = self.dir.join(format!(".{name}.removing.{nanos}"));
         std::fs::rename(&dir, &doomed).map_err(io_err("renaming", &dir))?;
         std::fs::remove_dir_all(&doomed).map_err(io_err("removing", &doomed))?;
         Ok(true)
