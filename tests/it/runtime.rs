@@ -542,6 +542,19 @@ command = ["sleep", "300"]"#,
     );
     assert!(!sb.runtime.layout().container(&record.id).dir.exists());
     assert!(!cgroup.exists(), "cgroup left behind");
+    for dir in sb.cgroup_dirs() {
+        assert!(
+            !dir.join(&record.id).exists(),
+            "{} left behind",
+            dir.join(&record.id).display()
+        );
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(sb.root().join("containers"))
+        .expect("containers dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
     let engine_state = sb
         .runtime
         .layout()
@@ -718,4 +731,210 @@ command = ["true"]"#,
         sb.runtime.list().expect("list").is_empty(),
         "nothing may be left behind"
     );
+}
+
+#[test]
+fn exec_runs_in_the_containers_cgroup() {
+    let (sb, image) = sandbox();
+    container(&sb, &image, "grouped", r#"command = ["sleep", "300"]"#);
+    let record = sb.start("grouped");
+    let out = sb.berth(&["exec", "grouped", "--", "cat", "/proc/self/cgroup"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // In its cgroup namespace the container's cgroup is the root: the exec'd process shows
+    // "/" on every hierarchy, not a host path.
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let relevant: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(":memory:") || l.contains(":pids:"))
+        .collect();
+    assert_eq!(relevant.len(), 2, "{text}");
+    for line in relevant {
+        assert!(line.ends_with(":/"), "{line} in {text}");
+    }
+    // And from the host: the cgroup holds the exec'd process while it runs.
+    let procs = Path::new("/sys/fs/cgroup/pids")
+        .join(record.cgroup_path.trim_start_matches('/'))
+        .join("cgroup.procs");
+    let mut child = sb
+        .command(&["exec", "grouped", "--", "sleep", "5"])
+        .spawn()
+        .expect("exec sleep");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let members = std::fs::read_to_string(&procs).expect("cgroup.procs");
+        if members.lines().count() >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the exec'd process never joined: {members}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_fifo_as_etc_passwd_fails_the_start_instead_of_hanging_it() {
+    let sb = Sandbox::new();
+    let image = ImageBuilder::new("amd64")
+        .layer(busybox_layer())
+        .layer(
+            LayerBuilder::new()
+                .whiteout("etc/passwd")
+                .build(crate::support::images::Compression::Gzip),
+        )
+        .env("PATH", BUSYBOX_PATH)
+        .oci();
+    let reference = sb.image("fifo", &image);
+    let out = sb.berth(&["pull", &reference]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A hostile layer could ship a FIFO (the unpacker keeps them): put one where the
+    // whiteout is.
+    let mut planted = false;
+    for layer in std::fs::read_dir(sb.root().join("layers/sha256"))
+        .expect("layers")
+        .flatten()
+    {
+        let passwd = layer.path().join("etc/passwd");
+        let is_whiteout = std::fs::symlink_metadata(&passwd)
+            .map(|m| std::os::unix::fs::FileTypeExt::is_char_device(&m.file_type()))
+            .unwrap_or(false);
+        if is_whiteout {
+            std::fs::remove_file(&passwd).expect("rm whiteout");
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                &passwd,
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o644),
+                0,
+            )
+            .expect("mkfifo");
+            planted = true;
+        }
+    }
+    assert!(planted, "no whiteout to replace");
+    container(&sb, &reference, "fifo", r#"command = ["true"]"#);
+    let t = Instant::now();
+    let (code, _, err) = sb.run("fifo");
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("/etc/passwd in the container is not a regular file"),
+        "{err}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn the_monitor_keeps_no_descriptor_of_its_starter() {
+    let (sb, image) = sandbox();
+    container(&sb, &image, "clean", r#"command = ["sleep", "300"]"#);
+    // A descriptor the starter leaves open without close-on-exec.
+    let leak_path = sb.dir.path().join("leaked-file");
+    let leak = std::fs::File::create(&leak_path).expect("create");
+    rustix::io::fcntl_setfd(&leak, rustix::io::FdFlags::empty()).expect("clear cloexec");
+    let desired = sb.desired();
+    let out = sb
+        .command(&["run", "-d", desired.to_str().expect("utf-8"), "clean"])
+        .output()
+        .expect("run");
+    drop(leak);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let State::Running(monitor) = sb.state(&id) else {
+        panic!("not running");
+    };
+    let fds: Vec<_> = std::fs::read_dir(format!("/proc/{}/fd", monitor.monitor.pid))
+        .expect("fds")
+        .flatten()
+        .map(|e| std::fs::read_link(e.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        !fds.contains(&leak_path),
+        "the monitor holds the starter's file: {fds:?}"
+    );
+}
+
+#[test]
+fn state_directories_are_private_to_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let (sb, image) = sandbox();
+    sb.write("volume.toml", "[volume.data]\n");
+    container(
+        &sb,
+        &image,
+        "private",
+        r#"mounts = ["data:/data"]
+command = ["true"]"#,
+    );
+    let (code, _, err) = sb.run("private");
+    assert_eq!(code, 0, "{err}");
+    for dir in ["containers", "volumes", "layers"] {
+        let mode = std::fs::metadata(sb.root().join(dir))
+            .expect(dir)
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o700, "{dir} is {mode:o}");
+    }
+}
+
+#[test]
+fn prune_keeps_the_layers_of_a_container_whose_image_moved_on() {
+    let sb = Sandbox::new();
+    let first = ImageBuilder::new("amd64")
+        .layer(busybox_layer())
+        .env("PATH", BUSYBOX_PATH)
+        .oci();
+    let reference = sb.image("moving", &first);
+    container(&sb, &reference, "old", r#"command = ["sleep", "300"]"#);
+    let record = sb.start("old");
+    // The same reference now names another image: pull it, then prune.
+    let second = ImageBuilder::new("amd64")
+        .layer(
+            LayerBuilder::new()
+                .dir("bin", 0o755)
+                .file("bin/other", "x", 0o755)
+                .build(crate::support::images::Compression::Gzip),
+        )
+        .oci();
+    sb.image("moving", &second);
+    let out = sb.berth(&["pull", &reference]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sb.berth(&["prune", "images", sb.desired().to_str().expect("utf-8")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for layer in &record.layers {
+        assert!(
+            layer.exists(),
+            "{} was pruned under a running container",
+            layer.display()
+        );
+    }
+    let out = sb.berth(&["exec", "old", "--", "sh", "-c", "echo alive"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "alive\n");
 }

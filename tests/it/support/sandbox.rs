@@ -150,24 +150,28 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        let mut problems = Vec::new();
         if let Ok(records) = self.runtime.list() {
             for r in records {
                 if let Err(e) = self.runtime.remove(&r.id, true) {
-                    eprintln!("sandbox cleanup: removing {}: {e}", r.id);
+                    problems.push(format!("removing {}: {e}", r.id));
                 }
             }
         }
-        // Only the (now empty) scope directories are left; remove them deepest first.
+        // Removing the containers removed their cgroups; only the empty scope directories
+        // may remain. Anything else is a leak: clean it up, then fail the test.
         for dir in self.cgroup_dirs() {
             if let Ok(children) = std::fs::read_dir(&dir) {
-                for child in children.flatten() {
-                    if child.path().is_dir() {
-                        let _ = std::fs::remove_dir(child.path());
-                    }
+                for child in children.flatten().filter(|c| c.path().is_dir()) {
+                    problems.push(format!("cgroup left behind: {}", child.path().display()));
+                    let _ = std::fs::remove_dir(child.path());
                 }
             }
             let _ = std::fs::remove_dir(&dir);
         }
         let _ = std::fs::remove_dir_all(&self.runtime.layout().run_root);
+        if !problems.is_empty() && !std::thread::panicking() {
+            panic!("sandbox cleanup found leaks:\n{}", problems.join("\n"));
+        }
     }
 }
