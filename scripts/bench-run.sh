@@ -131,7 +131,7 @@ report() { # NAME PIDS...
   awk -v name="$name" -v r="$rss" -v p="$pss" -v n="$n" \
     'BEGIN { printf "%-14s %d processes, per process: RSS %.2f MiB, PSS %.2f MiB\n", name, n, r/n/1024, p/n/1024 }'
 }
-monitors=$(pgrep -f -- "--root $work/root monitor" || true)
+monitors=$(pgrep -f -- "berth-monitor $work/root " || true)
 conmons=$(pgrep -x conmon || true)
 # shellcheck disable=SC2086
 report "berth monitor" $monitors

@@ -52,16 +52,15 @@ pub fn private_dir(dir: &Path) -> Result<(), FsError> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err("chmod", dir))
 }
 
-/// Write a new file inside a directory being built (renamed into place later, then synced
-/// once): its data is flushed, its directory entry is not.
-pub fn write_durable_in_new_dir(path: &Path, contents: &[u8]) -> Result<(), FsError> {
+/// Write a new file inside a directory that is being built and will appear by rename:
+/// readers never see it half-written, and nothing waits for the disk.
+pub fn write_new_file(path: &Path, contents: &[u8]) -> Result<(), FsError> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
         .map_err(io_err("create", path))?;
-    file.write_all(contents).map_err(io_err("write", path))?;
-    file.sync_all().map_err(io_err("sync", path))
+    file.write_all(contents).map_err(io_err("write", path))
 }
 
 /// Replace `path` with `contents` atomically and durably.

@@ -11,6 +11,7 @@ mod run;
 mod schema;
 mod stats;
 mod validate;
+mod volume;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +65,9 @@ pub enum Command {
     Exec(exec::Args),
     /// Resource usage of running containers (CPU, memory, block I/O, pids).
     Stats(stats::Args),
+    /// Named volumes: list them, or delete one (never done implicitly).
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
     /// Supervise one container (started by berth itself; not for interactive use).
     #[command(hide = true)]
     Monitor {
@@ -98,6 +102,7 @@ pub fn main() -> ExitCode {
         Command::Logs(args) => logs::run(&cli.root, &args),
         Command::Exec(args) => exec::run(&cli.root, &args),
         Command::Stats(args) => stats::run(&cli.root, &args),
+        Command::Volume(command) => volume::run(&cli.root, &command),
         Command::Monitor { .. } => unreachable!("dispatched above"),
     };
     match result {

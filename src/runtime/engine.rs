@@ -263,11 +263,15 @@ impl Embedded {
             .map_err(Self::err("executing in", id))?
             .with_executor(executor)
             .with_console_socket(console.as_ref().map(|c| c.path()));
+        let mut relay = None;
         if console.is_none() {
+            let (pipes, child) = super::exec::PipeRelay::new()
+                .map_err(|source| io_err("creating pipes for", source))?;
             builder = builder
-                .with_stdin(dup_std(0).map_err(|source| io_err("duplicating stdin", source))?)
-                .with_stdout(dup_std(1).map_err(|source| io_err("duplicating stdout", source))?)
-                .with_stderr(dup_std(2).map_err(|source| io_err("duplicating stderr", source))?);
+                .with_stdin(child.stdin)
+                .with_stdout(child.stdout)
+                .with_stderr(child.stderr);
+            relay = Some(pipes);
         }
         let pid = builder
             .as_tenant()
@@ -280,6 +284,11 @@ impl Embedded {
             console
                 .relay(pid)
                 .map_err(|source| io_err("relaying the terminal of the process in", source))?;
+        }
+        if let Some(relay) = relay {
+            relay
+                .run(pid)
+                .map_err(|source| io_err("relaying the output of the process in", source))?;
         }
         super::sys::wait_child(pid).map_err(|source| io_err("waiting for the process in", source))
     }
@@ -326,18 +335,6 @@ fn io_err(op: &'static str, source: std::io::Error) -> EngineError {
         path: PathBuf::from("-"),
         source,
     }
-}
-
-fn dup_std(fd: i32) -> std::io::Result<OwnedFd> {
-    use std::os::fd::BorrowedFd;
-    // Standard streams stay open for the life of the process.
-    let borrowed = match fd {
-        0 => rustix::stdio::stdin(),
-        1 => rustix::stdio::stdout(),
-        _ => rustix::stdio::stderr(),
-    };
-    let borrowed: BorrowedFd<'_> = borrowed;
-    Ok(rustix::io::fcntl_dupfd_cloexec(borrowed, 3)?)
 }
 
 /// An OCI runtime binary with runc's command line.

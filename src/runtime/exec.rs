@@ -180,3 +180,159 @@ fn write_all(fd: &impl AsFd, mut data: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// `berth exec` without a terminal: the process gets pipes, not this process's own
+/// descriptors, so nothing left running in the container after the command returns keeps a
+/// handle on the caller's terminal or files. This relays them until the process exits, and
+/// then only drains for a moment: background processes it left may keep the pipes open.
+pub struct PipeRelay {
+    stdin: Option<OwnedFd>,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+}
+
+/// The container's ends of the pipes, for the engine.
+pub struct ChildPipes {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+const DRAIN_AFTER_EXIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+impl PipeRelay {
+    pub fn new() -> io::Result<(PipeRelay, ChildPipes)> {
+        use rustix::pipe::{PipeFlags, pipe_with};
+        let (in_r, in_w) = pipe_with(PipeFlags::CLOEXEC)?;
+        let (out_r, out_w) = pipe_with(PipeFlags::CLOEXEC)?;
+        let (err_r, err_w) = pipe_with(PipeFlags::CLOEXEC)?;
+        rustix::io::ioctl_fionbio(&in_w, true)?;
+        Ok((
+            PipeRelay {
+                stdin: Some(in_w),
+                stdout: Some(out_r),
+                stderr: Some(err_r),
+            },
+            ChildPipes {
+                stdin: in_r,
+                stdout: out_w,
+                stderr: err_w,
+            },
+        ))
+    }
+
+    /// Relay until the child `pid` exits (and its output is drained).
+    pub fn run(mut self, pid: i32) -> io::Result<()> {
+        let pidfd = rustix::process::pidfd_open(
+            rustix::process::Pid::from_raw(pid)
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))?,
+            rustix::process::PidfdFlags::empty(),
+        )?;
+        let our_stdin = rustix::stdio::stdin();
+        let (our_stdout, our_stderr) = (rustix::stdio::stdout(), rustix::stdio::stderr());
+        let mut stdin_open = true;
+        let mut pending: Vec<u8> = Vec::new();
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut deadline: Option<std::time::Instant> = None;
+        while self.stdout.is_some() || self.stderr.is_some() {
+            let timeout = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            if timeout == Some(std::time::Duration::ZERO) {
+                break;
+            }
+            let want_stdin = stdin_open && pending.is_empty() && self.stdin.is_some();
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(5);
+            fn slot<'a>(
+                fds: &mut Vec<PollFd<'a>>,
+                fd: Option<&'a OwnedFd>,
+                flags: PollFlags,
+            ) -> Option<usize> {
+                fd.map(|fd| {
+                    fds.push(PollFd::new(fd, flags));
+                    fds.len() - 1
+                })
+            }
+            let out_slot = slot(&mut fds, self.stdout.as_ref(), PollFlags::IN);
+            let err_slot = slot(&mut fds, self.stderr.as_ref(), PollFlags::IN);
+            let exit_slot = if deadline.is_none() {
+                fds.push(PollFd::new(&pidfd, PollFlags::IN));
+                Some(fds.len() - 1)
+            } else {
+                None
+            };
+            let in_slot = if want_stdin {
+                fds.push(PollFd::new(&our_stdin, PollFlags::IN));
+                Some(fds.len() - 1)
+            } else {
+                None
+            };
+            let feed_slot = if pending.is_empty() {
+                None
+            } else {
+                slot(&mut fds, self.stdin.as_ref(), PollFlags::OUT)
+            };
+            let spec = timeout.map(|t| Timespec {
+                tv_sec: t.as_secs() as i64,
+                tv_nsec: i64::from(t.subsec_nanos()),
+            });
+            match poll(&mut fds, spec.as_ref()) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let ready = |s: Option<usize>| s.is_some_and(|i| !fds[i].revents().is_empty());
+            let (out_ready, err_ready, exited, in_ready, feed_ready) = (
+                ready(out_slot),
+                ready(err_slot),
+                ready(exit_slot),
+                ready(in_slot),
+                ready(feed_slot),
+            );
+            drop(fds);
+            if out_ready {
+                copy_out(&mut self.stdout, &our_stdout, &mut buf)?;
+            }
+            if err_ready {
+                copy_out(&mut self.stderr, &our_stderr, &mut buf)?;
+            }
+            if in_ready {
+                match rustix::io::read(our_stdin, &mut buf) {
+                    Ok(0) | Err(_) => {
+                        stdin_open = false;
+                        self.stdin = None;
+                    }
+                    Ok(n) => pending.extend_from_slice(&buf[..n]),
+                }
+            }
+            if feed_ready && let Some(w) = &self.stdin {
+                match rustix::io::write(w, &pending) {
+                    Ok(n) => {
+                        pending.drain(..n);
+                    }
+                    Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+                    // The process closed its stdin: discard what it will never read.
+                    Err(_) => {
+                        pending.clear();
+                        self.stdin = None;
+                    }
+                }
+            }
+            if exited {
+                deadline = Some(std::time::Instant::now() + DRAIN_AFTER_EXIT);
+                self.stdin = None;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn copy_out(pipe: &mut Option<OwnedFd>, to: &impl AsFd, buf: &mut [u8]) -> io::Result<()> {
+    let Some(fd) = pipe.as_ref() else {
+        return Ok(());
+    };
+    match rustix::io::read(fd, &mut *buf) {
+        Ok(0) => *pipe = None,
+        Ok(n) => write_all(to, &buf[..n])?,
+        Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
+        Err(_) => *pipe = None,
+    }
+    Ok(())
+}

@@ -196,8 +196,11 @@ impl Runtime {
     }
 
     /// Write the bundle and the records of a new container; nothing runs yet. The directory
-    /// is built under a temporary name, every file flushed, and renamed, so a container
-    /// exists completely or not at all, across a crash or a power loss.
+    /// is built under a temporary name and renamed, so a container exists completely or not
+    /// at all for every reader. Nothing waits for the disk: a container does not outlive a
+    /// power loss as a process anyway, and one whose files a power loss damaged is refused
+    /// at start (unreadable record or spec, seccomp program not the recorded one) and
+    /// replaced from the desired state.
     pub fn create(&self, req: &CreateRequest) -> Result<ContainerRecord, RuntimeError> {
         if matches!(req.container.network, ContainerNetwork::Bridge(_)) {
             return Err(RuntimeError::Unsupported {
@@ -224,7 +227,6 @@ impl Runtime {
         };
         let final_dir = self.layout.container(&id).dir;
         std::fs::rename(&tmp, &final_dir).map_err(io_err("renaming", &tmp))?;
-        fsutil::sync_dir(&containers)?;
         Ok(record)
     }
 
@@ -273,13 +275,13 @@ impl Runtime {
             // Compiled once per profile, loaded by the engine's executor; the spec handed to
             // libcontainer carries none, so it does not compile it again at every start.
             let bpf = seccomp_bpf::compile_cached(&profile, &self.layout.run_root.join("seccomp"))?;
-            fsutil::write_durable_in_new_dir(&tmp_paths.dir.join(engine::SECCOMP_BPF), &bpf)?;
+            fsutil::write_new_file(&tmp_paths.dir.join(engine::SECCOMP_BPF), &bpf)?;
             seccomp_sha256 = Some(crate::sha256::hex_digest(&bpf));
             let json = serde_json::to_vec_pretty(&profile).map_err(|e| spec_err(&e))?;
-            fsutil::write_durable_in_new_dir(&tmp_paths.dir.join("seccomp.json"), &json)?;
+            fsutil::write_new_file(&tmp_paths.dir.join("seccomp.json"), &json)?;
         }
         let config = serde_json::to_vec_pretty(&spec).map_err(|e| spec_err(&e))?;
-        fsutil::write_durable_in_new_dir(&tmp_paths.config(), &config)?;
+        fsutil::write_new_file(&tmp_paths.config(), &config)?;
 
         let image_config = req.image_config.config().as_ref();
         let stop_signal = c
@@ -331,12 +333,10 @@ impl Runtime {
             log_max_files: c.log.max_files,
             cgroup_path,
         };
-        fsutil::write_durable_in_new_dir(
+        fsutil::write_new_file(
             &tmp_paths.record(),
             &serde_json::to_vec_pretty(&record).map_err(|e| spec_err(&e))?,
         )?;
-        fsutil::sync_dir(&tmp_paths.etc())?;
-        fsutil::sync_dir(tmp)?;
         Ok(record)
     }
 
@@ -469,9 +469,11 @@ impl Runtime {
             if name.to_string_lossy().starts_with('.') {
                 continue;
             }
-            if let Some(r) = record::load::<ContainerRecord>(&entry.path().join("container.json"))?
-            {
-                out.push(r);
+            // One damaged record (a power loss during its write) must not hide the others.
+            match record::load::<ContainerRecord>(&entry.path().join("container.json")) {
+                Ok(Some(r)) => out.push(r),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("skipping {}: {e}", entry.path().display()),
             }
         }
         out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));

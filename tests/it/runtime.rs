@@ -938,3 +938,86 @@ fn prune_keeps_the_layers_of_a_container_whose_image_moved_on() {
     let out = sb.berth(&["exec", "old", "--", "sh", "-c", "echo alive"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "alive\n");
 }
+
+#[test]
+fn exec_relays_stdio_through_pipes_of_its_own() {
+    use std::io::Write;
+    let (sb, image) = sandbox();
+    container(&sb, &image, "io", r#"command = ["sleep", "300"]"#);
+    sb.start("io");
+    // The caller's stdin is /dev/null here; the process sees a pipe, never the caller's file.
+    let out = sb.berth(&[
+        "exec",
+        "io",
+        "--",
+        "sh",
+        "-c",
+        "readlink /proc/self/fd/0; readlink /proc/self/fd/1",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.lines().count() == 2 && text.lines().all(|l| l.starts_with("pipe:")),
+        "{text}"
+    );
+    // Input reaches it and the output comes back, stderr apart.
+    let mut child = sb
+        .command(&["exec", "io", "--", "sh", "-c", "tr a-z A-Z; echo done >&2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("exec");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"hello through pipes\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "HELLO THROUGH PIPES\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "done\n");
+}
+
+#[test]
+fn a_volume_is_removed_only_when_asked_and_never_while_in_use() {
+    let (sb, image) = sandbox();
+    sb.write("volume.toml", "[volume.keep]\n");
+    container(
+        &sb,
+        &image,
+        "user",
+        r#"mounts = ["keep:/data"]
+command = ["sh", "-c", "echo precious > /data/file"]"#,
+    );
+    let record = sb.start("user");
+    sb.wait_exit(&record.id, Duration::from_secs(10));
+    let out = sb.berth(&["volume", "rm", "keep"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&record.id));
+    assert!(sb.root().join("volumes/keep/_data/file").exists());
+    let out = sb.berth(&["rm", &record.id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Removing the container kept the volume.
+    let out = sb.berth(&["volume", "ls", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(listed[0]["name"], "keep");
+    let out = sb.berth(&["volume", "rm", "keep"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!sb.root().join("volumes/keep").exists());
+}
