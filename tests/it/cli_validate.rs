@@ -33,7 +33,7 @@ fn examples_are_valid() {
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("valid (5 files: 3 images, 4 containers, 2 volumes, 2 networks)"),
+        stdout.contains("valid (6 files: 4 images, 5 containers, 3 volumes, 2 networks)"),
         "{stdout}"
     );
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
@@ -78,7 +78,7 @@ fn json_report_for_machines() {
     assert!(out.status.success());
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(report["valid"], true);
-    assert_eq!(report["files"].as_array().map(Vec::len), Some(5));
+    assert_eq!(report["files"].as_array().map(Vec::len), Some(6));
     let hash = report["resources"]["container/web"]
         .as_str()
         .expect("web hash");
@@ -183,7 +183,7 @@ fn examples_conform_to_the_schema_and_bad_keys_do_not() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 5);
+    assert_eq!(checked, 6);
     let bad: serde_json::Value = toml::from_str("[container.web]\nimag = \"x\"\n").expect("toml");
     assert!(
         !validator.is_valid(&bad),
