@@ -228,6 +228,7 @@ impl PipeRelay {
                 .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))?,
             rustix::process::PidfdFlags::empty(),
         )?;
+        let signals = forwarded_signals()?;
         let our_stdin = rustix::stdio::stdin();
         let (our_stdout, our_stderr) = (rustix::stdio::stdout(), rustix::stdio::stderr());
         let mut stdin_open = true;
@@ -253,6 +254,8 @@ impl PipeRelay {
             }
             let out_slot = slot(&mut fds, self.stdout.as_ref(), PollFlags::IN);
             let err_slot = slot(&mut fds, self.stderr.as_ref(), PollFlags::IN);
+            fds.push(PollFd::new(&signals, PollFlags::IN));
+            let signal_slot = Some(fds.len() - 1);
             let exit_slot = if deadline.is_none() {
                 fds.push(PollFd::new(&pidfd, PollFlags::IN));
                 Some(fds.len() - 1)
@@ -279,6 +282,7 @@ impl PipeRelay {
                 Err(e) => return Err(e.into()),
             }
             let ready = |s: Option<usize>| s.is_some_and(|i| !fds[i].revents().is_empty());
+            let signalled = ready(signal_slot);
             let (out_ready, err_ready, exited, in_ready, feed_ready) = (
                 ready(out_slot),
                 ready(err_slot),
@@ -287,6 +291,9 @@ impl PipeRelay {
                 ready(feed_slot),
             );
             drop(fds);
+            if signalled {
+                forward_pending_signals(&signals, &pidfd);
+            }
             if out_ready {
                 copy_out(&mut self.stdout, &our_stdout, &mut buf)?;
             }
@@ -335,4 +342,29 @@ fn copy_out(pipe: &mut Option<OwnedFd>, to: &impl AsFd, buf: &mut [u8]) -> io::R
         Err(_) => *pipe = None,
     }
     Ok(())
+}
+
+/// Signals `berth exec` passes on to the process it runs (^C, kill, a closed terminal),
+/// received through a signalfd so the relay loop polls them like any descriptor.
+fn forwarded_signals() -> io::Result<nix::sys::signalfd::SignalFd> {
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let mut set = SigSet::empty();
+    for signal in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        set.add(signal);
+    }
+    set.thread_block().map_err(io::Error::from)?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(io::Error::from)
+}
+
+fn forward_pending_signals(signals: &nix::sys::signalfd::SignalFd, pidfd: &OwnedFd) {
+    while let Ok(Some(info)) = signals.read_signal() {
+        let _ = super::sys::send_signal(pidfd, info.ssi_signo as i32);
+    }
 }

@@ -1021,3 +1021,41 @@ command = ["sh", "-c", "echo precious > /data/file"]"#,
     );
     assert!(!sb.root().join("volumes/keep").exists());
 }
+
+#[test]
+fn exec_forwards_termination_signals_to_the_process() {
+    let (sb, image) = sandbox();
+    container(&sb, &image, "sig", r#"command = ["sleep", "300"]"#);
+    sb.start("sig");
+    let mut child = sb
+        .command(&[
+            "exec",
+            "sig",
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 3' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("exec");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        assert!(Instant::now() < deadline, "the command never started");
+        let mut buf = [0u8; 64];
+        let n = std::io::Read::read(&mut stdout, &mut buf).expect("read");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).expect("pid"),
+        rustix::process::Signal::TERM,
+    )
+    .expect("SIGTERM berth exec");
+    let status = child.wait().expect("wait");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read");
+    assert_eq!(status.code(), Some(3), "{rest}");
+    assert!(rest.contains("got-term"), "{rest}");
+}
