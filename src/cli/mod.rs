@@ -7,6 +7,7 @@ mod lifecycle;
 mod logs;
 mod progress;
 mod prune;
+mod ps;
 mod run;
 mod schema;
 mod stats;
@@ -55,6 +56,8 @@ pub enum Command {
     /// Create and start one described container now, without the agent, and follow its
     /// output until it exits (Ctrl-C stops following; the container keeps running).
     Run(run::Args),
+    /// List containers: running ones, or all with -a (state, exit status, image).
+    Ps(ps::Args),
     /// Stop containers: their stop signal, then SIGKILL after the stop timeout.
     Stop(lifecycle::StopArgs),
     /// Remove stopped containers (their volumes stay).
@@ -97,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Unpack(args) => images::unpack(&cli.root, &args),
         Command::Prune(what) => prune::run(&cli.root, &what),
         Command::Run(args) => run::run(&cli.root, &args),
+        Command::Ps(args) => ps::run(&cli.root, &args),
         Command::Stop(args) => lifecycle::stop(&cli.root, &args),
         Command::Rm(args) => lifecycle::rm(&cli.root, &args),
         Command::Logs(args) => logs::run(&cli.root, &args),

@@ -1059,3 +1059,36 @@ fn exec_forwards_termination_signals_to_the_process() {
     assert_eq!(status.code(), Some(3), "{rest}");
     assert!(rest.contains("got-term"), "{rest}");
 }
+
+#[test]
+fn ps_lists_running_and_with_all_the_ended_containers() {
+    let (sb, image) = sandbox();
+    container(&sb, &image, "listed", r#"command = ["sleep", "300"]"#);
+    let record = sb.start("listed");
+    let rows = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut all = vec!["ps", "--json"];
+        all.extend_from_slice(args);
+        let out = sb.berth(&all);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    let running = rows(&[]);
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0]["id"], record.id.as_str());
+    assert_eq!(running[0]["state"], "running");
+    assert!(running[0]["pid"].as_i64().is_some_and(|p| p > 1));
+    let out = sb.berth(&["stop", "-t", "0", "listed"]);
+    assert!(out.status.success());
+    assert!(
+        rows(&[]).is_empty(),
+        "a stopped container is not listed without -a"
+    );
+    let all = rows(&["-a"]);
+    assert_eq!(all[0]["state"], "exited");
+    assert_eq!(all[0]["exit_code"], 137);
+    assert_eq!(all[0]["spec_hash"], record.spec_hash.as_str());
+}

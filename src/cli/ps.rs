@@ -1,0 +1,129 @@
+//! `berth ps [-a] [--json]`: the containers berth made and what they are doing, from their
+//! records confirmed against the kernel.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use berth::runtime::record::ContainerRecord;
+use berth::runtime::{Runtime, State};
+use serde::Serialize;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Also list containers that are not running.
+    #[arg(long, short = 'a')]
+    all: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    id: String,
+    name: String,
+    image: String,
+    image_digest: String,
+    engine: String,
+    /// created | running | exited | lost
+    state: &'static str,
+    /// What happened, e.g. "exited with code 0", "killed by signal 9".
+    status: String,
+    /// Unix milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finished_at_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<i32>,
+    spec_hash: String,
+}
+
+pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::new(root)?;
+    let mut rows = Vec::new();
+    for record in runtime.list()? {
+        let state = runtime.state(&record.id)?;
+        if !args.all && !state.is_running() {
+            continue;
+        }
+        rows.push(row(record, state));
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<28} {:<20} {:<9} {:<34} IMAGE",
+        "ID", "NAME", "STATE", "STATUS"
+    );
+    for r in &rows {
+        println!(
+            "{:<28} {:<20} {:<9} {:<34} {}",
+            r.id, r.name, r.state, r.status, r.image
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn row(record: ContainerRecord, state: State) -> Row {
+    let mut row = Row {
+        engine: match &record.engine {
+            berth::runtime::record::EngineRecord::Embedded => "embedded".into(),
+            berth::runtime::record::EngineRecord::Oci { binary } => binary.display().to_string(),
+        },
+        id: record.id,
+        name: record.name,
+        image: record.image,
+        image_digest: record.image_digest,
+        state: "created",
+        status: "created, not started".into(),
+        started_at_ms: None,
+        finished_at_ms: None,
+        exit_code: None,
+        pid: None,
+        spec_hash: record.spec_hash,
+    };
+    match state {
+        State::Created => {}
+        State::Running(m) => {
+            row.state = "running";
+            row.status = format!("up {}", ago(m.started_at_ms));
+            row.started_at_ms = Some(m.started_at_ms);
+            row.pid = Some(m.init.pid);
+        }
+        State::Exited(exit) => {
+            row.state = "exited";
+            row.status = format!("{} {} ago", exit.describe(), ago(exit.finished_at_ms));
+            row.started_at_ms = Some(exit.started_at_ms);
+            row.finished_at_ms = Some(exit.finished_at_ms);
+            row.exit_code = Some(exit.status());
+        }
+        State::Lost { reason, init } => {
+            row.state = "lost";
+            row.status = reason;
+            row.pid = init.map(|p| p.pid);
+        }
+    }
+    row
+}
+
+/// "3m", "2h 5m", rounded down to what a person reads at a glance.
+fn ago(ms: u64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(ms);
+    let secs = now.saturating_sub(ms) / 1000;
+    let rounded = if secs < 120 {
+        secs
+    } else if secs < 7200 {
+        secs / 60 * 60
+    } else {
+        secs / 3600 * 3600
+    };
+    humantime::format_duration(Duration::from_secs(rounded)).to_string()
+}
