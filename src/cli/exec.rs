@@ -14,7 +14,7 @@ pub struct Args {
     /// Give the command a terminal (use with -i for an interactive shell).
     #[arg(long, short = 't')]
     tty: bool,
-    /// Keep standard input open (it always is; accepted for familiarity with docker/podman).
+    /// Pass standard input to the command (otherwise it reads /dev/null).
     #[arg(long, short = 'i')]
     interactive: bool,
     /// Extra environment, KEY=VALUE (repeatable).
@@ -57,8 +57,8 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         cwd: args.workdir.clone(),
         user,
         tty: args.tty,
+        interactive: args.interactive || args.tty,
     };
-    let _ = args.interactive;
     let status = runtime.exec(&record.id, &request)?;
     Ok(ExitCode::from(u8::try_from(status).unwrap_or(255)))
 }

@@ -42,13 +42,18 @@ pub struct RmArgs {
 pub fn rm(root: &Path, args: &RmArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(root)?;
     for name in &args.containers {
-        let mut records = runtime.find(name)?;
-        if records.is_empty() {
-            records.push(runtime.resolve(name)?);
+        let mut ids: Vec<String> = runtime.find(name)?.into_iter().map(|r| r.id).collect();
+        if ids.is_empty() {
+            // An id, possibly of a container whose record a power loss damaged.
+            if runtime.unreadable()?.iter().any(|id| id == name) {
+                ids.push(name.clone());
+            } else {
+                ids.push(runtime.resolve(name)?.id);
+            }
         }
-        for record in records {
-            runtime.remove(&record.id, args.force)?;
-            println!("{}", record.id);
+        for id in ids {
+            runtime.remove(&id, args.force)?;
+            println!("{id}");
         }
     }
     Ok(ExitCode::SUCCESS)

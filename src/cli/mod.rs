@@ -83,9 +83,7 @@ pub fn main() -> ExitCode {
     let mut cli = Cli::parse();
     // Monitors and engines chdir, and the run root and cgroup scope derive from the state
     // root's path: it must be absolute and spelled one way only.
-    if let Ok(root) = std::fs::canonicalize(&cli.root).or_else(|_| std::path::absolute(&cli.root)) {
-        cli.root = root;
-    }
+    cli.root = canonical_root(&cli.root);
     init_logging();
     if let Command::Monitor { id } = &cli.command {
         // Before anything else: the monitor must stay single-threaded.
@@ -116,6 +114,24 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The state root as one spelling: its longest existing ancestor resolved (symlinks, `..`),
+/// the rest appended, so a root that does not exist yet is spelled as it will be once it does.
+fn canonical_root(root: &std::path::Path) -> PathBuf {
+    let absolute = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else {
+            return absolute;
+        };
+        rest.push(name.to_os_string());
+        existing = parent;
+    }
+    let mut out = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_path_buf());
+    out.extend(rest.iter().rev());
+    out
 }
 
 /// Structured logs on stderr; `BERTH_LOG` filters (default `warn`), `BERTH_LOG_FORMAT=json`

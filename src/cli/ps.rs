@@ -52,6 +52,27 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         }
         rows.push(row(record, state));
     }
+    if args.all {
+        for id in runtime.unreadable()? {
+            rows.push(Row {
+                name: id
+                    .rsplit_once('-')
+                    .map(|(n, _)| n.to_string())
+                    .unwrap_or_default(),
+                id,
+                image: String::new(),
+                image_digest: String::new(),
+                engine: String::new(),
+                state: "damaged",
+                status: "its record cannot be read; berth rm removes it".into(),
+                started_at_ms: None,
+                finished_at_ms: None,
+                exit_code: None,
+                pid: None,
+                spec_hash: String::new(),
+            });
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);

@@ -46,6 +46,13 @@ pub fn run(root: &Path, command: &VolumeCommand) -> anyhow::Result<ExitCode> {
         VolumeCommand::Rm { names } => {
             let runtime = Runtime::new(root)?;
             let containers = runtime.list()?;
+            let unreadable = runtime.unreadable()?;
+            if !unreadable.is_empty() {
+                bail!(
+                    "the records of {} cannot be read, so whether they use a volume is unknown; remove them first (berth rm)",
+                    unreadable.join(", ")
+                );
+            }
             for name in names {
                 let users: Vec<&str> = containers
                     .iter()

@@ -68,6 +68,8 @@ pub struct ExecRequest {
     pub user: Option<(u32, u32)>,
     /// Give the process a terminal (a new pty whose master this process relays).
     pub tty: bool,
+    /// Relay this process's stdin to it (otherwise it reads /dev/null).
+    pub interactive: bool,
 }
 
 /// The engine a container's record names, with its state under `engine_root`.
@@ -124,10 +126,22 @@ impl BerthExecutor {
     /// For a container whose bundle holds `seccomp.bpf` (written by `Runtime::create`):
     /// exactly the program recorded at creation, or an error — never silently none.
     fn for_bundle(bundle: &Path, expected: Option<&str>) -> Result<BerthExecutor, EngineError> {
+        let path = bundle.join(SECCOMP_BPF);
         let Some(expected) = expected else {
+            if path.exists() {
+                // A program without a recorded digest: made by an older berth. Refuse rather
+                // than guess whether to load it.
+                return Err(EngineError::Io {
+                    op: "verifying the seccomp program",
+                    path,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "the container's record names no seccomp program; recreate the container",
+                    ),
+                });
+            }
             return Ok(BerthExecutor { seccomp_bpf: None });
         };
-        let path = bundle.join(SECCOMP_BPF);
         let bpf = std::fs::read(&path).map_err(|source| EngineError::Io {
             op: "reading the seccomp program",
             path: path.clone(),
@@ -265,7 +279,7 @@ impl Embedded {
             .with_console_socket(console.as_ref().map(|c| c.path()));
         let mut relay = None;
         if console.is_none() {
-            let (pipes, child) = super::exec::PipeRelay::new()
+            let (pipes, child) = super::exec::PipeRelay::new(exec.interactive)
                 .map_err(|source| io_err("creating pipes for", source))?;
             builder = builder
                 .with_stdin(child.stdin)
@@ -285,12 +299,15 @@ impl Embedded {
                 .relay(pid)
                 .map_err(|source| io_err("relaying the terminal of the process in", source))?;
         }
-        if let Some(relay) = relay {
-            relay
-                .run(pid)
-                .map_err(|source| io_err("relaying the output of the process in", source))?;
+        // Reap the process whatever happened to the relay, so it never lingers as a zombie
+        // and its status is not lost.
+        let relayed = relay.map(|r| r.run(pid));
+        let status = super::sys::wait_child(pid)
+            .map_err(|source| io_err("waiting for the process in", source))?;
+        if let Some(Err(source)) = relayed {
+            return Err(io_err("relaying the output of the process in", source));
         }
-        super::sys::wait_child(pid).map_err(|source| io_err("waiting for the process in", source))
+        Ok(status)
     }
 }
 
@@ -431,6 +448,9 @@ impl Engine for External {
     fn exec(&self, id: &str, _bundle: &Path, exec: &ExecRequest) -> Result<i32, EngineError> {
         let mut cmd = self.command();
         cmd.arg("exec");
+        if !exec.interactive {
+            cmd.stdin(Stdio::null());
+        }
         if exec.tty {
             // runc makes the pty and relays it itself in the foreground.
             cmd.arg("--tty");

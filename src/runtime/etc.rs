@@ -22,13 +22,13 @@ pub fn write(
     extra_hosts: &HostEntries,
 ) -> Result<(), FsError> {
     std::fs::create_dir_all(dir).map_err(fsutil::io_err("creating", dir))?;
-    fsutil::write_new_file(&dir.join("hostname"), format!("{hostname}\n").as_bytes())?;
+    fsutil::write_replace(&dir.join("hostname"), format!("{hostname}\n").as_bytes())?;
     let host_hosts = if own_network {
         None
     } else {
         std::fs::read_to_string("/etc/hosts").ok()
     };
-    fsutil::write_new_file(
+    fsutil::write_replace(
         &dir.join("hosts"),
         hosts(hostname, host_hosts.as_deref(), extra_hosts).as_bytes(),
     )?;
@@ -39,7 +39,7 @@ pub fn write(
     } else {
         host
     };
-    fsutil::write_new_file(&dir.join("resolv.conf"), resolv.as_bytes())?;
+    fsutil::write_replace(&dir.join("resolv.conf"), resolv.as_bytes())?;
     Ok(())
 }
 

@@ -183,8 +183,10 @@ fn write_all(fd: &impl AsFd, mut data: &[u8]) -> io::Result<()> {
 
 /// `berth exec` without a terminal: the process gets pipes, not this process's own
 /// descriptors, so nothing left running in the container after the command returns keeps a
-/// handle on the caller's terminal or files. This relays them until the process exits, and
-/// then only drains for a moment: background processes it left may keep the pipes open.
+/// handle on the caller's terminal or files. Stdin is relayed only when asked (`-i`, as
+/// docker does): otherwise the process reads /dev/null and the caller's input is left for
+/// whoever reads it next. The relay runs until the process exits — not until it closes
+/// its output — and then drains what is already in the pipes.
 pub struct PipeRelay {
     stdin: Option<OwnedFd>,
     stdout: Option<OwnedFd>,
@@ -198,30 +200,35 @@ pub struct ChildPipes {
     pub stderr: OwnedFd,
 }
 
-const DRAIN_AFTER_EXIT: std::time::Duration = std::time::Duration::from_millis(200);
-
 impl PipeRelay {
-    pub fn new() -> io::Result<(PipeRelay, ChildPipes)> {
+    pub fn new(interactive: bool) -> io::Result<(PipeRelay, ChildPipes)> {
         use rustix::pipe::{PipeFlags, pipe_with};
-        let (in_r, in_w) = pipe_with(PipeFlags::CLOEXEC)?;
         let (out_r, out_w) = pipe_with(PipeFlags::CLOEXEC)?;
         let (err_r, err_w) = pipe_with(PipeFlags::CLOEXEC)?;
-        rustix::io::ioctl_fionbio(&in_w, true)?;
+        let (stdin, child_stdin) = if interactive {
+            let (in_r, in_w) = pipe_with(PipeFlags::CLOEXEC)?;
+            rustix::io::ioctl_fionbio(&in_w, true)?;
+            (Some(in_w), in_r)
+        } else {
+            (None, OwnedFd::from(std::fs::File::open("/dev/null")?))
+        };
         Ok((
             PipeRelay {
-                stdin: Some(in_w),
+                stdin,
                 stdout: Some(out_r),
                 stderr: Some(err_r),
             },
             ChildPipes {
-                stdin: in_r,
+                stdin: child_stdin,
                 stdout: out_w,
                 stderr: err_w,
             },
         ))
     }
 
-    /// Relay until the child `pid` exits (and its output is drained).
+    /// Relay until the child `pid` exits, forwarding termination signals to it, then drain
+    /// its output. Always returns after the child exited (a broken pipe on our side only
+    /// stops copying that stream).
     pub fn run(mut self, pid: i32) -> io::Result<()> {
         let pidfd = rustix::process::pidfd_open(
             rustix::process::Pid::from_raw(pid)
@@ -231,17 +238,12 @@ impl PipeRelay {
         let signals = forwarded_signals()?;
         let our_stdin = rustix::stdio::stdin();
         let (our_stdout, our_stderr) = (rustix::stdio::stdout(), rustix::stdio::stderr());
-        let mut stdin_open = true;
+        let mut stdin_open = self.stdin.is_some();
         let mut pending: Vec<u8> = Vec::new();
         let mut buf = vec![0u8; 32 * 1024];
-        let mut deadline: Option<std::time::Instant> = None;
-        while self.stdout.is_some() || self.stderr.is_some() {
-            let timeout = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-            if timeout == Some(std::time::Duration::ZERO) {
-                break;
-            }
-            let want_stdin = stdin_open && pending.is_empty() && self.stdin.is_some();
-            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(5);
+        loop {
+            let want_stdin = stdin_open && pending.is_empty();
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(6);
             fn slot<'a>(
                 fds: &mut Vec<PollFd<'a>>,
                 fd: Option<&'a OwnedFd>,
@@ -256,12 +258,8 @@ impl PipeRelay {
             let err_slot = slot(&mut fds, self.stderr.as_ref(), PollFlags::IN);
             fds.push(PollFd::new(&signals, PollFlags::IN));
             let signal_slot = Some(fds.len() - 1);
-            let exit_slot = if deadline.is_none() {
-                fds.push(PollFd::new(&pidfd, PollFlags::IN));
-                Some(fds.len() - 1)
-            } else {
-                None
-            };
+            fds.push(PollFd::new(&pidfd, PollFlags::IN));
+            let exit_slot = Some(fds.len() - 1);
             let in_slot = if want_stdin {
                 fds.push(PollFd::new(&our_stdin, PollFlags::IN));
                 Some(fds.len() - 1)
@@ -273,19 +271,15 @@ impl PipeRelay {
             } else {
                 slot(&mut fds, self.stdin.as_ref(), PollFlags::OUT)
             };
-            let spec = timeout.map(|t| Timespec {
-                tv_sec: t.as_secs() as i64,
-                tv_nsec: i64::from(t.subsec_nanos()),
-            });
-            match poll(&mut fds, spec.as_ref()) {
+            match poll(&mut fds, None) {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(e.into()),
             }
             let ready = |s: Option<usize>| s.is_some_and(|i| !fds[i].revents().is_empty());
-            let signalled = ready(signal_slot);
-            let (out_ready, err_ready, exited, in_ready, feed_ready) = (
+            let (out_ready, err_ready, signalled, exited, in_ready, feed_ready) = (
                 ready(out_slot),
                 ready(err_slot),
+                ready(signal_slot),
                 ready(exit_slot),
                 ready(in_slot),
                 ready(feed_slot),
@@ -295,16 +289,19 @@ impl PipeRelay {
                 forward_pending_signals(&signals, &pidfd);
             }
             if out_ready {
-                copy_out(&mut self.stdout, &our_stdout, &mut buf)?;
+                copy_out(&mut self.stdout, &our_stdout, &mut buf);
             }
             if err_ready {
-                copy_out(&mut self.stderr, &our_stderr, &mut buf)?;
+                copy_out(&mut self.stderr, &our_stderr, &mut buf);
             }
             if in_ready {
                 match rustix::io::read(our_stdin, &mut buf) {
                     Ok(0) | Err(_) => {
                         stdin_open = false;
-                        self.stdin = None;
+                        // EOF reaches the process once what is pending is written.
+                        if pending.is_empty() {
+                            self.stdin = None;
+                        }
                     }
                     Ok(n) => pending.extend_from_slice(&buf[..n]),
                 }
@@ -313,35 +310,67 @@ impl PipeRelay {
                 match rustix::io::write(w, &pending) {
                     Ok(n) => {
                         pending.drain(..n);
+                        if pending.is_empty() && !stdin_open {
+                            self.stdin = None;
+                        }
                     }
                     Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
-                    // The process closed its stdin: discard what it will never read.
+                    // The process closed its stdin: what it will never read is dropped.
                     Err(_) => {
                         pending.clear();
+                        stdin_open = false;
                         self.stdin = None;
                     }
                 }
             }
             if exited {
-                deadline = Some(std::time::Instant::now() + DRAIN_AFTER_EXIT);
-                self.stdin = None;
+                break;
+            }
+        }
+        // The process is gone: take what is already in the pipes, but do not wait for
+        // writers it may have left behind in the container.
+        for (pipe, to) in [
+            (&mut self.stdout, &our_stdout),
+            (&mut self.stderr, &our_stderr),
+        ] {
+            if let Some(fd) = pipe.as_ref() {
+                let _ = rustix::io::ioctl_fionbio(fd, true);
+            }
+            while pipe.is_some() {
+                if !copy_out(pipe, to, &mut buf) {
+                    break;
+                }
             }
         }
         Ok(())
     }
 }
 
-fn copy_out(pipe: &mut Option<OwnedFd>, to: &impl AsFd, buf: &mut [u8]) -> io::Result<()> {
+/// Copy one read's worth from `pipe` to `to`; closes the pipe at EOF or on error (a broken
+/// pipe on our side too: nobody reads that stream any more). Returns whether it copied.
+fn copy_out(pipe: &mut Option<OwnedFd>, to: &impl AsFd, buf: &mut [u8]) -> bool {
     let Some(fd) = pipe.as_ref() else {
-        return Ok(());
+        return false;
     };
     match rustix::io::read(fd, &mut *buf) {
-        Ok(0) => *pipe = None,
-        Ok(n) => write_all(to, &buf[..n])?,
-        Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
-        Err(_) => *pipe = None,
+        Ok(0) => {
+            *pipe = None;
+            false
+        }
+        Ok(n) => {
+            if write_all(to, &buf[..n]).is_err() {
+                *pipe = None;
+                return false;
+            }
+            true
+        }
+        Err(rustix::io::Errno::INTR) => true,
+        Err(_) => {
+            // AGAIN after the exit means drained; anything else ends this stream.
+            *pipe = None;
+            false
+        }
     }
-    Ok(())
 }
 
 /// Signals `berth exec` passes on to the process it runs (^C, kill, a closed terminal),

@@ -49,18 +49,27 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 fn read_readiness(
     mut out: std::process::ChildStdout,
     timeout: Duration,
-) -> std::io::Result<(Option<ProcessId>, Option<Readiness>)> {
-    let deadline = std::time::Instant::now() + timeout;
+) -> std::io::Result<(Option<ProcessId>, Option<Readiness>, bool)> {
+    // Every line is progress (the monitor reports each volume it seeds): the deadline
+    // counts from the last one.
+    let mut deadline = std::time::Instant::now() + timeout;
     let mut text = Vec::new();
     let mut buf = [0u8; 4096];
+    let mut timed_out = false;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() || !sys::wait_readable(&out, Some(left))? {
+            timed_out = true;
             break;
         }
         match out.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Ok(n) => {
+                if buf[..n].contains(&b'\n') {
+                    deadline = std::time::Instant::now() + timeout;
+                }
+                text.extend_from_slice(&buf[..n]);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -71,9 +80,9 @@ fn read_readiness(
         .collect();
     let monitor = lines.iter().find_map(|r| match r {
         Readiness::Forked { monitor } | Readiness::Running { monitor, .. } => Some(*monitor),
-        Readiness::Failed { .. } => None,
+        Readiness::Seeding { .. } | Readiness::Failed { .. } => None,
     });
-    Ok((monitor, lines.into_iter().last()))
+    Ok((monitor, lines.into_iter().last(), timed_out))
 }
 
 /// Serialises start, stop and remove of one container (`flock` on a file in its directory).
@@ -83,6 +92,11 @@ struct ContainerLock {
 
 impl ContainerLock {
     fn acquire(paths: &layout::ContainerPaths) -> Result<ContainerLock, RuntimeError> {
+        if !paths.dir.is_dir() {
+            return Err(RuntimeError::NotFound {
+                what: paths.dir.display().to_string(),
+            });
+        }
         let path = paths.dir.join("lock");
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -250,7 +264,6 @@ impl Runtime {
         }
         let c = req.container;
         let own_network = !matches!(c.network, ContainerNetwork::Host);
-        etc::write(&tmp_paths.etc(), &c.hostname, own_network, &Vec::new())?;
         let final_paths = self.layout.container(id);
         let cgroup_path = self.layout.cgroup_path(id);
         let mut spec = bundle::build(&bundle::SpecInputs {
@@ -326,6 +339,7 @@ impl Runtime {
             groups: c.groups.clone(),
             seed,
             own_network,
+            hostname: c.hostname.clone(),
             seccomp_sha256,
             stop_signal: stop_signal.0,
             stop_timeout_ms: c.stop_timeout.0.as_millis() as u64,
@@ -354,9 +368,14 @@ impl Runtime {
                 .ok()
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|age| age > Duration::from_secs(3600));
+            // A `remove` in progress still holds the directory's lock after renaming it.
+            let locked = std::fs::File::open(entry.path().join("lock")).is_ok_and(|f| {
+                rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err()
+            });
             if name.starts_with('.')
                 && (name.ends_with(".creating") || name.contains(".removing"))
                 && stale
+                && !locked
             {
                 tracing::info!("removing {name}, left by an interrupted create or remove");
                 let _ = std::fs::remove_dir_all(entry.path());
@@ -410,7 +429,13 @@ impl Runtime {
         };
         let report = read_readiness(out, START_TIMEOUT);
         child.wait().map_err(spawn_err)?;
-        let (monitor, last) = report.map_err(spawn_err)?;
+        let (monitor, last, timed_out) = match report {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(container = id, "reading the monitor's readiness: {e}");
+                (None, None, false)
+            }
+        };
         match last {
             Some(Readiness::Running { .. }) => record::load::<MonitorRecord>(&paths.monitor())?
                 .ok_or_else(|| RuntimeError::StartFailed {
@@ -421,24 +446,60 @@ impl Runtime {
                 id: id.into(),
                 message: error,
             }),
-            Some(Readiness::Forked { .. }) | None => {
-                // Timed out (or the monitor died): do not leave it half-started.
-                if let Some(monitor) = monitor
-                    && let Ok(Some(fd)) = monitor.open()
-                {
-                    let _ = sys::send_signal(&fd, Signal::KILL.0);
-                    let _ = sys::wait_readable(&fd, Some(MONITOR_EXIT_TIMEOUT));
-                }
+            Some(Readiness::Forked { .. } | Readiness::Seeding { .. }) | None => {
+                let why = if timed_out {
+                    format!(
+                        "the monitor did not report within {}s",
+                        START_TIMEOUT.as_secs()
+                    )
+                } else {
+                    "the monitor ended without reporting".to_string()
+                };
+                self.abandon_start(id, monitor, &why)?;
                 Err(RuntimeError::StartFailed {
                     id: id.into(),
-                    message: format!(
-                        "the monitor did not report within {}s; see {}",
-                        START_TIMEOUT.as_secs(),
-                        paths.monitor_log().display()
-                    ),
+                    message: format!("{why}; see {}", paths.monitor_log().display()),
                 })
             }
         }
+    }
+
+    /// A start that failed without a clear answer: kill the monitor, then whatever it got
+    /// to (a created or even running container), and record the failure, so nothing is
+    /// left running unsupervised. Called with the container's lock held.
+    fn abandon_start(
+        &self,
+        id: &str,
+        monitor: Option<ProcessId>,
+        why: &str,
+    ) -> Result<(), RuntimeError> {
+        if let Some(monitor) = monitor
+            && let Ok(Some(fd)) = monitor.open()
+        {
+            let _ = sys::send_signal(&fd, Signal::KILL.0);
+            let _ = sys::wait_readable(&fd, Some(MONITOR_EXIT_TIMEOUT));
+        }
+        let record = self.record(id)?;
+        match self.state(id)? {
+            State::Lost { init, .. } => {
+                self.clean_up_lost(id, &record, init, None)?;
+            }
+            State::Created => {
+                engine::for_record(&record, &self.layout.engine_root()).delete(id)?;
+                let now = record::now_ms();
+                let exit = ExitRecord {
+                    code: None,
+                    signal: None,
+                    oom_killed: false,
+                    started_at_ms: now,
+                    finished_at_ms: now,
+                    error: Some(why.to_string()),
+                };
+                record::save_volatile(&self.paths(id)?.exit(), &exit)?;
+            }
+            State::Running(_) | State::Exited(_) => {}
+        }
+        Ok(())
     }
 
     /// The paths of a container, for a well-formed id only (ids become paths and cgroups).
@@ -505,11 +566,24 @@ impl Runtime {
 
     pub fn state(&self, id: &str) -> Result<State, RuntimeError> {
         let paths = self.paths(id)?;
-        if let Some(exit) = record::load::<ExitRecord>(&paths.exit())? {
-            return Ok(State::Exited(exit));
+        // A damaged record (a power loss during its write) makes the container lost, not
+        // the whole listing an error: it can still be stopped and removed.
+        let damaged = |e: record::RecordError| match e {
+            record::RecordError::Damaged { path, message } => Ok(State::Lost {
+                reason: format!("its record {} is damaged: {message}", path.display()),
+                init: None,
+            }),
+            other => Err(RuntimeError::from(other)),
+        };
+        match record::load::<ExitRecord>(&paths.exit()) {
+            Ok(Some(exit)) => return Ok(State::Exited(exit)),
+            Ok(None) => {}
+            Err(e) => return damaged(e),
         }
-        let Some(monitor) = record::load::<MonitorRecord>(&paths.monitor())? else {
-            return Ok(State::Created);
+        let monitor = match record::load::<MonitorRecord>(&paths.monitor()) {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(State::Created),
+            Err(e) => return damaged(e),
         };
         let this_boot = BootId::current().map_err(|source| RuntimeError::Process {
             op: "reading the boot id for",
@@ -662,7 +736,13 @@ impl Runtime {
     pub fn remove(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
         let paths = self.paths(id)?;
         let _lock = ContainerLock::acquire(&paths)?;
-        let record = self.record(id)?;
+        let record = match self.record(id) {
+            Ok(record) => record,
+            Err(RuntimeError::Record(record::RecordError::Damaged { .. })) => {
+                return self.remove_unreadable(id, &paths);
+            }
+            Err(e) => return Err(e),
+        };
         if self.state(id)?.is_running() {
             if !force {
                 return Err(RuntimeError::Running { id: id.into() });
@@ -670,6 +750,57 @@ impl Runtime {
             self.stop_locked(id, Some(Duration::ZERO))?;
         }
         engine::for_record(&record, &self.layout.engine_root()).delete(id)?;
+        self.delete_dir(id, &paths)
+    }
+
+    /// Remove a container whose own record cannot be read: whatever of it may exist in the
+    /// kernel is found by its id (its processes through the monitor record, its cgroup,
+    /// either engine's state), then the directory goes. Everything under `containers/` is
+    /// berth's, so nothing foreign is touched.
+    fn remove_unreadable(
+        &self,
+        id: &str,
+        paths: &layout::ContainerPaths,
+    ) -> Result<(), RuntimeError> {
+        if let Ok(Some(monitor)) = record::load::<MonitorRecord>(&paths.monitor()) {
+            for process in [monitor.init, monitor.monitor] {
+                if let Ok(Some(fd)) = process.open() {
+                    let _ = sys::send_signal(&fd, Signal::KILL.0);
+                    let _ = sys::wait_readable(&fd, Some(MONITOR_EXIT_TIMEOUT));
+                }
+            }
+        }
+        let oci_root = self.layout.engine_root().join("oci");
+        if oci_root.join(id).exists()
+            && let Ok(EngineRecord::Oci { binary }) =
+                engine_record(&EngineChoice::Oci("runc".into()))
+        {
+            let _ = Command::new(binary)
+                .arg("--root")
+                .arg(&oci_root)
+                .args(["delete", "--force", id])
+                .output();
+        }
+        let hierarchies = cgroupfs::hierarchies().map_err(|source| RuntimeError::Process {
+            op: "reading the cgroup mounts for",
+            id: id.into(),
+            source,
+        })?;
+        cgroupfs::remove(&hierarchies, &self.layout.cgroup_path(id)).map_err(|source| {
+            RuntimeError::Process {
+                op: "removing the cgroup of",
+                id: id.into(),
+                source,
+            }
+        })?;
+        let state = self.layout.engine_root().join("embedded").join(id);
+        if state.exists() {
+            std::fs::remove_dir_all(&state).map_err(io_err("removing", &state))?;
+        }
+        self.delete_dir(id, paths)
+    }
+
+    fn delete_dir(&self, id: &str, paths: &layout::ContainerPaths) -> Result<(), RuntimeError> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -681,6 +812,30 @@ impl Runtime {
         std::fs::rename(&paths.dir, &doomed).map_err(io_err("renaming", &paths.dir))?;
         std::fs::remove_dir_all(&doomed).map_err(io_err("removing", &doomed))?;
         Ok(())
+    }
+
+    /// Ids of container directories whose record cannot be read (`list` skips them).
+    pub fn unreadable(&self) -> Result<Vec<String>, RuntimeError> {
+        let dir = self.layout.containers();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("listing", &dir)(e).into()),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if layout::valid_id(&id)
+                && !matches!(
+                    record::load::<ContainerRecord>(&entry.path().join("container.json")),
+                    Ok(Some(_))
+                )
+            {
+                out.push(id);
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// Run a command inside a running container (joins its namespaces and cgroup). Must be

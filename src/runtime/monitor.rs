@@ -29,6 +29,10 @@ pub enum Readiness {
     Forked {
         monitor: ProcessId,
     },
+    /// Progress: copying the image's content into a first-use volume (can take long).
+    Seeding {
+        volume: String,
+    },
     Running {
         monitor: ProcessId,
         init: ProcessId,
@@ -137,6 +141,14 @@ impl Monitor {
             .map_err(|e| format!("unsharing the mount namespace: {e}"))?;
         rootfs::mount_overlay(paths, &record.layers).map_err(|e| e.to_string())?;
 
+        // Generated at every start (not kept from creation): always whole, and current.
+        super::etc::write(
+            &paths.etc(),
+            &record.hostname,
+            record.own_network,
+            &Vec::new(),
+        )
+        .map_err(|e| e.to_string())?;
         let root = rootfs::open_root(&paths.rootfs()).map_err(|e| e.to_string())?;
         let passwd = rootfs::read_small_file(&root, "/etc/passwd").map_err(|e| e.to_string())?;
         let group = rootfs::read_small_file(&root, "/etc/group").map_err(|e| e.to_string())?;
@@ -288,6 +300,9 @@ fn seed_volume(
             seed.data.display()
         ));
     }
+    report(&Readiness::Seeding {
+        volume: seed.volume.clone(),
+    });
     crate::fsutil::write_atomic(&started, b"").map_err(|e| e.to_string())?;
     crate::volume::seed_from(
         root,
@@ -296,6 +311,10 @@ fn seed_volume(
         volumes.keeps_owner(&seed.volume),
     )
     .map_err(|e| format!("volume {}: {e}", seed.volume))?;
+    // The copy is on disk before the marker that says so.
+    let data = std::fs::File::open(&seed.data)
+        .map_err(|e| format!("opening {}: {e}", seed.data.display()))?;
+    rustix::fs::syncfs(&data).map_err(|e| format!("syncing {}: {e}", seed.data.display()))?;
     crate::fsutil::write_atomic(&done, b"").map_err(|e| e.to_string())?;
     std::fs::remove_file(&started).map_err(|e| format!("removing {}: {e}", started.display()))
 }

@@ -31,6 +31,8 @@ pub struct ContainerRecord {
     pub seed: Vec<Seed>,
     /// A network namespace of its own (its loopback must be brought up).
     pub own_network: bool,
+    /// Written to /etc/hostname and /etc/hosts at every start.
+    pub hostname: String,
     /// sha256 of the compiled seccomp program in the bundle (embedded engine): the engine
     /// refuses to start or exec without exactly that program.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -71,6 +71,9 @@ impl Volumes {
     pub fn ensure(&self, name: &str, spec: &Volume) -> Result<PathBuf, VolumeError> {
         let dir = self.dir(name);
         let data = self.data(name);
+        // Data written by containers (setuid files included) must not be reachable by other
+        // users of the host; also tightens a directory an older berth left open.
+        fsutil::private_dir(&self.dir)?;
         if self.get(name)?.is_some() {
             return Ok(data);
         }
@@ -80,9 +83,6 @@ impl Volumes {
                 path: dir,
             });
         }
-        // Data written by containers (setuid files included) must not be reachable by other
-        // users of the host.
-        fsutil::private_dir(&self.dir)?;
         // Build it under a temporary name and rename, so a crash never leaves a volume
         // without its record.
         let tmp = self.dir.join(format!(".{name}.creating"));

@@ -945,7 +945,8 @@ fn exec_relays_stdio_through_pipes_of_its_own() {
     let (sb, image) = sandbox();
     container(&sb, &image, "io", r#"command = ["sleep", "300"]"#);
     sb.start("io");
-    // The caller's stdin is /dev/null here; the process sees a pipe, never the caller's file.
+    // Without -i the process reads the container's /dev/null; its output is a pipe of
+    // berth's, never the caller's own descriptor.
     let out = sb.berth(&[
         "exec",
         "io",
@@ -955,13 +956,22 @@ fn exec_relays_stdio_through_pipes_of_its_own() {
         "readlink /proc/self/fd/0; readlink /proc/self/fd/1",
     ]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
     assert!(
-        text.lines().count() == 2 && text.lines().all(|l| l.starts_with("pipe:")),
+        lines.len() == 2 && lines[0] == "/dev/null" && lines[1].starts_with("pipe:"),
         "{text}"
     );
     // Input reaches it and the output comes back, stderr apart.
     let mut child = sb
-        .command(&["exec", "io", "--", "sh", "-c", "tr a-z A-Z; echo done >&2"])
+        .command(&[
+            "exec",
+            "-i",
+            "io",
+            "--",
+            "sh",
+            "-c",
+            "tr a-z A-Z; echo done >&2",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -1091,4 +1101,122 @@ fn ps_lists_running_and_with_all_the_ended_containers() {
     assert_eq!(all[0]["state"], "exited");
     assert_eq!(all[0]["exit_code"], 137);
     assert_eq!(all[0]["spec_hash"], record.spec_hash.as_str());
+}
+
+#[test]
+fn damaged_records_leave_the_container_listable_and_removable() {
+    let (sb, image) = sandbox();
+    container(&sb, &image, "hurt", r#"command = ["sleep", "300"]"#);
+    let running = sb.start("hurt");
+    let done = {
+        container(&sb, &image, "done", r#"command = ["true"]"#);
+        let r = sb.start("done");
+        sb.wait_exit(&r.id, Duration::from_secs(10));
+        r
+    };
+    // A power loss can leave any of these torn; truncate one of each kind.
+    let paths = |id: &str| sb.runtime.layout().container(id);
+    std::fs::write(paths(&done.id).exit(), b"{\"code\":").expect("truncate exit.json");
+    std::fs::write(paths(&running.id).record(), b"").expect("truncate container.json");
+    let out = sb.berth(&["ps", "-a", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let state = |id: &str| {
+        rows.iter()
+            .find(|r| r["id"] == id)
+            .map(|r| r["state"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(state(&done.id).as_deref(), Some("lost"), "{rows:?}");
+    assert_eq!(state(&running.id).as_deref(), Some("damaged"), "{rows:?}");
+    for id in [&done.id, &running.id] {
+        let out = sb.berth(&["rm", "-f", id]);
+        assert!(
+            out.status.success(),
+            "rm {id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!paths(id).dir.exists());
+    }
+    // The running one's processes and cgroup went with it.
+    let cgroup = Path::new("/sys/fs/cgroup/pids").join(running.cgroup_path.trim_start_matches('/'));
+    assert!(!cgroup.exists(), "cgroup left behind");
+}
+
+#[test]
+fn exec_refuses_a_container_whose_seccomp_program_is_not_the_recorded_one() {
+    let (sb, image) = sandbox();
+    container(&sb, &image, "guarded", r#"command = ["sleep", "300"]"#);
+    let record = sb.start("guarded");
+    let paths = sb.runtime.layout().container(&record.id);
+    // Tampered program.
+    let bpf = paths.dir.join("seccomp.bpf");
+    let original = std::fs::read(&bpf).expect("bpf");
+    let mut tampered = original.clone();
+    tampered.truncate(tampered.len() - 8);
+    std::fs::write(&bpf, &tampered).expect("tamper");
+    let out = sb.berth(&["exec", "guarded", "--", "true"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not the program recorded"));
+    std::fs::write(&bpf, &original).expect("restore");
+    // A record that names no program while the bundle has one (an older berth's).
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(paths.record()).expect("record")).expect("json");
+    json.as_object_mut()
+        .expect("object")
+        .remove("seccomp_sha256");
+    std::fs::write(paths.record(), serde_json::to_vec(&json).expect("encode")).expect("write");
+    let out = sb.berth(&["exec", "guarded", "--", "true"]);
+    assert!(!out.status.success(), "ran without the seccomp program");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("names no seccomp program"));
+}
+
+#[test]
+fn exec_keeps_relaying_after_the_process_closes_its_output() {
+    let (sb, image) = sandbox();
+    container(&sb, &image, "quiet", r#"command = ["sleep", "300"]"#);
+    sb.start("quiet");
+    // All the input arrives although the process closed stdout and stderr first.
+    let input = vec![b'x'; 512 * 1024];
+    let mut child = sb
+        .command(&[
+            "exec",
+            "-i",
+            "quiet",
+            "--",
+            "sh",
+            "-c",
+            "exec >/dev/null 2>&1; cat > /tmp/in",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("exec");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(&input).expect("write");
+    }
+    assert!(child.wait().expect("wait").success());
+    let out = sb.berth(&["exec", "quiet", "--", "wc", "-c", "/tmp/in"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next(),
+        Some("524288")
+    );
+    // Without -i the caller's input is not consumed: the next reader still gets it.
+    let script = format!(
+        "printf 'one\\ntwo\\n' | while read x; do echo $x; {} --root {} exec quiet -- true; done",
+        crate::support::sandbox::BERTH,
+        sb.root().display()
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("sh");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\n");
 }

@@ -151,11 +151,15 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         let mut problems = Vec::new();
-        if let Ok(records) = self.runtime.list() {
-            for r in records {
-                if let Err(e) = self.runtime.remove(&r.id, true) {
-                    problems.push(format!("removing {}: {e}", r.id));
-                }
+        let mut ids: Vec<String> = self
+            .runtime
+            .list()
+            .map(|l| l.into_iter().map(|r| r.id).collect())
+            .unwrap_or_default();
+        ids.extend(self.runtime.unreadable().unwrap_or_default());
+        for id in ids {
+            if let Err(e) = self.runtime.remove(&id, true) {
+                problems.push(format!("removing {id}: {e}"));
             }
         }
         // Removing the containers removed their cgroups; only the empty scope directories
