@@ -486,15 +486,7 @@ impl Runtime {
             }
             State::Created => {
                 engine::for_record(&record, &self.layout.engine_root()).delete(id)?;
-                let now = record::now_ms();
-                let exit = ExitRecord {
-                    code: None,
-                    signal: None,
-                    oom_killed: false,
-                    started_at_ms: now,
-                    finished_at_ms: now,
-                    error: Some(why.to_string()),
-                };
+                let exit = ExitRecord::never_ran(why);
                 record::save_volatile(&self.paths(id)?.exit(), &exit)?;
             }
             State::Running(_) | State::Exited(_) => {}
@@ -517,15 +509,8 @@ impl Runtime {
 
     /// Every container berth created under this state root, oldest first.
     pub fn list(&self) -> Result<Vec<ContainerRecord>, RuntimeError> {
-        let dir = self.layout.containers();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err("listing", &dir)(e).into()),
-        };
         let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io_err("listing", &dir))?;
+        for entry in self.container_dirs()? {
             let name = entry.file_name();
             if name.to_string_lossy().starts_with('.') {
                 continue;
@@ -814,16 +799,22 @@ impl Runtime {
         Ok(())
     }
 
+    /// The entries of the containers directory (none if it does not exist yet).
+    fn container_dirs(&self) -> Result<Vec<std::fs::DirEntry>, RuntimeError> {
+        let dir = self.layout.containers();
+        match std::fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| io_err("listing", &dir)(e).into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io_err("listing", &dir)(e).into()),
+        }
+    }
+
     /// Ids of container directories whose record cannot be read (`list` skips them).
     pub fn unreadable(&self) -> Result<Vec<String>, RuntimeError> {
-        let dir = self.layout.containers();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err("listing", &dir)(e).into()),
-        };
         let mut out = Vec::new();
-        for entry in entries.flatten() {
+        for entry in self.container_dirs()? {
             let id = entry.file_name().to_string_lossy().into_owned();
             if layout::valid_id(&id)
                 && !matches!(

@@ -83,15 +83,7 @@ pub fn main(layout: &Layout, id: &str) -> i32 {
         }
         Err(error) => {
             tracing::error!(container = id, "{error}");
-            let now = record::now_ms();
-            let exit = ExitRecord {
-                code: None,
-                signal: None,
-                oom_killed: false,
-                started_at_ms: now,
-                finished_at_ms: now,
-                error: Some(error.clone()),
-            };
+            let exit = ExitRecord::never_ran(error.clone());
             if let Err(e) = record::save_volatile(&paths.exit(), &exit) {
                 tracing::error!(container = id, "recording the failure: {e}");
             }

@@ -142,6 +142,19 @@ pub struct ExitRecord {
 }
 
 impl ExitRecord {
+    /// The record of a container that never ran: the engine or its monitor failed first.
+    pub fn never_ran(error: impl Into<String>) -> ExitRecord {
+        let now = now_ms();
+        ExitRecord {
+            code: None,
+            signal: None,
+            oom_killed: false,
+            started_at_ms: now,
+            finished_at_ms: now,
+            error: Some(error.into()),
+        }
+    }
+
     /// Shell convention: the code, or 128 + signal.
     pub fn status(&self) -> i32 {
         match (self.code, self.signal) {
