@@ -15,14 +15,7 @@ LAYER_MB=${LAYER_MB:-20}
 PACKAGES=(docker-registry podman skopeo umoci hyperfine jq)
 
 [[ $(id -u) -eq 0 ]] || { echo "bench-pull: run as root" >&2; exit 1; }
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+scripts/install-deps "${PACKAGES[@]}"
 
 WORK=$(mktemp -d /var/tmp/berth-bench-pull.XXXXXX)
 REGISTRY_PID=

@@ -20,15 +20,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-50}
 IDLE=${IDLE:-5}
 
-need=(podman runc crun conmon hyperfine jq busybox-static)
-missing=()
-for pkg in "${need[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+scripts/install-deps podman runc crun conmon hyperfine jq busybox-static
 
 cargo build --release --locked -q
 BERTH=$PWD/target/release/berth

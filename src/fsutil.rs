@@ -43,6 +43,34 @@ pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
         .map_err(io_err("sync directory", dir))
 }
 
+/// Open `path` below the directory `root` with the kernel keeping every step (symlinks,
+/// `..`, absolute links) inside it: the one way berth opens paths in content an image
+/// controls (layers being unpacked, a container's root filesystem).
+pub fn open_in_root(
+    root: &impl std::os::fd::AsFd,
+    path: impl rustix::path::Arg,
+    flags: rustix::fs::OFlags,
+) -> rustix::io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    rustix::fs::openat2(
+        root,
+        path,
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
+    )
+}
+
+/// A name for a directory about to be deleted, unique among concurrent removals: it is
+/// renamed first so that the removal is atomic for readers.
+pub fn doomed_name(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(".{name}.removing.{nanos}")
+}
+
 /// Create `dir` (and its parents) and make it accessible to root only: it holds image
 /// content, containers' writable layers and volumes, where a setuid file an image or a
 /// container planted must not be reachable by other users of the host.

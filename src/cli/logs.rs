@@ -27,14 +27,7 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
     let dir = runtime.layout().container(&record.id).logs();
     let (records, mut cursor) = logfile::tail(&dir, args.tail)?;
     let mut render = logfile::Render::new(args.timestamps);
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    let mut emit = |r: &logfile::Record| -> std::io::Result<()> {
-        match r.stream {
-            logfile::Stream::Stdout => render.render(r, &mut stdout.lock()),
-            logfile::Stream::Stderr => render.render(r, &mut stderr.lock()),
-        }
-    };
+    let mut emit = |r: &logfile::Record| emit(&mut render, r);
     for r in &records {
         emit(r)?;
     }
@@ -53,4 +46,12 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         )?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Print one record on the stream it came from (stdout or stderr).
+pub fn emit(render: &mut logfile::Render, record: &logfile::Record) -> std::io::Result<()> {
+    match record.stream {
+        logfile::Stream::Stdout => render.render(record, &mut std::io::stdout().lock()),
+        logfile::Stream::Stderr => render.render(record, &mut std::io::stderr().lock()),
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use berth::runtime::record::ContainerRecord;
 use berth::runtime::{Runtime, State};
@@ -134,11 +134,7 @@ fn row(record: ContainerRecord, state: State) -> Row {
 
 /// "3m", "2h 5m", rounded down to what a person reads at a glance.
 fn ago(ms: u64) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(ms);
-    let secs = now.saturating_sub(ms) / 1000;
+    let secs = berth::runtime::record::now_ms().saturating_sub(ms) / 1000;
     let rounded = if secs < 120 {
         secs
     } else if secs < 7200 {

@@ -189,21 +189,10 @@ pub fn print_records(
     cursor: &mut logfile::Cursor,
     render: &mut logfile::Render,
 ) -> anyhow::Result<()> {
-    let records = cursor.read_new()?;
-    if records.is_empty() {
-        return Ok(());
-    }
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    let (mut out, mut err) = (stdout.lock(), stderr.lock());
-    for r in &records {
-        match r.stream {
-            logfile::Stream::Stdout => render.render(r, &mut out)?,
-            logfile::Stream::Stderr => render.render(r, &mut err)?,
-        }
+    for r in &cursor.read_new()? {
+        super::logs::emit(render, r)?;
     }
     use std::io::Write;
-    out.flush()?;
-    err.flush()?;
+    std::io::stdout().flush()?;
     Ok(())
 }

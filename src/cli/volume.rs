@@ -1,7 +1,7 @@
 //! `berth volume ls` and `berth volume rm`: named volumes are never removed implicitly, so
 //! this is how they are removed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::bail;
@@ -53,13 +53,18 @@ pub fn run(root: &Path, command: &VolumeCommand) -> anyhow::Result<ExitCode> {
                     unreadable.join(", ")
                 );
             }
+            // Each container's mount sources, read once whatever the number of volumes.
+            let sources: Vec<(&str, Option<Vec<PathBuf>>)> = containers
+                .iter()
+                .map(|c| (c.id.as_str(), mount_sources(&runtime, &c.id)))
+                .collect();
             for name in names {
-                let users: Vec<&str> = containers
+                let data = volumes.data(name);
+                let users: Vec<&str> = sources
                     .iter()
-                    .filter(|c| {
-                        c.seed.iter().any(|s| &s.volume == name) || mounts(&runtime, &c.id, name)
-                    })
-                    .map(|c| c.id.as_str())
+                    // An unreadable spec could mount anything: it counts as a user.
+                    .filter(|(_, s)| s.as_ref().is_none_or(|s| s.contains(&data)))
+                    .map(|(id, _)| *id)
                     .collect();
                 if !users.is_empty() {
                     bail!(
@@ -77,16 +82,15 @@ pub fn run(root: &Path, command: &VolumeCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether a container's spec bind-mounts the volume (seeding may have been turned off).
-fn mounts(runtime: &Runtime, id: &str, volume: &str) -> bool {
-    let data = Volumes::new(&runtime.layout().state_root).data(volume);
-    let config = runtime.layout().container(id).config();
-    let Ok(spec) = oci_spec::runtime::Spec::load(config) else {
-        // An unreadable spec could mount anything: count it as a user.
-        return true;
-    };
-    spec.mounts()
-        .iter()
-        .flatten()
-        .any(|m| m.source().as_deref() == Some(data.as_path()))
+/// The sources of a container's bind mounts (volumes are bind mounts of their data
+/// directory); `None` if its spec cannot be read.
+fn mount_sources(runtime: &Runtime, id: &str) -> Option<Vec<PathBuf>> {
+    let spec = oci_spec::runtime::Spec::load(runtime.layout().container(id).config()).ok()?;
+    Some(
+        spec.mounts()
+            .iter()
+            .flatten()
+            .filter_map(|m| m.source().clone())
+            .collect(),
+    )
 }

@@ -26,7 +26,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
 use super::compression;
@@ -222,13 +222,7 @@ impl Unpacker {
 
     /// Open a directory below the root, the kernel keeping every step inside it.
     fn open_dir(&self, parts: &[OsString]) -> Result<OwnedFd, Errno> {
-        rustix::fs::openat2(
-            &self.root,
-            join(parts),
-            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
-        )
+        crate::fsutil::open_in_root(&self.root, join(parts), OFlags::DIRECTORY | OFlags::RDONLY)
     }
 
     /// Open (creating as needed) the parent directory of an entry.

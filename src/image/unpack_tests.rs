@@ -164,9 +164,8 @@ fn unpacks_files_dirs_links_with_metadata() {
         "setuid survives chown"
     );
     assert_eq!(tool.mtime(), 1_600_000_000);
-    if is_root() {
-        assert_eq!((tool.uid(), tool.gid()), (1000, 1001));
-    }
+    assert!(is_root(), "needs root (chown): run the tests as root");
+    assert_eq!((tool.uid(), tool.gid()), (1000, 1001));
     assert_eq!(
         std::fs::read_link(s.root.join("bin")).unwrap(),
         Path::new("usr/bin")
@@ -357,10 +356,10 @@ fn later_entries_replace_earlier_ones_of_another_kind() {
 
 #[test]
 fn whiteouts_in_layer_form_are_overlay_whiteouts() {
-    if !is_root() {
-        eprintln!("needs root (mknod, trusted.* xattrs): covered by the root test run");
-        return;
-    }
+    assert!(
+        is_root(),
+        "needs root (mknod, trusted.* xattrs): run the tests as root"
+    );
     let s = scratch();
     let layer = Layer::new()
         .dir("a/")
@@ -462,10 +461,10 @@ fn device_nodes_are_skipped() {
 
 #[test]
 fn only_safe_xattrs_are_applied() {
-    if !is_root() {
-        eprintln!("needs root (security.capability)");
-        return;
-    }
+    assert!(
+        is_root(),
+        "needs root (security.capability): run the tests as root"
+    );
     let s = scratch();
     let layer = Layer::new()
         .with_xattrs(

@@ -296,7 +296,7 @@ impl Embedded {
             .as_raw();
         if let Some(console) = console {
             console
-                .relay(pid)
+                .relay()
                 .map_err(|source| io_err("relaying the terminal of the process in", source))?;
         }
         // Reap the process whatever happened to the relay, so it never lingers as a zombie

@@ -41,7 +41,7 @@ impl ConsoleSocket {
 
     /// Receive the pty master and relay it to this process's stdin/stdout until the
     /// process in the container is done with it.
-    pub fn relay(self, _pid: i32) -> io::Result<()> {
+    pub fn relay(self) -> io::Result<()> {
         let master = self.receive_master()?;
         let stdin = rustix::stdio::stdin();
         let _raw = RawMode::enter(stdin)?;

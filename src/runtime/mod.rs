@@ -287,10 +287,14 @@ impl Runtime {
         {
             // Compiled once per profile, loaded by the engine's executor; the spec handed to
             // libcontainer carries none, so it does not compile it again at every start.
-            let bpf = seccomp_bpf::compile_cached(&profile, &self.layout.run_root.join("seccomp"))?;
+            let json = serde_json::to_vec_pretty(&profile).map_err(|e| spec_err(&e))?;
+            let bpf = seccomp_bpf::compile_cached(
+                &profile,
+                &json,
+                &self.layout.run_root.join("seccomp"),
+            )?;
             fsutil::write_new_file(&tmp_paths.dir.join(engine::SECCOMP_BPF), &bpf)?;
             seccomp_sha256 = Some(crate::sha256::hex_digest(&bpf));
-            let json = serde_json::to_vec_pretty(&profile).map_err(|e| spec_err(&e))?;
             fsutil::write_new_file(&tmp_paths.dir.join("seccomp.json"), &json)?;
         }
         let config = serde_json::to_vec_pretty(&spec).map_err(|e| spec_err(&e))?;
@@ -362,6 +366,12 @@ impl Runtime {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
+            // Only leftovers are looked at further: this runs at every create.
+            if !(name.starts_with('.')
+                && (name.ends_with(".creating") || name.contains(".removing")))
+            {
+                continue;
+            }
             let stale = entry
                 .metadata()
                 .and_then(|m| m.modified())
@@ -372,11 +382,7 @@ impl Runtime {
             let locked = std::fs::File::open(entry.path().join("lock")).is_ok_and(|f| {
                 rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err()
             });
-            if name.starts_with('.')
-                && (name.ends_with(".creating") || name.contains(".removing"))
-                && stale
-                && !locked
-            {
+            if stale && !locked {
                 tracing::info!("removing {name}, left by an interrupted create or remove");
                 let _ = std::fs::remove_dir_all(entry.path());
             }
@@ -786,14 +792,7 @@ impl Runtime {
     }
 
     fn delete_dir(&self, id: &str, paths: &layout::ContainerPaths) -> Result<(), RuntimeError> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let doomed = self
-            .layout
-            .containers()
-            .join(format!(".{id}.removing.{nanos}"));
+        let doomed = self.layout.containers().join(fsutil::doomed_name(id));
         std::fs::rename(&paths.dir, &doomed).map_err(io_err("renaming", &paths.dir))?;
         std::fs::remove_dir_all(&doomed).map_err(io_err("removing", &doomed))?;
         Ok(())

@@ -188,11 +188,6 @@ pub enum RecordError {
     Damaged { path: PathBuf, message: String },
 }
 
-/// Write a record that must survive power loss (the intent record of a container).
-pub fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), RecordError> {
-    Ok(fsutil::write_atomic(path, &encode(path, value)?)?)
-}
-
 /// Write a record that only describes this boot (monitor and exit records): readers see it
 /// whole or not at all, but it is not flushed to disk, because after a power loss the boot id
 /// has changed and the record means nothing anyway.

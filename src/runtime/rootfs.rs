@@ -7,7 +7,7 @@ use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags};
 
 use super::layout::ContainerPaths;
 
@@ -126,13 +126,7 @@ pub fn open_in_root(
     path: &str,
     flags: OFlags,
 ) -> Result<Option<OwnedFd>, std::io::Error> {
-    match rustix::fs::openat2(
-        root,
-        path.trim_start_matches('/'),
-        flags | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
-    ) {
+    match crate::fsutil::open_in_root(root, path.trim_start_matches('/'), flags) {
         Ok(fd) => Ok(Some(fd)),
         Err(rustix::io::Errno::NOENT) => Ok(None),
         Err(e) => Err(e.into()),

@@ -123,9 +123,13 @@ fn export(filter: &ScmpFilterContext) -> Result<Vec<u8>, SeccompError> {
     Ok(bpf)
 }
 
-/// `compile`, through a cache directory keyed by the profile and libseccomp's version.
-pub fn compile_cached(profile: &LinuxSeccomp, cache: &Path) -> Result<Vec<u8>, SeccompError> {
-    let json = serde_json::to_vec(profile).map_err(compile_err)?;
+/// `compile`, through a cache directory keyed by the profile (`json`, its encoding, which
+/// the caller writes beside the bundle anyway) and libseccomp's version.
+pub fn compile_cached(
+    profile: &LinuxSeccomp,
+    json: &[u8],
+    cache: &Path,
+) -> Result<Vec<u8>, SeccompError> {
     let version = libseccomp::ScmpVersion::current()
         .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
         .unwrap_or_default();
@@ -134,7 +138,7 @@ pub fn compile_cached(profile: &LinuxSeccomp, cache: &Path) -> Result<Vec<u8>, S
     hasher.update(&[0]);
     hasher.update(version.as_bytes());
     hasher.update(&[0]);
-    hasher.update(&json);
+    hasher.update(json);
     let path = cache.join(format!("{}.bpf", hasher.finish_hex()));
     if let Ok(bpf) = std::fs::read(&path)
         && !bpf.is_empty()
@@ -210,9 +214,16 @@ mod tests {
         let bpf = compile(&profile).expect("compile");
         assert!(bpf.len() > 800, "{} bytes", bpf.len());
         let cache = tempfile::tempdir().expect("tempdir");
-        assert_eq!(compile_cached(&profile, cache.path()).expect("cached"), bpf);
+        let json = serde_json::to_vec(&profile).expect("json");
+        assert_eq!(
+            compile_cached(&profile, &json, cache.path()).expect("cached"),
+            bpf
+        );
         assert_eq!(std::fs::read_dir(cache.path()).expect("list").count(), 1);
-        assert_eq!(compile_cached(&profile, cache.path()).expect("again"), bpf);
+        assert_eq!(
+            compile_cached(&profile, &json, cache.path()).expect("again"),
+            bpf
+        );
     }
 
     /// Load the compiled filter in a forked child and make real syscalls under it.

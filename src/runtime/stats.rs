@@ -125,14 +125,6 @@ impl Layout {
         }
     }
 
-    /// The file that counts OOM kills; libcgroups does not read it.
-    fn oom_file(&self) -> PathBuf {
-        match self {
-            Layout::V1 { memory_dir } => memory_dir.join("memory.oom_control"),
-            Layout::V2 { dir } => dir.join("memory.events"),
-        }
-    }
-
     fn exists(&self) -> bool {
         self.dir().is_dir()
     }
@@ -395,28 +387,25 @@ pub fn cpu_percent(prev: &Sample, now: &Sample) -> f64 {
     cpu_ns as f64 / wall_ns as f64 * 100.0
 }
 
-/// How many processes of the cgroup the kernel's OOM killer has killed. The monitor reads it
-/// after the container exits and before removing the cgroup, to tell an OOM kill from an
-/// ordinary SIGKILL.
+/// How many processes of the cgroup the kernel's OOM killer has killed (read where the
+/// monitor reads it, `cgroupfs::oom_kills`).
 pub fn oom_kills(cgroup_path: &Path) -> Result<u64, StatsError> {
     let layout = Layout::detect(cgroup_path)?;
-    let file = layout.oom_file();
-    let content = std::fs::read_to_string(&file).map_err(|source| {
-        if layout.exists() {
-            StatsError::Io {
-                file: file.clone(),
-                source,
-            }
-        } else {
-            StatsError::NotFound {
-                path: cgroup_path.into(),
-            }
-        }
+    if !layout.exists() {
+        return Err(StatsError::NotFound {
+            path: cgroup_path.into(),
+        });
+    }
+    let hierarchies = super::cgroupfs::hierarchies().map_err(|source| StatsError::Io {
+        file: PathBuf::from("/proc/self/mountinfo"),
+        source,
     })?;
-    keyed_value(&content, "oom_kill").ok_or(StatsError::MissingField {
-        file,
-        field: "oom_kill",
-    })
+    super::cgroupfs::oom_kills(&hierarchies, &cgroup_path.to_string_lossy()).ok_or(
+        StatsError::MissingField {
+            file: layout.dir().to_path_buf(),
+            field: "oom_kill",
+        },
+    )
 }
 
 /// The value of `key` in a flat keyed file (`key value` per line): v1 `memory.oom_control`,
@@ -1063,10 +1052,10 @@ mod cgroup_tests {
 
     #[test]
     fn samples_a_live_cgroup() {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
+        assert!(
+            is_root(),
+            "needs root: run the tests as root (scripts/test)"
+        );
         let cgroup = TestCgroup::new("stats-test");
         let mut hog = Hog::spawn(48 * MIB);
         cgroup.manager.add_task(hog.pid).expect("move the child");
@@ -1101,10 +1090,10 @@ mod cgroup_tests {
 
     #[test]
     fn counts_oom_kills() {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
+        assert!(
+            is_root(),
+            "needs root: run the tests as root (scripts/test)"
+        );
         let cgroup = TestCgroup::new("stats-oom-test");
         let mut hog = Hog::spawn(128 * MIB);
         cgroup.manager.add_task(hog.pid).expect("move the child");

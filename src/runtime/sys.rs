@@ -4,7 +4,6 @@
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::Path;
 use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
@@ -344,11 +343,6 @@ pub fn close_inherited_fds() {
     unsafe {
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
     }
-}
-
-/// Whether `path` is a directory with nothing in it.
-pub fn is_empty_dir(path: &Path) -> io::Result<bool> {
-    Ok(fs::read_dir(path)?.next().is_none())
 }
 
 #[cfg(test)]

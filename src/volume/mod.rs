@@ -165,11 +165,7 @@ impl Volumes {
             return Ok(false);
         }
         let dir = self.dir(name);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let doomed = self.dir.join(format!(".{name}.removing.{nanos}"));
+        let doomed = self.dir.join(fsutil::doomed_name(name));
         std::fs::rename(&dir, &doomed).map_err(io_err("renaming", &dir))?;
         std::fs::remove_dir_all(&doomed).map_err(io_err("removing", &doomed))?;
         Ok(true)

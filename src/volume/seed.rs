@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 const MAX_DEPTH: usize = 128;
 
@@ -45,12 +45,10 @@ pub fn seed_from(
     keep_owner: bool,
 ) -> Result<u64, SeedError> {
     let source_path = PathBuf::from(target);
-    let source = match rustix::fs::openat2(
+    let source = match crate::fsutil::open_in_root(
         root,
         target.trim_start_matches('/'),
-        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
+        OFlags::DIRECTORY | OFlags::RDONLY,
     ) {
         Ok(fd) => fd,
         // Nothing (or not a directory) at the mount point: nothing to seed.
