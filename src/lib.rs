@@ -1,7 +1,9 @@
 //! berth: a declarative container agent. See ARCHITECTURE.md for the map.
 
+pub mod failpoint;
 pub mod fsutil;
 pub mod image;
+pub mod reconcile;
 pub mod runtime;
 pub mod sha256;
 pub mod spec;

@@ -1,16 +1,19 @@
 //! The command line: parsing (clap) and one module per subcommand. The only place that uses
 //! `anyhow`; everything below returns typed errors.
 
+mod agent;
 mod exec;
 mod images;
 mod lifecycle;
 mod logs;
+mod plan;
 mod progress;
 mod prune;
 mod ps;
 mod run;
 mod schema;
 mod stats;
+mod status;
 mod validate;
 mod volume;
 
@@ -44,6 +47,18 @@ pub enum Command {
     Validate(validate::Args),
     /// Print the JSON Schema of the desired-state format (for editors and linters).
     Schema(schema::Args),
+    /// Show what `apply` would do to make the machine equal to a desired-state directory.
+    /// Changes nothing.
+    Plan(plan::PlanArgs),
+    /// Make the machine equal to a desired-state directory once (one pass, or until
+    /// converged with --wait), then exit. Refused while an agent manages the state root.
+    Apply(plan::ApplyArgs),
+    /// Keep the machine equal to a desired-state directory: reconcile on every change,
+    /// container exit and resync, until SIGTERM (containers keep running).
+    Agent(agent::Args),
+    /// Desired versus actual: each described container's state, restarts, last exit,
+    /// and the reconciler's last word about it.
+    Status(status::Args),
     /// Fetch an image into the content store (verifying every digest) and unpack its layers.
     Pull(images::PullArgs),
     /// List the images in the content store.
@@ -93,6 +108,10 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Schema(args) => schema::run(&args),
+        Command::Plan(args) => plan::plan(&cli.root, &args),
+        Command::Apply(args) => plan::apply(&cli.root, &args),
+        Command::Agent(args) => agent::run(&cli.root, &args),
+        Command::Status(args) => status::run(&cli.root, &args),
         Command::Pull(args) => images::pull(&cli.root, &args),
         Command::Images(args) => images::list(&cli.root, &args),
         Command::Unpack(args) => images::unpack(&cli.root, &args),

@@ -2,7 +2,6 @@
 //! its image is fetched per its pull policy, its volumes are created, and its output is
 //! followed until it exits (or, with `--detach`, not at all).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,14 +9,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use berth::image::ImageService;
 use berth::image::record::ImageRecord;
-use berth::image::registry::PullOptions;
-use berth::image::unpack::Limits;
+use berth::reconcile::apply::{Machine, create_container};
 use berth::runtime::record::{ContainerRecord, ExitRecord};
-use berth::runtime::{CreateRequest, Runtime, State, logfile, sys};
-use berth::spec::hash::SpecHashed;
+use berth::runtime::{Runtime, State, logfile, sys};
 use berth::spec::model::{Desired, PullPolicy};
-use berth::spec::mount::Mount;
-use berth::volume::Volumes;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -50,10 +45,10 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
             }
         );
     };
-    let images = ImageService::open(root, None)?;
-    let image = ensure_image(&images, &loaded.desired, &args.name)?;
-    let runtime = Runtime::new(root)?;
-    let record = create(&runtime, &images, &loaded.desired, &args.name, &image)?;
+    let machine = Machine::open(root, None)?;
+    ensure_image(&machine.images, &loaded.desired, &args.name)?;
+    let runtime = &machine.runtime;
+    let record = create_container(&machine, &loaded.desired, &args.name)?;
     let started = runtime.start(&record.id);
     if let Err(e) = started {
         if args.rm {
@@ -66,7 +61,7 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let _ = container;
-    let exit = follow_until_exit(&runtime, &record)?;
+    let exit = follow_until_exit(runtime, &record)?;
     if args.rm {
         runtime.remove(&record.id, false)?;
     }
@@ -97,17 +92,7 @@ pub fn ensure_image(
             container.image
         ),
         (_, _) => {
-            let mut options = PullOptions::default();
-            if let Some(entry) = entry {
-                options.insecure = entry.insecure;
-                if let Some(p) = &entry.platform {
-                    options.platform = berth::image::manifest::Platform {
-                        os: p.os.clone(),
-                        architecture: p.architecture.clone(),
-                        variant: p.variant.clone(),
-                    };
-                }
-            }
+            let options = berth::reconcile::apply::pull_options(desired, &container.image);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -117,40 +102,6 @@ pub fn ensure_image(
         }
     };
     Ok(record)
-}
-
-/// Create (not start) a container for `[container.NAME]`: volumes, layers, bundle, records.
-pub fn create(
-    runtime: &Runtime,
-    images: &ImageService,
-    desired: &Desired,
-    name: &str,
-    image: &ImageRecord,
-) -> anyhow::Result<ContainerRecord> {
-    let container = &desired.containers[name];
-    let volumes = Volumes::new(&runtime.layout().state_root);
-    let mut prepared = BTreeMap::new();
-    for m in &container.mounts {
-        if let Mount::Volume { source, .. } = m {
-            let spec = desired
-                .volumes
-                .get(source.as_str())
-                .with_context(|| format!("volume {source} is not described"))?;
-            prepared.insert(source.clone(), volumes.ensure(source, spec)?);
-        }
-    }
-    let layers = images.layer_dirs(image, &Limits::default())?;
-    let config = images.config(image)?;
-    let hash = container.spec_hash()?;
-    Ok(runtime.create(&CreateRequest {
-        name,
-        container,
-        spec_hash: hash.as_str(),
-        image,
-        image_config: &config,
-        layers: &layers,
-        volumes: &prepared,
-    })?)
 }
 
 /// Print the container's output as it comes, until its monitor has recorded the exit.

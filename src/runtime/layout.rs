@@ -125,6 +125,13 @@ impl ContainerPaths {
     pub fn exit(&self) -> PathBuf {
         self.dir.join("exit.json")
     }
+    /// The `[container.*]` entry it was made from, as resolved (for `plan`'s field diff).
+    pub fn spec(&self) -> PathBuf {
+        self.dir.join("spec.json")
+    }
+    pub fn restarts(&self) -> PathBuf {
+        self.dir.join("restarts.json")
+    }
     pub fn monitor_log(&self) -> PathBuf {
         self.dir.join("monitor.log")
     }

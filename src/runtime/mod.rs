@@ -30,7 +30,9 @@ use oci_spec::image::ImageConfiguration;
 
 use self::layout::Layout;
 use self::monitor::Readiness;
-use self::record::{BootId, ContainerRecord, EngineRecord, ExitRecord, MonitorRecord, Seed};
+use self::record::{
+    BootId, ContainerRecord, EngineRecord, ExitRecord, MonitorRecord, RestartRecord, Seed,
+};
 use self::sys::ProcessId;
 use crate::fsutil::{self, FsError, io_err};
 use crate::image::record::ImageRecord;
@@ -231,16 +233,23 @@ impl Runtime {
         fsutil::private_dir(&containers)?;
         self.sweep_leftovers();
         let tmp = containers.join(format!(".{id}.creating"));
-        let built = self.build_container_dir(req, &id, engine, &tmp);
-        let record = match built {
-            Ok(record) => record,
+        std::fs::create_dir(&tmp).map_err(io_err("creating", &tmp))?;
+        // Held until the directory has its final name: `sweep_leftovers` removes only the
+        // directories of creates that are no longer running.
+        let lock = ContainerLock::acquire(&layout::ContainerPaths { dir: tmp.clone() });
+        let built =
+            lock.and_then(|lock| Ok((lock, self.build_container_dir(req, &id, engine, &tmp)?)));
+        let (_lock, record) = match built {
+            Ok(built) => built,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&tmp);
                 return Err(e);
             }
         };
+        crate::failpoint::hit("create-before-rename");
         let final_dir = self.layout.container(&id).dir;
         std::fs::rename(&tmp, &final_dir).map_err(io_err("renaming", &tmp))?;
+        crate::failpoint::hit("create-after-rename");
         Ok(record)
     }
 
@@ -297,6 +306,8 @@ impl Runtime {
             seccomp_sha256 = Some(crate::sha256::hex_digest(&bpf));
             fsutil::write_new_file(&tmp_paths.dir.join("seccomp.json"), &json)?;
         }
+        let entry = serde_json::to_vec_pretty(c).map_err(|e| spec_err(&e))?;
+        fsutil::write_new_file(&tmp_paths.spec(), &entry)?;
         let config = serde_json::to_vec_pretty(&spec).map_err(|e| spec_err(&e))?;
         fsutil::write_new_file(&tmp_paths.config(), &config)?;
 
@@ -358,8 +369,8 @@ impl Runtime {
         Ok(record)
     }
 
-    /// Directories left by a `create` or `remove` that crashed midway (older than an hour,
-    /// so a concurrent one is never touched).
+    /// Directories left by a `create` or `remove` that crashed midway: both hold the
+    /// directory's lock while they run, so an unlocked leftover is abandoned.
     fn sweep_leftovers(&self) {
         let Ok(entries) = std::fs::read_dir(self.layout.containers()) else {
             return;
@@ -372,17 +383,23 @@ impl Runtime {
             {
                 continue;
             }
-            let stale = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > Duration::from_secs(3600));
-            // A `remove` in progress still holds the directory's lock after renaming it.
-            let locked = std::fs::File::open(entry.path().join("lock")).is_ok_and(|f| {
-                rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err()
-            });
-            if stale && !locked {
+            // A create or remove in progress holds the directory's lock (a remove keeps it
+            // across the rename). A create that has made its directory but not yet its lock
+            // file is a few microseconds old: leftovers without a lock must be a minute old.
+            let lock = entry.path().join("lock");
+            let abandoned = match std::fs::File::open(&lock) {
+                Ok(f) => {
+                    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                        .is_ok()
+                }
+                Err(_) => entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > Duration::from_secs(60)),
+            };
+            if abandoned {
                 tracing::info!("removing {name}, left by an interrupted create or remove");
                 let _ = std::fs::remove_dir_all(entry.path());
             }
@@ -394,6 +411,56 @@ impl Runtime {
     pub fn start(&self, id: &str) -> Result<MonitorRecord, RuntimeError> {
         let paths = self.paths(id)?;
         let _lock = ContainerLock::acquire(&paths)?;
+        self.start_locked(id, &paths)
+    }
+
+    /// Start an exited (or lost) container again, in place: same id, same writable layer,
+    /// same logs, as Docker's restart policies do. How the previous run ended moves to its
+    /// restart record with `streak` (the reconciler's backoff exponent). A created container
+    /// is simply started; a running one is refused.
+    pub fn restart(&self, id: &str, streak: u32) -> Result<MonitorRecord, RuntimeError> {
+        let paths = self.paths(id)?;
+        let _lock = ContainerLock::acquire(&paths)?;
+        let record = self.record(id)?;
+        let exit = match self.state(id)? {
+            State::Created => return self.start_locked(id, &paths),
+            State::Running(_) => return Err(RuntimeError::Running { id: id.into() }),
+            State::Exited(exit) => exit,
+            State::Lost { init, .. } => self.clean_up_lost(id, &record, init, None)?,
+        };
+        let previous = self.restarts(id).unwrap_or_default();
+        record::save_volatile(
+            &paths.restarts(),
+            &RestartRecord {
+                count: previous.count.saturating_add(1),
+                streak,
+                last_exit: Some(exit),
+            },
+        )?;
+        // Exit first: a crash in between leaves a created container, which is started.
+        for path in [paths.exit(), paths.monitor()] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("removing", &path)(e).into()),
+            }
+        }
+        crate::failpoint::hit("restart-after-clear");
+        self.start_locked(id, &paths)
+    }
+
+    /// The restart record of a container (none if it never restarted or is unreadable).
+    pub fn restarts(&self, id: &str) -> Option<RestartRecord> {
+        record::load(&self.paths(id).ok()?.restarts())
+            .ok()
+            .flatten()
+    }
+
+    fn start_locked(
+        &self,
+        id: &str,
+        paths: &layout::ContainerPaths,
+    ) -> Result<MonitorRecord, RuntimeError> {
         if record::load::<ContainerRecord>(&paths.record())?.is_none() {
             return Err(RuntimeError::NotFound { what: id.into() });
         }
@@ -430,6 +497,7 @@ impl Runtime {
             command.env("BERTH_LOG", filter);
         }
         let mut child = command.spawn().map_err(spawn_err)?;
+        crate::failpoint::hit("start-after-spawn");
         let Some(out) = child.stdout.take() else {
             return Err(spawn_err(std::io::Error::other("no pipe to the monitor")));
         };
@@ -794,6 +862,7 @@ impl Runtime {
     fn delete_dir(&self, id: &str, paths: &layout::ContainerPaths) -> Result<(), RuntimeError> {
         let doomed = self.layout.containers().join(fsutil::doomed_name(id));
         std::fs::rename(&paths.dir, &doomed).map_err(io_err("renaming", &paths.dir))?;
+        crate::failpoint::hit("remove-after-rename");
         std::fs::remove_dir_all(&doomed).map_err(io_err("removing", &doomed))?;
         Ok(())
     }

@@ -180,6 +180,18 @@ impl ExitRecord {
     }
 }
 
+/// The runs of a container before its current one, kept across restarts in place
+/// (`Runtime::restart`). The reconciler derives the next backoff delay from it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartRecord {
+    /// Restarts so far.
+    pub count: u32,
+    /// Consecutive restarts after short runs: the exponent of the next backoff delay.
+    pub streak: u32,
+    /// How the previous run ended.
+    pub last_exit: Option<ExitRecord>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     #[error(transparent)]

@@ -243,6 +243,22 @@ impl Diagnostic {
         )
     }
 
+    /// One line for logs and status: location, code, message and help.
+    pub fn one_line(&self) -> String {
+        let mut line = format!(
+            "{}: error[{}]: {}",
+            self.location,
+            self.code.as_str(),
+            self.message
+        );
+        if let Some(help) = &self.help {
+            line.push_str(" (help: ");
+            line.push_str(help);
+            line.push(')');
+        }
+        line
+    }
+
     /// A rich rendering with the source line underlined (for terminals).
     pub fn render_fancy(&self) -> String {
         let Some(source) = &self.source else {

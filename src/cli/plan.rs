@@ -1,0 +1,217 @@
+//! `berth plan DIR` and `berth apply DIR`: the reconciler's pass for config management.
+//! `plan` changes nothing and needs no lock; `apply` takes the reconciler lock (so it never
+//! races a running agent), runs one pass, and with `--wait` repeats until converged.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use berth::reconcile::apply::Machine;
+use berth::reconcile::lock::ReconcileLock;
+use berth::reconcile::plan::{self, Action};
+use berth::reconcile::{PassReport, Reconciler, observe, render, status};
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The desired-state directory.
+    dir: PathBuf,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error (problems
+    /// in the desired files included).
+    #[arg(long)]
+    detailed_exitcode: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// The desired-state directory.
+    dir: PathBuf,
+    /// Repeat passes until nothing is left to do or wait for (restarts in backoff and
+    /// dependencies included), or until --timeout.
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits at most.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Steps run at once.
+    #[arg(long, default_value_t = 4)]
+    parallel: usize,
+    /// Print each pass as JSON (one object per line).
+    #[arg(long)]
+    json: bool,
+    /// Registry credentials (Docker's config.json format).
+    #[arg(long, env = "BERTH_AUTH_FILE")]
+    auth_file: Option<PathBuf>,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+pub fn plan(root: &Path, args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let machine = Machine::open(root, None)?;
+    let reconciler = Reconciler::new(machine.clone(), &args.dir);
+    let (report, observed) = runtime()?.block_on(reconciler.plan_only());
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        eprint!("{}", render::problems_text(&report));
+        let changes = observed
+            .map(|o| field_changes(&machine, &args.dir, &report, &o))
+            .unwrap_or_default();
+        print!("{}", render::plan_text(&report.plan, &changes, &[]));
+        println!("{}", render::summary(&report.plan));
+    }
+    let error = report.load_error.is_some() || !report.problems.is_empty();
+    Ok(ExitCode::from(match (error, args.detailed_exitcode) {
+        (true, _) => 1,
+        (false, true) if !report.plan.steps.is_empty() => 2,
+        (false, _) => 0,
+    }))
+}
+
+/// For each replacement: which fields of the entry changed since the old container was
+/// made (from the entry it recorded at creation).
+fn field_changes(
+    machine: &Machine,
+    dir: &Path,
+    report: &PassReport,
+    observed: &observe::Observed,
+) -> BTreeMap<usize, Vec<String>> {
+    let mut out = BTreeMap::new();
+    let Ok(loaded) = berth::spec::load_dir(dir) else {
+        return out;
+    };
+    for (i, step) in report.plan.steps.iter().enumerate() {
+        let Action::Replace { name, old } = &step.action else {
+            continue;
+        };
+        let Some(newest) = old
+            .iter()
+            .filter_map(|id| observed.containers.iter().find(|c| &c.id == id))
+            .max_by(|a, b| a.created_at.cmp(&b.created_at))
+        else {
+            continue;
+        };
+        let (Some(entry), Ok(old_json)) = (
+            loaded.desired.containers.get(name),
+            std::fs::read(machine.runtime.layout().container(&newest.id).spec()),
+        ) else {
+            continue;
+        };
+        let (Ok(old_value), Ok(new_value)) = (
+            serde_json::from_slice::<serde_json::Value>(&old_json),
+            serde_json::to_value(entry),
+        ) else {
+            continue;
+        };
+        let mut lines = render::field_changes(&old_value, &new_value);
+        if newest.image_digest
+            != observed
+                .images
+                .get(&entry.image.to_string())
+                .cloned()
+                .unwrap_or_default()
+            && let Some(d) = observed.images.get(&entry.image.to_string())
+        {
+            lines.push(format!(
+                "image digest: {} → {}",
+                plan::short_digest(&newest.image_digest),
+                plan::short_digest(d)
+            ));
+        }
+        out.insert(i, lines);
+    }
+    out
+}
+
+pub fn apply(root: &Path, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
+    let _lock = ReconcileLock::acquire(root)?;
+    let dir = std::path::absolute(&args.dir).unwrap_or_else(|_| args.dir.clone());
+    let machine = Machine::open(root, args.auth_file.as_deref())?;
+    let mut reconciler = Reconciler::new(machine, &dir);
+    reconciler.parallel = args.parallel;
+    let rt = runtime()?;
+    let deadline = std::time::Instant::now() + args.timeout;
+    let (mut done, mut failed, mut skipped) = (0, 0, 0);
+    loop {
+        let report = rt.block_on(reconciler.pass("apply"));
+        let _ = status::write(
+            root,
+            &status::StatusFile {
+                dir: &dir,
+                pid: std::process::id(),
+                mode: "apply",
+                last_pass: &report,
+                failures: &reconciler.failures,
+            },
+        );
+        for o in &report.outcomes {
+            match o {
+                berth::reconcile::apply::Outcome::Done { .. } => done += 1,
+                berth::reconcile::apply::Outcome::Failed { .. } => failed += 1,
+                berth::reconcile::apply::Outcome::Skipped { .. } => skipped += 1,
+            }
+        }
+        if args.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            eprint!("{}", render::problems_text(&report));
+            if !report.plan.steps.is_empty() || !report.plan.waits.is_empty() {
+                print!(
+                    "{}",
+                    render::plan_text(&report.plan, &BTreeMap::new(), &report.outcomes)
+                );
+            }
+        }
+        let stop = !args.wait
+            || report.converged()
+            || report.load_error.is_some()
+            || std::time::Instant::now() >= deadline;
+        if stop {
+            let error = report.load_error.is_some() || !report.problems.is_empty() || failed > 0;
+            let unconverged = args.wait && !report.converged();
+            if !args.json {
+                println!(
+                    "Apply: {done} done, {failed} failed, {skipped} skipped{}{}",
+                    if report.plan.waits.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} still waiting", report.plan.waits.len())
+                    },
+                    if unconverged {
+                        format!(
+                            " (not converged within {})",
+                            humantime::format_duration(args.timeout)
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            return Ok(if error || unconverged {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+        // Again when the earliest wait ends, or soon if something is still settling.
+        let now = berth::runtime::record::now_ms();
+        let pause = report
+            .plan
+            .wake_at_ms
+            .map(|at| Duration::from_millis(at.saturating_sub(now) + 10))
+            .unwrap_or(Duration::from_millis(250))
+            .min(Duration::from_secs(1))
+            .min(deadline.saturating_duration_since(std::time::Instant::now()));
+        std::thread::sleep(pause);
+    }
+}

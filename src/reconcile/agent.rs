@@ -1,0 +1,304 @@
+//! `berth agent DIR`: reconcile on every change of the directory, on every container exit,
+//! when a backoff delay ends, on a periodic resync (drift repair) and on SIGHUP; exit on
+//! SIGTERM or SIGINT, leaving every container running under its own monitor.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+
+use super::apply::{ApplyError, Machine};
+use super::lock::{LockError, ReconcileLock};
+use super::observe::Observed;
+use super::watch::{DirEvent, DirWatch, WatchError};
+use super::{PassReport, Reconciler, status};
+use crate::runtime::sys::ProcessId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Watch(#[from] WatchError),
+    #[error("installing the {signal} handler: {source}")]
+    Signal {
+        signal: &'static str,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub dir: PathBuf,
+    /// A full pass at least this often, changes or not (drift repair).
+    pub resync: Duration,
+    /// Steps run at once.
+    pub parallel: usize,
+    /// A changed directory is loaded once no file in it was modified for this long.
+    pub settle: Duration,
+    pub auth_file: Option<PathBuf>,
+}
+
+/// Why a pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    Start,
+    Change,
+    Exit,
+    Timer,
+    Signal,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Start => "start",
+            Trigger::Change => "change",
+            Trigger::Exit => "exit",
+            Trigger::Timer => "timer",
+            Trigger::Signal => "signal",
+        }
+    }
+}
+
+pub async fn run(root: &Path, options: AgentOptions) -> Result<(), AgentError> {
+    let _lock = ReconcileLock::acquire(root)?;
+    let machine = Machine::open(root, options.auth_file.as_deref())?;
+    let mut reconciler = Reconciler::new(machine, &options.dir);
+    reconciler.parallel = options.parallel;
+    let stop = reconciler.stop.clone();
+
+    let (dir_tx, mut dir_rx) = unbounded_channel();
+    let mut watch = DirWatch::new(&options.dir, dir_tx)?;
+    let (exit_tx, mut exit_rx) = unbounded_channel();
+    let mut exits = ExitWatch::new(exit_tx);
+    let sig = |kind: SignalKind, name: &'static str| {
+        signal(kind).map_err(|source| AgentError::Signal {
+            signal: name,
+            source,
+        })
+    };
+    let mut term = sig(SignalKind::terminate(), "SIGTERM")?;
+    let mut int = sig(SignalKind::interrupt(), "SIGINT")?;
+    let mut hup = sig(SignalKind::hangup(), "SIGHUP")?;
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        // Pinged from the runtime itself: a wedged runtime stops the pings and systemd
+        // restarts the agent (containers keep running).
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period / 2);
+            loop {
+                tick.tick().await;
+                let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+            }
+        });
+    }
+    let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("first pass")]);
+    tracing::info!(dir = %options.dir.display(), root = %root.display(), "agent started");
+
+    let mut pending = Some(Trigger::Start);
+    let mut wake_at: Option<tokio::time::Instant> = None;
+    let mut shutting_down = false;
+    loop {
+        if let Some(trigger) = pending.take() {
+            if trigger == Trigger::Change {
+                settle(&options.dir, options.settle).await;
+                // Whatever else arrived while settling is covered by this pass.
+                while dir_rx.try_recv().is_ok() {}
+            }
+            let report = {
+                let pass = reconciler.pass(trigger.as_str());
+                tokio::pin!(pass);
+                loop {
+                    tokio::select! {
+                        report = &mut pass => break report,
+                        _ = term.recv() => { stop.store(true, Ordering::Relaxed); shutting_down = true; }
+                        _ = int.recv() => { stop.store(true, Ordering::Relaxed); shutting_down = true; }
+                    }
+                }
+            };
+            log_pass(&report);
+            let _ = status::write(
+                root,
+                &status::StatusFile {
+                    dir: &options.dir,
+                    pid: std::process::id(),
+                    mode: "agent",
+                    last_pass: &report,
+                    failures: &reconciler.failures,
+                },
+            );
+            let _ = sd_notify::notify(&[NotifyState::Status(&status_line(&report))]);
+            if shutting_down {
+                break;
+            }
+            // Containers started by this pass are not in its observation: look again.
+            let observed = if report.outcomes.is_empty() {
+                reconciler.last_observed.take()
+            } else {
+                None
+            };
+            let observed = match observed {
+                Some(o) => o,
+                None => {
+                    let m = reconciler.machine.clone();
+                    tokio::task::spawn_blocking(move || {
+                        super::observe::observe(&m.runtime, &m.images, &m.volumes)
+                    })
+                    .await
+                    .unwrap_or_default()
+                }
+            };
+            exits.track(&observed);
+            wake_at = report.plan.wake_at_ms.map(|at| {
+                let now = crate::runtime::record::now_ms();
+                tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now) + 10)
+            });
+        }
+        let resync_at = tokio::time::Instant::now() + options.resync;
+        let deadline = wake_at.map_or(resync_at, |w| w.min(resync_at));
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reconciling now");
+                pending = Some(Trigger::Signal);
+            }
+            Some(event) = dir_rx.recv() => {
+                if event == DirEvent::Replaced {
+                    tracing::info!(dir = %options.dir.display(), "the directory was replaced; watching its new target");
+                    watch.rewatch();
+                }
+                pending = Some(Trigger::Change);
+            }
+            Some(id) = exit_rx.recv() => {
+                tracing::info!(container = %id, "container exited");
+                // Exits arriving together make one pass.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                while exit_rx.try_recv().is_ok() {}
+                pending = Some(Trigger::Exit);
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                pending = Some(Trigger::Timer);
+                wake_at = None;
+            }
+        }
+    }
+    let _ = sd_notify::notify(&[
+        NotifyState::Stopping,
+        NotifyState::Status("stopped; containers keep running"),
+    ]);
+    tracing::info!("agent stopping; containers keep running under their monitors");
+    Ok(())
+}
+
+/// Wait until no file of `dir` was modified for `settle` (at most ten times `settle`, so a
+/// file with a modification time in the future cannot hold the agent forever).
+async fn settle(dir: &Path, settle: Duration) {
+    let give_up = tokio::time::Instant::now() + settle * 10;
+    loop {
+        let Some(quiet) = super::watch::quiet_for(dir) else {
+            return;
+        };
+        if quiet >= settle || tokio::time::Instant::now() >= give_up {
+            return;
+        }
+        tokio::time::sleep(settle - quiet).await;
+    }
+}
+
+fn status_line(report: &PassReport) -> String {
+    if let Some(e) = &report.load_error {
+        return format!("cannot read the desired state: {e}");
+    }
+    let failed = report.failed();
+    format!(
+        "{} step(s), {failed} failed, {} waiting, {} problem(s) in the desired files",
+        report.plan.steps.len(),
+        report.plan.waits.len(),
+        report.problems.len()
+    )
+}
+
+fn log_pass(report: &PassReport) {
+    for p in &report.problems {
+        tracing::error!("{p}");
+    }
+    if let Some(e) = &report.load_error {
+        tracing::error!("cannot read the desired state: {e}");
+    }
+    if let Some(why) = &report.plan.prune_blocked {
+        tracing::warn!("nothing pruned on this pass: {why}");
+    }
+    tracing::info!(
+        trigger = %report.trigger,
+        steps = report.plan.steps.len(),
+        failed = report.failed(),
+        waits = report.plan.waits.len(),
+        duration_ms = report.duration_ms,
+        cpu_us = report.cpu_us,
+        "pass done"
+    );
+}
+
+/// One task per running container's monitor, waiting on its pidfd: the monitor ends
+/// right after recording its container's exit.
+struct ExitWatch {
+    tx: UnboundedSender<String>,
+    tracked: HashMap<String, (ProcessId, tokio::task::JoinHandle<()>)>,
+}
+
+impl ExitWatch {
+    fn new(tx: UnboundedSender<String>) -> ExitWatch {
+        ExitWatch {
+            tx,
+            tracked: HashMap::new(),
+        }
+    }
+
+    fn track(&mut self, observed: &Observed) {
+        let mut live: HashMap<&str, ProcessId> = HashMap::new();
+        for c in &observed.containers {
+            if let Some(m) = c.monitor {
+                live.insert(&c.id, m);
+            }
+        }
+        self.tracked.retain(|id, (pid, task)| {
+            let keep = live.get(id.as_str()) == Some(pid) && !task.is_finished();
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (id, monitor) in live {
+            if self.tracked.contains_key(id) {
+                continue;
+            }
+            let tx = self.tx.clone();
+            let name = id.to_string();
+            let task = match monitor.open() {
+                Ok(Some(fd)) => match crate::runtime::sys::async_pidfd(fd) {
+                    Ok(fd) => tokio::spawn(async move {
+                        // A pidfd becomes readable when the process exits.
+                        let _ = fd.readable().await;
+                        let _ = tx.send(name);
+                    }),
+                    Err(e) => {
+                        tracing::warn!(container = id, "cannot wait on its monitor: {e}");
+                        continue;
+                    }
+                },
+                // Already gone: reconcile now.
+                Ok(None) | Err(_) => tokio::spawn(async move {
+                    let _ = tx.send(name);
+                }),
+            };
+            self.tracked.insert(id.to_string(), (monitor, task));
+        }
+    }
+}

@@ -1,0 +1,471 @@
+//! Carrying out a plan: independent steps run in parallel (bounded), a step waits for the
+//! steps it comes after, and a failed step skips only what depends on it. Every step is
+//! idempotent against the state it finds, because the next pass plans from scratch anyway.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use super::plan::{Action, Plan};
+use crate::image::ImageService;
+use crate::image::record::ImageRecord;
+use crate::image::registry::{PullOptions, Silent};
+use crate::image::unpack::Limits;
+use crate::runtime::record::ContainerRecord;
+use crate::runtime::{CreateRequest, Runtime};
+use crate::spec::hash::SpecHashed;
+use crate::spec::image_ref::ImageSource;
+use crate::spec::model::Desired;
+use crate::spec::mount::Mount;
+use crate::volume::Volumes;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    #[error(transparent)]
+    Volume(#[from] crate::volume::VolumeError),
+    #[error(transparent)]
+    Hash(#[from] crate::spec::hash::HashError),
+    #[error("{kind} {name} is not described")]
+    Undescribed { kind: &'static str, name: String },
+    #[error("image {image} is not in the store")]
+    NotInStore { image: String },
+    #[error("`{image}` is not an image reference: {message}")]
+    BadSource { image: String, message: String },
+    #[error("a step's task failed: {0}")]
+    Task(String),
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "lowercase")]
+pub enum Outcome {
+    Done {
+        detail: String,
+    },
+    Failed {
+        error: String,
+    },
+    /// Not attempted: a step it comes after failed, or the agent is shutting down.
+    Skipped {
+        reason: String,
+    },
+}
+
+impl Outcome {
+    pub fn failed(&self) -> bool {
+        matches!(self, Outcome::Failed { .. })
+    }
+}
+
+/// What steps work with; cheap to clone into blocking tasks.
+#[derive(Clone)]
+pub struct Machine {
+    pub runtime: Runtime,
+    pub images: Arc<ImageService>,
+    pub volumes: Volumes,
+}
+
+impl Machine {
+    pub fn open(
+        root: &std::path::Path,
+        auth_file: Option<&std::path::Path>,
+    ) -> Result<Machine, ApplyError> {
+        Ok(Machine {
+            runtime: Runtime::new(root)?,
+            images: Arc::new(ImageService::open(root, auth_file)?),
+            volumes: Volumes::new(root),
+        })
+    }
+}
+
+/// Run every step of `plan`, at most `parallel` at once. `stop` ends the run between steps.
+pub async fn execute(
+    machine: &Machine,
+    desired: &Arc<Desired>,
+    plan: &Plan,
+    parallel: usize,
+    stop: &Arc<AtomicBool>,
+) -> Vec<Outcome> {
+    let n = plan.steps.len();
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
+    let mut started = vec![false; n];
+    let mut running: JoinSet<(usize, Outcome)> = JoinSet::new();
+    loop {
+        // Start whatever is ready, up to the limit.
+        for i in 0..n {
+            if started[i] || running.len() >= parallel.max(1) {
+                continue;
+            }
+            let step = &plan.steps[i];
+            let mut ready = true;
+            for &a in &step.after {
+                match outcomes.get(a).and_then(Option::as_ref) {
+                    Some(Outcome::Done { .. }) => {}
+                    Some(Outcome::Failed { .. } | Outcome::Skipped { .. }) => {
+                        started[i] = true;
+                        outcomes[i] = Some(Outcome::Skipped {
+                            reason: format!(
+                                "it comes after `{}`, which did not succeed",
+                                describe(&plan.steps[a].action)
+                            ),
+                        });
+                        ready = false;
+                        break;
+                    }
+                    None => ready = false,
+                }
+            }
+            if !ready || started[i] {
+                continue;
+            }
+            started[i] = true;
+            if stop.load(Ordering::Relaxed) {
+                outcomes[i] = Some(Outcome::Skipped {
+                    reason: "berth is shutting down".into(),
+                });
+                continue;
+            }
+            let (machine, desired, action) =
+                (machine.clone(), desired.clone(), step.action.clone());
+            running.spawn(async move {
+                let outcome = match run_action(&machine, &desired, &action).await {
+                    Ok(detail) => Outcome::Done { detail },
+                    Err(e) => Outcome::Failed {
+                        error: error_chain(&e),
+                    },
+                };
+                (i, outcome)
+            });
+        }
+        match running.join_next().await {
+            Some(Ok((i, outcome))) => {
+                match &outcome {
+                    Outcome::Failed { error } => {
+                        tracing::warn!(step = %describe(&plan.steps[i].action), "failed: {error}")
+                    }
+                    Outcome::Done { detail } => {
+                        tracing::info!(step = %describe(&plan.steps[i].action), "{detail}")
+                    }
+                    Outcome::Skipped { .. } => {}
+                }
+                outcomes[i] = Some(outcome);
+            }
+            Some(Err(e)) => {
+                // A panicking step: its index is lost with it; mark every started, unfinished
+                // step as failed so nothing waits forever.
+                for i in 0..n {
+                    if started[i] && outcomes[i].is_none() {
+                        outcomes[i] = Some(Outcome::Failed {
+                            error: format!("the step's task ended abnormally: {e}"),
+                        });
+                    }
+                }
+                running.abort_all();
+            }
+            None => {
+                if started.iter().all(|s| *s) {
+                    break;
+                }
+                // Nothing running and nothing could start: unmet orderings (cannot happen
+                // with planner output, whose `after` indices point backwards).
+                for i in 0..n {
+                    if outcomes[i].is_none() {
+                        outcomes[i] = Some(Outcome::Skipped {
+                            reason: "its ordering could not be satisfied".into(),
+                        });
+                    }
+                }
+                break;
+            }
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or(Outcome::Skipped {
+                reason: "not reached".into(),
+            })
+        })
+        .collect()
+}
+
+/// One line for logs and summaries: "run container web".
+pub fn describe(action: &Action) -> String {
+    match action {
+        Action::Pull { image } => format!("pull image {image}"),
+        Action::CreateVolume { name } => format!("create volume {name}"),
+        Action::Run { name } => format!("run container {name}"),
+        Action::Start { name, id } => format!("start container {name} ({id})"),
+        Action::Restart { name, id, .. } => format!("restart container {name} ({id})"),
+        Action::Replace { name, old } => format!("replace container {name} ({})", old.join(", ")),
+        Action::Stop { name, id } => format!("stop container {name} ({id})"),
+        Action::Remove { id, .. } => format!("remove container {id}"),
+        Action::PruneImages { images } => format!("prune {} image(s)", images.len()),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApplyError> + Send + 'static,
+) -> Result<T, ApplyError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApplyError::Task(e.to_string()))?
+}
+
+async fn run_action(
+    machine: &Machine,
+    desired: &Arc<Desired>,
+    action: &Action,
+) -> Result<String, ApplyError> {
+    match action.clone() {
+        Action::Pull { image } => {
+            let record = pull(machine, desired, &image).await?;
+            crate::failpoint::hit("apply-after-pull");
+            Ok(format!("pulled {}", record.manifest))
+        }
+        Action::CreateVolume { name } => {
+            let (m, d) = (machine.clone(), desired.clone());
+            blocking(move || {
+                let spec = d
+                    .volumes
+                    .get(&name)
+                    .ok_or_else(|| ApplyError::Undescribed {
+                        kind: "volume",
+                        name: name.to_string(),
+                    })?;
+                m.volumes.ensure(name.as_str(), spec)?;
+                Ok("created".into())
+            })
+            .await
+        }
+        Action::Run { name } => {
+            let (m, d) = (machine.clone(), desired.clone());
+            blocking(move || {
+                let record = create_container(&m, &d, name.as_str())?;
+                m.runtime.start(&record.id)?;
+                Ok(format!("{} running", record.id))
+            })
+            .await
+        }
+        Action::Start { id, .. } => {
+            let m = machine.clone();
+            blocking(move || {
+                m.runtime.start(&id)?;
+                Ok(format!("{id} running"))
+            })
+            .await
+        }
+        Action::Restart { id, streak, .. } => {
+            let m = machine.clone();
+            blocking(move || {
+                m.runtime.restart(&id, streak)?;
+                Ok(format!("{id} running again"))
+            })
+            .await
+        }
+        Action::Replace { name, old } => {
+            let (m, d) = (machine.clone(), desired.clone());
+            blocking(move || {
+                // The new container is prepared while the old one still serves; a crash from
+                // here on leaves a stale and a current container, and the next plan finishes.
+                let record = create_container(&m, &d, name.as_str())?;
+                crate::failpoint::hit("replace-after-create");
+                for id in &old {
+                    m.runtime.stop(id, None)?;
+                    crate::failpoint::hit("replace-after-stop");
+                    m.runtime.remove(id, true)?;
+                    crate::failpoint::hit("replace-after-remove");
+                }
+                m.runtime.start(&record.id)?;
+                Ok(format!(
+                    "{} running, replaced {}",
+                    record.id,
+                    old.join(", ")
+                ))
+            })
+            .await
+        }
+        Action::Stop { id, .. } => {
+            let m = machine.clone();
+            blocking(move || {
+                let exit = m.runtime.stop(&id, None)?;
+                Ok(match exit {
+                    Some(e) => format!("{id} {}", e.describe()),
+                    None => format!("{id} stopped"),
+                })
+            })
+            .await
+        }
+        Action::Remove { id, .. } => {
+            let m = machine.clone();
+            blocking(move || {
+                m.runtime.stop(&id, None).or_else(ignore_damaged)?;
+                crate::failpoint::hit("prune-after-stop");
+                m.runtime.remove(&id, true)?;
+                Ok("removed".into())
+            })
+            .await
+        }
+        Action::PruneImages { .. } => {
+            let (m, d) = (machine.clone(), desired.clone());
+            blocking(move || {
+                let report = prune_images(&m, &d)?;
+                Ok(format!(
+                    "removed {} image(s), {} blob(s), {} layer(s)",
+                    report.images.len(),
+                    report.blobs,
+                    report.layers
+                ))
+            })
+            .await
+        }
+    }
+}
+
+/// `stop` on a container whose record is damaged fails; `remove` handles those itself.
+fn ignore_damaged(
+    e: crate::runtime::RuntimeError,
+) -> Result<Option<crate::runtime::record::ExitRecord>, crate::runtime::RuntimeError> {
+    match e {
+        crate::runtime::RuntimeError::Record(crate::runtime::record::RecordError::Damaged {
+            ..
+        }) => Ok(None),
+        other => Err(other),
+    }
+}
+
+/// Pull options from the `[image.*]` entry naming this source, if any.
+pub fn pull_options(desired: &Desired, source: &ImageSource) -> PullOptions {
+    let mut options = PullOptions::default();
+    if let Some(entry) = desired.images.values().find(|i| &i.source == source) {
+        options.insecure = entry.insecure;
+        if let Some(p) = &entry.platform {
+            options.platform = crate::image::manifest::Platform {
+                os: p.os.clone(),
+                architecture: p.architecture.clone(),
+                variant: p.variant.clone(),
+            };
+        }
+    }
+    options
+}
+
+/// Pull on a thread of its own: the registry client's futures are not `Send`-friendly
+/// enough for the multi-threaded scheduler, and a pull is long and rare enough for a
+/// dedicated single-threaded runtime to cost nothing that matters.
+pub async fn pull(
+    machine: &Machine,
+    desired: &Desired,
+    image: &str,
+) -> Result<ImageRecord, ApplyError> {
+    let source: ImageSource =
+        image
+            .parse()
+            .map_err(
+                |e: crate::spec::image_ref::ImageRefError| ApplyError::BadSource {
+                    image: image.into(),
+                    message: e.to_string(),
+                },
+            )?;
+    let options = pull_options(desired, &source);
+    let images = machine.images.clone();
+    blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ApplyError::Task(format!("starting a runtime for the pull: {e}")))?;
+        Ok(rt.block_on(images.pull(&source, &options, Arc::new(Silent)))?)
+    })
+    .await
+}
+
+/// Create (not start) a container for `[container.NAME]`: its volumes, unpacked layers,
+/// bundle and records. The image must be in the store.
+pub fn create_container(
+    machine: &Machine,
+    desired: &Desired,
+    name: &str,
+) -> Result<ContainerRecord, ApplyError> {
+    let container = desired
+        .containers
+        .get(name)
+        .ok_or_else(|| ApplyError::Undescribed {
+            kind: "container",
+            name: name.into(),
+        })?;
+    let image = machine
+        .images
+        .get(&container.image)?
+        .ok_or_else(|| ApplyError::NotInStore {
+            image: container.image.to_string(),
+        })?;
+    let mut prepared = BTreeMap::new();
+    for m in &container.mounts {
+        if let Mount::Volume { source, .. } = m {
+            let spec =
+                desired
+                    .volumes
+                    .get(source.as_str())
+                    .ok_or_else(|| ApplyError::Undescribed {
+                        kind: "volume",
+                        name: source.to_string(),
+                    })?;
+            prepared.insert(source.to_string(), machine.volumes.ensure(source, spec)?);
+        }
+    }
+    let layers: Vec<PathBuf> = machine.images.layer_dirs(&image, &Limits::default())?;
+    let config = machine.images.config(&image)?;
+    let hash = container.spec_hash()?;
+    Ok(machine.runtime.create(&CreateRequest {
+        name,
+        container,
+        spec_hash: hash.as_str(),
+        image: &image,
+        image_config: &config,
+        layers: &layers,
+        volumes: &prepared,
+    })?)
+}
+
+/// Remove images that neither the desired state nor any existing container uses, and the
+/// blobs and layers only they needed.
+pub fn prune_images(
+    machine: &Machine,
+    desired: &Desired,
+) -> Result<crate::image::PruneReport, ApplyError> {
+    let mut keep: BTreeSet<String> = desired
+        .images
+        .values()
+        .map(|i| i.source.to_string())
+        .collect();
+    keep.extend(desired.containers.values().map(|c| c.image.to_string()));
+    let mut keep_layers = BTreeSet::new();
+    // Listed now, not at planning time: a container created since keeps its image.
+    for c in machine.runtime.list()? {
+        keep.insert(c.image.clone());
+        keep_layers.extend(c.layer_diff_ids());
+    }
+    Ok(machine.images.prune_keeping(&keep, &keep_layers)?)
+}

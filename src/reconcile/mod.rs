@@ -1,0 +1,281 @@
+//! The reconciler: keeps the machine equal to a desired-state directory.
+//!
+//! One pass = load the directory (`spec`), refresh `pull = "always"` images, observe what
+//! berth created (`observe`), plan (`plan`, pure), carry the plan out (`apply`). The agent
+//! (`agent`) runs passes on every change, container exit, timer and SIGHUP; `berth plan`
+//! and `berth apply` run one. Every pass starts from scratch: nothing but the failure book
+//! (for retry backoff) carries over from one pass to the next.
+
+pub mod agent;
+pub mod apply;
+pub mod lock;
+pub mod observe;
+pub mod plan;
+#[cfg(test)]
+mod plan_tests;
+pub mod render;
+pub mod status;
+pub mod watch;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use serde::Serialize;
+
+use self::apply::{Machine, Outcome};
+use self::plan::{Action, Failure, FailureBook, Plan};
+use crate::spec::model::PullPolicy;
+
+/// What one pass found and did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassReport {
+    /// What started the pass ("start", "change", "exit", "timer", "signal", "apply").
+    pub trigger: String,
+    /// RFC 3339.
+    pub started_at: String,
+    pub duration_ms: u64,
+    /// CPU time of the whole process during the pass (all threads), microseconds.
+    pub cpu_us: u64,
+    pub files: Vec<PathBuf>,
+    /// The directory could not be read at all: nothing was planned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_error: Option<String>,
+    /// Problems in desired files, one per entry ("file:line:col: message").
+    pub problems: Vec<String>,
+    /// `pull = "always"` images re-resolved before planning, and how it went.
+    pub refreshed: Vec<Refresh>,
+    pub plan: Plan,
+    /// One per plan step.
+    pub outcomes: Vec<Outcome>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Refresh {
+    pub image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl PassReport {
+    pub fn failed(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.failed()).count()
+            + self.refreshed.iter().filter(|r| r.error.is_some()).count()
+    }
+
+    /// Nothing to do, nothing waiting, nothing wrong.
+    pub fn converged(&self) -> bool {
+        self.load_error.is_none()
+            && self.problems.is_empty()
+            && self.plan.steps.is_empty()
+            && self.plan.waits.is_empty()
+            && self.failed() == 0
+    }
+}
+
+pub struct Reconciler {
+    pub machine: Machine,
+    pub dir: PathBuf,
+    pub failures: FailureBook,
+    /// Steps run at once.
+    pub parallel: usize,
+    /// Set on shutdown: steps not yet started are skipped.
+    pub stop: Arc<AtomicBool>,
+    /// What the last pass observed (before it acted).
+    pub last_observed: Option<observe::Observed>,
+}
+
+impl Reconciler {
+    pub fn new(machine: Machine, dir: &Path) -> Reconciler {
+        Reconciler {
+            machine,
+            dir: dir.to_path_buf(),
+            failures: FailureBook::new(),
+            parallel: 4,
+            stop: Arc::new(AtomicBool::new(false)),
+            last_observed: None,
+        }
+    }
+
+    /// Load, observe and plan, without changing anything (`berth plan`).
+    pub async fn plan_only(&self) -> (PassReport, Option<observe::Observed>) {
+        self.run(false, "plan").await
+    }
+
+    /// One full pass.
+    pub async fn pass(&mut self, trigger: &str) -> PassReport {
+        let (report, observed) = self.run(true, trigger).await;
+        self.remember(&report);
+        self.last_observed = observed;
+        report
+    }
+
+    async fn run(&self, act: bool, trigger: &str) -> (PassReport, Option<observe::Observed>) {
+        let started = std::time::Instant::now();
+        let cpu_start = process_cpu_us();
+        let mut report = PassReport {
+            trigger: trigger.into(),
+            started_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            duration_ms: 0,
+            cpu_us: 0,
+            files: Vec::new(),
+            load_error: None,
+            problems: Vec::new(),
+            refreshed: Vec::new(),
+            plan: Plan::default(),
+            outcomes: Vec::new(),
+        };
+        let dir = self.dir.clone();
+        let loaded = tokio::task::spawn_blocking(move || crate::spec::load_dir(&dir)).await;
+        let loaded = match loaded {
+            Ok(Ok(loaded)) => loaded,
+            Ok(Err(e)) => {
+                report.load_error = Some(e.to_string());
+                return (finish(report, started, cpu_start), None);
+            }
+            Err(e) => {
+                report.load_error = Some(format!("loading task failed: {e}"));
+                return (finish(report, started, cpu_start), None);
+            }
+        };
+        report.files = loaded.files.clone();
+        report.problems = loaded.diagnostics.iter().map(|d| d.one_line()).collect();
+        let complete = loaded.is_complete();
+        let desired = Arc::new(loaded.desired);
+        if act {
+            report.refreshed = self.refresh(&desired).await;
+        }
+        let machine = self.machine.clone();
+        let observed = tokio::task::spawn_blocking(move || {
+            observe::observe(&machine.runtime, &machine.images, &machine.volumes)
+        })
+        .await
+        .unwrap_or_else(|e| observe::Observed {
+            problems: vec![format!("observing failed: {e}")],
+            ..Default::default()
+        });
+        report.plan = plan::plan(plan::Inputs {
+            desired: &desired,
+            desired_complete: complete,
+            observed: &observed,
+            failures: if act { &self.failures } else { &EMPTY_BOOK },
+            now_ms: crate::runtime::record::now_ms(),
+        });
+        if act && !report.plan.steps.is_empty() {
+            report.outcomes = apply::execute(
+                &self.machine,
+                &desired,
+                &report.plan,
+                self.parallel,
+                &self.stop,
+            )
+            .await;
+        }
+        (finish(report, started, cpu_start), Some(observed))
+    }
+
+    /// Re-resolve every `pull = "always"` image (a new digest behind its tag is then
+    /// planned as a replacement), except those in failure backoff.
+    async fn refresh(&self, desired: &Arc<crate::spec::Desired>) -> Vec<Refresh> {
+        let now = crate::runtime::record::now_ms();
+        let mut tasks = tokio::task::JoinSet::new();
+        for image in desired
+            .images
+            .values()
+            .filter(|i| i.pull == PullPolicy::Always)
+        {
+            let source = image.source.to_string();
+            let key = Action::Pull {
+                image: source.clone(),
+            }
+            .key();
+            if let Some(f) = self.failures.get(&key)
+                && now < f.last_at_ms + plan::backoff_delay_ms(&DEFAULT_RETRY, f.count)
+            {
+                continue;
+            }
+            let (machine, desired) = (self.machine.clone(), desired.clone());
+            tasks.spawn(async move {
+                let result = apply::pull(&machine, &desired, &source).await;
+                match result {
+                    Ok(record) => Refresh {
+                        image: source,
+                        digest: Some(record.manifest.to_string()),
+                        error: None,
+                    },
+                    Err(e) => Refresh {
+                        image: source,
+                        digest: None,
+                        error: Some(e.to_string()),
+                    },
+                }
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(r) = done {
+                out.push(r);
+            }
+        }
+        out.sort_by(|a, b| a.image.cmp(&b.image));
+        out
+    }
+
+    /// Failures are retried with backoff; a success forgets them.
+    fn remember(&mut self, report: &PassReport) {
+        let now = crate::runtime::record::now_ms();
+        let mut record = |key: String, error: Option<&str>| match error {
+            None => {
+                self.failures.remove(&key);
+            }
+            Some(error) => {
+                let entry = self.failures.entry(key).or_insert(Failure {
+                    count: 0,
+                    last_at_ms: now,
+                    error: String::new(),
+                });
+                entry.count += 1;
+                entry.last_at_ms = now;
+                entry.error = error.to_string();
+            }
+        };
+        for r in &report.refreshed {
+            record(
+                Action::Pull {
+                    image: r.image.clone(),
+                }
+                .key(),
+                r.error.as_deref(),
+            );
+        }
+        for (step, outcome) in report.plan.steps.iter().zip(&report.outcomes) {
+            match outcome {
+                Outcome::Done { .. } => record(step.action.key(), None),
+                Outcome::Failed { error } => record(step.action.key(), Some(error)),
+                Outcome::Skipped { .. } => {}
+            }
+        }
+    }
+}
+
+static EMPTY_BOOK: FailureBook = FailureBook::new();
+
+const DEFAULT_RETRY: crate::spec::model::Backoff = crate::spec::model::Backoff {
+    initial: crate::spec::duration::Duration::from_secs(1),
+    max: crate::spec::duration::Duration::from_secs(300),
+    reset_after: crate::spec::duration::Duration::from_secs(600),
+};
+
+fn finish(mut report: PassReport, started: std::time::Instant, cpu_start: u64) -> PassReport {
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    report.cpu_us = process_cpu_us().saturating_sub(cpu_start);
+    report
+}
+
+/// CPU time used by this process so far (every thread), in microseconds.
+pub fn process_cpu_us() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    (t.tv_sec as u64) * 1_000_000 + (t.tv_nsec as u64) / 1000
+}

@@ -1,0 +1,168 @@
+//! The actual state: berth's own records confirmed against the kernel. Only what berth
+//! created is ever looked at (its container directories, image records and volume claims
+//! under its state root), so nothing else on the host can become part of a plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::image::ImageService;
+use crate::runtime::record::{ExitRecord, RestartRecord};
+use crate::runtime::{Runtime, State};
+use crate::volume::Volumes;
+
+/// Everything the planner knows about the machine.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Observed {
+    /// Oldest first.
+    pub containers: Vec<ObservedContainer>,
+    /// Image source → manifest digest, for every complete image in the store.
+    pub images: BTreeMap<String, String>,
+    pub volumes: BTreeSet<String>,
+    /// Container directories whose record cannot be read (a power loss during its write).
+    pub damaged: Vec<String>,
+    /// What could not be observed. Non-empty: the view may be partial, so nothing is pruned.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObservedContainer {
+    pub id: String,
+    pub name: String,
+    pub spec_hash: String,
+    pub image: String,
+    pub image_digest: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub phase: Phase,
+    pub restarts: RestartRecord,
+    /// The health check's verdict, if it has one and the agent has run it.
+    pub health: Option<Health>,
+    /// Its monitor while it runs: the agent waits on it to notice the exit at once.
+    #[serde(skip)]
+    pub monitor: Option<crate::runtime::sys::ProcessId>,
+}
+
+/// A container's state as the planner needs it (no pids or fds: plans are pure data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum Phase {
+    /// Created, never started.
+    Created,
+    Running {
+        started_at_ms: u64,
+    },
+    Exited {
+        exit: ExitRecord,
+    },
+    /// Neither running under its monitor nor recorded as ended (monitor killed, reboot).
+    /// `running`: its process still runs, unsupervised.
+    Lost {
+        reason: String,
+        running: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl Phase {
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self,
+            Phase::Running { .. } | Phase::Lost { running: true, .. }
+        )
+    }
+}
+
+impl From<State> for Phase {
+    fn from(state: State) -> Phase {
+        match state {
+            State::Created => Phase::Created,
+            State::Running(m) => Phase::Running {
+                started_at_ms: m.started_at_ms,
+            },
+            State::Exited(exit) => Phase::Exited { exit },
+            State::Lost { reason, init } => Phase::Lost {
+                reason,
+                running: init.is_some(),
+            },
+        }
+    }
+}
+
+/// Read the actual state. Never fails as a whole: what cannot be read becomes a problem,
+/// and a pass with problems does not prune.
+pub fn observe(runtime: &Runtime, images: &ImageService, volumes: &Volumes) -> Observed {
+    let mut observed = Observed::default();
+    match runtime.list() {
+        Ok(records) => {
+            for record in records {
+                let (phase, monitor) = match runtime.state(&record.id) {
+                    Ok(state) => {
+                        let monitor = match &state {
+                            State::Running(m) => Some(m.monitor),
+                            _ => None,
+                        };
+                        (Phase::from(state), monitor)
+                    }
+                    Err(e) => {
+                        observed
+                            .problems
+                            .push(format!("container {}: {e}", record.id));
+                        continue;
+                    }
+                };
+                observed.containers.push(ObservedContainer {
+                    restarts: runtime.restarts(&record.id).unwrap_or_default(),
+                    id: record.id,
+                    name: record.name,
+                    spec_hash: record.spec_hash,
+                    image: record.image,
+                    image_digest: record.image_digest,
+                    created_at: record.created_at,
+                    phase,
+                    health: None,
+                    monitor,
+                });
+            }
+        }
+        Err(e) => observed.problems.push(format!("listing containers: {e}")),
+    }
+    match runtime.unreadable() {
+        Ok(ids) => observed.damaged = ids,
+        Err(e) => observed.problems.push(format!("listing containers: {e}")),
+    }
+    match images.list() {
+        Ok(records) => {
+            for record in records {
+                let Ok(source) = record.source.parse() else {
+                    continue;
+                };
+                // Only complete images count: one whose blobs are gone must be pulled again.
+                match images.get(&source) {
+                    Ok(Some(complete)) => {
+                        observed
+                            .images
+                            .insert(complete.source.clone(), complete.manifest.to_string());
+                    }
+                    Ok(None) => {}
+                    Err(e) => observed
+                        .problems
+                        .push(format!("image {}: {e}", record.source)),
+                }
+            }
+        }
+        Err(e) => observed.problems.push(format!("listing images: {e}")),
+    }
+    match volumes.list() {
+        Ok(list) => observed.volumes = list.into_iter().map(|v| v.name).collect(),
+        Err(e) => observed.problems.push(format!("listing volumes: {e}")),
+    }
+    observed
+}

@@ -1,0 +1,784 @@
+//! The planner: a pure function from the desired state, the observed state and the
+//! reconciler's memory of recent failures to an ordered list of steps. No I/O, no clock
+//! (the caller passes `now`), so every decision is covered by table tests.
+//!
+//! Per `[container.NAME]`, the container that *is* the entry is the newest one made from
+//! the same effective spec (spec hash and image digest): every other container of that name
+//! is stale and goes. That single rule makes every interrupted sequence converge: a crash
+//! after a replacement's new container was created but before the old one was removed
+//! leaves two containers of one name, and the next plan removes the stale one and starts
+//! the current one. No container is ever created twice for one spec, because a created
+//! container (its record written before anything runs) is the intent.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::observe::{Health, Observed, ObservedContainer, Phase};
+use crate::runtime::record::ExitRecord;
+use crate::spec::hash::{SpecHash, SpecHashed};
+use crate::spec::model::{Backoff, Condition, Container, Desired, PullPolicy, RestartPolicy};
+use crate::spec::name::Name;
+
+/// Failures of earlier passes, by resource key (`Action::key`): retried with backoff.
+pub type FailureBook = BTreeMap<String, Failure>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// Consecutive failed attempts.
+    pub count: u32,
+    pub last_at_ms: u64,
+    pub error: String,
+}
+
+/// What the planner is given besides the two states.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    pub desired: &'a Desired,
+    /// Every desired file loaded without a problem.
+    pub desired_complete: bool,
+    pub observed: &'a Observed,
+    pub failures: &'a FailureBook,
+    pub now_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    /// Resources that need something later, not now (backoff, a dependency).
+    pub waits: Vec<Wait>,
+    /// Undescribed resources that stay, and why.
+    pub kept: Vec<Kept>,
+    /// Why nothing is pruned on this pass, if so.
+    pub prune_blocked: Option<String>,
+    /// When the earliest wait ends: the agent plans again then.
+    pub wake_at_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub action: Action,
+    /// Indices of the steps that must have succeeded first.
+    pub after: Vec<usize>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// Fetch an image into the store.
+    Pull {
+        image: String,
+    },
+    CreateVolume {
+        name: Name,
+    },
+    /// Create and start a container for an entry that has none.
+    Run {
+        name: Name,
+    },
+    /// Start a created container.
+    Start {
+        name: Name,
+        id: String,
+    },
+    /// Start an exited or lost container again, in place, per its restart policy.
+    Restart {
+        name: Name,
+        id: String,
+        streak: u32,
+    },
+    /// Stop-first replacement: create the new container, stop and remove the old ones,
+    /// start the new one.
+    Replace {
+        name: Name,
+        old: Vec<String>,
+    },
+    /// Kill what is left of a lost container that is not to be restarted.
+    Stop {
+        name: Name,
+        id: String,
+    },
+    /// Stop and remove a container (stale, or no longer described).
+    Remove {
+        name: String,
+        id: String,
+    },
+    /// Remove images no desired entry and no remaining container uses.
+    PruneImages {
+        images: Vec<String>,
+    },
+}
+
+impl Action {
+    /// The resource an action works on: failures are remembered and retried per key.
+    pub fn key(&self) -> String {
+        match self {
+            Action::Pull { image } => format!("image/{image}"),
+            Action::CreateVolume { name } => format!("volume/{name}"),
+            Action::Run { name }
+            | Action::Start { name, .. }
+            | Action::Restart { name, .. }
+            | Action::Replace { name, .. }
+            | Action::Stop { name, .. } => format!("container/{name}"),
+            Action::Remove { id, .. } => format!("container-id/{id}"),
+            Action::PruneImages { .. } => "prune/images".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Wait {
+    /// `Action::key` of the resource.
+    pub key: String,
+    pub reason: String,
+    /// When it is due, if it waits for time rather than for another resource.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Kept {
+    pub key: String,
+    pub reason: String,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// Backoff for failed steps of resources without a policy of their own (images, volumes).
+const DEFAULT_BACKOFF: Backoff = Backoff {
+    initial: crate::spec::duration::Duration::from_secs(1),
+    max: crate::spec::duration::Duration::from_secs(300),
+    reset_after: crate::spec::duration::Duration::from_secs(600),
+};
+
+/// `initial · 2^(n-1)`, at most `max`; `n` = 0 or 1 gives `initial`.
+pub fn backoff_delay_ms(backoff: &Backoff, n: u32) -> u64 {
+    let initial = backoff.initial.0.as_millis() as u64;
+    let max = backoff.max.0.as_millis() as u64;
+    let exp = n.saturating_sub(1).min(40);
+    initial
+        .saturating_mul(1u64 << exp)
+        .min(max)
+        .max(initial.min(max))
+}
+
+pub fn plan(inputs: Inputs) -> Plan {
+    Planner::new(inputs).run()
+}
+
+struct Planner<'a> {
+    inputs: Inputs<'a>,
+    plan: Plan,
+    /// Step index that pulls an image, by source.
+    pulls: BTreeMap<String, usize>,
+    volume_steps: BTreeMap<Name, usize>,
+    /// Step index that brings a container (by entry name) to running in this plan.
+    starts: BTreeMap<Name, usize>,
+    /// Containers that stay (their images must stay too).
+    remaining_images: BTreeSet<String>,
+    removals: Vec<usize>,
+}
+
+impl<'a> Planner<'a> {
+    fn new(inputs: Inputs<'a>) -> Self {
+        Planner {
+            inputs,
+            plan: Plan::default(),
+            pulls: BTreeMap::new(),
+            volume_steps: BTreeMap::new(),
+            starts: BTreeMap::new(),
+            remaining_images: BTreeSet::new(),
+            removals: Vec::new(),
+        }
+    }
+
+    fn run(mut self) -> Plan {
+        let Inputs {
+            desired_complete,
+            observed,
+            ..
+        } = self.inputs;
+        self.plan.prune_blocked = if !desired_complete {
+            Some("the desired state has problems: a partial view must not delete anything".into())
+        } else if !observed.problems.is_empty() {
+            Some(format!(
+                "the actual state could not be read completely ({})",
+                observed.problems.join("; ")
+            ))
+        } else {
+            None
+        };
+        self.images();
+        self.volumes();
+        for name in self.container_order() {
+            self.container(&name);
+        }
+        self.undescribed_containers();
+        self.prune_images();
+        self.plan.wake_at_ms = self.plan.waits.iter().filter_map(|w| w.until_ms).min();
+        self.plan
+    }
+
+    fn push(
+        &mut self,
+        action: Action,
+        after: Vec<usize>,
+        reason: impl Into<String>,
+    ) -> Option<usize> {
+        let key = action.key();
+        if let Some(wait) = self.failure_wait(&key, None) {
+            self.plan.waits.push(wait);
+            return None;
+        }
+        self.plan.steps.push(Step {
+            action,
+            after,
+            reason: reason.into(),
+        });
+        Some(self.plan.steps.len() - 1)
+    }
+
+    /// A resource whose last attempt failed waits out its backoff before the next one.
+    fn failure_wait(&self, key: &str, backoff: Option<&Backoff>) -> Option<Wait> {
+        let failure = self.inputs.failures.get(key)?;
+        let backoff = backoff.unwrap_or(&DEFAULT_BACKOFF);
+        let until = failure
+            .last_at_ms
+            .saturating_add(backoff_delay_ms(backoff, failure.count));
+        (until > self.inputs.now_ms).then(|| Wait {
+            key: key.to_string(),
+            reason: format!(
+                "failed {} time(s), retrying in {}: {}",
+                failure.count,
+                human_ms(until - self.inputs.now_ms),
+                failure.error
+            ),
+            until_ms: Some(until),
+        })
+    }
+
+    fn images(&mut self) {
+        let desired = self.inputs.desired;
+        // Every image an entry or a container names, once.
+        let mut wanted: BTreeMap<String, PullPolicy> = BTreeMap::new();
+        for image in desired.images.values() {
+            wanted.insert(image.source.to_string(), image.pull);
+        }
+        for c in desired.containers.values() {
+            wanted
+                .entry(c.image.to_string())
+                .or_insert(PullPolicy::Missing);
+        }
+        for (source, policy) in wanted {
+            if self.inputs.observed.images.contains_key(&source) {
+                continue;
+            }
+            if policy == PullPolicy::Never {
+                self.plan.waits.push(Wait {
+                    key: format!("image/{source}"),
+                    reason: "not in the store and its pull policy is \"never\"; load it with `berth pull`".into(),
+                    until_ms: None,
+                });
+                continue;
+            }
+            if let Some(i) = self.push(
+                Action::Pull {
+                    image: source.clone(),
+                },
+                vec![],
+                "not in the store",
+            ) {
+                self.pulls.insert(source, i);
+            }
+        }
+    }
+
+    fn volumes(&mut self) {
+        let desired = self.inputs.desired;
+        for name in desired.volumes.keys() {
+            if self.inputs.observed.volumes.contains(name.as_str()) {
+                continue;
+            }
+            if let Some(i) = self.push(
+                Action::CreateVolume { name: name.clone() },
+                vec![],
+                "described, not present",
+            ) {
+                self.volume_steps.insert(name.clone(), i);
+            }
+        }
+        for name in &self.inputs.observed.volumes {
+            if !desired.volumes.contains_key(name.as_str()) {
+                self.plan.kept.push(Kept {
+                    key: format!("volume/{name}"),
+                    reason: format!(
+                        "no longer described; volumes hold data and are never pruned implicitly (`berth volume rm {name}`)"
+                    ),
+                });
+            }
+        }
+    }
+
+    /// Entries in dependency order (dependencies first), then by name. The loader refused
+    /// cycles, so this always completes.
+    fn container_order(&self) -> Vec<Name> {
+        let containers = &self.inputs.desired.containers;
+        let mut done: BTreeSet<&Name> = BTreeSet::new();
+        let mut order = Vec::new();
+        while order.len() < containers.len() {
+            let before = order.len();
+            for (name, c) in containers {
+                if !done.contains(name)
+                    && c.depends_on
+                        .keys()
+                        .all(|d| done.contains(d) || !containers.contains_key(d))
+                {
+                    done.insert(name);
+                    order.push(name.clone());
+                }
+            }
+            if order.len() == before {
+                // A cycle the loader should have refused: take the rest by name.
+                order.extend(containers.keys().filter(|n| !done.contains(n)).cloned());
+                break;
+            }
+        }
+        order
+    }
+
+    fn container(&mut self, name: &Name) {
+        let Inputs {
+            desired, observed, ..
+        } = self.inputs;
+        let c = &desired.containers[name];
+        let key = format!("container/{name}");
+        let hash = match c.spec_hash() {
+            Ok(h) => h,
+            Err(e) => {
+                self.plan.waits.push(Wait {
+                    key,
+                    reason: e.to_string(),
+                    until_ms: None,
+                });
+                return;
+            }
+        };
+        let source = c.image.to_string();
+        let digest = observed.images.get(&source);
+        let mine: Vec<&ObservedContainer> = observed
+            .containers
+            .iter()
+            .filter(|o| o.name == name.as_str())
+            .collect();
+        let current = current_container(&mine, &hash, digest);
+        // Leftovers beside the current one (an interrupted replacement) go before it starts.
+        let mut stale_removals = Vec::new();
+        for o in &mine {
+            if current.is_none_or(|cur| cur.id != o.id) {
+                if current.is_some()
+                    && let Some(i) = self.remove(
+                        o.name.clone(),
+                        &o.id,
+                        "a stale container of this entry".into(),
+                    )
+                {
+                    stale_removals.push(i);
+                }
+            } else {
+                self.remaining_images.insert(o.image.clone());
+            }
+        }
+        let Some(cur) = current else {
+            let stale: Vec<&ObservedContainer> = mine.clone();
+            self.run_or_replace(name, c, &hash, digest, &stale);
+            return;
+        };
+        match &cur.phase {
+            Phase::Running { .. } => {}
+            Phase::Created => {
+                self.when_dependencies_ready(name, c, |planner, mut after| {
+                    after.extend(stale_removals);
+                    planner.start_step(
+                        name,
+                        Action::Start {
+                            name: name.clone(),
+                            id: cur.id.clone(),
+                        },
+                        after,
+                        "created, not started".into(),
+                    )
+                });
+            }
+            Phase::Exited { exit } => self.exited(name, c, cur, Some(exit), stale_removals),
+            Phase::Lost { running, reason } => {
+                if c.restart == RestartPolicy::Never {
+                    if *running {
+                        self.push(
+                            Action::Stop {
+                                name: name.clone(),
+                                id: cur.id.clone(),
+                            },
+                            vec![],
+                            format!(
+                                "{reason}; it runs unsupervised and its restart policy is \"never\""
+                            ),
+                        );
+                    }
+                } else {
+                    self.exited(name, c, cur, None, stale_removals);
+                }
+            }
+        }
+    }
+
+    /// An exited or lost current container: restart it in place per its policy, after
+    /// its backoff delay.
+    fn exited(
+        &mut self,
+        name: &Name,
+        c: &Container,
+        cur: &ObservedContainer,
+        exit: Option<&ExitRecord>,
+        stale_removals: Vec<usize>,
+    ) {
+        let failed = exit.is_none_or(|e| e.error.is_some() || e.status() != 0);
+        let due = match c.restart {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => failed,
+            RestartPolicy::Never => false,
+        };
+        if !due {
+            return;
+        }
+        let ran_ms = exit.map(|e| e.finished_at_ms.saturating_sub(e.started_at_ms));
+        let stable = ran_ms.is_some_and(|ran| ran >= c.backoff.reset_after.0.as_millis() as u64);
+        let streak = if stable {
+            0
+        } else {
+            cur.restarts.streak.saturating_add(1)
+        };
+        let reason = match exit {
+            Some(e) => format!(
+                "{}; restart policy \"{}\"{}",
+                e.describe(),
+                restart_policy_name(c.restart),
+                ordinal_restart(cur.restarts.count + 1)
+            ),
+            None => format!(
+                "{}; restart policy \"{}\"",
+                match &cur.phase {
+                    Phase::Lost { reason, .. } => reason.as_str(),
+                    _ => "lost",
+                },
+                restart_policy_name(c.restart)
+            ),
+        };
+        if let Some(exit) = exit {
+            let until = exit
+                .finished_at_ms
+                .saturating_add(backoff_delay_ms(&c.backoff, streak));
+            if until > self.inputs.now_ms {
+                self.plan.waits.push(Wait {
+                    key: format!("container/{name}"),
+                    reason: format!(
+                        "{reason}: restarting in {} (backoff)",
+                        human_ms(until - self.inputs.now_ms)
+                    ),
+                    until_ms: Some(until),
+                });
+                return;
+            }
+        }
+        let id = cur.id.clone();
+        self.when_dependencies_ready(name, c, |planner, mut after| {
+            after.extend(stale_removals);
+            planner.start_step(
+                name,
+                Action::Restart {
+                    name: name.clone(),
+                    id,
+                    streak,
+                },
+                after,
+                reason,
+            )
+        });
+    }
+
+    fn run_or_replace(
+        &mut self,
+        name: &Name,
+        c: &Container,
+        hash: &SpecHash,
+        digest: Option<&String>,
+        stale: &[&ObservedContainer],
+    ) {
+        let mut after: Vec<usize> = Vec::new();
+        if let Some(&i) = self.pulls.get(&c.image.to_string()) {
+            after.push(i);
+        } else if digest.is_none() {
+            // Not in the store and not pulled on this pass (policy "never", or in backoff).
+            self.plan.waits.push(Wait {
+                key: format!("container/{name}"),
+                reason: format!("waiting for its image {}", c.image),
+                until_ms: None,
+            });
+            return;
+        }
+        for m in &c.mounts {
+            if let crate::spec::mount::Mount::Volume { source, .. } = m
+                && let Some(&i) = self.volume_steps.get(source.as_str())
+            {
+                after.push(i);
+            }
+        }
+        let (action, reason) = if stale.is_empty() {
+            (
+                Action::Run { name: name.clone() },
+                "described, not present".to_string(),
+            )
+        } else {
+            let why = replace_reason(stale, hash, digest);
+            (
+                Action::Replace {
+                    name: name.clone(),
+                    old: stale.iter().map(|o| o.id.clone()).collect(),
+                },
+                why,
+            )
+        };
+        self.when_dependencies_ready(name, c, move |planner, mut deps| {
+            deps.extend(after);
+            planner.start_step(name, action, deps, reason)
+        });
+    }
+
+    /// Run `make` with the steps the container's dependencies need first, or record a wait
+    /// if a dependency is not there yet and nothing in this plan brings it.
+    fn when_dependencies_ready(
+        &mut self,
+        name: &Name,
+        c: &Container,
+        make: impl FnOnce(&mut Self, Vec<usize>) -> Option<usize>,
+    ) {
+        let mut after = Vec::new();
+        for (dep, condition) in &c.depends_on {
+            if let Some(&i) = self.starts.get(dep) {
+                if *condition == Condition::Started {
+                    after.push(i);
+                    continue;
+                }
+            }
+            if let Some(missing) = self.unmet(dep, *condition) {
+                self.plan.waits.push(Wait {
+                    key: format!("container/{name}"),
+                    reason: missing,
+                    until_ms: None,
+                });
+                return;
+            }
+        }
+        make(self, after);
+    }
+
+    /// Why a dependency does not meet its condition in the observed state, if it does not.
+    fn unmet(&self, dep: &Name, condition: Condition) -> Option<String> {
+        let observed = &self.inputs.observed;
+        let desired = self.inputs.desired.containers.get(dep)?;
+        let hash = desired.spec_hash().ok()?;
+        let mine: Vec<&ObservedContainer> = observed
+            .containers
+            .iter()
+            .filter(|o| o.name == dep.as_str())
+            .collect();
+        let current = current_container(
+            &mine,
+            &hash,
+            observed.images.get(&desired.image.to_string()),
+        );
+        let running = current.is_some_and(|c| matches!(c.phase, Phase::Running { .. }));
+        match condition {
+            Condition::Started if running => None,
+            Condition::Started => Some(format!("waiting for {dep} to be started")),
+            Condition::Healthy
+                if running && current.is_some_and(|c| c.health == Some(Health::Healthy)) =>
+            {
+                None
+            }
+            Condition::Healthy => Some(format!("waiting for {dep} to be healthy")),
+        }
+    }
+
+    fn start_step(
+        &mut self,
+        name: &Name,
+        action: Action,
+        after: Vec<usize>,
+        reason: String,
+    ) -> Option<usize> {
+        let backoff = &self.inputs.desired.containers[name].backoff;
+        if let Some(wait) = self.failure_wait(&action.key(), Some(backoff)) {
+            self.plan.waits.push(wait);
+            return None;
+        }
+        self.plan.steps.push(Step {
+            action,
+            after,
+            reason,
+        });
+        let i = self.plan.steps.len() - 1;
+        self.starts.insert(name.clone(), i);
+        Some(i)
+    }
+
+    fn remove(&mut self, name: String, id: &str, reason: String) -> Option<usize> {
+        let i = self.push(
+            Action::Remove {
+                name,
+                id: id.to_string(),
+            },
+            vec![],
+            reason,
+        )?;
+        self.removals.push(i);
+        Some(i)
+    }
+
+    fn undescribed_containers(&mut self) {
+        let observed = self.inputs.observed;
+        for o in &observed.containers {
+            if self.inputs.desired.containers.contains_key(o.name.as_str()) {
+                continue;
+            }
+            match &self.plan.prune_blocked {
+                None => {
+                    self.remove(o.name.clone(), &o.id, "no longer described".into());
+                }
+                Some(why) => {
+                    self.remaining_images.insert(o.image.clone());
+                    self.plan.kept.push(Kept {
+                        key: format!("container/{}", o.name),
+                        reason: format!("{} is no longer described, but {why}", o.id),
+                    });
+                }
+            }
+        }
+        for id in &observed.damaged {
+            match &self.plan.prune_blocked {
+                None => {
+                    self.remove(String::new(), id, "its record is damaged".into());
+                }
+                Some(why) => self.plan.kept.push(Kept {
+                    key: format!("container-id/{id}"),
+                    reason: format!("its record is damaged, but {why}"),
+                }),
+            }
+        }
+    }
+
+    fn prune_images(&mut self) {
+        if self.plan.prune_blocked.is_some() {
+            return;
+        }
+        let desired = self.inputs.desired;
+        let mut keep: BTreeSet<String> = desired
+            .images
+            .values()
+            .map(|i| i.source.to_string())
+            .collect();
+        keep.extend(desired.containers.values().map(|c| c.image.to_string()));
+        keep.extend(self.remaining_images.iter().cloned());
+        let unused: Vec<String> = self
+            .inputs
+            .observed
+            .images
+            .keys()
+            .filter(|s| !keep.contains(*s))
+            .cloned()
+            .collect();
+        if unused.is_empty() {
+            return;
+        }
+        // After every removal and replacement: their images are released only then.
+        let mut after = self.removals.clone();
+        after.extend(
+            self.plan
+                .steps
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| matches!(s.action, Action::Replace { .. }).then_some(i)),
+        );
+        self.push(
+            Action::PruneImages { images: unused },
+            after,
+            "no entry and no container uses them",
+        );
+    }
+}
+
+/// The container that is the entry: the newest of its spec hash and image digest, a
+/// running one first (a leftover created container never displaces a serving one).
+fn current_container<'o>(
+    mine: &[&'o ObservedContainer],
+    hash: &SpecHash,
+    digest: Option<&String>,
+) -> Option<&'o ObservedContainer> {
+    let matching = mine
+        .iter()
+        .filter(|o| o.spec_hash == hash.as_str() && digest.is_none_or(|d| *d == o.image_digest));
+    matching
+        .clone()
+        .filter(|o| o.phase.is_running())
+        .max_by(|a, b| a.created_at.cmp(&b.created_at))
+        .or_else(|| matching.max_by(|a, b| a.created_at.cmp(&b.created_at)))
+        .copied()
+}
+
+fn replace_reason(
+    stale: &[&ObservedContainer],
+    hash: &SpecHash,
+    digest: Option<&String>,
+) -> String {
+    let newest = stale.iter().max_by(|a, b| a.created_at.cmp(&b.created_at));
+    match newest {
+        Some(o) if o.spec_hash != hash.as_str() => format!("{}: its spec changed", o.id),
+        Some(o) => match digest {
+            Some(d) => format!(
+                "{}: its image changed ({} → {})",
+                o.id,
+                short_digest(&o.image_digest),
+                short_digest(d)
+            ),
+            None => format!("{}: its image changed", o.id),
+        },
+        None => "replaced".into(),
+    }
+}
+
+pub fn short_digest(d: &str) -> String {
+    let hex = d.strip_prefix("sha256:").unwrap_or(d);
+    hex.chars().take(12).collect()
+}
+
+fn restart_policy_name(p: RestartPolicy) -> &'static str {
+    match p {
+        RestartPolicy::Always => "always",
+        RestartPolicy::OnFailure => "on-failure",
+        RestartPolicy::Never => "never",
+    }
+}
+
+fn ordinal_restart(n: u32) -> String {
+    format!(" (restart #{n})")
+}
+
+/// "1.5s", "2m3s": for waits in messages.
+pub fn human_ms(ms: u64) -> String {
+    let d = std::time::Duration::from_millis(if ms >= 1000 { ms / 1000 * 1000 } else { ms });
+    humantime::format_duration(d).to_string()
+}
