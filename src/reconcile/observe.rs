@@ -100,6 +100,8 @@ impl From<State> for Phase {
 /// and a pass with problems does not prune.
 pub fn observe(runtime: &Runtime, images: &ImageService, volumes: &Volumes) -> Observed {
     let mut observed = Observed::default();
+    // What an interrupted create or remove left (never anything in progress).
+    runtime.sweep_leftovers();
     match runtime.list() {
         Ok(records) => {
             for record in records {

@@ -380,14 +380,18 @@ impl<'a> Planner<'a> {
         let mut stale_removals = Vec::new();
         for o in &mine {
             if current.is_none_or(|cur| cur.id != o.id) {
-                if current.is_some()
-                    && let Some(i) = self.remove(
+                if current.is_some() {
+                    match self.remove(
                         o.name.clone(),
                         &o.id,
                         "a stale container of this entry".into(),
-                    )
-                {
-                    stale_removals.push(i);
+                    ) {
+                        Some(i) => stale_removals.push(i),
+                        // Not removed on this pass (failure backoff): it stays, so does its image.
+                        None => {
+                            self.remaining_images.insert(o.image.clone());
+                        }
+                    }
                 }
             } else {
                 self.remaining_images.insert(o.image.clone());
@@ -396,6 +400,11 @@ impl<'a> Planner<'a> {
         let Some(cur) = current else {
             let stale: Vec<&ObservedContainer> = mine.clone();
             self.run_or_replace(name, c, &hash, digest, &stale);
+            if !self.starts.contains_key(name) {
+                // Not replaced on this pass (it waits): the old containers stay, so do their images.
+                self.remaining_images
+                    .extend(stale.iter().map(|o| o.image.clone()));
+            }
             return;
         };
         match &cur.phase {
@@ -657,7 +666,13 @@ impl<'a> Planner<'a> {
             }
             match &self.plan.prune_blocked {
                 None => {
-                    self.remove(o.name.clone(), &o.id, "no longer described".into());
+                    if self
+                        .remove(o.name.clone(), &o.id, "no longer described".into())
+                        .is_none()
+                    {
+                        // Not removed on this pass (failure backoff): it stays, so does its image.
+                        self.remaining_images.insert(o.image.clone());
+                    }
                 }
                 Some(why) => {
                     self.remaining_images.insert(o.image.clone());

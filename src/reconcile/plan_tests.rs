@@ -1,1 +1,2055 @@
+//! Table and golden tests for the planner (`plan.rs`).
+//!
+//! Desired state comes from small TOML snippets through the real loader; the observed state
+//! is built by hand. A plan is rendered one line per step, wait, kept entry, prune block and
+//! wake-up time (times relative to `NOW`), and compared with the expected text inline.
 
+use std::collections::BTreeMap;
+
+use super::observe::{Health, Observed, ObservedContainer, Phase};
+use super::plan::{
+    Action, Failure, FailureBook, Inputs, Plan, Step, backoff_delay_ms, human_ms, plan,
+    short_digest,
+};
+use crate::runtime::record::{ExitRecord, RestartRecord};
+use crate::spec::duration::Duration;
+use crate::spec::hash::SpecHashed;
+use crate::spec::loader::InputFile;
+use crate::spec::model::{Backoff, Desired};
+
+const NOW: u64 = 1_700_000_000_000;
+const HOUR: u64 = 3_600_000;
+
+fn digest(c: char) -> String {
+    format!("sha256:{}", c.to_string().repeat(64))
+}
+
+fn files(texts: &[(&str, &str)]) -> crate::spec::Loaded {
+    crate::spec::load_files(
+        &texts
+            .iter()
+            .map(|(path, text)| InputFile {
+                path: (*path).into(),
+                text: (*text).into(),
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// A desired state from one TOML file that must load without a problem.
+fn desired(toml: &str) -> Desired {
+    let loaded = files(&[("desired.toml", toml)]);
+    assert!(loaded.is_complete(), "{:#?}", loaded.diagnostics);
+    loaded.desired
+}
+
+fn running() -> Phase {
+    Phase::Running {
+        started_at_ms: NOW - HOUR,
+    }
+}
+
+fn lost(running: bool) -> Phase {
+    Phase::Lost {
+        reason: "its monitor is gone".into(),
+        running,
+    }
+}
+
+/// An exit that ran `ran_ms` and finished `ago_ms` before `NOW`.
+fn exit(code: i32, ran_ms: u64, ago_ms: u64) -> ExitRecord {
+    ExitRecord {
+        code: Some(code),
+        signal: None,
+        oom_killed: false,
+        started_at_ms: NOW - ago_ms - ran_ms,
+        finished_at_ms: NOW - ago_ms,
+        error: None,
+    }
+}
+
+fn exited(code: i32, ran_ms: u64, ago_ms: u64) -> Phase {
+    Phase::Exited {
+        exit: exit(code, ran_ms, ago_ms),
+    }
+}
+
+/// An observed container of name `name`, the `n`th made (ids and creation times follow `n`).
+fn container(
+    name: &str,
+    n: u32,
+    spec_hash: &str,
+    image: &str,
+    image_digest: &str,
+    phase: Phase,
+) -> ObservedContainer {
+    ObservedContainer {
+        id: format!("{name}-{n:08x}"),
+        name: name.into(),
+        spec_hash: spec_hash.into(),
+        image: image.into(),
+        image_digest: image_digest.into(),
+        created_at: format!("2024-05-01T10:{n:02}:00Z"),
+        phase,
+        restarts: RestartRecord::default(),
+        health: None,
+        monitor: None,
+    }
+}
+
+/// What the planner is given, built step by step.
+#[derive(Clone)]
+struct World {
+    desired: Desired,
+    complete: bool,
+    observed: Observed,
+    failures: FailureBook,
+    now: u64,
+}
+
+impl World {
+    fn new(toml: &str) -> World {
+        World {
+            desired: desired(toml),
+            complete: true,
+            observed: Observed::default(),
+            failures: FailureBook::new(),
+            now: NOW,
+        }
+    }
+
+    fn image(mut self, source: &str, digest: &str) -> World {
+        self.observed
+            .images
+            .insert(source.to_string(), digest.to_string());
+        self
+    }
+
+    /// Every image a desired container names is in the store (digest `a…`).
+    fn images_present(mut self) -> World {
+        for c in self.desired.containers.values() {
+            self.observed
+                .images
+                .insert(c.image.to_string(), digest('a'));
+        }
+        self
+    }
+
+    fn volume(mut self, name: &str) -> World {
+        self.observed.volumes.insert(name.into());
+        self
+    }
+
+    /// An observed container made from `name`'s desired entry as it is now: its spec hash,
+    /// its image and the digest the store holds for it (`a…` if none).
+    fn current(&self, name: &str, n: u32, phase: Phase) -> ObservedContainer {
+        let c = &self.desired.containers[name];
+        let image = c.image.to_string();
+        let digest = self
+            .observed
+            .images
+            .get(&image)
+            .cloned()
+            .unwrap_or_else(|| digest('a'));
+        let hash = c.spec_hash().expect("hash").to_string();
+        container(name, n, &hash, &image, &digest, phase)
+    }
+
+    fn with(mut self, c: ObservedContainer) -> World {
+        self.observed.containers.push(c);
+        self
+    }
+
+    /// Adds `current(name, n, phase)`, changed by `tweak`.
+    fn add(
+        self,
+        name: &str,
+        n: u32,
+        phase: Phase,
+        tweak: impl FnOnce(&mut ObservedContainer),
+    ) -> World {
+        let mut c = self.current(name, n, phase);
+        tweak(&mut c);
+        self.with(c)
+    }
+
+    fn failure(mut self, key: &str, count: u32, ago_ms: u64) -> World {
+        self.failures.insert(
+            key.into(),
+            Failure {
+                count,
+                last_at_ms: self.now - ago_ms,
+                error: "boom".into(),
+            },
+        );
+        self
+    }
+
+    fn plan(&self) -> Plan {
+        let plan = plan(Inputs {
+            desired: &self.desired,
+            desired_complete: self.complete,
+            observed: &self.observed,
+            failures: &self.failures,
+            now_ms: self.now,
+        });
+        check_invariants(&plan, self.now);
+        plan
+    }
+}
+
+/// What holds for every plan: `after` points backwards, at most one step brings an entry
+/// to running, and `wake_at_ms` is the earliest timed wait.
+fn check_invariants(plan: &Plan, now: u64) {
+    let mut starts = BTreeMap::new();
+    for (i, step) in plan.steps.iter().enumerate() {
+        for &a in &step.after {
+            assert!(a < i, "step {i} runs after a later step {a}: {plan:#?}");
+        }
+        if let Action::Run { name }
+        | Action::Start { name, .. }
+        | Action::Restart { name, .. }
+        | Action::Replace { name, .. } = &step.action
+        {
+            assert!(
+                starts.insert(name.clone(), i).is_none(),
+                "{name} is started twice: {plan:#?}"
+            );
+        }
+    }
+    let earliest = plan.waits.iter().filter_map(|w| w.until_ms).min();
+    assert_eq!(plan.wake_at_ms, earliest);
+    if let Some(wake) = plan.wake_at_ms {
+        assert!(wake > now, "a wait already over: {plan:#?}");
+    }
+}
+
+fn render_action(action: &Action) -> String {
+    match action {
+        Action::Pull { image } => format!("pull image/{image}"),
+        Action::CreateVolume { name } => format!("create-volume volume/{name}"),
+        Action::Run { name } => format!("run container/{name}"),
+        Action::Start { name, id } => format!("start container/{name} id={id}"),
+        Action::Restart { name, id, streak } => {
+            format!("restart container/{name} id={id} streak={streak}")
+        }
+        Action::Replace { name, old } => {
+            format!("replace container/{name} old=[{}]", old.join(","))
+        }
+        Action::Stop { name, id } => format!("stop container/{name} id={id}"),
+        Action::Remove { name, id } if name.is_empty() => format!("remove container-id/{id}"),
+        Action::Remove { name, id } => format!("remove container/{name} id={id}"),
+        Action::PruneImages { images } => format!("prune-images [{}]", images.join(",")),
+    }
+}
+
+fn render_step(step: &Step) -> String {
+    let mut line = render_action(&step.action);
+    if !step.after.is_empty() {
+        let after: Vec<String> = step.after.iter().map(|a| a.to_string()).collect();
+        line.push_str(&format!(" after=[{}]", after.join(",")));
+    }
+    line
+}
+
+fn rel(ms: u64) -> String {
+    format!("+{}ms", ms as i128 - NOW as i128)
+}
+
+/// The golden rendering: steps (without reasons), then waits, kept entries, the prune block
+/// and the wake-up time.
+fn render(plan: &Plan) -> String {
+    let mut out: Vec<String> = plan.steps.iter().map(render_step).collect();
+    for w in &plan.waits {
+        match w.until_ms {
+            Some(until) => out.push(format!("wait {} until={}: {}", w.key, rel(until), w.reason)),
+            None => out.push(format!("wait {}: {}", w.key, w.reason)),
+        }
+    }
+    for k in &plan.kept {
+        out.push(format!("kept {}: {}", k.key, k.reason));
+    }
+    if let Some(why) = &plan.prune_blocked {
+        out.push(format!("prune-blocked: {why}"));
+    }
+    if let Some(wake) = plan.wake_at_ms {
+        out.push(format!("wake {}", rel(wake)));
+    }
+    out.join("\n")
+}
+
+/// An expected rendering written indented inline: lines trimmed, blank lines dropped.
+fn norm(expected: &str) -> String {
+    let lines: Vec<&str> = expected
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join("\n")
+}
+
+#[track_caller]
+fn golden(plan: &Plan, expected: &str) {
+    let want = norm(expected);
+    let got = render(plan);
+    assert_eq!(got, want, "\n--- got ---\n{got}\n--- want ---\n{want}\n");
+}
+
+/// Step reasons, one "action: reason" line each.
+fn reasons(plan: &Plan) -> Vec<String> {
+    plan.steps
+        .iter()
+        .map(|s| format!("{}: {}", render_action(&s.action), s.reason))
+        .collect()
+}
+
+const WEB: &str = r#"
+[container.web]
+image = "registry.example/app:1"
+"#;
+
+const WEB_DB: &str = r#"
+[volume.data]
+
+[container.db]
+image = "oci-archive:/x/busybox.tar"
+mounts = ["data:/var/lib/db"]
+"#;
+
+// ---------------------------------------------------------------------------------------
+// Creating what is missing.
+
+#[test]
+fn empty_desired_and_empty_observed_plan_nothing() {
+    let plan = World::new("").plan();
+    assert_eq!(plan, Plan::default());
+    assert!(plan.is_empty());
+    golden(&plan, "");
+}
+
+#[test]
+fn creation_table() {
+    struct Case {
+        name: &'static str,
+        toml: &'static str,
+        images: &'static [&'static str],
+        volumes: &'static [&'static str],
+        want: &'static str,
+    }
+    let cases = [
+        Case {
+            name: "image missing: pull, then run after the pull",
+            toml: WEB,
+            images: &[],
+            volumes: &[],
+            want: "
+                pull image/registry.example/app:1
+                run container/web after=[0]
+            ",
+        },
+        Case {
+            name: "image present: run alone",
+            toml: WEB,
+            images: &["registry.example/app:1"],
+            volumes: &[],
+            want: "run container/web",
+        },
+        Case {
+            name: "volume missing: create it before the run",
+            toml: WEB_DB,
+            images: &["oci-archive:/x/busybox.tar"],
+            volumes: &[],
+            want: "
+                create-volume volume/data
+                run container/db after=[0]
+            ",
+        },
+        Case {
+            name: "image and volume missing: run after both",
+            toml: WEB_DB,
+            images: &[],
+            volumes: &[],
+            want: "
+                pull image/oci-archive:/x/busybox.tar
+                create-volume volume/data
+                run container/db after=[0,1]
+            ",
+        },
+        Case {
+            name: "volume present: no volume step",
+            toml: WEB_DB,
+            images: &["oci-archive:/x/busybox.tar"],
+            volumes: &["data"],
+            want: "run container/db",
+        },
+        Case {
+            name: "a described volume alone is created, nothing else",
+            toml: "[volume.cache]\n[volume.data]\n",
+            images: &[],
+            volumes: &["data"],
+            want: "create-volume volume/cache",
+        },
+        Case {
+            name: "an image entry nobody uses is still pulled",
+            toml: "[image.tools]\nreference = \"registry.example/tools:3\"\n",
+            images: &[],
+            volumes: &[],
+            want: "pull image/registry.example/tools:3",
+        },
+        Case {
+            name: "two containers on one image: one pull, both runs after it",
+            toml: r#"
+                [image.app]
+                reference = "registry.example/app:1"
+                [container.a]
+                image = "app"
+                [container.b]
+                image = "registry.example/app:1"
+            "#,
+            images: &[],
+            volumes: &[],
+            want: "
+                pull image/registry.example/app:1
+                run container/a after=[0]
+                run container/b after=[0]
+            ",
+        },
+    ];
+    for case in cases {
+        let mut w = World::new(case.toml);
+        for image in case.images {
+            w = w.image(image, &digest('a'));
+        }
+        for v in case.volumes {
+            w = w.volume(v);
+        }
+        let plan = w.plan();
+        let got = render(&plan);
+        assert_eq!(got, norm(case.want), "case: {}", case.name);
+    }
+}
+
+#[test]
+fn new_container_reasons() {
+    let plan = World::new(WEB_DB).plan();
+    assert_eq!(
+        reasons(&plan),
+        [
+            "pull image/oci-archive:/x/busybox.tar: not in the store",
+            "create-volume volume/data: described, not present",
+            "run container/db: described, not present",
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Idempotence.
+
+const STACK: &str = r#"
+[image.app]
+reference = "registry.example/app:1"
+
+[volume.data]
+
+[container.db]
+image = "oci-archive:/x/busybox.tar"
+mounts = ["data:/var/lib/db"]
+health = { tcp = 5432 }
+
+[container.web]
+image = "app"
+env = { DB = "db" }
+depends_on = { db = "healthy" }
+"#;
+
+#[test]
+fn converged_state_plans_nothing() {
+    let w = World::new(STACK).images_present().volume("data");
+    let w = w
+        .add("db", 1, running(), |c| c.health = Some(Health::Healthy))
+        .add("web", 2, running(), |_| {});
+    let plan = w.plan();
+    assert_eq!(plan, Plan::default());
+    golden(&plan, "");
+    // And planning is deterministic: the same inputs, the same plan.
+    assert_eq!(w.plan(), plan);
+}
+
+#[test]
+fn converged_single_container_plans_nothing() {
+    let plan = World::new(WEB)
+        .images_present()
+        .add("web", 1, running(), |_| {})
+        .plan();
+    assert_eq!(plan, Plan::default());
+}
+
+#[test]
+fn converged_state_stays_converged_whatever_the_observed_order() {
+    let w = World::new(STACK).images_present().volume("data");
+    let db = w.current("db", 1, running());
+    let web = w.current("web", 2, running());
+    for order in [[db.clone(), web.clone()], [web, db]] {
+        let mut w = w.clone();
+        w.observed.containers = order.to_vec();
+        w.observed.containers[0].health = Some(Health::Healthy);
+        w.observed.containers[1].health = Some(Health::Healthy);
+        assert_eq!(w.plan(), Plan::default());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Replacement.
+
+#[test]
+fn changed_spec_replaces_the_old_container() {
+    let old = desired(
+        r#"
+        [container.web]
+        image = "registry.example/app:1"
+        env = { MODE = "blue" }
+        "#,
+    );
+    let old_hash = old.containers["web"].spec_hash().unwrap().to_string();
+    let w = World::new(
+        r#"
+        [container.web]
+        image = "registry.example/app:1"
+        env = { MODE = "green" }
+        "#,
+    )
+    .images_present();
+    assert_ne!(
+        w.desired.containers["web"].spec_hash().unwrap().to_string(),
+        old_hash
+    );
+    let plan = w
+        .with(container(
+            "web",
+            1,
+            &old_hash,
+            "registry.example/app:1",
+            &digest('a'),
+            running(),
+        ))
+        .plan();
+    golden(&plan, "replace container/web old=[web-00000001]");
+    assert_eq!(
+        reasons(&plan),
+        ["replace container/web old=[web-00000001]: web-00000001: its spec changed"]
+    );
+}
+
+#[test]
+fn changed_image_digest_replaces_the_container() {
+    let plan = World::new(WEB)
+        .image("registry.example/app:1", &digest('b'))
+        .add("web", 1, running(), |c| c.image_digest = digest('a'))
+        .plan();
+    golden(&plan, "replace container/web old=[web-00000001]");
+    assert_eq!(
+        reasons(&plan),
+        [
+            "replace container/web old=[web-00000001]: web-00000001: its image changed (aaaaaaaaaaaa → bbbbbbbbbbbb)"
+        ]
+    );
+}
+
+#[test]
+fn replacement_of_several_stale_containers_names_them_all_and_blames_the_newest() {
+    let old_hash = "sha256:0000";
+    let plan = World::new(WEB)
+        .image("registry.example/app:1", &digest('b'))
+        .with(container(
+            "web",
+            1,
+            old_hash,
+            "registry.example/app:1",
+            &digest('b'),
+            exited(0, 10, HOUR),
+        ))
+        .add("web", 2, running(), |c| c.image_digest = digest('a'))
+        .plan();
+    golden(
+        &plan,
+        "replace container/web old=[web-00000001,web-00000002]",
+    );
+    // The newest stale one has the current spec: the image is what changed.
+    assert!(
+        plan.steps[0]
+            .reason
+            .starts_with("web-00000002: its image changed"),
+        "{}",
+        plan.steps[0].reason
+    );
+}
+
+#[test]
+fn new_image_to_pull_then_replace_then_prune_the_old_one() {
+    let old = desired(WEB);
+    let w = World::new(
+        r#"
+        [container.web]
+        image = "registry.example/app:2"
+        "#,
+    )
+    .image("registry.example/app:1", &digest('a'));
+    let old_container = {
+        let mut c = World {
+            desired: old,
+            ..w.clone()
+        }
+        .current("web", 1, running());
+        c.image_digest = digest('a');
+        c
+    };
+    let plan = w.with(old_container).plan();
+    golden(
+        &plan,
+        "
+        pull image/registry.example/app:2
+        replace container/web old=[web-00000001] after=[0]
+        prune-images [registry.example/app:1] after=[1]
+        ",
+    );
+}
+
+#[test]
+fn reformatted_toml_with_the_same_meaning_plans_nothing() {
+    let written = r#"
+[container.web]
+image = "registry.example/app:1"
+env = { B = "2", A = "1" }
+command = ["serve", "--port", "80"]
+labels = { tier = "front" }
+"#;
+    let rewritten = r#"
+# The same container, written another way: key order, sub-tables, explicit defaults.
+[container.web]
+labels.tier = "front"
+restart   = "always"
+stop_timeout = "10s"
+backoff = { max = "5m", initial = "1s" }
+command = [ "serve",
+            "--port", "80" ]
+image="registry.example/app:1"
+
+[container.web.env]
+A = "1"
+B = "2"
+"#;
+    let before = World::new(written).images_present();
+    let running_container = before.current("web", 1, running());
+    let after = World {
+        desired: desired(rewritten),
+        ..before
+    };
+    assert_eq!(
+        after.current("web", 1, running()).spec_hash,
+        running_container.spec_hash
+    );
+    let plan = after.with(running_container).plan();
+    assert_eq!(plan, Plan::default());
+}
+
+#[test]
+fn a_container_of_the_current_spec_with_its_image_gone_from_the_store_is_kept() {
+    // Only the image is missing: it is pulled again, the container stays as it is.
+    let plan = World::new(WEB).add("web", 1, running(), |_| {}).plan();
+    golden(&plan, "pull image/registry.example/app:1");
+}
+
+// ---------------------------------------------------------------------------------------
+// Crash leftovers.
+
+#[test]
+fn interrupted_replacement_removes_the_old_then_starts_the_new() {
+    let w = World::new(WEB).images_present();
+    let plan = w
+        .clone()
+        .with(container(
+            "web",
+            1,
+            "sha256:stale",
+            "registry.example/app:1",
+            &digest('a'),
+            running(),
+        ))
+        .add("web", 2, Phase::Created, |_| {})
+        .plan();
+    golden(
+        &plan,
+        "
+        remove container/web id=web-00000001
+        start container/web id=web-00000002 after=[0]
+        ",
+    );
+    assert_eq!(
+        reasons(&plan),
+        [
+            "remove container/web id=web-00000001: a stale container of this entry",
+            "start container/web id=web-00000002: created, not started",
+        ]
+    );
+}
+
+#[test]
+fn two_current_containers_keep_the_running_one() {
+    struct Case {
+        name: &'static str,
+        phases: [(u32, Phase); 2],
+        want: &'static str,
+    }
+    let cases = [
+        Case {
+            name: "running older, created newer",
+            phases: [(1, running()), (2, Phase::Created)],
+            want: "remove container/web id=web-00000002",
+        },
+        Case {
+            name: "created older, running newer",
+            phases: [(1, Phase::Created), (2, running())],
+            want: "remove container/web id=web-00000001",
+        },
+        Case {
+            name: "a lost but still running one counts as running",
+            phases: [(1, lost(true)), (2, Phase::Created)],
+            want: "
+                remove container/web id=web-00000002
+                restart container/web id=web-00000001 streak=1 after=[0]
+            ",
+        },
+        Case {
+            name: "both created: the newest stays and starts after the other goes",
+            phases: [(1, Phase::Created), (2, Phase::Created)],
+            want: "
+                remove container/web id=web-00000001
+                start container/web id=web-00000002 after=[0]
+            ",
+        },
+        Case {
+            name: "both running: the newest stays",
+            phases: [(1, running()), (2, running())],
+            want: "remove container/web id=web-00000001",
+        },
+        Case {
+            name: "exited older, created newer: the newest is the entry",
+            phases: [(1, exited(0, 10, HOUR)), (2, Phase::Created)],
+            want: "
+                remove container/web id=web-00000001
+                start container/web id=web-00000002 after=[0]
+            ",
+        },
+    ];
+    for case in cases {
+        let base = World::new(WEB).images_present();
+        let [(n1, p1), (n2, p2)] = case.phases;
+        let c1 = base.current("web", n1, p1);
+        let c2 = base.current("web", n2, p2);
+        // The observed order must not matter, only creation times.
+        for order in [[c1.clone(), c2.clone()], [c2, c1]] {
+            let mut w = base.clone();
+            w.observed.containers = order.to_vec();
+            let got = render(&w.plan());
+            assert_eq!(got, norm(case.want), "case: {}", case.name);
+        }
+    }
+}
+
+#[test]
+fn stale_leftover_beside_an_exited_current_one_goes_before_the_restart() {
+    let plan = World::new(WEB)
+        .images_present()
+        .with(container(
+            "web",
+            1,
+            "sha256:stale",
+            "registry.example/app:1",
+            &digest('a'),
+            running(),
+        ))
+        .add("web", 2, exited(1, 10, HOUR), |_| {})
+        .plan();
+    golden(
+        &plan,
+        "
+        remove container/web id=web-00000001
+        restart container/web id=web-00000002 streak=1 after=[0]
+        ",
+    );
+}
+
+#[test]
+fn stale_leftover_with_another_digest_goes_when_a_current_one_exists() {
+    let plan = World::new(WEB)
+        .image("registry.example/app:1", &digest('b'))
+        .add("web", 1, running(), |c| c.image_digest = digest('a'))
+        .add("web", 2, Phase::Created, |_| {})
+        .plan();
+    golden(
+        &plan,
+        "
+        remove container/web id=web-00000001
+        start container/web id=web-00000002 after=[0]
+        ",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Undescribed containers and pruning safety.
+
+fn undescribed(n: u32, phase: Phase) -> ObservedContainer {
+    container(
+        "gone",
+        n,
+        "sha256:whatever",
+        "registry.example/gone:1",
+        &digest('c'),
+        phase,
+    )
+}
+
+#[test]
+fn undescribed_container_is_removed_and_its_image_pruned_after() {
+    let plan = World::new("")
+        .image("registry.example/gone:1", &digest('c'))
+        .with(undescribed(1, running()))
+        .plan();
+    golden(
+        &plan,
+        "
+        remove container/gone id=gone-00000001
+        prune-images [registry.example/gone:1] after=[0]
+        ",
+    );
+    assert_eq!(
+        reasons(&plan),
+        [
+            "remove container/gone id=gone-00000001: no longer described",
+            "prune-images [registry.example/gone:1]: no entry and no container uses them",
+        ]
+    );
+}
+
+#[test]
+fn incomplete_desired_state_blocks_every_removal() {
+    // A second file that does not parse: the valid file still loads, but is incomplete.
+    let loaded = files(&[
+        ("a.toml", WEB),
+        ("b.toml", "[container.broken\nimage = 1\n"),
+    ]);
+    assert!(!loaded.is_complete());
+    let mut w = World::new(WEB);
+    w.complete = loaded.is_complete();
+    w.desired = loaded.desired;
+    let plan = w
+        .images_present()
+        .image("registry.example/gone:1", &digest('c'))
+        .image("registry.example/junk:1", &digest('d'))
+        .add("web", 1, running(), |_| {})
+        .with(undescribed(2, running()))
+        .plan();
+    golden(
+        &plan,
+        "
+        kept container/gone: gone-00000002 is no longer described, but the desired state has problems: a partial view must not delete anything
+        prune-blocked: the desired state has problems: a partial view must not delete anything
+        ",
+    );
+}
+
+#[test]
+fn observation_problems_block_every_removal() {
+    let mut w = World::new(WEB)
+        .images_present()
+        .image("registry.example/junk:1", &digest('d'))
+        .add("web", 1, running(), |_| {})
+        .with(undescribed(2, exited(0, 10, HOUR)));
+    w.observed.damaged = vec!["x-0badc0de".into()];
+    w.observed.problems = vec!["listing volumes: EIO".into(), "image y: bad".into()];
+    golden(
+        &w.plan(),
+        "
+        kept container/gone: gone-00000002 is no longer described, but the actual state could not be read completely (listing volumes: EIO; image y: bad)
+        kept container-id/x-0badc0de: its record is damaged, but the actual state could not be read completely (listing volumes: EIO; image y: bad)
+        prune-blocked: the actual state could not be read completely (listing volumes: EIO; image y: bad)
+        ",
+    );
+}
+
+#[test]
+fn prune_block_table() {
+    // (desired complete, observation problems, damaged ids) → removals planned?
+    let cases = [
+        (true, false, false, true),
+        (true, false, true, true),
+        (false, false, true, false),
+        (true, true, true, false),
+        (false, true, false, false),
+    ];
+    for (complete, problems, damaged, prunes) in cases {
+        let mut w = World::new("").with(undescribed(1, running()));
+        w.complete = complete;
+        if problems {
+            w.observed.problems = vec!["x".into()];
+        }
+        if damaged {
+            w.observed.damaged = vec!["d-00000001".into()];
+        }
+        let plan = w.plan();
+        let removes = plan
+            .steps
+            .iter()
+            .filter(|s| matches!(s.action, Action::Remove { .. }))
+            .count();
+        let expected_removes = if prunes { 1 + usize::from(damaged) } else { 0 };
+        assert_eq!(
+            removes, expected_removes,
+            "complete={complete} problems={problems} damaged={damaged}: {plan:#?}"
+        );
+        assert_eq!(plan.prune_blocked.is_none(), prunes);
+        assert_eq!(
+            plan.kept.len(),
+            if prunes { 0 } else { 1 + usize::from(damaged) }
+        );
+    }
+}
+
+#[test]
+fn damaged_records_are_removed_when_pruning_is_allowed() {
+    let mut w = World::new("");
+    w.observed.damaged = vec!["a-00000001".into(), "b-00000002".into()];
+    let plan = w.plan();
+    golden(
+        &plan,
+        "
+        remove container-id/a-00000001
+        remove container-id/b-00000002
+        ",
+    );
+    assert_eq!(plan.steps[0].reason, "its record is damaged");
+    assert_eq!(plan.steps[0].action.key(), "container-id/a-00000001");
+}
+
+// ---------------------------------------------------------------------------------------
+// Restart policies and backoff.
+
+fn restart_world(policy: &str, phase: Phase) -> World {
+    let w = World::new(&format!(
+        "[container.web]\nimage = \"registry.example/app:1\"\nrestart = \"{policy}\"\n"
+    ))
+    .images_present();
+    w.add("web", 1, phase, |_| {})
+}
+
+#[test]
+fn restart_policy_table() {
+    let never_ran = Phase::Exited {
+        exit: ExitRecord {
+            error: Some("exec format error".into()),
+            code: None,
+            ..exit(0, 0, HOUR)
+        },
+    };
+    let killed = Phase::Exited {
+        exit: ExitRecord {
+            code: None,
+            signal: Some(9),
+            ..exit(0, 10, HOUR)
+        },
+    };
+    let restart = "restart container/web id=web-00000001 streak=1";
+    // (policy, phase, expected rendering)
+    let cases = [
+        ("always", exited(0, 10, HOUR), restart),
+        ("always", exited(3, 10, HOUR), restart),
+        ("always", never_ran.clone(), restart),
+        ("always", killed.clone(), restart),
+        ("on-failure", exited(0, 10, HOUR), ""),
+        ("on-failure", exited(3, 10, HOUR), restart),
+        ("on-failure", never_ran.clone(), restart),
+        ("on-failure", killed.clone(), restart),
+        ("never", exited(0, 10, HOUR), ""),
+        ("never", exited(3, 10, HOUR), ""),
+        ("never", never_ran, ""),
+        ("never", killed, ""),
+        (
+            "always",
+            Phase::Created,
+            "start container/web id=web-00000001",
+        ),
+        (
+            "never",
+            Phase::Created,
+            "start container/web id=web-00000001",
+        ),
+        ("always", running(), ""),
+        ("never", running(), ""),
+    ];
+    for (policy, phase, want) in cases {
+        let plan = restart_world(policy, phase.clone()).plan();
+        assert_eq!(render(&plan), want, "restart = {policy}, {phase:?}");
+    }
+}
+
+#[test]
+fn restart_reasons_describe_the_exit_and_count_restarts() {
+    let w = World::new(
+        "[container.web]\nimage = \"registry.example/app:1\"\nrestart = \"on-failure\"\n",
+    )
+    .images_present()
+    .add("web", 1, exited(3, 10, HOUR), |c| {
+        c.restarts.count = 4;
+    });
+    assert_eq!(
+        reasons(&w.plan()),
+        [
+            "restart container/web id=web-00000001 streak=1: exited with code 3; restart policy \"on-failure\" (restart #5)"
+        ]
+    );
+    let never_ran = Phase::Exited {
+        exit: ExitRecord {
+            error: Some("exec format error".into()),
+            code: None,
+            ..exit(0, 0, HOUR)
+        },
+    };
+    assert_eq!(
+        reasons(&restart_world("always", never_ran).plan()),
+        [
+            "restart container/web id=web-00000001 streak=1: failed to start: exec format error; restart policy \"always\" (restart #1)"
+        ]
+    );
+}
+
+const BACKOFF: &str = r#"
+[container.web]
+image = "registry.example/app:1"
+backoff = { initial = "2s", max = "30s", reset_after = "1m" }
+"#;
+
+#[test]
+fn restart_backoff_golden() {
+    // Exited 500ms ago after a short run, first restart: the delay is `initial` (2s).
+    let plan = World::new(BACKOFF)
+        .images_present()
+        .add("web", 1, exited(1, 10, 500), |_| {})
+        .plan();
+    golden(
+        &plan,
+        r#"
+        wait container/web until=+1500ms: exited with code 1; restart policy "always" (restart #1): restarting in 1s (backoff)
+        wake +1500ms
+        "#,
+    );
+}
+
+#[test]
+fn restart_backoff_table() {
+    // (previous streak, how long it ran, expected new streak, expected delay)
+    let cases: [(u32, u64, u32, u64); 9] = [
+        (0, 10, 1, 2_000),
+        (1, 10, 2, 4_000),
+        (2, 10, 3, 8_000),
+        (3, 10, 4, 16_000),
+        (4, 10, 5, 30_000), // 32s capped at max
+        (17, 10, 18, 30_000),
+        (7, 59_999, 8, 30_000), // just short of reset_after: still growing
+        (7, 60_000, 0, 2_000),  // ran reset_after: the streak starts again
+        (7, 5 * HOUR, 0, 2_000),
+    ];
+    for (streak, ran, new_streak, delay) in cases {
+        let world = |ago: u64| {
+            World::new(BACKOFF)
+                .images_present()
+                .add("web", 1, exited(1, ran, ago), |c| {
+                    c.restarts.streak = streak;
+                    c.restarts.count = streak + 3;
+                })
+        };
+        // 1ms before the delay is over: a timed wait.
+        let plan = world(delay - 1).plan();
+        assert!(
+            plan.steps.is_empty(),
+            "streak {streak}, ran {ran}: {plan:#?}"
+        );
+        assert_eq!(plan.waits.len(), 1);
+        assert_eq!(plan.waits[0].key, "container/web");
+        assert_eq!(
+            plan.waits[0].until_ms,
+            Some(NOW + 1),
+            "streak {streak}, ran {ran}"
+        );
+        assert_eq!(plan.wake_at_ms, Some(NOW + 1));
+        // The delay is over: restart with the new streak.
+        let plan = world(delay).plan();
+        assert_eq!(
+            render(&plan),
+            format!("restart container/web id=web-00000001 streak={new_streak}"),
+            "streak {streak}, ran {ran}"
+        );
+    }
+}
+
+#[test]
+fn backoff_delay_table() {
+    fn b(initial_ms: u64, max_ms: u64) -> Backoff {
+        Backoff {
+            initial: Duration::from_millis(initial_ms),
+            max: Duration::from_millis(max_ms),
+            reset_after: Duration::from_secs(600),
+        }
+    }
+    let cases: [(Backoff, u32, u64); 14] = [
+        (b(1_000, 300_000), 0, 1_000),
+        (b(1_000, 300_000), 1, 1_000),
+        (b(1_000, 300_000), 2, 2_000),
+        (b(1_000, 300_000), 3, 4_000),
+        (b(1_000, 300_000), 9, 256_000),
+        (b(1_000, 300_000), 10, 300_000),
+        (b(1_000, 300_000), u32::MAX, 300_000),
+        (b(500, 5_000), 4, 4_000),
+        (b(500, 5_000), 5, 5_000),
+        (b(10_000, 5_000), 1, 5_000), // initial above max: max wins
+        (b(0, 5_000), 10, 0),
+        (b(250, 250), 30, 250),
+        // The exponent stops at 40: 1s · 2^40, below a huge max.
+        (b(1_000, 1u64 << 52), 100, 1_000 << 40),
+        (b(u64::MAX / 2, u64::MAX), 3, u64::MAX),
+    ];
+    for (backoff, n, want) in cases {
+        assert_eq!(backoff_delay_ms(&backoff, n), want, "{backoff:?} n={n}");
+    }
+    assert_eq!(backoff_delay_ms(&Backoff::default(), 1), 1_000);
+}
+
+// ---------------------------------------------------------------------------------------
+// Lost containers.
+
+#[test]
+fn lost_container_table() {
+    let stop = "stop container/web id=web-00000001";
+    let restart = "restart container/web id=web-00000001 streak=1";
+    let cases = [
+        ("never", true, stop),
+        ("never", false, ""),
+        ("always", true, restart),
+        ("always", false, restart),
+        ("on-failure", true, restart),
+        ("on-failure", false, restart),
+    ];
+    for (policy, still_running, want) in cases {
+        let plan = restart_world(policy, lost(still_running)).plan();
+        assert_eq!(
+            render(&plan),
+            want,
+            "restart = {policy}, running = {still_running}"
+        );
+    }
+}
+
+#[test]
+fn lost_container_reasons_and_immediate_restart() {
+    let plan = restart_world("never", lost(true)).plan();
+    assert_eq!(
+        plan.steps[0].reason,
+        "its monitor is gone; it runs unsupervised and its restart policy is \"never\""
+    );
+    // No exit time, so no backoff: restarted at once, whatever the streak.
+    let plan = World::new(BACKOFF)
+        .images_present()
+        .add("web", 1, lost(false), |c| c.restarts.streak = 6)
+        .plan();
+    golden(&plan, "restart container/web id=web-00000001 streak=7");
+    assert_eq!(
+        plan.steps[0].reason,
+        "its monitor is gone; restart policy \"always\""
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Dependencies.
+
+const DEPS: &str = r#"
+[container.db]
+image = "registry.example/db:1"
+restart = "never"
+health = { tcp = 5432 }
+
+[container.web]
+image = "registry.example/app:1"
+depends_on = { db = "started" }
+"#;
+
+const DEPS_HEALTHY: &str = r#"
+[container.db]
+image = "registry.example/db:1"
+health = { tcp = 5432 }
+
+[container.web]
+image = "registry.example/app:1"
+depends_on = { db = "healthy" }
+"#;
+
+#[test]
+fn started_dependency_run_in_the_same_plan_comes_first() {
+    let plan = World::new(DEPS).plan();
+    golden(
+        &plan,
+        "
+        pull image/registry.example/app:1
+        pull image/registry.example/db:1
+        run container/db after=[1]
+        run container/web after=[2,0]
+        ",
+    );
+    let plan = World::new(DEPS).images_present().plan();
+    golden(
+        &plan,
+        "
+        run container/db
+        run container/web after=[0]
+        ",
+    );
+}
+
+#[test]
+fn started_dependency_table() {
+    // (db's state, web's state, expected)
+    let cases: Vec<(Option<Phase>, Option<Phase>, &str)> = vec![
+        (Some(running()), None, "run container/web"),
+        (
+            Some(Phase::Created),
+            None,
+            "
+            start container/db id=db-00000001
+            run container/web after=[0]
+            ",
+        ),
+        (
+            Some(exited(0, 10, HOUR)),
+            None,
+            "wait container/web: waiting for db to be started",
+        ),
+        (
+            Some(exited(0, 10, HOUR)),
+            Some(Phase::Created),
+            "wait container/web: waiting for db to be started",
+        ),
+        (
+            Some(exited(0, 10, HOUR)),
+            Some(exited(1, 10, HOUR)),
+            "wait container/web: waiting for db to be started",
+        ),
+        (
+            Some(lost(true)),
+            Some(Phase::Created),
+            "
+            stop container/db id=db-00000001
+            wait container/web: waiting for db to be started
+            ",
+        ),
+        (
+            Some(running()),
+            Some(Phase::Created),
+            "start container/web id=web-00000002",
+        ),
+        (
+            Some(running()),
+            Some(exited(1, 10, HOUR)),
+            "restart container/web id=web-00000002 streak=1",
+        ),
+        (
+            // A running dependent is left alone, even when its dependency stopped.
+            Some(exited(0, 10, HOUR)),
+            Some(running()),
+            "",
+        ),
+    ];
+    for (db, web, want) in cases {
+        let mut w = World::new(DEPS).images_present();
+        if let Some(p) = db.clone() {
+            w = w.add("db", 1, p, |_| {});
+        }
+        if let Some(p) = web.clone() {
+            w = w.add("web", 2, p, |_| {});
+        }
+        assert_eq!(render(&w.plan()), norm(want), "db {db:?}, web {web:?}");
+    }
+}
+
+#[test]
+fn dependency_replaced_in_the_same_plan_is_waited_for() {
+    let plan = World::new(DEPS)
+        .images_present()
+        .with(container(
+            "db",
+            1,
+            "sha256:old",
+            "registry.example/db:1",
+            &digest('a'),
+            running(),
+        ))
+        .plan();
+    golden(
+        &plan,
+        "
+        replace container/db old=[db-00000001]
+        run container/web after=[0]
+        ",
+    );
+}
+
+#[test]
+fn healthy_dependency_table() {
+    // (db's state, db's health, expected)
+    let cases: [(Option<Phase>, Option<Health>, &str); 8] = [
+        (
+            // db is started in this plan, but it is not healthy yet: web waits.
+            None,
+            None,
+            "
+            run container/db
+            wait container/web: waiting for db to be healthy
+            ",
+        ),
+        (
+            Some(running()),
+            None,
+            "wait container/web: waiting for db to be healthy",
+        ),
+        (
+            Some(running()),
+            Some(Health::Starting),
+            "wait container/web: waiting for db to be healthy",
+        ),
+        (
+            Some(running()),
+            Some(Health::Unhealthy),
+            "wait container/web: waiting for db to be healthy",
+        ),
+        (Some(running()), Some(Health::Healthy), "run container/web"),
+        (
+            Some(Phase::Created),
+            None,
+            "
+            start container/db id=db-00000001
+            wait container/web: waiting for db to be healthy
+            ",
+        ),
+        (
+            // Healthy once, but exited since.
+            Some(exited(1, 10, HOUR)),
+            Some(Health::Healthy),
+            "
+            restart container/db id=db-00000001 streak=1
+            wait container/web: waiting for db to be healthy
+            ",
+        ),
+        (
+            // Its process still runs, but unsupervised: not healthy as far as berth knows.
+            Some(lost(true)),
+            Some(Health::Healthy),
+            "
+            restart container/db id=db-00000001 streak=1
+            wait container/web: waiting for db to be healthy
+            ",
+        ),
+    ];
+    for (db, health, want) in cases {
+        let mut w = World::new(DEPS_HEALTHY).images_present();
+        if let Some(p) = db.clone() {
+            w = w.add("db", 1, p, |c| c.health = health);
+        }
+        assert_eq!(
+            render(&w.plan()),
+            norm(want),
+            "db {db:?}, health {health:?}"
+        );
+    }
+}
+
+#[test]
+fn dependency_order_does_not_follow_names() {
+    let plan = World::new(
+        r#"
+        [container.a]
+        image = "registry.example/app:1"
+        depends_on = { z = "started" }
+
+        [container.m]
+        image = "registry.example/app:1"
+        depends_on = { a = "started", z = "started" }
+
+        [container.z]
+        image = "registry.example/app:1"
+
+        [container.b]
+        image = "registry.example/app:1"
+        "#,
+    )
+    .images_present()
+    .plan();
+    golden(
+        &plan,
+        "
+        run container/b
+        run container/z
+        run container/a after=[1]
+        run container/m after=[2,1]
+        ",
+    );
+}
+
+#[test]
+fn a_dependent_waits_for_a_dependency_waiting_for_its_image() {
+    let plan = World::new(
+        r#"
+        [image.db]
+        reference = "registry.example/db:1"
+        pull = "never"
+
+        [container.db]
+        image = "db"
+
+        [container.web]
+        image = "registry.example/app:1"
+        depends_on = { db = "started" }
+        "#,
+    )
+    .image("registry.example/app:1", &digest('a'))
+    .plan();
+    golden(
+        &plan,
+        r#"
+        wait image/registry.example/db:1: not in the store and its pull policy is "never"; load it with `berth pull`
+        wait container/db: waiting for its image registry.example/db:1
+        wait container/web: waiting for db to be started
+        "#,
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The failure book.
+
+#[test]
+fn failure_book_golden() {
+    let plan = World::new(WEB)
+        .images_present()
+        .failure("container/web", 1, 400)
+        .plan();
+    golden(
+        &plan,
+        "
+        wait container/web until=+600ms: failed 1 time(s), retrying in 600ms: boom
+        wake +600ms
+        ",
+    );
+}
+
+#[test]
+fn failure_book_table() {
+    // (desired, failed key, count, ms since the failure, expected)
+    let with_backoff = r#"
+        [container.web]
+        image = "registry.example/app:1"
+        backoff = { initial = "10s", max = "1m" }
+    "#;
+    let cases: Vec<(&str, &str, u32, u64, &str)> = vec![
+        (
+            WEB,
+            "container/web",
+            1,
+            999,
+            "wait container/web until=+1ms",
+        ),
+        (WEB, "container/web", 1, 1_000, "run container/web"),
+        (
+            WEB,
+            "container/web",
+            3,
+            3_999,
+            "wait container/web until=+1ms",
+        ),
+        (WEB, "container/web", 3, 4_000, "run container/web"),
+        (WEB, "container/other", 9, 0, "run container/web"),
+        // The container's own backoff applies to its steps.
+        (
+            with_backoff,
+            "container/web",
+            1,
+            9_000,
+            "wait container/web until=+1000ms",
+        ),
+        (
+            with_backoff,
+            "container/web",
+            2,
+            19_000,
+            "wait container/web until=+1000ms",
+        ),
+        (
+            with_backoff,
+            "container/web",
+            9,
+            59_000,
+            "wait container/web until=+1000ms",
+        ),
+        (
+            with_backoff,
+            "container/web",
+            9,
+            60_000,
+            "run container/web",
+        ),
+    ];
+    for (toml, key, count, ago, want) in cases {
+        let plan = World::new(toml)
+            .images_present()
+            .failure(key, count, ago)
+            .plan();
+        let first = render(&plan)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(first, want, "{key} failed {count}× {ago}ms ago");
+    }
+}
+
+#[test]
+fn failed_pull_in_backoff_makes_its_container_wait() {
+    let plan = World::new(WEB)
+        .failure("image/registry.example/app:1", 2, 500)
+        .plan();
+    golden(
+        &plan,
+        "
+        wait image/registry.example/app:1 until=+1500ms: failed 2 time(s), retrying in 1s: boom
+        wait container/web: waiting for its image registry.example/app:1
+        wake +1500ms
+        ",
+    );
+    // After its backoff, the pull and the run are planned again.
+    let plan = World::new(WEB)
+        .failure("image/registry.example/app:1", 2, 2_000)
+        .plan();
+    golden(
+        &plan,
+        "
+        pull image/registry.example/app:1
+        run container/web after=[0]
+        ",
+    );
+}
+
+#[test]
+fn failures_of_other_resources_wait_by_their_keys() {
+    let w = World::new(WEB_DB)
+        .images_present()
+        .with(undescribed(1, running()))
+        .image("registry.example/gone:1", &digest('c'));
+    let plan = w
+        .clone()
+        .volume("data")
+        .failure("prune/images", 1, 0)
+        .plan();
+    golden(
+        &plan,
+        "
+        run container/db
+        remove container/gone id=gone-00000001
+        wait prune/images until=+1000ms: failed 1 time(s), retrying in 1s: boom
+        wake +1000ms
+        ",
+    );
+    let plan = w
+        .clone()
+        .failure("volume/data", 1, 100)
+        .failure("container-id/gone-00000001", 4, 7_000)
+        .plan();
+    let rendered = render(&plan);
+    assert!(
+        rendered.contains("wait volume/data until=+900ms:"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("wait container-id/gone-00000001 until=+1000ms:"),
+        "{rendered}"
+    );
+    assert!(!rendered.contains("create-volume"), "{rendered}");
+    assert!(!rendered.contains("remove container/gone"), "{rendered}");
+    assert_eq!(plan.wake_at_ms, Some(NOW + 900));
+}
+
+#[test]
+fn a_restart_waits_out_both_its_exit_backoff_and_its_failure_backoff() {
+    // The exit's own backoff is over, the failure book's is not.
+    let plan = World::new(WEB)
+        .images_present()
+        .add("web", 1, exited(1, 10, 5_000), |_| {})
+        .failure("container/web", 2, 500)
+        .plan();
+    assert!(plan.steps.is_empty(), "{plan:#?}");
+    assert_eq!(plan.waits.len(), 1);
+    assert_eq!(plan.waits[0].until_ms, Some(NOW + 1_500));
+    // The failure book's backoff is over, the exit's is not.
+    let plan = World::new(WEB)
+        .images_present()
+        .add("web", 1, exited(1, 10, 100), |_| {})
+        .failure("container/web", 1, 5_000)
+        .plan();
+    assert!(plan.steps.is_empty(), "{plan:#?}");
+    assert_eq!(plan.waits[0].until_ms, Some(NOW + 900));
+}
+
+// ---------------------------------------------------------------------------------------
+// Pull policies.
+
+#[test]
+fn pull_policy_never_with_the_image_missing_waits() {
+    let toml = r#"
+        [image.app]
+        reference = "oci-archive:/x/busybox.tar"
+        pull = "never"
+
+        [container.web]
+        image = "app"
+    "#;
+    golden(
+        &World::new(toml).plan(),
+        r#"
+        wait image/oci-archive:/x/busybox.tar: not in the store and its pull policy is "never"; load it with `berth pull`
+        wait container/web: waiting for its image oci-archive:/x/busybox.tar
+        "#,
+    );
+    // Present: it runs.
+    golden(
+        &World::new(toml).images_present().plan(),
+        "run container/web",
+    );
+}
+
+#[test]
+fn pull_policy_table() {
+    // Whatever the policy, an image in the store is not pulled again by the planner
+    // (`pull = "always"` images are refreshed before planning).
+    for (policy, present, want) in [
+        ("missing", false, "pull"),
+        ("always", false, "pull"),
+        ("never", false, "wait"),
+        ("missing", true, ""),
+        ("always", true, ""),
+        ("never", true, ""),
+    ] {
+        let mut w = World::new(&format!(
+            "[image.app]\nreference = \"registry.example/app:1\"\npull = \"{policy}\"\n"
+        ));
+        if present {
+            w = w.image("registry.example/app:1", &digest('a'));
+        }
+        let got = render(&w.plan());
+        let first = got.split(' ').next().unwrap_or_default();
+        assert_eq!(first, want, "pull = {policy}, present = {present}: {got}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Pruning images and volumes.
+
+#[test]
+fn prune_images_keeps_what_desired_entries_use() {
+    let plan = World::new(
+        r#"
+        [image.tools]
+        reference = "registry.example/tools:3"
+
+        [container.web]
+        image = "registry.example/app:2"
+        "#,
+    )
+    .image("registry.example/app:1", &digest('1'))
+    .image("registry.example/app:2", &digest('2'))
+    .image("registry.example/tools:3", &digest('3'))
+    .image("registry.example/junk:1", &digest('4'))
+    .image("registry.example/gone:1", &digest('c'))
+    .add("web", 1, running(), |_| {})
+    .with(undescribed(2, running()))
+    .plan();
+    golden(
+        &plan,
+        "
+        remove container/gone id=gone-00000002
+        prune-images [registry.example/app:1,registry.example/gone:1,registry.example/junk:1] after=[0]
+        ",
+    );
+}
+
+#[test]
+fn prune_images_comes_after_every_removal_and_replacement() {
+    let old = desired(WEB);
+    let w = World::new(
+        r#"
+        [container.web]
+        image = "registry.example/app:2"
+
+        [container.api]
+        image = "registry.example/app:2"
+        env = { V = "2" }
+        "#,
+    )
+    .image("registry.example/app:1", &digest('1'))
+    .image("registry.example/app:2", &digest('2'))
+    .image("registry.example/gone:1", &digest('c'));
+    let old_web = World {
+        desired: old,
+        ..w.clone()
+    }
+    .current("web", 1, running());
+    let plan = w
+        .add("api", 2, running(), |_| {})
+        .add("api", 3, Phase::Created, |c| {
+            c.spec_hash = "sha256:old".into()
+        })
+        .with(old_web)
+        .with(undescribed(4, exited(0, 1, HOUR)))
+        .plan();
+    golden(
+        &plan,
+        "
+        remove container/api id=api-00000003
+        replace container/web old=[web-00000001]
+        remove container/gone id=gone-00000004
+        prune-images [registry.example/app:1,registry.example/gone:1] after=[0,2,1]
+        ",
+    );
+}
+
+#[test]
+fn images_of_kept_undescribed_containers_are_not_pruned() {
+    let mut w = World::new(WEB)
+        .images_present()
+        .image("registry.example/gone:1", &digest('c'))
+        .image("registry.example/junk:1", &digest('d'))
+        .add("web", 1, running(), |_| {})
+        .with(undescribed(2, running()));
+    w.complete = false;
+    let plan = w.plan();
+    assert!(
+        plan.steps.is_empty(),
+        "nothing is pruned while pruning is blocked: {plan:#?}"
+    );
+    assert_eq!(plan.kept.len(), 1);
+    assert_eq!(plan.kept[0].key, "container/gone");
+}
+
+#[test]
+fn undescribed_volumes_are_kept_never_removed() {
+    let plan = World::new(WEB_DB)
+        .images_present()
+        .volume("data")
+        .volume("old")
+        .add("db", 1, running(), |_| {})
+        .plan();
+    golden(
+        &plan,
+        "kept volume/old: no longer described; volumes hold data and are never pruned implicitly (`berth volume rm old`)",
+    );
+    assert!(plan.prune_blocked.is_none());
+    assert!(plan.waits.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Containers that stay keep their images.
+//
+// `PruneImages` must name only images that no *remaining* container uses. A stale or
+// undescribed container whose replacement or removal is not planned on this pass (it
+// waits for an image, a dependency or a failure backoff) remains, and so must its image.
+
+/// `web` was made from `registry.example/app:1` and now runs that way; the desired state
+/// moved it to `app:2` as described by `toml`.
+fn moved_web(toml: &str) -> World {
+    let w = World::new(toml).image("registry.example/app:1", &digest('1'));
+    let old = World {
+        desired: desired(WEB),
+        ..w.clone()
+    }
+    .current("web", 1, running());
+    w.with(old)
+}
+
+fn pruned(plan: &Plan) -> Vec<String> {
+    plan.steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::PruneImages { images } => Some(images.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[test]
+fn replacement_waiting_for_its_image_keeps_the_old_image() {
+    let plan = moved_web(
+        r#"
+        [image.app]
+        reference = "registry.example/app:2"
+        pull = "never"
+
+        [container.web]
+        image = "app"
+        "#,
+    )
+    .plan();
+    golden(
+        &plan,
+        r#"
+        wait image/registry.example/app:2: not in the store and its pull policy is "never"; load it with `berth pull`
+        wait container/web: waiting for its image registry.example/app:2
+        "#,
+    );
+}
+
+#[test]
+fn replacement_waiting_for_a_dependency_keeps_the_old_image() {
+    let plan = moved_web(
+        r#"
+        [container.db]
+        image = "registry.example/db:1"
+        restart = "never"
+
+        [container.web]
+        image = "registry.example/app:2"
+        depends_on = { db = "started" }
+        "#,
+    )
+    .image("registry.example/app:2", &digest('2'))
+    .image("registry.example/db:1", &digest('a'))
+    .add("db", 2, exited(0, 10, HOUR), |_| {})
+    .plan();
+    golden(&plan, "wait container/web: waiting for db to be started");
+    assert!(pruned(&plan).is_empty());
+}
+
+#[test]
+fn replacement_in_failure_backoff_keeps_the_old_image() {
+    let plan = moved_web("[container.web]\nimage = \"registry.example/app:2\"\n")
+        .image("registry.example/app:2", &digest('2'))
+        .failure("container/web", 1, 0)
+        .plan();
+    golden(
+        &plan,
+        "
+        wait container/web until=+1000ms: failed 1 time(s), retrying in 1s: boom
+        wake +1000ms
+        ",
+    );
+    // Once the backoff is over, the replacement runs and the old image goes after it.
+    let plan = moved_web("[container.web]\nimage = \"registry.example/app:2\"\n")
+        .image("registry.example/app:2", &digest('2'))
+        .failure("container/web", 1, 1_000)
+        .plan();
+    golden(
+        &plan,
+        "
+        replace container/web old=[web-00000001]
+        prune-images [registry.example/app:1] after=[0]
+        ",
+    );
+}
+
+#[test]
+fn removal_in_failure_backoff_keeps_the_image() {
+    // An undescribed container whose removal failed a moment ago.
+    let plan = World::new("")
+        .image("registry.example/gone:1", &digest('c'))
+        .image("registry.example/junk:1", &digest('d'))
+        .with(undescribed(1, running()))
+        .failure("container-id/gone-00000001", 1, 0)
+        .plan();
+    golden(
+        &plan,
+        "
+        prune-images [registry.example/junk:1]
+        wait container-id/gone-00000001 until=+1000ms: failed 1 time(s), retrying in 1s: boom
+        wake +1000ms
+        ",
+    );
+    // A stale container of a described entry whose removal failed a moment ago.
+    let plan = moved_web("[container.web]\nimage = \"registry.example/app:2\"\n")
+        .image("registry.example/app:2", &digest('2'))
+        .add("web", 2, running(), |_| {})
+        .failure("container-id/web-00000001", 1, 0)
+        .plan();
+    golden(
+        &plan,
+        "
+        wait container-id/web-00000001 until=+1000ms: failed 1 time(s), retrying in 1s: boom
+        wake +1000ms
+        ",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Waits, keys and formats.
+
+#[test]
+fn wake_is_the_earliest_timed_wait() {
+    let plan = World::new(
+        r#"
+        [container.a]
+        image = "registry.example/app:1"
+        [container.b]
+        image = "registry.example/app:1"
+        [container.c]
+        image = "registry.example/nope:1"
+        "#,
+    )
+    .image("registry.example/app:1", &digest('a'))
+    .failure("image/registry.example/nope:1", 1, 0)
+    .add("a", 1, exited(1, 10, 0), |c| c.restarts.streak = 2)
+    .add("b", 2, exited(1, 10, 700), |_| {})
+    .plan();
+    golden(
+        &plan,
+        r#"
+        wait image/registry.example/nope:1 until=+1000ms: failed 1 time(s), retrying in 1s: boom
+        wait container/a until=+4000ms: exited with code 1; restart policy "always" (restart #1): restarting in 4s (backoff)
+        wait container/b until=+300ms: exited with code 1; restart policy "always" (restart #1): restarting in 300ms (backoff)
+        wait container/c: waiting for its image registry.example/nope:1
+        wake +300ms
+        "#,
+    );
+}
+
+#[test]
+fn action_keys() {
+    let n = |s: &str| s.parse::<crate::spec::name::Name>().unwrap();
+    let cases = [
+        (
+            Action::Pull {
+                image: "registry.example/app:1".into(),
+            },
+            "image/registry.example/app:1",
+        ),
+        (Action::CreateVolume { name: n("data") }, "volume/data"),
+        (Action::Run { name: n("web") }, "container/web"),
+        (
+            Action::Start {
+                name: n("web"),
+                id: "web-1".into(),
+            },
+            "container/web",
+        ),
+        (
+            Action::Restart {
+                name: n("web"),
+                id: "web-1".into(),
+                streak: 3,
+            },
+            "container/web",
+        ),
+        (
+            Action::Replace {
+                name: n("web"),
+                old: vec!["web-1".into()],
+            },
+            "container/web",
+        ),
+        (
+            Action::Stop {
+                name: n("web"),
+                id: "web-1".into(),
+            },
+            "container/web",
+        ),
+        (
+            Action::Remove {
+                name: "web".into(),
+                id: "web-1".into(),
+            },
+            "container-id/web-1",
+        ),
+        (
+            Action::Remove {
+                name: String::new(),
+                id: "x-2".into(),
+            },
+            "container-id/x-2",
+        ),
+        (
+            Action::PruneImages {
+                images: vec!["a".into()],
+            },
+            "prune/images",
+        ),
+    ];
+    for (action, key) in cases {
+        assert_eq!(action.key(), key, "{action:?}");
+    }
+}
+
+#[test]
+fn plan_json_shape() {
+    let plan = World::new(WEB)
+        .failure("image/registry.example/app:1", 1, 0)
+        .plan();
+    let json = serde_json::to_value(&plan).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "steps": [],
+            "waits": [
+                {
+                    "key": "image/registry.example/app:1",
+                    "reason": "failed 1 time(s), retrying in 1s: boom",
+                    "until_ms": NOW + 1000,
+                },
+                {
+                    "key": "container/web",
+                    "reason": "waiting for its image registry.example/app:1",
+                },
+            ],
+            "kept": [],
+            "prune_blocked": null,
+            "wake_at_ms": NOW + 1000,
+        })
+    );
+    let plan = World::new(WEB).plan();
+    assert_eq!(
+        serde_json::to_value(&plan.steps).unwrap(),
+        serde_json::json!([
+            {"action": {"action": "pull", "image": "registry.example/app:1"}, "after": [], "reason": "not in the store"},
+            {"action": {"action": "run", "name": "web"}, "after": [0], "reason": "described, not present"},
+        ])
+    );
+}
+
+#[test]
+fn human_ms_and_short_digest_tables() {
+    for (ms, want) in [
+        (0, "0s"),
+        (1, "1ms"),
+        (999, "999ms"),
+        (1_000, "1s"),
+        (1_999, "1s"),
+        (61_500, "1m 1s"),
+        (HOUR + 1, "1h"),
+    ] {
+        assert_eq!(human_ms(ms), want, "{ms}");
+    }
+    for (d, want) in [
+        (digest('a'), "aaaaaaaaaaaa".to_string()),
+        ("sha256:0123".to_string(), "0123".to_string()),
+        (
+            "md5:0123456789abcdef".to_string(),
+            "md5:01234567".to_string(),
+        ),
+    ] {
+        assert_eq!(short_digest(&d), want);
+    }
+}

@@ -89,7 +89,7 @@ fn read_readiness(
 
 /// Serialises start, stop and remove of one container (`flock` on a file in its directory).
 struct ContainerLock {
-    _file: std::fs::File,
+    file: std::fs::File,
 }
 
 impl ContainerLock {
@@ -108,7 +108,7 @@ impl ContainerLock {
             .map_err(io_err("opening", &path))?;
         rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
             .map_err(|e| io_err("locking", &path)(e.into()))?;
-        Ok(ContainerLock { _file: file })
+        Ok(ContainerLock { file })
     }
 }
 
@@ -371,7 +371,7 @@ impl Runtime {
 
     /// Directories left by a `create` or `remove` that crashed midway: both hold the
     /// directory's lock while they run, so an unlocked leftover is abandoned.
-    fn sweep_leftovers(&self) {
+    pub fn sweep_leftovers(&self) {
         let Ok(entries) = std::fs::read_dir(self.layout.containers()) else {
             return;
         };
@@ -408,10 +408,12 @@ impl Runtime {
 
     /// Start a created container: spawn its monitor and wait until the container's process
     /// runs (or failed to), at most `START_TIMEOUT`.
+    /// Idempotent: a container that is already running (a start that lost its caller and
+    /// finished on its own) returns its monitor record.
     pub fn start(&self, id: &str) -> Result<MonitorRecord, RuntimeError> {
         let paths = self.paths(id)?;
-        let _lock = ContainerLock::acquire(&paths)?;
-        self.start_locked(id, &paths)
+        let lock = ContainerLock::acquire(&paths)?;
+        self.start_locked(id, &paths, &lock)
     }
 
     /// Start an exited (or lost) container again, in place: same id, same writable layer,
@@ -420,10 +422,10 @@ impl Runtime {
     /// is simply started; a running one is refused.
     pub fn restart(&self, id: &str, streak: u32) -> Result<MonitorRecord, RuntimeError> {
         let paths = self.paths(id)?;
-        let _lock = ContainerLock::acquire(&paths)?;
+        let lock = ContainerLock::acquire(&paths)?;
         let record = self.record(id)?;
         let exit = match self.state(id)? {
-            State::Created => return self.start_locked(id, &paths),
+            State::Created => return self.start_locked(id, &paths, &lock),
             State::Running(_) => return Err(RuntimeError::Running { id: id.into() }),
             State::Exited(exit) => exit,
             State::Lost { init, .. } => self.clean_up_lost(id, &record, init, None)?,
@@ -446,7 +448,7 @@ impl Runtime {
             }
         }
         crate::failpoint::hit("restart-after-clear");
-        self.start_locked(id, &paths)
+        self.start_locked(id, &paths, &lock)
     }
 
     /// The restart record of a container (none if it never restarted or is unreadable).
@@ -460,15 +462,20 @@ impl Runtime {
         &self,
         id: &str,
         paths: &layout::ContainerPaths,
+        lock: &ContainerLock,
     ) -> Result<MonitorRecord, RuntimeError> {
         if record::load::<ContainerRecord>(&paths.record())?.is_none() {
             return Err(RuntimeError::NotFound { what: id.into() });
         }
-        if paths.monitor().exists() || paths.exit().exists() {
-            return Err(RuntimeError::StartFailed {
-                id: id.into(),
-                message: "it was started before; create a new container".into(),
-            });
+        match self.state(id)? {
+            State::Created => {}
+            State::Running(monitor) => return Ok(monitor),
+            State::Exited(_) | State::Lost { .. } => {
+                return Err(RuntimeError::StartFailed {
+                    id: id.into(),
+                    message: "it has run before; restart it".into(),
+                });
+            }
         }
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -496,6 +503,8 @@ impl Runtime {
         if let Some(filter) = std::env::var_os("BERTH_LOG") {
             command.env("BERTH_LOG", filter);
         }
+        command.env(monitor::START_LOCK_ENV, "1");
+        sys::pass_start_lock(&mut command, &lock.file);
         let mut child = command.spawn().map_err(spawn_err)?;
         crate::failpoint::hit("start-after-spawn");
         let Some(out) = child.stdout.take() else {

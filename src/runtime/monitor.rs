@@ -42,11 +42,20 @@ pub enum Readiness {
     },
 }
 
+/// Set by the starter when it passes the container's lock as `sys::START_LOCK_FD`.
+pub const START_LOCK_ENV: &str = "BERTH_START_LOCK";
+
 /// Entry point of `berth monitor`. Runs before anything could start a thread.
 pub fn main(layout: &Layout, id: &str) -> i32 {
     // Whatever the starter left open without close-on-exec must not stay pinned for the
     // container's whole life.
-    sys::close_inherited_fds();
+    let has_lock = std::env::var_os(START_LOCK_ENV).is_some();
+    sys::close_inherited_fds(has_lock);
+    // Held until this monitor has reported (dropped before the hand-over exec): a start
+    // that lost its starter still excludes any other start of this container.
+    let start_lock = has_lock
+        .then(|| sys::inherited_fd(sys::START_LOCK_FD).ok())
+        .flatten();
     if !super::layout::valid_id(id) {
         report(&Readiness::Failed {
             error: format!("`{id}` is not a container id"),
@@ -77,6 +86,7 @@ pub fn main(layout: &Layout, id: &str) -> i32 {
                 init: monitor.init,
             };
             report(&ready);
+            drop(start_lock);
             close_stdout();
             monitor.hand_over(layout);
             0
@@ -88,6 +98,7 @@ pub fn main(layout: &Layout, id: &str) -> i32 {
                 tracing::error!(container = id, "recording the failure: {e}");
             }
             report(&Readiness::Failed { error });
+            drop(start_lock);
             1
         }
     }

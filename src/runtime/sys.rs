@@ -337,11 +337,42 @@ pub(crate) fn inherited_fd(fd: i32) -> io::Result<OwnedFd> {
 
 /// Close every descriptor above stderr. Called first thing in the monitor, which must not
 /// keep its starter's files, pipes or sockets open for the container's lifetime.
-pub fn close_inherited_fds() {
+pub fn close_inherited_fds(keep_start_lock: bool) {
+    let first: u32 = if keep_start_lock {
+        START_LOCK_FD as u32 + 1
+    } else {
+        3
+    };
     // SAFETY: close_range takes plain integers; nothing in this process holds any of these
     // descriptors yet (the monitor entry point runs before it opens anything).
     unsafe {
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32);
+    }
+}
+
+/// The descriptor number under which a monitor receives its container's lock.
+pub const START_LOCK_FD: i32 = 3;
+
+/// Give the child `lock` as descriptor `START_LOCK_FD`: the monitor then holds the
+/// container's lock until it has reported, even if its starter dies first, so no second
+/// start can run beside a start in progress.
+pub fn pass_start_lock(command: &mut std::process::Command, lock: &impl AsRawFd) {
+    use std::os::unix::process::CommandExt;
+    let raw = lock.as_raw_fd();
+    // SAFETY: the closure runs in the child between fork and exec and calls only dup2 and
+    // fcntl, which are async-signal-safe; `raw` is open in the parent (borrowed for the
+    // duration of the spawn), so it is open in the child too.
+    unsafe {
+        command.pre_exec(move || {
+            if raw == START_LOCK_FD {
+                if libc::fcntl(raw, libc::F_SETFD, 0) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(raw, START_LOCK_FD) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

@@ -1,5 +1,6 @@
 //! berth's integration tests: one binary, one module per area (the build is shared).
 
+mod agent;
 mod cli_validate;
 mod image_pull;
 mod registry_support_selftest;
