@@ -161,9 +161,9 @@ pub async fn execute(
             Some(Err(e)) => {
                 // A panicking step: its index is lost with it; mark every started, unfinished
                 // step as failed so nothing waits forever.
-                for i in 0..n {
-                    if started[i] && outcomes[i].is_none() {
-                        outcomes[i] = Some(Outcome::Failed {
+                for (outcome, started) in outcomes.iter_mut().zip(&started) {
+                    if *started && outcome.is_none() {
+                        *outcome = Some(Outcome::Failed {
                             error: format!("the step's task ended abnormally: {e}"),
                         });
                     }
@@ -176,12 +176,10 @@ pub async fn execute(
                 }
                 // Nothing running and nothing could start: unmet orderings (cannot happen
                 // with planner output, whose `after` indices point backwards).
-                for i in 0..n {
-                    if outcomes[i].is_none() {
-                        outcomes[i] = Some(Outcome::Skipped {
-                            reason: "its ordering could not be satisfied".into(),
-                        });
-                    }
+                for outcome in outcomes.iter_mut().filter(|o| o.is_none()) {
+                    *outcome = Some(Outcome::Skipped {
+                        reason: "its ordering could not be satisfied".into(),
+                    });
                 }
                 break;
             }

@@ -215,10 +215,13 @@ impl<'a> Planner<'a> {
         };
         self.images();
         self.volumes();
-        for name in self.container_order() {
-            self.container(&name);
-        }
+        // Before the entries: a new container comes after the removals of the undescribed
+        // ones, whose names, ports or addresses it may be taking over (a rename).
         self.undescribed_containers();
+        let undescribed_removals = self.removals.clone();
+        for name in self.container_order() {
+            self.container(&name, &undescribed_removals);
+        }
         self.prune_images();
         self.plan.wake_at_ms = self.plan.waits.iter().filter_map(|w| w.until_ms).min();
         self.plan
@@ -351,7 +354,7 @@ impl<'a> Planner<'a> {
         order
     }
 
-    fn container(&mut self, name: &Name) {
+    fn container(&mut self, name: &Name, undescribed_removals: &[usize]) {
         let Inputs {
             desired, observed, ..
         } = self.inputs;
@@ -399,7 +402,7 @@ impl<'a> Planner<'a> {
         }
         let Some(cur) = current else {
             let stale: Vec<&ObservedContainer> = mine.clone();
-            self.run_or_replace(name, c, &hash, digest, &stale);
+            self.run_or_replace(name, c, &hash, digest, &stale, undescribed_removals);
             if !self.starts.contains_key(name) {
                 // Not replaced on this pass (it waits): the old containers stay, so do their images.
                 self.remaining_images
@@ -526,8 +529,12 @@ impl<'a> Planner<'a> {
         hash: &SpecHash,
         digest: Option<&String>,
         stale: &[&ObservedContainer],
+        undescribed_removals: &[usize],
     ) {
         let mut after: Vec<usize> = Vec::new();
+        if stale.is_empty() {
+            after.extend_from_slice(undescribed_removals);
+        }
         if let Some(&i) = self.pulls.get(&c.image.to_string()) {
             after.push(i);
         } else if digest.is_none() {
@@ -577,11 +584,11 @@ impl<'a> Planner<'a> {
     ) {
         let mut after = Vec::new();
         for (dep, condition) in &c.depends_on {
-            if let Some(&i) = self.starts.get(dep) {
-                if *condition == Condition::Started {
-                    after.push(i);
-                    continue;
-                }
+            if let Some(&i) = self.starts.get(dep)
+                && *condition == Condition::Started
+            {
+                after.push(i);
+                continue;
             }
             if let Some(missing) = self.unmet(dep, *condition) {
                 self.plan.waits.push(Wait {

@@ -1560,8 +1560,8 @@ fn failures_of_other_resources_wait_by_their_keys() {
     golden(
         &plan,
         "
-        run container/db
         remove container/gone id=gone-00000001
+        run container/db after=[0]
         wait prune/images until=+1000ms: failed 1 time(s), retrying in 1s: boom
         wake +1000ms
         ",
@@ -1720,10 +1720,10 @@ fn prune_images_comes_after_every_removal_and_replacement() {
     golden(
         &plan,
         "
+        remove container/gone id=gone-00000004
         remove container/api id=api-00000003
         replace container/web old=[web-00000001]
-        remove container/gone id=gone-00000004
-        prune-images [registry.example/app:1,registry.example/gone:1] after=[0,2,1]
+        prune-images [registry.example/app:1,registry.example/gone:1] after=[0,1,2]
         ",
     );
 }

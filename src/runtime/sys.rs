@@ -376,6 +376,15 @@ pub fn pass_start_lock(command: &mut std::process::Command, lock: &impl AsRawFd)
     }
 }
 
+/// A pidfd registered with the tokio reactor, to await a process's exit without a thread.
+pub fn async_pidfd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: `fd` is owned here and moved into the AsyncFd, so no other owner can close or
+    // reuse the descriptor while it is registered; it is deregistered before it is closed
+    // (AsyncFd's drop order), which is what `register` requires.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,13 +416,4 @@ mod tests {
         child.wait().expect("wait");
         assert!(!id.is_alive().expect("check"));
     }
-}
-
-/// A pidfd registered with the tokio reactor, to await a process's exit without a thread.
-pub fn async_pidfd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
-    // SAFETY: `fd` is owned here and moved into the AsyncFd, so no other owner can close or
-    // reuse the descriptor while it is registered; it is deregistered before it is closed
-    // (AsyncFd's drop order), which is what `register` requires.
-    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)
 }

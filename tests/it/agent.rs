@@ -22,6 +22,10 @@ struct Agent {
 
 impl Agent {
     fn start(sb: &Sandbox, dir: &Path) -> Agent {
+        Self::start_with_env(sb, dir, &[])
+    }
+
+    fn start_with_env(sb: &Sandbox, dir: &Path, env: &[(&str, &str)]) -> Agent {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = sb.dir.path().join(format!("agent-{n}.log"));
@@ -33,6 +37,7 @@ impl Agent {
             .arg(dir)
             .args(["--resync", "1s", "--settle", "100ms"])
             .env("BERTH_LOG", "info,libcgroups=error")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
@@ -593,4 +598,67 @@ fn every_failpoint_is_exercised() {
             "failpoint {point} has no crash test"
         );
     }
+}
+
+#[test]
+fn the_agent_reports_to_systemd() {
+    let (sb, image) = setup();
+    let socket_path = sb.dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    sb.write("web.toml", &server("web", &image, "1"));
+    let socket_env = socket_path.to_str().expect("utf-8");
+    let _agent = Agent::start_with_env(
+        &sb,
+        &sb.desired(),
+        &[("NOTIFY_SOCKET", socket_env), ("WATCHDOG_USEC", "400000")],
+    );
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let wanted = |seen: &[String]| {
+        seen.iter().any(|m| m.contains("READY=1"))
+            && seen
+                .iter()
+                .any(|m| m.contains("STATUS=") && m.contains("step(s), 0 failed"))
+            && seen.iter().any(|m| m.contains("WATCHDOG=1"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !wanted(&seen) {
+        assert!(Instant::now() < deadline, "missing messages; got {seen:?}");
+        let n = socket
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no message ({e}); got {seen:?}"));
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    sole_running(&sb, "web", Duration::from_secs(10));
+}
+
+#[test]
+fn the_systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/berth.service"
+    ))
+    .expect("unit");
+    assert!(
+        unit.contains("Type=notify")
+            && unit.contains("KillMode=process")
+            && unit.contains("Delegate=yes")
+            && unit.contains("Restart=always")
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("berth.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/berth", BERTH)).expect("write");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (package systemd)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !err.lines().any(|l| l.contains("berth.service")),
+        "{err}"
+    );
 }
