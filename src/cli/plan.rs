@@ -24,6 +24,10 @@ pub struct PlanArgs {
     /// in the desired files included).
     #[arg(long)]
     detailed_exitcode: bool,
+    /// Plan only these containers and what they need (dependencies, images, volumes);
+    /// nothing else is touched, nothing is pruned. Repeatable.
+    #[arg(long = "target", value_name = "CONTAINER")]
+    targets: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -46,6 +50,14 @@ pub struct ApplyArgs {
     /// Registry credentials (Docker's config.json format).
     #[arg(long, env = "BERTH_AUTH_FILE")]
     auth_file: Option<PathBuf>,
+    /// Apply only these containers and what they need (dependencies, images, volumes);
+    /// nothing else is touched, nothing is pruned. Repeatable.
+    #[arg(long = "target", value_name = "CONTAINER")]
+    targets: Vec<String>,
+}
+
+fn targets(list: &[String]) -> Option<std::collections::BTreeSet<String>> {
+    (!list.is_empty()).then(|| list.iter().cloned().collect())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -58,7 +70,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 pub fn plan(root: &Path, args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let machine = Machine::open(root, None)?;
-    let reconciler = Reconciler::new(machine.clone(), &args.dir);
+    let mut reconciler = Reconciler::new(machine.clone(), &args.dir);
+    reconciler.targets = targets(&args.targets);
     let (report, observed) = runtime()?.block_on(reconciler.plan_only());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -139,6 +152,7 @@ pub fn apply(root: &Path, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let machine = Machine::open(root, args.auth_file.as_deref())?;
     let mut reconciler = Reconciler::new(machine, &dir);
     reconciler.parallel = args.parallel;
+    reconciler.targets = targets(&args.targets);
     let rt = runtime()?;
     let deadline = std::time::Instant::now() + args.timeout;
     let (mut done, mut failed, mut skipped) = (0, 0, 0);
@@ -165,12 +179,10 @@ pub fn apply(root: &Path, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&report)?);
         } else {
             eprint!("{}", render::problems_text(&report));
-            if !report.plan.steps.is_empty() || !report.plan.waits.is_empty() {
-                print!(
-                    "{}",
-                    render::plan_text(&report.plan, &BTreeMap::new(), &report.outcomes)
-                );
-            }
+            print!(
+                "{}",
+                render::plan_text(&report.plan, &BTreeMap::new(), &report.outcomes)
+            );
         }
         let stop = !args.wait
             || report.converged()

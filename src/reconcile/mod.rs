@@ -85,6 +85,8 @@ pub struct Reconciler {
     pub stop: Arc<AtomicBool>,
     /// What the last pass observed (before it acted).
     pub last_observed: Option<observe::Observed>,
+    /// `--target`: only these containers (and what they need) are applied.
+    pub targets: Option<std::collections::BTreeSet<String>>,
 }
 
 impl Reconciler {
@@ -96,6 +98,7 @@ impl Reconciler {
             parallel: 4,
             stop: Arc::new(AtomicBool::new(false)),
             last_observed: None,
+            targets: None,
         }
     }
 
@@ -143,7 +146,17 @@ impl Reconciler {
         report.files = loaded.files.clone();
         report.problems = loaded.diagnostics.iter().map(|d| d.one_line()).collect();
         let complete = loaded.is_complete();
-        let desired = Arc::new(loaded.desired);
+        let desired = match &self.targets {
+            None => loaded.desired,
+            Some(targets) => match plan::restrict(&loaded.desired, targets) {
+                Ok(d) => d,
+                Err(e) => {
+                    report.load_error = Some(e.to_string());
+                    return (finish(report, started, cpu_start), None);
+                }
+            },
+        };
+        let desired = Arc::new(desired);
         if act {
             report.refreshed = self.refresh(&desired).await;
         }
@@ -162,6 +175,7 @@ impl Reconciler {
             observed: &observed,
             failures: if act { &self.failures } else { &EMPTY_BOOK },
             now_ms: crate::runtime::record::now_ms(),
+            targeted: self.targets.is_some(),
         });
         if act && !report.plan.steps.is_empty() {
             report.outcomes = apply::execute(

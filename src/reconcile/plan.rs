@@ -40,6 +40,8 @@ pub struct Inputs<'a> {
     pub observed: &'a Observed,
     pub failures: &'a FailureBook,
     pub now_ms: u64,
+    /// Only some entries were asked for (`--target`): nothing outside them is touched.
+    pub targeted: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -203,7 +205,9 @@ impl<'a> Planner<'a> {
             observed,
             ..
         } = self.inputs;
-        self.plan.prune_blocked = if !desired_complete {
+        self.plan.prune_blocked = if self.inputs.targeted {
+            Some("only the targeted entries are applied; nothing else is touched".into())
+        } else if !desired_complete {
             Some("the desired state has problems: a partial view must not delete anything".into())
         } else if !observed.problems.is_empty() {
             Some(format!(
@@ -681,6 +685,10 @@ impl<'a> Planner<'a> {
                         self.remaining_images.insert(o.image.clone());
                     }
                 }
+                Some(_) if self.inputs.targeted => {
+                    // Outside the targets: not this pass's business at all.
+                    self.remaining_images.insert(o.image.clone());
+                }
                 Some(why) => {
                     self.remaining_images.insert(o.image.clone());
                     self.plan.kept.push(Kept {
@@ -803,4 +811,58 @@ fn ordinal_restart(n: u32) -> String {
 pub fn human_ms(ms: u64) -> String {
     let d = std::time::Duration::from_millis(if ms >= 1000 { ms / 1000 * 1000 } else { ms });
     humantime::format_duration(d).to_string()
+}
+
+/// An unknown `--target`.
+#[derive(Debug, thiserror::Error)]
+#[error("--target {name}: the desired state has no valid container `{name}`")]
+pub struct UnknownTarget {
+    pub name: String,
+}
+
+/// The part of `desired` that `targets` need: those containers, the containers they
+/// depend on, and the images, volumes and networks these use.
+pub fn restrict(desired: &Desired, targets: &BTreeSet<String>) -> Result<Desired, UnknownTarget> {
+    let mut keep: BTreeSet<Name> = BTreeSet::new();
+    let mut queue: Vec<Name> = Vec::new();
+    for t in targets {
+        let Some((name, _)) = desired.containers.get_key_value(t.as_str()) else {
+            return Err(UnknownTarget { name: t.clone() });
+        };
+        queue.push(name.clone());
+    }
+    while let Some(name) = queue.pop() {
+        if keep.insert(name.clone())
+            && let Some(c) = desired.containers.get(&name)
+        {
+            queue.extend(c.depends_on.keys().cloned());
+        }
+    }
+    let mut out = Desired::default();
+    for name in &keep {
+        let Some(c) = desired.containers.get(name) else {
+            continue;
+        };
+        for m in &c.mounts {
+            if let crate::spec::mount::Mount::Volume { source, .. } = m
+                && let Some((n, v)) = desired.volumes.get_key_value(source.as_str())
+            {
+                out.volumes.insert(n.clone(), v.clone());
+            }
+        }
+        if let crate::spec::model::ContainerNetwork::Bridge(attachments) = &c.network {
+            for a in attachments {
+                if let Some((n, net)) = desired.networks.get_key_value(&a.network) {
+                    out.networks.insert(n.clone(), net.clone());
+                }
+            }
+        }
+        for (n, image) in &desired.images {
+            if image.source == c.image {
+                out.images.insert(n.clone(), image.clone());
+            }
+        }
+        out.containers.insert(name.clone(), c.clone());
+    }
+    Ok(out)
 }

@@ -192,6 +192,7 @@ impl World {
             observed: &self.observed,
             failures: &self.failures,
             now_ms: self.now,
+            targeted: false,
         });
         check_invariants(&plan, self.now);
         plan
