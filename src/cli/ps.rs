@@ -39,6 +39,8 @@ struct Row {
     exit_code: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pid: Option<i32>,
+    /// Restarts in place under its restart policy.
+    restarts: u32,
     spec_hash: String,
 }
 
@@ -50,7 +52,8 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         if !args.all && !state.is_running() {
             continue;
         }
-        rows.push(row(record, state));
+        let restarts = runtime.restarts(&record.id).map_or(0, |r| r.count);
+        rows.push(row(record, state, restarts));
     }
     if args.all {
         for id in runtime.unreadable()? {
@@ -69,6 +72,7 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
                 finished_at_ms: None,
                 exit_code: None,
                 pid: None,
+                restarts: 0,
                 spec_hash: String::new(),
             });
         }
@@ -78,19 +82,19 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<28} {:<20} {:<9} {:<34} IMAGE",
-        "ID", "NAME", "STATE", "STATUS"
+        "{:<28} {:<20} {:<9} {:<34} {:>8}  IMAGE",
+        "ID", "NAME", "STATE", "STATUS", "RESTARTS"
     );
     for r in &rows {
         println!(
-            "{:<28} {:<20} {:<9} {:<34} {}",
-            r.id, r.name, r.state, r.status, r.image
+            "{:<28} {:<20} {:<9} {:<34} {:>8}  {}",
+            r.id, r.name, r.state, r.status, r.restarts, r.image
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn row(record: ContainerRecord, state: State) -> Row {
+fn row(record: ContainerRecord, state: State, restarts: u32) -> Row {
     let mut row = Row {
         engine: match &record.engine {
             berth::runtime::record::EngineRecord::Embedded => "embedded".into(),
@@ -106,6 +110,7 @@ fn row(record: ContainerRecord, state: State) -> Row {
         finished_at_ms: None,
         exit_code: None,
         pid: None,
+        restarts,
         spec_hash: record.spec_hash,
     };
     match state {

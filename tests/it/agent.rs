@@ -172,8 +172,18 @@ fn agent_follows_the_directory() {
         "a reformat must change nothing"
     );
 
-    // A changed env: replaced exactly once, and the new one sees the new value.
-    sb.write("web.toml", &server("web", &image, "2"));
+    // A changed env, written atomically (a new file renamed over the old one, as git and
+    // Ansible do): replaced exactly once, and the new one sees the new value.
+    std::fs::write(
+        sb.desired().join(".web.toml.tmp"),
+        server("web", &image, "2"),
+    )
+    .expect("write");
+    std::fs::rename(
+        sb.desired().join(".web.toml.tmp"),
+        sb.desired().join("web.toml"),
+    )
+    .expect("rename");
     let second = wait_for(Duration::from_secs(30), "web replaced", || {
         let all = containers(&sb, "web");
         let up = running(&sb, "web");
@@ -421,6 +431,39 @@ fn a_swapped_symlink_directory_is_followed() {
             (up.len() == 1 && up[0].id != second.id).then_some(())
         },
     );
+}
+
+#[test]
+fn a_config_map_swap_is_followed() {
+    // A Kubernetes config map volume: files are symlinks through `..data`, which is swapped
+    // by renaming a new symlink over it.
+    let (sb, image) = setup();
+    let dir = sb.desired();
+    let link = |target: &str, at: &str| {
+        std::os::unix::fs::symlink(target, dir.join(at)).expect("symlink");
+    };
+    for (rev, v) in [("..2026_11_28_01", "1"), ("..2026_11_28_02", "2")] {
+        std::fs::create_dir_all(dir.join(rev)).expect("mkdir");
+        std::fs::write(dir.join(rev).join("web.toml"), server("web", &image, v)).expect("write");
+    }
+    link("..2026_11_28_01", "..data");
+    link("..data/web.toml", "web.toml");
+    let _agent = Agent::start(&sb, &dir);
+    let first = sole_running(&sb, "web", Duration::from_secs(30));
+    link("..2026_11_28_02", "..data_tmp");
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("rename");
+    let second = wait_for(
+        Duration::from_secs(30),
+        "web replaced after the swap",
+        || {
+            let up = running(&sb, "web");
+            (up.len() == 1 && up[0].id != first.id && containers(&sb, "web").len() == 1)
+                .then(|| up[0].clone())
+        },
+    );
+    wait_for(Duration::from_secs(5), "v=2", || {
+        sb.logs(&second.id).contains("v=2").then_some(())
+    });
 }
 
 /// Processes whose command line names this sandbox's state root: monitors (and agents).
