@@ -18,9 +18,22 @@ pub struct Args {
     /// Steps run at once.
     #[arg(long, default_value_t = 4)]
     parallel: usize,
-    /// After a change, wait until no file was modified for this long before reading.
+    /// Read the directory only once no file in it was modified for this long (a file
+    /// written in place is not read half-written).
     #[arg(long, default_value = "300ms", value_parser = humantime::parse_duration)]
     settle: Duration,
+    /// Remove a container only once its entry has been missing this long (a file being
+    /// rewritten must not prune what it is about to describe again).
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    prune_delay: Duration,
+    /// Let an empty directory remove every container (by default an empty directory is
+    /// taken for a mount that is not there yet, and nothing is pruned).
+    #[arg(long)]
+    allow_empty: bool,
+    /// Re-resolve `pull = "always"` images at most this often, besides on every change of
+    /// the directory and on SIGHUP (registries rate-limit manifest requests).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pull_interval: Duration,
     /// Registry credentials (Docker's config.json format).
     #[arg(long, env = "BERTH_AUTH_FILE")]
     auth_file: Option<PathBuf>,
@@ -40,6 +53,9 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
             resync: args.resync,
             parallel: args.parallel,
             settle: args.settle,
+            prune_delay: args.prune_delay,
+            allow_empty: args.allow_empty,
+            pull_interval: args.pull_interval,
             auth_file: args.auth_file.clone(),
         },
     ))?;

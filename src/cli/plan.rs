@@ -54,6 +54,10 @@ pub struct ApplyArgs {
     /// nothing else is touched, nothing is pruned. Repeatable.
     #[arg(long = "target", value_name = "CONTAINER")]
     targets: Vec<String>,
+    /// Let an empty directory remove every container (by default nothing is pruned when the
+    /// directory holds no desired file).
+    #[arg(long)]
+    allow_empty: bool,
 }
 
 fn targets(list: &[String]) -> Option<std::collections::BTreeSet<String>> {
@@ -153,12 +157,13 @@ pub fn apply(root: &Path, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let mut reconciler = Reconciler::new(machine, &dir);
     reconciler.parallel = args.parallel;
     reconciler.targets = targets(&args.targets);
+    reconciler.allow_empty = args.allow_empty;
     let rt = runtime()?;
     let deadline = std::time::Instant::now() + args.timeout;
     let (mut done, mut failed, mut skipped) = (0, 0, 0);
     loop {
         let report = rt.block_on(reconciler.pass("apply"));
-        let _ = status::write(
+        if let Err(e) = status::write(
             root,
             &status::StatusFile {
                 dir: &dir,
@@ -167,7 +172,14 @@ pub fn apply(root: &Path, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
                 last_pass: &report,
                 failures: &reconciler.failures,
             },
-        );
+        ) {
+            eprintln!("berth: warning: writing the status file: {e}");
+        }
+        failed += report
+            .refreshed
+            .iter()
+            .filter(|r| r.error.is_some())
+            .count();
         for o in &report.outcomes {
             match o {
                 berth::reconcile::apply::Outcome::Done { .. } => done += 1,

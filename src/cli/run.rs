@@ -48,7 +48,7 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
     let machine = Machine::open(root, None)?;
     ensure_image(&machine.images, &loaded.desired, &args.name)?;
     let runtime = &machine.runtime;
-    let record = create_container(&machine, &loaded.desired, &args.name)?;
+    let record = create_container(&machine, &loaded.desired, &args.name, true)?;
     let started = runtime.start(&record.id);
     if let Err(e) = started {
         if args.rm {

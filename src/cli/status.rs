@@ -68,7 +68,7 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         );
     };
     let machine = Machine::open(root, None)?;
-    let observed = observe::observe(&machine.runtime, &machine.images, &machine.volumes);
+    let observed = observe::observe(&machine.runtime, &machine.images, &machine.volumes, false);
     let loaded = berth::spec::load_dir(&dir);
     let (desired, mut problems) = match &loaded {
         Ok(l) => (
@@ -129,6 +129,7 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
                     Phase::Running { .. } => ("running".to_string(), None),
                     Phase::Exited { exit } => ("exited".to_string(), Some(exit.clone())),
                     Phase::Lost { reason, .. } => (format!("lost ({reason})"), None),
+                    Phase::Unknown { reason } => (format!("unknown ({reason})"), None),
                 };
                 let last = exit.clone().or_else(|| c.restarts.last_exit.clone());
                 Row {

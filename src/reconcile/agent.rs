@@ -42,6 +42,12 @@ pub struct AgentOptions {
     pub parallel: usize,
     /// A changed directory is loaded once no file in it was modified for this long.
     pub settle: Duration,
+    /// How long a container's entry must stay missing before the container is pruned.
+    pub prune_delay: Duration,
+    /// An empty directory prunes everything.
+    pub allow_empty: bool,
+    /// How often `pull = "always"` images are re-resolved besides on changes and SIGHUP.
+    pub pull_interval: Duration,
     pub auth_file: Option<PathBuf>,
 }
 
@@ -53,6 +59,8 @@ enum Trigger {
     Exit,
     Timer,
     Signal,
+    /// Right after a pass that changed something.
+    Followup,
 }
 
 impl Trigger {
@@ -63,6 +71,7 @@ impl Trigger {
             Trigger::Exit => "exit",
             Trigger::Timer => "timer",
             Trigger::Signal => "signal",
+            Trigger::Followup => "followup",
         }
     }
 }
@@ -72,6 +81,10 @@ pub async fn run(root: &Path, options: AgentOptions) -> Result<(), AgentError> {
     let machine = Machine::open(root, options.auth_file.as_deref())?;
     let mut reconciler = Reconciler::new(machine, &options.dir);
     reconciler.parallel = options.parallel;
+    reconciler.settle = Some(options.settle);
+    reconciler.prune_grace = options.prune_delay;
+    reconciler.allow_empty = options.allow_empty;
+    reconciler.refresh_interval = options.pull_interval;
     let stop = reconciler.stop.clone();
 
     let (dir_tx, mut dir_rx) = unbounded_channel();
@@ -106,10 +119,12 @@ pub async fn run(root: &Path, options: AgentOptions) -> Result<(), AgentError> {
     let mut shutting_down = false;
     loop {
         if let Some(trigger) = pending.take() {
-            if trigger == Trigger::Change {
-                settle(&options.dir, options.settle).await;
-                // Whatever else arrived while settling is covered by this pass.
-                while dir_rx.try_recv().is_ok() {}
+            // Whatever the directory did until now is covered by this pass; a swap of the
+            // directory still moves the watch.
+            while let Ok(event) = dir_rx.try_recv() {
+                if event == DirEvent::Replaced {
+                    watch.rewatch();
+                }
             }
             let report = {
                 let pass = reconciler.pass(trigger.as_str());
@@ -123,7 +138,7 @@ pub async fn run(root: &Path, options: AgentOptions) -> Result<(), AgentError> {
                 }
             };
             log_pass(&report);
-            let _ = status::write(
+            if let Err(e) = status::write(
                 root,
                 &status::StatusFile {
                     dir: &options.dir,
@@ -132,29 +147,25 @@ pub async fn run(root: &Path, options: AgentOptions) -> Result<(), AgentError> {
                     last_pass: &report,
                     failures: &reconciler.failures,
                 },
-            );
+            ) {
+                tracing::warn!("writing the status file (`berth status` shows an older pass): {e}");
+            }
             let _ = sd_notify::notify(&[NotifyState::Status(&status_line(&report))]);
             if shutting_down {
                 break;
             }
-            // Containers started by this pass are not in its observation: look again.
-            let observed = if report.outcomes.is_empty() {
-                reconciler.last_observed.take()
-            } else {
-                None
-            };
-            let observed = match observed {
-                Some(o) => o,
-                None => {
-                    let m = reconciler.machine.clone();
-                    tokio::task::spawn_blocking(move || {
-                        super::observe::observe(&m.runtime, &m.images, &m.volumes)
-                    })
-                    .await
-                    .unwrap_or_default()
-                }
-            };
-            exits.track(&observed);
+            wake_at = None;
+            if !report.outcomes.is_empty() {
+                // The machine changed under this pass's plan (containers started, some may
+                // already have exited): plan again from what is there now. That pass has
+                // nothing to do unless something happened, and it sets the exit watch and
+                // the next wake-up from an up-to-date view.
+                pending = Some(Trigger::Followup);
+                continue;
+            }
+            if let Some(observed) = reconciler.last_observed.take() {
+                exits.track(&observed);
+            }
             wake_at = report.plan.wake_at_ms.map(|at| {
                 let now = crate::runtime::record::now_ms();
                 tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now) + 10)
@@ -197,24 +208,12 @@ pub async fn run(root: &Path, options: AgentOptions) -> Result<(), AgentError> {
     Ok(())
 }
 
-/// Wait until no file of `dir` was modified for `settle` (at most ten times `settle`, so a
-/// file with a modification time in the future cannot hold the agent forever).
-async fn settle(dir: &Path, settle: Duration) {
-    let give_up = tokio::time::Instant::now() + settle * 10;
-    loop {
-        let Some(quiet) = super::watch::quiet_for(dir) else {
-            return;
-        };
-        if quiet >= settle || tokio::time::Instant::now() >= give_up {
-            return;
-        }
-        tokio::time::sleep(settle - quiet).await;
-    }
-}
-
 fn status_line(report: &PassReport) -> String {
     if let Some(e) = &report.load_error {
         return format!("cannot read the desired state: {e}");
+    }
+    if let Some(why) = &report.deferred {
+        return format!("waiting: {why}");
     }
     let failed = report.failed();
     format!(

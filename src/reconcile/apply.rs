@@ -261,7 +261,7 @@ async fn run_action(
         Action::Run { name } => {
             let (m, d) = (machine.clone(), desired.clone());
             blocking(move || {
-                let record = create_container(&m, &d, name.as_str())?;
+                let record = create_container(&m, &d, name.as_str(), false)?;
                 m.runtime.start(&record.id)?;
                 Ok(format!("{} running", record.id))
             })
@@ -288,12 +288,12 @@ async fn run_action(
             blocking(move || {
                 // The new container is prepared while the old one still serves; a crash from
                 // here on leaves a stale and a current container, and the next plan finishes.
-                let record = create_container(&m, &d, name.as_str())?;
+                let record = create_container(&m, &d, name.as_str(), false)?;
                 crate::failpoint::hit("replace-after-create");
                 for id in &old {
-                    m.runtime.stop(id, None)?;
+                    m.runtime.stop(id, None).map(|_| ()).or_else(gone_is_done)?;
                     crate::failpoint::hit("replace-after-stop");
-                    m.runtime.remove(id, true)?;
+                    m.runtime.remove(id, true).or_else(gone_is_done)?;
                     crate::failpoint::hit("replace-after-remove");
                 }
                 m.runtime.start(&record.id)?;
@@ -319,9 +319,13 @@ async fn run_action(
         Action::Remove { id, .. } => {
             let m = machine.clone();
             blocking(move || {
-                m.runtime.stop(&id, None).or_else(ignore_damaged)?;
+                m.runtime
+                    .stop(&id, None)
+                    .map(|_| ())
+                    .or_else(ignore_damaged)
+                    .or_else(gone_is_done)?;
                 crate::failpoint::hit("prune-after-stop");
-                m.runtime.remove(&id, true)?;
+                m.runtime.remove(&id, true).or_else(gone_is_done)?;
                 Ok("removed".into())
             })
             .await
@@ -343,13 +347,19 @@ async fn run_action(
 }
 
 /// `stop` on a container whose record is damaged fails; `remove` handles those itself.
-fn ignore_damaged(
-    e: crate::runtime::RuntimeError,
-) -> Result<Option<crate::runtime::record::ExitRecord>, crate::runtime::RuntimeError> {
+fn ignore_damaged(e: crate::runtime::RuntimeError) -> Result<(), crate::runtime::RuntimeError> {
     match e {
         crate::runtime::RuntimeError::Record(crate::runtime::record::RecordError::Damaged {
             ..
-        }) => Ok(None),
+        }) => Ok(()),
+        other => Err(other),
+    }
+}
+
+/// Removing or stopping a container that someone else removed in the meantime is done.
+fn gone_is_done(e: crate::runtime::RuntimeError) -> Result<(), crate::runtime::RuntimeError> {
+    match e {
+        crate::runtime::RuntimeError::NotFound { .. } => Ok(()),
         other => Err(other),
     }
 }
@@ -400,11 +410,13 @@ pub async fn pull(
 }
 
 /// Create (not start) a container for `[container.NAME]`: its volumes, unpacked layers,
-/// bundle and records. The image must be in the store.
+/// bundle and records. The image must be in the store. `manual`: made by hand (`berth run`),
+/// so the reconciler leaves it alone.
 pub fn create_container(
     machine: &Machine,
     desired: &Desired,
     name: &str,
+    manual: bool,
 ) -> Result<ContainerRecord, ApplyError> {
     let container = desired
         .containers
@@ -444,6 +456,7 @@ pub fn create_container(
         image_config: &config,
         layers: &layers,
         volumes: &prepared,
+        manual,
     })?)
 }
 

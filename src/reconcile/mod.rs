@@ -17,9 +17,13 @@ pub mod render;
 pub mod status;
 pub mod watch;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use crate::runtime::record::now_ms;
 
 use serde::Serialize;
 
@@ -41,7 +45,11 @@ pub struct PassReport {
     /// The directory could not be read at all: nothing was planned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load_error: Option<String>,
-    /// Problems in desired files, one per entry ("file:line:col: message").
+    /// The pass was put off (a file is still being written); `plan.wake_at_ms` says when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<String>,
+    /// Problems in desired files, one per entry ("file:line:col: message"), then what
+    /// could not be observed.
     pub problems: Vec<String>,
     /// `pull = "always"` images re-resolved before planning, and how it went.
     pub refreshed: Vec<Refresh>,
@@ -68,6 +76,7 @@ impl PassReport {
     /// Nothing to do, nothing waiting, nothing wrong.
     pub fn converged(&self) -> bool {
         self.load_error.is_none()
+            && self.deferred.is_none()
             && self.problems.is_empty()
             && self.plan.steps.is_empty()
             && self.plan.waits.is_empty()
@@ -86,7 +95,21 @@ pub struct Reconciler {
     /// What the last pass observed (before it acted).
     pub last_observed: Option<observe::Observed>,
     /// `--target`: only these containers (and what they need) are applied.
-    pub targets: Option<std::collections::BTreeSet<String>>,
+    pub targets: Option<BTreeSet<String>>,
+    /// A pass is put off while a desired file was modified less than this long ago (it may
+    /// still be being written). None: never (`apply`, run after the files were written).
+    pub settle: Option<Duration>,
+    /// How long a container's entry must stay missing before the container is pruned.
+    pub prune_grace: Duration,
+    /// An empty directory prunes everything only when allowed (else it is probably a mount
+    /// that is not there yet).
+    pub allow_empty: bool,
+    /// `pull = "always"` images are re-resolved at most this often on timer and exit
+    /// passes (every change, signal and `apply` re-resolves them).
+    pub refresh_interval: Duration,
+    last_refresh: Option<Instant>,
+    /// Since when each undescribed container name has been missing (ms since the epoch).
+    missing_since: BTreeMap<String, u64>,
 }
 
 impl Reconciler {
@@ -99,24 +122,53 @@ impl Reconciler {
             stop: Arc::new(AtomicBool::new(false)),
             last_observed: None,
             targets: None,
+            settle: None,
+            prune_grace: Duration::ZERO,
+            allow_empty: false,
+            refresh_interval: Duration::from_secs(300),
+            last_refresh: None,
+            missing_since: BTreeMap::new(),
         }
     }
 
     /// Load, observe and plan, without changing anything (`berth plan`).
     pub async fn plan_only(&self) -> (PassReport, Option<observe::Observed>) {
-        self.run(false, "plan").await
+        let (report, observed, _) = self.run(false, "plan", false).await;
+        (report, observed)
     }
 
     /// One full pass.
     pub async fn pass(&mut self, trigger: &str) -> PassReport {
-        let (report, observed) = self.run(true, trigger).await;
+        let refresh = match self.last_refresh {
+            None => true,
+            Some(at) => {
+                !matches!(trigger, "exit" | "timer" | "followup")
+                    || at.elapsed() >= self.refresh_interval
+            }
+        };
+        let (report, observed, missing_since) = self.run(true, trigger, refresh).await;
+        if refresh && report.load_error.is_none() && report.deferred.is_none() {
+            self.last_refresh = Some(Instant::now());
+        }
         self.remember(&report);
         self.last_observed = observed;
+        if let Some(m) = missing_since {
+            self.missing_since = m;
+        }
         report
     }
 
-    async fn run(&self, act: bool, trigger: &str) -> (PassReport, Option<observe::Observed>) {
-        let started = std::time::Instant::now();
+    async fn run(
+        &self,
+        act: bool,
+        trigger: &str,
+        refresh: bool,
+    ) -> (
+        PassReport,
+        Option<observe::Observed>,
+        Option<BTreeMap<String, u64>>,
+    ) {
+        let started = Instant::now();
         let cpu_start = process_cpu_us();
         let mut report = PassReport {
             trigger: trigger.into(),
@@ -125,57 +177,92 @@ impl Reconciler {
             cpu_us: 0,
             files: Vec::new(),
             load_error: None,
+            deferred: None,
             problems: Vec::new(),
             refreshed: Vec::new(),
             plan: Plan::default(),
             outcomes: Vec::new(),
         };
+        // A file modified a moment ago may be half-written: nothing is read until it is
+        // quiet, whatever started the pass.
+        if let Some(settle) = self.settle
+            && let Some(quiet) = watch::quiet_for(&self.dir)
+            && quiet < settle
+        {
+            let wait = settle - quiet;
+            report.deferred = Some(format!(
+                "a desired file changed {}ms ago; reading it once it has been quiet for {}ms",
+                quiet.as_millis(),
+                settle.as_millis()
+            ));
+            report.plan.wake_at_ms = Some(now_ms() + wait.as_millis() as u64 + 1);
+            return (finish(report, started, cpu_start), None, None);
+        }
         let dir = self.dir.clone();
         let loaded = tokio::task::spawn_blocking(move || crate::spec::load_dir(&dir)).await;
         let loaded = match loaded {
             Ok(Ok(loaded)) => loaded,
             Ok(Err(e)) => {
                 report.load_error = Some(e.to_string());
-                return (finish(report, started, cpu_start), None);
+                return (finish(report, started, cpu_start), None, None);
             }
             Err(e) => {
                 report.load_error = Some(format!("loading task failed: {e}"));
-                return (finish(report, started, cpu_start), None);
+                return (finish(report, started, cpu_start), None, None);
             }
         };
         report.files = loaded.files.clone();
         report.problems = loaded.diagnostics.iter().map(|d| d.one_line()).collect();
         let complete = loaded.is_complete();
+        let empty = loaded.files.is_empty();
         let desired = match &self.targets {
             None => loaded.desired,
             Some(targets) => match plan::restrict(&loaded.desired, targets) {
                 Ok(d) => d,
                 Err(e) => {
                     report.load_error = Some(e.to_string());
-                    return (finish(report, started, cpu_start), None);
+                    return (finish(report, started, cpu_start), None, None);
                 }
             },
         };
         let desired = Arc::new(desired);
-        if act {
+        if act && refresh {
             report.refreshed = self.refresh(&desired).await;
         }
         let machine = self.machine.clone();
         let observed = tokio::task::spawn_blocking(move || {
-            observe::observe(&machine.runtime, &machine.images, &machine.volumes)
+            observe::observe(&machine.runtime, &machine.images, &machine.volumes, act)
         })
         .await
         .unwrap_or_else(|e| observe::Observed {
             problems: vec![format!("observing failed: {e}")],
             ..Default::default()
         });
+        report
+            .problems
+            .extend(observed.problems.iter().map(|p| format!("observing: {p}")));
+        let now = now_ms();
+        let mut missing_since = BTreeMap::new();
+        for c in &observed.containers {
+            if !desired.containers.contains_key(c.name.as_str()) {
+                let since = self.missing_since.get(&c.name).copied().unwrap_or(now);
+                missing_since.insert(c.name.clone(), since);
+            }
+        }
+        let empty_hold = format!(
+            "{} holds no desired files (a mount that is not there yet?); nothing is pruned unless --allow-empty is given",
+            self.dir.display()
+        );
         report.plan = plan::plan(plan::Inputs {
             desired: &desired,
             desired_complete: complete,
             observed: &observed,
             failures: if act { &self.failures } else { &EMPTY_BOOK },
-            now_ms: crate::runtime::record::now_ms(),
+            now_ms: now,
             targeted: self.targets.is_some(),
+            prune_hold: (empty && !self.allow_empty).then_some(empty_hold.as_str()),
+            missing_since: &missing_since,
+            prune_grace_ms: self.prune_grace.as_millis() as u64,
         });
         if act && !report.plan.steps.is_empty() {
             report.outcomes = apply::execute(
@@ -187,13 +274,17 @@ impl Reconciler {
             )
             .await;
         }
-        (finish(report, started, cpu_start), Some(observed))
+        (
+            finish(report, started, cpu_start),
+            Some(observed),
+            Some(missing_since),
+        )
     }
 
     /// Re-resolve every `pull = "always"` image (a new digest behind its tag is then
     /// planned as a replacement), except those in failure backoff.
     async fn refresh(&self, desired: &Arc<crate::spec::Desired>) -> Vec<Refresh> {
-        let now = crate::runtime::record::now_ms();
+        let now = now_ms();
         let mut tasks = tokio::task::JoinSet::new();
         for image in desired
             .images
@@ -237,40 +328,54 @@ impl Reconciler {
         out
     }
 
-    /// Failures are retried with backoff; a success forgets them.
+    /// Failures are retried with backoff; a success forgets them, and so does a resource
+    /// that no longer needs anything (it was fixed, or it is gone).
     fn remember(&mut self, report: &PassReport) {
-        let now = crate::runtime::record::now_ms();
-        let mut record = |key: String, error: Option<&str>| match error {
+        if report.load_error.is_some() || report.deferred.is_some() {
+            return;
+        }
+        let now = now_ms();
+        let mut still: BTreeSet<String> = report.plan.waits.iter().map(|w| w.key.clone()).collect();
+        let record = |failures: &mut FailureBook,
+                      key: String,
+                      error: Option<&str>,
+                      spec: Option<&String>| match error {
             None => {
-                self.failures.remove(&key);
+                failures.remove(&key);
             }
             Some(error) => {
-                let entry = self.failures.entry(key).or_insert(Failure {
+                let entry = failures.entry(key).or_insert(Failure {
                     count: 0,
                     last_at_ms: now,
                     error: String::new(),
+                    spec: None,
                 });
                 entry.count += 1;
                 entry.last_at_ms = now;
                 entry.error = error.to_string();
+                entry.spec = spec.cloned();
             }
         };
         for r in &report.refreshed {
-            record(
-                Action::Pull {
-                    image: r.image.clone(),
-                }
-                .key(),
-                r.error.as_deref(),
-            );
+            let key = Action::Pull {
+                image: r.image.clone(),
+            }
+            .key();
+            still.insert(key.clone());
+            record(&mut self.failures, key, r.error.as_deref(), None);
         }
         for (step, outcome) in report.plan.steps.iter().zip(&report.outcomes) {
+            let key = step.action.key();
+            still.insert(key.clone());
             match outcome {
-                Outcome::Done { .. } => record(step.action.key(), None),
-                Outcome::Failed { error } => record(step.action.key(), Some(error)),
+                Outcome::Done { .. } => record(&mut self.failures, key, None, None),
+                Outcome::Failed { error } => {
+                    record(&mut self.failures, key, Some(error), step.spec.as_ref())
+                }
                 Outcome::Skipped { .. } => {}
             }
         }
+        self.failures.retain(|key, _| still.contains(key));
     }
 }
 

@@ -14,8 +14,11 @@ use crate::volume::Volumes;
 /// Everything the planner knows about the machine.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Observed {
-    /// Oldest first.
+    /// Oldest first; only the reconciler's own.
     pub containers: Vec<ObservedContainer>,
+    /// Images of containers made by hand (`berth run`): the reconciler leaves those
+    /// containers alone and keeps their images.
+    pub manual_images: BTreeSet<String>,
     /// Image source → manifest digest, for every complete image in the store.
     pub images: BTreeMap<String, String>,
     pub volumes: BTreeSet<String>,
@@ -56,10 +59,15 @@ pub enum Phase {
         exit: ExitRecord,
     },
     /// Neither running under its monitor nor recorded as ended (monitor killed, reboot).
-    /// `running`: its process still runs, unsupervised.
+    /// `running`: its process still runs, unsupervised. `started_at_ms`: its last start.
     Lost {
         reason: String,
         running: bool,
+        started_at_ms: Option<u64>,
+    },
+    /// Its state could not be read (an I/O error): nothing may be decided about it.
+    Unknown {
+        reason: String,
     },
 }
 
@@ -91,33 +99,56 @@ impl From<State> for Phase {
             State::Lost { reason, init } => Phase::Lost {
                 reason,
                 running: init.is_some(),
+                started_at_ms: None,
             },
         }
     }
 }
 
 /// Read the actual state. Never fails as a whole: what cannot be read becomes a problem,
-/// and a pass with problems does not prune.
-pub fn observe(runtime: &Runtime, images: &ImageService, volumes: &Volumes) -> Observed {
+/// and a pass with problems does not prune. `sweep`: also clear what an interrupted create
+/// or remove left (the reconciler does; `plan` and `status` only read).
+pub fn observe(
+    runtime: &Runtime,
+    images: &ImageService,
+    volumes: &Volumes,
+    sweep: bool,
+) -> Observed {
     let mut observed = Observed::default();
-    // What an interrupted create or remove left (never anything in progress).
-    runtime.sweep_leftovers();
+    if sweep {
+        runtime.sweep_leftovers();
+    }
     match runtime.list() {
         Ok(records) => {
             for record in records {
+                if record.manual {
+                    observed.manual_images.insert(record.image.clone());
+                    continue;
+                }
                 let (phase, monitor) = match runtime.state(&record.id) {
                     Ok(state) => {
                         let monitor = match &state {
                             State::Running(m) => Some(m.monitor),
                             _ => None,
                         };
-                        (Phase::from(state), monitor)
+                        let mut phase = Phase::from(state);
+                        if let Phase::Lost { started_at_ms, .. } = &mut phase {
+                            *started_at_ms = runtime.last_start_ms(&record.id);
+                        }
+                        (phase, monitor)
                     }
+                    // Kept, as unknown: a container that is there must never look absent
+                    // (that would create a second one).
                     Err(e) => {
                         observed
                             .problems
                             .push(format!("container {}: {e}", record.id));
-                        continue;
+                        (
+                            Phase::Unknown {
+                                reason: e.to_string(),
+                            },
+                            None,
+                        )
                     }
                 };
                 observed.containers.push(ObservedContainer {

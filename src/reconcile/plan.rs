@@ -29,6 +29,9 @@ pub struct Failure {
     pub count: u32,
     pub last_at_ms: u64,
     pub error: String,
+    /// The entry's spec hash when it failed: a changed entry is tried at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
 }
 
 /// What the planner is given besides the two states.
@@ -42,6 +45,13 @@ pub struct Inputs<'a> {
     pub now_ms: u64,
     /// Only some entries were asked for (`--target`): nothing outside them is touched.
     pub targeted: bool,
+    /// Another reason not to prune on this pass (e.g. an empty directory).
+    pub prune_hold: Option<&'a str>,
+    /// Since when (ms) each undescribed container name has been missing from the desired
+    /// state; with `prune_grace_ms`, a name must stay missing that long before its containers
+    /// go (a file rewritten in place must not prune what it is about to describe again).
+    pub missing_since: &'a BTreeMap<String, u64>,
+    pub prune_grace_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -63,6 +73,9 @@ pub struct Step {
     /// Indices of the steps that must have succeeded first.
     pub after: Vec<usize>,
     pub reason: String,
+    /// For container steps: the spec hash of the entry (recorded with a failure).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -207,6 +220,8 @@ impl<'a> Planner<'a> {
         } = self.inputs;
         self.plan.prune_blocked = if self.inputs.targeted {
             Some("only the targeted entries are applied; nothing else is touched".into())
+        } else if let Some(hold) = self.inputs.prune_hold {
+            Some(hold.to_string())
         } else if !desired_complete {
             Some("the desired state has problems: a partial view must not delete anything".into())
         } else if !observed.problems.is_empty() {
@@ -238,7 +253,7 @@ impl<'a> Planner<'a> {
         reason: impl Into<String>,
     ) -> Option<usize> {
         let key = action.key();
-        if let Some(wait) = self.failure_wait(&key, None) {
+        if let Some(wait) = self.failure_wait(&key, None, None) {
             self.plan.waits.push(wait);
             return None;
         }
@@ -246,13 +261,23 @@ impl<'a> Planner<'a> {
             action,
             after,
             reason: reason.into(),
+            spec: None,
         });
         Some(self.plan.steps.len() - 1)
     }
 
     /// A resource whose last attempt failed waits out its backoff before the next one.
-    fn failure_wait(&self, key: &str, backoff: Option<&Backoff>) -> Option<Wait> {
+    fn failure_wait(
+        &self,
+        key: &str,
+        backoff: Option<&Backoff>,
+        spec: Option<&str>,
+    ) -> Option<Wait> {
         let failure = self.inputs.failures.get(key)?;
+        if spec.is_some() && failure.spec.is_some() && failure.spec.as_deref() != spec {
+            // The entry changed since it failed: the change may be the fix.
+            return None;
+        }
         let backoff = backoff.unwrap_or(&DEFAULT_BACKOFF);
         let until = failure
             .last_at_ms
@@ -382,6 +407,23 @@ impl<'a> Planner<'a> {
             .iter()
             .filter(|o| o.name == name.as_str())
             .collect();
+        if let Some(unknown) = mine.iter().find_map(|o| match &o.phase {
+            Phase::Unknown { reason } => Some((o.id.as_str(), reason.as_str())),
+            _ => None,
+        }) {
+            // Deciding anything without knowing what runs could start a second container.
+            self.remaining_images
+                .extend(mine.iter().map(|o| o.image.clone()));
+            self.plan.waits.push(Wait {
+                key,
+                reason: format!(
+                    "the state of {} cannot be read ({}); nothing is done to this entry until it can",
+                    unknown.0, unknown.1
+                ),
+                until_ms: None,
+            });
+            return;
+        }
         let current = current_container(&mine, &hash, digest);
         // Leftovers beside the current one (an interrupted replacement) go before it starts.
         let mut stale_removals = Vec::new();
@@ -431,24 +473,30 @@ impl<'a> Planner<'a> {
                 });
             }
             Phase::Exited { exit } => self.exited(name, c, cur, Some(exit), stale_removals),
-            Phase::Lost { running, reason } => {
+            Phase::Lost {
+                running, reason, ..
+            } => {
                 if c.restart == RestartPolicy::Never {
-                    if *running {
-                        self.push(
-                            Action::Stop {
-                                name: name.clone(),
-                                id: cur.id.clone(),
-                            },
-                            vec![],
-                            format!(
-                                "{reason}; it runs unsupervised and its restart policy is \"never\""
-                            ),
-                        );
-                    }
+                    // Stopping a lost container also releases what its monitor would have
+                    // (cgroup, engine state) and records its end.
+                    let why = if *running {
+                        "it runs unsupervised"
+                    } else {
+                        "what it left behind is cleaned up"
+                    };
+                    self.push(
+                        Action::Stop {
+                            name: name.clone(),
+                            id: cur.id.clone(),
+                        },
+                        vec![],
+                        format!("{reason}; {why}, and its restart policy is \"never\""),
+                    );
                 } else {
                     self.exited(name, c, cur, None, stale_removals);
                 }
             }
+            Phase::Unknown { .. } => {}
         }
     }
 
@@ -471,7 +519,15 @@ impl<'a> Planner<'a> {
         if !due {
             return;
         }
-        let ran_ms = exit.map(|e| e.finished_at_ms.saturating_sub(e.started_at_ms));
+        // A lost container's end is unknown: its last start stands in for it.
+        let lost_started = match &cur.phase {
+            Phase::Lost { started_at_ms, .. } => *started_at_ms,
+            _ => None,
+        };
+        let ran_ms = match exit {
+            Some(e) => Some(e.finished_at_ms.saturating_sub(e.started_at_ms)),
+            None => lost_started.map(|s| self.inputs.now_ms.saturating_sub(s)),
+        };
         let stable = ran_ms.is_some_and(|ran| ran >= c.backoff.reset_after.0.as_millis() as u64);
         let streak = if stable {
             0
@@ -494,10 +550,8 @@ impl<'a> Planner<'a> {
                 restart_policy_name(c.restart)
             ),
         };
-        if let Some(exit) = exit {
-            let until = exit
-                .finished_at_ms
-                .saturating_add(backoff_delay_ms(&c.backoff, streak));
+        if let Some(from) = exit.map(|e| e.finished_at_ms).or(lost_started) {
+            let until = from.saturating_add(backoff_delay_ms(&c.backoff, streak));
             if until > self.inputs.now_ms {
                 self.plan.waits.push(Wait {
                     key: format!("container/{name}"),
@@ -641,8 +695,10 @@ impl<'a> Planner<'a> {
         after: Vec<usize>,
         reason: String,
     ) -> Option<usize> {
-        let backoff = &self.inputs.desired.containers[name].backoff;
-        if let Some(wait) = self.failure_wait(&action.key(), Some(backoff)) {
+        let entry = &self.inputs.desired.containers[name];
+        let spec = entry.spec_hash().ok().map(|h| h.to_string());
+        if let Some(wait) = self.failure_wait(&action.key(), Some(&entry.backoff), spec.as_deref())
+        {
             self.plan.waits.push(wait);
             return None;
         }
@@ -650,6 +706,7 @@ impl<'a> Planner<'a> {
             action,
             after,
             reason,
+            spec,
         });
         let i = self.plan.steps.len() - 1;
         self.starts.insert(name.clone(), i);
@@ -673,6 +730,37 @@ impl<'a> Planner<'a> {
         let observed = self.inputs.observed;
         for o in &observed.containers {
             if self.inputs.desired.containers.contains_key(o.name.as_str()) {
+                continue;
+            }
+            if let Phase::Unknown { reason } = &o.phase {
+                self.remaining_images.insert(o.image.clone());
+                self.plan.kept.push(Kept {
+                    key: format!("container/{}", o.name),
+                    reason: format!(
+                        "{} is no longer described, but its state cannot be read ({reason})",
+                        o.id
+                    ),
+                });
+                continue;
+            }
+            let missing_since = self
+                .inputs
+                .missing_since
+                .get(&o.name)
+                .copied()
+                .unwrap_or(self.inputs.now_ms);
+            let due = missing_since.saturating_add(self.inputs.prune_grace_ms);
+            if self.plan.prune_blocked.is_none() && due > self.inputs.now_ms {
+                self.remaining_images.insert(o.image.clone());
+                self.plan.waits.push(Wait {
+                    key: format!("container/{}", o.name),
+                    reason: format!(
+                        "{} is no longer described; removed in {} unless its entry comes back",
+                        o.id,
+                        human_ms(due - self.inputs.now_ms)
+                    ),
+                    until_ms: Some(due),
+                });
                 continue;
             }
             match &self.plan.prune_blocked {
@@ -723,6 +811,7 @@ impl<'a> Planner<'a> {
             .collect();
         keep.extend(desired.containers.values().map(|c| c.image.to_string()));
         keep.extend(self.remaining_images.iter().cloned());
+        keep.extend(self.inputs.observed.manual_images.iter().cloned());
         let unused: Vec<String> = self
             .inputs
             .observed

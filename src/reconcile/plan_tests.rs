@@ -53,6 +53,7 @@ fn lost(running: bool) -> Phase {
     Phase::Lost {
         reason: "its monitor is gone".into(),
         running,
+        started_at_ms: None,
     }
 }
 
@@ -105,6 +106,9 @@ struct World {
     observed: Observed,
     failures: FailureBook,
     now: u64,
+    hold: Option<String>,
+    missing_since: BTreeMap<String, u64>,
+    grace_ms: u64,
 }
 
 impl World {
@@ -115,6 +119,9 @@ impl World {
             observed: Observed::default(),
             failures: FailureBook::new(),
             now: NOW,
+            hold: None,
+            missing_since: BTreeMap::new(),
+            grace_ms: 0,
         }
     }
 
@@ -177,6 +184,7 @@ impl World {
         self.failures.insert(
             key.into(),
             Failure {
+                spec: None,
                 count,
                 last_at_ms: self.now - ago_ms,
                 error: "boom".into(),
@@ -193,6 +201,9 @@ impl World {
             failures: &self.failures,
             now_ms: self.now,
             targeted: false,
+            prune_hold: self.hold.as_deref(),
+            missing_since: &self.missing_since,
+            prune_grace_ms: self.grace_ms,
         });
         check_invariants(&plan, self.now);
         plan
@@ -1133,7 +1144,8 @@ fn lost_container_table() {
     let restart = "restart container/web id=web-00000001 streak=1";
     let cases = [
         ("never", true, stop),
-        ("never", false, ""),
+        // Nothing runs, but its cgroup and engine state remain: stopping cleans them up.
+        ("never", false, stop),
         ("always", true, restart),
         ("always", false, restart),
         ("on-failure", true, restart),
@@ -1154,7 +1166,7 @@ fn lost_container_reasons_and_immediate_restart() {
     let plan = restart_world("never", lost(true)).plan();
     assert_eq!(
         plan.steps[0].reason,
-        "its monitor is gone; it runs unsupervised and its restart policy is \"never\""
+        "its monitor is gone; it runs unsupervised, and its restart policy is \"never\""
     );
     // No exit time, so no backoff: restarted at once, whatever the streak.
     let plan = World::new(BACKOFF)
@@ -2021,11 +2033,15 @@ fn plan_json_shape() {
         })
     );
     let plan = World::new(WEB).plan();
+    let hash = desired(WEB).containers["web"]
+        .spec_hash()
+        .unwrap()
+        .to_string();
     assert_eq!(
         serde_json::to_value(&plan.steps).unwrap(),
         serde_json::json!([
             {"action": {"action": "pull", "image": "registry.example/app:1"}, "after": [], "reason": "not in the store"},
-            {"action": {"action": "run", "name": "web"}, "after": [0], "reason": "described, not present"},
+            {"action": {"action": "run", "name": "web"}, "after": [0], "reason": "described, not present", "spec": hash},
         ])
     );
 }
@@ -2053,4 +2069,133 @@ fn human_ms_and_short_digest_tables() {
     ] {
         assert_eq!(short_digest(&d), want);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Found in review: unknown states, lost backoff, failures of a changed entry, prune grace.
+
+#[test]
+fn a_container_whose_state_cannot_be_read_blocks_its_entry() {
+    let unknown = || Phase::Unknown {
+        reason: "EIO".into(),
+    };
+    // Described: no run beside it, no replace, no restart, just a wait.
+    let w = World::new(WEB).images_present();
+    let plan = w.clone().add("web", 1, unknown(), |_| {}).plan();
+    assert!(plan.steps.is_empty(), "{}", render(&plan));
+    assert!(
+        plan.waits[0].reason.contains("cannot be read"),
+        "{:?}",
+        plan.waits
+    );
+    // Even with a changed spec (it would otherwise be replaced).
+    let plan = w
+        .clone()
+        .add("web", 1, unknown(), |c| c.spec_hash = "sha256:old".into())
+        .plan();
+    assert!(plan.steps.is_empty(), "{}", render(&plan));
+    // Undescribed: kept, never removed, and its image stays.
+    let plan = w
+        .image("registry.example/gone:1", &digest('c'))
+        .with(container(
+            "gone",
+            2,
+            "sha256:x",
+            "registry.example/gone:1",
+            &digest('c'),
+            unknown(),
+        ))
+        .plan();
+    golden(
+        &plan,
+        "
+                run container/web
+        kept container/gone: gone-00000002 is no longer described, but its state cannot be read (EIO)
+        ",
+    );
+}
+
+#[test]
+fn a_lost_container_backs_off_from_its_last_start() {
+    let lost_at = |started: Option<u64>| Phase::Lost {
+        reason: "its monitor is gone".into(),
+        running: false,
+        started_at_ms: started,
+    };
+    // Started 100 ms ago, lost already, third time in a row: waits initial · 2^2.
+    let w = World::new(BACKOFF).images_present();
+    let plan = w
+        .clone()
+        .add("web", 1, lost_at(Some(NOW - 100)), |c| {
+            c.restarts.streak = 2
+        })
+        .plan();
+    assert!(plan.steps.is_empty(), "{}", render(&plan));
+    let delay = backoff_delay_ms(&desired(BACKOFF).containers["web"].backoff, 3);
+    assert_eq!(plan.wake_at_ms, Some(NOW - 100 + delay));
+    // Lost long after its start (a stable run): restarted at once with the streak reset.
+    let plan = w
+        .add("web", 1, lost_at(Some(NOW - 10 * HOUR)), |c| {
+            c.restarts.streak = 5
+        })
+        .plan();
+    golden(&plan, "restart container/web id=web-00000001 streak=0");
+}
+
+#[test]
+fn a_changed_entry_is_tried_at_once_despite_earlier_failures() {
+    let w = World::new(WEB).images_present();
+    let failed = |spec: &str| {
+        let mut w = w.clone().failure("container/web", 5, 100);
+        if let Some(f) = w.failures.get_mut("container/web") {
+            f.spec = Some(spec.into());
+        }
+        w
+    };
+    // The same entry that failed: it waits out its backoff.
+    let hash = desired(WEB).containers["web"]
+        .spec_hash()
+        .unwrap()
+        .to_string();
+    let plan = failed(&hash).plan();
+    assert!(plan.steps.is_empty(), "{}", render(&plan));
+    // Another entry (the file was fixed): planned now.
+    let plan = failed("sha256:before-the-fix").plan();
+    golden(&plan, "run container/web");
+    assert_eq!(plan.steps[0].spec.as_deref(), Some(hash.as_str()));
+}
+
+#[test]
+fn an_undescribed_container_goes_only_after_the_grace_period() {
+    let w = World::new(WEB)
+        .images_present()
+        .add("web", 1, running(), |_| {})
+        .with(undescribed(2, running()));
+    let mut fresh = w.clone();
+    fresh.grace_ms = 3_000;
+    // Missing since now: kept for the grace period, with a wake-up when it ends.
+    let plan = fresh.plan();
+    assert!(plan.steps.is_empty(), "{}", render(&plan));
+    assert_eq!(plan.wake_at_ms, Some(NOW + 3_000));
+    assert!(plan.waits[0].reason.contains("unless its entry comes back"));
+    // Missing for longer than that: removed.
+    let mut old = fresh.clone();
+    old.missing_since.insert("gone".into(), NOW - 3_000);
+    golden(&old.plan(), "remove container/gone id=gone-00000002");
+}
+
+#[test]
+fn a_prune_hold_keeps_everything_and_says_why() {
+    let mut w = World::new(WEB)
+        .images_present()
+        .add("web", 1, running(), |_| {})
+        .with(undescribed(2, running()));
+    w.hold = Some("the directory is empty".into());
+    let plan = w.plan();
+    assert!(plan.steps.is_empty(), "{}", render(&plan));
+    assert_eq!(
+        plan.prune_blocked.as_deref(),
+        Some("the directory is empty")
+    );
+    assert_eq!(plan.kept.len(), 1);
 }

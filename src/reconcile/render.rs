@@ -146,6 +146,15 @@ fn diff(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
                 );
             }
         }
+        // Environment values are often secrets: say that they changed, not what to.
+        _ if path.starts_with("env.") => out.push(format!(
+            "{path}: {}",
+            match (old, new) {
+                (Value::Null, _) => "(added)",
+                (_, Value::Null) => "(removed)",
+                _ => "(value changed)",
+            }
+        )),
         _ => out.push(format!("{path}: {} → {}", show(old), show(new))),
     }
 }
@@ -169,8 +178,8 @@ mod tests {
         assert_eq!(
             field_changes(&old, &new),
             vec![
-                "env.A: \"1\" → \"9\"".to_string(),
-                "env.C: (unset) → \"3\"".to_string(),
+                "env.A: (value changed)".to_string(),
+                "env.C: (added)".to_string(),
                 "memory: (unset) → 5".to_string(),
             ]
         );

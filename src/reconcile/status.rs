@@ -16,6 +16,8 @@ pub enum StatusError {
     Fs(#[from] FsError),
     #[error("{} is damaged: {message}", path.display())]
     Damaged { path: PathBuf, message: String },
+    #[error("encoding the status: {0}")]
+    Encode(serde_json::Error),
 }
 
 /// Written by the reconciler; read back as plain JSON (`serde_json::Value`) by `status`,
@@ -47,10 +49,7 @@ pub fn path(state_root: &Path) -> PathBuf {
 pub fn write(state_root: &Path, status: &StatusFile) -> Result<(), StatusError> {
     let path = path(state_root);
     crate::fsutil::private_dir(path.parent().unwrap_or(state_root))?;
-    let bytes = serde_json::to_vec_pretty(status).map_err(|e| StatusError::Damaged {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
+    let bytes = serde_json::to_vec_pretty(status).map_err(StatusError::Encode)?;
     Ok(crate::fsutil::write_replace(&path, &bytes)?)
 }
 

@@ -45,6 +45,8 @@ use crate::spec::signal::Signal;
 const MONITOR_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a monitor may take to get its container running (mount, seed volumes, create).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long an operation waits for another one on the same container to finish.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(150);
 
 /// Read the monitor's readiness lines until it closes its stdout or `timeout` passes: the
 /// monitor's identity (first line) and the last line.
@@ -106,9 +108,24 @@ impl ContainerLock {
             .write(true)
             .open(&path)
             .map_err(io_err("opening", &path))?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| io_err("locking", &path)(e.into()))?;
-        Ok(ContainerLock { file })
+        // Bounded: a monitor holds the lock until it reports (at most START_TIMEOUT after
+        // its last progress), and nothing else holds it longer than a stop; a caller that
+        // still cannot get it fails (and is retried) instead of hanging.
+        let deadline = std::time::Instant::now() + LOCK_TIMEOUT;
+        loop {
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(ContainerLock { file }),
+                Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    return Err(RuntimeError::Busy {
+                        what: paths.dir.display().to_string(),
+                    });
+                }
+                Err(e) => return Err(io_err("locking", &path)(e.into()).into()),
+            }
+        }
     }
 }
 
@@ -130,6 +147,8 @@ pub enum RuntimeError {
     Unsupported { name: String, what: String },
     #[error("no container {what}")]
     NotFound { what: String },
+    #[error("{what} is busy with another operation (a start, stop or removal) for {}s; try again", LOCK_TIMEOUT.as_secs())]
+    Busy { what: String },
     #[error("container {id} is running; stop it first")]
     Running { id: String },
     #[error(
@@ -180,6 +199,8 @@ pub struct CreateRequest<'a> {
     pub layers: &'a [PathBuf],
     /// Volume name → its data directory (`Volumes::ensure`).
     pub volumes: &'a BTreeMap<String, PathBuf>,
+    /// Made by hand (`berth run`): the reconciler leaves it alone.
+    pub manual: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -232,15 +253,19 @@ impl Runtime {
         let containers = self.layout.containers();
         fsutil::private_dir(&containers)?;
         self.sweep_leftovers();
-        let tmp = containers.join(format!(".{id}.creating"));
+        // Named after its creator, so a sweep can tell an abandoned create from one in
+        // progress without any window.
+        let me =
+            ProcessId::of(std::process::id() as i32).map_err(|source| RuntimeError::Process {
+                op: "identifying the creator of",
+                id: id.clone(),
+                source,
+            })?;
+        let tmp = containers.join(format!(".{id}.creating.{}.{}", me.pid, me.start_time));
         std::fs::create_dir(&tmp).map_err(io_err("creating", &tmp))?;
-        // Held until the directory has its final name: `sweep_leftovers` removes only the
-        // directories of creates that are no longer running.
-        let lock = ContainerLock::acquire(&layout::ContainerPaths { dir: tmp.clone() });
-        let built =
-            lock.and_then(|lock| Ok((lock, self.build_container_dir(req, &id, engine, &tmp)?)));
-        let (_lock, record) = match built {
-            Ok(built) => built,
+        let built = self.build_container_dir(req, &id, engine, &tmp);
+        let record = match built {
+            Ok(record) => record,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&tmp);
                 return Err(e);
@@ -361,6 +386,7 @@ impl Runtime {
             log_max_size: c.log.max_size.0,
             log_max_files: c.log.max_files,
             cgroup_path,
+            manual: req.manual,
         };
         fsutil::write_new_file(
             &tmp_paths.record(),
@@ -369,8 +395,8 @@ impl Runtime {
         Ok(record)
     }
 
-    /// Directories left by a `create` or `remove` that crashed midway: both hold the
-    /// directory's lock while they run, so an unlocked leftover is abandoned.
+    /// Directories left by a `create` or `remove` that crashed midway (never one in
+    /// progress).
     pub fn sweep_leftovers(&self) {
         let Ok(entries) = std::fs::read_dir(self.layout.containers()) else {
             return;
@@ -379,25 +405,20 @@ impl Runtime {
             let name = entry.file_name().to_string_lossy().into_owned();
             // Only leftovers are looked at further: this runs at every create.
             if !(name.starts_with('.')
-                && (name.ends_with(".creating") || name.contains(".removing")))
+                && (name.contains(".creating") || name.contains(".removing")))
             {
                 continue;
             }
-            // A create or remove in progress holds the directory's lock (a remove keeps it
-            // across the rename). A create that has made its directory but not yet its lock
-            // file is a few microseconds old: leftovers without a lock must be a minute old.
-            let lock = entry.path().join("lock");
-            let abandoned = match std::fs::File::open(&lock) {
-                Ok(f) => {
+            // A create names its directory after itself (pid and start time) from the moment
+            // it exists; a remove keeps the directory's lock across its rename.
+            let abandoned = match creator_of(&name) {
+                Some(creator) => !creator.is_alive().unwrap_or(true),
+                // Without its lock file, a removal was interrupted inside remove_dir_all (a
+                // concurrent one finishing too is harmless).
+                None => std::fs::File::open(entry.path().join("lock")).map_or(true, |f| {
                     rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive)
                         .is_ok()
-                }
-                Err(_) => entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age > Duration::from_secs(60)),
+                }),
             };
             if abandoned {
                 tracing::info!("removing {name}, left by an interrupted create or remove");
@@ -431,14 +452,18 @@ impl Runtime {
             State::Lost { init, .. } => self.clean_up_lost(id, &record, init, None)?,
         };
         let previous = self.restarts(id).unwrap_or_default();
-        record::save_volatile(
-            &paths.restarts(),
-            &RestartRecord {
-                count: previous.count.saturating_add(1),
-                streak,
-                last_exit: Some(exit),
-            },
-        )?;
+        // A restart that crashed after this record but before clearing the exit comes here
+        // again with the same exit: it is the same restart, not another one.
+        if previous.last_exit.as_ref() != Some(&exit) {
+            record::save_volatile(
+                &paths.restarts(),
+                &RestartRecord {
+                    count: previous.count.saturating_add(1),
+                    streak,
+                    last_exit: Some(exit),
+                },
+            )?;
+        }
         // Exit first: a crash in between leaves a created container, which is started.
         for path in [paths.exit(), paths.monitor()] {
             match std::fs::remove_file(&path) {
@@ -449,6 +474,14 @@ impl Runtime {
         }
         crate::failpoint::hit("restart-after-clear");
         self.start_locked(id, &paths, &lock)
+    }
+
+    /// When the container's current run started, from its monitor record (if readable).
+    pub fn last_start_ms(&self, id: &str) -> Option<u64> {
+        record::load::<MonitorRecord>(&self.paths(id).ok()?.monitor())
+            .ok()
+            .flatten()
+            .map(|m| m.started_at_ms)
     }
 
     /// The restart record of a container (none if it never restarted or is unreadable).
@@ -893,10 +926,12 @@ impl Runtime {
         let mut out = Vec::new();
         for entry in self.container_dirs()? {
             let id = entry.file_name().to_string_lossy().into_owned();
+            // Only a record that is missing or cannot be parsed (a power loss during its
+            // write); a read error (EIO, permissions) is not evidence of anything.
             if layout::valid_id(&id)
-                && !matches!(
+                && matches!(
                     record::load::<ContainerRecord>(&entry.path().join("container.json")),
-                    Ok(Some(_))
+                    Ok(None) | Err(record::RecordError::Damaged { .. })
                 )
             {
                 out.push(id);
@@ -925,6 +960,16 @@ impl Runtime {
             )?,
         )
     }
+}
+
+/// The creator named in a `.ID.creating.PID.START` directory.
+fn creator_of(name: &str) -> Option<ProcessId> {
+    let (_, owner) = name.split_once(".creating.")?;
+    let (pid, start_time) = owner.split_once('.')?;
+    Some(ProcessId {
+        pid: pid.parse().ok()?,
+        start_time: start_time.parse().ok()?,
+    })
 }
 
 /// `NAME-` plus 8 hex digits: unique per creation, so an old and a new container of the

@@ -42,6 +42,9 @@ pub struct ContainerRecord {
     pub log_max_size: u64,
     pub log_max_files: u32,
     pub cgroup_path: String,
+    /// Made by `berth run`, not by the reconciler: never adopted, replaced or pruned by it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual: bool,
 }
 
 impl ContainerRecord {

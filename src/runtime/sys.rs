@@ -43,7 +43,12 @@ impl ProcessId {
         match start_time(self.pid) {
             Ok(t) if t == self.start_time => Ok(Some(fd)),
             Ok(_) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            // Reaped between pidfd_open and the read: /proc/PID/stat answers ESRCH.
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }

@@ -369,7 +369,9 @@ fn apply_twice_plans_nothing_the_second_time() {
     let plan = sb.berth(&["plan", dir]);
     let text = String::from_utf8_lossy(&plan.stdout);
     assert!(
-        text.contains("replace  container a") && text.contains("env.V: \"1\" → \"2\""),
+        text.contains("replace  container a")
+            && text.contains("env.V: (value changed)")
+            && !text.contains("\"2\""),
         "{text}"
     );
     let apply = sb.berth(&["apply", dir, "--wait", "--timeout", "60s"]);
@@ -704,4 +706,36 @@ fn the_systemd_unit_verifies() {
         out.status.success() && !err.lines().any(|l| l.contains("berth.service")),
         "{err}"
     );
+}
+
+#[test]
+fn manual_containers_and_an_empty_directory_are_left_alone() {
+    let (sb, image) = setup();
+    sb.write("web.toml", &server("web", &image, "1"));
+    let agent = Agent::start(&sb, &sb.desired());
+    let web = sole_running(&sb, "web", Duration::from_secs(30));
+    // A container started by hand from another directory: not the agent's to prune.
+    let other = sb.dir.path().join("other");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::fs::write(other.join("job.toml"), server("job", &image, "1")).expect("write");
+    let out = sb.berth(&["run", "-d", other.to_str().expect("utf-8"), "job"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let job = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // The directory emptied (a mount not there yet): nothing is pruned.
+    std::fs::remove_file(sb.desired().join("web.toml")).expect("rm");
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        matches!(sb.state(&job), State::Running(_)),
+        "a manual container was touched"
+    );
+    assert!(
+        matches!(sb.state(&web.id), State::Running(_)),
+        "an empty directory pruned"
+    );
+    let log = agent.log();
+    assert!(log.contains("holds no desired files"), "{log}");
 }
