@@ -18,10 +18,10 @@ pub struct Args {
     /// Steps run at once.
     #[arg(long, default_value_t = 4)]
     parallel: usize,
-    /// Read the directory only once no file in it was modified for this long (a file
-    /// written in place is not read half-written).
-    #[arg(long, default_value = "300ms", value_parser = humantime::parse_duration)]
-    settle: Duration,
+    /// A file being written (modified and not yet closed) is waited for, so it is never
+    /// read half-written; a writer holding a file open longer than this is not.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    write_timeout: Duration,
     /// Remove a container only once its entry has been missing this long (a file being
     /// rewritten must not prune what it is about to describe again).
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
@@ -52,7 +52,7 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
             dir,
             resync: args.resync,
             parallel: args.parallel,
-            settle: args.settle,
+            write_timeout: args.write_timeout,
             prune_delay: args.prune_delay,
             allow_empty: args.allow_empty,
             pull_interval: args.pull_interval,

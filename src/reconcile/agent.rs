@@ -40,8 +40,8 @@ pub struct AgentOptions {
     pub resync: Duration,
     /// Steps run at once.
     pub parallel: usize,
-    /// A changed directory is loaded once no file in it was modified for this long.
-    pub settle: Duration,
+    /// How long a file may stay open for writing before the directory is read anyway.
+    pub write_timeout: Duration,
     /// How long a container's entry must stay missing before the container is pruned.
     pub prune_delay: Duration,
     /// An empty directory prunes everything.
@@ -81,7 +81,7 @@ pub async fn run(root: &Path, options: AgentOptions) -> Result<(), AgentError> {
     let machine = Machine::open(root, options.auth_file.as_deref())?;
     let mut reconciler = Reconciler::new(machine, &options.dir);
     reconciler.parallel = options.parallel;
-    reconciler.settle = Some(options.settle);
+    reconciler.write_timeout = options.write_timeout;
     reconciler.prune_grace = options.prune_delay;
     reconciler.allow_empty = options.allow_empty;
     reconciler.refresh_interval = options.pull_interval;
@@ -89,6 +89,7 @@ pub async fn run(root: &Path, options: AgentOptions) -> Result<(), AgentError> {
 
     let (dir_tx, mut dir_rx) = unbounded_channel();
     let mut watch = DirWatch::new(&options.dir, dir_tx)?;
+    reconciler.writers = Some(watch.writers.clone());
     let (exit_tx, mut exit_rx) = unbounded_channel();
     let mut exits = ExitWatch::new(exit_tx);
     let sig = |kind: SignalKind, name: &'static str| {

@@ -96,9 +96,11 @@ pub struct Reconciler {
     pub last_observed: Option<observe::Observed>,
     /// `--target`: only these containers (and what they need) are applied.
     pub targets: Option<BTreeSet<String>>,
-    /// A pass is put off while a desired file was modified less than this long ago (it may
-    /// still be being written). None: never (`apply`, run after the files were written).
-    pub settle: Option<Duration>,
+    /// Files being written in the directory (the agent's watch): a pass is put off while
+    /// there are any, for at most `write_timeout` per file. None (`apply`): the files were
+    /// written before the command ran.
+    pub writers: Option<watch::Writers>,
+    pub write_timeout: Duration,
     /// How long a container's entry must stay missing before the container is pruned.
     pub prune_grace: Duration,
     /// An empty directory prunes everything only when allowed (else it is probably a mount
@@ -122,7 +124,8 @@ impl Reconciler {
             stop: Arc::new(AtomicBool::new(false)),
             last_observed: None,
             targets: None,
-            settle: None,
+            writers: None,
+            write_timeout: Duration::from_secs(5),
             prune_grace: Duration::ZERO,
             allow_empty: false,
             refresh_interval: Duration::from_secs(300),
@@ -183,19 +186,17 @@ impl Reconciler {
             plan: Plan::default(),
             outcomes: Vec::new(),
         };
-        // A file modified a moment ago may be half-written: nothing is read until it is
-        // quiet, whatever started the pass.
-        if let Some(settle) = self.settle
-            && let Some(quiet) = watch::quiet_for(&self.dir)
-            && quiet < settle
+        // A file still being written is not read, whatever started the pass; its writer
+        // closing it (or the poll below) brings the next pass.
+        if let Some(writers) = &self.writers
+            && let Some((path, age)) = writers.busy(self.write_timeout)
         {
-            let wait = settle - quiet;
             report.deferred = Some(format!(
-                "a desired file changed {}ms ago; reading it once it has been quiet for {}ms",
-                quiet.as_millis(),
-                settle.as_millis()
+                "{} is being written (for {}ms); reading the directory once it is closed",
+                path.display(),
+                age.as_millis()
             ));
-            report.plan.wake_at_ms = Some(now_ms() + wait.as_millis() as u64 + 1);
+            report.plan.wake_at_ms = Some(now_ms() + 100);
             return (finish(report, started, cpu_start), None, None);
         }
         let dir = self.dir.clone();

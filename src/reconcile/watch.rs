@@ -3,13 +3,17 @@
 //! it), and so is its parent, for the case where the directory is itself a symlink that
 //! git-sync or a deploy tool swaps: then the watch is moved to the new target.
 //!
-//! Events are debounced (notify-debouncer-full merges the burst of one save or one swap);
-//! the agent then also waits until no file was modified for a moment before loading, so a
-//! file written in place in several writes is not read half-written.
+//! Events are debounced (notify-debouncer-full merges the burst of one save or one swap), and
+//! files being written are tracked (`Writers`) so that a pass never reads one half-written.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
 use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::mpsc::UnboundedSender;
@@ -35,10 +39,54 @@ pub enum DirEvent {
 pub struct DirWatch {
     debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
     dir: PathBuf,
+    pub writers: Writers,
 }
 
-/// Quiet time that ends a burst of events.
-const DEBOUNCE: Duration = Duration::from_millis(150);
+/// Quiet time that ends a burst of events (one save, one swap).
+const DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// Files of the directory that are being written: seen created or modified and not yet
+/// closed (inotify's IN_CLOSE_WRITE) or renamed. A pass waits until there are none, so a
+/// file written in place in several writes is never read half-written, while a file moved
+/// into place whole (git, Ansible, config maps) is read at once.
+#[derive(Debug, Clone, Default)]
+pub struct Writers {
+    open: Arc<Mutex<HashMap<PathBuf, Instant>>>,
+}
+
+impl Writers {
+    /// A file being written, if any, and for how long; a writer that has kept a file open
+    /// longer than `give_up` is not waited for any more.
+    pub fn busy(&self, give_up: Duration) -> Option<(PathBuf, Duration)> {
+        let mut open = self.open.lock().ok()?;
+        open.retain(|_, since| since.elapsed() < give_up);
+        open.iter()
+            .map(|(p, since)| (p.clone(), since.elapsed()))
+            .min_by_key(|(_, age)| *age)
+    }
+
+    fn note(&self, event: &notify::Event) {
+        let Ok(mut open) = self.open.lock() else {
+            return;
+        };
+        match event.kind {
+            EventKind::Create(CreateKind::File | CreateKind::Any)
+            | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => {
+                for p in &event.paths {
+                    open.entry(p.clone()).or_insert_with(Instant::now);
+                }
+            }
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(_))
+            | EventKind::Remove(_) => {
+                for p in &event.paths {
+                    open.remove(p);
+                }
+            }
+            _ => {}
+        }
+    }
+}
 
 impl DirWatch {
     pub fn new(dir: &Path, events: UnboundedSender<DirEvent>) -> Result<DirWatch, WatchError> {
@@ -49,6 +97,8 @@ impl DirWatch {
             .to_path_buf();
         let name = dir.file_name().map(|n| n.to_os_string());
         let watched = dir.to_path_buf();
+        let writers = Writers::default();
+        let noted = writers.clone();
         let handler = move |result: DebounceEventResult| {
             let Ok(batch) = result else {
                 // Overflowed or failed: treat as a change (a pass is always safe).
@@ -58,9 +108,17 @@ impl DirWatch {
             let mut replaced = false;
             let mut changed = false;
             for event in &batch {
+                if event.paths.iter().any(|p| p.starts_with(&watched)) {
+                    noted.note(event);
+                }
                 // Reading the files (the loader itself) shows up as access events; and
-                // the parent reports every open of the directory. Neither is a change.
-                if matches!(event.kind, EventKind::Access(_) | EventKind::Other) {
+                // the parent reports every open of the directory. Neither is a change; a
+                // writer closing its file is (a pass may have waited for it).
+                let closed = matches!(
+                    event.kind,
+                    EventKind::Access(AccessKind::Close(AccessMode::Write))
+                );
+                if !closed && matches!(event.kind, EventKind::Access(_) | EventKind::Other) {
                     continue;
                 }
                 for path in &event.paths {
@@ -87,6 +145,7 @@ impl DirWatch {
         let mut watch = DirWatch {
             debouncer,
             dir: dir.to_path_buf(),
+            writers,
         };
         let parent = watch.parent();
         watch
@@ -116,22 +175,4 @@ impl DirWatch {
             tracing::warn!(dir = %self.dir.display(), "cannot watch the desired-state directory: {e}; changes will be seen at the next resync");
         }
     }
-}
-
-/// How long ago the newest entry of `dir` was modified (files and the symlinks naming
-/// them); None if it cannot be read. The agent waits until this reaches its settle time.
-pub fn quiet_for(dir: &Path) -> Option<Duration> {
-    let mut newest = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        for meta in [entry.metadata().ok(), std::fs::metadata(entry.path()).ok()]
-            .into_iter()
-            .flatten()
-        {
-            if let Ok(m) = meta.modified() {
-                newest = newest.max(Some(m));
-            }
-        }
-    }
-    let newest = newest?;
-    Some(newest.elapsed().unwrap_or(Duration::ZERO))
 }

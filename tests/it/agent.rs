@@ -35,7 +35,7 @@ impl Agent {
             .arg(sb.root())
             .arg("agent")
             .arg(dir)
-            .args(["--resync", "1s", "--settle", "100ms"])
+            .args(["--resync", "1s"])
             .env("BERTH_LOG", "info,libcgroups=error")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -738,4 +738,32 @@ fn manual_containers_and_an_empty_directory_are_left_alone() {
     );
     let log = agent.log();
     assert!(log.contains("holds no desired files"), "{log}");
+}
+
+#[test]
+fn a_file_being_written_is_not_read_half_written() {
+    use std::io::Write;
+    let (sb, image) = setup();
+    let both = format!("{}{}", server("a", &image, "1"), server("b", &image, "1"));
+    sb.write("ab.toml", &both);
+    let _agent = Agent::start(&sb, &sb.desired());
+    let a = sole_running(&sb, "a", Duration::from_secs(30));
+    let b = sole_running(&sb, "b", Duration::from_secs(30));
+    // Rewritten in place by a slow writer: the first half (a valid file without `b`), a
+    // pause longer than the prune delay with the file still open, then the rest.
+    let mut file = std::fs::File::create(sb.desired().join("ab.toml")).expect("open");
+    file.write_all(server("a", &image, "1").as_bytes())
+        .expect("write");
+    file.flush().expect("flush");
+    std::thread::sleep(Duration::from_secs(4));
+    file.write_all(server("b", &image, "1").as_bytes())
+        .expect("write");
+    drop(file);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(sole_running(&sb, "a", Duration::from_secs(1)).id, a.id);
+    assert_eq!(
+        sole_running(&sb, "b", Duration::from_secs(1)).id,
+        b.id,
+        "b was pruned or replaced while its file was being written"
+    );
 }
