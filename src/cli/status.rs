@@ -68,7 +68,13 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         );
     };
     let machine = Machine::open(root, None)?;
-    let observed = observe::observe(&machine.runtime, &machine.images, &machine.volumes, false);
+    let observed = observe::observe(
+        &machine.runtime,
+        &machine.images,
+        &machine.volumes,
+        false,
+        &mut observe::RecordCache::new(),
+    );
     let loaded = berth::spec::load_dir(&dir);
     let (desired, mut problems) = match &loaded {
         Ok(l) => (

@@ -41,6 +41,8 @@ pub struct PassReport {
     pub duration_ms: u64,
     /// CPU time of the whole process during the pass (all threads), microseconds.
     pub cpu_us: u64,
+    /// Wall time of each phase, microseconds.
+    pub phases: Phases,
     pub files: Vec<PathBuf>,
     /// The directory could not be read at all: nothing was planned.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,6 +58,14 @@ pub struct PassReport {
     pub plan: Plan,
     /// One per plan step.
     pub outcomes: Vec<Outcome>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Phases {
+    pub load_us: u64,
+    pub observe_us: u64,
+    pub plan_us: u64,
+    pub apply_us: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -112,6 +122,8 @@ pub struct Reconciler {
     last_refresh: Option<Instant>,
     /// Since when each undescribed container name has been missing (ms since the epoch).
     missing_since: BTreeMap<String, u64>,
+    /// Container records already read (they never change after create).
+    records: Arc<std::sync::Mutex<observe::RecordCache>>,
 }
 
 impl Reconciler {
@@ -131,6 +143,7 @@ impl Reconciler {
             refresh_interval: Duration::from_secs(300),
             last_refresh: None,
             missing_since: BTreeMap::new(),
+            records: Arc::default(),
         }
     }
 
@@ -178,6 +191,7 @@ impl Reconciler {
             started_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
             duration_ms: 0,
             cpu_us: 0,
+            phases: Phases::default(),
             files: Vec::new(),
             load_error: None,
             deferred: None,
@@ -200,7 +214,9 @@ impl Reconciler {
             return (finish(report, started, cpu_start), None, None);
         }
         let dir = self.dir.clone();
+        let mark = Instant::now();
         let loaded = tokio::task::spawn_blocking(move || crate::spec::load_dir(&dir)).await;
+        report.phases.load_us = mark.elapsed().as_micros() as u64;
         let loaded = match loaded {
             Ok(Ok(loaded)) => loaded,
             Ok(Err(e)) => {
@@ -230,15 +246,29 @@ impl Reconciler {
         if act && refresh {
             report.refreshed = self.refresh(&desired).await;
         }
-        let machine = self.machine.clone();
+        let (machine, cache) = (self.machine.clone(), self.records.clone());
+        let mark = Instant::now();
         let observed = tokio::task::spawn_blocking(move || {
-            observe::observe(&machine.runtime, &machine.images, &machine.volumes, act)
+            let mut fresh = observe::RecordCache::new();
+            let mut guard = cache.lock();
+            let cache = match guard.as_mut() {
+                Ok(c) => &mut **c,
+                Err(_) => &mut fresh,
+            };
+            observe::observe(
+                &machine.runtime,
+                &machine.images,
+                &machine.volumes,
+                act,
+                cache,
+            )
         })
         .await
         .unwrap_or_else(|e| observe::Observed {
             problems: vec![format!("observing failed: {e}")],
             ..Default::default()
         });
+        report.phases.observe_us = mark.elapsed().as_micros() as u64;
         report
             .problems
             .extend(observed.problems.iter().map(|p| format!("observing: {p}")));
@@ -254,6 +284,7 @@ impl Reconciler {
             "{} holds no desired files (a mount that is not there yet?); nothing is pruned unless --allow-empty is given",
             self.dir.display()
         );
+        let mark = Instant::now();
         report.plan = plan::plan(plan::Inputs {
             desired: &desired,
             desired_complete: complete,
@@ -265,7 +296,9 @@ impl Reconciler {
             missing_since: &missing_since,
             prune_grace_ms: self.prune_grace.as_millis() as u64,
         });
+        report.phases.plan_us = mark.elapsed().as_micros() as u64;
         if act && !report.plan.steps.is_empty() {
+            let mark = Instant::now();
             report.outcomes = apply::execute(
                 &self.machine,
                 &desired,
@@ -274,6 +307,7 @@ impl Reconciler {
                 &self.stop,
             )
             .await;
+            report.phases.apply_us = mark.elapsed().as_micros() as u64;
         }
         (
             finish(report, started, cpu_start),

@@ -11,6 +11,9 @@ use crate::runtime::record::{ExitRecord, RestartRecord};
 use crate::runtime::{Runtime, State};
 use crate::volume::Volumes;
 
+/// Container records by id, kept across passes (`Runtime::scan`).
+pub type RecordCache = std::collections::HashMap<String, crate::runtime::record::ContainerRecord>;
+
 /// Everything the planner knows about the machine.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Observed {
@@ -113,13 +116,15 @@ pub fn observe(
     images: &ImageService,
     volumes: &Volumes,
     sweep: bool,
+    cache: &mut RecordCache,
 ) -> Observed {
     let mut observed = Observed::default();
     if sweep {
         runtime.sweep_leftovers();
     }
-    match runtime.list() {
-        Ok(records) => {
+    match runtime.scan(cache) {
+        Ok((records, damaged)) => {
+            observed.damaged = damaged;
             for record in records {
                 if record.manual {
                     observed.manual_images.insert(record.image.clone());
@@ -165,10 +170,6 @@ pub fn observe(
                 });
             }
         }
-        Err(e) => observed.problems.push(format!("listing containers: {e}")),
-    }
-    match runtime.unreadable() {
-        Ok(ids) => observed.damaged = ids,
         Err(e) => observed.problems.push(format!("listing containers: {e}")),
     }
     match images.list() {

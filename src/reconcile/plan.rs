@@ -197,11 +197,20 @@ struct Planner<'a> {
     /// Containers that stay (their images must stay too).
     remaining_images: BTreeSet<String>,
     removals: Vec<usize>,
+    /// Each entry's spec hash, computed once per plan.
+    hashes: BTreeMap<Name, Result<SpecHash, String>>,
 }
 
 impl<'a> Planner<'a> {
     fn new(inputs: Inputs<'a>) -> Self {
+        let hashes = inputs
+            .desired
+            .containers
+            .iter()
+            .map(|(name, c)| (name.clone(), c.spec_hash().map_err(|e| e.to_string())))
+            .collect();
         Planner {
+            hashes,
             inputs,
             plan: Plan::default(),
             pulls: BTreeMap::new(),
@@ -389,12 +398,12 @@ impl<'a> Planner<'a> {
         } = self.inputs;
         let c = &desired.containers[name];
         let key = format!("container/{name}");
-        let hash = match c.spec_hash() {
-            Ok(h) => h,
+        let hash = match &self.hashes[name] {
+            Ok(h) => h.clone(),
             Err(e) => {
                 self.plan.waits.push(Wait {
                     key,
-                    reason: e.to_string(),
+                    reason: e.clone(),
                     until_ms: None,
                 });
                 return;
@@ -664,7 +673,7 @@ impl<'a> Planner<'a> {
     fn unmet(&self, dep: &Name, condition: Condition) -> Option<String> {
         let observed = &self.inputs.observed;
         let desired = self.inputs.desired.containers.get(dep)?;
-        let hash = desired.spec_hash().ok()?;
+        let hash = self.hashes.get(dep)?.as_ref().ok()?;
         let mine: Vec<&ObservedContainer> = observed
             .containers
             .iter()
@@ -696,7 +705,11 @@ impl<'a> Planner<'a> {
         reason: String,
     ) -> Option<usize> {
         let entry = &self.inputs.desired.containers[name];
-        let spec = entry.spec_hash().ok().map(|h| h.to_string());
+        let spec = self
+            .hashes
+            .get(name)
+            .and_then(|h| h.as_ref().ok())
+            .map(|h| h.to_string());
         if let Some(wait) = self.failure_wait(&action.key(), Some(&entry.backoff), spec.as_deref())
         {
             self.plan.waits.push(wait);

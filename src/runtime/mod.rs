@@ -642,6 +642,45 @@ impl Runtime {
         Ok(out)
     }
 
+    /// Every container directory in one pass: the readable records, oldest first, and the
+    /// ids whose record is missing or damaged. A record never changes after its create, so
+    /// `cache` (kept by the caller across scans) spares parsing it again.
+    pub fn scan(
+        &self,
+        cache: &mut std::collections::HashMap<String, ContainerRecord>,
+    ) -> Result<(Vec<ContainerRecord>, Vec<String>), RuntimeError> {
+        let mut records = Vec::new();
+        let mut damaged = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for entry in self.container_dirs()? {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if id.starts_with('.') {
+                continue;
+            }
+            if let Some(r) = cache.get(&id) {
+                records.push(r.clone());
+                seen.insert(id);
+                continue;
+            }
+            match record::load::<ContainerRecord>(&entry.path().join("container.json")) {
+                Ok(Some(r)) => {
+                    cache.insert(id.clone(), r.clone());
+                    records.push(r);
+                    seen.insert(id);
+                }
+                Ok(None) | Err(record::RecordError::Damaged { .. }) if layout::valid_id(&id) => {
+                    damaged.push(id);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("skipping {}: {e}", entry.path().display()),
+            }
+        }
+        cache.retain(|id, _| seen.contains(id));
+        records.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        damaged.sort();
+        Ok((records, damaged))
+    }
+
     /// The containers made for a `[container.NAME]`, oldest first.
     pub fn find(&self, name: &str) -> Result<Vec<ContainerRecord>, RuntimeError> {
         Ok(self

@@ -93,14 +93,20 @@ pub struct MonitorRecord {
 pub struct BootId(pub [u8; 16]);
 
 impl BootId {
+    /// This boot's id, read once per process (it cannot change while the process runs).
     pub fn current() -> std::io::Result<BootId> {
+        static CURRENT: std::sync::OnceLock<BootId> = std::sync::OnceLock::new();
+        if let Some(id) = CURRENT.get() {
+            return Ok(*id);
+        }
         let text = super::sys::boot_id()?;
-        BootId::parse(&text).ok_or_else(|| {
+        let id = BootId::parse(&text).ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!("unexpected boot id {text:?}"),
             )
-        })
+        })?;
+        Ok(*CURRENT.get_or_init(|| id))
     }
 
     fn parse(text: &str) -> Option<BootId> {
