@@ -681,7 +681,7 @@ impl<'a> Planner<'a> {
             .collect();
         let current = current_container(
             &mine,
-            &hash,
+            hash,
             observed.images.get(&desired.image.to_string()),
         );
         let running = current.is_some_and(|c| matches!(c.phase, Phase::Running { .. }));
