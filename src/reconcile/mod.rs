@@ -124,6 +124,8 @@ pub struct Reconciler {
     missing_since: BTreeMap<String, u64>,
     /// Container records already read (they never change after create).
     records: Arc<std::sync::Mutex<observe::RecordCache>>,
+    /// The desired files as last read, and what they loaded to.
+    load_cache: Arc<std::sync::Mutex<crate::spec::LoadCache>>,
 }
 
 impl Reconciler {
@@ -144,6 +146,7 @@ impl Reconciler {
             last_refresh: None,
             missing_since: BTreeMap::new(),
             records: Arc::default(),
+            load_cache: Arc::default(),
         }
     }
 
@@ -213,9 +216,13 @@ impl Reconciler {
             report.plan.wake_at_ms = Some(now_ms() + 100);
             return (finish(report, started, cpu_start), None, None);
         }
-        let dir = self.dir.clone();
+        let (dir, load_cache) = (self.dir.clone(), self.load_cache.clone());
         let mark = Instant::now();
-        let loaded = tokio::task::spawn_blocking(move || crate::spec::load_dir(&dir)).await;
+        let loaded = tokio::task::spawn_blocking(move || match load_cache.lock() {
+            Ok(mut cache) => crate::spec::load_dir_cached(&dir, &mut cache),
+            Err(_) => crate::spec::load_dir(&dir),
+        })
+        .await;
         report.phases.load_us = mark.elapsed().as_micros() as u64;
         let loaded = match loaded {
             Ok(Ok(loaded)) => loaded,

@@ -679,11 +679,8 @@ impl<'a> Planner<'a> {
             .iter()
             .filter(|o| o.name == dep.as_str())
             .collect();
-        let current = current_container(
-            &mine,
-            hash,
-            observed.images.get(&desired.image.to_string()),
-        );
+        let current =
+            current_container(&mine, hash, observed.images.get(&desired.image.to_string()));
         let running = current.is_some_and(|c| matches!(c.phase, Phase::Running { .. }));
         match condition {
             Condition::Started if running => None,

@@ -31,7 +31,7 @@ pub enum LoadError {
 }
 
 /// One desired-state file to load.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputFile {
     pub path: PathBuf,
     pub text: String,

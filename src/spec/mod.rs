@@ -31,7 +31,7 @@ pub use loader::{InputFile, LoadError};
 pub use model::Desired;
 
 /// The outcome of loading a desired-state directory.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Loaded {
     /// Every resource that is valid and whose references are valid.
     pub desired: Desired,
@@ -74,4 +74,64 @@ fn load_with_read_problems(files: Vec<InputFile>, read_problems: Vec<Diagnostic>
 pub fn load_dir(dir: &Path) -> Result<Loaded, LoadError> {
     let (files, read_problems) = loader::read_dir(dir)?;
     Ok(load_with_read_problems(files, read_problems))
+}
+
+/// What `load_dir_cached` remembers: the files as read, and what they loaded to.
+#[derive(Debug, Default)]
+pub struct LoadCache {
+    last: Option<(Vec<InputFile>, Vec<Diagnostic>, Loaded)>,
+}
+
+/// `load_dir`, reusing the previous result when every file reads back byte for byte the
+/// same (the agent reads its directory on every pass; reading is cheap, parsing is not).
+pub fn load_dir_cached(dir: &Path, cache: &mut LoadCache) -> Result<Loaded, LoadError> {
+    let (files, read_problems) = loader::read_dir(dir)?;
+    if let Some((last_files, last_problems, loaded)) = &cache.last
+        && *last_files == files
+        && *last_problems == read_problems
+    {
+        return Ok(loaded.clone());
+    }
+    let loaded = load_with_read_problems(files.clone(), read_problems.clone());
+    cache.last = Some((files, read_problems, loaded.clone()));
+    Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_load_cache_notices_a_same_size_edit() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.toml");
+        let write = |v: &str| {
+            std::fs::write(
+                &file,
+                format!("[container.a]\nimage = \"oci-archive:/x.tar\"\nenv = {{ V = \"{v}\" }}\n"),
+            )
+            .unwrap()
+        };
+        let hash = |l: &Loaded| hash::all_hashes(&l.desired).unwrap()["container/a"].clone();
+        let mut cache = LoadCache::default();
+        write("1");
+        let first = load_dir_cached(dir.path(), &mut cache).unwrap();
+        // Same bytes: the same result, from the cache.
+        let again = load_dir_cached(dir.path(), &mut cache).unwrap();
+        assert_eq!(first.desired, again.desired);
+        // Same size, same inode, probably the same mtime tick: still seen.
+        write("2");
+        let changed = load_dir_cached(dir.path(), &mut cache).unwrap();
+        assert_ne!(hash(&first), hash(&changed));
+        assert_eq!(changed.desired, load_dir(dir.path()).unwrap().desired);
+        // A file gone: seen too.
+        std::fs::remove_file(&file).unwrap();
+        assert!(
+            load_dir_cached(dir.path(), &mut cache)
+                .unwrap()
+                .desired
+                .containers
+                .is_empty()
+        );
+    }
 }
