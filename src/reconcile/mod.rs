@@ -126,6 +126,8 @@ pub struct Reconciler {
     records: Arc<std::sync::Mutex<observe::RecordCache>>,
     /// The desired files as last read, and what they loaded to.
     load_cache: Arc<std::sync::Mutex<crate::spec::LoadCache>>,
+    /// The last desired state's entry hashes (hashing is most of a plan's cost).
+    hashes: std::sync::Mutex<Option<(Arc<crate::spec::Desired>, Arc<plan::EntryHashes>)>>,
 }
 
 impl Reconciler {
@@ -147,6 +149,7 @@ impl Reconciler {
             missing_since: BTreeMap::new(),
             records: Arc::default(),
             load_cache: Arc::default(),
+            hashes: std::sync::Mutex::default(),
         }
     }
 
@@ -292,6 +295,7 @@ impl Reconciler {
             self.dir.display()
         );
         let mark = Instant::now();
+        let hashes = self.entry_hashes(&desired);
         report.plan = plan::plan(plan::Inputs {
             desired: &desired,
             desired_complete: complete,
@@ -302,6 +306,7 @@ impl Reconciler {
             prune_hold: (empty && !self.allow_empty).then_some(empty_hold.as_str()),
             missing_since: &missing_since,
             prune_grace_ms: self.prune_grace.as_millis() as u64,
+            hashes: Some(&hashes),
         });
         report.phases.plan_us = mark.elapsed().as_micros() as u64;
         if act && !report.plan.steps.is_empty() {
@@ -321,6 +326,21 @@ impl Reconciler {
             Some(observed),
             Some(missing_since),
         )
+    }
+
+    /// The entry hashes of `desired`, reused from the last pass when it is the same.
+    fn entry_hashes(&self, desired: &Arc<crate::spec::Desired>) -> Arc<plan::EntryHashes> {
+        let Ok(mut last) = self.hashes.lock() else {
+            return Arc::new(plan::entry_hashes(desired));
+        };
+        if let Some((d, h)) = last.as_ref()
+            && **d == **desired
+        {
+            return h.clone();
+        }
+        let hashes = Arc::new(plan::entry_hashes(desired));
+        *last = Some((desired.clone(), hashes.clone()));
+        hashes
     }
 
     /// Re-resolve every `pull = "always"` image (a new digest behind its tag is then

@@ -11,8 +11,27 @@ use crate::runtime::record::{ExitRecord, RestartRecord};
 use crate::runtime::{Runtime, State};
 use crate::volume::Volumes;
 
-/// Container records by id, kept across passes (`Runtime::scan`).
-pub type RecordCache = std::collections::HashMap<String, crate::runtime::record::ContainerRecord>;
+/// What observation keeps across passes, so a pass with nothing new reads almost nothing:
+/// container records (they never change after create), and for each running container its
+/// monitor record, an open pidfd of its monitor and its restart record. These three only
+/// change when the monitor ends, which its pidfd shows without touching /proc.
+#[derive(Default)]
+pub struct RecordCache {
+    records: std::collections::HashMap<String, crate::runtime::record::ContainerRecord>,
+    live: std::collections::HashMap<String, Live>,
+}
+
+struct Live {
+    monitor: crate::runtime::record::MonitorRecord,
+    pidfd: std::os::fd::OwnedFd,
+    restarts: RestartRecord,
+}
+
+impl RecordCache {
+    pub fn new() -> RecordCache {
+        RecordCache::default()
+    }
+}
 
 /// Everything the planner knows about the machine.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -122,7 +141,7 @@ pub fn observe(
     if sweep {
         runtime.sweep_leftovers();
     }
-    match runtime.scan(cache) {
+    match runtime.scan(&mut cache.records) {
         Ok((records, damaged)) => {
             observed.damaged = damaged;
             for record in records {
@@ -130,10 +149,52 @@ pub fn observe(
                     observed.manual_images.insert(record.image.clone());
                     continue;
                 }
+                // A running container seen before: its monitor still runs (one poll of its
+                // pidfd) — nothing else can have changed.
+                if let Some(live) = cache.live.get(&record.id) {
+                    if matches!(
+                        crate::runtime::sys::wait_readable(
+                            &live.pidfd,
+                            Some(std::time::Duration::ZERO)
+                        ),
+                        Ok(false)
+                    ) {
+                        observed.containers.push(ObservedContainer {
+                            restarts: live.restarts.clone(),
+                            phase: Phase::Running {
+                                started_at_ms: live.monitor.started_at_ms,
+                            },
+                            monitor: Some(live.monitor.monitor),
+                            health: None,
+                            id: record.id,
+                            name: record.name,
+                            spec_hash: record.spec_hash,
+                            image: record.image,
+                            image_digest: record.image_digest,
+                            created_at: record.created_at,
+                        });
+                        continue;
+                    }
+                    cache.live.remove(&record.id);
+                }
                 let (phase, monitor) = match runtime.state(&record.id) {
                     Ok(state) => {
                         let monitor = match &state {
-                            State::Running(m) => Some(m.monitor),
+                            State::Running(m) => {
+                                if let Ok(Some(pidfd)) = m.monitor.open() {
+                                    cache.live.insert(
+                                        record.id.clone(),
+                                        Live {
+                                            monitor: m.clone(),
+                                            pidfd,
+                                            restarts: runtime
+                                                .restarts(&record.id)
+                                                .unwrap_or_default(),
+                                        },
+                                    );
+                                }
+                                Some(m.monitor)
+                            }
                             _ => None,
                         };
                         let mut phase = Phase::from(state);
@@ -172,6 +233,7 @@ pub fn observe(
         }
         Err(e) => observed.problems.push(format!("listing containers: {e}")),
     }
+    cache.live.retain(|id, _| cache.records.contains_key(id));
     match images.list() {
         Ok(records) => {
             for record in records {

@@ -52,6 +52,20 @@ pub struct Inputs<'a> {
     /// go (a file rewritten in place must not prune what it is about to describe again).
     pub missing_since: &'a BTreeMap<String, u64>,
     pub prune_grace_ms: u64,
+    /// The entries' spec hashes, if the caller has them (`entry_hashes`); else computed.
+    pub hashes: Option<&'a EntryHashes>,
+}
+
+/// Each container entry's spec hash (or why it has none).
+pub type EntryHashes = BTreeMap<Name, Result<SpecHash, String>>;
+
+/// The spec hash of every container entry of `desired`.
+pub fn entry_hashes(desired: &Desired) -> EntryHashes {
+    desired
+        .containers
+        .iter()
+        .map(|(name, c)| (name.clone(), c.spec_hash().map_err(|e| e.to_string())))
+        .collect()
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -197,18 +211,16 @@ struct Planner<'a> {
     /// Containers that stay (their images must stay too).
     remaining_images: BTreeSet<String>,
     removals: Vec<usize>,
-    /// Each entry's spec hash, computed once per plan.
-    hashes: BTreeMap<Name, Result<SpecHash, String>>,
+    /// Each entry's spec hash, computed once per plan (or given).
+    hashes: std::borrow::Cow<'a, EntryHashes>,
 }
 
 impl<'a> Planner<'a> {
     fn new(inputs: Inputs<'a>) -> Self {
-        let hashes = inputs
-            .desired
-            .containers
-            .iter()
-            .map(|(name, c)| (name.clone(), c.spec_hash().map_err(|e| e.to_string())))
-            .collect();
+        let hashes = match inputs.hashes {
+            Some(h) => std::borrow::Cow::Borrowed(h),
+            None => std::borrow::Cow::Owned(entry_hashes(inputs.desired)),
+        };
         Planner {
             hashes,
             inputs,

@@ -204,6 +204,7 @@ impl World {
             prune_hold: self.hold.as_deref(),
             missing_since: &self.missing_since,
             prune_grace_ms: self.grace_ms,
+            hashes: None,
         });
         check_invariants(&plan, self.now);
         plan

@@ -767,3 +767,61 @@ fn a_file_being_written_is_not_read_half_written() {
         "b was pruned or replaced while its file was being written"
     );
 }
+
+#[test]
+fn a_new_digest_behind_a_tag_replaces_the_container() {
+    use crate::support::images::{BUSYBOX_PATH, ImageBuilder, busybox_layer};
+    use crate::support::registry::TestRegistry;
+    let sb = Sandbox::new();
+    let registry = TestRegistry::start();
+    let build = |n: &str| {
+        ImageBuilder::new("amd64")
+            .layer(busybox_layer())
+            .env("PATH", BUSYBOX_PATH)
+            .env("BUILD", n)
+            .cmd(&["/bin/sh"])
+            .oci()
+    };
+    registry.push_image("app", "latest", &build("1"));
+    sb.write(
+        "app.toml",
+        &format!(
+            "[image.app]\nreference = \"{}/app:latest\"\npull = \"always\"\n\n[container.app]\nimage = \"app\"\ncommand = [\"sh\", \"-c\", \"echo build=$BUILD; trap 'exit 0' TERM; while true; do sleep 1; done\"]\nstop_timeout = \"2s\"\n",
+            registry.host()
+        ),
+    );
+    let dir = sb.desired();
+    let dir = dir.to_str().expect("utf-8");
+    let apply = || {
+        let out = sb.berth(&["apply", dir]);
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    apply();
+    let first = sole_running(&sb, "app", Duration::from_secs(5));
+    wait_for(Duration::from_secs(5), "build=1", || {
+        sb.logs(&first.id).contains("build=1").then_some(())
+    });
+    // The same tag, new content: the next apply re-resolves it and replaces the container.
+    registry.push_image("app", "latest", &build("2"));
+    let out = apply();
+    assert!(out.contains("its image changed"), "{out}");
+    let second = sole_running(&sb, "app", Duration::from_secs(5));
+    assert_ne!(second.id, first.id);
+    assert_ne!(second.image_digest, first.image_digest);
+    wait_for(Duration::from_secs(5), "build=2", || {
+        sb.logs(&second.id).contains("build=2").then_some(())
+    });
+    // Unchanged tag: nothing to do.
+    let out = apply();
+    assert!(out.contains("No changes"), "{out}");
+    assert_eq!(
+        sole_running(&sb, "app", Duration::from_secs(1)).id,
+        second.id
+    );
+}
