@@ -185,7 +185,7 @@ pub fn observe(
                                     cache.live.insert(
                                         record.id.clone(),
                                         Live {
-                                            monitor: m.clone(),
+                                            monitor: *m,
                                             pidfd,
                                             restarts: runtime
                                                 .restarts(&record.id)
