@@ -1,6 +1,5 @@
 //! `prune images DIR`: remove images that nothing in the desired state uses.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -34,30 +33,14 @@ pub fn run(root: &Path, what: &PruneWhat) -> anyhow::Result<ExitCode> {
             loaded.diagnostics.len()
         );
     }
-    let mut keep: BTreeSet<String> = loaded
-        .desired
-        .images
-        .values()
-        .map(|i| i.source.to_string())
-        .collect();
-    keep.extend(
-        loaded
-            .desired
-            .containers
-            .values()
-            .map(|c| c.image.to_string()),
-    );
     // Images of containers that exist (running or not) stay too: their layers are the
     // lower directories of those containers' root filesystems.
-    let runtime = berth::runtime::Runtime::new(root)?;
-    let containers = runtime.list()?;
-    let mut keep_layers = BTreeSet::new();
-    for c in &containers {
-        keep.insert(c.image.clone());
-        keep_layers.extend(c.layer_diff_ids());
-    }
-    let images = ImageService::open_local(root)?;
-    let report = images.prune_keeping(&keep, &keep_layers)?;
+    let machine = berth::reconcile::apply::Machine {
+        runtime: berth::runtime::Runtime::new(root)?,
+        images: std::sync::Arc::new(ImageService::open_local(root)?),
+        volumes: berth::volume::Volumes::new(root),
+    };
+    let report = berth::reconcile::apply::prune_images(&machine, &loaded.desired)?;
     if *json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -139,7 +139,7 @@ pub async fn execute(
                 let outcome = match run_action(&machine, &desired, &action).await {
                     Ok(detail) => Outcome::Done { detail },
                     Err(e) => Outcome::Failed {
-                        error: error_chain(&e),
+                        error: crate::image::registry::error_chain(&e),
                     },
                 };
                 (i, outcome)
@@ -208,20 +208,6 @@ pub fn describe(action: &Action) -> String {
         Action::Remove { id, .. } => format!("remove container {id}"),
         Action::PruneImages { images } => format!("prune {} image(s)", images.len()),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
 }
 
 async fn blocking<T: Send + 'static>(
@@ -466,12 +452,7 @@ pub fn prune_images(
     machine: &Machine,
     desired: &Desired,
 ) -> Result<crate::image::PruneReport, ApplyError> {
-    let mut keep: BTreeSet<String> = desired
-        .images
-        .values()
-        .map(|i| i.source.to_string())
-        .collect();
-    keep.extend(desired.containers.values().map(|c| c.image.to_string()));
+    let mut keep = desired.image_sources();
     let mut keep_layers = BTreeSet::new();
     // Listed now, not at planning time: a container created since keeps its image.
     for c in machine.runtime.list()? {

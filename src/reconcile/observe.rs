@@ -101,6 +101,28 @@ pub enum Health {
     Unhealthy,
 }
 
+impl ObservedContainer {
+    fn new(
+        record: crate::runtime::record::ContainerRecord,
+        phase: Phase,
+        restarts: RestartRecord,
+        monitor: Option<crate::runtime::sys::ProcessId>,
+    ) -> ObservedContainer {
+        ObservedContainer {
+            id: record.id,
+            name: record.name,
+            spec_hash: record.spec_hash,
+            image: record.image,
+            image_digest: record.image_digest,
+            created_at: record.created_at,
+            phase,
+            restarts,
+            health: None,
+            monitor,
+        }
+    }
+}
+
 impl Phase {
     pub fn is_running(&self) -> bool {
         matches!(
@@ -159,20 +181,14 @@ pub fn observe(
                         ),
                         Ok(false)
                     ) {
-                        observed.containers.push(ObservedContainer {
-                            restarts: live.restarts.clone(),
-                            phase: Phase::Running {
-                                started_at_ms: live.monitor.started_at_ms,
-                            },
-                            monitor: Some(live.monitor.monitor),
-                            health: None,
-                            id: record.id,
-                            name: record.name,
-                            spec_hash: record.spec_hash,
-                            image: record.image,
-                            image_digest: record.image_digest,
-                            created_at: record.created_at,
-                        });
+                        let phase = Phase::Running {
+                            started_at_ms: live.monitor.started_at_ms,
+                        };
+                        let (restarts, monitor) =
+                            (live.restarts.clone(), Some(live.monitor.monitor));
+                        observed
+                            .containers
+                            .push(ObservedContainer::new(record, phase, restarts, monitor));
                         continue;
                     }
                     cache.live.remove(&record.id);
@@ -217,18 +233,10 @@ pub fn observe(
                         )
                     }
                 };
-                observed.containers.push(ObservedContainer {
-                    restarts: runtime.restarts(&record.id).unwrap_or_default(),
-                    id: record.id,
-                    name: record.name,
-                    spec_hash: record.spec_hash,
-                    image: record.image,
-                    image_digest: record.image_digest,
-                    created_at: record.created_at,
-                    phase,
-                    health: None,
-                    monitor,
-                });
+                let restarts = runtime.restarts(&record.id).unwrap_or_default();
+                observed
+                    .containers
+                    .push(ObservedContainer::new(record, phase, restarts, monitor));
             }
         }
         Err(e) => observed.problems.push(format!("listing containers: {e}")),

@@ -826,12 +826,7 @@ impl<'a> Planner<'a> {
             return;
         }
         let desired = self.inputs.desired;
-        let mut keep: BTreeSet<String> = desired
-            .images
-            .values()
-            .map(|i| i.source.to_string())
-            .collect();
-        keep.extend(desired.containers.values().map(|c| c.image.to_string()));
+        let mut keep = desired.image_sources();
         keep.extend(self.remaining_images.iter().cloned());
         keep.extend(self.inputs.observed.manual_images.iter().cloned());
         let unused: Vec<String> = self

@@ -225,6 +225,17 @@ impl Default for LogPolicy {
     }
 }
 
+impl Desired {
+    /// Every image source the state names: `[image.*]` entries and containers' images.
+    pub fn image_sources(&self) -> BTreeSet<String> {
+        self.images
+            .values()
+            .map(|i| i.source.to_string())
+            .chain(self.containers.values().map(|c| c.image.to_string()))
+            .collect()
+    }
+}
+
 impl HealthCheck {
     pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -133,6 +133,20 @@ fn sole_running(sb: &Sandbox, name: &str, timeout: Duration) -> ContainerRecord 
     })
 }
 
+/// The single running container of `name` once it is no longer `old` (replaced), and
+/// `output` in its log.
+fn replaced(sb: &Sandbox, name: &str, old: &str, output: &str) -> ContainerRecord {
+    let new = wait_for(Duration::from_secs(30), &format!("{name} replaced"), || {
+        let all = containers(sb, name);
+        let up = running(sb, name);
+        (all.len() == 1 && up.len() == 1 && up[0].id != old).then(|| up[0].clone())
+    });
+    wait_for(Duration::from_secs(5), output, || {
+        sb.logs(&new.id).contains(output).then_some(())
+    });
+    new
+}
+
 fn status_json(sb: &Sandbox) -> serde_json::Value {
     let out = sb.berth(&["status", "--json"]);
     assert!(
@@ -184,14 +198,7 @@ fn agent_follows_the_directory() {
         sb.desired().join("web.toml"),
     )
     .expect("rename");
-    let second = wait_for(Duration::from_secs(30), "web replaced", || {
-        let all = containers(&sb, "web");
-        let up = running(&sb, "web");
-        (all.len() == 1 && up.len() == 1 && up[0].id != first.id).then(|| up[0].clone())
-    });
-    wait_for(Duration::from_secs(5), "v=2", || {
-        sb.logs(&second.id).contains("v=2").then_some(())
-    });
+    let second = replaced(&sb, "web", &first.id, "v=2");
     std::thread::sleep(Duration::from_millis(2500));
     let ids: Vec<String> = containers(&sb, "web").into_iter().map(|r| r.id).collect();
     assert_eq!(ids, vec![second.id.clone()], "replaced more than once");
@@ -407,32 +414,14 @@ fn a_swapped_symlink_directory_is_followed() {
     // git-sync's swap: a new symlink renamed over the old one.
     std::os::unix::fs::symlink("rev2", base.join("current.tmp")).expect("symlink");
     std::fs::rename(base.join("current.tmp"), &link).expect("rename");
-    let second = wait_for(
-        Duration::from_secs(30),
-        "web replaced after the swap",
-        || {
-            let up = running(&sb, "web");
-            (up.len() == 1 && up[0].id != first.id && containers(&sb, "web").len() == 1)
-                .then(|| up[0].clone())
-        },
-    );
-    wait_for(Duration::from_secs(5), "v=2", || {
-        sb.logs(&second.id).contains("v=2").then_some(())
-    });
+    let second = replaced(&sb, "web", &first.id, "v=2");
     // And a change inside the new target is seen too.
     std::fs::write(
         base.join("rev2").join("web.toml"),
         server("web", &image, "3"),
     )
     .expect("write");
-    wait_for(
-        Duration::from_secs(30),
-        "web replaced after an edit in the new target",
-        || {
-            let up = running(&sb, "web");
-            (up.len() == 1 && up[0].id != second.id).then_some(())
-        },
-    );
+    replaced(&sb, "web", &second.id, "v=3");
 }
 
 #[test]
@@ -454,18 +443,7 @@ fn a_config_map_swap_is_followed() {
     let first = sole_running(&sb, "web", Duration::from_secs(30));
     link("..2026_11_28_02", "..data_tmp");
     std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("rename");
-    let second = wait_for(
-        Duration::from_secs(30),
-        "web replaced after the swap",
-        || {
-            let up = running(&sb, "web");
-            (up.len() == 1 && up[0].id != first.id && containers(&sb, "web").len() == 1)
-                .then(|| up[0].clone())
-        },
-    );
-    wait_for(Duration::from_secs(5), "v=2", || {
-        sb.logs(&second.id).contains("v=2").then_some(())
-    });
+    replaced(&sb, "web", &first.id, "v=2");
 }
 
 /// Processes whose command line names this sandbox's state root: monitors (and agents).
