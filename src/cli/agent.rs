@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use berth::reconcile::agent::{self, AgentOptions};
 
 #[derive(Debug, clap::Args)]
@@ -41,12 +40,7 @@ pub struct Args {
 
 pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
     let dir = std::path::absolute(&args.dir).unwrap_or_else(|_| args.dir.clone());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(agent::run(
+    super::async_runtime()?.block_on(agent::run(
         root,
         AgentOptions {
             dir,

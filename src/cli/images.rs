@@ -69,14 +69,6 @@ fn parse_source(text: &str) -> anyhow::Result<ImageSource> {
     })
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
 fn summary(record: &ImageRecord) -> String {
     format!(
         "{} {} ({}, {} layers, {})",
@@ -107,7 +99,7 @@ pub fn pull(root: &std::path::Path, args: &PullArgs) -> anyhow::Result<ExitCode>
     let source = parse_source(&args.reference)?;
     let options = args.common.options()?;
     let images = ImageService::open(root, args.common.authfile.as_deref())?;
-    let record = runtime()?
+    let record = super::async_runtime()?
         .block_on(images.pull(&source, &options, super::progress::for_stderr()))
         .map_err(|e| {
             let help = match &e {
@@ -187,7 +179,7 @@ pub fn unpack(root: &std::path::Path, args: &UnpackArgs) -> anyhow::Result<ExitC
                 unpack: false,
                 ..args.common.options()?
             };
-            runtime()?
+            super::async_runtime()?
                 .block_on(images.pull(&source, &options, super::progress::for_stderr()))
                 .with_context(|| format!("pulling {source}"))?
         }

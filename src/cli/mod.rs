@@ -135,6 +135,17 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The async runtime of the commands that pull or reconcile: two workers are enough for
+/// bounded parallel transfers and steps, and stay small beside the containers.
+fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 /// The state root as one spelling: its longest existing ancestor resolved (symlinks, `..`),
 /// the rest appended, so a root that does not exist yet is spelled as it will be once it does.
 fn canonical_root(root: &std::path::Path) -> PathBuf {

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use berth::reconcile::apply::Machine;
 use berth::reconcile::lock::ReconcileLock;
 use berth::reconcile::plan::{self, Action};
@@ -64,26 +63,20 @@ fn targets(list: &[String]) -> Option<std::collections::BTreeSet<String>> {
     (!list.is_empty()).then(|| list.iter().cloned().collect())
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
 pub fn plan(root: &Path, args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let machine = Machine::open(root, None)?;
     let mut reconciler = Reconciler::new(machine.clone(), &args.dir);
     reconciler.targets = targets(&args.targets);
-    let (report, observed) = runtime()?.block_on(reconciler.plan_only());
+    let view = super::async_runtime()?.block_on(reconciler.plan_only());
+    let report = view.report;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         eprint!("{}", render::problems_text(&report));
-        let changes = observed
-            .map(|o| field_changes(&machine, &args.dir, &report, &o))
-            .unwrap_or_default();
+        let changes = match (&view.observed, &view.desired) {
+            (Some(observed), Some(desired)) => field_changes(&machine, desired, &report, observed),
+            _ => BTreeMap::new(),
+        };
         print!("{}", render::plan_text(&report.plan, &changes, &[]));
         println!("{}", render::summary(&report.plan));
     }
@@ -99,14 +92,11 @@ pub fn plan(root: &Path, args: &PlanArgs) -> anyhow::Result<ExitCode> {
 /// made (from the entry it recorded at creation).
 fn field_changes(
     machine: &Machine,
-    dir: &Path,
+    desired: &berth::spec::Desired,
     report: &PassReport,
     observed: &observe::Observed,
 ) -> BTreeMap<usize, Vec<String>> {
     let mut out = BTreeMap::new();
-    let Ok(loaded) = berth::spec::load_dir(dir) else {
-        return out;
-    };
     for (i, step) in report.plan.steps.iter().enumerate() {
         let Action::Replace { name, old } = &step.action else {
             continue;
@@ -119,7 +109,7 @@ fn field_changes(
             continue;
         };
         let (Some(entry), Ok(old_json)) = (
-            loaded.desired.containers.get(name),
+            desired.containers.get(name),
             std::fs::read(machine.runtime.layout().container(&newest.id).spec()),
         ) else {
             continue;
@@ -158,7 +148,7 @@ pub fn apply(root: &Path, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     reconciler.parallel = args.parallel;
     reconciler.targets = targets(&args.targets);
     reconciler.allow_empty = args.allow_empty;
-    let rt = runtime()?;
+    let rt = super::async_runtime()?;
     let deadline = std::time::Instant::now() + args.timeout;
     let (mut done, mut failed, mut skipped) = (0, 0, 0);
     loop {

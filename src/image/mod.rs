@@ -162,10 +162,14 @@ impl ImageService {
         let Some(record) = self.records.get(&source.to_string())? else {
             return Ok(None);
         };
-        let complete = self.store.has_blob(&record.manifest)
+        Ok(self.is_complete(&record).then_some(record))
+    }
+
+    /// Every blob the record needs is still in the store.
+    pub fn is_complete(&self, record: &ImageRecord) -> bool {
+        self.store.has_blob(&record.manifest)
             && self.store.has_blob(&record.config)
-            && record.layers.iter().all(|l| self.store.has_blob(&l.digest));
-        Ok(complete.then_some(record))
+            && record.layers.iter().all(|l| self.store.has_blob(&l.digest))
     }
 
     pub fn list(&self) -> Result<Vec<ImageRecord>, ImageError> {

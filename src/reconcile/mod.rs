@@ -94,6 +94,33 @@ impl PassReport {
     }
 }
 
+/// What `plan` shows: the pass, and the two states it was planned from (None where the
+/// pass stopped before reading them).
+pub struct PlanView {
+    pub report: PassReport,
+    pub observed: Option<observe::Observed>,
+    pub desired: Option<Arc<crate::spec::Desired>>,
+}
+
+struct RunOutput {
+    report: PassReport,
+    observed: Option<observe::Observed>,
+    missing_since: Option<BTreeMap<String, u64>>,
+    desired: Option<Arc<crate::spec::Desired>>,
+}
+
+impl RunOutput {
+    /// A pass that stopped before observing (deferred, or the directory unreadable).
+    fn only(report: PassReport) -> RunOutput {
+        RunOutput {
+            report,
+            observed: None,
+            missing_since: None,
+            desired: None,
+        }
+    }
+}
+
 pub struct Reconciler {
     pub machine: Machine,
     pub dir: PathBuf,
@@ -154,9 +181,13 @@ impl Reconciler {
     }
 
     /// Load, observe and plan, without changing anything (`berth plan`).
-    pub async fn plan_only(&self) -> (PassReport, Option<observe::Observed>) {
-        let (report, observed, _) = self.run(false, "plan", false).await;
-        (report, observed)
+    pub async fn plan_only(&self) -> PlanView {
+        let out = self.run(false, "plan", false).await;
+        PlanView {
+            report: out.report,
+            observed: out.observed,
+            desired: out.desired,
+        }
     }
 
     /// One full pass.
@@ -168,7 +199,12 @@ impl Reconciler {
                     || at.elapsed() >= self.refresh_interval
             }
         };
-        let (report, observed, missing_since) = self.run(true, trigger, refresh).await;
+        let RunOutput {
+            report,
+            observed,
+            missing_since,
+            ..
+        } = self.run(true, trigger, refresh).await;
         if refresh && report.load_error.is_none() && report.deferred.is_none() {
             self.last_refresh = Some(Instant::now());
         }
@@ -180,16 +216,7 @@ impl Reconciler {
         report
     }
 
-    async fn run(
-        &self,
-        act: bool,
-        trigger: &str,
-        refresh: bool,
-    ) -> (
-        PassReport,
-        Option<observe::Observed>,
-        Option<BTreeMap<String, u64>>,
-    ) {
+    async fn run(&self, act: bool, trigger: &str, refresh: bool) -> RunOutput {
         let started = Instant::now();
         let cpu_start = process_cpu_us();
         let mut report = PassReport {
@@ -217,7 +244,7 @@ impl Reconciler {
                 age.as_millis()
             ));
             report.plan.wake_at_ms = Some(now_ms() + 100);
-            return (finish(report, started, cpu_start), None, None);
+            return RunOutput::only(finish(report, started, cpu_start));
         }
         let (dir, load_cache) = (self.dir.clone(), self.load_cache.clone());
         let mark = Instant::now();
@@ -231,11 +258,11 @@ impl Reconciler {
             Ok(Ok(loaded)) => loaded,
             Ok(Err(e)) => {
                 report.load_error = Some(e.to_string());
-                return (finish(report, started, cpu_start), None, None);
+                return RunOutput::only(finish(report, started, cpu_start));
             }
             Err(e) => {
                 report.load_error = Some(format!("loading task failed: {e}"));
-                return (finish(report, started, cpu_start), None, None);
+                return RunOutput::only(finish(report, started, cpu_start));
             }
         };
         report.files = loaded.files.clone();
@@ -248,7 +275,7 @@ impl Reconciler {
                 Ok(d) => d,
                 Err(e) => {
                     report.load_error = Some(e.to_string());
-                    return (finish(report, started, cpu_start), None, None);
+                    return RunOutput::only(finish(report, started, cpu_start));
                 }
             },
         };
@@ -321,11 +348,12 @@ impl Reconciler {
             .await;
             report.phases.apply_us = mark.elapsed().as_micros() as u64;
         }
-        (
-            finish(report, started, cpu_start),
-            Some(observed),
-            Some(missing_since),
-        )
+        RunOutput {
+            report: finish(report, started, cpu_start),
+            observed: Some(observed),
+            missing_since: Some(missing_since),
+            desired: Some(desired),
+        }
     }
 
     /// The entry hashes of `desired`, reused from the last pass when it is the same.

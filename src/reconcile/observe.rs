@@ -193,6 +193,7 @@ pub fn observe(
                     }
                     cache.live.remove(&record.id);
                 }
+                let restarts = runtime.restarts(&record.id).unwrap_or_default();
                 let (phase, monitor) = match runtime.state(&record.id) {
                     Ok(state) => {
                         let monitor = match &state {
@@ -203,9 +204,7 @@ pub fn observe(
                                         Live {
                                             monitor: *m,
                                             pidfd,
-                                            restarts: runtime
-                                                .restarts(&record.id)
-                                                .unwrap_or_default(),
+                                            restarts: restarts.clone(),
                                         },
                                     );
                                 }
@@ -233,7 +232,6 @@ pub fn observe(
                         )
                     }
                 };
-                let restarts = runtime.restarts(&record.id).unwrap_or_default();
                 observed
                     .containers
                     .push(ObservedContainer::new(record, phase, restarts, monitor));
@@ -244,22 +242,11 @@ pub fn observe(
     cache.live.retain(|id, _| cache.records.contains_key(id));
     match images.list() {
         Ok(records) => {
-            for record in records {
-                let Ok(source) = record.source.parse() else {
-                    continue;
-                };
-                // Only complete images count: one whose blobs are gone must be pulled again.
-                match images.get(&source) {
-                    Ok(Some(complete)) => {
-                        observed
-                            .images
-                            .insert(complete.source.clone(), complete.manifest.to_string());
-                    }
-                    Ok(None) => {}
-                    Err(e) => observed
-                        .problems
-                        .push(format!("image {}: {e}", record.source)),
-                }
+            // Only complete images count: one whose blobs are gone must be pulled again.
+            for record in records.into_iter().filter(|r| images.is_complete(r)) {
+                observed
+                    .images
+                    .insert(record.source, record.manifest.to_string());
             }
         }
         Err(e) => observed.problems.push(format!("listing images: {e}")),

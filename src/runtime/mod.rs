@@ -625,21 +625,12 @@ impl Runtime {
 
     /// Every container berth created under this state root, oldest first.
     pub fn list(&self) -> Result<Vec<ContainerRecord>, RuntimeError> {
-        let mut out = Vec::new();
-        for entry in self.container_dirs()? {
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with('.') {
-                continue;
-            }
-            // One damaged record (a power loss during its write) must not hide the others.
-            match record::load::<ContainerRecord>(&entry.path().join("container.json")) {
-                Ok(Some(r)) => out.push(r),
-                Ok(None) => {}
-                Err(e) => tracing::warn!("skipping {}: {e}", entry.path().display()),
-            }
+        let (records, damaged) = self.scan(&mut std::collections::HashMap::new())?;
+        // One damaged record (a power loss during its write) must not hide the others.
+        for id in damaged {
+            tracing::warn!("skipping container {id}: its record is missing or damaged");
         }
-        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-        Ok(out)
+        Ok(records)
     }
 
     /// Every container directory in one pass: the readable records, oldest first, and the
@@ -668,6 +659,8 @@ impl Runtime {
                     records.push(r);
                     seen.insert(id);
                 }
+                // Only a record that is missing or cannot be parsed (a power loss during its
+                // write); a read error (EIO, permissions) is not evidence of anything.
                 Ok(None) | Err(record::RecordError::Damaged { .. }) if layout::valid_id(&id) => {
                     damaged.push(id);
                 }
@@ -962,22 +955,7 @@ impl Runtime {
 
     /// Ids of container directories whose record cannot be read (`list` skips them).
     pub fn unreadable(&self) -> Result<Vec<String>, RuntimeError> {
-        let mut out = Vec::new();
-        for entry in self.container_dirs()? {
-            let id = entry.file_name().to_string_lossy().into_owned();
-            // Only a record that is missing or cannot be parsed (a power loss during its
-            // write); a read error (EIO, permissions) is not evidence of anything.
-            if layout::valid_id(&id)
-                && matches!(
-                    record::load::<ContainerRecord>(&entry.path().join("container.json")),
-                    Ok(None) | Err(record::RecordError::Damaged { .. })
-                )
-            {
-                out.push(id);
-            }
-        }
-        out.sort();
-        Ok(out)
+        Ok(self.scan(&mut std::collections::HashMap::new())?.1)
     }
 
     /// Run a command inside a running container (joins its namespaces and cgroup). Must be
