@@ -3,6 +3,7 @@
 pub mod failpoint;
 pub mod fsutil;
 pub mod image;
+pub mod network;
 pub mod reconcile;
 pub mod runtime;
 pub mod sha256;

@@ -17,7 +17,6 @@ use crate::image::registry::{PullOptions, Silent};
 use crate::image::unpack::Limits;
 use crate::runtime::record::ContainerRecord;
 use crate::runtime::{CreateRequest, Runtime};
-use crate::spec::hash::SpecHashed;
 use crate::spec::image_ref::ImageSource;
 use crate::spec::model::Desired;
 use crate::spec::mount::Mount;
@@ -33,6 +32,8 @@ pub enum ApplyError {
     Volume(#[from] crate::volume::VolumeError),
     #[error(transparent)]
     Hash(#[from] crate::spec::hash::HashError),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
     #[error("{kind} {name} is not described")]
     Undescribed { kind: &'static str, name: String },
     #[error("image {image} is not in the store")]
@@ -83,6 +84,10 @@ impl Machine {
             images: Arc::new(ImageService::open(root, auth_file)?),
             volumes: Volumes::new(root),
         })
+    }
+
+    pub fn networks(&self) -> crate::network::Networks {
+        crate::network::Networks::new(self.runtime.layout())
     }
 }
 
@@ -200,6 +205,9 @@ pub fn describe(action: &Action) -> String {
     match action {
         Action::Pull { image } => format!("pull image {image}"),
         Action::CreateVolume { name } => format!("create volume {name}"),
+        Action::EnsureNetwork { name } => format!("ensure network {name}"),
+        Action::RemoveNetwork { name } => format!("remove network {name}"),
+        Action::RepairNetworkRules => "repair network rules".into(),
         Action::Run { name } => format!("run container {name}"),
         Action::Start { name, id } => format!("start container {name} ({id})"),
         Action::Restart { name, id, .. } => format!("restart container {name} ({id})"),
@@ -241,6 +249,30 @@ async fn run_action(
                     })?;
                 m.volumes.ensure(name.as_str(), spec)?;
                 Ok("created".into())
+            })
+            .await
+        }
+        Action::EnsureNetwork { name } => {
+            let (m, d) = (machine.clone(), desired.clone());
+            blocking(move || {
+                let record = ensure_network(&m, &d, name.as_str())?;
+                Ok(format!("bridge {} up", record.bridge))
+            })
+            .await
+        }
+        Action::RemoveNetwork { name } => {
+            let m = machine.clone();
+            blocking(move || {
+                m.networks().remove(&name)?;
+                Ok("removed".into())
+            })
+            .await
+        }
+        Action::RepairNetworkRules => {
+            let m = machine.clone();
+            blocking(move || {
+                m.networks().repair_rules()?;
+                Ok("rebuilt".into())
             })
             .await
         }
@@ -433,7 +465,7 @@ pub fn create_container(
     }
     let layers: Vec<PathBuf> = machine.images.layer_dirs(&image, &Limits::default())?;
     let config = machine.images.config(&image)?;
-    let hash = container.spec_hash()?;
+    let hash = crate::spec::hash::container_hash(desired, container)?;
     Ok(machine.runtime.create(&CreateRequest {
         name,
         container,
@@ -444,6 +476,23 @@ pub fn create_container(
         volumes: &prepared,
         manual,
     })?)
+}
+
+/// Create or update the network `name` as `desired` describes it.
+pub fn ensure_network(
+    machine: &Machine,
+    desired: &Desired,
+    name: &str,
+) -> Result<crate::network::record::NetworkRecord, ApplyError> {
+    let spec = desired
+        .networks
+        .get(name)
+        .ok_or_else(|| ApplyError::Undescribed {
+            kind: "network",
+            name: name.to_string(),
+        })?;
+    let hash = crate::spec::hash::SpecHashed::spec_hash(spec)?;
+    Ok(machine.networks().ensure(name, spec, hash.as_str())?)
 }
 
 /// Remove images that neither the desired state nor any existing container uses, and the

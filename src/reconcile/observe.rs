@@ -44,6 +44,7 @@ pub struct Observed {
     /// Image source → manifest digest, for every complete image in the store.
     pub images: BTreeMap<String, String>,
     pub volumes: BTreeSet<String>,
+    pub networks: crate::network::ObservedNetworks,
     /// Container directories whose record cannot be read (a power loss during its write).
     pub damaged: Vec<String>,
     /// What could not be observed. Non-empty: the view may be partial, so nothing is pruned.
@@ -254,6 +255,10 @@ pub fn observe(
     match volumes.list() {
         Ok(list) => observed.volumes = list.into_iter().map(|v| v.name).collect(),
         Err(e) => observed.problems.push(format!("listing volumes: {e}")),
+    }
+    match crate::network::Networks::new(runtime.layout()).observe() {
+        Ok(networks) => observed.networks = networks,
+        Err(e) => observed.problems.push(format!("observing networks: {e}")),
     }
     observed
 }

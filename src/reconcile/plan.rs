@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::observe::{Health, Observed, ObservedContainer, Phase};
 use crate::runtime::record::ExitRecord;
-use crate::spec::hash::{SpecHash, SpecHashed};
+use crate::spec::hash::SpecHash;
 use crate::spec::model::{Backoff, Condition, Container, Desired, PullPolicy, RestartPolicy};
 use crate::spec::name::Name;
 
@@ -64,7 +64,12 @@ pub fn entry_hashes(desired: &Desired) -> EntryHashes {
     desired
         .containers
         .iter()
-        .map(|(name, c)| (name.clone(), c.spec_hash().map_err(|e| e.to_string())))
+        .map(|(name, c)| {
+            (
+                name.clone(),
+                crate::spec::hash::container_hash(desired, c).map_err(|e| e.to_string()),
+            )
+        })
         .collect()
 }
 
@@ -102,6 +107,17 @@ pub enum Action {
     CreateVolume {
         name: Name,
     },
+    /// Create a network, bring it to its entry in place, or repair its bridge.
+    EnsureNetwork {
+        name: Name,
+    },
+    /// Remove a network no longer described and no longer used.
+    RemoveNetwork {
+        name: String,
+    },
+    /// Rebuild berth's nftables table from the state (flushed or edited by hand, or a
+    /// container that stopped by itself is still forwarded to).
+    RepairNetworkRules,
     /// Create and start a container for an entry that has none.
     Run {
         name: Name,
@@ -145,6 +161,9 @@ impl Action {
         match self {
             Action::Pull { image } => format!("image/{image}"),
             Action::CreateVolume { name } => format!("volume/{name}"),
+            Action::EnsureNetwork { name } => format!("network/{name}"),
+            Action::RemoveNetwork { name } => format!("network/{name}"),
+            Action::RepairNetworkRules => "network-rules".into(),
             Action::Run { name }
             | Action::Start { name, .. }
             | Action::Restart { name, .. }
@@ -206,6 +225,7 @@ struct Planner<'a> {
     /// Step index that pulls an image, by source.
     pulls: BTreeMap<String, usize>,
     volume_steps: BTreeMap<Name, usize>,
+    network_steps: BTreeMap<Name, usize>,
     /// Step index that brings a container (by entry name) to running in this plan.
     starts: BTreeMap<Name, usize>,
     /// Containers that stay (their images must stay too).
@@ -227,6 +247,7 @@ impl<'a> Planner<'a> {
             plan: Plan::default(),
             pulls: BTreeMap::new(),
             volume_steps: BTreeMap::new(),
+            network_steps: BTreeMap::new(),
             starts: BTreeMap::new(),
             remaining_images: BTreeSet::new(),
             removals: Vec::new(),
@@ -255,6 +276,7 @@ impl<'a> Planner<'a> {
         };
         self.images();
         self.volumes();
+        self.networks();
         // Before the entries: a new container comes after the removals of the undescribed
         // ones, whose names, ports or addresses it may be taking over (a rename).
         self.undescribed_containers();
@@ -262,6 +284,8 @@ impl<'a> Planner<'a> {
         for name in self.container_order() {
             self.container(&name, &undescribed_removals);
         }
+        self.undescribed_networks();
+        self.network_rules();
         self.prune_images();
         self.plan.wake_at_ms = self.plan.waits.iter().filter_map(|w| w.until_ms).min();
         self.plan
@@ -374,6 +398,114 @@ impl<'a> Planner<'a> {
                     ),
                 });
             }
+        }
+    }
+
+    fn networks(&mut self) {
+        let desired = self.inputs.desired;
+        let observed = &self.inputs.observed.networks;
+        for (name, spec) in &desired.networks {
+            let hash = match crate::spec::hash::SpecHashed::spec_hash(spec) {
+                Ok(h) => h,
+                Err(e) => {
+                    self.plan.waits.push(Wait {
+                        key: format!("network/{name}"),
+                        reason: e.to_string(),
+                        until_ms: None,
+                    });
+                    continue;
+                }
+            };
+            let reason = match observed.records.get(name.as_str()) {
+                None => "described, not present".to_string(),
+                Some(o) if o.spec_hash != hash.as_str() => {
+                    "its entry changed; updated in place".to_string()
+                }
+                Some(o) if !o.bridge_ok => format!(
+                    "its bridge {} is missing or not berth's; created again",
+                    o.bridge
+                ),
+                Some(_) => continue,
+            };
+            if let Some(i) = self.push(Action::EnsureNetwork { name: name.clone() }, vec![], reason)
+            {
+                self.network_steps.insert(name.clone(), i);
+            }
+        }
+    }
+
+    /// A network no longer described goes once no container holds an address on it; its
+    /// holders' removals in this plan come first.
+    fn undescribed_networks(&mut self) {
+        let observed = &self.inputs.observed.networks;
+        for (name, o) in &observed.records {
+            if self.inputs.desired.networks.contains_key(name.as_str()) {
+                continue;
+            }
+            let key = format!("network/{name}");
+            if let Some(why) = &self.plan.prune_blocked {
+                self.plan.kept.push(Kept {
+                    key,
+                    reason: format!("no longer described; kept because {why}"),
+                });
+                continue;
+            }
+            let mut after = Vec::new();
+            let mut staying = Vec::new();
+            for holder in &o.holders {
+                match self
+                    .plan
+                    .steps
+                    .iter()
+                    .position(|s| matches!(&s.action, Action::Remove { id, .. } if id == holder))
+                {
+                    Some(i) => after.push(i),
+                    None => staying.push(holder.clone()),
+                }
+            }
+            if !staying.is_empty() {
+                self.plan.kept.push(Kept {
+                    key,
+                    reason: format!(
+                        "no longer described, but still used by {}",
+                        staying.join(", ")
+                    ),
+                });
+                continue;
+            }
+            self.push(
+                Action::RemoveNetwork { name: name.clone() },
+                after,
+                "no longer described",
+            );
+        }
+    }
+
+    /// The rules differ from what the state makes, and no network step rebuilds them.
+    fn network_rules(&mut self) {
+        let networks_touched = self.plan.steps.iter().any(|s| {
+            matches!(
+                s.action,
+                Action::EnsureNetwork { .. } | Action::RemoveNetwork { .. }
+            )
+        });
+        if !self.inputs.observed.networks.rules_in_sync && !networks_touched {
+            self.push(
+                Action::RepairNetworkRules,
+                vec![],
+                "berth's nftables table differs from its state (changed by hand, or a stopped container is still forwarded to)",
+            );
+        }
+    }
+
+    /// The steps that bring the networks a container joins.
+    fn network_deps(&self, c: &Container) -> Vec<usize> {
+        match &c.network {
+            crate::spec::model::ContainerNetwork::Bridge(attachments) => attachments
+                .iter()
+                .filter_map(|a| self.network_steps.get(&a.network).copied())
+                .collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -723,6 +855,12 @@ impl<'a> Planner<'a> {
         {
             self.plan.waits.push(wait);
             return None;
+        }
+        let mut after = after;
+        for i in self.network_deps(entry) {
+            if !after.contains(&i) {
+                after.push(i);
+            }
         }
         self.plan.steps.push(Step {
             action,

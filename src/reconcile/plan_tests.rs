@@ -142,6 +142,55 @@ impl World {
         self
     }
 
+    /// An observed network: as its entry is now (`hash: None`) or with another hash.
+    fn network(
+        mut self,
+        name: &str,
+        hash: Option<&str>,
+        bridge_ok: bool,
+        holders: &[&str],
+    ) -> World {
+        let hash = match hash {
+            Some(h) => h.to_string(),
+            None => self.desired.networks[name]
+                .spec_hash()
+                .expect("hash")
+                .to_string(),
+        };
+        self.observed.networks.records.insert(
+            name.to_string(),
+            crate::network::ObservedNetwork {
+                spec_hash: hash,
+                bridge: format!("berth{}", self.observed.networks.records.len()),
+                bridge_ok,
+                holders: holders.iter().map(|h| h.to_string()).collect(),
+            },
+        );
+        self
+    }
+
+    /// `name` as observed in `from`'s desired state (for a state where it is no longer described).
+    fn network_from(mut self, from: &World, name: &str, holders: &[&str]) -> World {
+        self.observed.networks.records.insert(
+            name.to_string(),
+            crate::network::ObservedNetwork {
+                spec_hash: from.desired.networks[name]
+                    .spec_hash()
+                    .expect("hash")
+                    .to_string(),
+                bridge: "berth0".into(),
+                bridge_ok: true,
+                holders: holders.iter().map(|h| h.to_string()).collect(),
+            },
+        );
+        self
+    }
+
+    fn rules_out_of_sync(mut self) -> World {
+        self.observed.networks.rules_in_sync = false;
+        self
+    }
+
     fn volume(mut self, name: &str) -> World {
         self.observed.volumes.insert(name.into());
         self
@@ -158,7 +207,9 @@ impl World {
             .get(&image)
             .cloned()
             .unwrap_or_else(|| digest('a'));
-        let hash = c.spec_hash().expect("hash").to_string();
+        let hash = crate::spec::hash::container_hash(&self.desired, c)
+            .expect("hash")
+            .to_string();
         container(name, n, &hash, &image, &digest, phase)
     }
 
@@ -241,6 +292,9 @@ fn render_action(action: &Action) -> String {
     match action {
         Action::Pull { image } => format!("pull image/{image}"),
         Action::CreateVolume { name } => format!("create-volume volume/{name}"),
+        Action::EnsureNetwork { name } => format!("ensure-network network/{name}"),
+        Action::RemoveNetwork { name } => format!("remove-network network/{name}"),
+        Action::RepairNetworkRules => "repair-network-rules".into(),
         Action::Run { name } => format!("run container/{name}"),
         Action::Start { name, id } => format!("start container/{name} id={id}"),
         Action::Restart { name, id, streak } => {
@@ -2199,4 +2253,152 @@ fn a_prune_hold_keeps_everything_and_says_why() {
         Some("the directory is empty")
     );
     assert_eq!(plan.kept.len(), 1);
+}
+
+const NET: &str = r#"
+[network.front]
+subnet = "10.89.1.0/24"
+
+[container.web]
+image = "registry.example/app:1"
+networks = ["front"]
+ports = ["8080:80"]
+"#;
+
+#[test]
+fn a_new_network_comes_before_the_containers_on_it() {
+    let w = World::new(NET).images_present();
+    golden(
+        &w.plan(),
+        "ensure-network network/front
+         run container/web after=[0]",
+    );
+    assert_eq!(
+        reasons(&w.plan())[0],
+        "ensure-network network/front: described, not present"
+    );
+}
+
+#[test]
+fn a_converged_network_plans_nothing() {
+    let w = World::new(NET)
+        .images_present()
+        .network("front", None, true, &["web-00000001"]);
+    let w = {
+        let c = w.current("web", 1, running());
+        w.with(c)
+    };
+    golden(&w.plan(), "");
+}
+
+#[test]
+fn a_deleted_bridge_is_created_again_without_touching_running_containers() {
+    let w = World::new(NET)
+        .images_present()
+        .network("front", None, false, &["web-00000001"]);
+    let w = {
+        let c = w.current("web", 1, running());
+        w.with(c)
+    };
+    golden(&w.plan(), "ensure-network network/front");
+    assert!(reasons(&w.plan())[0].contains("its bridge berth0 is missing"));
+}
+
+#[test]
+fn a_new_subnet_updates_the_network_then_replaces_its_containers() {
+    let before = World::new(NET).images_present();
+    let old = before.current("web", 1, running());
+    let w = World::new(&NET.replace("10.89.1.0/24", "10.89.9.0/24"))
+        .images_present()
+        .network("front", Some("sha256:old"), true, &["web-00000001"])
+        .with(old);
+    golden(
+        &w.plan(),
+        "ensure-network network/front
+         replace container/web old=[web-00000001] after=[0]",
+    );
+}
+
+#[test]
+fn internal_or_labels_change_only_the_network() {
+    let before = World::new(NET).images_present();
+    let old = before.current("web", 1, running());
+    let changed = NET.replace(
+        "subnet = \"10.89.1.0/24\"",
+        "subnet = \"10.89.1.0/24\"\nlabels = { tier = \"public\" }",
+    );
+    let w = World::new(&changed)
+        .images_present()
+        .network("front", Some("sha256:old"), true, &["web-00000001"])
+        .with(old);
+    golden(&w.plan(), "ensure-network network/front");
+}
+
+#[test]
+fn an_undescribed_network_goes_after_the_containers_on_it() {
+    let before = World::new(NET).images_present();
+    let old = before.current("web", 1, running());
+    let mut w = World::new("")
+        .network_from(&before, "front", &["web-00000001"])
+        .with(old);
+    w.observed.images = before.observed.images.clone();
+    golden(
+        &w.plan(),
+        "remove container/web id=web-00000001
+         remove-network network/front after=[0]
+         prune-images [registry.example/app:1] after=[0]",
+    );
+}
+
+#[test]
+fn an_undescribed_network_a_container_still_uses_is_kept() {
+    let before = World::new(NET).images_present();
+    // A holder the reconciler does not remove (made by hand with `berth run`).
+    let w = World::new("").network_from(&before, "front", &["manual-00000001"]);
+    golden(
+        &w.plan(),
+        "kept network/front: no longer described, but still used by manual-00000001",
+    );
+}
+
+#[test]
+fn an_undescribed_network_is_kept_when_pruning_is_blocked() {
+    let before = World::new(NET).images_present();
+    let mut w = World::new("").network_from(&before, "front", &[]);
+    w.complete = false;
+    let plan = w.plan();
+    assert!(plan.steps.is_empty(), "{plan:#?}");
+    assert!(plan.kept[0].key == "network/front" && plan.kept[0].reason.contains("kept because"));
+}
+
+#[test]
+fn rules_that_differ_from_the_state_are_rebuilt_once() {
+    let w = World::new(NET)
+        .images_present()
+        .network("front", None, true, &["web-00000001"])
+        .rules_out_of_sync();
+    let w = {
+        let c = w.current("web", 1, running());
+        w.with(c)
+    };
+    golden(&w.plan(), "repair-network-rules");
+    // A network step rebuilds them anyway: no second step.
+    let w = w.network("front", None, false, &["web-00000001"]);
+    golden(&w.plan(), "ensure-network network/front");
+}
+
+#[test]
+fn restarts_wait_for_a_network_being_repaired() {
+    let w = World::new(&NET.replace("image = ", "restart = \"always\"\nimage = "))
+        .images_present()
+        .network("front", None, false, &["web-00000001"]);
+    let w = {
+        let c = w.current("web", 1, exited(1, HOUR, HOUR));
+        w.with(c)
+    };
+    golden(
+        &w.plan(),
+        "ensure-network network/front
+         restart container/web id=web-00000001 streak=0 after=[0]",
+    );
 }

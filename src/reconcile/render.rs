@@ -15,6 +15,9 @@ fn verb(action: &Action) -> (&'static str, String) {
     match action {
         Action::Pull { image } => ("+", format!("pull     image {image}")),
         Action::CreateVolume { name } => ("+", format!("create   volume {name}")),
+        Action::EnsureNetwork { name } => ("+", format!("ensure   network {name}")),
+        Action::RemoveNetwork { name } => ("-", format!("remove   network {name}")),
+        Action::RepairNetworkRules => ("~", "repair   network rules".to_string()),
         Action::Run { name } => ("+", format!("run      container {name}")),
         Action::Start { name, id } => ("~", format!("start    container {name} ({id})")),
         Action::Restart { name, id, .. } => ("~", format!("restart  container {name} ({id})")),
@@ -81,6 +84,9 @@ pub fn summary(plan: &Plan) -> String {
         let key = match step.action {
             Action::Pull { .. } => "to pull",
             Action::CreateVolume { .. } => "volume(s) to create",
+            Action::EnsureNetwork { .. } => "network(s) to create or update",
+            Action::RemoveNetwork { .. } => "network(s) to remove",
+            Action::RepairNetworkRules => "rule repair",
             Action::Run { .. } => "to run",
             Action::Start { .. } => "to start",
             Action::Restart { .. } => "to restart",

@@ -143,8 +143,6 @@ pub enum RuntimeError {
     Seccomp(#[from] seccomp_bpf::SeccompError),
     #[error("writing the runtime spec of {id}: {message}")]
     Spec { id: String, message: String },
-    #[error("container {name}: {what}")]
-    Unsupported { name: String, what: String },
     #[error("no container {what}")]
     NotFound { what: String },
     #[error("{what} is busy with another operation (a start, stop or removal) for {}s; try again", LOCK_TIMEOUT.as_secs())]
@@ -239,14 +237,6 @@ impl Runtime {
     /// at start (unreadable record or spec, seccomp program not the recorded one) and
     /// replaced from the desired state.
     pub fn create(&self, req: &CreateRequest) -> Result<ContainerRecord, RuntimeError> {
-        if matches!(req.container.network, ContainerNetwork::Bridge(_)) {
-            return Err(RuntimeError::Unsupported {
-                name: req.name.into(),
-                what: "bridge networks and published ports are not implemented in this version; \
-                       use network = \"none\" (loopback only) or network = \"host\""
-                    .into(),
-            });
-        }
         // Everything that can be refused is checked before anything is written.
         let engine = engine_record(&req.container.runtime)?;
         let id = new_id(req.name);
@@ -387,6 +377,18 @@ impl Runtime {
             log_max_files: c.log.max_files,
             cgroup_path,
             manual: req.manual,
+            networks: match &c.network {
+                ContainerNetwork::Bridge(attachments) => attachments
+                    .iter()
+                    .map(|a| crate::network::Attachment {
+                        network: a.network.to_string(),
+                        ip: a.ip,
+                        aliases: a.aliases.iter().map(|n| n.to_string()).collect(),
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
+            ports: c.ports.clone(),
         };
         fsutil::write_new_file(
             &tmp_paths.record(),
@@ -758,7 +760,24 @@ impl Runtime {
         timeout: Option<Duration>,
     ) -> Result<Option<ExitRecord>, RuntimeError> {
         let _lock = ContainerLock::acquire(&self.paths(id)?)?;
-        self.stop_locked(id, timeout)
+        let exit = self.stop_locked(id, timeout)?;
+        self.unplug(id, false);
+        Ok(exit)
+    }
+
+    /// A stopped container's forwards go (`release`: its addresses too). Not an error for
+    /// the stop: the reconciler's next pass finds rules that differ from the state and
+    /// rebuilds them.
+    fn unplug(&self, id: &str, release: bool) {
+        let networks = crate::network::Networks::new(&self.layout);
+        let result = if release {
+            networks.release(id)
+        } else {
+            networks.detach(id)
+        };
+        if let Err(e) = result {
+            tracing::warn!(container = id, "unplugging from its networks: {e}");
+        }
     }
 
     fn stop_locked(
@@ -883,7 +902,9 @@ impl Runtime {
             self.stop_locked(id, Some(Duration::ZERO))?;
         }
         engine::for_record(&record, &self.layout.engine_root()).delete(id)?;
-        self.delete_dir(id, &paths)
+        self.delete_dir(id, &paths)?;
+        self.unplug(id, true);
+        Ok(())
     }
 
     /// Remove a container whose own record cannot be read: whatever of it may exist in the
@@ -930,7 +951,9 @@ impl Runtime {
         if state.exists() {
             std::fs::remove_dir_all(&state).map_err(io_err("removing", &state))?;
         }
-        self.delete_dir(id, paths)
+        self.delete_dir(id, paths)?;
+        self.unplug(id, true);
+        Ok(())
     }
 
     fn delete_dir(&self, id: &str, paths: &layout::ContainerPaths) -> Result<(), RuntimeError> {

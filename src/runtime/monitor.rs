@@ -220,6 +220,11 @@ impl Monitor {
         {
             return Err(fail(engine.as_ref(), format!("bringing up loopback: {e}")));
         }
+        if !record.networks.is_empty()
+            && let Err(e) = plug_in(layout, &record, pid)
+        {
+            return Err(fail(engine.as_ref(), e));
+        }
         let started_at_ms = record::now_ms();
         let monitor_record = MonitorRecord {
             monitor: me,
@@ -320,6 +325,22 @@ fn seed_volume(
     rustix::fs::syncfs(&data).map_err(|e| format!("syncing {}: {e}", seed.data.display()))?;
     crate::fsutil::write_atomic(&done, b"").map_err(|e| e.to_string())?;
     std::fs::remove_file(&started).map_err(|e| format!("removing {}: {e}", started.display()))
+}
+
+/// Plug the created container into its bridge networks while its init waits to be started.
+fn plug_in(layout: &Layout, record: &ContainerRecord, init: i32) -> Result<(), String> {
+    let path = format!("/proc/{init}/ns/net");
+    let netns = std::fs::File::open(&path).map_err(|e| format!("opening {path}: {e}"))?;
+    let joiner = crate::network::Joiner {
+        id: &record.id,
+        name: &record.name,
+        hostname: &record.hostname,
+        attachments: &record.networks,
+        ports: &record.ports,
+    };
+    crate::network::Networks::new(layout)
+        .attach(&joiner, std::os::fd::AsFd::as_fd(&netns))
+        .map_err(|e| e.to_string())
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {

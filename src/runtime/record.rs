@@ -45,6 +45,19 @@ pub struct ContainerRecord {
     /// Made by `berth run`, not by the reconciler: never adopted, replaced or pruned by it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub manual: bool,
+    /// Bridge networks it joins, in the order of its interfaces (eth0, eth1, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<crate::network::Attachment>,
+    /// Published ports, forwarded to its address on its first non-internal network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<crate::spec::port::PortMapping>,
+}
+
+impl ContainerRecord {
+    /// The names of the networks it joins.
+    pub fn network_names(&self) -> Vec<String> {
+        self.networks.iter().map(|a| a.network.clone()).collect()
+    }
 }
 
 impl ContainerRecord {

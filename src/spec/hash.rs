@@ -68,6 +68,27 @@ impl SpecHashed for Network {
     const KIND: &'static str = "network";
 }
 
+/// A container's effective hash: its entry, plus the addressing (subnet, gateway) of the
+/// networks it joins, because a network moved to a new subnet needs new containers (its
+/// `internal` flag and labels change only rules). Without bridge networks it is the entry's
+/// own hash.
+pub fn container_hash(desired: &Desired, c: &Container) -> Result<SpecHash, HashError> {
+    let super::model::ContainerNetwork::Bridge(attachments) = &c.network else {
+        return c.spec_hash();
+    };
+    let addressing: Vec<(&str, Option<(String, String)>)> = attachments
+        .iter()
+        .map(|a| {
+            let net = desired
+                .networks
+                .get(&a.network)
+                .map(|n| (n.subnet.to_string(), n.gateway.to_string()));
+            (a.network.as_str(), net)
+        })
+        .collect();
+    hash_of(Container::KIND, &(c, addressing))
+}
+
 /// Every resource's hash, keyed "kind/name"; what tests and `validate --json` compare.
 pub fn all_hashes(
     desired: &Desired,

@@ -734,6 +734,34 @@ impl Resolver {
                 .with_help(hint),
             );
         }
+        for p in &raw.ports {
+            if matches!(p.get_ref().host_ip, Some(std::net::IpAddr::V6(_))) {
+                self.push(
+                    e.diag(
+                        Code::InvalidValue,
+                        span(p),
+                        format!("{what}: IPv6 host address in `{}`", p.get_ref()),
+                    )
+                    .with_help("bridge networks are IPv4 only, so an IPv6 address cannot be forwarded into them; publish on an IPv4 address (\"127.0.0.1:8080:80\") or on every address (\"8080:80\")"),
+                );
+            }
+        }
+        if !raw.ports.is_empty()
+            && let ContainerNetwork::Bridge(attachments) = &network
+            && !attachments.is_empty()
+            && attachments
+                .iter()
+                .all(|a| desired.networks.get(&a.network).is_some_and(|n| n.internal))
+        {
+            self.push(
+                e.diag(
+                    Code::Conflict,
+                    span(&raw.ports[0]),
+                    format!("{what} publishes ports but joins only internal networks"),
+                )
+                .with_help("internal networks have no traffic from outside; join a network without `internal = true` as well, or remove `ports`"),
+            );
+        }
         for (i, p) in raw.ports.iter().enumerate() {
             if let Some(q) = raw.ports[..i]
                 .iter()

@@ -15,13 +15,13 @@ use crate::support::images::ready_made::busybox_image;
 use crate::support::sandbox::{BERTH, Sandbox};
 
 /// A running `berth agent` on the sandbox's desired directory; killed when dropped.
-struct Agent {
+pub(crate) struct Agent {
     child: Child,
     log: PathBuf,
 }
 
 impl Agent {
-    fn start(sb: &Sandbox, dir: &Path) -> Agent {
+    pub(crate) fn start(sb: &Sandbox, dir: &Path) -> Agent {
         Self::start_with_env(sb, dir, &[])
     }
 
@@ -54,7 +54,7 @@ impl Agent {
     }
 
     /// SIGTERM, then wait: the agent's exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
         rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
         let status = wait_child(&mut self.child, Duration::from_secs(30));
@@ -85,7 +85,11 @@ fn wait_child(child: &mut Child, timeout: Duration) -> std::process::ExitStatus 
 }
 
 /// Poll `check` until it returns Some, at most `timeout`.
-fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = check() {
@@ -125,7 +129,7 @@ fn running(sb: &Sandbox, name: &str) -> Vec<ContainerRecord> {
 
 /// The single running container of `name`, once there is exactly one and it is the only
 /// container of that name.
-fn sole_running(sb: &Sandbox, name: &str, timeout: Duration) -> ContainerRecord {
+pub(crate) fn sole_running(sb: &Sandbox, name: &str, timeout: Duration) -> ContainerRecord {
     wait_for(timeout, &format!("exactly one running {name}"), || {
         let all = containers(sb, name);
         let up = running(sb, name);

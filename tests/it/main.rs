@@ -3,6 +3,7 @@
 mod agent;
 mod cli_validate;
 mod image_pull;
+mod network;
 mod registry_support_selftest;
 mod runtime;
 mod spec_errors;

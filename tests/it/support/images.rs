@@ -540,6 +540,7 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
     "nc",
     "wget",
     "httpd",
+    "ip",
     "yes",
 ];
 

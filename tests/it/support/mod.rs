@@ -6,6 +6,7 @@
 
 pub mod images;
 pub mod layout;
+pub mod net;
 pub mod proxy;
 pub mod registry;
 pub mod sandbox;

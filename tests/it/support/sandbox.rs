@@ -173,6 +173,15 @@ impl Drop for Sandbox {
             }
             let _ = std::fs::remove_dir(&dir);
         }
+        // Networks: removed through berth, then anything of this scope still in the kernel
+        // (a bridge or veth named with its alias, its nftables table) is a leak.
+        let networks = berth::network::Networks::new(self.runtime.layout());
+        for record in networks.records().unwrap_or_default() {
+            if let Err(e) = networks.remove(&record.name) {
+                problems.push(format!("removing network {}: {e}", record.name));
+            }
+        }
+        problems.extend(super::net::remove_leftovers(&self.runtime.layout().scope));
         let _ = std::fs::remove_dir_all(&self.runtime.layout().run_root);
         if !problems.is_empty() && !std::thread::panicking() {
             panic!("sandbox cleanup found leaks:\n{}", problems.join("\n"));

@@ -1,0 +1,761 @@
+//! Bridge networks: a Linux bridge per `[network.*]` entry, a veth pair per container and
+//! network, address leases under the state root, berth's nftables table (published ports,
+//! masquerade, isolation) and the names in each container's /etc/hosts.
+//!
+//! Who calls what:
+//! - the reconciler: `ensure` (create, update in place, repair a deleted bridge), `remove`,
+//!   `observe`, `repair_rules` (a flushed table);
+//! - the monitor, between the engine's create and start: `attach` (lease, veths, addresses,
+//!   routes, rules, hosts files);
+//! - the runtime's stop and remove: `detach` (rules no longer point at a stopped container)
+//!   and `release` (its addresses go back).
+//!
+//! Every change holds one lock (`networks/.lock`) and ends by rebuilding the whole nftables
+//! table from the records, the leases and the veths that exist: the table is a function of
+//! that state, so any sequence of changes, crashes included, converges to the same rules.
+
+pub mod hosts;
+pub mod ipam;
+pub mod link;
+pub mod record;
+pub mod rules;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::BorrowedFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use self::link::{LinkError, Netlink};
+use self::record::{Lease, NetworkPaths, NetworkRecord};
+use self::rules::{BridgeRules, Forward, RulesInput};
+use crate::fsutil::{self, FsError, io_err};
+use crate::runtime::layout::Layout;
+use crate::runtime::record::RecordError;
+use crate::spec::model::Network;
+use crate::spec::port::PortMapping;
+
+/// Bridges are `berth0`, `berth1`, …; host-side veths `berthv` and 9 hex digits.
+const BRIDGE_PREFIX: &str = "berth";
+const VETH_PREFIX: &str = "berthv";
+/// Bridges tried before giving up on finding a free name.
+const MAX_BRIDGES: u32 = 4096;
+/// How long a change waits for another one (a start's attach is a few milliseconds).
+const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error(transparent)]
+    Rules(#[from] rules::RulesError),
+    #[error("network {network}: {source}")]
+    Ipam {
+        network: String,
+        source: ipam::IpamError,
+    },
+    #[error(
+        "network {network} does not exist; declare it in a [network.{network}] entry (the agent creates it)"
+    )]
+    Missing { network: String },
+    #[error("network {network} is used by {containers:?}; remove those containers first")]
+    InUse {
+        network: String,
+        containers: Vec<String>,
+    },
+    #[error("host port {port} is already published by container {holder}")]
+    PortTaken { port: String, holder: String },
+    #[error("no free bridge name {BRIDGE_PREFIX}0..{BRIDGE_PREFIX}{MAX_BRIDGES}")]
+    NoBridgeName,
+    #[error("the network lock {} is held by another operation for {}s; try again", path.display(), LOCK_TIMEOUT.as_secs())]
+    Busy { path: PathBuf },
+    #[error("setting {what}: {source}")]
+    Sysctl {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+/// One network a container joins, as recorded at its creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub network: String,
+    /// A static address from the entry; otherwise one is leased at the first start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+}
+
+/// What `attach` needs of a container.
+#[derive(Debug, Clone, Copy)]
+pub struct Joiner<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub hostname: &'a str,
+    pub attachments: &'a [Attachment],
+    pub ports: &'a [PortMapping],
+}
+
+/// Networks as the reconciler sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObservedNetworks {
+    pub records: BTreeMap<String, ObservedNetwork>,
+    /// berth's nftables table is what its state makes.
+    pub rules_in_sync: bool,
+}
+
+impl Default for ObservedNetworks {
+    fn default() -> Self {
+        ObservedNetworks {
+            records: BTreeMap::new(),
+            rules_in_sync: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObservedNetwork {
+    pub spec_hash: String,
+    pub bridge: String,
+    /// The bridge exists and is berth's.
+    pub bridge_ok: bool,
+    /// Existing containers holding an address on it.
+    pub holders: BTreeSet<String>,
+}
+
+pub struct Networks {
+    paths: NetworkPaths,
+    scope: String,
+    containers: PathBuf,
+}
+
+struct NetLock {
+    _file: std::fs::File,
+}
+
+impl Networks {
+    pub fn new(layout: &Layout) -> Networks {
+        Networks {
+            paths: NetworkPaths::new(&layout.state_root),
+            scope: layout.scope.clone(),
+            containers: layout.containers(),
+        }
+    }
+
+    /// The nftables table of this state root.
+    pub fn table(&self) -> &str {
+        &self.scope
+    }
+
+    fn bridge_alias(&self, network: &str) -> String {
+        format!("berth {} network {network}", self.scope)
+    }
+
+    fn veth_alias(&self, id: &str, network: &str) -> String {
+        format!("berth {} container {id} network {network}", self.scope)
+    }
+
+    /// The host side of a container's veth on a network: derived, so that whether it exists
+    /// says whether the container is plugged in.
+    pub fn host_veth(&self, id: &str, network: &str) -> String {
+        let hash = crate::sha256::hex_digest(format!("{}/{id}/{network}", self.scope).as_bytes());
+        format!("{VETH_PREFIX}{}", &hash[..9])
+    }
+
+    fn lock(&self) -> Result<NetLock, NetworkError> {
+        fsutil::private_dir(&self.paths.root)?;
+        let path = self.paths.lock();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("opening", &path))?;
+        let deadline = std::time::Instant::now() + LOCK_TIMEOUT;
+        loop {
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(NetLock { _file: file }),
+                Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(rustix::io::Errno::WOULDBLOCK) => return Err(NetworkError::Busy { path }),
+                Err(e) => return Err(io_err("locking", &path)(e.into()).into()),
+            }
+        }
+    }
+
+    pub fn record(&self, name: &str) -> Result<Option<NetworkRecord>, NetworkError> {
+        Ok(crate::runtime::record::load(&self.paths.record(name))?)
+    }
+
+    /// Every network berth made in this state root.
+    pub fn records(&self) -> Result<Vec<NetworkRecord>, NetworkError> {
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&self.paths.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io_err("listing", &self.paths.root)(e).into()),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_err("listing", &self.paths.root))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            if let Some(record) = self.record(&name)? {
+                out.push(record);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    pub fn leases(&self, network: &str) -> Result<Vec<Lease>, NetworkError> {
+        let dir = self.paths.leases(network);
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io_err("listing", &dir)(e).into()),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_err("listing", &dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.parse::<Ipv4Addr>().is_err() {
+                continue; // a temporary file of an interrupted write
+            }
+            if let Some(lease) = crate::runtime::record::load::<Lease>(&entry.path())? {
+                out.push(lease);
+            }
+        }
+        out.sort_by_key(|l| l.ip);
+        Ok(out)
+    }
+
+    fn all_leases(&self, records: &[NetworkRecord]) -> Result<Vec<Lease>, NetworkError> {
+        let mut out = Vec::new();
+        for r in records {
+            out.extend(self.leases(&r.name)?);
+        }
+        Ok(out)
+    }
+
+    /// Create the network, or bring an existing one to `spec` (a new subnet or gateway
+    /// moves the bridge's address; `internal` changes only rules), or repair it (a bridge
+    /// deleted by hand comes back under its recorded name).
+    pub fn ensure(
+        &self,
+        name: &str,
+        spec: &Network,
+        spec_hash: &str,
+    ) -> Result<NetworkRecord, NetworkError> {
+        let _lock = self.lock()?;
+        let netlink = Netlink::open()?;
+        let existing = self.record(name)?;
+        let mut record = NetworkRecord {
+            name: name.to_string(),
+            spec_hash: spec_hash.to_string(),
+            bridge: existing
+                .as_ref()
+                .map(|r| r.bridge.clone())
+                .unwrap_or_default(),
+            subnet: spec.subnet,
+            gateway: spec.gateway,
+            internal: spec.internal,
+            created_at: existing.as_ref().map_or_else(
+                || humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+                |r| r.created_at.clone(),
+            ),
+        };
+        fsutil::private_dir(&self.paths.dir(name))?;
+        if record.bridge.is_empty() {
+            record.bridge = self.new_bridge(&netlink, &record)?;
+        } else {
+            self.save(&record)?;
+            self.plug_bridge(&netlink, &record)?;
+            // A bridge deleted by hand took its ports with it: the running containers'
+            // veths go back on the new one.
+            let live = self.live_veths(&netlink)?;
+            for lease in self.leases(name)? {
+                let veth = self.host_veth(&lease.container, name);
+                if live.contains(&veth) {
+                    netlink.enslave(&veth, &record.bridge)?;
+                }
+            }
+        }
+        self.sync_locked(&netlink)?;
+        Ok(record)
+    }
+
+    fn save(&self, record: &NetworkRecord) -> Result<(), NetworkError> {
+        let bytes = serde_json::to_vec_pretty(record).map_err(|e| RecordError::Damaged {
+            path: self.paths.record(&record.name),
+            message: e.to_string(),
+        })?;
+        fsutil::write_atomic(&self.paths.record(&record.name), &bytes)?;
+        Ok(())
+    }
+
+    /// Pick the lowest free `berth<N>`, record it before creating it (a crash in between
+    /// leaves a record the next `ensure` completes), and create it. A name another state
+    /// root takes at the same moment is skipped.
+    fn new_bridge(
+        &self,
+        netlink: &Netlink,
+        record: &NetworkRecord,
+    ) -> Result<String, NetworkError> {
+        let taken: BTreeSet<String> = netlink.links()?.into_iter().map(|l| l.name).collect();
+        let ours: BTreeSet<String> = self.records()?.into_iter().map(|r| r.bridge).collect();
+        for n in 0..MAX_BRIDGES {
+            let bridge = format!("{BRIDGE_PREFIX}{n}");
+            if taken.contains(&bridge) || ours.contains(&bridge) {
+                continue;
+            }
+            let mut candidate = record.clone();
+            candidate.bridge = bridge.clone();
+            self.save(&candidate)?;
+            match self.plug_bridge(netlink, &candidate) {
+                Ok(()) => return Ok(bridge),
+                Err(NetworkError::Link(LinkError::NotOurs { .. })) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(NetworkError::NoBridgeName)
+    }
+
+    /// The bridge exists with its address, and the kernel settings it needs are set.
+    fn plug_bridge(&self, netlink: &Netlink, record: &NetworkRecord) -> Result<(), NetworkError> {
+        netlink.ensure_bridge(
+            &record.bridge,
+            &self.bridge_alias(&record.name),
+            record.gateway,
+            record.subnet.prefix_len(),
+        )?;
+        // Connections to 127.0.0.1 that the output chain forwards into the bridge keep their
+        // loopback source until postrouting masquerades them; without this the kernel drops
+        // them as martians. The input chain drops what arrives on the bridge for 127/8.
+        link::set_interface_sysctl(&record.bridge, "route_localnet", "1").map_err(|source| {
+            NetworkError::Sysctl {
+                what: format!("net.ipv4.conf.{}.route_localnet", record.bridge),
+                source,
+            }
+        })?;
+        if !record.internal {
+            // Outbound traffic and published ports from other hosts are routed.
+            link::write_sysctl("/proc/sys/net/ipv4/ip_forward", "1").map_err(|source| {
+                NetworkError::Sysctl {
+                    what: "net.ipv4.ip_forward".into(),
+                    source,
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Remove a network no container uses any more: its bridge, its leases, its record.
+    pub fn remove(&self, name: &str) -> Result<(), NetworkError> {
+        let _lock = self.lock()?;
+        let netlink = Netlink::open()?;
+        let Some(record) = self.record(name)? else {
+            return Ok(());
+        };
+        let users: Vec<String> = self
+            .leases(name)?
+            .into_iter()
+            .filter(|l| self.containers.join(&l.container).is_dir())
+            .map(|l| l.container)
+            .collect();
+        if !users.is_empty() {
+            return Err(NetworkError::InUse {
+                network: name.to_string(),
+                containers: users,
+            });
+        }
+        match netlink.link(&record.bridge)? {
+            Some(l) if l.alias.as_deref() == Some(self.bridge_alias(name).as_str()) => {
+                netlink.delete(&record.bridge)?
+            }
+            // Someone else's by now (ours was deleted by hand and the name reused): not touched.
+            _ => {}
+        }
+        let dir = self.paths.dir(name);
+        let doomed = dir.with_file_name(fsutil::doomed_name(name));
+        std::fs::rename(&dir, &doomed).map_err(io_err("renaming", &dir))?;
+        std::fs::remove_dir_all(&doomed).map_err(io_err("removing", &doomed))?;
+        self.sync_locked(&netlink)?;
+        Ok(())
+    }
+
+    /// Plug a created container into its networks: lease its addresses (kept from an earlier
+    /// start), create its veths straight into its namespace, address and route them, then
+    /// rebuild the rules and the hosts files of everyone on those networks. Called by the
+    /// monitor while the container's init waits to be started.
+    pub fn attach(&self, joiner: &Joiner, netns: BorrowedFd<'_>) -> Result<(), NetworkError> {
+        if joiner.attachments.is_empty() {
+            return Ok(());
+        }
+        let _lock = self.lock()?;
+        let netlink = Netlink::open()?;
+        let mut records = Vec::new();
+        for a in joiner.attachments {
+            let record = self
+                .record(&a.network)?
+                .ok_or_else(|| NetworkError::Missing {
+                    network: a.network.clone(),
+                })?;
+            // A bridge deleted by hand is back before anything is plugged into it.
+            self.plug_bridge(&netlink, &record)?;
+            records.push(record);
+        }
+        // Published ports go to the address on the first network with outside access.
+        let port_network = records.iter().position(|r| !r.internal).unwrap_or(0);
+        let links = self.live_veths(&netlink)?;
+        if !joiner.ports.is_empty() {
+            self.check_ports(joiner, &links)?;
+        }
+        let mut interfaces = Vec::new();
+        for (i, (a, record)) in joiner.attachments.iter().zip(&records).enumerate() {
+            let ports = if i == port_network {
+                joiner.ports.to_vec()
+            } else {
+                Vec::new()
+            };
+            let lease = self.lease(joiner, a, record, ports)?;
+            let host = self.host_veth(joiner.id, &a.network);
+            // A veth of an earlier start whose namespace lingers: replaced.
+            netlink.delete(&host)?;
+            let peer = format!("eth{i}");
+            netlink.add_veth(
+                &host,
+                &self.veth_alias(joiner.id, &a.network),
+                &record.bridge,
+                &peer,
+                netns,
+            )?;
+            interfaces.push((peer, lease.ip, record.subnet.prefix_len()));
+        }
+        let gateway = records
+            .get(port_network)
+            .filter(|r| !r.internal)
+            .map(|r| r.gateway);
+        link::in_namespace(netns, |inside| {
+            inside.configure_inside(&interfaces, gateway)
+        })?;
+        self.sync_locked(&netlink)?;
+        let networks: Vec<&str> = joiner
+            .attachments
+            .iter()
+            .map(|a| a.network.as_str())
+            .collect();
+        self.rewrite_hosts(&networks)?;
+        Ok(())
+    }
+
+    /// The container's lease on `record`, taken now if it has none.
+    fn lease(
+        &self,
+        joiner: &Joiner,
+        attachment: &Attachment,
+        record: &NetworkRecord,
+        ports: Vec<PortMapping>,
+    ) -> Result<Lease, NetworkError> {
+        let leases = self.leases(&record.name)?;
+        let own = leases.iter().find(|l| {
+            l.container == joiner.id
+                && ipam::usable(record.subnet, record.gateway, l.ip)
+                && attachment.ip.is_none_or(|ip| ip == l.ip)
+        });
+        let ip = match own {
+            Some(l) => l.ip,
+            None => {
+                // Leases of removed containers (a crash between removal and release) are
+                // free again.
+                let taken: BTreeMap<Ipv4Addr, String> = leases
+                    .iter()
+                    .filter(|l| l.container != joiner.id)
+                    .filter(|l| self.containers.join(&l.container).is_dir())
+                    .map(|l| (l.ip, l.container.clone()))
+                    .collect();
+                let keys: BTreeSet<Ipv4Addr> = taken.keys().copied().collect();
+                ipam::choose(record.subnet, record.gateway, &keys, attachment.ip, |ip| {
+                    taken.get(&ip).cloned().unwrap_or_default()
+                })
+                .map_err(|source| NetworkError::Ipam {
+                    network: record.name.clone(),
+                    source,
+                })?
+            }
+        };
+        // Any other lease of this container on this network (an address from before a
+        // subnet change) goes.
+        for old in leases
+            .iter()
+            .filter(|l| l.container == joiner.id && l.ip != ip)
+        {
+            remove_file_if_exists(&self.paths.lease(&record.name, old.ip))?;
+        }
+        let lease = Lease {
+            network: record.name.clone(),
+            ip,
+            container: joiner.id.to_string(),
+            name: joiner.name.to_string(),
+            hostname: joiner.hostname.to_string(),
+            aliases: attachment.aliases.clone(),
+            ports,
+        };
+        let path = self.paths.lease(&record.name, ip);
+        fsutil::private_dir(&self.paths.leases(&record.name))?;
+        // Not flushed: after a power loss nothing runs, and a lost lease only means a new
+        // address at the next start.
+        crate::runtime::record::save_volatile(&path, &lease)?;
+        Ok(lease)
+    }
+
+    /// No running container publishes a port this one wants.
+    fn check_ports(&self, joiner: &Joiner, live: &BTreeSet<String>) -> Result<(), NetworkError> {
+        let all = self.all_leases(&self.records()?)?;
+        for lease in all.iter().filter(|l| l.container != joiner.id) {
+            if !live.contains(&self.host_veth(&lease.container, &lease.network)) {
+                continue;
+            }
+            for theirs in &lease.ports {
+                if let Some(mine) = joiner.ports.iter().find(|p| p.collides_with(theirs)) {
+                    return Err(NetworkError::PortTaken {
+                        port: format!("{}/{}", mine.host_port, mine.protocol),
+                        holder: lease.container.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The networks on which container `id` holds an address.
+    fn networks_of(&self, id: &str) -> Result<Vec<String>, NetworkError> {
+        let mut out = Vec::new();
+        for record in self.records()? {
+            if self.leases(&record.name)?.iter().any(|l| l.container == id) {
+                out.push(record.name);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Unplug a stopped container: its veths go (with its namespace they usually already
+    /// have) and the rules stop forwarding to it. Its leases stay for its next start.
+    pub fn detach(&self, id: &str) -> Result<(), NetworkError> {
+        if self.records()?.is_empty() {
+            return Ok(());
+        }
+        let _lock = self.lock()?;
+        let networks = self.networks_of(id)?;
+        if networks.is_empty() {
+            return Ok(());
+        }
+        let netlink = Netlink::open()?;
+        for network in &networks {
+            netlink.delete(&self.host_veth(id, network))?;
+        }
+        self.sync_locked(&netlink)
+    }
+
+    /// A removed container's addresses go back; the others' hosts files forget it.
+    pub fn release(&self, id: &str) -> Result<(), NetworkError> {
+        if self.records()?.is_empty() {
+            return Ok(());
+        }
+        let _lock = self.lock()?;
+        let networks = self.networks_of(id)?;
+        if networks.is_empty() {
+            return Ok(());
+        }
+        let netlink = Netlink::open()?;
+        for network in &networks {
+            netlink.delete(&self.host_veth(id, network))?;
+            for lease in self.leases(network)?.iter().filter(|l| l.container == id) {
+                remove_file_if_exists(&self.paths.lease(network, lease.ip))?;
+            }
+        }
+        self.sync_locked(&netlink)?;
+        let names: Vec<&str> = networks.iter().map(String::as_str).collect();
+        self.rewrite_hosts(&names)
+    }
+
+    /// What exists, for the reconciler: records, whether each bridge is intact, who holds
+    /// addresses, and whether the rules are what the state makes.
+    pub fn observe(&self) -> Result<ObservedNetworks, NetworkError> {
+        let records = self.records()?;
+        if records.is_empty() {
+            // Nothing of ours to look at (and no `nft` to run on every pass of a machine
+            // without networks).
+            return Ok(ObservedNetworks {
+                records: BTreeMap::new(),
+                rules_in_sync: true,
+            });
+        }
+        let netlink = Netlink::open()?;
+        let links: BTreeMap<String, link::Link> = netlink
+            .links()?
+            .into_iter()
+            .map(|l| (l.name.clone(), l))
+            .collect();
+        let leases = self.all_leases(&records)?;
+        let mut out = BTreeMap::new();
+        for record in &records {
+            let bridge_ok = links.get(&record.bridge).is_some_and(|l| {
+                l.alias.as_deref() == Some(self.bridge_alias(&record.name).as_str())
+            });
+            let holders = leases
+                .iter()
+                .filter(|l| l.network == record.name)
+                .filter(|l| self.containers.join(&l.container).is_dir())
+                .map(|l| l.container.clone())
+                .collect();
+            out.insert(
+                record.name.clone(),
+                ObservedNetwork {
+                    spec_hash: record.spec_hash.clone(),
+                    bridge: record.bridge.clone(),
+                    bridge_ok,
+                    holders,
+                },
+            );
+        }
+        let live = self.owned_veths(links.values());
+        let input = self.rules_input(&records, &leases, &live);
+        Ok(ObservedNetworks {
+            records: out,
+            rules_in_sync: rules::in_sync(&input)?,
+        })
+    }
+
+    /// Rebuild the rules from the state (drift repair; also after a container stopped by
+    /// itself, which leaves its forwards behind until then).
+    pub fn repair_rules(&self) -> Result<(), NetworkError> {
+        let _lock = self.lock()?;
+        let netlink = Netlink::open()?;
+        self.sync_locked(&netlink)
+    }
+
+    fn live_veths(&self, netlink: &Netlink) -> Result<BTreeSet<String>, NetworkError> {
+        Ok(self.owned_veths(netlink.links()?.iter()))
+    }
+
+    fn owned_veths<'l>(&self, links: impl Iterator<Item = &'l link::Link>) -> BTreeSet<String> {
+        let prefix = format!("berth {} container ", self.scope);
+        links
+            .filter(|l| l.name.starts_with(VETH_PREFIX))
+            .filter(|l| l.alias.as_deref().is_some_and(|a| a.starts_with(&prefix)))
+            .map(|l| l.name.clone())
+            .collect()
+    }
+
+    fn rules_input(
+        &self,
+        records: &[NetworkRecord],
+        leases: &[Lease],
+        live: &BTreeSet<String>,
+    ) -> RulesInput {
+        let bridges = records
+            .iter()
+            .map(|r| BridgeRules {
+                bridge: r.bridge.clone(),
+                subnet: r.subnet,
+                internal: r.internal,
+            })
+            .collect();
+        let mut forwards: Vec<Forward> = leases
+            .iter()
+            .filter(|l| live.contains(&self.host_veth(&l.container, &l.network)))
+            .flat_map(|l| {
+                l.ports.iter().filter_map(move |p| {
+                    let host_ip = match p.host_ip {
+                        None => None,
+                        Some(IpAddr::V4(ip)) if ip.is_unspecified() => None,
+                        Some(IpAddr::V4(ip)) => Some(ip),
+                        // The loader refuses IPv6 host addresses for bridge networks.
+                        Some(IpAddr::V6(_)) => return None,
+                    };
+                    Some(Forward {
+                        host_ip,
+                        host_port: p.host_port,
+                        protocol: p.protocol,
+                        to: l.ip,
+                        to_port: p.container_port,
+                        container: l.container.clone(),
+                    })
+                })
+            })
+            .collect();
+        forwards.sort();
+        RulesInput {
+            table: self.scope.clone(),
+            bridges,
+            forwards,
+        }
+    }
+
+    /// Make the kernel's table what the state says (under the lock).
+    fn sync_locked(&self, netlink: &Netlink) -> Result<(), NetworkError> {
+        let records = self.records()?;
+        let leases = self.all_leases(&records)?;
+        let live = self.live_veths(netlink)?;
+        let input = self.rules_input(&records, &leases, &live);
+        if input.bridges.is_empty() && input.forwards.is_empty() {
+            rules::remove_table(&input.table)?;
+        } else {
+            rules::apply(&input)?;
+        }
+        Ok(())
+    }
+
+    /// Rewrite the hosts file of every container holding an address on `networks`.
+    fn rewrite_hosts(&self, networks: &[&str]) -> Result<(), NetworkError> {
+        let records = self.records()?;
+        let leases = self.all_leases(&records)?;
+        let affected: BTreeSet<&str> = leases
+            .iter()
+            .filter(|l| networks.contains(&l.network.as_str()))
+            .map(|l| l.container.as_str())
+            .collect();
+        for id in affected {
+            let Some(mine) = leases.iter().find(|l| l.container == id) else {
+                continue;
+            };
+            let my_networks: BTreeSet<&str> = leases
+                .iter()
+                .filter(|l| l.container == id)
+                .map(|l| l.network.as_str())
+                .collect();
+            let visible: Vec<Lease> = leases
+                .iter()
+                .filter(|l| my_networks.contains(l.network.as_str()))
+                .cloned()
+                .collect();
+            let entries = hosts::entries_for(id, &mine.hostname, &visible);
+            let text = crate::runtime::etc::hosts(&mine.hostname, None, &entries);
+            let path = crate::runtime::layout::ContainerPaths {
+                dir: self.containers.join(id),
+            }
+            .etc()
+            .join("hosts");
+            hosts::rewrite_in_place(&path, &text).map_err(io_err("rewriting", &path))?;
+        }
+        Ok(())
+    }
+}
+
+fn remove_file_if_exists(path: &std::path::Path) -> Result<(), NetworkError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("removing", path)(e).into()),
+    }
+}

@@ -1,0 +1,84 @@
+//! What berth keeps about its networks under the state root:
+//!
+//! ```text
+//! <state root>/networks/.lock                 serialises every change to networks and leases
+//! <state root>/networks/<name>/network.json   the network as created (bridge, subnet, hash)
+//! <state root>/networks/<name>/leases/<ip>    one address held by one container
+//! ```
+//!
+//! A lease is taken at a container's first start and kept across its restarts, so its
+//! address is stable (also across agent restarts: nothing here lives in memory); it is
+//! released when the container is removed. The file name is the address, so two containers
+//! can never hold one address.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::spec::port::PortMapping;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    pub name: String,
+    /// The `[network.*]` entry's spec hash (empty for one made by hand).
+    pub spec_hash: String,
+    /// `berth<N>`, chosen at creation and kept.
+    pub bridge: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub internal: bool,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub network: String,
+    pub ip: Ipv4Addr,
+    /// The container's id.
+    pub container: String,
+    /// Its entry name and aliases: what the other containers of the network resolve.
+    pub name: String,
+    pub hostname: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Published ports forwarded to this address (one network of the container carries them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortMapping>,
+}
+
+/// Every path under `<state root>/networks`.
+#[derive(Debug, Clone)]
+pub struct NetworkPaths {
+    pub root: PathBuf,
+}
+
+impl NetworkPaths {
+    pub fn new(state_root: &Path) -> NetworkPaths {
+        NetworkPaths {
+            root: state_root.join("networks"),
+        }
+    }
+
+    pub fn lock(&self) -> PathBuf {
+        self.root.join(".lock")
+    }
+
+    pub fn dir(&self, network: &str) -> PathBuf {
+        self.root.join(network)
+    }
+
+    pub fn record(&self, network: &str) -> PathBuf {
+        self.dir(network).join("network.json")
+    }
+
+    pub fn leases(&self, network: &str) -> PathBuf {
+        self.dir(network).join("leases")
+    }
+
+    pub fn lease(&self, network: &str, ip: Ipv4Addr) -> PathBuf {
+        self.leases(network).join(ip.to_string())
+    }
+}
