@@ -18,6 +18,9 @@ pub const POINTS: &[&str] = &[
     "replace-after-remove",
     "apply-after-pull",
     "prune-after-stop",
+    // Networks
+    "network-create-after-record",
+    "network-remove-after-rename",
 ];
 
 fn armed() -> &'static [String] {

@@ -33,6 +33,26 @@ struct Report {
     last_pass: Option<serde_json::Value>,
     problems: Vec<String>,
     containers: Vec<Row>,
+    networks: Vec<NetRow>,
+    /// berth's nftables table is what its state makes (else the next pass rebuilds it).
+    rules_in_sync: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct NetRow {
+    name: String,
+    described: bool,
+    /// missing | ok | bridge missing | changed
+    state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bridge: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subnet: Option<String>,
+    internal: bool,
+    /// Containers holding an address on it.
+    containers: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -152,6 +172,7 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
             }
         });
     }
+    let networks = network_rows(&machine, desired, &observed, &notes);
     let agent_pid = saved
         .as_ref()
         .filter(|s| s.mode == "agent" && Path::new(&format!("/proc/{}", s.pid)).exists())
@@ -162,6 +183,8 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         last_pass: saved.filter(|_| same_dir).map(|s| summary_of(&s.last_pass)),
         problems,
         containers: rows,
+        networks,
+        rules_in_sync: observed.networks.rules_in_sync,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -169,6 +192,68 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         print_text(&report);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Described and existing networks: the record's addressing, the bridge, who uses it.
+fn network_rows(
+    machine: &Machine,
+    desired: Option<&berth::spec::model::Desired>,
+    observed: &observe::Observed,
+    notes: &BTreeMap<String, String>,
+) -> Vec<NetRow> {
+    let records: BTreeMap<String, berth::network::record::NetworkRecord> = machine
+        .networks()
+        .records()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| (r.name.clone(), r))
+        .collect();
+    let mut names: Vec<String> = desired
+        .map(|d| d.networks.keys().map(|n| n.to_string()).collect())
+        .unwrap_or_default();
+    for name in records.keys() {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let spec = desired.and_then(|d| d.networks.get(name.as_str()));
+            let seen = observed.networks.records.get(&name);
+            let record = records.get(&name);
+            let state = match (seen, spec) {
+                (None, _) => "missing",
+                (Some(o), _) if !o.bridge_ok => "bridge missing",
+                (Some(o), Some(s))
+                    if berth::spec::hash::SpecHashed::spec_hash(s)
+                        .is_ok_and(|h| h.as_str() != o.spec_hash) =>
+                {
+                    "changed"
+                }
+                _ => "ok",
+            };
+            let note = notes.get(&format!("network/{name}")).cloned().or_else(|| {
+                spec.is_none()
+                    .then(|| "no longer described: pruned once no container uses it".to_string())
+            });
+            NetRow {
+                described: spec.is_some(),
+                state: state.into(),
+                bridge: record.map(|r| r.bridge.clone()),
+                subnet: record
+                    .map(|r| r.subnet.to_string())
+                    .or_else(|| spec.map(|s| s.subnet.to_string())),
+                internal: record
+                    .map(|r| r.internal)
+                    .or(spec.map(|s| s.internal))
+                    .unwrap_or(false),
+                containers: seen.map_or(0, |o| o.holders.len()),
+                note,
+                name,
+            }
+        })
+        .collect()
 }
 
 /// Per resource key: the last failure, else the last wait or keep reason.
@@ -257,5 +342,30 @@ fn print_text(report: &Report) {
             r.last_exit.as_deref().unwrap_or("-"),
             r.note.as_deref().unwrap_or("")
         );
+    }
+    if !report.networks.is_empty() {
+        println!();
+        println!(
+            "{:<20} {:<15} {:<10} {:<29} {:>10}  NOTE",
+            "NETWORK", "STATE", "BRIDGE", "SUBNET", "CONTAINERS"
+        );
+        for n in &report.networks {
+            println!(
+                "{:<20} {:<15} {:<10} {:<29} {:>10}  {}",
+                n.name,
+                n.state,
+                n.bridge.as_deref().unwrap_or("-"),
+                format!(
+                    "{}{}",
+                    n.subnet.as_deref().unwrap_or("-"),
+                    if n.internal { " (internal)" } else { "" }
+                ),
+                n.containers,
+                n.note.as_deref().unwrap_or("")
+            );
+        }
+        if !report.rules_in_sync {
+            println!("nftables table: differs from the state; the next pass rebuilds it");
+        }
     }
 }

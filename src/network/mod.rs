@@ -191,6 +191,20 @@ impl Networks {
         }
     }
 
+    /// Directories of removals a crash interrupted (renamed away, not yet deleted): under the
+    /// lock, none is in progress.
+    fn sweep_locked(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.paths.root) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.contains(".removing.") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+
     pub fn record(&self, name: &str) -> Result<Option<NetworkRecord>, NetworkError> {
         Ok(crate::runtime::record::load(&self.paths.record(name))?)
     }
@@ -257,6 +271,7 @@ impl Networks {
         spec_hash: &str,
     ) -> Result<NetworkRecord, NetworkError> {
         let _lock = self.lock()?;
+        self.sweep_locked();
         let netlink = Netlink::open()?;
         let existing = self.record(name)?;
         let mut record = NetworkRecord {
@@ -321,6 +336,7 @@ impl Networks {
             let mut candidate = record.clone();
             candidate.bridge = bridge.clone();
             self.save(&candidate)?;
+            crate::failpoint::hit("network-create-after-record");
             match self.plug_bridge(netlink, &candidate) {
                 Ok(()) => return Ok(bridge),
                 Err(NetworkError::Link(LinkError::NotOurs { .. })) => continue,
@@ -362,6 +378,7 @@ impl Networks {
     /// Remove a network no container uses any more: its bridge, its leases, its record.
     pub fn remove(&self, name: &str) -> Result<(), NetworkError> {
         let _lock = self.lock()?;
+        self.sweep_locked();
         let netlink = Netlink::open()?;
         let Some(record) = self.record(name)? else {
             return Ok(());
@@ -388,6 +405,7 @@ impl Networks {
         let dir = self.paths.dir(name);
         let doomed = dir.with_file_name(fsutil::doomed_name(name));
         std::fs::rename(&dir, &doomed).map_err(io_err("renaming", &dir))?;
+        crate::failpoint::hit("network-remove-after-rename");
         std::fs::remove_dir_all(&doomed).map_err(io_err("removing", &doomed))?;
         self.sync_locked(&netlink)?;
         Ok(())
@@ -640,6 +658,7 @@ impl Networks {
     /// itself, which leaves its forwards behind until then).
     pub fn repair_rules(&self) -> Result<(), NetworkError> {
         let _lock = self.lock()?;
+        self.sweep_locked();
         let netlink = Netlink::open()?;
         self.sync_locked(&netlink)
     }

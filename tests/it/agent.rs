@@ -489,12 +489,31 @@ fn crash_and_converge(failpoint: &str) {
             .output()
             .expect("apply")
     };
-    sb.write("web.toml", &server("web", &image, "1"));
+    // Every scenario runs on a bridge network, so leases, veths and rules go through it too.
+    let (subnet, _) = crate::network::subnet();
+    let on_front = |v: &str| format!("{}networks = [\"front\"]\n", server("web", &image, v));
+    sb.write(
+        "net.toml",
+        &format!("[network.front]\nsubnet = \"{subnet}\"\n"),
+    );
+    sb.write("web.toml", &on_front("1"));
     let mut names = vec!["web"];
     match failpoint {
         "replace-after-create" | "replace-after-stop" | "replace-after-remove" => {
             assert!(apply("").status.success());
-            sb.write("web.toml", &server("web", &image, "2"));
+            sb.write("web.toml", &on_front("2"));
+        }
+        "network-remove-after-rename" => {
+            let (old_subnet, _) = crate::network::subnet();
+            sb.write(
+                "gone.toml",
+                &format!(
+                    "[network.old]\nsubnet = \"{old_subnet}\"\n\n{}networks = [\"old\"]\n",
+                    server("gone", &image, "1")
+                ),
+            );
+            assert!(apply("").status.success());
+            std::fs::remove_file(dir.join("gone.toml")).expect("rm");
         }
         "prune-after-stop" | "remove-after-rename" => {
             sb.write("gone.toml", &server("gone", &image, "1"));
@@ -564,6 +583,26 @@ fn crash_and_converge(failpoint: &str) {
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "{failpoint}: leftovers {leftovers:?}");
+    // Networks: only `front`, its bridge and one veth per running container on it; no
+    // half-removed network directory.
+    let net_leftovers: Vec<String> = std::fs::read_dir(sb.root().join("networks"))
+        .expect("networks dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".lock")
+        .collect();
+    assert_eq!(net_leftovers, vec!["front".to_string()], "{failpoint}");
+    let links = crate::support::net::links_of(&sb.runtime.layout().scope);
+    let bridges = links
+        .iter()
+        .filter(|(_, a)| !a.contains(" container "))
+        .count();
+    let veths = links
+        .iter()
+        .filter(|(_, a)| a.contains(" container "))
+        .count();
+    assert_eq!(bridges, 1, "{failpoint}: {links:?}");
+    assert_eq!(veths, running(&sb, "web").len(), "{failpoint}: {links:?}");
     let expected_monitors: usize = names.iter().map(|n| running(&sb, n).len()).sum();
     wait_for(
         Duration::from_secs(5),
@@ -614,6 +653,8 @@ crash_tests! {
     crash_after_restart_cleared => "restart-after-clear",
     crash_after_pruned_container_stopped => "prune-after-stop",
     crash_during_removal => "remove-after-rename",
+    crash_after_network_recorded => "network-create-after-record",
+    crash_during_network_removal => "network-remove-after-rename",
 }
 
 #[test]

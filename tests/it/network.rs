@@ -17,7 +17,7 @@ use crate::support::net::{free_port, host_address, http_get, links_of, table};
 use crate::support::sandbox::Sandbox;
 
 /// A /24 no other test of this run uses: 10.213.N.0/24.
-fn subnet() -> (String, u8) {
+pub(crate) fn subnet() -> (String, u8) {
     static NEXT: AtomicU8 = AtomicU8::new(1);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     (format!("10.213.{n}.0/24"), n)

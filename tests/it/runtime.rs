@@ -711,29 +711,6 @@ fn prune_keeps_the_images_of_existing_containers() {
 }
 
 #[test]
-fn bridge_networks_are_refused_until_they_exist() {
-    let (sb, image) = sandbox();
-    sb.write("net.toml", "[network.front]\nsubnet = \"10.89.7.0/24\"\n");
-    container(
-        &sb,
-        &image,
-        "web",
-        r#"networks = ["front"]
-command = ["true"]"#,
-    );
-    let (code, _, err) = sb.run("web");
-    assert_ne!(code, 0);
-    assert!(
-        err.contains("bridge networks and published ports are not implemented"),
-        "{err}"
-    );
-    assert!(
-        sb.runtime.list().expect("list").is_empty(),
-        "nothing may be left behind"
-    );
-}
-
-#[test]
 fn exec_runs_in_the_containers_cgroup() {
     let (sb, image) = sandbox();
     container(&sb, &image, "grouped", r#"command = ["sleep", "300"]"#);

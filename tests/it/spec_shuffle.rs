@@ -67,7 +67,9 @@ fn generate(seed: u64) -> Vec<Resource> {
             Value::Plain(quoted(&format!("10.{}.0.0/16", 10 + i))),
         )];
         if rng.chance() {
-            keys.push(("internal".into(), Value::Plain(rng.chance().to_string())));
+            // net0 always has outside access: containers publishing ports join it.
+            let internal = i > 0 && rng.chance();
+            keys.push(("internal".into(), Value::Plain(internal.to_string())));
         }
         if rng.chance() {
             keys.push((
@@ -140,11 +142,12 @@ fn generate(seed: u64) -> Vec<Resource> {
             nets[0] = format!("{{ name = {}, aliases = [\"a{i}\", \"b{i}\"] }}", nets[0]);
         }
         if !nets.is_empty() {
+            let on_net0 = nets.iter().any(|n| n.contains("\"net0\""));
             keys.push(("networks".into(), Value::Set(nets)));
             let ports: Vec<String> = (0..rng.below(3))
                 .map(|p| quoted(&format!("{}:{}", 20000 + i * 10 + p, 80 + p)))
                 .collect();
-            if !ports.is_empty() {
+            if !ports.is_empty() && on_net0 {
                 keys.push(("ports".into(), Value::Set(ports)));
             }
         }
