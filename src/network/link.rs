@@ -24,9 +24,7 @@ pub enum LinkError {
         link: String,
         source: std::io::Error,
     },
-    #[error(
-        "network interface {link} exists and is not berth's (its alias is {alias:?}); remove or rename it"
-    )]
+    #[error("network interface {link} exists and is not berth's ({}); remove or rename it", alias.as_deref().map_or("it has no alias".to_string(), |a| format!("its alias is `{a}`")))]
     NotOurs { link: String, alias: Option<String> },
     #[error("entering the container's network namespace: {source}")]
     Setns { source: nix::Error },
@@ -38,6 +36,8 @@ pub struct Link {
     pub index: u32,
     pub name: String,
     pub alias: Option<String>,
+    /// The bridge it is a port of.
+    pub master: Option<u32>,
 }
 
 fn netlink_err(op: &'static str, link: &str) -> impl FnOnce(rtnetlink::Error) -> LinkError {
@@ -116,7 +116,7 @@ impl Netlink {
     }
 
     /// The bridge `name` exists, is berth's (`alias`), is up, and holds exactly `gateway/prefix`
-    /// among its IPv4 addresses. Returns whether anything had to be done.
+    /// among its IPv4 addresses. Returns whether it had to be created.
     pub fn ensure_bridge(
         &self,
         name: &str,
@@ -124,9 +124,33 @@ impl Netlink {
         gateway: Ipv4Addr,
         prefix: u8,
     ) -> Result<bool, LinkError> {
+        let ports_of = |index: u32| -> Result<usize, LinkError> {
+            Ok(self
+                .links()?
+                .iter()
+                .filter(|l| l.master == Some(index))
+                .count())
+        };
+        // Looked up before entering the runtime: `links` runs its own block_on.
+        let existing = self.link(name)?;
+        let adopt = match &existing {
+            // Made by an ensure that crashed before naming it: an unnamed bridge of exactly
+            // the recorded name with nothing plugged in is ours to finish.
+            Some(l) if l.alias.is_none() => ports_of(l.index)? == 0,
+            _ => false,
+        };
         self.rt.block_on(async {
-            let mut changed = false;
-            let link = match self.get(name).await? {
+            let mut created = false;
+            let link = match existing {
+                Some(link) if adopt => {
+                    self.handle
+                        .link()
+                        .set(LinkUnspec::new_with_index(link.index).alias(alias).build())
+                        .execute()
+                        .await
+                        .map_err(netlink_err("naming", name))?;
+                    link
+                }
                 Some(link) => {
                     if link.alias.as_deref() != Some(alias) {
                         return Err(LinkError::NotOurs {
@@ -137,13 +161,24 @@ impl Netlink {
                     link
                 }
                 None => {
-                    self.handle
+                    match self
+                        .handle
                         .link()
                         .add(LinkBridge::new(name).build())
                         .execute()
                         .await
-                        .map_err(netlink_err("creating bridge", name))?;
-                    changed = true;
+                    {
+                        Ok(()) => {}
+                        // Taken between the lookup and the creation (another state root).
+                        Err(e) if is_errno(&e, libc::EEXIST) => {
+                            return Err(LinkError::NotOurs {
+                                link: name.into(),
+                                alias: None,
+                            });
+                        }
+                        Err(e) => return Err(netlink_err("creating bridge", name)(e)),
+                    }
+                    created = true;
                     let link = self.get(name).await?.ok_or_else(|| LinkError::Netlink {
                         op: "finding the new bridge",
                         link: name.into(),
@@ -190,7 +225,6 @@ impl Netlink {
                     .execute()
                     .await
                     .map_err(netlink_err("removing an old address of", name))?;
-                changed = true;
             }
             if !has_gateway {
                 self.handle
@@ -199,7 +233,6 @@ impl Netlink {
                     .execute()
                     .await
                     .map_err(netlink_err("adding the gateway address to", name))?;
-                changed = true;
             }
             self.handle
                 .link()
@@ -207,7 +240,7 @@ impl Netlink {
                 .execute()
                 .await
                 .map_err(netlink_err("bringing up", name))?;
-            Ok(changed)
+            Ok(created)
         })
     }
 
@@ -378,11 +411,13 @@ fn link_of(msg: &rtnetlink::packet_route::link::LinkMessage) -> Link {
         index: msg.header.index,
         name: String::new(),
         alias: None,
+        master: None,
     };
     for attr in &msg.attributes {
         match attr {
             LinkAttribute::IfName(n) => link.name = n.clone(),
             LinkAttribute::IfAlias(a) => link.alias = Some(a.clone()),
+            LinkAttribute::Controller(m) => link.master = Some(*m),
             _ => {}
         }
     }

@@ -109,6 +109,8 @@ pub struct ObservedNetworks {
     pub records: BTreeMap<String, ObservedNetwork>,
     /// berth's nftables table is what its state makes.
     pub rules_in_sync: bool,
+    /// False when the networks could not be observed: no network step is planned then.
+    pub readable: bool,
 }
 
 impl Default for ObservedNetworks {
@@ -116,6 +118,7 @@ impl Default for ObservedNetworks {
         ObservedNetworks {
             records: BTreeMap::new(),
             rules_in_sync: true,
+            readable: true,
         }
     }
 }
@@ -191,6 +194,25 @@ impl Networks {
         }
     }
 
+    /// Leases of containers that no longer exist (a crash between a removal and its release).
+    fn sweep_stale_leases(&self, network: &str) -> Result<(), NetworkError> {
+        for lease in self.leases(network)? {
+            if !self.containers.join(&lease.container).is_dir() {
+                remove_file_if_exists(&self.paths.lease(network, lease.ip))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn interrupted_removals(&self) -> bool {
+        std::fs::read_dir(&self.paths.root).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with('.') && name.contains(".removing.")
+            })
+        })
+    }
+
     /// Directories of removals a crash interrupted (renamed away, not yet deleted): under the
     /// lock, none is in progress.
     fn sweep_locked(&self) {
@@ -245,8 +267,13 @@ impl Networks {
             if name.parse::<Ipv4Addr>().is_err() {
                 continue; // a temporary file of an interrupted write
             }
-            if let Some(lease) = crate::runtime::record::load::<Lease>(&entry.path())? {
-                out.push(lease);
+            match crate::runtime::record::load::<Lease>(&entry.path()) {
+                Ok(Some(lease)) => out.push(lease),
+                Ok(None) => {}
+                // A lease damaged by a power loss (leases are not flushed) costs its holder
+                // its address, not every network operation: the holder leases again at its
+                // next start, and the damaged file is replaced or removed then.
+                Err(e) => tracing::warn!(network, "ignoring a lease: {e}"),
             }
         }
         out.sort_by_key(|l| l.ip);
@@ -290,19 +317,19 @@ impl Networks {
             ),
         };
         fsutil::private_dir(&self.paths.dir(name))?;
+        self.sweep_stale_leases(name)?;
         if record.bridge.is_empty() {
             record.bridge = self.new_bridge(&netlink, &record)?;
         } else {
             self.save(&record)?;
-            self.plug_bridge(&netlink, &record)?;
-            // A bridge deleted by hand took its ports with it: the running containers'
-            // veths go back on the new one.
-            let live = self.live_veths(&netlink)?;
-            for lease in self.leases(name)? {
-                let veth = self.host_veth(&lease.container, name);
-                if live.contains(&veth) {
-                    netlink.enslave(&veth, &record.bridge)?;
+            match self.plug_bridge(&netlink, &record) {
+                Ok(()) => {}
+                // The recorded name was never ours (a crash before the bridge was made, and
+                // another state root took the name) or is someone else's by now: a new one.
+                Err(NetworkError::Link(LinkError::NotOurs { .. })) => {
+                    record.bridge = self.new_bridge(&netlink, &record)?;
                 }
+                Err(e) => return Err(e),
             }
         }
         self.sync_locked(&netlink)?;
@@ -346,14 +373,25 @@ impl Networks {
         Err(NetworkError::NoBridgeName)
     }
 
-    /// The bridge exists with its address, and the kernel settings it needs are set.
+    /// The bridge exists with its address, and the kernel settings it needs are set. A bridge
+    /// made again (deleted by hand) gets the running containers' veths back: deleting a
+    /// bridge sets its ports free.
     fn plug_bridge(&self, netlink: &Netlink, record: &NetworkRecord) -> Result<(), NetworkError> {
-        netlink.ensure_bridge(
+        let created = netlink.ensure_bridge(
             &record.bridge,
             &self.bridge_alias(&record.name),
             record.gateway,
             record.subnet.prefix_len(),
         )?;
+        if created {
+            let live = self.live_veths(netlink)?;
+            for lease in self.leases(&record.name)? {
+                let veth = self.host_veth(&lease.container, &record.name);
+                if live.contains(&veth) {
+                    netlink.enslave(&veth, &record.bridge)?;
+                }
+            }
+        }
         // Connections to 127.0.0.1 that the output chain forwards into the bridge keep their
         // loopback source until postrouting masquerades them; without this the kernel drops
         // them as martians. The input chain drops what arrives on the bridge for 127/8.
@@ -406,8 +444,10 @@ impl Networks {
         let doomed = dir.with_file_name(fsutil::doomed_name(name));
         std::fs::rename(&dir, &doomed).map_err(io_err("renaming", &dir))?;
         crate::failpoint::hit("network-remove-after-rename");
-        std::fs::remove_dir_all(&doomed).map_err(io_err("removing", &doomed))?;
+        // Rules first, then the directory: while a `.removing` directory exists the table may
+        // still name the network, and `observe` says so.
         self.sync_locked(&netlink)?;
+        std::fs::remove_dir_all(&doomed).map_err(io_err("removing", &doomed))?;
         Ok(())
     }
 
@@ -612,10 +652,12 @@ impl Networks {
         let records = self.records()?;
         if records.is_empty() {
             // Nothing of ours to look at (and no `nft` to run on every pass of a machine
-            // without networks).
+            // without networks), unless a removal was interrupted: then the table may still
+            // name the network, and a repair removes both.
             return Ok(ObservedNetworks {
                 records: BTreeMap::new(),
-                rules_in_sync: true,
+                rules_in_sync: !self.interrupted_removals(),
+                readable: true,
             });
         }
         let netlink = Netlink::open()?;
@@ -650,7 +692,8 @@ impl Networks {
         let input = self.rules_input(&records, &leases, &live);
         Ok(ObservedNetworks {
             records: out,
-            rules_in_sync: rules::in_sync(&input)?,
+            rules_in_sync: rules::in_sync(&input)? && !self.interrupted_removals(),
+            readable: true,
         })
     }
 
@@ -738,7 +781,11 @@ impl Networks {
     /// Rewrite the hosts file of every container holding an address on `networks`.
     fn rewrite_hosts(&self, networks: &[&str]) -> Result<(), NetworkError> {
         let records = self.records()?;
-        let leases = self.all_leases(&records)?;
+        let leases: Vec<Lease> = self
+            .all_leases(&records)?
+            .into_iter()
+            .filter(|l| self.containers.join(&l.container).is_dir())
+            .collect();
         let affected: BTreeSet<&str> = leases
             .iter()
             .filter(|l| networks.contains(&l.network.as_str()))

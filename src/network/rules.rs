@@ -382,8 +382,13 @@ fn build(input: &RulesInput, fingerprint: &str) -> Nftables<'static> {
             }),
         ]
     };
-    // The table's first rule: it always exists, whatever the input.
-    rule(PREROUTING, to_ports(), fingerprint);
+    // The table's first rule: it always exists, whatever the input. From outside, 127.0.0.0/8
+    // is never a published port: prerouting runs before the kernel's own martian check, so a
+    // neighbour routing 127.0.0.1 to this host would otherwise reach ports published on
+    // loopback only.
+    let mut from_outside = vec![neq(payload("ip", "daddr"), prefix(loopback()))];
+    from_outside.extend(to_ports());
+    rule(PREROUTING, from_outside, fingerprint);
     rule(OUTPUT, to_ports(), "published ports, from the host itself");
 
     for f in &input.forwards {
@@ -441,11 +446,8 @@ fn build(input: &RulesInput, fingerprint: &str) -> Nftables<'static> {
         }
     }
 
-    rule(
-        FORWARD,
-        vec![ct_status_dnat(), Statement::Accept(None)],
-        "published ports are reachable from every network",
-    );
+    // Internal networks first: not even a published port (reached through the bridge's own
+    // gateway address) lets their traffic out.
     for b in input.bridges.iter().filter(|b| b.internal) {
         let br = b.bridge.as_str();
         rule(
@@ -467,24 +469,25 @@ fn build(input: &RulesInput, fingerprint: &str) -> Nftables<'static> {
             &format!("{br} is internal: nothing enters it"),
         );
     }
+    rule(
+        FORWARD,
+        vec![ct_status_dnat(), Statement::Accept(None)],
+        "published ports are reachable from every network",
+    );
+    // Nothing opens a connection into a network from outside its bridge but through a
+    // published port: not a neighbour routing the subnet to this host, not another of
+    // berth's networks, not a network of another state root (which has the same rule).
     for b in &input.bridges {
-        let others: Vec<&str> = input
-            .bridges
-            .iter()
-            .map(|o| o.bridge.as_str())
-            .filter(|o| *o != b.bridge)
-            .collect();
-        if others.is_empty() {
-            continue;
-        }
+        let br = b.bridge.as_str();
         rule(
             FORWARD,
             vec![
-                eq(meta(MetaKey::Iifname), string(b.bridge.as_str())),
-                eq(meta(MetaKey::Oifname), one_or_set(&others)),
+                eq(meta(MetaKey::Oifname), string(br)),
+                neq(meta(MetaKey::Iifname), string(br)),
+                ct_state_not_established(),
                 Statement::Drop(None),
             ],
-            &format!("{}: isolated from berth's other networks", b.bridge),
+            &format!("{br}: only published ports and replies enter it"),
         );
     }
 
@@ -837,13 +840,33 @@ mod tests {
             .collect::<Vec<_>>();
         assert!(post.contains(&"berth-front: outbound NAT".to_string()));
         assert!(!post.contains(&"berth-back: outbound NAT".to_string()));
-        // Published ports come before any drop.
+        // The internal bridge's drops come first (a published port must not let its traffic
+        // out), then published ports, then the per-bridge inbound drops.
+        let forward: Vec<String> = rules["forward"]
+            .iter()
+            .map(|r| r["comment"].as_str().expect("comment").to_string())
+            .collect();
         assert_eq!(
-            rules["forward"][0]["expr"],
+            forward,
+            [
+                "berth-back is internal: nothing leaves it",
+                "berth-back is internal: nothing enters it",
+                "published ports are reachable from every network",
+                "berth-back: only published ports and replies enter it",
+                "berth-front: only published ports and replies enter it",
+            ]
+        );
+        assert_eq!(
+            rules["forward"][2]["expr"],
             json!([
                 {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}},
                 {"accept": null},
             ])
+        );
+        // Loopback is never a published port from outside the host.
+        assert_eq!(
+            rules["prerouting"][0]["expr"][0],
+            json!({"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": {"prefix": {"addr": "127.0.0.0", "len": 8}}}})
         );
         // Two bridges: the input rule names both, as a set.
         assert_eq!(
@@ -877,14 +900,18 @@ mod tests {
     }
 
     #[test]
-    fn one_bridge_is_isolated_from_nothing() {
+    fn one_bridge_accepts_only_published_ports_and_replies() {
         let input = RulesInput {
             table: "berth".to_string(),
             bridges: vec![bridge("berth0", "10.88.0.0/24", false)],
             forwards: vec![],
         };
         let (_, rules) = summary(&input);
-        assert_eq!(rules["forward"].len(), 1);
+        assert_eq!(rules["forward"].len(), 2);
+        assert_eq!(
+            rules["forward"][1]["comment"],
+            "berth0: only published ports and replies enter it"
+        );
         assert_eq!(rules["postrouting"].len(), 3);
         // One bridge is written as itself, not as a one-element set.
         assert_eq!(rules["input"][0]["expr"][0]["match"]["right"], "berth0");

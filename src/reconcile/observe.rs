@@ -258,7 +258,10 @@ pub fn observe(
     }
     match crate::network::Networks::new(runtime.layout()).observe() {
         Ok(networks) => observed.networks = networks,
-        Err(e) => observed.problems.push(format!("observing networks: {e}")),
+        Err(e) => {
+            observed.networks.readable = false;
+            observed.problems.push(format!("observing networks: {e}"));
+        }
     }
     observed
 }

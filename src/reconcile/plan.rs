@@ -404,6 +404,17 @@ impl<'a> Planner<'a> {
     fn networks(&mut self) {
         let desired = self.inputs.desired;
         let observed = &self.inputs.observed.networks;
+        if !observed.readable {
+            // Without knowing what exists, every network would look absent.
+            for name in desired.networks.keys() {
+                self.plan.waits.push(Wait {
+                    key: format!("network/{name}"),
+                    reason: "the networks' state cannot be read; nothing is done to networks until it can".into(),
+                    until_ms: None,
+                });
+            }
+            return;
+        }
         for (name, spec) in &desired.networks {
             let hash = match crate::spec::hash::SpecHashed::spec_hash(spec) {
                 Ok(h) => h,
@@ -483,6 +494,9 @@ impl<'a> Planner<'a> {
 
     /// The rules differ from what the state makes, and no network step rebuilds them.
     fn network_rules(&mut self) {
+        if !self.inputs.observed.networks.readable {
+            return;
+        }
         let networks_touched = self.plan.steps.iter().any(|s| {
             matches!(
                 s.action,

@@ -2402,3 +2402,21 @@ fn restarts_wait_for_a_network_being_repaired() {
          restart container/web id=web-00000001 streak=0 after=[0]",
     );
 }
+
+#[test]
+fn nothing_is_done_to_networks_that_cannot_be_read() {
+    let mut w = World::new(NET).images_present();
+    w.observed.networks.readable = false;
+    w.observed.networks.rules_in_sync = false;
+    let plan = w.plan();
+    assert!(
+        !plan.steps.iter().any(|s| matches!(
+            s.action,
+            Action::EnsureNetwork { .. }
+                | Action::RemoveNetwork { .. }
+                | Action::RepairNetworkRules
+        )),
+        "{plan:#?}"
+    );
+    assert!(plan.waits.iter().any(|w| w.key == "network/front"));
+}

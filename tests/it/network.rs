@@ -389,3 +389,216 @@ fn run_rm_on_a_network_gives_its_address_back() {
     let rules = table(&scope(&sb)).expect("the network stays, so does its table");
     assert!(!rules.contains(&format!("dport {port}")), "{rules}");
 }
+
+#[test]
+fn a_neighbour_reaches_only_published_ports() {
+    let (sb, image) = setup();
+    let (net, n) = subnet();
+    let (public_port, loopback_port) = (free_port(), free_port());
+    sb.write(
+        "net.toml",
+        &format!(
+            "[network.front]\nsubnet = \"{net}\"\n\n{}{}",
+            http_server(
+                "web",
+                &image,
+                "published",
+                &format!(
+                    "networks = [\"front\"]\nports = [\"{public_port}:80\", \"127.0.0.1:{loopback_port}:80\"]"
+                )
+            ),
+            http_server("private", &image, "unpublished", "networks = [\"front\"]"),
+        ),
+    );
+    apply(&sb);
+    let neighbour = crate::support::net::Neighbour::new(n);
+    neighbour.route("127.0.0.0/8");
+    neighbour.route(&net);
+    let host = neighbour.host_ip;
+    // The published port answers the neighbour on the host's address.
+    assert_eq!(
+        neighbour
+            .fetch(&format!("http://{host}:{public_port}/"))
+            .as_deref(),
+        Some("published")
+    );
+    // A port published on 127.0.0.1 only does not, even to a neighbour routing 127/8 here.
+    assert_eq!(
+        neighbour.fetch(&format!("http://127.0.0.1:{loopback_port}/")),
+        None
+    );
+    // Nor do the containers themselves, by address, when the neighbour routes their subnet
+    // here: only published ports enter a network.
+    let private = address_of(&sb, "private");
+    let web = address_of(&sb, "web");
+    assert_eq!(neighbour.fetch(&format!("http://{private}/")), None);
+    assert_eq!(neighbour.fetch(&format!("http://{web}/")), None);
+    // While from the host itself, the loopback port answers.
+    assert_eq!(
+        http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, loopback_port))).as_deref(),
+        Some("published\n")
+    );
+}
+
+#[test]
+fn an_internal_network_cannot_leave_through_a_published_port() {
+    let (sb, image) = setup();
+    let (inside, n) = subnet();
+    let (outside, _) = subnet();
+    let port = free_port();
+    sb.write(
+        "net.toml",
+        &format!(
+            "[network.back]\nsubnet = \"{inside}\"\ninternal = true\n\n[network.front]\nsubnet = \"{outside}\"\n\n{}{}",
+            http_server("web", &image, "front-web", &format!("networks = [\"front\"]\nports = [\"{port}:80\"]")),
+            sleeper("db", &image, "networks = [\"back\"]"),
+        ),
+    );
+    apply(&sb);
+    // The internal network's gateway is a host address: the published port's DNAT would
+    // carry the connection to another network.
+    let gateway = format!("10.213.{n}.1");
+    assert_eq!(
+        fetch_from(&sb, "db", &format!("http://{gateway}:{port}/")),
+        None
+    );
+    assert_eq!(
+        http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).as_deref(),
+        Some("front-web\n")
+    );
+}
+
+#[test]
+fn networks_of_two_state_roots_are_isolated() {
+    let (a, image_a) = setup();
+    let (b, image_b) = setup();
+    let (net_a, _) = subnet();
+    let (net_b, _) = subnet();
+    a.write(
+        "net.toml",
+        &format!(
+            "[network.front]\nsubnet = \"{net_a}\"\n\n{}",
+            sleeper("client", &image_a, "networks = [\"front\"]")
+        ),
+    );
+    b.write(
+        "net.toml",
+        &format!(
+            "[network.front]\nsubnet = \"{net_b}\"\n\n{}",
+            http_server("web", &image_b, "other-root", "networks = [\"front\"]")
+        ),
+    );
+    apply(&a);
+    apply(&b);
+    assert_ne!(bridge_of(&a, "front"), bridge_of(&b, "front"));
+    let web = address_of(&b, "web");
+    assert_eq!(fetch_from(&a, "client", &format!("http://{web}/")), None);
+}
+
+#[test]
+fn an_interrupted_removal_of_the_last_network_is_finished() {
+    let (sb, image) = setup();
+    let (net, _) = subnet();
+    sb.write(
+        "net.toml",
+        &format!(
+            "[network.solo]\nsubnet = \"{net}\"\n\n{}",
+            sleeper("only", &image, "networks = [\"solo\"]")
+        ),
+    );
+    apply(&sb);
+    std::fs::remove_file(sb.desired().join("net.toml")).expect("rm");
+    let desired = sb.desired();
+    let dir = desired.to_str().expect("utf-8");
+    let crashed = sb
+        .command(&["apply", dir, "--allow-empty"])
+        .env("BERTH_FAILPOINTS", "network-remove-after-rename")
+        .output()
+        .expect("apply");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        crashed.status.signal(),
+        Some(9),
+        "the failpoint was not reached"
+    );
+    assert!(table(&scope(&sb)).is_some(), "the crash left the table");
+    let out = sb.berth(&["apply", dir, "--allow-empty"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("repair   network rules"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(table(&scope(&sb)), None);
+    let left: Vec<String> = std::fs::read_dir(sb.root().join("networks"))
+        .expect("networks dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".lock")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(links_of(&scope(&sb)), Vec::<(String, String)>::new());
+}
+
+#[test]
+fn a_recorded_bridge_name_taken_by_someone_else_is_replaced() {
+    let (sb, image) = setup();
+    let (net, _) = subnet();
+    sb.write(
+        "net.toml",
+        &format!(
+            "[network.front]\nsubnet = \"{net}\"\n\n{}",
+            sleeper("one", &image, "networks = [\"front\"]")
+        ),
+    );
+    let desired = sb.desired();
+    let dir = desired.to_str().expect("utf-8");
+    // Crash after the bridge's name is recorded, before it exists; then something else takes
+    // that name.
+    let crashed = sb
+        .command(&["apply", dir])
+        .env("BERTH_FAILPOINTS", "network-create-after-record")
+        .output()
+        .expect("apply");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(crashed.status.signal(), Some(9));
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(sb.root().join("networks/front/network.json")).expect("record"),
+    )
+    .expect("json");
+    let taken = record["bridge"].as_str().expect("bridge").to_string();
+    struct Foreign(String);
+    impl Drop for Foreign {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["link", "del", &self.0]).status();
+        }
+    }
+    let foreign = Foreign(taken.clone());
+    let made = Command::new("ip")
+        .args(["link", "add", &taken, "type", "bridge"])
+        .status()
+        .expect("ip");
+    assert!(made.success());
+    let named = Command::new("ip")
+        .args(["link", "set", &taken, "alias", "somebody else's"])
+        .status()
+        .expect("ip");
+    assert!(named.success());
+
+    apply(&sb);
+    let bridge = bridge_of(&sb, "front");
+    assert_ne!(bridge, taken, "berth must not use a bridge it does not own");
+    let (ok, routes) = exec(&sb, "one", &["ip", "route"]);
+    assert!(ok && routes.contains("default via"), "{routes}");
+    // The foreign bridge is untouched.
+    let alias = Command::new("ip")
+        .args(["-j", "link", "show", &taken])
+        .output()
+        .expect("ip");
+    assert!(String::from_utf8_lossy(&alias.stdout).contains("somebody else's"));
+    drop(foreign);
+}

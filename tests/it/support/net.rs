@@ -96,3 +96,78 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// Another machine on the host's network, simulated: a network namespace joined to the host
+/// by a veth pair, addressed on a /30 of its own. Removed when dropped.
+pub struct Neighbour {
+    pub netns: String,
+    host_side: String,
+    pub host_ip: Ipv4Addr,
+}
+
+impl Neighbour {
+    /// `n` picks the /30 (10.214.n.0/30) and the names, unique per test.
+    pub fn new(n: u8) -> Neighbour {
+        let netns = format!("bnbr{n}");
+        let host_side = format!("bnbr{n}h");
+        let peer = format!("bnbr{n}n");
+        let host_ip = Ipv4Addr::new(10, 214, n, 1);
+        let me = Neighbour {
+            netns: netns.clone(),
+            host_side: host_side.clone(),
+            host_ip,
+        };
+        let mine = format!("10.214.{n}.2/30");
+        let host = format!("{host_ip}/30");
+        for args in [
+            vec!["netns", "add", &netns],
+            vec![
+                "link", "add", &host_side, "type", "veth", "peer", "name", &peer,
+            ],
+            vec!["link", "set", &peer, "netns", &netns],
+            vec!["addr", "add", &host, "dev", &host_side],
+            vec!["link", "set", &host_side, "up"],
+            vec!["-n", &netns, "addr", "add", &mine, "dev", &peer],
+            vec!["-n", &netns, "link", "set", &peer, "up"],
+        ] {
+            let status = Command::new("ip").args(&args).status().expect("ip");
+            assert!(status.success(), "ip {args:?}");
+        }
+        me
+    }
+
+    /// Route `prefix` to the host, as a neighbour that wants to reach it would.
+    pub fn route(&self, prefix: &str) {
+        let gw = self.host_ip.to_string();
+        let status = Command::new("ip")
+            .args(["-n", &self.netns, "route", "add", prefix, "via", &gw])
+            .status()
+            .expect("ip");
+        assert!(status.success(), "route {prefix}");
+    }
+
+    /// `GET url` from the neighbour (busybox wget): the body, or None.
+    pub fn fetch(&self, url: &str) -> Option<String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.netns, "timeout", "3"])
+            .args(["busybox", "wget", "-q", "-O", "-", url])
+            .output()
+            .expect("ip netns exec");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+impl Drop for Neighbour {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+        // Usually gone with the namespace already.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_side])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
