@@ -143,11 +143,13 @@ cleanup() {
   for m in "${mounts[@]}"; do
     umount "$m" 2>/dev/null || umount -l "$m"
   done
-  # conmon exits on its own once its container is removed.
-  for ((i = 0; i < 100; i++)); do
+  # conmon and podman's own cleanup processes exit on their own once the containers are
+  # removed (they can take a while on a loaded machine).
+  for ((i = 0; i < 300; i++)); do
     pgrep -f -- "$WORK/" >/dev/null || break
     sleep 0.1
   done
+  pgrep -f -- "$WORK/" >/dev/null && echo "warning: processes of $WORK still run: $(pgrep -f -- "$WORK/" | tr '\n' ' ')" >&2
   # What podman's CNI network made on the host, if new and unused.
   local cni_busy=0
   [[ -n $(ip link show master cni-podman0 2>/dev/null) ]] && cni_busy=1
@@ -170,6 +172,9 @@ cleanup() {
       umount /run/netns || break
     done
     ((run_netns_existed)) || rmdir /run/netns 2>/dev/null
+    if ((!run_netns_mounted)) && mountpoint -q /run/netns 2>/dev/null; then
+      echo "note: /run/netns is still a mount point (podman's; not there before): $(ls -A /run/netns | head -5 | tr '\n' ' ')" >&2
+    fi
   else
     echo "note: podman's CNI network is in use by other containers; cni-podman0 and its rules left" >&2
   fi

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use berth::image::ImageService;
 use berth::image::record::ImageRecord;
-use berth::reconcile::apply::{Machine, create_container, ensure_network};
+use berth::reconcile::apply::{Machine, create_container, ensure_network_if_changed};
 use berth::runtime::record::{ContainerRecord, ExitRecord};
 use berth::runtime::{Runtime, State, logfile, sys};
 use berth::spec::model::{Desired, PullPolicy};
@@ -51,7 +51,7 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
     // Its networks are created (or brought to their entries) first, as the agent would.
     if let berth::spec::model::ContainerNetwork::Bridge(attachments) = &container.network {
         for a in attachments {
-            ensure_network(&machine, &loaded.desired, a.network.as_str())
+            ensure_network_if_changed(&machine, &loaded.desired, a.network.as_str())
                 .with_context(|| format!("network {}", a.network))?;
         }
     }

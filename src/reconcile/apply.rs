@@ -478,6 +478,22 @@ pub fn create_container(
     })?)
 }
 
+/// Create or update the network `name` as `desired` describes it, unless its record says it
+/// already is (a bridge deleted by hand is made again when a container is plugged in).
+pub fn ensure_network_if_changed(
+    machine: &Machine,
+    desired: &Desired,
+    name: &str,
+) -> Result<(), ApplyError> {
+    if let Some(spec) = desired.networks.get(name)
+        && let Some(record) = machine.networks().record(name)?
+        && crate::spec::hash::SpecHashed::spec_hash(spec)?.as_str() == record.spec_hash
+    {
+        return Ok(());
+    }
+    ensure_network(machine, desired, name).map(|_| ())
+}
+
 /// Create or update the network `name` as `desired` describes it.
 pub fn ensure_network(
     machine: &Machine,
