@@ -148,7 +148,10 @@ fn containers_reach_each_other_by_name_and_published_ports_answer() {
         fetch_from(&sb, "outsider", &format!("http://{web_ip}/")),
         None
     );
-    assert_eq!(fetch_from(&sb, "outsider", "http://web/"), None);
+    // (Not by name: an unknown name would be asked of the host's resolver, outside this
+    // machine; the hosts file of `outsider` does not list `web`.)
+    let (_, hosts) = exec(&sb, "outsider", &["cat", "/etc/hosts"]);
+    assert!(!hosts.contains("web"), "{hosts}");
 
     // The published port, from the host: loopback and the host's own address.
     let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -610,4 +613,53 @@ fn a_recorded_bridge_name_taken_by_someone_else_is_replaced() {
         .expect("ip");
     assert!(String::from_utf8_lossy(&alias.stdout).contains("somebody else's"));
     drop(foreign);
+}
+
+#[test]
+fn a_container_on_two_networks_with_a_static_address() {
+    let (sb, image) = setup();
+    let (a, na) = subnet();
+    let (b, nb) = subnet();
+    sb.write(
+        "net.toml",
+        &format!(
+            "[network.alpha]\nsubnet = \"{a}\"\n\n[network.beta]\nsubnet = \"{b}\"\n\n{}{}{}",
+            sleeper(
+                "bridge-both",
+                &image,
+                &format!("networks = [\"alpha\", {{ name = \"beta\", ip = \"10.213.{nb}.77\" }}]")
+            ),
+            http_server("on-alpha", &image, "alpha-side", "networks = [\"alpha\"]"),
+            http_server("on-beta", &image, "beta-side", "networks = [\"beta\"]"),
+        ),
+    );
+    apply(&sb);
+    let (ok, addrs) = exec(&sb, "bridge-both", &["ip", "-4", "-o", "addr"]);
+    assert!(ok);
+    assert!(
+        addrs
+            .lines()
+            .any(|l| l.contains("eth0") && l.contains(&format!("10.213.{na}."))),
+        "{addrs}"
+    );
+    assert!(
+        addrs
+            .lines()
+            .any(|l| l.contains("eth1") && l.contains(&format!("10.213.{nb}.77/24"))),
+        "{addrs}"
+    );
+    assert_eq!(
+        fetch_from(&sb, "bridge-both", "http://on-alpha/").as_deref(),
+        Some("alpha-side")
+    );
+    assert_eq!(
+        fetch_from(&sb, "bridge-both", "http://on-beta/").as_deref(),
+        Some("beta-side")
+    );
+    // The two single-network containers still cannot reach each other.
+    let beta = address_of(&sb, "on-beta");
+    assert_eq!(
+        fetch_from(&sb, "on-alpha", &format!("http://{beta}/")),
+        None
+    );
 }
