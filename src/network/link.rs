@@ -244,6 +244,44 @@ impl Netlink {
         })
     }
 
+    /// The main table's IPv4 routes other than default routes: (destination, output link).
+    pub fn routes(&self) -> Result<Vec<(ipnet::Ipv4Net, Option<u32>)>, LinkError> {
+        use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+        self.rt.block_on(async {
+            let mut out = Vec::new();
+            let mut stream = self
+                .handle
+                .route()
+                .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+                .execute();
+            while let Some(msg) = stream
+                .try_next()
+                .await
+                .map_err(netlink_err("listing", "routes"))?
+            {
+                // RT_TABLE_MAIN; the local table holds the host's own addresses.
+                if msg.header.table != 254 || msg.header.destination_prefix_length == 0 {
+                    continue;
+                }
+                let mut dst = None;
+                let mut oif = None;
+                for attr in &msg.attributes {
+                    match attr {
+                        RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = Some(*ip),
+                        RouteAttribute::Oif(i) => oif = Some(*i),
+                        _ => {}
+                    }
+                }
+                if let Some(net) = dst.and_then(|ip| {
+                    ipnet::Ipv4Net::new(ip, msg.header.destination_prefix_length).ok()
+                }) {
+                    out.push((net.trunc(), oif));
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// Delete a link; one that is already gone is fine.
     pub fn delete(&self, name: &str) -> Result<(), LinkError> {
         self.rt.block_on(async {

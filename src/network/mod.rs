@@ -71,6 +71,13 @@ pub enum NetworkError {
     },
     #[error("host port {port} is already published by container {holder}")]
     PortTaken { port: String, holder: String },
+    #[error("network {network}: subnet {subnet} overlaps the host's route to {route}{}; choose a subnet nothing else on this host uses", via.as_deref().map(|v| format!(" via {v}")).unwrap_or_default())]
+    SubnetInUse {
+        network: String,
+        subnet: ipnet::Ipv4Net,
+        route: ipnet::Ipv4Net,
+        via: Option<String>,
+    },
     #[error("no free bridge name {BRIDGE_PREFIX}0..{BRIDGE_PREFIX}{MAX_BRIDGES}")]
     NoBridgeName,
     #[error("the network lock {} is held by another operation for {}s; try again", path.display(), LOCK_TIMEOUT.as_secs())]
@@ -316,6 +323,9 @@ impl Networks {
                 |r| r.created_at.clone(),
             ),
         };
+        if existing.as_ref().is_none_or(|r| r.subnet != spec.subnet) {
+            self.check_subnet_free(&netlink, name, spec.subnet, existing.as_ref())?;
+        }
         fsutil::private_dir(&self.paths.dir(name))?;
         self.sweep_stale_leases(name)?;
         if record.bridge.is_empty() {
@@ -342,6 +352,42 @@ impl Networks {
             message: e.to_string(),
         })?;
         fsutil::write_atomic(&self.paths.record(&record.name), &bytes)?;
+        Ok(())
+    }
+
+    /// A new subnet must not overlap a route of the host (another network of the machine, a
+    /// VPN, another state root's bridge): its connected route would take that traffic. The
+    /// network's own bridge (a subnet change in place) does not count.
+    fn check_subnet_free(
+        &self,
+        netlink: &Netlink,
+        name: &str,
+        subnet: ipnet::Ipv4Net,
+        existing: Option<&NetworkRecord>,
+    ) -> Result<(), NetworkError> {
+        let links = netlink.links()?;
+        let own = existing.and_then(|r| {
+            links
+                .iter()
+                .find(|l| {
+                    l.name == r.bridge && l.alias.as_deref() == Some(&self.bridge_alias(name))
+                })
+                .map(|l| l.index)
+        });
+        for (route, oif) in netlink.routes()? {
+            if oif.is_some() && oif == own {
+                continue;
+            }
+            if route.contains(&subnet.network()) || subnet.contains(&route.network()) {
+                return Err(NetworkError::SubnetInUse {
+                    network: name.to_string(),
+                    subnet,
+                    route,
+                    via: oif
+                        .and_then(|i| links.iter().find(|l| l.index == i).map(|l| l.name.clone())),
+                });
+            }
+        }
         Ok(())
     }
 

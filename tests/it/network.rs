@@ -663,3 +663,31 @@ fn a_container_on_two_networks_with_a_static_address() {
         None
     );
 }
+
+#[test]
+fn a_subnet_the_host_already_routes_is_refused() {
+    let (sb, image) = setup();
+    let (_, n) = subnet();
+    // The host routes 10.214.n.0/30 to a neighbour: a network on 10.214.n.0/24 would take
+    // that traffic.
+    let _neighbour = crate::support::net::Neighbour::new(n);
+    sb.write(
+        "net.toml",
+        &format!(
+            "[network.clash]\nsubnet = \"10.214.{n}.0/24\"\n\n{}",
+            sleeper("one", &image, "networks = [\"clash\"]")
+        ),
+    );
+    let desired = sb.desired();
+    let out = sb.berth(&["apply", desired.to_str().expect("utf-8")]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "subnet 10.214.{n}.0/24 overlaps the host's route to 10.214.{n}.0/30 via bnbr{n}h"
+        )),
+        "{text}"
+    );
+    assert_eq!(links_of(&scope(&sb)), Vec::<(String, String)>::new());
+    assert!(sb.runtime.list().expect("list").is_empty());
+}
