@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use berth::image::ImageService;
 use berth::image::record::ImageRecord;
-use berth::reconcile::apply::{Machine, create_container, ensure_network_if_changed};
+use berth::reconcile::apply::{Machine, create_container, ensure_network_exists};
 use berth::runtime::record::{ContainerRecord, ExitRecord};
 use berth::runtime::{Runtime, State, logfile, sys};
 use berth::spec::model::{Desired, PullPolicy};
@@ -48,10 +48,11 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
     let machine = Machine::open(root, None)?;
     ensure_image(&machine.images, &loaded.desired, &args.name)?;
     let runtime = &machine.runtime;
-    // Its networks are created (or brought to their entries) first, as the agent would.
+    // Its networks are created first if they do not exist (never changed: that is the
+    // reconciler's job).
     if let berth::spec::model::ContainerNetwork::Bridge(attachments) = &container.network {
         for a in attachments {
-            ensure_network_if_changed(&machine, &loaded.desired, a.network.as_str())
+            ensure_network_exists(&machine, &loaded.desired, a.network.as_str())
                 .with_context(|| format!("network {}", a.network))?;
         }
     }

@@ -37,14 +37,28 @@ pub fn entries_for(me: &str, my_hostname: &str, leases: &[Lease]) -> HostEntries
 }
 
 /// Rewrite an existing hosts file in place; a missing one (never started) is left missing.
+/// A shorter text is first written padded to the old length with a comment line, then the
+/// file is truncated: a reader in between sees the new entries and a comment, never the tail
+/// of the old text.
 pub fn rewrite_in_place(path: &Path, text: &str) -> std::io::Result<()> {
     let mut file = match std::fs::OpenOptions::new().write(true).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
+    let old_len = file.metadata()?.len() as usize;
+    let mut bytes = text.as_bytes().to_vec();
+    if old_len > bytes.len() {
+        let pad = old_len - bytes.len();
+        // "#" … "\n"; a single byte of padding is a newline alone (an empty line).
+        if pad >= 2 {
+            bytes.push(b'#');
+            bytes.extend(std::iter::repeat_n(b' ', pad - 2));
+        }
+        bytes.push(b'\n');
+    }
     file.seek(std::io::SeekFrom::Start(0))?;
-    file.write_all(text.as_bytes())?;
+    file.write_all(&bytes)?;
     file.set_len(text.len() as u64)
 }
 
@@ -108,6 +122,13 @@ mod tests {
         let p = dir.path().join("hosts");
         std::fs::write(&p, "a long first version of the file\n").unwrap();
         let ino = std::fs::metadata(&p).unwrap().ino();
+        rewrite_in_place(&p, "short\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "short\n");
+        rewrite_in_place(&p, "a longer second version\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "a longer second version\n"
+        );
         rewrite_in_place(&p, "short\n").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "short\n");
         assert_eq!(std::fs::metadata(&p).unwrap().ino(), ino);

@@ -297,13 +297,14 @@ impl Netlink {
     }
 
     /// A veth pair: `host` (named `alias`, enslaved to `bridge`, up) here, `peer` created
-    /// directly inside the namespace `netns`.
+    /// directly inside the namespace `netns` with the hardware address `peer_mac`.
     pub fn add_veth(
         &self,
         host: &str,
         alias: &str,
         bridge: &str,
         peer: &str,
+        peer_mac: [u8; 6],
         netns: BorrowedFd<'_>,
     ) -> Result<(), LinkError> {
         self.rt.block_on(async {
@@ -313,6 +314,7 @@ impl Netlink {
                 source: std::io::Error::from_raw_os_error(libc::ENODEV),
             })?;
             let peer_msg = LinkUnspec::new_with_name(peer)
+                .address(peer_mac.to_vec())
                 .setns_by_fd(netns.as_raw_fd())
                 .build();
             let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
@@ -460,6 +462,16 @@ fn link_of(msg: &rtnetlink::packet_route::link::LinkMessage) -> Link {
         }
     }
     link
+}
+
+/// The hardware address of a container's interface, derived from its IPv4 address
+/// (locally administered, `02:42` and the four address bytes, the scheme Docker used): a
+/// container replaced or restarted at the same address keeps the same hardware address, so the
+/// host's and the peers' neighbour caches stay right instead of pointing at a dead interface
+/// until they expire (half a minute or more).
+pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = ip.octets();
+    [0x02, 0x42, a, b, c, d]
 }
 
 /// Set a per-interface IPv4 sysctl (`/proc/sys/net/ipv4/conf/IF/KEY`).

@@ -541,6 +541,7 @@ impl Networks {
                 &self.veth_alias(joiner.id, &a.network),
                 &record.bridge,
                 &peer,
+                link::mac_for(lease.ip),
                 netns,
             )?;
             interfaces.push((peer, lease.ip, record.subnet.prefix_len()));
@@ -779,8 +780,16 @@ impl Networks {
                 internal: r.internal,
             })
             .collect();
+        // A lease from before a subnet change (a container not yet replaced) is not
+        // forwarded to: its address is no longer on the bridge.
+        let current = |l: &Lease| {
+            records
+                .iter()
+                .any(|r| r.name == l.network && ipam::usable(r.subnet, r.gateway, l.ip))
+        };
         let mut forwards: Vec<Forward> = leases
             .iter()
+            .filter(|l| current(l))
             .filter(|l| live.contains(&self.host_veth(&l.container, &l.network)))
             .flat_map(|l| {
                 l.ports.iter().filter_map(move |p| {
@@ -831,6 +840,11 @@ impl Networks {
             .all_leases(&records)?
             .into_iter()
             .filter(|l| self.containers.join(&l.container).is_dir())
+            .filter(|l| {
+                records
+                    .iter()
+                    .any(|r| r.name == l.network && ipam::usable(r.subnet, r.gateway, l.ip))
+            })
             .collect();
         let affected: BTreeSet<&str> = leases
             .iter()

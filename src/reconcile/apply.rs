@@ -34,6 +34,12 @@ pub enum ApplyError {
     Hash(#[from] crate::spec::hash::HashError),
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
+    #[error("network {name} exists as {subnet}{} and this directory describes it differently; change it with `berth apply` (or let the agent), which replaces the containers on it", if *internal { ", internal" } else { "" })]
+    NetworkDiffers {
+        name: String,
+        subnet: String,
+        internal: bool,
+    },
     #[error("{kind} {name} is not described")]
     Undescribed { kind: &'static str, name: String },
     #[error("image {image} is not in the store")]
@@ -478,20 +484,28 @@ pub fn create_container(
     })?)
 }
 
-/// Create or update the network `name` as `desired` describes it, unless its record says it
-/// already is (a bridge deleted by hand is made again when a container is plugged in).
-pub fn ensure_network_if_changed(
+/// For `berth run`: create the network `name` if it does not exist. An existing one is used
+/// as it is (a bridge deleted by hand is made again when the container is plugged in); one
+/// described differently is refused rather than changed under the containers of the agent
+/// or of other runs: changing a network is the reconciler's job.
+pub fn ensure_network_exists(
     machine: &Machine,
     desired: &Desired,
     name: &str,
 ) -> Result<(), ApplyError> {
+    let Some(record) = machine.networks().record(name)? else {
+        return ensure_network(machine, desired, name).map(|_| ());
+    };
     if let Some(spec) = desired.networks.get(name)
-        && let Some(record) = machine.networks().record(name)?
-        && crate::spec::hash::SpecHashed::spec_hash(spec)?.as_str() == record.spec_hash
+        && crate::spec::hash::SpecHashed::spec_hash(spec)?.as_str() != record.spec_hash
     {
-        return Ok(());
+        return Err(ApplyError::NetworkDiffers {
+            name: name.to_string(),
+            subnet: record.subnet.to_string(),
+            internal: record.internal,
+        });
     }
-    ensure_network(machine, desired, name).map(|_| ())
+    Ok(())
 }
 
 /// Create or update the network `name` as `desired` describes it.

@@ -2320,7 +2320,28 @@ fn a_new_subnet_updates_the_network_then_replaces_its_containers() {
 }
 
 #[test]
-fn internal_or_labels_change_only_the_network() {
+fn internal_replaces_the_containers_after_the_network() {
+    let before = World::new(NET).images_present();
+    let old = before.current("web", 1, running());
+    let changed = NET
+        .replace(
+            "subnet = \"10.89.1.0/24\"",
+            "subnet = \"10.89.1.0/24\"\ninternal = true",
+        )
+        .replace("ports = [\"8080:80\"]\n", "");
+    let w = World::new(&changed)
+        .images_present()
+        .network("front", Some("sha256:old"), true, &["web-00000001"])
+        .with(old);
+    golden(
+        &w.plan(),
+        "ensure-network network/front
+         replace container/web old=[web-00000001] after=[0]",
+    );
+}
+
+#[test]
+fn labels_change_only_the_network() {
     let before = World::new(NET).images_present();
     let old = before.current("web", 1, running());
     let changed = NET.replace(

@@ -68,21 +68,22 @@ impl SpecHashed for Network {
     const KIND: &'static str = "network";
 }
 
-/// A container's effective hash: its entry, plus the addressing (subnet, gateway) of the
-/// networks it joins, because a network moved to a new subnet needs new containers (its
-/// `internal` flag and labels change only rules). Without bridge networks it is the entry's
-/// own hash.
+/// A container's effective hash: its entry, plus the addressing (subnet, gateway) and
+/// `internal` flag of the networks it joins, because both are set inside the container when
+/// it is plugged in (its address, its default route, which network carries its published
+/// ports): a change needs new containers. Labels do not count. Without bridge networks it is
+/// the entry's own hash.
 pub fn container_hash(desired: &Desired, c: &Container) -> Result<SpecHash, HashError> {
     let super::model::ContainerNetwork::Bridge(attachments) = &c.network else {
         return c.spec_hash();
     };
-    let addressing: Vec<(&str, Option<(String, String)>)> = attachments
+    let addressing: Vec<(&str, Option<(String, String, bool)>)> = attachments
         .iter()
         .map(|a| {
             let net = desired
                 .networks
                 .get(&a.network)
-                .map(|n| (n.subnet.to_string(), n.gateway.to_string()));
+                .map(|n| (n.subnet.to_string(), n.gateway.to_string(), n.internal));
             (a.network.as_str(), net)
         })
         .collect();

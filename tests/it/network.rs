@@ -691,3 +691,77 @@ fn a_subnet_the_host_already_routes_is_refused() {
     assert_eq!(links_of(&scope(&sb)), Vec::<(String, String)>::new());
     assert!(sb.runtime.list().expect("list").is_empty());
 }
+
+#[test]
+fn a_replaced_container_is_reachable_at_once() {
+    let (sb, image) = setup();
+    let (net, _) = subnet();
+    let port = free_port();
+    let web = |v: &str| {
+        http_server(
+            "web",
+            &image,
+            v,
+            &format!("networks = [\"front\"]\nports = [\"{port}:80\"]"),
+        )
+    };
+    let client = sleeper("client", &image, "networks = [\"front\"]");
+    let net_toml = format!("[network.front]\nsubnet = \"{net}\"\n\n");
+    sb.write("net.toml", &format!("{net_toml}{}{client}", web("one")));
+    apply(&sb);
+    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    // Both the host and a peer talk to it, so both cache its hardware address.
+    assert_eq!(http_get(loopback).as_deref(), Some("one\n"));
+    assert_eq!(
+        fetch_from(&sb, "client", "http://web/").as_deref(),
+        Some("one")
+    );
+    let before = address_of(&sb, "web");
+
+    sb.write("net.toml", &format!("{net_toml}{}{client}", web("two")));
+    apply(&sb);
+    assert_eq!(address_of(&sb, "web"), before, "the address is reused");
+    // The replacement answers within a few seconds, not after the neighbour caches expire
+    // (half a minute or more if its hardware address had changed).
+    let from_host = wait_for(Duration::from_secs(5), "the host to reach it", || {
+        http_get(loopback).filter(|b| b == "two\n")
+    });
+    assert_eq!(from_host, "two\n");
+    wait_for(Duration::from_secs(5), "the peer to reach it", || {
+        fetch_from(&sb, "client", "http://web/").filter(|b| b == "two")
+    });
+}
+
+#[test]
+fn berth_run_does_not_change_an_existing_network() {
+    let (sb, image) = setup();
+    let (net, _) = subnet();
+    let (other, _) = subnet();
+    sb.write(
+        "net.toml",
+        &format!(
+            "[network.front]\nsubnet = \"{net}\"\n\n{}",
+            sleeper("kept", &image, "networks = [\"front\"]")
+        ),
+    );
+    apply(&sb);
+    sb.write(
+        "net.toml",
+        &format!(
+            "[network.front]\nsubnet = \"{other}\"\n\n{}{}",
+            sleeper("kept", &image, "networks = [\"front\"]"),
+            sleeper("manual", &image, "networks = [\"front\"]")
+        ),
+    );
+    let desired = sb.desired();
+    let out = sb.berth(&["run", "-d", desired.to_str().expect("utf-8"), "manual"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("network front exists as {net}")),
+        "{err}"
+    );
+    // The running container still has its address on the unchanged network.
+    let (ok, routes) = exec(&sb, "kept", &["ip", "route"]);
+    assert!(ok && routes.contains(&net), "{routes}");
+}
