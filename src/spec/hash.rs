@@ -77,14 +77,24 @@ pub fn container_hash(desired: &Desired, c: &Container) -> Result<SpecHash, Hash
     let super::model::ContainerNetwork::Bridge(attachments) = &c.network else {
         return c.spec_hash();
     };
-    let addressing: Vec<(&str, Option<(String, String, bool)>)> = attachments
+    /// What of a network is set inside a container joining it.
+    #[derive(Serialize)]
+    struct Plugged<'a> {
+        network: &'a str,
+        subnet: Option<String>,
+        gateway: Option<String>,
+        internal: Option<bool>,
+    }
+    let addressing: Vec<Plugged> = attachments
         .iter()
         .map(|a| {
-            let net = desired
-                .networks
-                .get(&a.network)
-                .map(|n| (n.subnet.to_string(), n.gateway.to_string(), n.internal));
-            (a.network.as_str(), net)
+            let net = desired.networks.get(&a.network);
+            Plugged {
+                network: a.network.as_str(),
+                subnet: net.map(|n| n.subnet.to_string()),
+                gateway: net.map(|n| n.gateway.to_string()),
+                internal: net.map(|n| n.internal),
+            }
         })
         .collect();
     hash_of(Container::KIND, &(c, addressing))
