@@ -71,6 +71,33 @@ pub fn doomed_name(name: &str) -> String {
     format!(".{name}.removing.{nanos}")
 }
 
+/// Open (creating it) `path` and take an exclusive `flock` on it, polling every `poll` until
+/// `timeout`: `Ok(None)` if another holder kept it that long. Bounded, so a caller that cannot
+/// get a lock fails (and is retried) instead of hanging.
+pub fn lock_bounded(
+    path: &Path,
+    timeout: std::time::Duration,
+    poll: std::time::Duration,
+) -> Result<Option<fs::File>, FsError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_err("opening", path))?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(Some(file)),
+            Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(poll);
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+            Err(e) => return Err(io_err("locking", path)(e.into())),
+        }
+    }
+}
+
 /// Create `dir` (and its parents) and make it accessible to root only: it holds image
 /// content, containers' writable layers and volumes, where a setuid file an image or a
 /// container planted must not be reachable by other users of the host.

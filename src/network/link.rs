@@ -115,6 +115,15 @@ impl Netlink {
         }
     }
 
+    /// A link that must exist (just made, or named by the caller): ENODEV otherwise.
+    async fn must_get(&self, op: &'static str, name: &str) -> Result<Link, LinkError> {
+        self.get(name).await?.ok_or_else(|| LinkError::Netlink {
+            op,
+            link: name.to_string(),
+            source: std::io::Error::from_raw_os_error(libc::ENODEV),
+        })
+    }
+
     /// The bridge `name` exists, is berth's (`alias`), is up, and holds exactly `gateway/prefix`
     /// among its IPv4 addresses. Returns whether it had to be created.
     pub fn ensure_bridge(
@@ -179,11 +188,7 @@ impl Netlink {
                         Err(e) => return Err(netlink_err("creating bridge", name)(e)),
                     }
                     created = true;
-                    let link = self.get(name).await?.ok_or_else(|| LinkError::Netlink {
-                        op: "finding the new bridge",
-                        link: name.into(),
-                        source: std::io::Error::from_raw_os_error(libc::ENODEV),
-                    })?;
+                    let link = self.must_get("finding the new bridge", name).await?;
                     self.handle
                         .link()
                         .set(LinkUnspec::new_with_index(link.index).alias(alias).build())
@@ -308,11 +313,7 @@ impl Netlink {
         netns: BorrowedFd<'_>,
     ) -> Result<(), LinkError> {
         self.rt.block_on(async {
-            let bridge_link = self.get(bridge).await?.ok_or_else(|| LinkError::Netlink {
-                op: "finding bridge",
-                link: bridge.into(),
-                source: std::io::Error::from_raw_os_error(libc::ENODEV),
-            })?;
+            let bridge_link = self.must_get("finding bridge", bridge).await?;
             let peer_msg = LinkUnspec::new_with_name(peer)
                 .address(peer_mac.to_vec())
                 .setns_by_fd(netns.as_raw_fd())
@@ -327,11 +328,7 @@ impl Netlink {
                 .execute()
                 .await
                 .map_err(netlink_err("creating veth", host))?;
-            let link = self.get(host).await?.ok_or_else(|| LinkError::Netlink {
-                op: "finding the new veth",
-                link: host.into(),
-                source: std::io::Error::from_raw_os_error(libc::ENODEV),
-            })?;
+            let link = self.must_get("finding the new veth", host).await?;
             self.handle
                 .link()
                 .set(
@@ -379,11 +376,7 @@ impl Netlink {
     ) -> Result<(), LinkError> {
         self.rt.block_on(async {
             for (name, ip, prefix) in interfaces {
-                let link = self.get(name).await?.ok_or_else(|| LinkError::Netlink {
-                    op: "finding",
-                    link: name.clone(),
-                    source: std::io::Error::from_raw_os_error(libc::ENODEV),
-                })?;
+                let link = self.must_get("finding", name).await?;
                 match self
                     .handle
                     .address()

@@ -142,8 +142,7 @@ pub struct ObservedNetwork {
 
 pub struct Networks {
     paths: NetworkPaths,
-    scope: String,
-    containers: PathBuf,
+    layout: Layout,
 }
 
 struct NetLock {
@@ -154,57 +153,52 @@ impl Networks {
     pub fn new(layout: &Layout) -> Networks {
         Networks {
             paths: NetworkPaths::new(&layout.state_root),
-            scope: layout.scope.clone(),
-            containers: layout.containers(),
+            layout: layout.clone(),
         }
+    }
+
+    /// Whether container `id` still exists (its lease is not a leftover).
+    fn exists(&self, id: &str) -> bool {
+        self.layout.container(id).dir.is_dir()
     }
 
     /// The nftables table of this state root.
     pub fn table(&self) -> &str {
-        &self.scope
+        &self.layout.scope
     }
 
     fn bridge_alias(&self, network: &str) -> String {
-        format!("berth {} network {network}", self.scope)
+        format!("berth {} network {network}", self.layout.scope)
     }
 
     fn veth_alias(&self, id: &str, network: &str) -> String {
-        format!("berth {} container {id} network {network}", self.scope)
+        format!(
+            "berth {} container {id} network {network}",
+            self.layout.scope
+        )
     }
 
     /// The host side of a container's veth on a network: derived, so that whether it exists
     /// says whether the container is plugged in.
     pub fn host_veth(&self, id: &str, network: &str) -> String {
-        let hash = crate::sha256::hex_digest(format!("{}/{id}/{network}", self.scope).as_bytes());
+        let hash =
+            crate::sha256::hex_digest(format!("{}/{id}/{network}", self.layout.scope).as_bytes());
         format!("{VETH_PREFIX}{}", &hash[..9])
     }
 
     fn lock(&self) -> Result<NetLock, NetworkError> {
         fsutil::private_dir(&self.paths.root)?;
         let path = self.paths.lock();
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("opening", &path))?;
-        let deadline = std::time::Instant::now() + LOCK_TIMEOUT;
-        loop {
-            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => return Ok(NetLock { _file: file }),
-                Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err(rustix::io::Errno::WOULDBLOCK) => return Err(NetworkError::Busy { path }),
-                Err(e) => return Err(io_err("locking", &path)(e.into()).into()),
-            }
+        match fsutil::lock_bounded(&path, LOCK_TIMEOUT, Duration::from_millis(2))? {
+            Some(file) => Ok(NetLock { _file: file }),
+            None => Err(NetworkError::Busy { path }),
         }
     }
 
     /// Leases of containers that no longer exist (a crash between a removal and its release).
     fn sweep_stale_leases(&self, network: &str) -> Result<(), NetworkError> {
         for lease in self.leases(network)? {
-            if !self.containers.join(&lease.container).is_dir() {
+            if !self.exists(&lease.container) {
                 remove_file_if_exists(&self.paths.lease(network, lease.ip))?;
             }
         }
@@ -342,7 +336,7 @@ impl Networks {
                 Err(e) => return Err(e),
             }
         }
-        self.sync_locked(&netlink)?;
+        self.sync_locked(&netlink, &self.snapshot()?)?;
         Ok(record)
     }
 
@@ -470,7 +464,7 @@ impl Networks {
         let users: Vec<String> = self
             .leases(name)?
             .into_iter()
-            .filter(|l| self.containers.join(&l.container).is_dir())
+            .filter(|l| self.exists(&l.container))
             .map(|l| l.container)
             .collect();
         if !users.is_empty() {
@@ -492,7 +486,7 @@ impl Networks {
         crate::failpoint::hit("network-remove-after-rename");
         // Rules first, then the directory: while a `.removing` directory exists the table may
         // still name the network, and `observe` says so.
-        self.sync_locked(&netlink)?;
+        self.sync_locked(&netlink, &self.snapshot()?)?;
         std::fs::remove_dir_all(&doomed).map_err(io_err("removing", &doomed))?;
         Ok(())
     }
@@ -553,13 +547,14 @@ impl Networks {
         link::in_namespace(netns, |inside| {
             inside.configure_inside(&interfaces, gateway)
         })?;
-        self.sync_locked(&netlink)?;
+        let state = self.snapshot()?;
+        self.sync_locked(&netlink, &state)?;
         let networks: Vec<&str> = joiner
             .attachments
             .iter()
             .map(|a| a.network.as_str())
             .collect();
-        self.rewrite_hosts(&networks)?;
+        self.rewrite_hosts(&state, &networks)?;
         Ok(())
     }
 
@@ -585,7 +580,7 @@ impl Networks {
                 let taken: BTreeMap<Ipv4Addr, String> = leases
                     .iter()
                     .filter(|l| l.container != joiner.id)
-                    .filter(|l| self.containers.join(&l.container).is_dir())
+                    .filter(|l| self.exists(&l.container))
                     .map(|l| (l.ip, l.container.clone()))
                     .collect();
                 let keys: BTreeSet<Ipv4Addr> = taken.keys().copied().collect();
@@ -656,23 +651,15 @@ impl Networks {
     /// Unplug a stopped container: its veths go (with its namespace they usually already
     /// have) and the rules stop forwarding to it. Its leases stay for its next start.
     pub fn detach(&self, id: &str) -> Result<(), NetworkError> {
-        if self.records()?.is_empty() {
-            return Ok(());
-        }
-        let _lock = self.lock()?;
-        let networks = self.networks_of(id)?;
-        if networks.is_empty() {
-            return Ok(());
-        }
-        let netlink = Netlink::open()?;
-        for network in &networks {
-            netlink.delete(&self.host_veth(id, network))?;
-        }
-        self.sync_locked(&netlink)
+        self.unplug(id, false)
     }
 
     /// A removed container's addresses go back; the others' hosts files forget it.
     pub fn release(&self, id: &str) -> Result<(), NetworkError> {
+        self.unplug(id, true)
+    }
+
+    fn unplug(&self, id: &str, release: bool) -> Result<(), NetworkError> {
         if self.records()?.is_empty() {
             return Ok(());
         }
@@ -684,13 +671,19 @@ impl Networks {
         let netlink = Netlink::open()?;
         for network in &networks {
             netlink.delete(&self.host_veth(id, network))?;
-            for lease in self.leases(network)?.iter().filter(|l| l.container == id) {
-                remove_file_if_exists(&self.paths.lease(network, lease.ip))?;
+            if release {
+                for lease in self.leases(network)?.iter().filter(|l| l.container == id) {
+                    remove_file_if_exists(&self.paths.lease(network, lease.ip))?;
+                }
             }
         }
-        self.sync_locked(&netlink)?;
-        let names: Vec<&str> = networks.iter().map(String::as_str).collect();
-        self.rewrite_hosts(&names)
+        let state = self.snapshot()?;
+        self.sync_locked(&netlink, &state)?;
+        if release {
+            let names: Vec<&str> = networks.iter().map(String::as_str).collect();
+            self.rewrite_hosts(&state, &names)?;
+        }
+        Ok(())
     }
 
     /// What exists, for the reconciler: records, whether each bridge is intact, who holds
@@ -722,7 +715,7 @@ impl Networks {
             let holders = leases
                 .iter()
                 .filter(|l| l.network == record.name)
-                .filter(|l| self.containers.join(&l.container).is_dir())
+                .filter(|l| self.exists(&l.container))
                 .map(|l| l.container.clone())
                 .collect();
             out.insert(
@@ -750,7 +743,7 @@ impl Networks {
         let _lock = self.lock()?;
         self.sweep_locked();
         let netlink = Netlink::open()?;
-        self.sync_locked(&netlink)
+        self.sync_locked(&netlink, &self.snapshot()?)
     }
 
     fn live_veths(&self, netlink: &Netlink) -> Result<BTreeSet<String>, NetworkError> {
@@ -758,7 +751,7 @@ impl Networks {
     }
 
     fn owned_veths<'l>(&self, links: impl Iterator<Item = &'l link::Link>) -> BTreeSet<String> {
-        let prefix = format!("berth {} container ", self.scope);
+        let prefix = format!("berth {} container ", self.layout.scope);
         links
             .filter(|l| l.name.starts_with(VETH_PREFIX))
             .filter(|l| l.alias.as_deref().is_some_and(|a| a.starts_with(&prefix)))
@@ -780,16 +773,9 @@ impl Networks {
                 internal: r.internal,
             })
             .collect();
-        // A lease from before a subnet change (a container not yet replaced) is not
-        // forwarded to: its address is no longer on the bridge.
-        let current = |l: &Lease| {
-            records
-                .iter()
-                .any(|r| r.name == l.network && ipam::usable(r.subnet, r.gateway, l.ip))
-        };
         let mut forwards: Vec<Forward> = leases
             .iter()
-            .filter(|l| current(l))
+            .filter(|l| current(records, l))
             .filter(|l| live.contains(&self.host_veth(&l.container, &l.network)))
             .flat_map(|l| {
                 l.ports.iter().filter_map(move |p| {
@@ -813,18 +799,22 @@ impl Networks {
             .collect();
         forwards.sort();
         RulesInput {
-            table: self.scope.clone(),
+            table: self.layout.scope.clone(),
             bridges,
             forwards,
         }
     }
 
-    /// Make the kernel's table what the state says (under the lock).
-    fn sync_locked(&self, netlink: &Netlink) -> Result<(), NetworkError> {
+    fn snapshot(&self) -> Result<Snapshot, NetworkError> {
         let records = self.records()?;
         let leases = self.all_leases(&records)?;
+        Ok(Snapshot { records, leases })
+    }
+
+    /// Make the kernel's table what the state says (under the lock).
+    fn sync_locked(&self, netlink: &Netlink, state: &Snapshot) -> Result<(), NetworkError> {
         let live = self.live_veths(netlink)?;
-        let input = self.rules_input(&records, &leases, &live);
+        let input = self.rules_input(&state.records, &state.leases, &live);
         if input.bridges.is_empty() && input.forwards.is_empty() {
             rules::remove_table(&input.table)?;
         } else {
@@ -834,17 +824,11 @@ impl Networks {
     }
 
     /// Rewrite the hosts file of every container holding an address on `networks`.
-    fn rewrite_hosts(&self, networks: &[&str]) -> Result<(), NetworkError> {
-        let records = self.records()?;
-        let leases: Vec<Lease> = self
-            .all_leases(&records)?
-            .into_iter()
-            .filter(|l| self.containers.join(&l.container).is_dir())
-            .filter(|l| {
-                records
-                    .iter()
-                    .any(|r| r.name == l.network && ipam::usable(r.subnet, r.gateway, l.ip))
-            })
+    fn rewrite_hosts(&self, state: &Snapshot, networks: &[&str]) -> Result<(), NetworkError> {
+        let leases: Vec<&Lease> = state
+            .leases
+            .iter()
+            .filter(|l| self.exists(&l.container) && current(&state.records, l))
             .collect();
         let affected: BTreeSet<&str> = leases
             .iter()
@@ -863,19 +847,29 @@ impl Networks {
             let visible: Vec<Lease> = leases
                 .iter()
                 .filter(|l| my_networks.contains(l.network.as_str()))
-                .cloned()
+                .map(|l| (*l).clone())
                 .collect();
             let entries = hosts::entries_for(id, &mine.hostname, &visible);
             let text = crate::runtime::etc::hosts(&mine.hostname, None, &entries);
-            let path = crate::runtime::layout::ContainerPaths {
-                dir: self.containers.join(id),
-            }
-            .etc()
-            .join("hosts");
+            let path = self.layout.container(id).etc().join("hosts");
             hosts::rewrite_in_place(&path, &text).map_err(io_err("rewriting", &path))?;
         }
         Ok(())
     }
+}
+
+/// The records and leases, read once after a change, for the rules and the hosts files.
+struct Snapshot {
+    records: Vec<NetworkRecord>,
+    leases: Vec<Lease>,
+}
+
+/// A lease from before a subnet change (its container not replaced yet) is not current: its
+/// address is no longer on the bridge, so it is neither forwarded to nor named.
+fn current(records: &[NetworkRecord], lease: &Lease) -> bool {
+    records
+        .iter()
+        .any(|r| r.name == lease.network && ipam::usable(r.subnet, r.gateway, lease.ip))
 }
 
 fn remove_file_if_exists(path: &std::path::Path) -> Result<(), NetworkError> {

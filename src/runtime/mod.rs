@@ -101,30 +101,17 @@ impl ContainerLock {
                 what: paths.dir.display().to_string(),
             });
         }
-        let path = paths.dir.join("lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("opening", &path))?;
         // Bounded: a monitor holds the lock until it reports (at most START_TIMEOUT after
-        // its last progress), and nothing else holds it longer than a stop; a caller that
-        // still cannot get it fails (and is retried) instead of hanging.
-        let deadline = std::time::Instant::now() + LOCK_TIMEOUT;
-        loop {
-            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => return Ok(ContainerLock { file }),
-                Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(rustix::io::Errno::WOULDBLOCK) => {
-                    return Err(RuntimeError::Busy {
-                        what: paths.dir.display().to_string(),
-                    });
-                }
-                Err(e) => return Err(io_err("locking", &path)(e.into()).into()),
-            }
+        // its last progress), and nothing else holds it longer than a stop.
+        match fsutil::lock_bounded(
+            &paths.dir.join("lock"),
+            LOCK_TIMEOUT,
+            Duration::from_millis(10),
+        )? {
+            Some(file) => Ok(ContainerLock { file }),
+            None => Err(RuntimeError::Busy {
+                what: paths.dir.display().to_string(),
+            }),
         }
     }
 }
