@@ -18,6 +18,10 @@ pub const POINTS: &[&str] = &[
     "replace-after-remove",
     "apply-after-pull",
     "prune-after-stop",
+    // Start-first updates
+    "start-first-after-create",
+    "take-over-after-claim",
+    "abort-after-stop",
     // Networks
     "network-create-after-record",
     "network-remove-after-rename",

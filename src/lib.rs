@@ -2,6 +2,7 @@
 
 pub mod failpoint;
 pub mod fsutil;
+pub mod health;
 pub mod image;
 pub mod network;
 pub mod reconcile;

@@ -98,8 +98,10 @@ fn field_changes(
 ) -> BTreeMap<usize, Vec<String>> {
     let mut out = BTreeMap::new();
     for (i, step) in report.plan.steps.iter().enumerate() {
-        let Action::Replace { name, old } = &step.action else {
-            continue;
+        let (name, old) = match &step.action {
+            Action::Replace { name, old } => (name, old),
+            Action::StartFirst { name, serving } => (name, serving),
+            _ => continue,
         };
         let Some(newest) = old
             .iter()
@@ -186,10 +188,14 @@ pub fn apply(root: &Path, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
                 render::plan_text(&report.plan, &BTreeMap::new(), &report.outcomes)
             );
         }
-        let stop = !args.wait
-            || report.converged()
-            || report.load_error.is_some()
-            || std::time::Instant::now() >= deadline;
+        // A start-first update is seen through (its own timeouts bound it); otherwise one
+        // pass, or passes until converged with --wait.
+        let updating = report.updating() && report.load_error.is_none();
+        let stop = !updating
+            && (!args.wait
+                || report.converged()
+                || report.load_error.is_some()
+                || std::time::Instant::now() >= deadline);
         if stop {
             let error = report.load_error.is_some() || !report.problems.is_empty() || failed > 0;
             let unconverged = args.wait && !report.converged();
@@ -224,8 +230,19 @@ pub fn apply(root: &Path, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             .wake_at_ms
             .map(|at| Duration::from_millis(at.saturating_sub(now) + 10))
             .unwrap_or(Duration::from_millis(250))
-            .min(Duration::from_secs(1))
-            .min(deadline.saturating_duration_since(std::time::Instant::now()));
-        std::thread::sleep(pause);
+            .min(Duration::from_secs(1));
+        let pause = if updating {
+            pause
+        } else {
+            pause.min(deadline.saturating_duration_since(std::time::Instant::now()))
+        };
+        // Health checks run meanwhile; a change of status ends the pause.
+        let changed = reconciler.health.changed();
+        rt.block_on(async {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = changed.notified() => {}
+            }
+        });
     }
 }

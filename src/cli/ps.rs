@@ -41,6 +41,13 @@ struct Row {
     pid: Option<i32>,
     /// Restarts in place under its restart policy.
     restarts: u32,
+    /// While it runs with a health check: starting | healthy | unhealthy (checked by the
+    /// reconciler; an unhealthy container is restarted per its restart policy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<berth::health::Health>,
+    /// The last check's output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_output: Option<String>,
     spec_hash: String,
 }
 
@@ -53,7 +60,7 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
             continue;
         }
         let restarts = runtime.restarts(&record.id).map_or(0, |r| r.count);
-        rows.push(row(record, state, restarts));
+        rows.push(row(runtime.layout(), record, state, restarts));
     }
     if args.all {
         for id in runtime.unreadable()? {
@@ -74,6 +81,8 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
                 pid: None,
                 restarts: 0,
                 spec_hash: String::new(),
+                health: None,
+                health_output: None,
             });
         }
     }
@@ -94,7 +103,13 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn row(record: ContainerRecord, state: State, restarts: u32) -> Row {
+fn row(
+    layout: &berth::runtime::layout::Layout,
+    record: ContainerRecord,
+    state: State,
+    restarts: u32,
+) -> Row {
+    let checked = record.health.is_some();
     let mut row = Row {
         engine: match &record.engine {
             berth::runtime::record::EngineRecord::Embedded => "embedded".into(),
@@ -112,12 +127,40 @@ fn row(record: ContainerRecord, state: State, restarts: u32) -> Row {
         pid: None,
         restarts,
         spec_hash: record.spec_hash,
+        health: None,
+        health_output: None,
     };
     match state {
         State::Created => {}
         State::Running(m) => {
             row.state = "running";
             row.status = format!("up {}", ago(m.started_at_ms));
+            if checked {
+                let verdict = berth::health::checks::read(layout, &row.id, m.init);
+                let health = verdict
+                    .as_ref()
+                    .map_or(berth::health::Health::Starting, |v| v.status);
+                // Checks run only while an agent (or apply) runs: an old verdict says its age.
+                let interval = record
+                    .health
+                    .as_ref()
+                    .map_or(0, |h| h.interval.0.as_millis() as u64);
+                let last = verdict
+                    .as_ref()
+                    .and_then(|v| v.last.as_ref())
+                    .map(|l| l.at_ms);
+                row.status = match last {
+                    Some(at)
+                        if berth::runtime::record::now_ms().saturating_sub(at)
+                            > 3 * interval + 1000 =>
+                    {
+                        format!("{} ({health}, checked {} ago)", row.status, ago(at))
+                    }
+                    _ => format!("{} ({health})", row.status),
+                };
+                row.health = Some(health);
+                row.health_output = verdict.and_then(|v| v.last).map(|l| l.output);
+            }
             row.started_at_ms = Some(m.started_at_ms);
             row.pid = Some(m.init.pid);
         }

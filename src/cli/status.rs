@@ -70,6 +70,10 @@ struct Row {
     exit_code: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     health: Option<observe::Health>,
+    /// Whether its published ports go to it (a start-first update: standby, then serving
+    /// while the old one drains, superseded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ports: Option<berth::network::PortHold>,
     /// The reconciler's last word: a failure, a wait, why it is kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<String>,
@@ -147,6 +151,7 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
                 last_exit: None,
                 exit_code: None,
                 health: None,
+                ports: None,
                 note,
             },
             Some(c) => {
@@ -167,6 +172,7 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
                     last_exit: last.as_ref().map(|e| e.describe()),
                     exit_code: last.as_ref().and_then(|e| e.code),
                     health: c.health,
+                    ports: c.ports,
                     note,
                 }
             }
@@ -317,24 +323,23 @@ fn print_text(report: &Report) {
         }
     }
     println!(
-        "{:<20} {:<10} {:<22} {:>8}  {:<28} NOTE",
+        "{:<20} {:<28} {:<22} {:>8}  {:<28} NOTE",
         "NAME", "STATE", "CONTAINER", "RESTARTS", "LAST EXIT"
     );
     for r in &report.containers {
-        let health = r
-            .health
-            .map(|h| {
-                format!(
-                    " ({})",
-                    serde_json::to_value(h)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default()
-                )
-            })
-            .unwrap_or_default();
+        let mut marks: Vec<String> = r.health.iter().map(|h| h.to_string()).collect();
+        match r.ports {
+            Some(berth::network::PortHold::Standby) => marks.push("standby".into()),
+            Some(berth::network::PortHold::Superseded { .. }) => marks.push("draining".into()),
+            _ => {}
+        }
+        let health = if marks.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", marks.join(", "))
+        };
         println!(
-            "{:<20} {:<10} {:<22} {:>8}  {:<28} {}",
+            "{:<20} {:<28} {:<22} {:>8}  {:<28} {}",
             r.name,
             format!("{}{health}", r.state),
             r.id.as_deref().unwrap_or("-"),

@@ -12,12 +12,14 @@ use super::record::Lease;
 use crate::runtime::etc::HostEntries;
 
 /// The hosts entries of the container `me`: its own addresses first (with its hostname),
-/// then the others', network by network; a name is listed once, at its first address.
+/// then the others', network by network; a name is listed once, at its first address. Of
+/// two containers of one name (a start-first update), the one serving comes first.
 pub fn entries_for(me: &str, my_hostname: &str, leases: &[Lease]) -> HostEntries {
     let mut out: HostEntries = Vec::new();
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mine = leases.iter().filter(|l| l.container == me);
-    let others = leases.iter().filter(|l| l.container != me);
+    let mut others: Vec<&Lease> = leases.iter().filter(|l| l.container != me).collect();
+    others.sort_by_key(|l| std::cmp::Reverse(l.claim));
     for lease in mine.chain(others) {
         let mut names: Vec<String> = Vec::new();
         let own_hostname = (lease.container == me).then_some(my_hostname);
@@ -75,6 +77,7 @@ mod tests {
             hostname: name.into(),
             aliases: aliases.iter().map(|s| s.to_string()).collect(),
             ports: vec![],
+            claim: None,
         }
     }
 

@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use self::link::{LinkError, Netlink};
-use self::record::{Lease, NetworkPaths, NetworkRecord};
+use self::record::{Claim, Lease, NetworkPaths, NetworkRecord};
 use self::rules::{BridgeRules, Forward, RulesInput};
 use crate::fsutil::{self, FsError, io_err};
 use crate::runtime::layout::Layout;
@@ -71,6 +71,8 @@ pub enum NetworkError {
     },
     #[error("host port {port} is already published by container {holder}")]
     PortTaken { port: String, holder: String },
+    #[error("container {id} publishes no port on any network")]
+    NotPublishing { id: String },
     #[error("network {network}: subnet {subnet} overlaps the host's route to {route}{}; choose a subnet nothing else on this host uses", via.as_deref().map(|v| format!(" via {v}")).unwrap_or_default())]
     SubnetInUse {
         network: String,
@@ -108,12 +110,17 @@ pub struct Joiner<'a> {
     pub hostname: &'a str,
     pub attachments: &'a [Attachment],
     pub ports: &'a [PortMapping],
+    /// Made for a start-first update: it may start beside the running container of its name
+    /// that publishes the same ports (it takes them over later, through `take_over`).
+    pub start_first: bool,
 }
 
 /// Networks as the reconciler sees them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ObservedNetworks {
     pub records: BTreeMap<String, ObservedNetwork>,
+    /// Per plugged-in container that publishes ports: who has them.
+    pub ports: BTreeMap<String, PortHold>,
     /// berth's nftables table is what its state makes.
     pub rules_in_sync: bool,
     /// False when the networks could not be observed: no network step is planned then.
@@ -124,6 +131,7 @@ impl Default for ObservedNetworks {
     fn default() -> Self {
         ObservedNetworks {
             records: BTreeMap::new(),
+            ports: BTreeMap::new(),
             rules_in_sync: true,
             readable: true,
         }
@@ -138,6 +146,19 @@ pub struct ObservedNetwork {
     pub bridge_ok: bool,
     /// Existing containers holding an address on it.
     pub holders: BTreeSet<String>,
+}
+
+/// Whether a plugged-in container's published ports are forwarded to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "ports", rename_all = "lowercase")]
+pub enum PortHold {
+    /// Started beside the container serving its ports; not forwarded to.
+    Standby,
+    /// Forwarded to since `since_ms` (its claim is the highest of the running containers
+    /// publishing its ports).
+    Serving { since_ms: u64 },
+    /// Another running container took its ports over at `since_ms`: it drains.
+    Superseded { since_ms: u64 },
 }
 
 pub struct Networks {
@@ -515,9 +536,7 @@ impl Networks {
         // Published ports go to the address on the first network with outside access.
         let port_network = records.iter().position(|r| !r.internal).unwrap_or(0);
         let links = self.live_veths(&netlink)?;
-        if !joiner.ports.is_empty() {
-            self.check_ports(joiner, &links)?;
-        }
+        let standby = !joiner.ports.is_empty() && self.check_ports(joiner, &links)?;
         let mut interfaces = Vec::new();
         for (i, (a, record)) in joiner.attachments.iter().zip(&records).enumerate() {
             let ports = if i == port_network {
@@ -525,7 +544,7 @@ impl Networks {
             } else {
                 Vec::new()
             };
-            let lease = self.lease(joiner, a, record, ports)?;
+            let lease = self.lease(joiner, a, record, ports, standby)?;
             let host = self.host_veth(joiner.id, &a.network);
             // A veth of an earlier start whose namespace lingers: replaced.
             netlink.delete(&host)?;
@@ -558,13 +577,16 @@ impl Networks {
         Ok(())
     }
 
-    /// The container's lease on `record`, taken now if it has none.
+    /// The container's lease on `record`, taken now if it has none. A lease with ports keeps
+    /// its claim on them (a restart in place serves again), gets none while `standby`, and
+    /// otherwise claims them now.
     fn lease(
         &self,
         joiner: &Joiner,
         attachment: &Attachment,
         record: &NetworkRecord,
         ports: Vec<PortMapping>,
+        standby: bool,
     ) -> Result<Lease, NetworkError> {
         let leases = self.leases(&record.name)?;
         let own = leases.iter().find(|l| {
@@ -601,6 +623,12 @@ impl Networks {
         {
             remove_file_if_exists(&self.paths.lease(&record.name, old.ip))?;
         }
+        let claim = match own.and_then(|l| l.claim) {
+            _ if ports.is_empty() => None,
+            Some(claim) => Some(claim),
+            None if standby => None,
+            None => Some(self.next_claim()?),
+        };
         let lease = Lease {
             network: record.name.clone(),
             ip,
@@ -609,6 +637,7 @@ impl Networks {
             hostname: joiner.hostname.to_string(),
             aliases: attachment.aliases.clone(),
             ports,
+            claim,
         };
         let path = self.paths.lease(&record.name, ip);
         fsutil::private_dir(&self.paths.leases(&record.name))?;
@@ -618,15 +647,21 @@ impl Networks {
         Ok(lease)
     }
 
-    /// No running container publishes a port this one wants.
-    fn check_ports(&self, joiner: &Joiner, live: &BTreeSet<String>) -> Result<(), NetworkError> {
+    /// No running container publishes a port this one wants, except, for a start-first
+    /// container, one of its own name: then it starts on standby (true).
+    fn check_ports(&self, joiner: &Joiner, live: &BTreeSet<String>) -> Result<bool, NetworkError> {
         let all = self.all_leases(&self.records()?)?;
+        let mut standby = false;
         for lease in all.iter().filter(|l| l.container != joiner.id) {
             if !live.contains(&self.host_veth(&lease.container, &lease.network)) {
                 continue;
             }
             for theirs in &lease.ports {
                 if let Some(mine) = joiner.ports.iter().find(|p| p.collides_with(theirs)) {
+                    if joiner.start_first && lease.name == joiner.name {
+                        standby = true;
+                        continue;
+                    }
                     return Err(NetworkError::PortTaken {
                         port: format!("{}/{}", mine.host_port, mine.protocol),
                         holder: lease.container.clone(),
@@ -634,7 +669,108 @@ impl Networks {
                 }
             }
         }
-        Ok(())
+        Ok(standby)
+    }
+
+    /// The next claim: above every claim held (under the lock).
+    fn next_claim(&self) -> Result<Claim, NetworkError> {
+        let seq = self
+            .all_leases(&self.records()?)?
+            .iter()
+            .filter_map(|l| l.claim.map(|c| c.seq))
+            .max()
+            .unwrap_or(0);
+        Ok(Claim {
+            seq: seq + 1,
+            at_ms: crate::runtime::record::now_ms(),
+        })
+    }
+
+    /// Switch the published ports of container `id` to it, in one nftables transaction: new
+    /// connections go to it, established ones stay where they are (conntrack keeps their
+    /// translation), so its predecessor can drain. The claim is written before the rules: a
+    /// crash in between leaves rules that differ from the state, which the next pass repairs.
+    /// Idempotent: a container already serving keeps its claim.
+    pub fn take_over(&self, id: &str) -> Result<Claim, NetworkError> {
+        let _lock = self.lock()?;
+        let netlink = Netlink::open()?;
+        let records = self.records()?;
+        let leases = self.all_leases(&records)?;
+        let live = self.live_veths(&netlink)?;
+        let Some(mine) = leases
+            .iter()
+            .find(|l| l.container == id && !l.ports.is_empty())
+        else {
+            return Err(NetworkError::NotPublishing { id: id.to_string() });
+        };
+        if let Some(PortHold::Serving { .. }) = self.port_holds(&records, &leases, &live).get(id)
+            && let Some(claim) = mine.claim
+        {
+            return Ok(claim);
+        }
+        let claim = self.next_claim()?;
+        let mut lease = mine.clone();
+        lease.claim = Some(claim);
+        crate::runtime::record::save_volatile(&self.paths.lease(&lease.network, lease.ip), &lease)?;
+        crate::failpoint::hit("take-over-after-claim");
+        let state = self.snapshot()?;
+        self.sync_locked(&netlink, &state)?;
+        self.rewrite_hosts(&state, &[lease.network.as_str()])?;
+        Ok(claim)
+    }
+
+    /// Who has the published ports, per plugged-in container publishing some.
+    fn port_holds(
+        &self,
+        records: &[NetworkRecord],
+        leases: &[Lease],
+        live: &BTreeSet<String>,
+    ) -> BTreeMap<String, PortHold> {
+        let plugged: Vec<&Lease> = leases
+            .iter()
+            .filter(|l| !l.ports.is_empty() && current(records, l))
+            .filter(|l| live.contains(&self.host_veth(&l.container, &l.network)))
+            .collect();
+        let winners = serving(&plugged);
+        plugged
+            .iter()
+            .map(|l| {
+                let hold = match l.claim {
+                    None => PortHold::Standby,
+                    Some(c) if winners.iter().any(|w| w.container == l.container) => {
+                        PortHold::Serving { since_ms: c.at_ms }
+                    }
+                    Some(_) => PortHold::Superseded {
+                        since_ms: plugged
+                            .iter()
+                            .filter(|w| winners.iter().any(|x| x.container == w.container))
+                            .filter(|w| {
+                                w.ports
+                                    .iter()
+                                    .any(|p| l.ports.iter().any(|q| p.collides_with(q)))
+                            })
+                            .filter_map(|w| w.claim.map(|c| c.at_ms))
+                            .max()
+                            .unwrap_or(0),
+                    },
+                };
+                (l.container.clone(), hold)
+            })
+            .collect()
+    }
+
+    /// The container's address on its first network, if it has one.
+    pub fn address_of(&self, id: &str) -> Result<Option<Ipv4Addr>, NetworkError> {
+        for record in self.records()? {
+            if let Some(l) = self
+                .leases(&record.name)?
+                .iter()
+                .find(|l| l.container == id)
+            {
+                return Ok(Some(l.ip));
+            }
+        }
+        Ok(None)
     }
 
     /// The networks on which container `id` holds an address.
@@ -696,6 +832,7 @@ impl Networks {
             // name the network, and a repair removes both.
             return Ok(ObservedNetworks {
                 records: BTreeMap::new(),
+                ports: BTreeMap::new(),
                 rules_in_sync: !self.interrupted_removals(),
                 readable: true,
             });
@@ -730,8 +867,10 @@ impl Networks {
         }
         let live = self.owned_veths(links.values());
         let input = self.rules_input(&records, &leases, &live);
+        let ports = self.port_holds(&records, &leases, &live);
         Ok(ObservedNetworks {
             records: out,
+            ports,
             rules_in_sync: rules::in_sync(&input)? && !self.interrupted_removals(),
             readable: true,
         })
@@ -773,10 +912,13 @@ impl Networks {
                 internal: r.internal,
             })
             .collect();
-        let mut forwards: Vec<Forward> = leases
+        let plugged: Vec<&Lease> = leases
             .iter()
             .filter(|l| current(records, l))
             .filter(|l| live.contains(&self.host_veth(&l.container, &l.network)))
+            .collect();
+        let mut forwards: Vec<Forward> = serving(&plugged)
+            .into_iter()
             .flat_map(|l| {
                 l.ports.iter().filter_map(move |p| {
                     let host_ip = match p.host_ip {
@@ -862,6 +1004,33 @@ impl Networks {
 struct Snapshot {
     records: Vec<NetworkRecord>,
     leases: Vec<Lease>,
+}
+
+/// The leases whose ports are forwarded: highest claim first, each only if none of its
+/// ports collides with a port of a lease already chosen. Standby leases (no claim) never are.
+fn serving<'l>(plugged: &[&'l Lease]) -> Vec<&'l Lease> {
+    let mut claimed: Vec<&Lease> = plugged
+        .iter()
+        .copied()
+        .filter(|l| l.claim.is_some() && !l.ports.is_empty())
+        .collect();
+    claimed.sort_by(|a, b| {
+        b.claim
+            .cmp(&a.claim)
+            .then_with(|| a.container.cmp(&b.container))
+    });
+    let mut chosen: Vec<&Lease> = Vec::new();
+    for lease in claimed {
+        let collides = chosen.iter().any(|c| {
+            c.ports
+                .iter()
+                .any(|p| lease.ports.iter().any(|q| p.collides_with(q)))
+        });
+        if !collides {
+            chosen.push(lease);
+        }
+    }
+    chosen
 }
 
 /// A lease from before a subnet change (its container not replaced yet) is not current: its

@@ -47,6 +47,26 @@ pub struct Lease {
     /// Published ports forwarded to this address (one network of the container carries them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortMapping>,
+    /// Its claim on `ports`: of the running containers publishing a port, the one with the
+    /// highest claim has it. None: started beside the container serving its ports (a
+    /// start-first update), waiting to take them over.
+    #[serde(default = "Claim::from_the_start")]
+    pub claim: Option<Claim>,
+}
+
+/// When a container took its published ports: `seq` orders claims (one sequence per state
+/// root, under the network lock), `at_ms` is when (a draining predecessor's clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Claim {
+    pub seq: u64,
+    pub at_ms: u64,
+}
+
+impl Claim {
+    /// Leases written before claims existed served from their start.
+    fn from_the_start() -> Option<Claim> {
+        Some(Claim { seq: 0, at_ms: 0 })
+    }
 }
 
 /// Every path under `<state root>/networks`.

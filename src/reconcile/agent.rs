@@ -59,6 +59,8 @@ enum Trigger {
     Exit,
     Timer,
     Signal,
+    /// A container's health status changed.
+    Health,
     /// Right after a pass that changed something.
     Followup,
 }
@@ -71,6 +73,7 @@ impl Trigger {
             Trigger::Exit => "exit",
             Trigger::Timer => "timer",
             Trigger::Signal => "signal",
+            Trigger::Health => "health",
             Trigger::Followup => "followup",
         }
     }
@@ -86,6 +89,7 @@ pub async fn run(root: &Path, options: AgentOptions) -> Result<(), AgentError> {
     reconciler.allow_empty = options.allow_empty;
     reconciler.refresh_interval = options.pull_interval;
     let stop = reconciler.stop.clone();
+    let health_changed = reconciler.health.changed();
 
     let (dir_tx, mut dir_rx) = unbounded_channel();
     let mut watch = DirWatch::new(&options.dir, dir_tx)?;
@@ -194,6 +198,9 @@ pub async fn run(root: &Path, options: AgentOptions) -> Result<(), AgentError> {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 while exit_rx.try_recv().is_ok() {}
                 pending = Some(Trigger::Exit);
+            }
+            _ = health_changed.notified() => {
+                pending = Some(Trigger::Health);
             }
             _ = tokio::time::sleep_until(deadline) => {
                 pending = Some(Trigger::Timer);

@@ -48,6 +48,10 @@ pub enum ApplyError {
     BadSource { image: String, message: String },
     #[error("a step's task failed: {0}")]
     Task(String),
+    #[error(
+        "start-first update of {name} failed: {why}; the new container was removed, the old one serves on"
+    )]
+    UpdateFailed { name: String, why: String },
 }
 
 /// How a step ended.
@@ -218,6 +222,12 @@ pub fn describe(action: &Action) -> String {
         Action::Start { name, id } => format!("start container {name} ({id})"),
         Action::Restart { name, id, .. } => format!("restart container {name} ({id})"),
         Action::Replace { name, old } => format!("replace container {name} ({})", old.join(", ")),
+        Action::StartFirst { name, serving } => {
+            format!("start container {name} beside {}", serving.join(", "))
+        }
+        Action::TakeOver { name, id, .. } => format!("switch ports of {name} to {id}"),
+        Action::AbortUpdate { name, id, .. } => format!("abort update of {name} ({id})"),
+        Action::StopUnhealthy { name, id } => format!("stop unhealthy container {name} ({id})"),
         Action::Stop { name, id } => format!("stop container {name} ({id})"),
         Action::Remove { id, .. } => format!("remove container {id}"),
         Action::PruneImages { images } => format!("prune {} image(s)", images.len()),
@@ -329,6 +339,59 @@ async fn run_action(
             })
             .await
         }
+        Action::StartFirst { name, serving } => {
+            let (m, d) = (machine.clone(), desired.clone());
+            blocking(move || {
+                let record = create_container(&m, &d, name.as_str(), false)?;
+                crate::failpoint::hit("start-first-after-create");
+                m.runtime.start(&record.id)?;
+                Ok(format!(
+                    "{} running beside {}; it takes over the ports once healthy",
+                    record.id,
+                    serving.join(", ")
+                ))
+            })
+            .await
+        }
+        Action::TakeOver { id, from, .. } => {
+            let m = machine.clone();
+            blocking(move || take_over(&m, &id, &from)).await
+        }
+        Action::AbortUpdate { name, id, why } => {
+            let m = machine.clone();
+            blocking(move || {
+                m.runtime
+                    .stop(&id, None)
+                    .map(|_| ())
+                    .or_else(gone_is_done)?;
+                crate::failpoint::hit("abort-after-stop");
+                m.runtime.remove(&id, true).or_else(gone_is_done)?;
+                Err(ApplyError::UpdateFailed {
+                    name: name.to_string(),
+                    why,
+                })
+            })
+            .await
+        }
+        Action::StopUnhealthy { id, .. } => {
+            let m = machine.clone();
+            blocking(move || {
+                let why = match m.runtime.state(&id)? {
+                    crate::runtime::State::Running(monitor) => {
+                        crate::health::checks::read(m.runtime.layout(), &id, monitor.init)
+                            .map(|v| v.describe())
+                            .unwrap_or_else(|| "unhealthy".into())
+                    }
+                    _ => "unhealthy".into(),
+                };
+                let exit = m.runtime.stop_because(&id, &why)?;
+                Ok(match exit {
+                    Some(e) => format!("{id} {}", e.describe()),
+                    None => format!("{id} stopped"),
+                })
+            })
+            .await
+        }
         Action::Stop { id, .. } => {
             let m = machine.clone();
             blocking(move || {
@@ -368,6 +431,34 @@ async fn run_action(
             .await
         }
     }
+}
+
+/// Switch the published ports to `id`, and say how long after it became healthy.
+fn take_over(machine: &Machine, id: &str, from: &[String]) -> Result<String, ApplyError> {
+    let healthy_since = match machine.runtime.state(id)? {
+        crate::runtime::State::Running(monitor) => {
+            crate::health::checks::read(machine.runtime.layout(), id, monitor.init)
+                .filter(|v| v.status == crate::health::Health::Healthy)
+                .map(|v| v.since_ms)
+        }
+        _ => None,
+    };
+    let claim = machine.networks().take_over(id)?;
+    let after = healthy_since.map(|since| crate::runtime::record::now_ms().saturating_sub(since));
+    if let Some(ms) = after {
+        tracing::info!(container = id, switch_ms = ms, "ports switched");
+    }
+    Ok(format!(
+        "ports now go to {id}{}{}",
+        after
+            .map(|ms| format!(", {ms} ms after it became healthy"))
+            .unwrap_or_default(),
+        if from.is_empty() {
+            String::new()
+        } else {
+            format!("; {} drain(s) since claim {}", from.join(", "), claim.seq)
+        }
+    ))
 }
 
 /// `stop` on a container whose record is damaged fails; `remove` handles those itself.

@@ -83,6 +83,19 @@ impl PassReport {
             + self.refreshed.iter().filter(|r| r.error.is_some()).count()
     }
 
+    /// A start-first update is under way (started, switching or draining): `apply` sees it
+    /// through, with or without `--wait`.
+    pub fn updating(&self) -> bool {
+        !self.plan.updating.is_empty()
+            || self.plan.steps.iter().zip(&self.outcomes).any(|(s, o)| {
+                matches!(o, Outcome::Done { .. })
+                    && matches!(
+                        s.action,
+                        Action::StartFirst { .. } | Action::TakeOver { .. }
+                    )
+            })
+    }
+
     /// Nothing to do, nothing waiting, nothing wrong.
     pub fn converged(&self) -> bool {
         self.load_error.is_none()
@@ -155,11 +168,18 @@ pub struct Reconciler {
     load_cache: Arc<std::sync::Mutex<crate::spec::LoadCache>>,
     /// The last desired state's entry hashes (hashing is most of a plan's cost).
     hashes: std::sync::Mutex<Option<(Arc<crate::spec::Desired>, Arc<plan::EntryHashes>)>>,
+    /// Health checks of the running containers, as the last pass observed them.
+    pub health: crate::health::HealthChecks,
 }
 
 impl Reconciler {
     pub fn new(machine: Machine, dir: &Path) -> Reconciler {
+        let health = crate::health::HealthChecks::new(
+            machine.runtime.layout(),
+            machine.runtime.binary().to_path_buf(),
+        );
         Reconciler {
+            health,
             machine,
             dir: dir.to_path_buf(),
             failures: FailureBook::new(),
@@ -209,6 +229,9 @@ impl Reconciler {
             self.last_refresh = Some(Instant::now());
         }
         self.remember(&report);
+        if let Some(observed) = &observed {
+            self.health.track(health_subjects(observed));
+        }
         self.last_observed = observed;
         if let Some(m) = missing_since {
             self.missing_since = m;
@@ -458,7 +481,10 @@ impl Reconciler {
             let key = step.action.key();
             still.insert(key.clone());
             match outcome {
-                Outcome::Done { .. } => record(&mut self.failures, key, None, None),
+                Outcome::Done { .. } if step.action.settles() => {
+                    record(&mut self.failures, key, None, None)
+                }
+                Outcome::Done { .. } => {}
                 Outcome::Failed { error } => {
                     record(&mut self.failures, key, Some(error), step.spec.as_ref())
                 }
@@ -467,6 +493,25 @@ impl Reconciler {
         }
         self.failures.retain(|key, _| still.contains(key));
     }
+}
+
+/// The running containers that have a health check.
+fn health_subjects(observed: &observe::Observed) -> Vec<crate::health::Subject> {
+    observed
+        .containers
+        .iter()
+        .filter_map(|c| match (&c.phase, c.init, &c.health_check) {
+            (observe::Phase::Running { started_at_ms }, Some(init), Some(check)) => {
+                Some(crate::health::Subject {
+                    id: c.id.clone(),
+                    init,
+                    started_at_ms: *started_at_ms,
+                    check: check.clone(),
+                })
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 static EMPTY_BOOK: FailureBook = FailureBook::new();

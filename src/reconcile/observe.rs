@@ -62,11 +62,20 @@ pub struct ObservedContainer {
     pub created_at: String,
     pub phase: Phase,
     pub restarts: RestartRecord,
-    /// The health check's verdict, if it has one and the agent has run it.
+    /// While it runs with a health check: the verdict about this run (starting until the
+    /// first check says otherwise).
     pub health: Option<Health>,
+    /// Whether its published ports are forwarded to it (plugged in and publishing some).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ports: Option<crate::network::PortHold>,
     /// Its monitor while it runs: the agent waits on it to notice the exit at once.
     #[serde(skip)]
     pub monitor: Option<crate::runtime::sys::ProcessId>,
+    /// Its init while it runs, and its health check: what the health checker needs.
+    #[serde(skip)]
+    pub init: Option<crate::runtime::sys::ProcessId>,
+    #[serde(skip)]
+    pub health_check: Option<crate::spec::model::HealthCheck>,
 }
 
 /// A container's state as the planner needs it (no pids or fds: plans are pure data).
@@ -94,21 +103,23 @@ pub enum Phase {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    Starting,
-    Healthy,
-    Unhealthy,
-}
+pub use crate::health::Health;
 
 impl ObservedContainer {
     fn new(
         record: crate::runtime::record::ContainerRecord,
         phase: Phase,
         restarts: RestartRecord,
-        monitor: Option<crate::runtime::sys::ProcessId>,
+        monitor: Option<&crate::runtime::record::MonitorRecord>,
+        layout: &crate::runtime::layout::Layout,
     ) -> ObservedContainer {
+        let health = match (&record.health, monitor) {
+            (Some(_), Some(m)) => Some(
+                crate::health::checks::read(layout, &record.id, m.init)
+                    .map_or(Health::Starting, |v| v.status),
+            ),
+            _ => None,
+        };
         ObservedContainer {
             id: record.id,
             name: record.name,
@@ -118,8 +129,11 @@ impl ObservedContainer {
             created_at: record.created_at,
             phase,
             restarts,
-            health: None,
-            monitor,
+            health,
+            ports: None,
+            monitor: monitor.map(|m| m.monitor),
+            init: monitor.map(|m| m.init),
+            health_check: record.health,
         }
     }
 }
@@ -185,11 +199,13 @@ pub fn observe(
                         let phase = Phase::Running {
                             started_at_ms: live.monitor.started_at_ms,
                         };
-                        let (restarts, monitor) =
-                            (live.restarts.clone(), Some(live.monitor.monitor));
-                        observed
-                            .containers
-                            .push(ObservedContainer::new(record, phase, restarts, monitor));
+                        observed.containers.push(ObservedContainer::new(
+                            record,
+                            phase,
+                            live.restarts.clone(),
+                            Some(&live.monitor),
+                            runtime.layout(),
+                        ));
                         continue;
                     }
                     cache.live.remove(&record.id);
@@ -209,7 +225,7 @@ pub fn observe(
                                         },
                                     );
                                 }
-                                Some(m.monitor)
+                                Some(*m)
                             }
                             _ => None,
                         };
@@ -233,9 +249,13 @@ pub fn observe(
                         )
                     }
                 };
-                observed
-                    .containers
-                    .push(ObservedContainer::new(record, phase, restarts, monitor));
+                observed.containers.push(ObservedContainer::new(
+                    record,
+                    phase,
+                    restarts,
+                    monitor.as_ref(),
+                    runtime.layout(),
+                ));
             }
         }
         Err(e) => observed.problems.push(format!("listing containers: {e}")),
@@ -257,7 +277,12 @@ pub fn observe(
         Err(e) => observed.problems.push(format!("listing volumes: {e}")),
     }
     match crate::network::Networks::new(runtime.layout()).observe() {
-        Ok(networks) => observed.networks = networks,
+        Ok(networks) => {
+            for c in &mut observed.containers {
+                c.ports = networks.ports.get(&c.id).copied();
+            }
+            observed.networks = networks;
+        }
         Err(e) => {
             observed.networks.readable = false;
             observed.problems.push(format!("observing networks: {e}"));

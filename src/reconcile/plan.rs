@@ -15,9 +15,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::observe::{Health, Observed, ObservedContainer, Phase};
+use crate::network::PortHold;
 use crate::runtime::record::ExitRecord;
 use crate::spec::hash::SpecHash;
-use crate::spec::model::{Backoff, Condition, Container, Desired, PullPolicy, RestartPolicy};
+use crate::spec::model::{
+    Backoff, Condition, Container, Desired, PullPolicy, RestartPolicy, UpdateStrategy,
+};
 use crate::spec::name::Name;
 
 /// Failures of earlier passes, by resource key (`Action::key`): retried with backoff.
@@ -84,6 +87,10 @@ pub struct Plan {
     pub prune_blocked: Option<String>,
     /// When the earliest wait ends: the agent plans again then.
     pub wake_at_ms: Option<u64>,
+    /// Entries in the middle of a start-first update (new container on standby, or old one
+    /// draining): `apply` carries on until they are done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub updating: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -139,6 +146,32 @@ pub enum Action {
         name: Name,
         old: Vec<String>,
     },
+    /// Start-first update, first step: create and start the new container beside the ones
+    /// serving the entry's published ports; it takes them over once healthy (`TakeOver`).
+    StartFirst {
+        name: Name,
+        serving: Vec<String>,
+    },
+    /// Start-first update: switch the published ports to the new, healthy container in one
+    /// nftables transaction; the old ones drain, then go.
+    TakeOver {
+        name: Name,
+        id: String,
+        from: Vec<String>,
+    },
+    /// Start-first update that failed (the new container is unhealthy, not healthy in time,
+    /// or ended): remove the new container; the old one never stopped serving. Reported as
+    /// a failure, so the same spec waits out its backoff before it is tried again.
+    AbortUpdate {
+        name: Name,
+        id: String,
+        why: String,
+    },
+    /// Stop a container its health check found unhealthy; its restart policy brings it back.
+    StopUnhealthy {
+        name: Name,
+        id: String,
+    },
     /// Kill what is left of a lost container that is not to be restarted.
     Stop {
         name: Name,
@@ -156,6 +189,13 @@ pub enum Action {
 }
 
 impl Action {
+    /// Whether succeeding ends the resource's failure streak. Starting a start-first update's
+    /// new container proves nothing yet: only taking over does, so an update that keeps
+    /// failing keeps backing off.
+    pub fn settles(&self) -> bool {
+        !matches!(self, Action::StartFirst { .. })
+    }
+
     /// The resource an action works on: failures are remembered and retried per key.
     pub fn key(&self) -> String {
         match self {
@@ -168,6 +208,10 @@ impl Action {
             | Action::Start { name, .. }
             | Action::Restart { name, .. }
             | Action::Replace { name, .. }
+            | Action::StartFirst { name, .. }
+            | Action::TakeOver { name, .. }
+            | Action::AbortUpdate { name, .. }
+            | Action::StopUnhealthy { name, .. }
             | Action::Stop { name, .. } => format!("container/{name}"),
             Action::Remove { id, .. } => format!("container-id/{id}"),
             Action::PruneImages { .. } => "prune/images".into(),
@@ -592,6 +636,11 @@ impl<'a> Planner<'a> {
             return;
         }
         let current = current_container(&mine, &hash, digest);
+        if c.update.strategy == UpdateStrategy::StartFirst
+            && self.start_first(name, c, &hash, digest, &mine, current, undescribed_removals)
+        {
+            return;
+        }
         // Leftovers beside the current one (an interrupted replacement) go before it starts.
         let mut stale_removals = Vec::new();
         for o in &mine {
@@ -624,7 +673,22 @@ impl<'a> Planner<'a> {
             return;
         };
         match &cur.phase {
-            Phase::Running { .. } => {}
+            Phase::Running { .. } => {
+                if cur.health == Some(Health::Unhealthy) && c.restart != RestartPolicy::Never {
+                    self.entry_step(
+                        name,
+                        Action::StopUnhealthy {
+                            name: name.clone(),
+                            id: cur.id.clone(),
+                        },
+                        stale_removals,
+                        format!(
+                            "its health check fails; restart policy \"{}\" starts it again",
+                            restart_policy_name(c.restart)
+                        ),
+                    );
+                }
+            }
             Phase::Created => {
                 self.when_dependencies_ready(name, c, |planner, mut after| {
                     after.extend(stale_removals);
@@ -665,6 +729,201 @@ impl<'a> Planner<'a> {
             }
             Phase::Unknown { .. } => {}
         }
+    }
+
+    /// A start-first entry while an update is under way: old containers still serving its
+    /// ports, or a new one on standby. Returns false when there is none (the usual rules
+    /// apply). The sequence, one step per pass, each decided from what is observed (so a
+    /// crash anywhere resumes it): start the new container beside the old; wait until it is
+    /// healthy (at most `update_timeout` from its start); take the ports over; let the old
+    /// ones drain for `drain` from the switch; remove them. A new container that turns
+    /// unhealthy, is not healthy in time or ends is removed instead, and the old ones serve
+    /// on untouched.
+    #[allow(clippy::too_many_arguments)]
+    fn start_first(
+        &mut self,
+        name: &Name,
+        c: &Container,
+        hash: &SpecHash,
+        digest: Option<&String>,
+        mine: &[&ObservedContainer],
+        current: Option<&ObservedContainer>,
+        undescribed_removals: &[usize],
+    ) -> bool {
+        let now = self.inputs.now_ms;
+        let is_current = |o: &ObservedContainer| current.is_some_and(|cur| cur.id == o.id);
+        // Old containers that still have (or drain) the published ports.
+        let serving: Vec<&ObservedContainer> = mine
+            .iter()
+            .copied()
+            .filter(|o| !is_current(o) && o.phase.is_running())
+            .filter(|o| {
+                matches!(
+                    o.ports,
+                    Some(PortHold::Serving { .. } | PortHold::Superseded { .. })
+                )
+            })
+            .collect();
+        let standby = current.is_some_and(|cur| {
+            matches!(cur.phase, Phase::Running { .. })
+                && cur.ports == Some(PortHold::Standby)
+                && cur.health != Some(Health::Unhealthy)
+        });
+        if serving.is_empty() && !standby {
+            return false;
+        }
+        let key = format!("container/{name}");
+        // Everything else of this entry (an abandoned earlier attempt, stopped leftovers) goes.
+        let mut removals = Vec::new();
+        for o in mine.iter().filter(|o| !is_current(o)) {
+            if serving.iter().any(|s| s.id == o.id) {
+                self.remaining_images.insert(o.image.clone());
+            } else if let Some(i) = self.remove(
+                o.name.clone(),
+                &o.id,
+                "a stale container of this entry".into(),
+            ) {
+                removals.push(i);
+            } else {
+                self.remaining_images.insert(o.image.clone());
+            }
+        }
+        let serving_ids = serving.iter().map(|o| o.id.clone()).collect::<Vec<_>>();
+        let old = serving_ids.join(", ");
+        let Some(cur) = current else {
+            let mut after = removals;
+            after.extend_from_slice(undescribed_removals);
+            self.create_step(name, c, hash, digest, &[], &serving, &after);
+            if self.starts.contains_key(name) {
+                self.plan.updating.push(name.to_string());
+            }
+            return true;
+        };
+        // Under way until the new container serves alone (or is removed): a failed update
+        // waiting out its backoff is not.
+        self.plan.updating.push(name.to_string());
+        self.remaining_images.insert(cur.image.clone());
+        let abort = |planner: &mut Self, why: String| {
+            planner.entry_step(
+                name,
+                Action::AbortUpdate {
+                    name: name.clone(),
+                    id: cur.id.clone(),
+                    why: why.clone(),
+                },
+                vec![],
+                format!("{why}; {old} keeps serving"),
+            );
+        };
+        match (&cur.phase, cur.ports) {
+            (Phase::Created, _) => {
+                // Made by a pass that was cut short: started beside the old ones.
+                self.when_dependencies_ready(name, c, |planner, mut after| {
+                    after.extend(removals);
+                    planner.start_step(
+                        name,
+                        Action::Start {
+                            name: name.clone(),
+                            id: cur.id.clone(),
+                        },
+                        after,
+                        format!("created for a start-first update beside {old}, not started"),
+                    )
+                });
+            }
+            (Phase::Running { started_at_ms }, Some(PortHold::Standby)) => match cur.health {
+                Some(Health::Healthy) => {
+                    self.entry_step(
+                        name,
+                        Action::TakeOver {
+                            name: name.clone(),
+                            id: cur.id.clone(),
+                            from: serving_ids.clone(),
+                        },
+                        removals,
+                        if old.is_empty() {
+                            "healthy; its ports are served by no one".to_string()
+                        } else {
+                            format!("healthy; takes the published ports over from {old}")
+                        },
+                    );
+                }
+                Some(Health::Unhealthy) => {
+                    abort(self, format!("{} is unhealthy", cur.id));
+                }
+                _ if serving.is_empty() => self.plan.waits.push(Wait {
+                    key,
+                    reason: format!(
+                        "{} takes over the published ports once healthy (nothing else serves them)",
+                        cur.id
+                    ),
+                    until_ms: None,
+                }),
+                _ => {
+                    let deadline =
+                        started_at_ms.saturating_add(c.update.timeout.0.as_millis() as u64);
+                    if now >= deadline {
+                        abort(
+                            self,
+                            format!(
+                                "{} was not healthy within update_timeout {}",
+                                cur.id, c.update.timeout
+                            ),
+                        );
+                    } else {
+                        self.plan.waits.push(Wait {
+                            key,
+                            reason: format!(
+                                "start-first update: waiting for {} to become healthy (at most {} more); {old} serves",
+                                cur.id,
+                                human_ms(deadline - now)
+                            ),
+                            until_ms: Some(deadline),
+                        });
+                    }
+                }
+            },
+            (Phase::Running { .. }, Some(PortHold::Serving { since_ms })) => {
+                let until = since_ms.saturating_add(c.update.drain.0.as_millis() as u64);
+                if now < until {
+                    self.plan.waits.push(Wait {
+                        key,
+                        reason: format!(
+                            "start-first update: {} serves; {old} drains for {} more",
+                            cur.id,
+                            human_ms(until - now)
+                        ),
+                        until_ms: Some(until),
+                    });
+                } else {
+                    for o in &serving {
+                        self.remove(
+                            o.name.clone(),
+                            &o.id,
+                            format!("drained for {} after {} took over", c.update.drain, cur.id),
+                        );
+                    }
+                }
+            }
+            (Phase::Exited { exit }, _) if !serving.is_empty() => {
+                abort(self, format!("{} {}", cur.id, exit.describe()));
+            }
+            (Phase::Lost { reason, .. }, _) if !serving.is_empty() => {
+                abort(self, format!("{}: {reason}", cur.id));
+            }
+            // Running but not plugged in, or taken over by another container: the old ones
+            // are simply stale.
+            _ => {
+                for o in &serving {
+                    self.remove(
+                        o.name.clone(),
+                        &o.id,
+                        "a stale container of this entry".into(),
+                    );
+                }
+            }
+        }
+        true
     }
 
     /// An exited or lost current container: restart it in place per its policy, after
@@ -756,9 +1015,25 @@ impl<'a> Planner<'a> {
         stale: &[&ObservedContainer],
         undescribed_removals: &[usize],
     ) {
+        self.create_step(name, c, hash, digest, stale, &[], undescribed_removals)
+    }
+
+    /// The step that makes the entry's new container: `Run`, a stop-first `Replace` of
+    /// `stale`, or a `StartFirst` beside `serving`.
+    #[allow(clippy::too_many_arguments)]
+    fn create_step(
+        &mut self,
+        name: &Name,
+        c: &Container,
+        hash: &SpecHash,
+        digest: Option<&String>,
+        stale: &[&ObservedContainer],
+        serving: &[&ObservedContainer],
+        after_steps: &[usize],
+    ) {
         let mut after: Vec<usize> = Vec::new();
         if stale.is_empty() {
-            after.extend_from_slice(undescribed_removals);
+            after.extend_from_slice(after_steps);
         }
         if let Some(&i) = self.pulls.get(&c.image.to_string()) {
             after.push(i);
@@ -778,7 +1053,18 @@ impl<'a> Planner<'a> {
                 after.push(i);
             }
         }
-        let (action, reason) = if stale.is_empty() {
+        let (action, reason) = if !serving.is_empty() {
+            (
+                Action::StartFirst {
+                    name: name.clone(),
+                    serving: serving.iter().map(|o| o.id.clone()).collect(),
+                },
+                format!(
+                    "{}; start-first: the new container starts beside it and takes over its ports once healthy",
+                    replace_reason(serving, hash, digest)
+                ),
+            )
+        } else if stale.is_empty() {
             (
                 Action::Run { name: name.clone() },
                 "described, not present".to_string(),
@@ -859,6 +1145,20 @@ impl<'a> Planner<'a> {
         after: Vec<usize>,
         reason: String,
     ) -> Option<usize> {
+        let i = self.entry_step(name, action, after, reason)?;
+        self.starts.insert(name.clone(), i);
+        Some(i)
+    }
+
+    /// A step on an entry's containers: after its failure backoff (the entry's own, reset by
+    /// a change of its spec) and after the steps bringing its networks.
+    fn entry_step(
+        &mut self,
+        name: &Name,
+        action: Action,
+        after: Vec<usize>,
+        reason: String,
+    ) -> Option<usize> {
         let entry = &self.inputs.desired.containers[name];
         let spec = self
             .hashes
@@ -882,9 +1182,7 @@ impl<'a> Planner<'a> {
             reason,
             spec,
         });
-        let i = self.plan.steps.len() - 1;
-        self.starts.insert(name.clone(), i);
-        Some(i)
+        Some(self.plan.steps.len() - 1)
     }
 
     fn remove(&mut self, name: String, id: &str, reason: String) -> Option<usize> {

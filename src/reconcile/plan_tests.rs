@@ -66,6 +66,7 @@ fn exit(code: i32, ran_ms: u64, ago_ms: u64) -> ExitRecord {
         started_at_ms: NOW - ago_ms - ran_ms,
         finished_at_ms: NOW - ago_ms,
         error: None,
+        stopped_because: None,
     }
 }
 
@@ -94,7 +95,10 @@ fn container(
         phase,
         restarts: RestartRecord::default(),
         health: None,
+        ports: None,
         monitor: None,
+        init: None,
+        health_check: None,
     }
 }
 
@@ -273,7 +277,8 @@ fn check_invariants(plan: &Plan, now: u64) {
         if let Action::Run { name }
         | Action::Start { name, .. }
         | Action::Restart { name, .. }
-        | Action::Replace { name, .. } = &step.action
+        | Action::Replace { name, .. }
+        | Action::StartFirst { name, .. } = &step.action
         {
             assert!(
                 starts.insert(name.clone(), i).is_none(),
@@ -303,6 +308,22 @@ fn render_action(action: &Action) -> String {
         Action::Replace { name, old } => {
             format!("replace container/{name} old=[{}]", old.join(","))
         }
+        Action::StartFirst { name, serving } => {
+            format!(
+                "start-first container/{name} serving=[{}]",
+                serving.join(",")
+            )
+        }
+        Action::TakeOver { name, id, from } => {
+            format!(
+                "take-over container/{name} id={id} from=[{}]",
+                from.join(",")
+            )
+        }
+        Action::AbortUpdate { name, id, why } => {
+            format!("abort-update container/{name} id={id} why={why}")
+        }
+        Action::StopUnhealthy { name, id } => format!("stop-unhealthy container/{name} id={id}"),
         Action::Stop { name, id } => format!("stop container/{name} id={id}"),
         Action::Remove { name, id } if name.is_empty() => format!("remove container-id/{id}"),
         Action::Remove { name, id } => format!("remove container/{name} id={id}"),
@@ -1392,9 +1413,13 @@ fn healthy_dependency_table() {
             "wait container/web: waiting for db to be healthy",
         ),
         (
+            // Restarted per its policy; web waits for it to be healthy again.
             Some(running()),
             Some(Health::Unhealthy),
-            "wait container/web: waiting for db to be healthy",
+            "
+            stop-unhealthy container/db id=db-00000001
+            wait container/web: waiting for db to be healthy
+            ",
         ),
         (Some(running()), Some(Health::Healthy), "run container/web"),
         (

@@ -22,6 +22,22 @@ fn verb(action: &Action) -> (&'static str, String) {
         Action::Start { name, id } => ("~", format!("start    container {name} ({id})")),
         Action::Restart { name, id, .. } => ("~", format!("restart  container {name} ({id})")),
         Action::Replace { name, .. } => ("±", format!("replace  container {name}")),
+        Action::StartFirst { name, serving } => (
+            "±",
+            format!(
+                "update   container {name} (start-first, beside {})",
+                serving.join(", ")
+            ),
+        ),
+        Action::TakeOver { name, id, .. } => {
+            ("~", format!("switch   container {name} ports to {id}"))
+        }
+        Action::AbortUpdate { name, id, .. } => {
+            ("-", format!("abort    container {name} update ({id})"))
+        }
+        Action::StopUnhealthy { name, id } => {
+            ("~", format!("stop     container {name} ({id}, unhealthy)"))
+        }
         Action::Stop { name, id } => ("~", format!("stop     container {name} ({id})")),
         Action::Remove { name, id } if name.is_empty() => ("-", format!("remove   container {id}")),
         Action::Remove { name, id } => ("-", format!("remove   container {name} ({id})")),
@@ -90,7 +106,10 @@ pub fn summary(plan: &Plan) -> String {
             Action::Run { .. } => "to run",
             Action::Start { .. } => "to start",
             Action::Restart { .. } => "to restart",
-            Action::Replace { .. } => "to replace",
+            Action::Replace { .. } | Action::StartFirst { .. } => "to replace",
+            Action::TakeOver { .. } => "port switch(es)",
+            Action::AbortUpdate { .. } => "update(s) to abort",
+            Action::StopUnhealthy { .. } => "unhealthy to stop",
             Action::Stop { .. } => "to stop",
             Action::Remove { .. } => "to remove",
             Action::PruneImages { .. } => "image prune",

@@ -129,6 +129,10 @@ impl ContainerPaths {
     pub fn spec(&self) -> PathBuf {
         self.dir.join("spec.json")
     }
+    /// The health check's verdict about the current run.
+    pub fn health(&self) -> PathBuf {
+        self.dir.join("health.json")
+    }
     pub fn restarts(&self) -> PathBuf {
         self.dir.join("restarts.json")
     }

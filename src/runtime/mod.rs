@@ -213,6 +213,11 @@ impl Runtime {
         }
     }
 
+    /// The berth binary that monitors (and health checks' `berth exec`) run.
+    pub fn binary(&self) -> &Path {
+        &self.monitor_binary
+    }
+
     pub fn layout(&self) -> &Layout {
         &self.layout
     }
@@ -376,6 +381,9 @@ impl Runtime {
                 _ => Vec::new(),
             },
             ports: c.ports.clone(),
+            health: c.health.clone(),
+            start_first: !req.manual
+                && c.update.strategy == crate::spec::model::UpdateStrategy::StartFirst,
         };
         fsutil::write_new_file(
             &tmp_paths.record(),
@@ -752,6 +760,24 @@ impl Runtime {
         Ok(exit)
     }
 
+    /// Stop a container for a reason of berth's own (its health check failed): the exit
+    /// record says so, and its restart policy then treats the stop as a failure.
+    pub fn stop_because(&self, id: &str, why: &str) -> Result<Option<ExitRecord>, RuntimeError> {
+        let paths = self.paths(id)?;
+        let _lock = ContainerLock::acquire(&paths)?;
+        let running = matches!(self.state(id)?, State::Running(_));
+        let exit = self.stop_locked(id, None)?;
+        self.unplug(id, false);
+        match exit {
+            Some(mut exit) if running => {
+                exit.stopped_because = Some(why.to_string());
+                record::save_volatile(&paths.exit(), &exit)?;
+                Ok(Some(exit))
+            }
+            other => Ok(other),
+        }
+    }
+
     /// A stopped container's forwards go (`release`: its addresses too). Not an error for
     /// the stop: the reconciler's next pass finds rules that differ from the state and
     /// rebuilds them.
@@ -865,6 +891,7 @@ impl Runtime {
             started_at_ms,
             finished_at_ms: record::now_ms(),
             error: Some("its monitor was lost; berth cleaned up after it".into()),
+            stopped_because: None,
         };
         record::save_volatile(&paths.exit(), &exit)?;
         Ok(exit)

@@ -337,6 +337,7 @@ fn plug_in(layout: &Layout, record: &ContainerRecord, init: i32) -> Result<(), S
         hostname: &record.hostname,
         attachments: &record.networks,
         ports: &record.ports,
+        start_first: record.start_first,
     };
     crate::network::Networks::new(layout)
         .attach(&joiner, std::os::fd::AsFd::as_fd(&netns))

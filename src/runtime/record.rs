@@ -51,6 +51,13 @@ pub struct ContainerRecord {
     /// Published ports, forwarded to its address on its first non-internal network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<crate::spec::port::PortMapping>,
+    /// Its health check, run by the reconciler while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::spec::model::HealthCheck>,
+    /// Made for a start-first update: it may start beside the running container of its name
+    /// that publishes the same ports, and takes them over only when told to.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub start_first: bool,
 }
 
 impl ContainerRecord {
@@ -161,6 +168,9 @@ pub struct ExitRecord {
     /// Set when the container never ran (the engine failed to create or start it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why berth stopped it, when it was not asked to (e.g. "unhealthy").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_because: Option<String>,
 }
 
 impl ExitRecord {
@@ -174,6 +184,7 @@ impl ExitRecord {
             started_at_ms: now,
             finished_at_ms: now,
             error: Some(error.into()),
+            stopped_because: None,
         }
     }
 
@@ -189,6 +200,11 @@ impl ExitRecord {
     pub fn describe(&self) -> String {
         if let Some(e) = &self.error {
             return format!("failed to start: {e}");
+        }
+        if let Some(why) = &self.stopped_because {
+            let mut plain = self.clone();
+            plain.stopped_because = None;
+            return format!("stopped by berth, {why} ({})", plain.describe());
         }
         match (self.code, self.signal, self.oom_killed) {
             (None, Some(9), true) => "killed by the OOM killer (memory limit reached)".to_string(),
@@ -294,6 +310,7 @@ mod tests {
             started_at_ms: 0,
             finished_at_ms: 0,
             error: None,
+            stopped_because: None,
         };
         assert_eq!(r.status(), 3);
         r.code = None;

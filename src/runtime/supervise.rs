@@ -217,6 +217,7 @@ impl Supervisor {
             started_at_ms: self.started_at_ms,
             finished_at_ms: record::now_ms(),
             error: None,
+            stopped_because: None,
         };
         if let Err(e) = self.clean_up(&hierarchies) {
             eprintln!("berth-monitor {}: cleaning up: {e}", self.id);

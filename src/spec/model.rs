@@ -174,7 +174,7 @@ pub struct Resources {
     pub pids: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct HealthCheck {
     pub probe: Probe,
     pub interval: Duration,
@@ -183,7 +183,7 @@ pub struct HealthCheck {
     pub start_period: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Probe {
     Exec(Vec<String>),

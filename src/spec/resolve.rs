@@ -1114,8 +1114,29 @@ impl Resolver {
             }
         } else if let Some(url) = &raw.http {
             match url::Url::from_str(url.get_ref()) {
-                Ok(u) if u.scheme() == "http" && u.host().is_some() && u.username().is_empty() => {
+                Ok(u)
+                    if u.scheme() == "http"
+                        && matches!(
+                            u.host(),
+                            Some(url::Host::Ipv4(_)) | Some(url::Host::Domain("localhost"))
+                        )
+                        && u.username().is_empty() =>
+                {
                     Probe::Http(u.to_string())
+                }
+                Ok(u) if u.scheme() == "http" && u.host().is_some() => {
+                    self.push(
+                        e.diag(
+                            Code::InvalidValue,
+                            span(url),
+                            format!(
+                                "{what}: the health URL's host must be an IPv4 address or localhost, not `{}`",
+                                u.host_str().unwrap_or("")
+                            ),
+                        )
+                        .with_help("it is requested from inside the container's network, where no name is resolved; write e.g. \"http://127.0.0.1:8080/healthz\""),
+                    );
+                    return None;
                 }
                 Ok(u) if u.scheme() == "https" => {
                     self.push(

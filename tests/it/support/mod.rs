@@ -6,6 +6,7 @@
 
 pub mod images;
 pub mod layout;
+pub mod load;
 pub mod net;
 pub mod proxy;
 pub mod registry;

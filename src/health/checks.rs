@@ -1,0 +1,147 @@
+//! The reconciler's health checker: one task per running container that has a check, for as
+//! long as that run lasts. Each check's verdict is written to the container's `health.json`
+//! (what `observe`, `ps` and `status` read) and a change of status wakes the reconciler.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::probe::{self, Target};
+use super::verdict::{Health, HealthRecord};
+use crate::runtime::layout::Layout;
+use crate::runtime::record::{self, now_ms};
+use crate::runtime::sys::ProcessId;
+use crate::spec::model::HealthCheck;
+
+/// A running container to check.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    pub id: String,
+    pub init: ProcessId,
+    pub started_at_ms: u64,
+    pub check: HealthCheck,
+}
+
+pub struct HealthChecks {
+    layout: Layout,
+    berth: PathBuf,
+    tasks: HashMap<String, (ProcessId, JoinHandle<()>)>,
+    changed: Arc<Notify>,
+}
+
+impl HealthChecks {
+    pub fn new(layout: &Layout, berth: PathBuf) -> HealthChecks {
+        HealthChecks {
+            layout: layout.clone(),
+            berth,
+            tasks: HashMap::new(),
+            changed: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Notified whenever a container's health status changes.
+    pub fn changed(&self) -> Arc<Notify> {
+        self.changed.clone()
+    }
+
+    /// Check exactly these runs from now on: new ones get a task, ended ones lose theirs.
+    /// Must be called within a tokio runtime.
+    pub fn track(&mut self, subjects: impl IntoIterator<Item = Subject>) {
+        let subjects: HashMap<String, Subject> =
+            subjects.into_iter().map(|s| (s.id.clone(), s)).collect();
+        self.tasks.retain(|id, (init, task)| {
+            let keep = subjects.get(id).is_some_and(|s| s.init == *init) && !task.is_finished();
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (id, subject) in subjects {
+            if self.tasks.contains_key(&id) {
+                continue;
+            }
+            let init = subject.init;
+            let task = tokio::spawn(check_loop(
+                self.layout.clone(),
+                self.berth.clone(),
+                subject,
+                self.changed.clone(),
+            ));
+            self.tasks.insert(id, (init, task));
+        }
+    }
+}
+
+impl Drop for HealthChecks {
+    fn drop(&mut self) {
+        for (_, task) in self.tasks.values() {
+            task.abort();
+        }
+    }
+}
+
+/// The verdict about the current run of container `id`, if one was written for it.
+pub fn read(layout: &Layout, id: &str, init: ProcessId) -> Option<HealthRecord> {
+    record::load::<HealthRecord>(&layout.container(id).health())
+        .ok()
+        .flatten()
+        .filter(|r| r.init == init)
+}
+
+async fn check_loop(layout: Layout, berth: PathBuf, subject: Subject, changed: Arc<Notify>) {
+    let path = layout.container(&subject.id).health();
+    // An agent restarted during a run carries on with that run's verdict.
+    let mut verdict = read(&layout, &subject.id, subject.init)
+        .unwrap_or_else(|| HealthRecord::new(subject.init, subject.started_at_ms));
+    let address = crate::network::Networks::new(&layout)
+        .address_of(&subject.id)
+        .ok()
+        .flatten();
+    let target = Target {
+        id: subject.id.clone(),
+        init: subject.init,
+        address,
+        berth,
+        root: layout.state_root.clone(),
+    };
+    if verdict.checks == 0 {
+        save(&path, &verdict).await;
+    }
+    loop {
+        let due = verdict.next_due_ms(&subject.check);
+        let wait = due.saturating_sub(now_ms());
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        let result = probe::run(&target, &subject.check).await;
+        let before = verdict.status;
+        if verdict.record(&subject.check, result) {
+            let output = verdict
+                .last
+                .as_ref()
+                .map(|l| l.output.as_str())
+                .unwrap_or("");
+            match verdict.status {
+                Health::Unhealthy => {
+                    tracing::warn!(container = %subject.id, from = %before, "unhealthy: {output}")
+                }
+                status => tracing::info!(container = %subject.id, from = %before, "{status}"),
+            }
+            save(&path, &verdict).await;
+            changed.notify_one();
+        } else {
+            save(&path, &verdict).await;
+        }
+    }
+}
+
+async fn save(path: &std::path::Path, verdict: &HealthRecord) {
+    let (path, verdict) = (path.to_path_buf(), verdict.clone());
+    let result = tokio::task::spawn_blocking(move || record::save_volatile(&path, &verdict)).await;
+    if let Ok(Err(e)) = result {
+        // The container was removed meanwhile (its task ends at the next pass), or the disk
+        // refuses: the next check writes again.
+        tracing::debug!("writing a health verdict: {e}");
+    }
+}
