@@ -107,7 +107,8 @@ impl HealthRecord {
         }
         let changed = self.status != before;
         if changed {
-            self.since_ms = result.at_ms;
+            // When the check that decided it ended: what waiters could react to.
+            self.since_ms = result.at_ms + result.duration_ms;
         }
         self.last = Some(result);
         changed

@@ -49,7 +49,7 @@ impl Agent {
         agent
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -116,11 +116,11 @@ fn server(name: &str, image: &str, v: &str) -> String {
     )
 }
 
-fn containers(sb: &Sandbox, name: &str) -> Vec<ContainerRecord> {
+pub(crate) fn containers(sb: &Sandbox, name: &str) -> Vec<ContainerRecord> {
     sb.runtime.find(name).expect("list")
 }
 
-fn running(sb: &Sandbox, name: &str) -> Vec<ContainerRecord> {
+pub(crate) fn running(sb: &Sandbox, name: &str) -> Vec<ContainerRecord> {
     containers(sb, name)
         .into_iter()
         .filter(|r| matches!(sb.state(&r.id), State::Running(_)))
@@ -151,7 +151,7 @@ fn replaced(sb: &Sandbox, name: &str, old: &str, output: &str) -> ContainerRecor
     new
 }
 
-fn status_json(sb: &Sandbox) -> serde_json::Value {
+pub(crate) fn status_json(sb: &Sandbox) -> serde_json::Value {
     let out = sb.berth(&["status", "--json"]);
     assert!(
         out.status.success(),
@@ -659,7 +659,7 @@ crash_tests! {
 
 #[test]
 fn every_failpoint_is_exercised() {
-    let source = include_str!("agent.rs");
+    let source = [include_str!("agent.rs"), include_str!("update.rs")].concat();
     for point in berth::failpoint::POINTS {
         assert!(
             source.contains(&format!("=> \"{point}\"")),

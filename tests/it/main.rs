@@ -9,3 +9,4 @@ mod runtime;
 mod spec_errors;
 mod spec_shuffle;
 mod support;
+mod update;
