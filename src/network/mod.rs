@@ -1048,3 +1048,106 @@ fn remove_file_if_exists(path: &std::path::Path) -> Result<(), NetworkError> {
         Err(e) => Err(io_err("removing", path)(e).into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(container: &str, ip: u8, ports: &[&str], claim: Option<u64>) -> Lease {
+        Lease {
+            network: "front".into(),
+            ip: Ipv4Addr::new(10, 89, 1, ip),
+            container: container.into(),
+            name: "web".into(),
+            hostname: "web".into(),
+            aliases: vec![],
+            ports: ports.iter().map(|p| p.parse().expect("port")).collect(),
+            claim: claim.map(|seq| Claim {
+                seq,
+                at_ms: 1_000 * seq,
+            }),
+        }
+    }
+
+    fn chosen(leases: &[Lease]) -> Vec<String> {
+        let refs: Vec<&Lease> = leases.iter().collect();
+        serving(&refs).iter().map(|l| l.container.clone()).collect()
+    }
+
+    #[test]
+    fn the_highest_claim_has_a_port_and_standby_never_does() {
+        let old = lease("web-1", 2, &["8080:80"], Some(1));
+        let new = lease("web-2", 3, &["8080:80"], Some(2));
+        let standby = lease("web-3", 4, &["8080:80"], None);
+        assert_eq!(chosen(&[old.clone(), standby.clone()]), ["web-1"]);
+        assert_eq!(
+            chosen(&[old.clone(), new.clone(), standby.clone()]),
+            ["web-2"]
+        );
+        assert_eq!(chosen(&[new.clone(), old.clone()]), ["web-2"]);
+        assert!(chosen(&[standby]).is_empty());
+    }
+
+    #[test]
+    fn ports_that_only_overlap_still_go_to_one_container() {
+        // All addresses vs 127.0.0.1: the same port for a client on loopback.
+        let old = lease("web-1", 2, &["8080:80"], Some(1));
+        let new = lease("web-2", 3, &["127.0.0.1:8080:80"], Some(2));
+        assert_eq!(chosen(&[old, new]), ["web-2"]);
+        // Disjoint ports: both serve.
+        let a = lease("a-1", 2, &["8080:80"], Some(1));
+        let b = lease("b-1", 3, &["9090:80"], Some(2));
+        assert_eq!(chosen(&[a, b]), ["b-1", "a-1"]);
+    }
+
+    #[test]
+    fn holds_say_who_serves_who_waits_and_who_drains() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let networks = Networks::new(&Layout::new(dir.path()));
+        let records = vec![NetworkRecord {
+            name: "front".into(),
+            spec_hash: String::new(),
+            bridge: "berth0".into(),
+            subnet: "10.89.1.0/24".parse().expect("subnet"),
+            gateway: Ipv4Addr::new(10, 89, 1, 1),
+            internal: false,
+            created_at: String::new(),
+        }];
+        let leases = vec![
+            lease("web-1", 2, &["8080:80"], Some(1)),
+            lease("web-2", 3, &["8080:80"], Some(2)),
+            lease("web-3", 4, &["8080:80"], None),
+            // Not plugged in (its veth is gone): no hold at all.
+            lease("web-4", 5, &["8080:80"], Some(3)),
+        ];
+        let live: BTreeSet<String> = ["web-1", "web-2", "web-3"]
+            .iter()
+            .map(|id| networks.host_veth(id, "front"))
+            .collect();
+        let holds = networks.port_holds(&records, &leases, &live);
+        assert_eq!(
+            holds,
+            BTreeMap::from([
+                (
+                    "web-1".to_string(),
+                    PortHold::Superseded { since_ms: 2_000 }
+                ),
+                ("web-2".to_string(), PortHold::Serving { since_ms: 2_000 }),
+                ("web-3".to_string(), PortHold::Standby),
+            ])
+        );
+    }
+
+    #[test]
+    fn leases_from_before_claims_serve_from_the_start() {
+        let mut v = serde_json::to_value(lease("web-1", 2, &["8080:80"], Some(1))).expect("json");
+        v.as_object_mut().expect("object").remove("claim");
+        let l: Lease = serde_json::from_value(v).expect("lease");
+        assert_eq!(l.claim, Some(Claim { seq: 0, at_ms: 0 }));
+        // A standby lease says so explicitly.
+        let standby = serde_json::to_string(&lease("web-3", 4, &["8080:80"], None)).expect("json");
+        assert!(standby.contains("\"claim\":null"), "{standby}");
+        let back: Lease = serde_json::from_str(&standby).expect("back");
+        assert_eq!(back.claim, None);
+    }
+}

@@ -11,6 +11,7 @@ use super::plan::{
     Action, Failure, FailureBook, Inputs, Plan, Step, backoff_delay_ms, human_ms, plan,
     short_digest,
 };
+use crate::network::PortHold;
 use crate::runtime::record::{ExitRecord, RestartRecord};
 use crate::spec::duration::Duration;
 use crate::spec::hash::SpecHashed;
@@ -2465,4 +2466,291 @@ fn nothing_is_done_to_networks_that_cannot_be_read() {
         "{plan:#?}"
     );
     assert!(plan.waits.iter().any(|w| w.key == "network/front"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Start-first updates and health.
+
+const START_FIRST: &str = r#"
+[network.front]
+subnet = "10.89.1.0/24"
+
+[container.web]
+image = "registry.example/app:1"
+networks = ["front"]
+ports = ["8080:80"]
+health = { tcp = 80 }
+update = "start-first"
+update_timeout = "1m"
+drain = "5s"
+"#;
+
+/// `web-00000001` made from an older spec, running, healthy, with the ports `hold`.
+fn old_web(hold: Option<PortHold>) -> ObservedContainer {
+    let mut c = container(
+        "web",
+        1,
+        "older-spec",
+        "registry.example/app:1",
+        &digest('a'),
+        running(),
+    );
+    c.health = Some(Health::Healthy);
+    c.ports = hold;
+    c
+}
+
+const SERVING: Option<PortHold> = Some(PortHold::Serving {
+    since_ms: NOW - HOUR,
+});
+
+/// The update's world: the network is there, the old container serves.
+fn update_world() -> World {
+    World::new(START_FIRST)
+        .images_present()
+        .network("front", None, true, &["web-00000001"])
+        .with(old_web(SERVING))
+}
+
+fn started(ago_ms: u64) -> Phase {
+    Phase::Running {
+        started_at_ms: NOW - ago_ms,
+    }
+}
+
+#[test]
+fn a_start_first_update_starts_the_new_container_beside_the_serving_one() {
+    let plan = update_world().plan();
+    golden(&plan, "start-first container/web serving=[web-00000001]");
+    assert_eq!(plan.updating, vec!["web".to_string()]);
+    assert!(
+        reasons(&plan)[0].contains("web-00000001: its spec changed; start-first"),
+        "{:?}",
+        reasons(&plan)
+    );
+}
+
+#[test]
+fn start_first_table() {
+    let standby = Some(PortHold::Standby);
+    let serving_since = |ago: u64| {
+        Some(PortHold::Serving {
+            since_ms: NOW - ago,
+        })
+    };
+    let superseded = Some(PortHold::Superseded {
+        since_ms: NOW - 2_000,
+    });
+    // (new container's phase, its ports, its health, the old one's ports, expected)
+    let cases: Vec<(Phase, Option<PortHold>, Option<Health>, Option<PortHold>, &str)> = vec![
+        (
+            // Created by a pass that was cut short: started, the old one untouched.
+            Phase::Created,
+            None,
+            None,
+            SERVING,
+            "start container/web id=web-00000002",
+        ),
+        (
+            started(10_000),
+            standby,
+            Some(Health::Starting),
+            SERVING,
+            "wait container/web until=+50000ms: start-first update: waiting for web-00000002 to become healthy (at most 50s more); web-00000001 serves
+             wake +50000ms",
+        ),
+        (
+            started(60_000),
+            standby,
+            Some(Health::Starting),
+            SERVING,
+            "abort-update container/web id=web-00000002 why=web-00000002 was not healthy within update_timeout 1m",
+        ),
+        (
+            started(10_000),
+            standby,
+            Some(Health::Healthy),
+            SERVING,
+            "take-over container/web id=web-00000002 from=[web-00000001]",
+        ),
+        (
+            started(10_000),
+            standby,
+            Some(Health::Unhealthy),
+            SERVING,
+            "abort-update container/web id=web-00000002 why=web-00000002 is unhealthy",
+        ),
+        (
+            started(10_000),
+            serving_since(2_000),
+            Some(Health::Healthy),
+            superseded,
+            "wait container/web until=+3000ms: start-first update: web-00000002 serves; web-00000001 drains for 3s more
+             wake +3000ms",
+        ),
+        (
+            started(10_000),
+            serving_since(5_000),
+            Some(Health::Healthy),
+            superseded,
+            "remove container/web id=web-00000001",
+        ),
+        (
+            exited(1, 1_000, 500),
+            None,
+            None,
+            SERVING,
+            "abort-update container/web id=web-00000002 why=web-00000002 exited with code 1",
+        ),
+        (
+            // The old one died meanwhile: nothing to protect; it goes, the new one takes over
+            // once healthy.
+            started(10_000),
+            standby,
+            Some(Health::Starting),
+            None,
+            "wait container/web: web-00000002 takes over the published ports once healthy (nothing else serves them)",
+        ),
+    ];
+    for (phase, hold, health, old_hold, want) in cases {
+        let mut w = World::new(START_FIRST).images_present().network(
+            "front",
+            None,
+            true,
+            &["web-00000001", "web-00000002"],
+        );
+        let mut old = old_web(old_hold);
+        if old_hold.is_none() {
+            old.phase = exited(0, HOUR, 1_000);
+        }
+        w = w.with(old).add("web", 2, phase.clone(), |c| {
+            c.ports = hold;
+            c.health = health;
+        });
+        let plan = w.plan();
+        let mut want = norm(want);
+        if old_hold.is_none() {
+            // A stopped old container is simply stale.
+            want = format!("remove container/web id=web-00000001\n{want}");
+        }
+        assert_eq!(
+            render(&plan),
+            want,
+            "{phase:?} {hold:?} {health:?} {old_hold:?}"
+        );
+        assert_eq!(plan.updating, vec!["web".to_string()], "{phase:?} {hold:?}");
+    }
+}
+
+#[test]
+fn an_aborted_update_waits_out_its_backoff_and_is_not_under_way() {
+    let w = update_world();
+    let hash = crate::spec::hash::container_hash(&w.desired, &w.desired.containers["web"])
+        .expect("hash")
+        .to_string();
+    let mut w = w.failure("container/web", 1, 500);
+    if let Some(f) = w.failures.get_mut("container/web") {
+        f.spec = Some(hash);
+    }
+    let plan = w.plan();
+    assert!(plan.steps.is_empty(), "{}", render(&plan));
+    assert!(plan.updating.is_empty());
+    assert!(render(&plan).contains("wait container/web until=+500ms: failed 1 time(s)"));
+    // Another spec (perhaps the fix) is tried at once.
+    let mut w = update_world().failure("container/web", 1, 500);
+    if let Some(f) = w.failures.get_mut("container/web") {
+        f.spec = Some("another-spec".into());
+    }
+    golden(
+        &w.plan(),
+        "start-first container/web serving=[web-00000001]",
+    );
+}
+
+#[test]
+fn an_abandoned_attempt_goes_before_the_next_one_starts() {
+    let mut abandoned = container(
+        "web",
+        2,
+        "spec-in-between",
+        "registry.example/app:1",
+        &digest('a'),
+        running(),
+    );
+    abandoned.ports = Some(PortHold::Standby);
+    let w = update_world().with(abandoned);
+    golden(
+        &w.plan(),
+        "remove container/web id=web-00000002
+         start-first container/web serving=[web-00000001] after=[0]",
+    );
+}
+
+#[test]
+fn a_start_first_entry_without_an_update_follows_the_usual_rules() {
+    // Serving alone, healthy: nothing to do.
+    let w = World::new(START_FIRST)
+        .images_present()
+        .network("front", None, true, &["web-00000001"])
+        .add("web", 1, running(), |c| {
+            c.ports = SERVING;
+            c.health = Some(Health::Healthy);
+        });
+    golden(&w.plan(), "");
+    // First container of the entry: a plain run.
+    let w = World::new(START_FIRST)
+        .images_present()
+        .network("front", None, true, &[]);
+    golden(&w.plan(), "run container/web");
+    // The old container is gone (exited): stop-first is all that is left.
+    let mut old = old_web(None);
+    old.phase = exited(0, HOUR, 1_000);
+    let w = World::new(START_FIRST)
+        .images_present()
+        .network("front", None, true, &["web-00000001"])
+        .with(old);
+    golden(&w.plan(), "replace container/web old=[web-00000001]");
+}
+
+#[test]
+fn unhealthy_containers_are_stopped_for_their_restart_policy() {
+    for (policy, want) in [
+        ("always", "stop-unhealthy container/web id=web-00000001"),
+        ("on-failure", "stop-unhealthy container/web id=web-00000001"),
+        ("never", ""),
+    ] {
+        let toml = format!(
+            "[container.web]\nimage = \"registry.example/app:1\"\nhealth = {{ tcp = 80 }}\nrestart = \"{policy}\"\n"
+        );
+        let w = World::new(&toml)
+            .images_present()
+            .add("web", 1, running(), |c| c.health = Some(Health::Unhealthy));
+        golden(&w.plan(), want);
+    }
+    // A start-first container on standby that turned unhealthy with nothing else serving:
+    // restarted like any other (it takes the ports when it starts again).
+    let w = World::new(START_FIRST)
+        .images_present()
+        .network("front", None, true, &["web-00000001"])
+        .add("web", 1, running(), |c| {
+            c.ports = Some(PortHold::Standby);
+            c.health = Some(Health::Unhealthy);
+        });
+    golden(&w.plan(), "stop-unhealthy container/web id=web-00000001");
+}
+
+#[test]
+fn only_taking_over_settles_a_start_first_failure() {
+    let start = Action::StartFirst {
+        name: "web".parse().expect("name"),
+        serving: vec![],
+    };
+    assert!(!start.settles());
+    let take = Action::TakeOver {
+        name: "web".parse().expect("name"),
+        id: "web-1".into(),
+        from: vec![],
+    };
+    assert!(take.settles());
+    assert_eq!(start.key(), take.key());
 }
