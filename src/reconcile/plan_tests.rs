@@ -2542,7 +2542,8 @@ fn start_first_table() {
         since_ms: NOW - 2_000,
     });
     // (new container's phase, its ports, its health, the old one's ports, expected)
-    let cases: Vec<(Phase, Option<PortHold>, Option<Health>, Option<PortHold>, &str)> = vec![
+    type Case = (Phase, Option<PortHold>, Option<Health>, Option<PortHold>, &'static str);
+    let cases: Vec<Case> = vec![
         (
             // Created by a pass that was cut short: started, the old one untouched.
             Phase::Created,
