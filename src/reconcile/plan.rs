@@ -674,6 +674,25 @@ impl<'a> Planner<'a> {
         };
         match &cur.phase {
             Phase::Running { .. } => {
+                // Not done until healthy: `apply --wait` waits for it, as `compose up --wait`.
+                match cur.health {
+                    Some(Health::Starting) => self.plan.waits.push(Wait {
+                        key: format!("container/{name}"),
+                        reason: format!("{} runs; waiting for its health check to pass", cur.id),
+                        until_ms: None,
+                    }),
+                    Some(Health::Unhealthy) if c.restart == RestartPolicy::Never => {
+                        self.plan.waits.push(Wait {
+                            key: format!("container/{name}"),
+                            reason: format!(
+                                "{} is unhealthy; restart policy \"never\" leaves it as it is",
+                                cur.id
+                            ),
+                            until_ms: None,
+                        })
+                    }
+                    _ => {}
+                }
                 if cur.health == Some(Health::Unhealthy) && c.restart != RestartPolicy::Never {
                     self.entry_step(
                         name,

@@ -1411,7 +1411,10 @@ fn healthy_dependency_table() {
         (
             Some(running()),
             Some(Health::Starting),
-            "wait container/web: waiting for db to be healthy",
+            "
+            wait container/db: db-00000001 runs; waiting for its health check to pass
+            wait container/web: waiting for db to be healthy
+            ",
         ),
         (
             // Restarted per its policy; web waits for it to be healthy again.
@@ -2542,7 +2545,13 @@ fn start_first_table() {
         since_ms: NOW - 2_000,
     });
     // (new container's phase, its ports, its health, the old one's ports, expected)
-    type Case = (Phase, Option<PortHold>, Option<Health>, Option<PortHold>, &'static str);
+    type Case = (
+        Phase,
+        Option<PortHold>,
+        Option<Health>,
+        Option<PortHold>,
+        &'static str,
+    );
     let cases: Vec<Case> = vec![
         (
             // Created by a pass that was cut short: started, the old one untouched.
@@ -2718,7 +2727,10 @@ fn unhealthy_containers_are_stopped_for_their_restart_policy() {
     for (policy, want) in [
         ("always", "stop-unhealthy container/web id=web-00000001"),
         ("on-failure", "stop-unhealthy container/web id=web-00000001"),
-        ("never", ""),
+        (
+            "never",
+            "wait container/web: web-00000001 is unhealthy; restart policy \"never\" leaves it as it is",
+        ),
     ] {
         let toml = format!(
             "[container.web]\nimage = \"registry.example/app:1\"\nhealth = {{ tcp = 80 }}\nrestart = \"{policy}\"\n"

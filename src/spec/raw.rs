@@ -306,8 +306,8 @@ pub struct RawHealth {
     /// Open a TCP connection to this port on the container's address.
     #[schemars(with = "Option<u16>")]
     pub tcp: Option<Spanned<i64>>,
-    /// GET this URL from inside the container's network namespace; 2xx/3xx means healthy,
-    /// e.g. "http://127.0.0.1:80/healthz".
+    /// GET this URL from inside the container's network namespace (its host: an IPv4
+    /// address or localhost); 2xx/3xx means healthy, e.g. "http://127.0.0.1:80/healthz".
     #[schemars(with = "Option<String>")]
     pub http: Option<Spanned<String>>,
     /// Time between checks (default "10s").
@@ -317,7 +317,8 @@ pub struct RawHealth {
     /// Consecutive failures that make the container unhealthy (default 3).
     #[schemars(with = "Option<u32>")]
     pub retries: Option<Spanned<i64>>,
-    /// Failures during this time after start do not count (default "0s").
+    /// Failures during this time after start do not count, and checks run every second
+    /// meanwhile (default "0s").
     pub start_period: Option<Duration>,
 }
 
