@@ -52,14 +52,26 @@ pub fn open_in_root(
     flags: rustix::fs::OFlags,
 ) -> rustix::io::Result<std::os::fd::OwnedFd> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
-    rustix::fs::openat2(
-        root,
-        path,
-        flags | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
-    )
+    let path = path.into_c_str()?;
+    let mut attempts = 0;
+    loop {
+        match rustix::fs::openat2(
+            root,
+            path.as_ref(),
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
+        ) {
+            // A rename or mount anywhere on the host while a path with `..` was resolved:
+            // the kernel cannot prove it stayed inside and asks for a retry (openat2(2)).
+            Err(rustix::io::Errno::AGAIN) if attempts < OPENAT2_RETRIES => attempts += 1,
+            result => return result,
+        }
+    }
 }
+
+/// openat2's EAGAIN is a lost race against renames elsewhere; a handful of retries wins it.
+const OPENAT2_RETRIES: u32 = 64;
 
 /// A name for a directory about to be deleted, unique among concurrent removals: it is
 /// renamed first so that the removal is atomic for readers.
@@ -174,5 +186,48 @@ mod tests {
         let p = dir.path().join("missing-dir").join("x");
         assert!(write_atomic(&p, b"x").is_err());
         assert!(!p.exists());
+    }
+}
+
+#[cfg(test)]
+mod confined_open_tests {
+    use super::*;
+
+    /// Renames anywhere on the host make openat2 answer EAGAIN for paths with `..`; a
+    /// confined open must ride that out rather than fail (seen as a flaky start when another
+    /// container was being created).
+    #[test]
+    fn confined_opens_survive_concurrent_renames() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("etc/sub")).expect("mkdir");
+        std::fs::write(root.join("etc/passwd"), "root:x:0:0::/:/bin/sh\n").expect("write");
+        std::os::unix::fs::symlink("../passwd", root.join("etc/sub/link")).expect("symlink");
+        let fd = rustix::fs::open(
+            &root,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .expect("open root");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let renamer = {
+            let (stop, a, b) = (stop.clone(), dir.path().join("a"), dir.path().join("b"));
+            std::fs::write(&a, "x").expect("write");
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = std::fs::rename(&a, &b);
+                    let _ = std::fs::rename(&b, &a);
+                }
+            })
+        };
+        let mut failures = 0;
+        for _ in 0..20_000 {
+            if open_in_root(&fd, "/etc/sub/link", rustix::fs::OFlags::RDONLY).is_err() {
+                failures += 1;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        renamer.join().expect("renamer");
+        assert_eq!(failures, 0);
     }
 }

@@ -192,7 +192,7 @@ mod tests {
         assert!(r.record(&c, result(31_000, false)));
         assert_eq!(
             (r.status, r.failing_streak, r.since_ms),
-            (Health::Unhealthy, 3, 31_000)
+            (Health::Unhealthy, 3, 31_001)
         );
         assert_eq!(r.describe(), "unhealthy (3 failed: connection refused)");
         assert!(r.record(&c, result(41_000, true)));
