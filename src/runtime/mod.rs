@@ -381,7 +381,8 @@ impl Runtime {
                 _ => Vec::new(),
             },
             ports: c.ports.clone(),
-            health: c.health.clone(),
+            // Checks are the reconciler's, which leaves containers made by hand alone.
+            health: if req.manual { None } else { c.health.clone() },
             start_first: !req.manual
                 && c.update.strategy == crate::spec::model::UpdateStrategy::StartFirst,
         };

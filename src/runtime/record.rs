@@ -51,7 +51,7 @@ pub struct ContainerRecord {
     /// Published ports, forwarded to its address on its first non-internal network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<crate::spec::port::PortMapping>,
-    /// Its health check, run by the reconciler while it runs.
+    /// Its health check, run by the reconciler while it runs (none for `berth run`'s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<crate::spec::model::HealthCheck>,
     /// Made for a start-first update: it may start beside the running container of its name
