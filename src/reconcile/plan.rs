@@ -771,6 +771,22 @@ impl<'a> Planner<'a> {
     ) -> bool {
         let now = self.inputs.now_ms;
         let is_current = |o: &ObservedContainer| current.is_some_and(|cur| cur.id == o.id);
+        if !self.inputs.observed.networks.readable
+            && mine.iter().any(|o| !is_current(o) && o.phase.is_running())
+        {
+            // Who serves the ports is unknown: the usual rules would stop the old container
+            // first.
+            self.remaining_images
+                .extend(mine.iter().map(|o| o.image.clone()));
+            self.plan.waits.push(Wait {
+                key: format!("container/{name}"),
+                reason:
+                    "start-first update: the networks' state cannot be read; waiting until it can"
+                        .into(),
+                until_ms: None,
+            });
+            return true;
+        }
         // Old containers that still have (or drain) the published ports.
         let serving: Vec<&ObservedContainer> = mine
             .iter()

@@ -2767,3 +2767,23 @@ fn only_taking_over_settles_a_start_first_failure() {
     assert!(take.settles());
     assert_eq!(start.key(), take.key());
 }
+
+#[test]
+fn a_start_first_update_waits_while_the_networks_cannot_be_read() {
+    let mut w = update_world();
+    w.observed.networks.readable = false;
+    w.observed.containers[0].ports = None;
+    let plan = w.plan();
+    assert!(
+        plan.steps.iter().all(|s| !matches!(
+            s.action,
+            Action::Replace { .. } | Action::StartFirst { .. } | Action::Remove { .. }
+        )),
+        "{}",
+        render(&plan)
+    );
+    assert!(
+        render(&plan)
+            .contains("wait container/web: start-first update: the networks' state cannot be read")
+    );
+}
