@@ -709,18 +709,7 @@ impl<'a> Planner<'a> {
                 }
             }
             Phase::Created => {
-                self.when_dependencies_ready(name, c, |planner, mut after| {
-                    after.extend(stale_removals);
-                    planner.start_step(
-                        name,
-                        Action::Start {
-                            name: name.clone(),
-                            id: cur.id.clone(),
-                        },
-                        after,
-                        "created, not started".into(),
-                    )
-                });
+                self.start_created(name, c, cur, stale_removals, "created, not started".into())
             }
             Phase::Exited { exit } => self.exited(name, c, cur, Some(exit), stale_removals),
             Phase::Lost {
@@ -851,21 +840,14 @@ impl<'a> Planner<'a> {
             );
         };
         match (&cur.phase, cur.ports) {
-            (Phase::Created, _) => {
-                // Made by a pass that was cut short: started beside the old ones.
-                self.when_dependencies_ready(name, c, |planner, mut after| {
-                    after.extend(removals);
-                    planner.start_step(
-                        name,
-                        Action::Start {
-                            name: name.clone(),
-                            id: cur.id.clone(),
-                        },
-                        after,
-                        format!("created for a start-first update beside {old}, not started"),
-                    )
-                });
-            }
+            // Made by a pass that was cut short: started beside the old ones.
+            (Phase::Created, _) => self.start_created(
+                name,
+                c,
+                cur,
+                removals,
+                format!("created for a start-first update beside {old}, not started"),
+            ),
             (Phase::Running { started_at_ms }, Some(PortHold::Standby)) => match cur.health {
                 Some(Health::Healthy) => {
                     self.entry_step(
@@ -959,6 +941,29 @@ impl<'a> Planner<'a> {
             }
         }
         true
+    }
+
+    /// Start the entry's created container once its dependencies are ready, after `removals`.
+    fn start_created(
+        &mut self,
+        name: &Name,
+        c: &Container,
+        cur: &ObservedContainer,
+        removals: Vec<usize>,
+        reason: String,
+    ) {
+        self.when_dependencies_ready(name, c, |planner, mut after| {
+            after.extend(removals);
+            planner.start_step(
+                name,
+                Action::Start {
+                    name: name.clone(),
+                    id: cur.id.clone(),
+                },
+                after,
+                reason,
+            )
+        });
     }
 
     /// An exited or lost current container: restart it in place per its policy, after
