@@ -26,6 +26,11 @@ pub struct Args {
     /// Numeric UID[:GID] to run as (default: the container's user).
     #[arg(long, short = 'u', value_name = "UID[:GID]")]
     user: Option<String>,
+    /// Run the command in a process group of its own; when it exits, or when berth exec gets
+    /// SIGINT/SIGTERM/SIGHUP/SIGQUIT, everything in its process group is killed (what health
+    /// checks use: nothing they start outlives them). Not with -t.
+    #[arg(long, conflicts_with = "tty")]
+    own_group: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -58,6 +63,7 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         user,
         tty: args.tty,
         interactive: args.interactive || args.tty,
+        own_group: args.own_group,
     };
     let status = runtime.exec(&record.id, &request)?;
     Ok(ExitCode::from(u8::try_from(status).unwrap_or(255)))

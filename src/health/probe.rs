@@ -159,16 +159,36 @@ async fn http_get(init: ProcessId, url: &str) -> Result<String, String> {
     }
 }
 
-/// `berth exec ID -- COMMAND`: exit 0 is healthy. A command still running at the timeout
-/// gets SIGTERM through `berth exec` (which passes it to the command), then SIGKILL.
+/// The first `OUTPUT_LIMIT` bytes of a pipe, the rest read and dropped (so the writer never
+/// blocks on it).
+async fn head_of(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    if let Some(mut pipe) = pipe {
+        let _ = (&mut pipe)
+            .take(OUTPUT_LIMIT as u64)
+            .read_to_end(&mut head)
+            .await;
+        let _ = tokio::io::copy(&mut pipe, &mut tokio::io::sink()).await;
+    }
+    head
+}
+
+/// `berth exec --own-group ID -- COMMAND`: exit 0 is healthy. A command still running at the
+/// timeout is killed with everything it started: SIGTERM makes `berth exec` kill the
+/// command's process group (SIGKILL to `berth exec` itself if it does not end).
 async fn exec(target: &Target, command: &[String], timeout: Duration) -> Result<String, String> {
     let mut child = tokio::process::Command::new(&target.berth)
         .arg("--root")
         .arg(&target.root)
         .arg("exec")
+        .arg("--own-group")
         .arg(&target.id)
         .arg("--")
         .args(command)
+        // Only berth's own errors, never its progress lines, among the command's output.
+        .env("BERTH_LOG", "error")
+        .env_remove("BERTH_LOG_FORMAT")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -176,27 +196,12 @@ async fn exec(target: &Target, command: &[String], timeout: Duration) -> Result<
         .spawn()
         .map_err(|e| format!("running {}: {e}", target.berth.display()))?;
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    // Both pipes at once: a command filling one while the other is read would block.
     let output = tokio::spawn(async move {
-        use tokio::io::AsyncReadExt;
-        let mut text = Vec::new();
-        if let Some(mut out) = stdout {
-            let _ = (&mut out)
-                .take(OUTPUT_LIMIT as u64)
-                .read_to_end(&mut text)
-                .await;
-            // Keep draining so the command never blocks on a full pipe.
-            let _ = tokio::io::copy(&mut out, &mut tokio::io::sink()).await;
-        }
-        if let Some(mut err) = stderr {
-            let mut e = Vec::new();
-            let _ = (&mut err)
-                .take(OUTPUT_LIMIT as u64)
-                .read_to_end(&mut e)
-                .await;
-            let _ = tokio::io::copy(&mut err, &mut tokio::io::sink()).await;
-            text.extend_from_slice(&e);
-        }
-        let mut text = String::from_utf8_lossy(&text).trim().to_string();
+        let (out, err) = tokio::join!(head_of(stdout), head_of(stderr));
+        let mut text = String::from_utf8_lossy(&[out, err].concat())
+            .trim()
+            .to_string();
         truncate(&mut text, OUTPUT_LIMIT);
         text
     });

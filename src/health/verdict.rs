@@ -93,6 +93,7 @@ impl HealthRecord {
 
     /// The verdict after one more check; true if the status changed.
     pub fn record(&mut self, check: &HealthCheck, mut result: CheckResult) -> bool {
+        result.output = printable(&result.output);
         truncate(&mut result.output, OUTPUT_LIMIT);
         let before = self.status;
         self.checks += 1;
@@ -130,6 +131,20 @@ impl HealthRecord {
 fn first_line(text: &str) -> &str {
     let line = text.lines().next().unwrap_or("").trim();
     if line.is_empty() { "no output" } else { line }
+}
+
+/// The container's text made safe for a terminal: control characters (escape sequences
+/// among them) written as escapes, lines and tabs kept.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Cut at a character boundary at most `limit` bytes in.
@@ -263,6 +278,27 @@ mod tests {
         r.record(&c, long);
         let kept = &r.last.as_ref().expect("last").output;
         assert!(kept.len() <= OUTPUT_LIMIT && kept.chars().all(|ch| ch == 'é'));
+    }
+
+    #[test]
+    fn escape_sequences_never_reach_a_terminal() {
+        let c = check(1_000, 1, 0);
+        let mut r = record();
+        let mut evil = result(2_000, false);
+        evil.output = "\u{1b}]0;PWNED\u{7}\u{1b}[2Jred\nline two\ttab".into();
+        r.record(&c, evil);
+        let kept = &r.last.as_ref().expect("last").output;
+        assert!(
+            !kept
+                .chars()
+                .any(|ch| ch.is_control() && ch != '\n' && ch != '\t'),
+            "{kept:?}"
+        );
+        assert!(
+            kept.contains("\\u{1b}]0;PWNED") && kept.contains("line two\ttab"),
+            "{kept:?}"
+        );
+        assert!(!r.describe().contains('\u{1b}'));
     }
 
     #[test]

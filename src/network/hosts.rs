@@ -78,6 +78,7 @@ mod tests {
             aliases: aliases.iter().map(|s| s.to_string()).collect(),
             ports: vec![],
             claim: None,
+            manual: false,
         }
     }
 

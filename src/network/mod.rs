@@ -113,6 +113,8 @@ pub struct Joiner<'a> {
     /// Made for a start-first update: it may start beside the running container of its name
     /// that publishes the same ports (it takes them over later, through `take_over`).
     pub start_first: bool,
+    /// Made by hand (`berth run`): never a predecessor or successor of the reconciler's.
+    pub manual: bool,
 }
 
 /// Networks as the reconciler sees them.
@@ -638,6 +640,7 @@ impl Networks {
             aliases: attachment.aliases.clone(),
             ports,
             claim,
+            manual: joiner.manual,
         };
         let path = self.paths.lease(&record.name, ip);
         fsutil::private_dir(&self.paths.leases(&record.name))?;
@@ -648,7 +651,9 @@ impl Networks {
     }
 
     /// No running container publishes a port this one wants, except, for a start-first
-    /// container, one of its own name: then it starts on standby (true).
+    /// container, the reconciler's running container of its own name. A start-first
+    /// container that finds such a container publishing any port (the same or others: a
+    /// changed port must pass the health check too) starts on standby (true).
     fn check_ports(&self, joiner: &Joiner, live: &BTreeSet<String>) -> Result<bool, NetworkError> {
         let all = self.all_leases(&self.records()?)?;
         let mut standby = false;
@@ -656,12 +661,17 @@ impl Networks {
             if !live.contains(&self.host_veth(&lease.container, &lease.network)) {
                 continue;
             }
+            let predecessor = joiner.start_first
+                && !joiner.manual
+                && !lease.manual
+                && lease.name == joiner.name
+                && !lease.ports.is_empty();
+            if predecessor {
+                standby = true;
+                continue;
+            }
             for theirs in &lease.ports {
                 if let Some(mine) = joiner.ports.iter().find(|p| p.collides_with(theirs)) {
-                    if joiner.start_first && lease.name == joiner.name {
-                        standby = true;
-                        continue;
-                    }
                     return Err(NetworkError::PortTaken {
                         port: format!("{}/{}", mine.host_port, mine.protocol),
                         holder: lease.container.clone(),
@@ -1066,6 +1076,7 @@ mod tests {
                 seq,
                 at_ms: 1_000 * seq,
             }),
+            manual: false,
         }
     }
 

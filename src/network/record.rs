@@ -52,6 +52,9 @@ pub struct Lease {
     /// start-first update), waiting to take them over.
     #[serde(default = "Claim::from_the_start")]
     pub claim: Option<Claim>,
+    /// Its container was made by hand (`berth run`): the reconciler never takes its ports.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual: bool,
 }
 
 /// When a container took its published ports: `seq` orders claims (one sequence per state

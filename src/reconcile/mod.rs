@@ -463,6 +463,10 @@ impl Reconciler {
                     error: String::new(),
                     spec: None,
                 });
+                if entry.spec.as_ref() != spec {
+                    // Another spec's failures say nothing about this one's.
+                    entry.count = 0;
+                }
                 entry.count += 1;
                 entry.last_at_ms = now;
                 entry.error = error.to_string();

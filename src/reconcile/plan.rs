@@ -788,9 +788,14 @@ impl<'a> Planner<'a> {
                 )
             })
             .collect();
+        // Waiting to take the ports: new, or an older container the entry went back to while
+        // its successor served (a rollback by hand).
         let standby = current.is_some_and(|cur| {
             matches!(cur.phase, Phase::Running { .. })
-                && cur.ports == Some(PortHold::Standby)
+                && matches!(
+                    cur.ports,
+                    Some(PortHold::Standby | PortHold::Superseded { .. })
+                )
                 && cur.health != Some(Health::Unhealthy)
         });
         if serving.is_empty() && !standby {
@@ -848,7 +853,10 @@ impl<'a> Planner<'a> {
                 removals,
                 format!("created for a start-first update beside {old}, not started"),
             ),
-            (Phase::Running { started_at_ms }, Some(PortHold::Standby)) => match cur.health {
+            (
+                Phase::Running { started_at_ms },
+                Some(PortHold::Standby | PortHold::Superseded { .. }),
+            ) => match cur.health {
                 Some(Health::Healthy) => {
                     self.entry_step(
                         name,
@@ -976,7 +984,9 @@ impl<'a> Planner<'a> {
         exit: Option<&ExitRecord>,
         stale_removals: Vec<usize>,
     ) {
-        let failed = exit.is_none_or(|e| e.error.is_some() || e.status() != 0);
+        // Stopped by berth for failing its health check: a failure, whatever its exit code.
+        let failed = exit
+            .is_none_or(|e| e.error.is_some() || e.stopped_because.is_some() || e.status() != 0);
         let due = match c.restart {
             RestartPolicy::Always => true,
             RestartPolicy::OnFailure => failed,

@@ -70,6 +70,10 @@ pub struct ExecRequest {
     pub tty: bool,
     /// Relay this process's stdin to it (otherwise it reads /dev/null).
     pub interactive: bool,
+    /// The process leads a process group of its own, and the whole group is
+    /// killed when it exits or when `berth exec` is told to stop: nothing it started
+    /// outlives it (health checks). Embedded engine only.
+    pub own_group: bool,
 }
 
 /// The engine a container's record names, with its state under `engine_root`.
@@ -120,6 +124,8 @@ impl Embedded {
 #[derive(Clone)]
 struct BerthExecutor {
     seccomp_bpf: Option<Vec<u8>>,
+    /// Lead a process group of its own (`ExecRequest::own_group`).
+    own_group: bool,
 }
 
 impl BerthExecutor {
@@ -140,7 +146,10 @@ impl BerthExecutor {
                     ),
                 });
             }
-            return Ok(BerthExecutor { seccomp_bpf: None });
+            return Ok(BerthExecutor {
+                seccomp_bpf: None,
+                own_group: false,
+            });
         };
         let bpf = std::fs::read(&path).map_err(|source| EngineError::Io {
             op: "reading the seccomp program",
@@ -159,6 +168,7 @@ impl BerthExecutor {
         }
         Ok(BerthExecutor {
             seccomp_bpf: Some(bpf),
+            own_group: false,
         })
     }
 }
@@ -170,6 +180,16 @@ impl Executor for BerthExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         super::sys::reset_signal_dispositions()
             .map_err(|e| ExecutorError::Other(format!("resetting signal dispositions: {e}")))?;
+        if self.own_group {
+            // A process group of its own (already one if it leads a session).
+            if let Err(e) = rustix::process::setpgid(None, None)
+                && rustix::process::getpgrp() != rustix::process::getpid()
+            {
+                return Err(ExecutorError::Other(format!(
+                    "starting a process group: {e}"
+                )));
+            }
+        }
         if let Some(bpf) = &self.seccomp_bpf {
             super::sys::load_seccomp_program(bpf)
                 .map_err(|e| ExecutorError::Other(format!("loading the seccomp profile: {e}")))?;
@@ -271,7 +291,8 @@ impl Embedded {
         } else {
             None
         };
-        let executor = BerthExecutor::for_bundle(bundle, self.seccomp_sha256.as_deref())?;
+        let mut executor = BerthExecutor::for_bundle(bundle, self.seccomp_sha256.as_deref())?;
+        executor.own_group = exec.own_group && !exec.tty;
         let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
             .with_root_path(&self.root)
             .map_err(Self::err("executing in", id))?
@@ -301,13 +322,29 @@ impl Embedded {
         }
         // Reap the process whatever happened to the relay, so it never lingers as a zombie
         // and its status is not lost.
-        let relayed = relay.map(|r| r.run(pid));
+        let relayed = relay.map(|r| r.run(pid, executor_group(exec)));
+        if executor_group(exec) {
+            // What the command left running goes with it. Its group outlives it while it is
+            // unreaped, so the id names nothing else yet.
+            kill_group(pid);
+        }
         let status = super::sys::wait_child(pid)
             .map_err(|source| io_err("waiting for the process in", source))?;
         if let Some(Err(source)) = relayed {
             return Err(io_err("relaying the output of the process in", source));
         }
         Ok(status)
+    }
+}
+
+fn executor_group(exec: &ExecRequest) -> bool {
+    exec.own_group && !exec.tty
+}
+
+/// SIGKILL to the process group `pgid` (gone already: nothing to do).
+pub(crate) fn kill_group(pgid: i32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }
 }
 

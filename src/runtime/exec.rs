@@ -226,10 +226,11 @@ impl PipeRelay {
         ))
     }
 
-    /// Relay until the child `pid` exits, forwarding termination signals to it, then drain
-    /// its output. Always returns after the child exited (a broken pipe on our side only
-    /// stops copying that stream).
-    pub fn run(mut self, pid: i32) -> io::Result<()> {
+    /// Relay until the child `pid` exits, forwarding termination signals to it (with
+    /// `kill_group`: killing its whole process group instead), then drain its output. Always
+    /// returns after the child exited (a broken pipe on our side only stops copying that
+    /// stream).
+    pub fn run(mut self, pid: i32, kill_group: bool) -> io::Result<()> {
         let pidfd = rustix::process::pidfd_open(
             rustix::process::Pid::from_raw(pid)
                 .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))?,
@@ -286,7 +287,12 @@ impl PipeRelay {
             );
             drop(fds);
             if signalled {
-                forward_pending_signals(&signals, &pidfd);
+                if kill_group {
+                    while let Ok(Some(_)) = signals.read_signal() {}
+                    super::engine::kill_group(pid);
+                } else {
+                    forward_pending_signals(&signals, &pidfd);
+                }
             }
             if out_ready {
                 copy_out(&mut self.stdout, &our_stdout, &mut buf);

@@ -338,6 +338,7 @@ fn plug_in(layout: &Layout, record: &ContainerRecord, init: i32) -> Result<(), S
         attachments: &record.networks,
         ports: &record.ports,
         start_first: record.start_first,
+        manual: record.manual,
     };
     crate::network::Networks::new(layout)
         .attach(&joiner, std::os::fd::AsFd::as_fd(&netns))

@@ -513,3 +513,48 @@ fn an_agent_killed_while_the_old_container_drains_finishes_the_update() {
         .check_order(&["v1", "v2"])
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn a_timed_out_exec_check_leaves_no_process_running() {
+    let sb = Sandbox::new();
+    let image = sb.image("busybox", &busybox_image());
+    // The check starts a background process and then hangs, ignoring SIGTERM.
+    sb.write(
+        "c.toml",
+        &format!(
+            r#"[container.c]
+image = "{image}"
+command = ["sleep", "100000"]
+restart = "never"
+stop_timeout = "1s"
+health = {{ exec = ["sh", "-c", "sleep 1000 & trap '' TERM; sleep 1000"], interval = "300ms", timeout = "200ms", retries = 1000 }}
+"#
+        ),
+    );
+    let _agent = Agent::start(&sb, &sb.desired());
+    let c = sole_running(&sb, "c", Duration::from_secs(30));
+    let health = sb.runtime.layout().container(&c.id).health();
+    wait_for(Duration::from_secs(30), "five timed-out checks", || {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&health).ok()?).ok()?;
+        (v["checks"].as_u64()? >= 5).then_some(())
+    });
+    let verdict = std::fs::read_to_string(&health).expect("health.json");
+    assert!(verdict.contains("did not finish within 200ms"), "{verdict}");
+    // Every process in the container but its init (and the shell looking) has ended; orphans
+    // the init does not reap stay as zombies, as with any exec.
+    let out = sb.berth(&[
+        "exec",
+        "c",
+        "--",
+        "sh",
+        "-c",
+        "for p in /proc/[0-9]*; do read -r l < $p/stat 2>/dev/null && set -- $l && echo \"$1 $2 $3\"; done",
+    ]);
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    let alive: Vec<&str> = listing
+        .lines()
+        .filter(|l| !l.ends_with(" Z"))
+        .filter(|l| !l.starts_with("1 ") && !l.contains("(sh)"))
+        .collect();
+    assert!(alive.is_empty(), "left running: {alive:?}\n{listing}");
+}
