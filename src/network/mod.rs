@@ -161,6 +161,9 @@ pub enum PortHold {
     Serving { since_ms: u64 },
     /// Another running container took its ports over at `since_ms`: it drains.
     Superseded { since_ms: u64 },
+    /// Not plugged in (stopped); `claimed`: it had its ports when it stopped, or would take
+    /// them back at its next start.
+    Down { claimed: bool },
 }
 
 pub struct Networks {
@@ -766,6 +769,20 @@ impl Networks {
                 };
                 (l.container.clone(), hold)
             })
+            .chain(
+                leases
+                    .iter()
+                    .filter(|l| !l.ports.is_empty() && current(records, l))
+                    .filter(|l| !live.contains(&self.host_veth(&l.container, &l.network)))
+                    .map(|l| {
+                        (
+                            l.container.clone(),
+                            PortHold::Down {
+                                claimed: l.claim.is_some(),
+                            },
+                        )
+                    }),
+            )
             .collect()
     }
 
@@ -1128,8 +1145,9 @@ mod tests {
             lease("web-1", 2, &["8080:80"], Some(1)),
             lease("web-2", 3, &["8080:80"], Some(2)),
             lease("web-3", 4, &["8080:80"], None),
-            // Not plugged in (its veth is gone): no hold at all.
+            // Not plugged in (its veth is gone): down, even with the highest claim.
             lease("web-4", 5, &["8080:80"], Some(3)),
+            lease("web-5", 6, &["8080:80"], None),
         ];
         let live: BTreeSet<String> = ["web-1", "web-2", "web-3"]
             .iter()
@@ -1145,6 +1163,8 @@ mod tests {
                 ),
                 ("web-2".to_string(), PortHold::Serving { since_ms: 2_000 }),
                 ("web-3".to_string(), PortHold::Standby),
+                ("web-4".to_string(), PortHold::Down { claimed: true }),
+                ("web-5".to_string(), PortHold::Down { claimed: false }),
             ])
         );
     }

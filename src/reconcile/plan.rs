@@ -802,10 +802,26 @@ impl<'a> Planner<'a> {
             return false;
         }
         let key = format!("container/{name}");
+        // The old container ended by itself while the new one is not healthy yet: its restart
+        // policy brings it back (its claim gives it the ports again), the update goes on.
+        let fallen = current
+            .filter(|cur| {
+                matches!(cur.phase, Phase::Running { .. })
+                    && cur.health != Some(Health::Healthy)
+                    && serving.is_empty()
+            })
+            .and_then(|_| {
+                mine.iter()
+                    .copied()
+                    .filter(|o| !is_current(o))
+                    .filter(|o| matches!(o.phase, Phase::Exited { .. } | Phase::Lost { .. }))
+                    .filter(|o| o.ports == Some(PortHold::Down { claimed: true }))
+                    .max_by(|a, b| a.created_at.cmp(&b.created_at))
+            });
         // Everything else of this entry (an abandoned earlier attempt, stopped leftovers) goes.
         let mut removals = Vec::new();
         for o in mine.iter().filter(|o| !is_current(o)) {
-            if serving.iter().any(|s| s.id == o.id) {
+            if serving.iter().any(|s| s.id == o.id) || fallen.is_some_and(|f| f.id == o.id) {
                 self.remaining_images.insert(o.image.clone());
             } else if let Some(i) = self.remove(
                 o.name.clone(),
@@ -832,6 +848,13 @@ impl<'a> Planner<'a> {
         // waiting out its backoff is not.
         self.plan.updating.push(name.to_string());
         self.remaining_images.insert(cur.image.clone());
+        if let Some(old) = fallen {
+            let exit = match &old.phase {
+                Phase::Exited { exit } => Some(exit),
+                _ => None,
+            };
+            self.exited(name, c, old, exit, removals.clone());
+        }
         let abort = |planner: &mut Self, why: String| {
             planner.entry_step(
                 name,
@@ -1175,6 +1198,20 @@ impl<'a> Planner<'a> {
             .collect();
         let current =
             current_container(&mine, hash, observed.images.get(&desired.image.to_string()));
+        // During a start-first update (or after one failed) the old container serves the
+        // entry until the new one takes over: it is the one that counts.
+        let serves = |c: &&ObservedContainer| {
+            c.phase.is_running()
+                && !matches!(
+                    c.ports,
+                    Some(PortHold::Standby | PortHold::Superseded { .. })
+                )
+        };
+        let current = current.filter(serves).or_else(|| {
+            mine.iter()
+                .copied()
+                .find(|c| serves(c) && matches!(c.ports, Some(PortHold::Serving { .. })))
+        });
         let running = current.is_some_and(|c| matches!(c.phase, Phase::Running { .. }));
         match condition {
             Condition::Started if running => None,

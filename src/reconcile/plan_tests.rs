@@ -2787,3 +2787,109 @@ fn a_start_first_update_waits_while_the_networks_cannot_be_read() {
             .contains("wait container/web: start-first update: the networks' state cannot be read")
     );
 }
+
+#[test]
+fn an_old_container_that_ends_during_an_update_is_restarted() {
+    let mut old = old_web(Some(PortHold::Down { claimed: true }));
+    old.phase = exited(1, HOUR, 10_000);
+    let w = World::new(START_FIRST)
+        .images_present()
+        .network("front", None, true, &["web-00000001", "web-00000002"])
+        .with(old)
+        .add("web", 2, started(5_000), |c| {
+            c.ports = Some(PortHold::Standby);
+            c.health = Some(Health::Starting);
+        });
+    let plan = w.plan();
+    golden(
+        &plan,
+        "restart container/web id=web-00000001 streak=0
+         wait container/web: web-00000002 takes over the published ports once healthy (nothing else serves them)",
+    );
+    assert_eq!(plan.updating, vec!["web".to_string()]);
+}
+
+#[test]
+fn going_back_to_the_old_spec_during_the_drain_takes_the_ports_back() {
+    // web-00000002 (a newer spec) took over; the entry went back to web-00000001's spec.
+    let mut newer = container(
+        "web",
+        2,
+        "newer-spec",
+        "registry.example/app:1",
+        &digest('a'),
+        started(3_000),
+    );
+    newer.ports = Some(PortHold::Serving {
+        since_ms: NOW - 2_000,
+    });
+    newer.health = Some(Health::Healthy);
+    let w = World::new(START_FIRST)
+        .images_present()
+        .network("front", None, true, &["web-00000001", "web-00000002"])
+        .add("web", 1, running(), |c| {
+            c.ports = Some(PortHold::Superseded {
+                since_ms: NOW - 2_000,
+            });
+            c.health = Some(Health::Healthy);
+        })
+        .with(newer);
+    golden(
+        &w.plan(),
+        "take-over container/web id=web-00000001 from=[web-00000002]",
+    );
+}
+
+const DEPENDS_ON_WEB: &str = r#"
+[network.front]
+subnet = "10.89.1.0/24"
+
+[container.web]
+image = "registry.example/app:1"
+networks = ["front"]
+ports = ["8080:80"]
+health = { tcp = 80 }
+update = "start-first"
+
+[container.app]
+image = "registry.example/app:1"
+depends_on = { web = "healthy" }
+"#;
+
+#[test]
+fn dependents_count_the_old_container_while_an_update_is_under_way_or_failed() {
+    let w = World::new(DEPENDS_ON_WEB)
+        .images_present()
+        .network("front", None, true, &["web-00000001"])
+        .with(old_web(SERVING))
+        .add("app", 1, exited(137, HOUR, 10_000), |_| {});
+    // web's update waits out its backoff; app is restarted all the same.
+    let hash = crate::spec::hash::container_hash(&w.desired, &w.desired.containers["web"])
+        .expect("hash")
+        .to_string();
+    let mut w = w.failure("container/web", 1, 500);
+    if let Some(f) = w.failures.get_mut("container/web") {
+        f.spec = Some(hash);
+    }
+    let plan = w.plan();
+    assert!(
+        render(&plan).contains("restart container/app id=app-00000001"),
+        "{}",
+        render(&plan)
+    );
+    // A new container on standby does not count, even when healthy: it does not serve yet.
+    let w = World::new(DEPENDS_ON_WEB)
+        .images_present()
+        .network("front", None, true, &["web-00000001"])
+        .with(old_web(Some(PortHold::Superseded { since_ms: NOW })))
+        .add("web", 2, started(1_000), |c| {
+            c.ports = Some(PortHold::Standby);
+            c.health = Some(Health::Healthy);
+        });
+    let plan = w.plan();
+    assert!(
+        render(&plan).contains("wait container/app: waiting for web to be healthy"),
+        "{}",
+        render(&plan)
+    );
+}

@@ -558,3 +558,57 @@ health = {{ exec = ["sh", "-c", "sleep 1000 & trap '' TERM; sleep 1000"], interv
         .collect();
     assert!(alive.is_empty(), "left running: {alive:?}\n{listing}");
 }
+
+#[test]
+fn a_new_published_port_waits_for_the_health_check_too() {
+    let sb = Sandbox::new();
+    let mut web = Web::new(&sb, "start-first");
+    web.extra = "update_timeout = \"2s\"\nbackoff = { initial = \"30s\" }\n".into();
+    web.write(&sb, "v1");
+    let _agent = Agent::start(&sb, &sb.desired());
+    settled(&sb, &web, "v1", Duration::from_secs(30));
+    let serving = sole_running(&sb, "web", Duration::from_secs(5)).id;
+    let other = free_port();
+    let other_addr = SocketAddr::from(([127, 0, 0, 1], other));
+    let on_other = |version: &str, start_period: &str| {
+        web.toml(version)
+            .replace(
+                &format!("127.0.0.1:{}:80", web.port),
+                &format!("127.0.0.1:{other}:80"),
+            )
+            .replace(
+                "retries = 2 }",
+                &format!("retries = 2, start_period = \"{start_period}\" }}"),
+            )
+    };
+    let load = Load::start(web.addr(), 2);
+    // Never healthy, on another port: the port never answers, the old one keeps serving.
+    sb.write("web.toml", &on_other("broken", "30s"));
+    wait_for(Duration::from_secs(20), "the attempt", || {
+        (containers(&sb, "web").len() == 2).then_some(())
+    });
+    let mut answered = Vec::new();
+    while containers(&sb, "web").len() == 2 {
+        if let Some(body) = http_get(other_addr) {
+            answered.push(body);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let report = load.stop();
+    assert!(answered.is_empty(), "the new port answered {answered:?}");
+    assert_no_failures(&report, "a new port, never healthy");
+    assert_eq!(
+        report.count_of("v1"),
+        report.total(),
+        "{}",
+        report.summary()
+    );
+    assert_eq!(sole_running(&sb, "web", Duration::from_secs(5)).id, serving);
+    // Healthy, on another port: it takes over there, the old port goes with the old one.
+    sb.write("web.toml", &on_other("v2", "0s"));
+    wait_for(Duration::from_secs(30), "v2 on the new port", || {
+        (http_get(other_addr).as_deref().map(str::trim) == Some("v2")).then_some(())
+    });
+    sole_running(&sb, "web", Duration::from_secs(30));
+    assert_eq!(http_get(web.addr()), None, "the old port still answers");
+}
