@@ -449,14 +449,15 @@ fn take_over(machine: &Machine, id: &str, from: &[String]) -> Result<String, App
         tracing::info!(container = id, switch_ms = ms, "ports switched");
     }
     Ok(format!(
-        "ports now go to {id}{}{}",
+        "ports now go to {id} (claim {}){}{}",
+        claim.seq,
         after
             .map(|ms| format!(", {ms} ms after it became healthy"))
             .unwrap_or_default(),
         if from.is_empty() {
             String::new()
         } else {
-            format!("; {} drain(s) since claim {}", from.join(", "), claim.seq)
+            format!("; draining: {}", from.join(", "))
         }
     ))
 }

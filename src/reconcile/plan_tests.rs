@@ -2893,3 +2893,28 @@ fn dependents_count_the_old_container_while_an_update_is_under_way_or_failed() {
         render(&plan)
     );
 }
+
+#[test]
+fn changing_only_the_update_policy_replaces_nothing() {
+    let before = World::new(START_FIRST).images_present();
+    let running_web = {
+        let mut c = before.current("web", 1, running());
+        c.ports = SERVING;
+        c.health = Some(Health::Healthy);
+        c
+    };
+    let after = World::new(
+        &START_FIRST
+            .replace("drain = \"5s\"", "drain = \"30s\"")
+            .replace("update_timeout = \"1m\"", "update_timeout = \"5m\""),
+    )
+    .images_present()
+    .network("front", None, true, &["web-00000001"])
+    .with(running_web.clone());
+    golden(&after.plan(), "");
+    let stop_first = World::new(&START_FIRST.replace("update = \"start-first\"", ""))
+        .images_present()
+        .network("front", None, true, &["web-00000001"])
+        .with(running_web);
+    golden(&stop_first.plan(), "");
+}

@@ -52,8 +52,10 @@ pub fn plan_text(
     outcomes: &[Outcome],
 ) -> String {
     let mut out = String::new();
-    if plan.steps.is_empty() {
+    if plan.steps.is_empty() && plan.waits.is_empty() {
         out.push_str("No changes: the machine matches the desired state.\n");
+    } else if plan.steps.is_empty() {
+        out.push_str("Nothing to do now.\n");
     }
     for (i, step) in plan.steps.iter().enumerate() {
         let (symbol, what) = verb(&step.action);

@@ -71,9 +71,21 @@ impl SpecHashed for Network {
 /// A container's effective hash: its entry, plus the addressing (subnet, gateway) and
 /// `internal` flag of the networks it joins, because both are set inside the container when
 /// it is plugged in (its address, its default route, which network carries its published
-/// ports): a change needs new containers. Labels do not count. Without bridge networks it is
-/// the entry's own hash.
+/// ports): a change needs new containers. Labels of networks do not count, nor does the
+/// entry's update policy. Otherwise it is the entry's own hash.
 pub fn container_hash(desired: &Desired, c: &Container) -> Result<SpecHash, HashError> {
+    // How a container is to be replaced is not part of it: changing `update`, `drain` or
+    // `update_timeout` replaces nothing (it applies to the next change).
+    let normalized;
+    let c = if c.update == super::model::UpdatePolicy::default() {
+        c
+    } else {
+        normalized = Container {
+            update: super::model::UpdatePolicy::default(),
+            ..c.clone()
+        };
+        &normalized
+    };
     let super::model::ContainerNetwork::Bridge(attachments) = &c.network else {
         return c.spec_hash();
     };
