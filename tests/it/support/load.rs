@@ -101,6 +101,21 @@ fn request(addr: SocketAddr) -> Result<String, String> {
     if status.split(' ').nth(1) != Some("200") {
         return Err(format!("non-200 answer: {status}"));
     }
+    // A server killed mid-answer closes after its headers: a failure, not an empty body.
+    let length = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse::<usize>().ok())?
+    });
+    if let Some(length) = length
+        && body.len() != length
+    {
+        return Err(format!(
+            "truncated answer: {} of {length} body bytes",
+            body.len()
+        ));
+    }
     Ok(body.trim().to_string())
 }
 
