@@ -7,14 +7,17 @@
 #        exec   health = { exec = ["true"], interval = "1s" }        on `sleep 3600`
 #        tcp    health = { tcp = 80, interval = "1s" }               on busybox httpd
 #        http   health = { http = "http://127.0.0.1:80/", ... }      on busybox httpd
-#      (httpd on a bridge network, subnet 10.213.240.0/24, no published port). The agent's
-#      CPU is read from /proc/PID/stat: utime + stime of the agent (all its threads) plus
-#      cutime + cstime of the children it reaped (the `berth exec` of an exec check), sampled
-#      every SLICE seconds; the checks run are read from each container's health.json
-#      (`checks`), at the same moments. CPU per check = (CPU in the window - the idle CPU)
-#      / checks. The idle CPU is the agent's over a window of the same length with the same
-#      K httpd containers on the same network and no check (a baseline taken first, and
-#      subtracted; with --resync 1h it runs no pass in it, so it is close to 0).
+#      (httpd on a bridge network, subnet 10.213.240.0/24, no published port; the image has
+#      /var/www, not /www, so httpd serves -h /var/www). The agent's CPU: utime + stime of
+#      the agent, all its threads (from its process CPU clock, in ns: /proc/PID/stat's 10 ms
+#      ticks are too coarse for a tcp check), plus cutime + cstime of the children it reaped
+#      (the `berth exec` of an exec check, from /proc/PID/stat), sampled every SLICE seconds;
+#      the checks run are read from each container's health.json (`checks`) at the same
+#      moments. CPU per check = (CPU in the window - the idle CPU) / checks. The idle CPU is
+#      the agent's over a window of the same length with the same K httpd containers on the
+#      same network and no check (a baseline taken first, and subtracted; with --resync 1h
+#      the agent runs no pass in it, yet it is not 0: notify's debouncer thread wakes about
+#      80 times a second).
 #   2. One check run directly, N rounds, interleaved: `berth --root R exec ID -- true` (what
 #      each exec check of the agent runs) and `podman healthcheck run CTR` (what podman's
 #      systemd timer starts every interval) on K busybox `sleep 3600` containers started
