@@ -178,7 +178,9 @@ async fn head_of(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
 /// timeout is killed with everything it started: SIGTERM makes `berth exec` kill the
 /// command's process group (SIGKILL to `berth exec` itself if it does not end).
 async fn exec(target: &Target, command: &[String], timeout: Duration) -> Result<String, String> {
-    let mut child = tokio::process::Command::new(&target.berth)
+    let mut cmd = tokio::process::Command::new(&target.berth);
+    crate::runtime::sys::terminate_with_parent(&mut cmd);
+    let mut child = cmd
         .arg("--root")
         .arg(&target.root)
         .arg("exec")

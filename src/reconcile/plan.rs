@@ -798,15 +798,14 @@ impl<'a> Planner<'a> {
                 )
                 && cur.health != Some(Health::Unhealthy)
         });
-        if serving.is_empty() && !standby {
-            return false;
-        }
-        let key = format!("container/{name}");
-        // The old container ended by itself while the new one is not healthy yet: its restart
-        // policy brings it back (its claim gives it the ports again), the update goes on.
+        // The old container ended by itself while the new one is on standby and not healthy:
+        // its restart policy brings it back (its claim gives it the ports again), and the
+        // update goes on (or is rolled back, if the new one is unhealthy). Never stale while
+        // its successor has not taken over.
         let fallen = current
             .filter(|cur| {
                 matches!(cur.phase, Phase::Running { .. })
+                    && cur.ports == Some(PortHold::Standby)
                     && cur.health != Some(Health::Healthy)
                     && serving.is_empty()
             })
@@ -818,6 +817,13 @@ impl<'a> Planner<'a> {
                     .filter(|o| o.ports == Some(PortHold::Down { claimed: true }))
                     .max_by(|a, b| a.created_at.cmp(&b.created_at))
             });
+        if serving.is_empty() && !standby && fallen.is_none() {
+            return false;
+        }
+        let key = format!("container/{name}");
+        // Whether an old container serves, or will again once restarted: the new one is then
+        // held to its deadline and rolled back rather than given the ports.
+        let has_old = !serving.is_empty() || fallen.is_some();
         // Everything else of this entry (an abandoned earlier attempt, stopped leftovers) goes.
         let mut removals = Vec::new();
         for o in mine.iter().filter(|o| !is_current(o)) {
@@ -834,7 +840,10 @@ impl<'a> Planner<'a> {
             }
         }
         let serving_ids = serving.iter().map(|o| o.id.clone()).collect::<Vec<_>>();
-        let old = serving_ids.join(", ");
+        let old = match fallen {
+            Some(f) if serving_ids.is_empty() => f.id.clone(),
+            _ => serving_ids.join(", "),
+        };
         let Some(cur) = current else {
             let mut after = removals;
             after.extend_from_slice(undescribed_removals);
@@ -896,10 +905,10 @@ impl<'a> Planner<'a> {
                         },
                     );
                 }
-                Some(Health::Unhealthy) => {
+                Some(Health::Unhealthy) if has_old => {
                     abort(self, format!("{} is unhealthy", cur.id));
                 }
-                _ if serving.is_empty() => self.plan.waits.push(Wait {
+                _ if !has_old => self.plan.waits.push(Wait {
                     key,
                     reason: format!(
                         "{} takes over the published ports once healthy (nothing else serves them)",

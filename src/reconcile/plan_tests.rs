@@ -2804,9 +2804,26 @@ fn an_old_container_that_ends_during_an_update_is_restarted() {
     golden(
         &plan,
         "restart container/web id=web-00000001 streak=0
-         wait container/web: web-00000002 takes over the published ports once healthy (nothing else serves them)",
+         wait container/web until=+55000ms: start-first update: waiting for web-00000002 to become healthy (at most 55s more); web-00000001 serves
+         wake +55000ms",
     );
     assert_eq!(plan.updating, vec!["web".to_string()]);
+    // The new one is unhealthy: rolled back, never given the ports; the old one comes back.
+    let mut old = old_web(Some(PortHold::Down { claimed: true }));
+    old.phase = exited(1, HOUR, 10_000);
+    let w = World::new(START_FIRST)
+        .images_present()
+        .network("front", None, true, &["web-00000001", "web-00000002"])
+        .with(old)
+        .add("web", 2, started(5_000), |c| {
+            c.ports = Some(PortHold::Standby);
+            c.health = Some(Health::Unhealthy);
+        });
+    golden(
+        &w.plan(),
+        "restart container/web id=web-00000001 streak=0
+         abort-update container/web id=web-00000002 why=web-00000002 is unhealthy",
+    );
 }
 
 #[test]

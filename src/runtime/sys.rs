@@ -422,3 +422,23 @@ mod tests {
         assert!(!id.is_alive().expect("check"));
     }
 }
+
+/// The child gets SIGTERM when the thread that spawned it ends (the agent killed): a health
+/// check's `berth exec` then kills its command's process group instead of running on.
+/// Spawn from a long-lived thread (a runtime worker), as the death of that thread counts.
+pub fn terminate_with_parent(command: &mut tokio::process::Command) {
+    // SAFETY: the closure runs in the child between fork and exec and calls only prctl and
+    // getppid, which are async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl: then no signal would come.
+            if libc::getppid() == 1 {
+                return Err(io::Error::other("the agent is gone"));
+            }
+            Ok(())
+        });
+    }
+}
