@@ -390,6 +390,26 @@ pub fn async_pidfd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>>
         .map_err(|e| e.into_parts().1)
 }
 
+/// The child gets SIGTERM when the thread that spawned it ends (the agent killed): a health
+/// check's `berth exec` then kills its command's process group instead of running on.
+/// Spawn from a long-lived thread (a runtime worker), as the death of that thread counts.
+pub fn terminate_with_parent(command: &mut tokio::process::Command) {
+    // SAFETY: the closure runs in the child between fork and exec and calls only prctl and
+    // getppid, which are async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl: then no signal would come.
+            if libc::getppid() == 1 {
+                return Err(io::Error::other("the agent is gone"));
+            }
+            Ok(())
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,25 +440,5 @@ mod tests {
         let id = ProcessId::of(child.id() as i32).expect("stat");
         child.wait().expect("wait");
         assert!(!id.is_alive().expect("check"));
-    }
-}
-
-/// The child gets SIGTERM when the thread that spawned it ends (the agent killed): a health
-/// check's `berth exec` then kills its command's process group instead of running on.
-/// Spawn from a long-lived thread (a runtime worker), as the death of that thread counts.
-pub fn terminate_with_parent(command: &mut tokio::process::Command) {
-    // SAFETY: the closure runs in the child between fork and exec and calls only prctl and
-    // getppid, which are async-signal-safe.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            // The parent may have died before the prctl: then no signal would come.
-            if libc::getppid() == 1 {
-                return Err(io::Error::other("the agent is gone"));
-            }
-            Ok(())
-        });
     }
 }
