@@ -116,7 +116,8 @@ async fn check_loop(layout: Layout, berth: PathBuf, subject: Subject, changed: A
         tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
         let result = probe::run(&target, &subject.check).await;
         let before = verdict.status;
-        if verdict.record(&subject.check, result) {
+        let status_changed = verdict.record(&subject.check, result);
+        if status_changed {
             let output = verdict
                 .last
                 .as_ref()
@@ -128,10 +129,11 @@ async fn check_loop(layout: Layout, berth: PathBuf, subject: Subject, changed: A
                 }
                 status => tracing::info!(container = %subject.id, from = %before, "{status}"),
             }
-            save(&path, &verdict).await;
+        }
+        // Written before the reconciler is woken: its pass reads the new verdict.
+        save(&path, &verdict).await;
+        if status_changed {
             changed.notify_one();
-        } else {
-            save(&path, &verdict).await;
         }
     }
 }

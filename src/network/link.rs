@@ -115,6 +115,16 @@ impl Netlink {
         }
     }
 
+    /// Write berth's ownership alias on `link`.
+    async fn name_link(&self, link: &Link, alias: &str) -> Result<(), LinkError> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(link.index).alias(alias).build())
+            .execute()
+            .await
+            .map_err(netlink_err("naming", &link.name))
+    }
+
     /// A link that must exist (just made, or named by the caller): ENODEV otherwise.
     async fn must_get(&self, op: &'static str, name: &str) -> Result<Link, LinkError> {
         self.get(name).await?.ok_or_else(|| LinkError::Netlink {
@@ -152,12 +162,7 @@ impl Netlink {
             let mut created = false;
             let link = match existing {
                 Some(link) if adopt => {
-                    self.handle
-                        .link()
-                        .set(LinkUnspec::new_with_index(link.index).alias(alias).build())
-                        .execute()
-                        .await
-                        .map_err(netlink_err("naming", name))?;
+                    self.name_link(&link, alias).await?;
                     link
                 }
                 Some(link) => {
@@ -189,12 +194,7 @@ impl Netlink {
                     }
                     created = true;
                     let link = self.must_get("finding the new bridge", name).await?;
-                    self.handle
-                        .link()
-                        .set(LinkUnspec::new_with_index(link.index).alias(alias).build())
-                        .execute()
-                        .await
-                        .map_err(netlink_err("naming", name))?;
+                    self.name_link(&link, alias).await?;
                     link
                 }
             };

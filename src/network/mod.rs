@@ -541,7 +541,10 @@ impl Networks {
         // Published ports go to the address on the first network with outside access.
         let port_network = records.iter().position(|r| !r.internal).unwrap_or(0);
         let links = self.live_veths(&netlink)?;
-        let standby = !joiner.ports.is_empty() && self.check_ports(joiner, &links)?;
+        // Every lease, read once: for the port check and the next claim.
+        let all = self.all_leases(&self.records()?)?;
+        let standby = !joiner.ports.is_empty() && self.check_ports(joiner, &links, &all)?;
+        let claim = next_claim(&all);
         let mut interfaces = Vec::new();
         for (i, (a, record)) in joiner.attachments.iter().zip(&records).enumerate() {
             let ports = if i == port_network {
@@ -549,7 +552,7 @@ impl Networks {
             } else {
                 Vec::new()
             };
-            let lease = self.lease(joiner, a, record, ports, standby)?;
+            let lease = self.lease(joiner, a, record, ports, (!standby).then_some(claim))?;
             let host = self.host_veth(joiner.id, &a.network);
             // A veth of an earlier start whose namespace lingers: replaced.
             netlink.delete(&host)?;
@@ -583,15 +586,15 @@ impl Networks {
     }
 
     /// The container's lease on `record`, taken now if it has none. A lease with ports keeps
-    /// its claim on them (a restart in place serves again), gets none while `standby`, and
-    /// otherwise claims them now.
+    /// its claim on them (a restart in place serves again); otherwise it takes `claim`, none
+    /// on standby.
     fn lease(
         &self,
         joiner: &Joiner,
         attachment: &Attachment,
         record: &NetworkRecord,
         ports: Vec<PortMapping>,
-        standby: bool,
+        claim: Option<Claim>,
     ) -> Result<Lease, NetworkError> {
         let leases = self.leases(&record.name)?;
         let own = leases.iter().find(|l| {
@@ -630,9 +633,8 @@ impl Networks {
         }
         let claim = match own.and_then(|l| l.claim) {
             _ if ports.is_empty() => None,
-            Some(claim) => Some(claim),
-            None if standby => None,
-            None => Some(self.next_claim()?),
+            Some(kept) => Some(kept),
+            None => claim,
         };
         let lease = Lease {
             network: record.name.clone(),
@@ -657,8 +659,12 @@ impl Networks {
     /// container, the reconciler's running container of its own name. A start-first
     /// container that finds such a container publishing any port (the same or others: a
     /// changed port must pass the health check too) starts on standby (true).
-    fn check_ports(&self, joiner: &Joiner, live: &BTreeSet<String>) -> Result<bool, NetworkError> {
-        let all = self.all_leases(&self.records()?)?;
+    fn check_ports(
+        &self,
+        joiner: &Joiner,
+        live: &BTreeSet<String>,
+        all: &[Lease],
+    ) -> Result<bool, NetworkError> {
         let mut standby = false;
         for lease in all.iter().filter(|l| l.container != joiner.id) {
             if !live.contains(&self.host_veth(&lease.container, &lease.network)) {
@@ -685,20 +691,6 @@ impl Networks {
         Ok(standby)
     }
 
-    /// The next claim: above every claim held (under the lock).
-    fn next_claim(&self) -> Result<Claim, NetworkError> {
-        let seq = self
-            .all_leases(&self.records()?)?
-            .iter()
-            .filter_map(|l| l.claim.map(|c| c.seq))
-            .max()
-            .unwrap_or(0);
-        Ok(Claim {
-            seq: seq + 1,
-            at_ms: crate::runtime::record::now_ms(),
-        })
-    }
-
     /// Switch the published ports of container `id` to it, in one nftables transaction: new
     /// connections go to it, established ones stay where they are (conntrack keeps their
     /// translation), so its predecessor can drain. The claim is written before the rules: a
@@ -721,7 +713,7 @@ impl Networks {
         {
             return Ok(claim);
         }
-        let claim = self.next_claim()?;
+        let claim = next_claim(&leases);
         let mut lease = mine.clone();
         lease.claim = Some(claim);
         crate::runtime::record::save_volatile(&self.paths.lease(&lease.network, lease.ip), &lease)?;
@@ -1031,6 +1023,19 @@ impl Networks {
 struct Snapshot {
     records: Vec<NetworkRecord>,
     leases: Vec<Lease>,
+}
+
+/// The next claim: above every claim of `leases` (all of them, read under the lock).
+fn next_claim(leases: &[Lease]) -> Claim {
+    let seq = leases
+        .iter()
+        .filter_map(|l| l.claim.map(|c| c.seq))
+        .max()
+        .unwrap_or(0);
+    Claim {
+        seq: seq + 1,
+        at_ms: crate::runtime::record::now_ms(),
+    }
 }
 
 /// The leases whose ports are forwarded: highest claim first, each only if none of its

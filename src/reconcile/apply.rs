@@ -376,14 +376,9 @@ async fn run_action(
         Action::StopUnhealthy { id, .. } => {
             let m = machine.clone();
             blocking(move || {
-                let why = match m.runtime.state(&id)? {
-                    crate::runtime::State::Running(monitor) => {
-                        crate::health::checks::read(m.runtime.layout(), &id, monitor.init)
-                            .map(|v| v.describe())
-                            .unwrap_or_else(|| "unhealthy".into())
-                    }
-                    _ => "unhealthy".into(),
-                };
+                let why = running_verdict(&m, &id)?
+                    .map(|v| v.describe())
+                    .unwrap_or_else(|| "unhealthy".into());
                 let exit = m.runtime.stop_because(&id, &why)?;
                 Ok(match exit {
                     Some(e) => format!("{id} {}", e.describe()),
@@ -433,16 +428,24 @@ async fn run_action(
     }
 }
 
-/// Switch the published ports to `id`, and say how long after it became healthy.
-fn take_over(machine: &Machine, id: &str, from: &[String]) -> Result<String, ApplyError> {
-    let healthy_since = match machine.runtime.state(id)? {
+/// The health verdict about the current run of `id`, if it runs and has one.
+fn running_verdict(
+    machine: &Machine,
+    id: &str,
+) -> Result<Option<crate::health::HealthRecord>, ApplyError> {
+    Ok(match machine.runtime.state(id)? {
         crate::runtime::State::Running(monitor) => {
             crate::health::checks::read(machine.runtime.layout(), id, monitor.init)
-                .filter(|v| v.status == crate::health::Health::Healthy)
-                .map(|v| v.since_ms)
         }
         _ => None,
-    };
+    })
+}
+
+/// Switch the published ports to `id`, and say how long after it became healthy.
+fn take_over(machine: &Machine, id: &str, from: &[String]) -> Result<String, ApplyError> {
+    let healthy_since = running_verdict(machine, id)?
+        .filter(|v| v.status == crate::health::Health::Healthy)
+        .map(|v| v.since_ms);
     let claim = machine.networks().take_over(id)?;
     let after = healthy_since.map(|since| crate::runtime::record::now_ms().saturating_sub(since));
     if let Some(ms) = after {

@@ -205,17 +205,24 @@ fn stop_first_updates_lose_requests() {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// A start-first `web` answering v1 under the agent, whose updates must be healthy within 2s
+/// and whose failures wait 30s: the entry, the agent and the serving container's id.
+fn serving_v1(sb: &Sandbox) -> (Web, Agent, String) {
+    let mut web = Web::new(sb, "start-first");
+    web.extra = "update_timeout = \"2s\"\nbackoff = { initial = \"30s\" }\n".into();
+    web.write(sb, "v1");
+    let agent = Agent::start(sb, &sb.desired());
+    settled(sb, &web, "v1", Duration::from_secs(30));
+    let serving = sole_running(sb, "web", Duration::from_secs(5)).id;
+    (web, agent, serving)
+}
+
 #[test]
 fn a_new_container_never_healthy_is_rolled_back_and_not_retried_at_once() {
     let sb = Sandbox::new();
-    let mut web = Web::new(&sb, "start-first");
     // Failed checks do not count for 30s, so only the deadline ends the attempt; a long
     // backoff shows that the same spec is not tried again meanwhile.
-    web.extra = "update_timeout = \"2s\"\nbackoff = { initial = \"30s\" }\n".into();
-    web.write(&sb, "v1");
-    let _agent = Agent::start(&sb, &sb.desired());
-    settled(&sb, &web, "v1", Duration::from_secs(30));
-    let serving = sole_running(&sb, "web", Duration::from_secs(5)).id;
+    let (web, _agent, serving) = serving_v1(&sb);
 
     let load = Load::start(web.addr(), 4);
     sb.write(
@@ -562,12 +569,7 @@ health = {{ exec = ["sh", "-c", "sleep 1000 & trap '' TERM; sleep 1000"], interv
 #[test]
 fn a_new_published_port_waits_for_the_health_check_too() {
     let sb = Sandbox::new();
-    let mut web = Web::new(&sb, "start-first");
-    web.extra = "update_timeout = \"2s\"\nbackoff = { initial = \"30s\" }\n".into();
-    web.write(&sb, "v1");
-    let _agent = Agent::start(&sb, &sb.desired());
-    settled(&sb, &web, "v1", Duration::from_secs(30));
-    let serving = sole_running(&sb, "web", Duration::from_secs(5)).id;
+    let (web, _agent, serving) = serving_v1(&sb);
     let other = free_port();
     let other_addr = SocketAddr::from(([127, 0, 0, 1], other));
     let on_other = |version: &str, start_period: &str| {
