@@ -26,7 +26,7 @@ struct Row {
     image: String,
     image_digest: String,
     engine: String,
-    /// created | running | exited | lost
+    /// created | running | exited | lost | orphan | damaged
     state: &'static str,
     /// What happened, e.g. "exited with code 0", "killed by signal 9".
     status: String,
@@ -62,28 +62,22 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         let restarts = runtime.restarts(&record.id).map_or(0, |r| r.count);
         rows.push(row(runtime.layout(), record, state, restarts));
     }
+    // Running, but recorded nowhere (its directory was deleted by hand): shown so that it
+    // can be seen and removed; the agent removes it on its own.
+    for id in runtime.orphans()? {
+        rows.push(bare_row(
+            id,
+            "orphan",
+            "runs without a state directory; berth rm removes it".into(),
+        ));
+    }
     if args.all {
         for id in runtime.unreadable()? {
-            rows.push(Row {
-                name: id
-                    .rsplit_once('-')
-                    .map(|(n, _)| n.to_string())
-                    .unwrap_or_default(),
+            rows.push(bare_row(
                 id,
-                image: String::new(),
-                image_digest: String::new(),
-                engine: String::new(),
-                state: "damaged",
-                status: "its record cannot be read; berth rm removes it".into(),
-                started_at_ms: None,
-                finished_at_ms: None,
-                exit_code: None,
-                pid: None,
-                restarts: 0,
-                spec_hash: String::new(),
-                health: None,
-                health_output: None,
-            });
+                "damaged",
+                "its record cannot be read; berth rm removes it".into(),
+            ));
         }
     }
     if args.json {
@@ -101,6 +95,30 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A container known only by its id (no readable record).
+fn bare_row(id: String, state: &'static str, status: String) -> Row {
+    Row {
+        name: id
+            .rsplit_once('-')
+            .map(|(n, _)| n.to_string())
+            .unwrap_or_default(),
+        id,
+        image: String::new(),
+        image_digest: String::new(),
+        engine: String::new(),
+        state,
+        status,
+        started_at_ms: None,
+        finished_at_ms: None,
+        exit_code: None,
+        pid: None,
+        restarts: 0,
+        spec_hash: String::new(),
+        health: None,
+        health_output: None,
+    }
 }
 
 fn row(

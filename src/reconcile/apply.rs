@@ -230,6 +230,7 @@ pub fn describe(action: &Action) -> String {
         Action::StopUnhealthy { name, id } => format!("stop unhealthy container {name} ({id})"),
         Action::Stop { name, id } => format!("stop container {name} ({id})"),
         Action::Remove { id, .. } => format!("remove container {id}"),
+        Action::RemoveOrphan { id } => format!("kill orphaned container {id}"),
         Action::PruneImages { images } => format!("prune {} image(s)", images.len()),
     }
 }
@@ -409,6 +410,14 @@ async fn run_action(
                 crate::failpoint::hit("prune-after-stop");
                 m.runtime.remove(&id, true).or_else(gone_is_done)?;
                 Ok("removed".into())
+            })
+            .await
+        }
+        Action::RemoveOrphan { id } => {
+            let m = machine.clone();
+            blocking(move || {
+                m.runtime.remove_orphan(&id)?;
+                Ok("killed; its cgroup and engine state removed".into())
             })
             .await
         }

@@ -47,6 +47,10 @@ pub struct Observed {
     pub networks: crate::network::ObservedNetworks,
     /// Container directories whose record cannot be read (a power loss during its write).
     pub damaged: Vec<String>,
+    /// Containers that exist in the kernel (a cgroup or engine state of berth's scope) with
+    /// no directory: deleted by hand while they ran (`Runtime::orphans`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub orphans: Vec<String>,
     /// What could not be observed. Non-empty: the view may be partial, so nothing is pruned.
     pub problems: Vec<String>,
 }
@@ -177,6 +181,13 @@ pub fn observe(
     let mut observed = Observed::default();
     if sweep {
         runtime.sweep_leftovers();
+    }
+    // Before the directories are scanned, as `orphans` requires of its own reading.
+    match runtime.orphans() {
+        Ok(orphans) => observed.orphans = orphans,
+        Err(e) => observed.problems.push(format!(
+            "looking for containers without a state directory: {e}"
+        )),
     }
     match runtime.scan(&mut cache.records) {
         Ok((records, damaged)) => {

@@ -182,6 +182,12 @@ pub enum Action {
         name: String,
         id: String,
     },
+    /// Kill what runs of a container whose state directory was deleted by hand (its
+    /// cgroup's processes), and remove its cgroup and engine state: nothing supervises or
+    /// records it, and its entry's new container must not run beside it.
+    RemoveOrphan {
+        id: String,
+    },
     /// Remove images no desired entry and no remaining container uses.
     PruneImages {
         images: Vec<String>,
@@ -213,7 +219,9 @@ impl Action {
             | Action::AbortUpdate { name, .. }
             | Action::StopUnhealthy { name, .. }
             | Action::Stop { name, .. } => format!("container/{name}"),
-            Action::Remove { id, .. } => format!("container-id/{id}"),
+            Action::Remove { id, .. } | Action::RemoveOrphan { id } => {
+                format!("container-id/{id}")
+            }
             Action::PruneImages { .. } => "prune/images".into(),
         }
     }
@@ -1352,6 +1360,22 @@ impl<'a> Planner<'a> {
                         reason: format!("{} is no longer described, but {why}", o.id),
                     });
                 }
+            }
+        }
+        // Not held back by problems of the desired files: no entry can ever adopt an
+        // orphan (it has no record), and leaving it running means a twin beside its
+        // entry's container. Under --target, only the targeted entries' orphans.
+        for id in &observed.orphans {
+            let name = id.rsplit_once('-').map_or(id.as_str(), |(name, _)| name);
+            if self.inputs.targeted && !self.inputs.desired.containers.contains_key(name) {
+                continue;
+            }
+            if let Some(i) = self.push(
+                Action::RemoveOrphan { id: id.clone() },
+                vec![],
+                "its state directory was deleted while it ran: nothing supervises it",
+            ) {
+                self.removals.push(i);
             }
         }
         for id in &observed.damaged {

@@ -114,6 +114,7 @@ struct World {
     hold: Option<String>,
     missing_since: BTreeMap<String, u64>,
     grace_ms: u64,
+    targeted: bool,
 }
 
 impl World {
@@ -127,6 +128,7 @@ impl World {
             hold: None,
             missing_since: BTreeMap::new(),
             grace_ms: 0,
+            targeted: false,
         }
     }
 
@@ -256,7 +258,7 @@ impl World {
             observed: &self.observed,
             failures: &self.failures,
             now_ms: self.now,
-            targeted: false,
+            targeted: self.targeted,
             prune_hold: self.hold.as_deref(),
             missing_since: &self.missing_since,
             prune_grace_ms: self.grace_ms,
@@ -328,6 +330,7 @@ fn render_action(action: &Action) -> String {
         Action::Stop { name, id } => format!("stop container/{name} id={id}"),
         Action::Remove { name, id } if name.is_empty() => format!("remove container-id/{id}"),
         Action::Remove { name, id } => format!("remove container/{name} id={id}"),
+        Action::RemoveOrphan { id } => format!("remove-orphan container-id/{id}"),
         Action::PruneImages { images } => format!("prune-images [{}]", images.join(",")),
     }
 }
@@ -1018,6 +1021,48 @@ fn damaged_records_are_removed_when_pruning_is_allowed() {
     );
     assert_eq!(plan.steps[0].reason, "its record is damaged");
     assert_eq!(plan.steps[0].action.key(), "container-id/a-00000001");
+}
+
+#[test]
+fn orphans_are_killed_before_their_entry_runs_whatever_the_desired_files_say() {
+    for complete in [true, false] {
+        let mut w = World::new(WEB).images_present();
+        w.complete = complete;
+        w.observed.orphans = vec!["web-0badc0de".into(), "gone-00000009".into()];
+        let plan = w.plan();
+        golden(
+            &plan,
+            &format!(
+                "
+                remove-orphan container-id/web-0badc0de
+                remove-orphan container-id/gone-00000009
+                run container/web after=[0,1]{}
+                ",
+                if complete {
+                    ""
+                } else {
+                    "\n prune-blocked: the desired state has problems: a partial view must not delete anything"
+                }
+            ),
+        );
+        assert_eq!(
+            plan.steps[0].reason,
+            "its state directory was deleted while it ran: nothing supervises it"
+        );
+        assert_eq!(plan.steps[0].action.key(), "container-id/web-0badc0de");
+    }
+    // Under --target, only the targeted entries' orphans.
+    let mut w = World::new(WEB).images_present();
+    w.targeted = true;
+    w.observed.orphans = vec!["web-0badc0de".into(), "gone-00000009".into()];
+    let plan = w.plan();
+    assert_eq!(
+        reasons(&plan)[..1],
+        [
+            "remove-orphan container-id/web-0badc0de: its state directory was deleted while it ran: nothing supervises it"
+        ]
+    );
+    assert_eq!(plan.steps.len(), 2, "{plan:#?}");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ fn verb(action: &Action) -> (&'static str, String) {
         Action::Stop { name, id } => ("~", format!("stop     container {name} ({id})")),
         Action::Remove { name, id } if name.is_empty() => ("-", format!("remove   container {id}")),
         Action::Remove { name, id } => ("-", format!("remove   container {name} ({id})")),
+        Action::RemoveOrphan { id } => ("-", format!("kill     orphaned container {id}")),
         Action::PruneImages { images } => ("-", format!("prune    image(s) {}", images.join(", "))),
     }
 }
@@ -114,6 +115,7 @@ pub fn summary(plan: &Plan) -> String {
             Action::StopUnhealthy { .. } => "unhealthy to stop",
             Action::Stop { .. } => "to stop",
             Action::Remove { .. } => "to remove",
+            Action::RemoveOrphan { .. } => "orphan(s) to kill",
             Action::PruneImages { .. } => "image prune",
         };
         *counts.entry(key).or_default() += 1;

@@ -25,6 +25,14 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// setrlimit fails without CAP_SYS_RESOURCE.
 const NOFILE_WANTED: u64 = 1 << 20;
 
+/// Processes (threads included) a container may have unless its entry says otherwise:
+/// podman's default, so one container cannot exhaust the host's pids with a fork bomb.
+pub const DEFAULT_PIDS_LIMIT: u32 = 2048;
+
+/// Linux refuses any single argument or environment string longer than this, NUL included
+/// (MAX_ARG_STRLEN, 32 pages).
+const MAX_ARG_STRLEN: usize = 32 * 4096;
+
 /// Beyond oci-spec's defaults: the RAPL energy counters leak what other tenants compute
 /// (CVE-2020-8694), as podman masks too.
 const EXTRA_MASKED_PATHS: &[&str] = &["/sys/devices/virtual/powercap", "/proc/interrupts"];
@@ -35,6 +43,22 @@ pub enum BundleError {
     NoCommand { what: String },
     #[error("building the runtime spec: {0}")]
     Build(String),
+    #[error(
+        "{what}: {item} is {bytes} bytes; Linux refuses any argument or environment string over {MAX_ARG_STRLEN} bytes; pass large data as a file (a bind mount or a volume)"
+    )]
+    StringTooLong {
+        what: String,
+        item: String,
+        bytes: usize,
+    },
+    #[error(
+        "{what}: the arguments and environment (the image's included) take {bytes} bytes, more than the {limit} bytes Linux accepts at exec with this host's stack limit; pass large data as a file (a bind mount or a volume)"
+    )]
+    ExecTooLarge {
+        what: String,
+        bytes: usize,
+        limit: u64,
+    },
 }
 
 /// Everything the spec depends on besides the entry and the image config.
@@ -51,6 +75,61 @@ pub struct SpecInputs<'a> {
     pub cgroup_path: &'a str,
     /// The host's hard RLIMIT_NOFILE.
     pub nofile_hard: u64,
+    /// How many bytes of arguments and environment an exec may carry here (`arg_max`).
+    pub arg_max: u64,
+}
+
+/// What fs/exec.c allows for argv + envp with a stack limit of `stack_soft` bytes: a quarter
+/// of the stack, at most 6 MiB (three quarters of the 8 MiB default), at least 128 KiB.
+pub fn arg_max(stack_soft: Option<u64>) -> u64 {
+    const DEFAULT_STACK: u64 = 8 << 20;
+    (stack_soft.unwrap_or(u64::MAX) / 4)
+        .min(DEFAULT_STACK / 4 * 3)
+        .max(MAX_ARG_STRLEN as u64)
+}
+
+/// Refuse at creation what the kernel would refuse at exec (E2BIG), naming the culprit.
+/// Leaves a page for what the monitor adds later (HOME) and the program's path.
+pub fn check_exec_size(
+    what: &str,
+    args: &[String],
+    env: &[String],
+    limit: u64,
+) -> Result<(), BundleError> {
+    for (i, arg) in args.iter().enumerate() {
+        if arg.len() + 1 > MAX_ARG_STRLEN {
+            return Err(BundleError::StringTooLong {
+                what: what.into(),
+                item: format!("argument {i}"),
+                bytes: arg.len(),
+            });
+        }
+    }
+    for entry in env {
+        if entry.len() + 1 > MAX_ARG_STRLEN {
+            let name = entry.split_once('=').map_or(entry.as_str(), |(k, _)| k);
+            return Err(BundleError::StringTooLong {
+                what: what.into(),
+                item: format!("the environment variable {name}"),
+                bytes: entry.len(),
+            });
+        }
+    }
+    let pointer = std::mem::size_of::<usize>();
+    let bytes: usize = args
+        .iter()
+        .chain(env)
+        .map(|s| s.len() + 1 + pointer)
+        .sum::<usize>()
+        + 4096;
+    if bytes as u64 > limit {
+        return Err(BundleError::ExecTooLarge {
+            what: what.into(),
+            bytes,
+            limit,
+        });
+    }
+    Ok(())
 }
 
 pub fn build(inputs: &SpecInputs) -> Result<Spec, BundleError> {
@@ -69,6 +148,12 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec, BundleError> {
         &c.env,
         &c.hostname,
     );
+    check_exec_size(
+        &format!("container {}", inputs.name),
+        &args,
+        &env,
+        inputs.arg_max,
+    )?;
     let cwd = c
         .workdir
         .clone()
@@ -287,25 +372,26 @@ fn resources(c: &Container) -> Result<oci_spec::runtime::LinuxResources, BundleE
                 .map_err(err)?,
         );
     }
-    if let Some(pids) = c.resources.pids {
-        builder = builder.pids(
-            LinuxPidsBuilder::default()
-                .limit(i64::from(pids))
-                .build()
-                .map_err(err)?,
-        );
-    }
+    let pids = c.resources.pids.unwrap_or(DEFAULT_PIDS_LIMIT);
+    builder = builder.pids(
+        LinuxPidsBuilder::default()
+            .limit(i64::from(pids))
+            .build()
+            .map_err(err)?,
+    );
     builder.build().map_err(err)
 }
 
 fn mounts(inputs: &SpecInputs) -> Result<Vec<Mount>, BundleError> {
     let c = inputs.container;
     let mut mounts = oci_spec::runtime::get_default_mounts();
+    // Read-only with the root filesystem, as Docker mounts them: otherwise a read-only
+    // container could still write without bound to files on the host's disk.
     for file in ["hostname", "hosts", "resolv.conf"] {
         mounts.push(bind(
             &inputs.etc_dir.join(file),
             &format!("/etc/{file}"),
-            false,
+            c.read_only,
         )?);
     }
     for m in &c.mounts {

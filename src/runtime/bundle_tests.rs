@@ -47,6 +47,7 @@ fn build_with(c: &Container, img: &ImageConfiguration, nofile_hard: u64) -> Spec
         volumes: &volumes,
         cgroup_path: "/berth/c-0123abcd",
         nofile_hard,
+        arg_max: arg_max(Some(8 << 20)),
     })
     .expect("spec")
 }
@@ -107,6 +108,7 @@ command = ["a"]"#,
         volumes: &BTreeMap::new(),
         cgroup_path: "/berth/c-1",
         nofile_hard: 1024,
+        arg_max: arg_max(Some(8 << 20)),
     })
     .expect_err("no command");
     assert!(
@@ -297,7 +299,59 @@ pids = 100"#,
         .as_ref()
         .and_then(|l| l.resources().clone())
         .expect("resources");
-    assert!(r.memory().is_none() && r.cpu().is_none() && r.pids().is_none());
+    assert!(r.memory().is_none() && r.cpu().is_none());
+    // Never unlimited: one container must not exhaust the host's pids.
+    assert_eq!(
+        r.pids().as_ref().map(|p| p.limit()),
+        Some(i64::from(DEFAULT_PIDS_LIMIT))
+    );
+}
+
+#[test]
+fn what_exec_would_refuse_is_refused_at_creation() {
+    let limit = arg_max(Some(8 << 20));
+    assert_eq!(limit, 2 << 20, "a quarter of the default 8 MiB stack");
+    assert_eq!(
+        arg_max(None),
+        6 << 20,
+        "unlimited stack: fs/exec.c's 6 MiB cap"
+    );
+    assert_eq!(arg_max(Some(64 << 10)), 128 << 10, "never below 32 pages");
+    let big = "x".repeat(200_000);
+    let c = entry(&format!("env = {{ BIG = \"{big}\" }}"));
+    let img = image(serde_json::json!({"Cmd": ["x"]}));
+    let err = build(&SpecInputs {
+        id: "c-1",
+        name: "c",
+        container: &c,
+        image: &img,
+        etc_dir: Path::new("/e"),
+        volumes: &BTreeMap::new(),
+        cgroup_path: "/berth/c-1",
+        nofile_hard: 1024,
+        arg_max: limit,
+    })
+    .expect_err("an 200 KB variable");
+    let text = err.to_string();
+    assert!(
+        text.contains("the environment variable BIG is 200004 bytes"),
+        "{text}"
+    );
+    assert!(!text.contains("xxxx"), "the value is never shown: {text}");
+    // Each string fits, all together do not.
+    let many: Vec<String> = (0..20)
+        .map(|i| format!("V{i}={}", "y".repeat(120_000)))
+        .collect();
+    match check_exec_size("c", &["x".into()], &many, limit) {
+        Err(BundleError::ExecTooLarge { bytes, .. }) => assert!(bytes > 2 << 20),
+        other => panic!("{other:?}"),
+    }
+    check_exec_size("c", &["x".into()], &many[..10], limit).expect("1.2 MB fits");
+    match check_exec_size("c", &["a".into(), "z".repeat(131_072)], &[], limit) {
+        Err(BundleError::StringTooLong { item, .. }) => assert_eq!(item, "argument 1"),
+        other => panic!("{other:?}"),
+    }
+    check_exec_size("c", &["z".repeat(131_071)], &[], limit).expect("exactly the limit");
 }
 
 #[test]
@@ -364,6 +418,18 @@ mounts = ["data:/var/lib/data:ro", "/srv/conf:/etc/app", "tmpfs:/tmp:size=64MiB"
         Some(Path::new("/srv/conf"))
     );
     assert!(!options("/etc/app").contains(&"ro".to_string()));
+    // A read-only container's generated files are read-only too, as Docker mounts them.
+    for file in ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"] {
+        assert!(options(file).contains(&"ro".to_string()), "{file}");
+    }
+    let writable = spec_of("", serde_json::json!({"Cmd": ["x"]}));
+    let hosts = writable
+        .mounts()
+        .iter()
+        .flatten()
+        .find(|m| m.destination() == Path::new("/etc/hosts"))
+        .expect("hosts");
+    assert!(!hosts.options().iter().flatten().any(|o| o == "ro"));
     assert_eq!(find("/tmp").typ().as_deref(), Some("tmpfs"));
     let tmp = options("/tmp");
     assert!(tmp.contains(&format!("size={}", 64 << 20)) && tmp.contains(&"mode=1777".to_string()));

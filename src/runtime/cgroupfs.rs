@@ -113,13 +113,15 @@ pub fn oom_kills(hierarchies: &[Hierarchy], cgroup_path: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
 }
 
-/// Remove the container's cgroup from every hierarchy. Its processes have exited (they died
-/// with the init of their pid namespace); a directory still busy is reported.
+/// Remove the container's cgroup from every hierarchy, with any cgroup made below it
+/// (deepest first: a cgroup with children cannot be removed, which once let a container that
+/// could write cgroupfs make itself unremovable). Its processes have exited (they died with
+/// the init of their pid namespace); a directory still busy is reported.
 pub fn remove(hierarchies: &[Hierarchy], cgroup_path: &str) -> std::io::Result<()> {
     let mut first_error = None;
     for h in hierarchies {
         let dir = dir_of(h, cgroup_path);
-        if let Err(e) = remove_dir_retrying(&dir)
+        if let Err(e) = remove_tree(&dir, MAX_DEPTH)
             && e.kind() != std::io::ErrorKind::NotFound
         {
             first_error.get_or_insert(std::io::Error::new(
@@ -129,6 +131,83 @@ pub fn remove(hierarchies: &[Hierarchy], cgroup_path: &str) -> std::io::Result<(
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// cgroupfs limits nesting far below this; the bound only keeps recursion finite.
+const MAX_DEPTH: u32 = 64;
+
+fn remove_tree(dir: &Path, depth: u32) -> std::io::Result<()> {
+    if depth > 0 {
+        match std::fs::read_dir(dir) {
+            Ok(entries) => {
+                for entry in entries.flatten() {
+                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                        remove_tree(&entry.path(), depth - 1)?;
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    remove_dir_retrying(dir)
+}
+
+/// The cgroups directly below `scope` (berth's first path component) in any hierarchy: the
+/// ids of the containers that exist in the kernel, whatever berth's records say.
+pub fn children_of_scope(hierarchies: &[Hierarchy], scope: &str) -> std::io::Result<Vec<String>> {
+    let mut names = std::collections::BTreeSet::new();
+    for h in hierarchies {
+        let dir = dir_of(h, scope);
+        match std::fs::read_dir(&dir) {
+            Ok(entries) => {
+                for entry in entries {
+                    let entry = entry?;
+                    if entry.file_type().is_ok_and(|t| t.is_dir())
+                        && let Some(name) = entry.file_name().to_str()
+                    {
+                        names.insert(name.to_string());
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(names.into_iter().collect())
+}
+
+/// Every process in the container's cgroup or below it, in any hierarchy.
+pub fn processes(hierarchies: &[Hierarchy], cgroup_path: &str) -> Vec<i32> {
+    fn collect(dir: &Path, depth: u32, out: &mut std::collections::BTreeSet<i32>) {
+        if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        }
+        if depth == 0 {
+            return;
+        }
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                collect(&entry.path(), depth - 1, out);
+            }
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    for h in hierarchies {
+        collect(&dir_of(h, cgroup_path), MAX_DEPTH, &mut out);
+    }
+    out.into_iter().collect()
+}
+
+/// Whether `pid` is (still) in the cgroup `cgroup_path` or below, per /proc/PID/cgroup.
+pub fn process_is_in(pid: i32, cgroup_path: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return false;
+    };
+    let inside = |p: &str| p == cgroup_path || p.starts_with(&format!("{cgroup_path}/"));
+    text.lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .any(inside)
 }
 
 /// A cgroup whose last task just exited can report EBUSY for a moment.
@@ -177,5 +256,35 @@ mod tests {
         assert!(!h.is_empty(), "no cgroup hierarchy mounted");
         assert_eq!(oom_kills(&h, "/berth-test-does-not-exist"), None);
         remove(&h, "/berth-test-does-not-exist").expect("absent cgroups are fine");
+        assert!(
+            children_of_scope(&h, "/berth-test-does-not-exist")
+                .expect("absent scope")
+                .is_empty()
+        );
+        assert!(processes(&h, "/berth-test-does-not-exist").is_empty());
+        assert!(!process_is_in(
+            std::process::id() as i32,
+            "/berth-test-does-not-exist"
+        ));
+    }
+
+    #[test]
+    fn a_cgroup_with_children_is_removed_deepest_first() {
+        // Root, as the whole suite (it runs containers).
+        let h = hierarchies().expect("mountinfo");
+        let pids = h
+            .iter()
+            .find(|h| h.controllers.iter().any(|c| c == "pids") || h.unified)
+            .expect("a pids or unified hierarchy");
+        let scope = format!("/berth-unit-{}", std::process::id());
+        let deep = dir_of(pids, &format!("{scope}/c-00000000/x/y"));
+        std::fs::create_dir_all(&deep).expect("made nested cgroups");
+        assert_eq!(
+            children_of_scope(std::slice::from_ref(pids), &scope).expect("listed"),
+            ["c-00000000"]
+        );
+        remove(std::slice::from_ref(pids), &format!("{scope}/c-00000000")).expect("removed");
+        assert!(!dir_of(pids, &format!("{scope}/c-00000000")).exists());
+        std::fs::remove_dir(dir_of(pids, &scope)).expect("scope removed");
     }
 }

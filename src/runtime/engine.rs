@@ -44,6 +44,9 @@ pub struct StdioFds {
     pub stdin: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    /// The write end of a close-on-exec pipe: the init writes why its exec failed into it,
+    /// and a successful exec closes it (the embedded engine; others drop it).
+    pub exec_failure: Option<OwnedFd>,
 }
 
 /// One container engine.
@@ -126,6 +129,9 @@ struct BerthExecutor {
     seccomp_bpf: Option<Vec<u8>>,
     /// Lead a process group of its own (`ExecRequest::own_group`).
     own_group: bool,
+    /// Where a failed exec is reported (`StdioFds::exec_failure`), by descriptor number:
+    /// the init is a forked copy of the monitor, so the number is open there too.
+    exec_failure: Option<i32>,
 }
 
 impl BerthExecutor {
@@ -149,6 +155,7 @@ impl BerthExecutor {
             return Ok(BerthExecutor {
                 seccomp_bpf: None,
                 own_group: false,
+                exec_failure: None,
             });
         };
         let bpf = std::fs::read(&path).map_err(|source| EngineError::Io {
@@ -169,8 +176,30 @@ impl BerthExecutor {
         Ok(BerthExecutor {
             seccomp_bpf: Some(bpf),
             own_group: false,
+            exec_failure: None,
         })
     }
+}
+
+/// A failed exec in words that say what to change.
+fn exec_failure_text(errno: nix::errno::Errno) -> String {
+    use nix::errno::Errno;
+    let advice = match errno {
+        Errno::E2BIG => {
+            "the arguments and environment are too large for the kernel (at most 128 KiB per string, and about a quarter of the stack limit in all); pass large data as a file (a bind mount or a volume)"
+        }
+        Errno::ENOEXEC => {
+            "not a program this kernel can run (a script without a #! line, or a binary for another architecture)"
+        }
+        Errno::EACCES => {
+            "permission denied: not executable for the container's user, or on a noexec mount"
+        }
+        Errno::ENOENT => {
+            "not found, or its interpreter or dynamic loader is missing from the image"
+        }
+        _ => "the exec failed",
+    };
+    format!("{advice} ({errno})")
 }
 
 /// The compiled seccomp program in a bundle, for the embedded engine.
@@ -194,7 +223,29 @@ impl Executor for BerthExecutor {
             super::sys::load_seccomp_program(bpf)
                 .map_err(|e| ExecutorError::Other(format!("loading the seccomp profile: {e}")))?;
         }
-        DefaultExecutor {}.exec(spec)
+        let args: Vec<std::ffi::CString> = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.args().as_ref())
+            .into_iter()
+            .flatten()
+            .map(|a| std::ffi::CString::new(a.as_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| ExecutorError::InvalidArg)?;
+        let Some(program) = args.first() else {
+            return Err(ExecutorError::InvalidArg);
+        };
+        // Returns only if the exec failed (E2BIG, ENOEXEC, EACCES…): the monitor is told
+        // why, and records a failed start rather than an exit code.
+        let errno = match nix::unistd::execvp(program, &args) {
+            Err(errno) => errno,
+            Ok(never) => match never {},
+        };
+        let why = exec_failure_text(errno);
+        if let Some(fd) = self.exec_failure {
+            super::sys::write_to_inherited(fd, why.as_bytes());
+        }
+        Err(ExecutorError::Other(why))
     }
 
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
@@ -209,13 +260,15 @@ impl Engine for Embedded {
             path: self.root.clone(),
             source,
         })?;
+        let mut executor = BerthExecutor::for_bundle(bundle, self.seccomp_sha256.as_deref())?;
+        executor.exec_failure = stdio
+            .exec_failure
+            .as_ref()
+            .map(std::os::fd::AsRawFd::as_raw_fd);
         let container = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
             .with_root_path(&self.root)
             .map_err(Self::err("creating", id))?
-            .with_executor(BerthExecutor::for_bundle(
-                bundle,
-                self.seccomp_sha256.as_deref(),
-            )?)
+            .with_executor(executor)
             .with_stdin(stdio.stdin)
             .with_stdout(stdio.stdout)
             .with_stderr(stdio.stderr)

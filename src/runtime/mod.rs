@@ -5,6 +5,7 @@
 
 pub mod bundle;
 pub mod cgroupfs;
+pub mod confine;
 pub mod engine;
 pub mod etc;
 pub mod exec;
@@ -291,6 +292,9 @@ impl Runtime {
             volumes: req.volumes,
             cgroup_path: &cgroup_path,
             nofile_hard: sys_nofile_hard(),
+            arg_max: bundle::arg_max(
+                rustix::process::getrlimit(rustix::process::Resource::Stack).current,
+            ),
         })?;
         let spec_err = |e: &dyn std::fmt::Display| RuntimeError::Spec {
             id: id.to_string(),
@@ -916,6 +920,17 @@ impl Runtime {
             }
             self.stop_locked(id, Some(Duration::ZERO))?;
         }
+        // Cgroups made below the container's own (only a container allowed to write
+        // cgroupfs can make them) would make the engine's removal fail forever.
+        if let Ok(hierarchies) = cgroupfs::hierarchies() {
+            cgroupfs::remove(&hierarchies, &record.cgroup_path).map_err(|source| {
+                RuntimeError::Process {
+                    op: "removing the cgroup of",
+                    id: id.into(),
+                    source,
+                }
+            })?;
+        }
         engine::for_record(&record, &self.layout.engine_root()).delete(id)?;
         self.delete_dir(id, &paths)?;
         self.unplug(id, true);
@@ -967,6 +982,122 @@ impl Runtime {
             std::fs::remove_dir_all(&state).map_err(io_err("removing", &state))?;
         }
         self.delete_dir(id, paths)?;
+        self.unplug(id, true);
+        Ok(())
+    }
+
+    /// Containers that exist in the kernel — a cgroup of berth's scope, or engine state —
+    /// but have no directory under the state root (deleted by hand): nothing records or
+    /// supervises them, so they are found by these marks. The kernel is read before the
+    /// directories, so a container being created (directory first, then cgroup) is never
+    /// taken for one.
+    pub fn orphans(&self) -> Result<Vec<String>, RuntimeError> {
+        let hierarchies = cgroupfs::hierarchies().map_err(|source| RuntimeError::Process {
+            op: "reading the cgroup mounts for",
+            id: "-".into(),
+            source,
+        })?;
+        let mut marked: std::collections::BTreeSet<String> =
+            cgroupfs::children_of_scope(&hierarchies, &format!("/{}", self.layout.scope))
+                .map_err(|source| RuntimeError::Process {
+                    op: "listing the cgroups of",
+                    id: self.layout.scope.clone(),
+                    source,
+                })?
+                .into_iter()
+                .collect();
+        for engine in ["embedded", "oci"] {
+            let dir = self.layout.engine_root().join(engine);
+            match std::fs::read_dir(&dir) {
+                Ok(entries) => marked.extend(
+                    entries
+                        .flatten()
+                        .filter_map(|e| e.file_name().to_str().map(String::from)),
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("listing", &dir)(e).into()),
+            }
+        }
+        marked.retain(|id| layout::valid_id(id));
+        if marked.is_empty() {
+            return Ok(Vec::new());
+        }
+        for entry in self.container_dirs()? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // `ID`, `.ID.creating.…` or `.ID.removing.…`: the container is someone's.
+            let id = name
+                .trim_start_matches('.')
+                .split(".creating.")
+                .next()
+                .and_then(|n| n.split(".removing.").next())
+                .unwrap_or_default();
+            marked.remove(id);
+        }
+        Ok(marked.into_iter().collect())
+    }
+
+    /// Kill and remove what is left of an orphan (`orphans`): every process in its cgroup,
+    /// the cgroup, the engine's state, its network leases. Its monitor, if it still runs,
+    /// ends with the container's init. Refused if the container has a directory again.
+    pub fn remove_orphan(&self, id: &str) -> Result<(), RuntimeError> {
+        let paths = self.paths(id)?;
+        if paths.dir.exists() {
+            return Err(RuntimeError::Process {
+                op: "removing the orphan",
+                id: id.into(),
+                source: std::io::Error::other("it has a state directory; it is not an orphan"),
+            });
+        }
+        let perr = |op: &'static str| {
+            let id = id.to_string();
+            move |source| RuntimeError::Process { op, id, source }
+        };
+        let hierarchies = cgroupfs::hierarchies().map_err(perr("reading the cgroup mounts for"))?;
+        let cgroup = self.layout.cgroup_path(id);
+        let deadline = std::time::Instant::now() + MONITOR_EXIT_TIMEOUT;
+        loop {
+            let pids = cgroupfs::processes(&hierarchies, &cgroup);
+            if pids.is_empty() {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(RuntimeError::Process {
+                    op: "killing the orphan",
+                    id: id.into(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("processes {pids:?} are still in its cgroup"),
+                    ),
+                });
+            }
+            for pid in pids {
+                // The pidfd is opened first, then membership checked: the signal cannot
+                // reach a process that reused the pid after leaving the cgroup.
+                if let Ok(process) = ProcessId::of(pid)
+                    && let Ok(Some(fd)) = process.open()
+                    && cgroupfs::process_is_in(pid, &cgroup)
+                {
+                    let _ = sys::send_signal(&fd, Signal::KILL.0);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let oci_root = self.layout.engine_root().join("oci");
+        if oci_root.join(id).exists()
+            && let Ok(EngineRecord::Oci { binary }) =
+                engine_record(&EngineChoice::Oci("runc".into()))
+        {
+            let _ = Command::new(binary)
+                .arg("--root")
+                .arg(&oci_root)
+                .args(["delete", "--force", id])
+                .output();
+        }
+        cgroupfs::remove(&hierarchies, &cgroup).map_err(perr("removing the cgroup of"))?;
+        let state = self.layout.engine_root().join("embedded").join(id);
+        if state.exists() {
+            std::fs::remove_dir_all(&state).map_err(io_err("removing", &state))?;
+        }
         self.unplug(id, true);
         Ok(())
     }

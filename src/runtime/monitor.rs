@@ -19,7 +19,7 @@ use super::engine::{self, Engine, StdioFds};
 use super::layout::{ContainerPaths, Layout};
 use super::record::{self, BootId, ContainerRecord, ExitRecord, MonitorRecord};
 use super::sys::{self, Forked, ProcessId};
-use super::{bundle, rootfs, supervise, users};
+use super::{bundle, confine, rootfs, supervise, users};
 
 /// The readiness line the monitor writes to its starter.
 #[derive(Debug, Serialize, Deserialize)]
@@ -161,11 +161,17 @@ impl Monitor {
         for seed in &record.seed {
             seed_volume(&volumes, seed, &root)?;
         }
-        drop(root);
 
         let config = paths.config();
         let mut spec = oci_spec::runtime::Spec::load(&config)
             .map_err(|e| format!("reading {}: {e}", config.display()))?;
+        // What the engine would only fail on with "failed to prepare rootfs" or "failed to
+        // unix syscall" is found here, in words that name the mount or the directory.
+        rootfs::check_mount_targets(&root, &spec).map_err(|e| e.to_string())?;
+        if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd().clone()) {
+            rootfs::ensure_workdir(&root, &cwd.to_string_lossy()).map_err(|e| e.to_string())?;
+        }
+        drop(root);
         bundle::apply_user(&mut spec, &user).map_err(|e| e.to_string())?;
         let bytes = serde_json::to_vec_pretty(&spec)
             .map_err(|e| format!("encoding {}: {e}", config.display()))?;
@@ -173,6 +179,7 @@ impl Monitor {
 
         let (stdout_r, stdout_w) = pipe()?;
         let (stderr_r, stderr_w) = pipe()?;
+        let (exec_failure_r, exec_failure_w) = pipe()?;
         let stdin =
             std::fs::File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
         let engine = engine::for_record(&record, &layout.engine_root());
@@ -184,6 +191,7 @@ impl Monitor {
                     stdin: stdin.into(),
                     stdout: stdout_w,
                     stderr: stderr_w,
+                    exec_failure: Some(exec_failure_w),
                 },
             )
             .map_err(|e| e.to_string())?;
@@ -191,6 +199,12 @@ impl Monitor {
             let _ = engine.delete(id);
             message
         };
+        // Before the container runs anything of its own: whatever the engine mounted,
+        // cgroupfs and read-only binds become read-only all the way down, checked in the
+        // init's own mount table.
+        if let Err(e) = confine::seal(pid, &confine::read_only_targets(&spec)) {
+            return Err(fail(engine.as_ref(), e.to_string()));
+        }
         let init = match ProcessId::of(pid) {
             Ok(p) => p,
             Err(e) => {
@@ -237,6 +251,15 @@ impl Monitor {
         }
         if let Err(e) = engine.start(id) {
             return Err(fail(engine.as_ref(), e.to_string()));
+        }
+        if let Some(why) = exec_failure(&exec_failure_r) {
+            let command = spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.args().as_ref())
+                .and_then(|a| a.first().cloned())
+                .unwrap_or_default();
+            return Err(fail(engine.as_ref(), format!("running {command:?}: {why}")));
         }
         Ok(Monitor {
             id: id.to_string(),
@@ -343,6 +366,32 @@ fn plug_in(layout: &Layout, record: &ContainerRecord, init: i32) -> Result<(), S
     crate::network::Networks::new(layout)
         .attach(&joiner, std::os::fd::AsFd::as_fd(&netns))
         .map_err(|e| e.to_string())
+}
+
+/// How long the started init may take to reach its exec (nothing runs in between but
+/// libcontainer's last steps).
+const EXEC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Why the container's init could not exec its program, if it could not: the pipe closes
+/// unread when the exec succeeds (close-on-exec) or the init dies.
+fn exec_failure(pipe: &OwnedFd) -> Option<String> {
+    let mut message = Vec::new();
+    let mut buf = [0u8; 1024];
+    while message.len() < 64 * 1024 {
+        match sys::wait_readable(pipe, Some(EXEC_TIMEOUT)) {
+            Ok(true) => {}
+            // Still not exec'd: not a failure to report here; the exit will tell.
+            Ok(false) | Err(_) => break,
+        }
+        match rustix::io::read(pipe, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => message.extend_from_slice(&buf[..n]),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&message).trim().to_string();
+    (!text.is_empty()).then_some(text)
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {

@@ -32,6 +32,24 @@ pub enum RootfsError {
     TooLarge { path: String },
     #[error("{path} in the container is not a regular file")]
     NotAFile { path: String },
+    #[error(
+        "the working directory {path} is not a directory in the image{}; set `workdir` to a directory",
+        via_link(link)
+    )]
+    WorkdirNotADirectory { path: String, link: Option<String> },
+    #[error("mount {source_shown} on {target}: {problem}")]
+    MountTarget {
+        source_shown: String,
+        target: String,
+        problem: String,
+    },
+}
+
+fn via_link(link: &Option<String>) -> String {
+    match link {
+        Some(to) => format!(" (a symbolic link to {to})"),
+        None => String::new(),
+    }
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RootfsError + 'a {
@@ -171,6 +189,184 @@ pub fn read_small_file(root: &OwnedFd, path: &str) -> Result<String, RootfsError
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// What a path inside the root is, following symbolic links inside the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    Missing,
+    Directory,
+    Other,
+    /// A component before the last is not a directory.
+    BlockedByFile,
+}
+
+fn find(root: &OwnedFd, path: &str) -> Result<Found, std::io::Error> {
+    let relative = path.trim_start_matches('/');
+    if relative.is_empty() {
+        return Ok(Found::Directory);
+    }
+    match crate::fsutil::open_in_root(root, relative, OFlags::PATH) {
+        Ok(fd) => {
+            let stat = rustix::fs::fstat(&fd)?;
+            Ok(match rustix::fs::FileType::from_raw_mode(stat.st_mode) {
+                rustix::fs::FileType::Directory => Found::Directory,
+                _ => Found::Other,
+            })
+        }
+        Err(rustix::io::Errno::NOENT) => Ok(Found::Missing),
+        Err(rustix::io::Errno::NOTDIR) => Ok(Found::BlockedByFile),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Where `path` points if its last component is a symbolic link in the image.
+fn link_target(root: &OwnedFd, path: &str) -> Option<String> {
+    let relative = path.trim_start_matches('/');
+    let (parent, name) = match relative.rsplit_once('/') {
+        Some((parent, name)) => (parent, name),
+        None => (".", relative),
+    };
+    let dir = crate::fsutil::open_in_root(root, parent, OFlags::PATH | OFlags::DIRECTORY).ok()?;
+    rustix::fs::readlinkat(&dir, name, Vec::new())
+        .ok()
+        .map(|t| t.to_string_lossy().into_owned())
+}
+
+/// The deepest existing ancestor of `path` that is not a directory (for the message).
+fn blocking_file(root: &OwnedFd, path: &str) -> String {
+    let mut prefix = String::new();
+    for component in path.split('/').filter(|c| !c.is_empty()) {
+        prefix.push('/');
+        prefix.push_str(component);
+        if matches!(find(root, &prefix), Ok(Found::Other)) {
+            return prefix;
+        }
+    }
+    path.to_string()
+}
+
+/// Check every mount target of the spec against the image before the engine mounts: a file
+/// on a directory (or the reverse), or a target below a file, named with its mount. Targets
+/// below an earlier mount (/dev/shm under /dev's tmpfs) are not in the image's tree and are
+/// left to the engine.
+pub fn check_mount_targets(
+    root: &OwnedFd,
+    spec: &oci_spec::runtime::Spec,
+) -> Result<(), RootfsError> {
+    let mounts = spec.mounts().as_deref().unwrap_or_default();
+    for (i, m) in mounts.iter().enumerate() {
+        let target = m.destination().to_string_lossy().into_owned();
+        let nested = mounts[..i].iter().any(|earlier| {
+            let e = earlier.destination();
+            e != std::path::Path::new("/") && m.destination().starts_with(e)
+        });
+        if nested {
+            continue;
+        }
+        let options = m.options().as_deref().unwrap_or_default();
+        let bind = m.typ().as_deref() == Some("bind")
+            || options.iter().any(|o| o == "bind" || o == "rbind");
+        let source = m.source().clone().unwrap_or_default();
+        let source_shown = if bind {
+            source.display().to_string()
+        } else {
+            m.typ().clone().unwrap_or_default()
+        };
+        let problem = |problem: String| RootfsError::MountTarget {
+            source_shown: source_shown.clone(),
+            target: target.clone(),
+            problem,
+        };
+        let source_is_dir = if bind {
+            match std::fs::metadata(&source) {
+                Ok(meta) => meta.is_dir(),
+                Err(e) => {
+                    return Err(problem(format!(
+                        "the source cannot be used on the host: {e}"
+                    )));
+                }
+            }
+        } else {
+            true
+        };
+        let found = find(root, &target).map_err(io("looking up", std::path::Path::new(&target)))?;
+        let link = via_link(&link_target(root, &target));
+        match found {
+            Found::Missing => {}
+            Found::BlockedByFile => {
+                return Err(problem(format!(
+                    "{} is a file in the image, so nothing can be mounted below it",
+                    blocking_file(root, &target)
+                )));
+            }
+            Found::Directory if !source_is_dir => {
+                return Err(problem(format!(
+                    "the source is a file but {target} is a directory in the image{link}; mount a directory there, or mount the file at a path below it"
+                )));
+            }
+            Found::Other if source_is_dir => {
+                return Err(problem(format!(
+                    "the source is a directory but {target} is a file in the image{link}; choose another target"
+                )));
+            }
+            Found::Directory | Found::Other => {}
+        }
+    }
+    Ok(())
+}
+
+/// Make the working directory exist, as Docker and runc do: created (root, 0755) with any
+/// missing parents, inside the root. A file in its place is an error naming it.
+pub fn ensure_workdir(root: &OwnedFd, cwd: &str) -> Result<(), RootfsError> {
+    let shown = std::path::Path::new(cwd);
+    let not_a_dir = || RootfsError::WorkdirNotADirectory {
+        path: cwd.to_string(),
+        link: link_target(root, cwd),
+    };
+    match find(root, cwd).map_err(io("looking up the working directory", shown))? {
+        Found::Directory => return Ok(()),
+        Found::Other | Found::BlockedByFile => return Err(not_a_dir()),
+        Found::Missing => {}
+    }
+    let mut prefix = String::new();
+    for component in cwd.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        let parent = if prefix.is_empty() {
+            "/".to_string()
+        } else {
+            prefix.clone()
+        };
+        prefix.push('/');
+        prefix.push_str(component);
+        match find(root, &prefix).map_err(io("looking up", shown))? {
+            Found::Directory => continue,
+            Found::Other | Found::BlockedByFile => return Err(not_a_dir()),
+            Found::Missing => {}
+        }
+        let relative = parent.trim_start_matches('/');
+        let dir = crate::fsutil::open_in_root(
+            root,
+            if relative.is_empty() { "." } else { relative },
+            OFlags::PATH | OFlags::DIRECTORY,
+        )
+        .map_err(|e| io("opening", shown)(e.into()))?;
+        match rustix::fs::mkdirat(&dir, component, Mode::from_raw_mode(0o755)) {
+            Ok(()) => {}
+            // Missing yet present: a symbolic link to nowhere. Not followed out of the root
+            // by creating its target; the user says where to work instead.
+            Err(rustix::io::Errno::EXIST) => {
+                return Err(RootfsError::WorkdirNotADirectory {
+                    path: prefix.clone(),
+                    link: link_target(root, &prefix),
+                });
+            }
+            Err(e) => return Err(io("creating the working directory", shown)(e.into())),
+        }
+    }
+    match find(root, cwd).map_err(io("looking up the working directory", shown))? {
+        Found::Directory => Ok(()),
+        _ => Err(not_a_dir()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +403,96 @@ mod tests {
             "root:x:0:\n"
         );
         assert_eq!(read_small_file(&fd, "/etc/shadow").expect("read"), "");
+    }
+
+    #[test]
+    fn working_directories_are_made_inside_the_root_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+        std::fs::write(root.join("bin/busybox"), "").expect("write");
+        std::os::unix::fs::symlink("/bin/busybox", root.join("bin/sh")).expect("symlink");
+        std::os::unix::fs::symlink("../../../outside", root.join("escape")).expect("symlink");
+        let fd = open_root(&root).expect("open");
+        ensure_workdir(&fd, "/srv/app/data").expect("made");
+        assert!(root.join("srv/app/data").is_dir());
+        ensure_workdir(&fd, "/srv/app/data").expect("already there");
+        ensure_workdir(&fd, "/").expect("the root");
+        // A link leading out of the root is followed inside it.
+        std::os::unix::fs::symlink("../../../srv", root.join("up")).expect("symlink");
+        ensure_workdir(&fd, "/up/app/x").expect("made inside");
+        assert!(root.join("srv/app/x").is_dir());
+        // One leading nowhere is named, and nothing is made outside.
+        match ensure_workdir(&fd, "/escape/x") {
+            Err(e @ RootfsError::WorkdirNotADirectory { .. }) => {
+                assert!(e.to_string().contains("/escape"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!dir.path().join("outside").exists());
+        match ensure_workdir(&fd, "/bin/sh") {
+            Err(e @ RootfsError::WorkdirNotADirectory { .. }) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("/bin/sh") && text.contains("/bin/busybox"),
+                    "{text}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            ensure_workdir(&fd, "/bin/busybox/below"),
+            Err(RootfsError::WorkdirNotADirectory { .. })
+        ));
+    }
+
+    #[test]
+    fn mount_targets_that_cannot_work_are_named() {
+        use oci_spec::runtime::{MountBuilder, SpecBuilder};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+        std::fs::create_dir_all(root.join("data")).expect("mkdir");
+        std::fs::write(root.join("bin/busybox"), "").expect("write");
+        std::os::unix::fs::symlink("/bin/busybox", root.join("bin/env")).expect("symlink");
+        let host_dir = dir.path().join("src");
+        std::fs::create_dir(&host_dir).expect("mkdir");
+        let host_file = dir.path().join("file");
+        std::fs::write(&host_file, "x").expect("write");
+        let fd = open_root(&root).expect("open");
+        let check = |source: &std::path::Path, target: &str| {
+            let spec = SpecBuilder::default()
+                .mounts(vec![
+                    MountBuilder::default()
+                        .destination("/dev")
+                        .typ("tmpfs")
+                        .source("tmpfs")
+                        .build()
+                        .expect("mount"),
+                    MountBuilder::default()
+                        .destination(target)
+                        .typ("bind")
+                        .source(source)
+                        .options(vec!["rbind".to_string()])
+                        .build()
+                        .expect("mount"),
+                ])
+                .build()
+                .expect("spec");
+            check_mount_targets(&fd, &spec).map_err(|e| e.to_string())
+        };
+        check(&host_dir, "/data").expect("a directory on a directory");
+        check(&host_dir, "/new/dir").expect("created by the engine");
+        check(&host_file, "/bin/busybox").expect("a file on a file");
+        check(&host_dir, "/dev/anything").expect("below an earlier mount: the engine's");
+        let e = check(&host_dir, "/bin/env").expect_err("a directory on a file");
+        assert!(e.contains("/bin/env") && e.contains("/bin/busybox"), "{e}");
+        assert!(e.contains(&host_dir.display().to_string()), "{e}");
+        let e = check(&host_file, "/data").expect_err("a file on a directory");
+        assert!(e.contains("is a directory in the image"), "{e}");
+        let e = check(&host_dir, "/bin/busybox/x").expect_err("below a file");
+        assert!(e.contains("/bin/busybox is a file in the image"), "{e}");
+        let e = check(&dir.path().join("absent"), "/data").expect_err("no source");
+        assert!(e.contains("cannot be used on the host"), "{e}");
     }
 }

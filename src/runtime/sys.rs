@@ -202,6 +202,186 @@ fn set_loopback_up() -> io::Result<()> {
     Ok(())
 }
 
+/// `struct mount_attr` of linux/mount.h, mount_setattr(2)'s argument.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+/// Why one target could not be made read-only: its index in the list and the errno.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealFailure {
+    pub index: usize,
+    pub errno: i32,
+}
+
+/// Make each of `targets` — absolute paths inside the container whose init is `pid`, each a
+/// mount point there — and every mount below it read-only, one `mount_setattr(AT_RECURSIVE)`
+/// per target, so no submount is missed (a `:ro` bind of `/` holds /proc, /sys, cgroupfs…).
+/// Runs in a forked child that joins the init's mount namespace (mount_setattr only acts on
+/// mounts of the caller's namespace); the monitor keeps its own. Returns each target's mount
+/// id, so the caller can check the result in the init's mountinfo.
+pub fn seal_read_only_in(
+    pid: i32,
+    targets: &[String],
+) -> io::Result<Result<Vec<u64>, SealFailure>> {
+    use rustix::fs::{Mode, OFlags};
+    let namespace = fs::File::open(format!("/proc/{pid}/ns/mnt"))?;
+    // Opened before joining: the init's root, the container's `/`, whatever the namespace's
+    // own root is.
+    let root = rustix::fs::open(
+        format!("/proc/{pid}/root"),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    match fork_single_threaded()? {
+        Forked::Child => {
+            drop(read);
+            let answer = match seal_in_child(&namespace, &root, targets) {
+                Ok(ids) => {
+                    let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+                    format!("ok {}", ids.join(" "))
+                }
+                Err(SealFailure { index, errno }) => format!("err {index} {errno}"),
+            };
+            let _ = rustix::io::write(&write, answer.as_bytes());
+            // SAFETY: _exit ends this forked copy of the monitor at once, without running
+            // destructors or atexit handlers that belong to the original process.
+            unsafe { libc::_exit(0) }
+        }
+        Forked::Parent { child } => {
+            drop(write);
+            let mut answer = Vec::new();
+            let mut buf = [0u8; 512];
+            loop {
+                match rustix::io::read(&read, &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => answer.extend_from_slice(&buf[..n]),
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            wait_child(child)?;
+            parse_seal_answer(&String::from_utf8_lossy(&answer), targets.len())
+        }
+    }
+}
+
+fn parse_seal_answer(answer: &str, targets: usize) -> io::Result<Result<Vec<u64>, SealFailure>> {
+    let bad = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected answer from the sealing child: {answer:?}"),
+        )
+    };
+    let mut words = answer.split_ascii_whitespace();
+    match words.next() {
+        Some("ok") => {
+            let ids = words
+                .map(|w| w.parse::<u64>().map_err(|_| bad()))
+                .collect::<io::Result<Vec<u64>>>()?;
+            if ids.len() != targets {
+                return Err(bad());
+            }
+            Ok(Ok(ids))
+        }
+        Some("err") => {
+            let index = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
+            let errno = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
+            Ok(Err(SealFailure { index, errno }))
+        }
+        _ => Err(bad()),
+    }
+}
+
+fn seal_in_child(
+    namespace: &fs::File,
+    root: &OwnedFd,
+    targets: &[String],
+) -> Result<Vec<u64>, SealFailure> {
+    use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
+    use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
+    let whole = |errno: rustix::io::Errno| SealFailure {
+        index: usize::MAX,
+        errno: errno.raw_os_error(),
+    };
+    move_into_link_name_space(namespace.as_fd(), Some(LinkNameSpaceType::Mount)).map_err(whole)?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let mut ids = Vec::with_capacity(targets.len());
+    for (index, target) in targets.iter().enumerate() {
+        let fail = |errno: i32| SealFailure { index, errno };
+        let relative = match target.trim_start_matches('/') {
+            "" => ".",
+            r => r,
+        };
+        // Resolved as the engine resolved it when it mounted there: inside the container's
+        // root, across its mounts.
+        let mut attempts = 0;
+        let fd = loop {
+            match rustix::fs::openat2(
+                root,
+                relative,
+                OFlags::PATH | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            ) {
+                Err(rustix::io::Errno::AGAIN) if attempts < 64 => attempts += 1,
+                Err(e) => return Err(fail(e.raw_os_error())),
+                Ok(fd) => break fd,
+            }
+        };
+        // SAFETY: `fd` is an open descriptor owned here, the path is a NUL-terminated empty
+        // string, and `attr` is a live `struct mount_attr` whose size is passed with it; the
+        // kernel only reads from both.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            )
+        };
+        if rc != 0 {
+            return Err(fail(
+                io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO),
+            ));
+        }
+        let stat = rustix::fs::statx(&fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
+            .map_err(|e| fail(e.raw_os_error()))?;
+        ids.push(stat.stx_mnt_id);
+    }
+    Ok(ids)
+}
+
+/// Write a message to a descriptor this process inherited by number (the container's init
+/// reporting why its exec failed); errors are ignored, as the reader sees the exit anyway.
+pub fn write_to_inherited(fd: i32, message: &[u8]) {
+    use std::os::fd::BorrowedFd;
+    if fd < 3 {
+        return;
+    }
+    // SAFETY: borrowed only for this write; the number was opened by the monitor before it
+    // forked this process and is closed only by this process's exec, which has not happened
+    // (the exec just failed). A wrong number fails with EBADF and nothing else happens.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let _ = rustix::io::write(borrowed, message);
+}
+
 /// Restore every catchable signal to its default action. Called in the container's init
 /// just before exec: dispositions set to "ignore" survive exec, and Rust ignores SIGPIPE.
 pub fn reset_signal_dispositions() -> io::Result<()> {
@@ -413,6 +593,24 @@ pub fn terminate_with_parent(command: &mut tokio::process::Command) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seal_answers_are_parsed_strictly() {
+        assert_eq!(
+            parse_seal_answer("ok 31 52", 2).expect("ok"),
+            Ok(vec![31, 52])
+        );
+        assert_eq!(
+            parse_seal_answer("err 1 38", 2).expect("err"),
+            Err(SealFailure {
+                index: 1,
+                errno: 38
+            })
+        );
+        for bad in ["", "ok 1", "ok x y", "err", "err 1", "what"] {
+            assert!(parse_seal_answer(bad, 2).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn start_time_survives_odd_command_names() {

@@ -2,6 +2,7 @@
 
 mod agent;
 mod cli_validate;
+mod confinement;
 mod image_pull;
 mod network;
 mod registry_support_selftest;

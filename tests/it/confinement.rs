@@ -1,0 +1,401 @@
+//! Attacks from inside default containers (root): what a container must not be able to do
+//! to its own limits, to the host or to other containers, under both engines. Every write
+//! attempted here is harmless even if it succeeded (an empty write, a file in a directory
+//! the test removes), so a regression fails the test without damaging the machine.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth::runtime::State;
+
+use crate::agent::{running, sole_running};
+use crate::support::images::ready_made::busybox_image;
+use crate::support::sandbox::Sandbox;
+
+const ENGINES: [&str; 2] = ["embedded", "runc"];
+
+fn engine_line(engine: &str) -> &'static str {
+    match engine {
+        "runc" => "runtime = \"runc\"\n",
+        _ => "",
+    }
+}
+
+/// Run `script` in a new container of a new sandbox; (sandbox, output, exit code).
+fn attack(engine: &str, extra: &str, script: &str) -> (Sandbox, String, i32) {
+    let sb = Sandbox::new();
+    let image = sb.image("busybox", &busybox_image());
+    sb.write(
+        "attack.toml",
+        &format!(
+            "[container.attack]\nimage = \"{image}\"\ncommand = [\"sh\", \"-c\", {script:?}]\n{}{extra}\n",
+            engine_line(engine)
+        ),
+    );
+    let (code, out, err) = sb.run_keep("attack");
+    (sb, format!("{out}{err}"), code)
+}
+
+/// The host's view of a file of the container's cgroup in the hierarchy named `hierarchy`.
+fn host_cgroup_file(sb: &Sandbox, id: &str, hierarchy: &str, file: &str) -> String {
+    let path = Path::new("/sys/fs/cgroup")
+        .join(hierarchy)
+        .join(sb.runtime.layout().cgroup_path(id).trim_start_matches('/'))
+        .join(file);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+/// Every line "NAME: OUTCOME" the script printed, for the lines it tried.
+fn outcome<'a>(out: &'a str, what: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{what}: ")))
+        .unwrap_or_else(|| panic!("no outcome for {what} in:\n{out}"))
+}
+
+/// A shell function `try NAME CMD…`: prints "NAME: allowed" or "NAME: <error>".
+const TRY: &str = r#"try() { n=$1; shift; if err=$("$@" 2>&1); then echo "$n: allowed"; else echo "$n: ${err##*: }"; fi; }"#;
+
+#[test]
+fn cgroupfs_is_read_only_and_limits_hold() {
+    for engine in ENGINES {
+        // The writes use the values the container already has: even if one were let
+        // through, nothing would change; the error says whether it was.
+        let script = format!(
+            r#"{TRY}
+cd /sys/fs/cgroup
+try memory-limit sh -c 'cat memory/memory.limit_in_bytes > memory/memory.limit_in_bytes'
+try memsw-limit sh -c 'cat memory/memory.memsw.limit_in_bytes > memory/memory.memsw.limit_in_bytes'
+try pids-max sh -c 'cat pids/pids.max > pids/pids.max'
+try cfs-quota sh -c 'cat cpu/cpu.cfs_quota_us > cpu/cpu.cfs_quota_us'
+for h in /sys/fs/cgroup/*/; do try "mkdir-$(basename $h)" mkdir "$h/escape"; done
+try move-self sh -c 'echo $$ > systemd/cgroup.procs'
+grep ' /sys/fs/cgroup' /proc/self/mounts | grep -vc ' ro,' | sed 's/^/writable-mounts: /'
+echo done; sleep 30"#
+        );
+        let sb = Sandbox::new();
+        let image = sb.image("busybox", &busybox_image());
+        sb.write(
+            "attack.toml",
+            &format!(
+                "[container.attack]\nimage = \"{image}\"\ncommand = [\"sh\", \"-c\", {script:?}]\nmemory = \"32MiB\"\npids = 64\ncpus = 0.5\nstop_timeout = \"1s\"\n{}",
+                engine_line(engine)
+            ),
+        );
+        let record = sb.start("attack");
+        let out = crate::agent::wait_for(Duration::from_secs(20), "the attack to finish", || {
+            let logs = sb.logs(&record.id);
+            logs.contains("done").then_some(logs)
+        });
+        for what in [
+            "memory-limit",
+            "memsw-limit",
+            "pids-max",
+            "cfs-quota",
+            "move-self",
+        ] {
+            assert_eq!(
+                outcome(&out, what),
+                "Read-only file system",
+                "{engine}: {what}\n{out}"
+            );
+        }
+        let mkdirs: Vec<&str> = out.lines().filter(|l| l.starts_with("mkdir-")).collect();
+        assert!(mkdirs.len() >= 5, "{engine}: hierarchies tried: {out}");
+        for line in mkdirs {
+            assert!(
+                line.ends_with(": Read-only file system"),
+                "{engine}: a cgroup was made: {line}\n{out}"
+            );
+        }
+        assert_eq!(outcome(&out, "writable-mounts"), "0", "{engine}: {out}");
+        // The host reads the limits the entry set.
+        assert_eq!(
+            host_cgroup_file(&sb, &record.id, "memory", "memory.limit_in_bytes"),
+            (32u64 << 20).to_string()
+        );
+        assert_eq!(host_cgroup_file(&sb, &record.id, "pids", "pids.max"), "64");
+        assert_eq!(
+            host_cgroup_file(&sb, &record.id, "cpu", "cpu.cfs_quota_us"),
+            "50000"
+        );
+        // Nothing was made below the container's cgroup: it is removed cleanly (the
+        // sandbox's drop fails the test on any cgroup left behind).
+        let rm = sb.berth(&["rm", "-f", &record.id]);
+        assert!(
+            rm.status.success(),
+            "{engine}: {}",
+            String::from_utf8_lossy(&rm.stderr)
+        );
+    }
+}
+
+/// A directory on the host with a tmpfs mounted below it, unmounted when dropped.
+struct SubmountedDir {
+    dir: tempfile::TempDir,
+}
+
+impl SubmountedDir {
+    fn new() -> SubmountedDir {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-it-submount-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        rustix::mount::mount(
+            "tmpfs",
+            dir.path().join("sub"),
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            Some(c"size=1m"),
+        )
+        .expect("mount a tmpfs below the bind source");
+        SubmountedDir { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+impl Drop for SubmountedDir {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(
+            self.dir.path().join("sub"),
+            rustix::mount::UnmountFlags::DETACH,
+        );
+    }
+}
+
+#[test]
+fn read_only_binds_are_read_only_all_the_way_down() {
+    let shm_probe = format!("berth-it-probe-{}", std::process::id());
+    let submounted = SubmountedDir::new();
+    for engine in ENGINES {
+        // `: > FILE` opens for writing and writes nothing: harmless if it were allowed.
+        let script = format!(
+            r#"{TRY}
+try core-pattern sh -c ': > /host/proc/sys/kernel/core_pattern'
+try sysfs sh -c ': > /host/sys/kernel/profiling'
+try host-cgroupfs sh -c ': > /host/sys/fs/cgroup/pids/cgroup.procs'
+try host-dev-shm sh -c ': > /host/dev/shm/{shm_probe}'
+try host-file sh -c ': > /host/etc/hostname'
+try bind-submount sh -c ': > /data/sub/x'
+try bind-top sh -c ': > /data/x'
+try volume sh -c ': > /vol/x'
+try writable-bind sh -c ': > /rw/x && rm /rw/x'
+echo done"#
+        );
+        let rw = tempfile::tempdir().expect("tempdir");
+        let (sb, out, code) = attack(
+            engine,
+            &format!(
+                "mounts = [\"/:/host:ro\", \"{}:/data:ro\", \"vol:/vol:ro\", \"{}:/rw\"]\n[volume.vol]\n",
+                submounted.path().display(),
+                rw.path().display()
+            ),
+            &script,
+        );
+        assert_eq!(code, 0, "{engine}: {out}");
+        for what in [
+            "core-pattern",
+            "sysfs",
+            "host-cgroupfs",
+            "host-dev-shm",
+            "host-file",
+            "bind-submount",
+            "bind-top",
+            "volume",
+        ] {
+            assert_eq!(
+                outcome(&out, what),
+                "Read-only file system",
+                "{engine}: {what}\n{out}"
+            );
+        }
+        assert_eq!(outcome(&out, "writable-bind"), "allowed", "{engine}: {out}");
+        assert!(!Path::new("/dev/shm").join(&shm_probe).exists());
+        drop(sb);
+    }
+}
+
+#[test]
+fn a_default_container_has_a_pids_limit() {
+    let (sb, out, code) = attack(
+        "embedded",
+        "",
+        "cat /sys/fs/cgroup/pids/pids.max; echo done",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().next(), Some("2048"), "{out}");
+    drop(sb);
+}
+
+#[test]
+fn a_read_only_container_cannot_write_its_generated_files() {
+    let script = format!(
+        r#"{TRY}
+for f in hosts hostname resolv.conf; do try "$f" sh -c ": > /etc/$f"; done
+try root sh -c ': > /x'
+try tmp sh -c ': > /tmp/x'
+echo done"#
+    );
+    let (sb, out, code) = attack(
+        "embedded",
+        "read_only = true\nmounts = [\"tmpfs:/tmp\"]\n",
+        &script,
+    );
+    assert_eq!(code, 0, "{out}");
+    for what in ["hosts", "hostname", "resolv.conf", "root"] {
+        assert_eq!(
+            outcome(&out, what),
+            "Read-only file system",
+            "{what}\n{out}"
+        );
+    }
+    assert_eq!(outcome(&out, "tmp"), "allowed", "{out}");
+    drop(sb);
+}
+
+/// Those of `pids` that still run (not gone, not zombies).
+fn init_and_monitor_alive(pids: &[i32]) -> Vec<i32> {
+    pids.iter()
+        .copied()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_state_directory_deleted_by_hand_leaves_no_twin() {
+    let sb = Sandbox::new();
+    let image = sb.image("busybox", &busybox_image());
+    sb.write(
+        "web.toml",
+        &format!(
+            "[container.web]\nimage = \"{image}\"\ncommand = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\nstop_timeout = \"1s\"\n"
+        ),
+    );
+    let dir = sb.desired();
+    let dir = dir.to_str().expect("utf-8");
+    let apply = sb.berth(&["apply", dir]);
+    assert!(
+        apply.status.success(),
+        "{}",
+        String::from_utf8_lossy(&apply.stderr)
+    );
+    let old = sole_running(&sb, "web", Duration::from_secs(10));
+    let State::Running(monitor) = sb.state(&old.id) else {
+        panic!("not running");
+    };
+    let processes = [monitor.monitor.pid, monitor.init.pid];
+    std::fs::remove_dir_all(sb.runtime.layout().container(&old.id).dir).expect("rm -rf");
+    assert_eq!(init_and_monitor_alive(&processes).len(), 2, "still running");
+
+    // Seen, named, and planned before anything else starts.
+    let ps = sb.berth(&["ps", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&ps.stdout).expect("ps JSON");
+    assert!(
+        rows.as_array()
+            .expect("rows")
+            .iter()
+            .any(|r| r["id"] == old.id.as_str() && r["state"] == "orphan"),
+        "{rows}"
+    );
+    let plan = sb.berth(&["plan", dir]);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        text.contains(&format!("kill     orphaned container {}", old.id))
+            && text.contains("run      container web"),
+        "{text}"
+    );
+    let apply = sb.berth(&["apply", dir]);
+    assert!(
+        apply.status.success(),
+        "{}",
+        String::from_utf8_lossy(&apply.stderr)
+    );
+    let new = sole_running(&sb, "web", Duration::from_secs(10));
+    assert_ne!(new.id, old.id);
+    crate::agent::wait_for(
+        Duration::from_secs(10),
+        "the orphan's processes to end",
+        || init_and_monitor_alive(&processes).is_empty().then_some(()),
+    );
+    let layout = sb.runtime.layout();
+    assert!(!layout.engine_root().join("embedded").join(&old.id).exists());
+    for hierarchy in sb.cgroup_dirs() {
+        assert!(!hierarchy.join(&old.id).exists(), "{}", hierarchy.display());
+    }
+    assert_eq!(running(&sb, "web").len(), 1);
+    // And a second pass has nothing to do.
+    let plan = sb.berth(&["plan", dir, "--detailed-exitcode"]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
+}
+
+#[test]
+fn start_failures_name_their_cause() {
+    let sb = Sandbox::new();
+    let image = sb.image("busybox", &busybox_image());
+    let host_dir = tempfile::tempdir().expect("tempdir");
+    sb.write(
+        "e.toml",
+        &format!(
+            r#"[container.workdir]
+image = "{image}"
+command = ["pwd"]
+workdir = "/srv/made/by/berth"
+
+[container.enoexec]
+image = "{image}"
+command = ["ls"]
+mounts = ["/etc/hostname:/bin/busybox:ro"]
+
+[container.dironfile]
+image = "{image}"
+command = ["true"]
+mounts = ["{host}:/usr/bin/env"]
+"#,
+            host = host_dir.path().display()
+        ),
+    );
+    // Docker's behaviour: a missing working directory is made.
+    let (code, out, err) = sb.run("workdir");
+    assert_eq!((code, out.trim()), (0, "/srv/made/by/berth"), "{err}");
+
+    let failure = |name: &str| {
+        let (code, out, err) = sb.run_keep(name);
+        assert_ne!(code, 0, "{name}: {out}");
+        let record = sb.runtime.find(name).expect("find").pop();
+        let exit = record.map(|r| sb.wait_exit(&r.id, Duration::from_secs(5)));
+        (err, exit)
+    };
+    let (err, exit) = failure("enoexec");
+    assert!(err.contains("not a program this kernel can run"), "{err}");
+    let exit = exit.expect("recorded");
+    assert_eq!(
+        exit.code, None,
+        "a failed start, not an exit code: {exit:?}"
+    );
+    assert!(exit.describe().starts_with("failed to start"), "{exit:?}");
+
+    let (err, _) = failure("dironfile");
+    assert!(
+        err.contains("/usr/bin/env") && err.contains("symbolic link to /bin/busybox"),
+        "{err}"
+    );
+}
