@@ -2,6 +2,7 @@
 
 mod agent;
 mod cli_validate;
+mod desired_files;
 mod image_pull;
 mod network;
 mod registry_support_selftest;
