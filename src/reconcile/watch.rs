@@ -72,7 +72,14 @@ impl Writers {
         match event.kind {
             EventKind::Create(CreateKind::File | CreateKind::Any)
             | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => {
-                for p in &event.paths {
+                // Only a regular file is written in place and closed. A FIFO, socket or device
+                // never reports a close, and a FIFO written to reports a modification each
+                // time: tracked, it would hold every pass back. (lstat: nothing is opened.)
+                for p in event
+                    .paths
+                    .iter()
+                    .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file()))
+                {
                     open.entry(p.clone()).or_insert_with(Instant::now);
                 }
             }
@@ -174,5 +181,56 @@ impl DirWatch {
         if let Err(e) = self.debouncer.watch(&self.dir, RecursiveMode::NonRecursive) {
             tracing::warn!(dir = %self.dir.display(), "cannot watch the desired-state directory: {e}; changes will be seen at the next resync");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn created(path: &Path) -> notify::Event {
+        notify::Event::new(EventKind::Create(CreateKind::File)).add_path(path.to_path_buf())
+    }
+
+    #[test]
+    fn only_regular_files_are_waited_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writers = Writers::default();
+        let fifo = dir.path().join("fifo.toml");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .expect("mkfifo");
+        let socket = dir.path().join("sock.toml");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+        let link = dir.path().join("link.toml");
+        std::os::unix::fs::symlink("elsewhere.toml", &link).expect("symlink");
+        for p in [&fifo, &socket, &link] {
+            writers.note(&created(p));
+            writers.note(
+                &notify::Event::new(EventKind::Modify(ModifyKind::Data(
+                    notify::event::DataChange::Any,
+                )))
+                .add_path(p.clone()),
+            );
+        }
+        assert_eq!(writers.busy(Duration::from_secs(60)), None);
+        // A regular file is waited for until its writer closes it.
+        let file = dir.path().join("web.toml");
+        std::fs::write(&file, "").expect("write");
+        writers.note(&created(&file));
+        assert_eq!(
+            writers.busy(Duration::from_secs(60)).map(|(p, _)| p),
+            Some(file.clone())
+        );
+        writers.note(
+            &notify::Event::new(EventKind::Access(AccessKind::Close(AccessMode::Write)))
+                .add_path(file),
+        );
+        assert_eq!(writers.busy(Duration::from_secs(60)), None);
     }
 }

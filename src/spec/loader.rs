@@ -5,9 +5,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
@@ -45,39 +47,43 @@ pub fn is_desired_file_name(name: &str) -> bool {
 }
 
 /// The desired-state files of a directory, sorted by name, with the problems met reading them.
-/// Symbolic links are followed, so a directory swapped by symlink (git-sync, config maps)
-/// reads as its target. Subdirectories are not descended into.
+///
+/// The directory is opened once (it may be a symlink that git-sync swaps: this pass reads one
+/// target, whole) and every file is resolved beneath it with `openat2(RESOLVE_BENEATH)`, so a
+/// link may lead within the directory (config maps' `x.toml -> ..data/x.toml`) but never out
+/// of it. Anything that is not a regular file — a FIFO, socket, device or directory — is a
+/// problem and is never opened for reading: opening a FIFO blocks, opening a device can act.
+/// Subdirectories are not descended into.
 pub fn read_dir(dir: &Path) -> Result<(Vec<InputFile>, Vec<Diagnostic>), LoadError> {
-    let meta = std::fs::metadata(dir).map_err(|source| LoadError::Directory {
+    let dir_error = |e: rustix::io::Errno| LoadError::Directory {
         path: dir.into(),
-        source,
+        source: e.into(),
+    };
+    let dirfd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        rustix::io::Errno::NOTDIR => LoadError::NotADirectory { path: dir.into() },
+        e => dir_error(e),
     })?;
-    if !meta.is_dir() {
-        return Err(LoadError::NotADirectory { path: dir.into() });
-    }
-    let entries = std::fs::read_dir(dir).map_err(|source| LoadError::Directory {
-        path: dir.into(),
-        source,
-    })?;
-    let mut paths = Vec::new();
-    let mut diagnostics = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| LoadError::Directory {
-            path: dir.into(),
-            source,
-        })?;
-        let file_name = entry.file_name();
-        let Some(name) = file_name.to_str() else {
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&dirfd).map_err(dir_error)? {
+        let entry = entry.map_err(dir_error)?;
+        let Ok(name) = entry.file_name().to_str() else {
             continue;
         };
         if is_desired_file_name(name) {
-            paths.push(entry.path());
+            names.push(name.to_string());
         }
     }
-    paths.sort();
-    let mut files = Vec::with_capacity(paths.len());
-    for path in paths {
-        match read_file(&path) {
+    names.sort();
+    let mut files = Vec::with_capacity(names.len());
+    let mut diagnostics = Vec::new();
+    for name in names {
+        let path = dir.join(&name);
+        match read_file(&dirfd, &name, &path) {
             Ok(Some(text)) => files.push(InputFile { path, text }),
             Ok(None) => {}
             Err(d) => diagnostics.push(*d),
@@ -86,7 +92,8 @@ pub fn read_dir(dir: &Path) -> Result<(Vec<InputFile>, Vec<Diagnostic>), LoadErr
     Ok((files, diagnostics))
 }
 
-fn read_file(path: &Path) -> Result<Option<String>, Box<Diagnostic>> {
+/// Read one listed file, `name` in `dir`, displayed as `path`. `Ok(None)`: it is gone.
+fn read_file(dir: &impl AsFd, name: &str, path: &Path) -> Result<Option<String>, Box<Diagnostic>> {
     use std::io::Read;
     let io = |e: std::io::Error| {
         Box::new(
@@ -95,17 +102,65 @@ fn read_file(path: &Path) -> Result<Option<String>, Box<Diagnostic>> {
             ),
         )
     };
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        // Removed between listing and reading (a writer renaming files): not part of this pass.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(e)),
+    let not_read = |message: String, help: &str| {
+        Err(Box::new(
+            Diagnostic::for_file(Code::Io, path, message).with_help(help),
+        ))
     };
-    if !file.metadata().map_err(io)?.is_file() {
-        return Ok(None);
+    // O_PATH opens nothing: no FIFO blocks, no device driver runs, no permission is needed.
+    let handle = match open_beneath(dir, name) {
+        Ok(fd) => fd,
+        // Removed between listing and reading (a writer renaming files, a config map swap),
+        // or a link to nothing: not part of this pass.
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(rustix::io::Errno::XDEV) => {
+            return not_read(
+                format!(
+                    "`{name}` points outside the directory (a symbolic link to an absolute path or up through `..`); it was not read"
+                ),
+                "copy the file into the directory, or link to a file inside it (as config maps do with `..data/NAME.toml`)",
+            );
+        }
+        Err(rustix::io::Errno::LOOP) => {
+            return not_read(
+                format!(
+                    "`{name}` is a symbolic link that loops or leads through /proc; it was not read"
+                ),
+                "make it a regular file, or a link to a regular file inside the directory",
+            );
+        }
+        Err(e) => return Err(io(e.into())),
+    };
+    let stat = rustix::fs::fstat(&handle).map_err(|e| io(e.into()))?;
+    let kind = FileType::from_raw_mode(stat.st_mode);
+    if kind != FileType::RegularFile {
+        return not_read(
+            format!(
+                "`{name}` is {}, not a regular file; it was not read",
+                describe(kind)
+            ),
+            "desired-state files must be regular files: remove it, replace it with a regular file, or rename it so that its name does not end in `.toml`",
+        );
+    }
+    // Reopen that very inode (not the name again, which a writer could have swapped for a
+    // FIFO meanwhile); non-blocking and without taking a terminal, should that ever fail.
+    let file = rustix::fs::open(
+        format!("/proc/self/fd/{}", handle.as_fd().as_raw_fd()),
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io(e.into()))?;
+    let reopened = rustix::fs::fstat(&file).map_err(|e| io(e.into()))?;
+    if (reopened.st_dev, reopened.st_ino) != (stat.st_dev, stat.st_ino)
+        || FileType::from_raw_mode(reopened.st_mode) != FileType::RegularFile
+    {
+        return Err(io(std::io::Error::other(
+            "the file changed while it was opened",
+        )));
     }
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_SIZE + 1)
+    std::fs::File::from(file)
+        .take(MAX_FILE_SIZE + 1)
         .read_to_end(&mut bytes)
         .map_err(io)?;
     if bytes.len() as u64 > MAX_FILE_SIZE {
@@ -133,6 +188,39 @@ fn read_file(path: &Path) -> Result<Option<String>, Box<Diagnostic>> {
             .with_help("TOML files must be UTF-8 encoded"),
         )
     })
+}
+
+/// `name` opened as a path only (`O_PATH`: nothing is read, no FIFO blocks, no driver runs),
+/// resolved beneath `dir`: a symlink to an absolute path or up through `..` fails with EXDEV.
+fn open_beneath(dir: &impl AsFd, name: &str) -> rustix::io::Result<OwnedFd> {
+    let mut attempts = 0;
+    loop {
+        match rustix::fs::openat2(
+            dir,
+            name,
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            // A rename elsewhere on the host while `..` was resolved: retry (openat2(2)).
+            Err(rustix::io::Errno::AGAIN) if attempts < 64 => attempts += 1,
+            result => return result,
+        }
+    }
+}
+
+/// What a non-regular file is, for messages.
+fn describe(kind: FileType) -> &'static str {
+    match kind {
+        FileType::Fifo => "a FIFO (named pipe)",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice => "a character device",
+        FileType::BlockDevice => "a block device",
+        FileType::Directory => "a directory",
+        FileType::Symlink => "a symbolic link",
+        FileType::RegularFile => "a regular file",
+        FileType::Unknown => "of an unknown type",
+    }
 }
 
 /// An entry that deserialized, with where it came from.
@@ -619,6 +707,198 @@ mod tests {
         ] {
             assert!(!is_desired_file_name(skip), "{skip}");
         }
+    }
+
+    /// `read_dir` on a thread with a deadline: a FIFO opened for reading would block it
+    /// forever, which must fail the test rather than hang it.
+    fn read_bounded(dir: &Path) -> (Vec<InputFile>, Vec<Diagnostic>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = dir.to_path_buf();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_dir(&dir).map_err(|e| e.to_string()));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("read_dir did not return within 10 s: it opened something that blocks")
+            .expect("read_dir")
+    }
+
+    fn names(files: &[InputFile]) -> Vec<String> {
+        files
+            .iter()
+            .map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// The one problem reported for `name`, as its plain rendering.
+    fn problem(diagnostics: &[Diagnostic], name: &str) -> String {
+        let found: Vec<String> = diagnostics
+            .iter()
+            .filter(|d| d.location.file.file_name() == Some(name.as_ref()))
+            .map(|d| d.to_string())
+            .collect();
+        assert_eq!(found.len(), 1, "problems for {name}: {diagnostics:#?}");
+        found[0].clone()
+    }
+
+    const GOOD: &str = "[container.good]\nimage = \"oci-archive:/x.tar\"\n";
+
+    #[test]
+    fn non_regular_files_are_problems_and_never_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("good.toml"), GOOD).unwrap();
+        let mode = Mode::from_raw_mode(0o644);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            d.join("fifo.toml"),
+            FileType::Fifo,
+            mode,
+            0,
+        )
+        .unwrap();
+        let _socket = std::os::unix::net::UnixListener::bind(d.join("sock.toml")).unwrap();
+        std::fs::create_dir(d.join("dir.toml")).unwrap();
+        // A character device inside the directory (the same as /dev/null) needs CAP_MKNOD.
+        let device = rustix::fs::mknodat(
+            rustix::fs::CWD,
+            d.join("null.toml"),
+            FileType::CharacterDevice,
+            mode,
+            rustix::fs::makedev(1, 3),
+        );
+        let (files, diagnostics) = read_bounded(d);
+        assert_eq!(names(&files), ["good.toml"]);
+        for (name, what) in [
+            ("fifo.toml", "is a FIFO (named pipe), not a regular file"),
+            ("sock.toml", "is a socket, not a regular file"),
+            ("dir.toml", "is a directory, not a regular file"),
+        ] {
+            let p = problem(&diagnostics, name);
+            assert!(
+                p.contains(&format!("{name}:1:1: error[io]: `{name}` {what}")),
+                "{p}"
+            );
+            assert!(
+                p.contains("help: desired-state files must be regular files"),
+                "{p}"
+            );
+        }
+        match device {
+            Ok(()) => {
+                let p = problem(&diagnostics, "null.toml");
+                assert!(
+                    p.contains("is a character device, not a regular file"),
+                    "{p}"
+                );
+            }
+            Err(e) => eprintln!("no device node without CAP_MKNOD ({e}); not checked"),
+        }
+        // A problem is a problem: nothing may be pruned, the valid file still applies.
+        let loaded = crate::spec::load_dir(d).unwrap();
+        assert!(!loaded.is_complete());
+        assert!(loaded.desired.containers.contains_key("good"));
+    }
+
+    #[test]
+    fn links_out_of_the_directory_are_refused_unread() {
+        let base = tempfile::tempdir().unwrap();
+        let d = base.path().join("desired");
+        std::fs::create_dir(&d).unwrap();
+        // Would be echoed by a syntax error if it were read.
+        let secret = base.path().join("secret");
+        std::fs::write(&secret, "root:SECRET-HASH:19000:0:99999:7:::\n").unwrap();
+        std::os::unix::fs::symlink(&secret, d.join("absolute.toml")).unwrap();
+        std::os::unix::fs::symlink("../secret", d.join("relative.toml")).unwrap();
+        std::os::unix::fs::symlink("/dev/null", d.join("devnull.toml")).unwrap();
+        std::os::unix::fs::symlink("loop.toml", d.join("loop.toml")).unwrap();
+        let (files, diagnostics) = read_bounded(&d);
+        assert!(files.is_empty(), "{:?}", names(&files));
+        for name in ["absolute.toml", "relative.toml", "devnull.toml"] {
+            let p = problem(&diagnostics, name);
+            assert!(
+                p.contains(&format!("`{name}` points outside the directory")),
+                "{p}"
+            );
+            assert!(!p.contains("SECRET"), "{p}");
+        }
+        let p = problem(&diagnostics, "loop.toml");
+        assert!(p.contains("is a symbolic link that loops"), "{p}");
+        let loaded = crate::spec::load_dir(&d).unwrap();
+        assert!(!loaded.is_complete());
+        assert!(!format!("{:?}", loaded.diagnostics).contains("SECRET"));
+    }
+
+    #[test]
+    fn links_within_the_directory_and_a_linked_directory_work() {
+        let base = tempfile::tempdir().unwrap();
+        // A Kubernetes config map: x.toml -> ..data/x.toml, ..data -> ..2024_01_01_01.
+        let d = base.path().join("rev1");
+        std::fs::create_dir_all(d.join("..2024_01_01_01")).unwrap();
+        std::fs::write(d.join("..2024_01_01_01/good.toml"), GOOD).unwrap();
+        std::os::unix::fs::symlink("..2024_01_01_01", d.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/good.toml", d.join("good.toml")).unwrap();
+        // git-sync: the directory itself is a symlink.
+        let current = base.path().join("current");
+        std::os::unix::fs::symlink("rev1", &current).unwrap();
+        let (files, diagnostics) = read_bounded(&current);
+        assert!(diagnostics.is_empty(), "{diagnostics:#?}");
+        assert_eq!(names(&files), ["good.toml"]);
+        assert_eq!(files[0].path, current.join("good.toml"));
+        assert_eq!(files[0].text, GOOD);
+    }
+
+    #[test]
+    fn regular_files_keep_their_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("b.toml"), GOOD).unwrap();
+        std::fs::write(d.join("a.toml"), "").unwrap();
+        std::fs::write(d.join(".hidden.toml"), "not toml [").unwrap();
+        std::fs::write(d.join("b.toml~"), "not toml [").unwrap();
+        std::fs::write(d.join("latin1.toml"), b"# caf\xe9\n").unwrap();
+        let big = vec![b'#'; usize::try_from(MAX_FILE_SIZE).unwrap() + 1];
+        std::fs::write(d.join("big.toml"), big).unwrap();
+        let (files, diagnostics) = read_bounded(d);
+        assert_eq!(names(&files), ["a.toml", "b.toml"]);
+        assert_eq!(files[1].text, GOOD);
+        assert!(problem(&diagnostics, "big.toml").contains("larger than 8388608 bytes"));
+        assert!(problem(&diagnostics, "latin1.toml").contains("not valid UTF-8 (byte 5)"));
+        assert_eq!(diagnostics.len(), 2);
+    }
+
+    #[test]
+    fn the_directory_must_be_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        assert!(matches!(
+            read_dir(&file),
+            Err(LoadError::NotADirectory { .. })
+        ));
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(matches!(
+                read_dir(&fifo),
+                Err(LoadError::NotADirectory { .. })
+            ));
+        });
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_secs(10))
+                .expect("hung")
+        );
+        assert!(matches!(
+            read_dir(&dir.path().join("missing")),
+            Err(LoadError::Directory { .. })
+        ));
     }
 
     #[test]

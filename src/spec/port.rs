@@ -53,6 +53,8 @@ pub enum PortError {
     Malformed { text: String, reason: &'static str },
     #[error("invalid port `{port}` in `{text}`: ports are 1-65535")]
     BadPort { text: String, port: String },
+    #[error("invalid port `{port}` in `{text}`: not a port number (1–65535)")]
+    NotANumber { text: String, port: String },
     #[error("invalid host address `{ip}` in `{text}`")]
     BadAddress { text: String, ip: String },
     #[error("unknown protocol `{proto}` in `{text}`")]
@@ -72,12 +74,22 @@ impl Hint for PortError {
 }
 
 fn parse_port(text: &str, port: &str) -> Result<u16, PortError> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(port) {
+        // Only `N-M` is a range; `-1` or `80-` is simply not a number.
+        return Err(match port.split_once('-') {
+            Some((from, to)) if digits(from) && digits(to) => PortError::Malformed {
+                text: text.into(),
+                reason: "port ranges are not supported",
+            },
+            _ => PortError::NotANumber {
+                text: text.into(),
+                port: port.into(),
+            },
+        });
+    }
     match port.parse::<u16>() {
-        Ok(p) if p > 0 && port.chars().all(|c| c.is_ascii_digit()) => Ok(p),
-        _ if port.contains('-') => Err(PortError::Malformed {
-            text: text.into(),
-            reason: "port ranges are not supported",
-        }),
+        Ok(p) if p > 0 => Ok(p),
         _ => Err(PortError::BadPort {
             text: text.into(),
             port: port.into(),
@@ -225,6 +237,29 @@ mod tests {
         ] {
             assert!(bad.parse::<PortMapping>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn only_a_range_is_called_one() {
+        for (bad, port) in [
+            ("-1:80", "-1"),
+            ("8080:-80", "-80"),
+            ("a:80", "a"),
+            ("80-:80", "80-"),
+            (":80", ""),
+        ] {
+            let e = bad.parse::<PortMapping>().unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("invalid port `{port}` in `{bad}`: not a port number (1–65535)"),
+            );
+            assert!(!e.help().unwrap().contains("own entry"), "{bad}");
+        }
+        let e = "8000-8010:80".parse::<PortMapping>().unwrap_err();
+        assert!(
+            e.to_string().contains("port ranges are not supported"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -103,7 +103,7 @@ pub struct RawContainer {
     /// Environment variables, added to (and overriding) the image's.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, String>")]
-    pub env: BTreeMap<Spanned<String>, String>,
+    pub env: BTreeMap<Spanned<String>, Spanned<String>>,
     /// Working directory (absolute; default: the image's, else "/").
     #[schemars(with = "Option<String>")]
     pub workdir: Option<Spanned<String>>,

@@ -3,6 +3,7 @@
 mod agent;
 mod cli_validate;
 mod confinement;
+mod desired_files;
 mod image_pull;
 mod network;
 mod registry_support_selftest;
