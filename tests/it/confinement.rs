@@ -172,6 +172,14 @@ impl Drop for SubmountedDir {
 #[test]
 fn read_only_binds_are_read_only_all_the_way_down() {
     let shm_probe = format!("berth-it-probe-{}", std::process::id());
+    // Removed even when the test fails (a regression would have created it).
+    struct Probe(PathBuf);
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _probe = Probe(Path::new("/dev/shm").join(&shm_probe));
     let submounted = SubmountedDir::new();
     for engine in ENGINES {
         // `: > FILE` opens for writing and writes nothing: harmless if it were allowed.
