@@ -4,6 +4,7 @@ mod agent;
 mod cli_validate;
 mod image_pull;
 mod network;
+mod quickstart;
 mod registry_support_selftest;
 mod runtime;
 mod spec_errors;
