@@ -919,18 +919,33 @@ fn state_directories_are_private_to_root() {
         &sb,
         &image,
         "private",
+        // Not root inside: root-only state and run roots must not get in a container's way.
         r#"mounts = ["data:/data"]
-command = ["true"]"#,
+user = "1000:1000"
+command = ["sh", "-c", "test $(id -u) = 1000 && ls /data"]"#,
     );
     let (code, _, err) = sb.run("private");
     assert_eq!(code, 0, "{err}");
-    for dir in ["containers", "volumes", "layers"] {
-        let mode = std::fs::metadata(sb.root().join(dir))
-            .expect(dir)
+    let run_root = &sb.runtime.layout().run_root;
+    let dirs = [
+        "containers",
+        "volumes",
+        "layers",
+        "content",
+        "images",
+        "tmp",
+    ]
+    .map(|d| sb.root().join(d))
+    .into_iter()
+    .chain([sb.root()])
+    .chain(["", "c", "c/embedded", "seccomp"].map(|d| run_root.join(d)));
+    for dir in dirs {
+        let mode = std::fs::metadata(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
             .permissions()
             .mode()
             & 0o777;
-        assert_eq!(mode, 0o700, "{dir} is {mode:o}");
+        assert_eq!(mode, 0o700, "{} is {mode:o}", dir.display());
     }
 }
 
