@@ -59,7 +59,7 @@ WINDOW=${WINDOW:-30}
 SLICE=${SLICE:-5}
 N=${N:-20}
 SUBNET=10.213.240.0/24
-ARCHIVE=/var/tmp/berth-examples/busybox.tar
+ARCHIVE=/var/lib/berth-examples/busybox.tar
 BERTH=$PWD/target/release/berth
 
 # The benchmark (child) is handed its directory in BENCH_HEALTH_WORK.

@@ -119,6 +119,29 @@ pub fn private_dir(dir: &Path) -> Result<(), FsError> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err("chmod", dir))
 }
 
+/// Create `dir` root-only from the start: it and every missing parent are made by `mkdir`
+/// with mode 0700, so there is no moment in which another user could open one (a descriptor
+/// opened then would outlive a later chmod). If `dir` already exists it is tightened to
+/// 0700: how a directory an older berth made 0755 is migrated. Existing parents are left
+/// alone (a state root may sit in a directory the administrator chose).
+pub fn private_dir_all(dir: &Path) -> Result<(), FsError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err("create directory", dir))?;
+    let mode = fs::metadata(dir)
+        .map_err(io_err("stat", dir))?
+        .permissions()
+        .mode();
+    if mode & 0o7777 != 0o700 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(io_err("chmod", dir))?;
+    }
+    Ok(())
+}
+
 /// Write a new file inside a directory that is being built and will appear by rename:
 /// readers never see it half-written, and nothing waits for the disk.
 pub fn write_new_file(path: &Path, contents: &[u8]) -> Result<(), FsError> {
@@ -132,22 +155,30 @@ pub fn write_new_file(path: &Path, contents: &[u8]) -> Result<(), FsError> {
 
 /// Replace `path` with `contents` atomically and durably.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), FsError> {
-    write_via_rename(path, contents, true)
+    write_via_rename(path, contents, true, 0o666)
+}
+
+/// `write_atomic` for a file only root may read (mode 0600 from creation on).
+pub fn write_atomic_private(path: &Path, contents: &[u8]) -> Result<(), FsError> {
+    write_via_rename(path, contents, true, 0o600)
 }
 
 /// Replace `path` with `contents` atomically for readers, without waiting for the disk: for
 /// files whose loss in a power failure is harmless (state that a reboot invalidates anyway,
 /// files regenerated from a durable record).
 pub fn write_replace(path: &Path, contents: &[u8]) -> Result<(), FsError> {
-    write_via_rename(path, contents, false)
+    write_via_rename(path, contents, false, 0o666)
 }
 
-fn write_via_rename(path: &Path, contents: &[u8], durable: bool) -> Result<(), FsError> {
+/// `mode` is the creation mode (before the umask); 0o666 is `OpenOptions`' default.
+fn write_via_rename(path: &Path, contents: &[u8], durable: bool, mode: u32) -> Result<(), FsError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = temp_path(path);
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(mode)
             .open(&tmp)
             .map_err(io_err("create", &tmp))?;
         file.write_all(contents).map_err(io_err("write", &tmp))?;
@@ -178,6 +209,39 @@ mod tests {
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn private_dirs_are_made_root_only_and_old_ones_tightened() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let leaf = dir.path().join("a/b/c");
+        private_dir_all(&leaf).unwrap();
+        for p in [dir.path().join("a"), dir.path().join("a/b"), leaf.clone()] {
+            assert_eq!(mode(&p), 0o700, "{}", p.display());
+        }
+        // An existing parent is not this function's to change.
+        assert_eq!(mode(dir.path()), 0o755);
+        let old = dir.path().join("old");
+        fs::create_dir(&old).unwrap();
+        fs::set_permissions(&old, fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir_all(&old).unwrap();
+        assert_eq!(mode(&old), 0o700);
+    }
+
+    #[test]
+    fn private_writes_are_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("record.json");
+        write_atomic_private(&p, b"secret").unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(fs::read(&p).unwrap(), b"secret");
     }
 
     #[test]

@@ -6,10 +6,29 @@
 #
 # The result is an `oci-archive:` image berth can run: /bin/busybox with its applets, a
 # minimal /etc, `CMD ["/bin/sh"]`. Same input, same bytes: timestamps and owners are fixed.
+#
+# Run as root, this must not write where another user could redirect it: OUT's directory must
+# be a real directory (not a symlink) owned by the running user and writable by nobody else
+# (it is created 0755 if absent), OUT itself a regular file if it exists. The archive is
+# written to a mktemp name in that directory and renamed over OUT.
 set -euo pipefail
 out=${1:?usage: $0 OUT.tar}
 busybox=${BUSYBOX:-/bin/busybox}
 [[ -x $busybox ]] || { echo "$0: $busybox not found; apt-get install busybox-static" >&2; exit 1; }
+
+refuse() { echo "$0: refusing to write $out: $*" >&2; exit 1; }
+dir=$(dirname -- "$out")
+# Not -p: if someone else creates it meanwhile, mkdir fails and the checks below decide.
+[[ -e $dir || -L $dir ]] || mkdir -m 0755 -- "$dir" 2>/dev/null || [[ -e $dir || -L $dir ]] \
+  || refuse "cannot create $dir"
+[[ ! -L $dir ]] || refuse "$dir is a symlink"
+[[ -d $dir ]] || refuse "$dir is not a directory"
+[[ $(stat -c %u -- "$dir") == "$(id -u)" ]] \
+  || refuse "$dir is owned by uid $(stat -c %u -- "$dir"), not by the running user ($(id -u))"
+(( (8#$(stat -c %a -- "$dir") & 8#022) == 0 )) \
+  || refuse "$dir is writable by group or others (mode $(stat -c %a -- "$dir"))"
+[[ ! -L $out ]] || refuse "it is a symlink"
+[[ ! -e $out || -f $out ]] || refuse "it exists and is not a regular file"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -66,7 +85,11 @@ printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json"
   "$manifest" "$manifest_size" >"$layout/index.json"
 printf '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
 
-mkdir -p "$(dirname "$out")"
-tar --sort=name --mtime=@0 --numeric-owner --owner=0 --group=0 -C "$layout" -cf "$out.tmp" .
-mv "$out.tmp" "$out"
+# An unpredictable name, created exclusively (0600) in the checked directory; then renamed
+# over OUT, which replaces the name and never follows what it pointed at.
+tmp=$(mktemp -- "$dir/.busybox.tar.XXXXXXXX")
+trap 'rm -rf "$work"; rm -f -- "$tmp"' EXIT
+tar --sort=name --mtime=@0 --numeric-owner --owner=0 --group=0 -C "$layout" -cf "$tmp" .
+chmod 0644 -- "$tmp"
+mv -T -- "$tmp" "$out"
 echo "$out: busybox image, manifest sha256:$manifest"

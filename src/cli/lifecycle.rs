@@ -19,14 +19,41 @@ pub struct StopArgs {
 
 pub fn stop(root: &Path, args: &StopArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(root)?;
+    let mut failures = Failures::default();
     for name in &args.containers {
-        let record = runtime.resolve(name)?;
-        match runtime.stop(&record.id, args.time.map(Duration::from_secs))? {
-            Some(exit) => println!("{}: {}", record.id, exit.describe()),
-            None => println!("{}: was not started", record.id),
+        let stopped = runtime.resolve(name).and_then(|record| {
+            let exit = runtime.stop(&record.id, args.time.map(Duration::from_secs))?;
+            Ok((record.id, exit))
+        });
+        match stopped {
+            Ok((id, Some(exit))) => println!("{id}: {}", exit.describe()),
+            Ok((id, None)) => println!("{id}: was not started"),
+            Err(err) => failures.report(name, &err.into()),
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(failures.exit_code())
+}
+
+/// Failures of a command that goes through every container it was given, as `docker rm a b
+/// c` does: each is `NAME: error` on stderr, none stops the others, any makes the status 1.
+#[derive(Default)]
+struct Failures {
+    any: bool,
+}
+
+impl Failures {
+    fn report(&mut self, name: &str, err: &anyhow::Error) {
+        eprintln!("{name}: {err:#}");
+        self.any = true;
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        if self.any {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -41,20 +68,35 @@ pub struct RmArgs {
 
 pub fn rm(root: &Path, args: &RmArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(root)?;
+    let mut failures = Failures::default();
     for name in &args.containers {
-        let mut ids: Vec<String> = runtime.find(name)?.into_iter().map(|r| r.id).collect();
-        if ids.is_empty() {
-            // An id, possibly of a container whose record a power loss damaged.
-            if runtime.unreadable()?.iter().any(|id| id == name) {
-                ids.push(name.clone());
-            } else {
-                ids.push(runtime.resolve(name)?.id);
+        let ids = match ids_to_remove(&runtime, name) {
+            Ok(ids) => ids,
+            Err(err) => {
+                failures.report(name, &err);
+                continue;
+            }
+        };
+        // Every container of the name is tried, even after one failed.
+        for id in ids {
+            match runtime.remove(&id, args.force) {
+                Ok(()) => println!("{id}"),
+                Err(err) => failures.report(name, &err.into()),
             }
         }
-        for id in ids {
-            runtime.remove(&id, args.force)?;
-            println!("{id}");
-        }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(failures.exit_code())
+}
+
+/// A name means every container made for it; otherwise it is an id.
+fn ids_to_remove(runtime: &Runtime, name: &str) -> anyhow::Result<Vec<String>> {
+    let ids: Vec<String> = runtime.find(name)?.into_iter().map(|r| r.id).collect();
+    if !ids.is_empty() {
+        return Ok(ids);
+    }
+    // An id, possibly of a container whose record a power loss damaged.
+    if runtime.unreadable()?.iter().any(|id| id == name) {
+        return Ok(vec![name.to_string()]);
+    }
+    Ok(vec![runtime.resolve(name)?.id])
 }

@@ -221,9 +221,11 @@ pub struct ScratchDir(pub PathBuf);
 
 impl ScratchDir {
     fn new(parent: &Path) -> io::Result<Self> {
-        std::fs::create_dir_all(parent)?;
+        use std::os::unix::fs::DirBuilderExt;
+        crate::fsutil::private_dir_all(parent).map_err(io::Error::other)?;
         let path = crate::fsutil::temp_path(&parent.join("archive"));
-        std::fs::create_dir(&path)?;
+        // An extracted image is as private as the store it is on its way to.
+        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
         Ok(ScratchDir(path))
     }
 }

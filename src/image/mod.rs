@@ -64,22 +64,22 @@ pub struct PruneReport {
 
 impl ImageService {
     pub fn open(state_root: &Path, auth_file: Option<&Path>) -> Result<Self, ImageError> {
-        Ok(ImageService {
-            store: ContentStore::open(state_root)?,
-            records: Records::open(state_root)?,
-            credentials: Credentials::load(auth_file)?,
-            scratch: state_root.join("tmp"),
-        })
+        let mut service = Self::open_local(state_root)?;
+        service.credentials = Credentials::load(auth_file)?;
+        Ok(service)
     }
 
     /// For work that never contacts a registry (listing, unpacking what is present,
     /// pruning): no credentials file is read, so a broken one cannot get in the way.
     pub fn open_local(state_root: &Path) -> Result<Self, ImageError> {
+        let scratch = state_root.join("tmp");
+        // Archives are extracted here: as private as the store they land in.
+        crate::fsutil::private_dir_all(&scratch).map_err(StoreError::from)?;
         Ok(ImageService {
             store: ContentStore::open(state_root)?,
             records: Records::open(state_root)?,
             credentials: Credentials::default(),
-            scratch: state_root.join("tmp"),
+            scratch,
         })
     }
 

@@ -60,7 +60,9 @@ pub struct Records {
 impl Records {
     pub fn open(state_root: &Path) -> Result<Self, RecordError> {
         let dir = state_root.join("images");
-        fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        // Root only (tightened if an older berth made it 0755): records name private
+        // registries and references.
+        fsutil::private_dir_all(&dir)?;
         Ok(Records { dir })
     }
 
@@ -75,7 +77,7 @@ impl Records {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        fsutil::write_atomic(&path, &json)?;
+        fsutil::write_atomic_private(&path, &json)?;
         Ok(())
     }
 

@@ -1,12 +1,15 @@
 //! The content store: blobs addressed by sha256 and layers unpacked by diff id.
 //!
 //! ```text
-//! <state root>/content/blobs/sha256/<hex>    verified blobs, read-only
+//! <state root>/content/blobs/sha256/<hex>    verified blobs, read-only (0400)
 //! <state root>/content/ingest/<hex>.lock     one lock per digest being fetched
 //! <state root>/content/ingest/<hex>.<pid>.partial
 //! <state root>/layers/sha256/<hex>/          unpacked layers (overlayfs lower dirs)
 //! <state root>/layers/tmp/                   layers being unpacked
 //! ```
+//!
+//! Every directory here is 0700 (root only): image configs carry whatever ENV their authors
+//! baked in, and layers carry setuid files.
 //!
 //! A blob becomes visible only by `rename` after its digest and size were verified and the
 //! file fsynced; a layer directory only by `rename` after the unpack finished, its diff id
@@ -17,7 +20,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::FlockOperation;
@@ -69,16 +72,20 @@ impl ContentStore {
             layers: state_root.join("layers/sha256"),
             layers_tmp: state_root.join("layers/tmp"),
         };
+        // Root only, each made so from its mkdir on (and tightened when an older berth made
+        // it 0755): blobs hold images' configs with the secrets baked into their ENV, and
+        // unpacked layers keep the images' setuid files. Parents first, so each is checked.
         for dir in [
+            &state_root.join("content"),
+            &state_root.join("content/blobs"),
             &store.blobs,
             &store.ingest,
+            &state_root.join("layers"),
             &store.layers,
             &store.layers_tmp,
         ] {
-            fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+            fsutil::private_dir_all(dir)?;
         }
-        // Unpacked layers keep the images' setuid files: root only.
-        fsutil::private_dir(&state_root.join("layers"))?;
         store.remove_abandoned()?;
         Ok(store)
     }
@@ -157,6 +164,7 @@ impl ContentStore {
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(0o600)
             .open(&partial)
             .map_err(io_err("create", &partial))?;
         Ok(Ingest::Write(Box::new(BlobWriter {
@@ -330,6 +338,7 @@ fn lock_file(path: &Path, op: FlockOperation) -> Result<File, StoreError> {
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(path)
         .map_err(io_err("open lock", path))?;
     rustix::fs::flock(&file, op).map_err(|e| io_err("lock", path)(e.into()))?;
@@ -403,7 +412,7 @@ impl BlobWriter {
             .get_ref()
             .sync_all()
             .map_err(io_err("sync", &self.partial))?;
-        fs::set_permissions(&self.partial, fs::Permissions::from_mode(0o444))
+        fs::set_permissions(&self.partial, fs::Permissions::from_mode(0o400))
             .map_err(io_err("chmod", &self.partial))?;
         fs::rename(&self.partial, &self.target)
             .map_err(io_err("rename into place", &self.target))?;

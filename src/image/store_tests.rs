@@ -30,7 +30,8 @@ fn verified_blob_becomes_visible_read_only() {
         .unwrap()
         .permissions()
         .mode();
-    assert_eq!(mode & 0o777, 0o444);
+    // Read-only, and for root alone: a config blob carries the image's ENV.
+    assert_eq!(mode & 0o777, 0o400);
     assert!(matches!(
         store.ingest(&digest, None).unwrap(),
         Ingest::Present
@@ -236,4 +237,63 @@ fn missing_blob_is_a_clear_error() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Missing { .. }), "{err}");
     assert!(err.to_string().contains("is not in the content store"));
+}
+
+/// The store's own directories (not what unpacked layers hold, which keeps the image's modes).
+const STORE_DIRS: [&str; 7] = [
+    "content",
+    "content/blobs",
+    "content/blobs/sha256",
+    "content/ingest",
+    "layers",
+    "layers/sha256",
+    "layers/tmp",
+];
+
+fn mode_of(path: &Path) -> u32 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+#[test]
+fn a_new_store_is_root_only_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    let store = ContentStore::open(&root).unwrap();
+    // A state root the store had to make is root-only too.
+    assert_eq!(mode_of(&root), 0o700);
+    for d in STORE_DIRS {
+        assert_eq!(mode_of(&root.join(d)), 0o700, "{d}");
+    }
+    let digest = store.put_blob(b"ENV=SECRET").unwrap();
+    let Ingest::Write(_writer) = store.ingest(&Digest::of(b"in flight"), None).unwrap() else {
+        panic!("absent blob")
+    };
+    for entry in fs::read_dir(&store.ingest).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode_of(&path) & 0o077, 0, "{}", path.display());
+    }
+    assert_eq!(mode_of(&store.blob_path(&digest)), 0o400);
+}
+
+#[test]
+fn opening_a_store_an_older_berth_made_tightens_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let digest = ContentStore::open(root).unwrap().put_blob(b"old").unwrap();
+    // What an older berth left: world-readable directories and blob.
+    for d in STORE_DIRS {
+        fs::set_permissions(root.join(d), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let blob = root.join("content/blobs/sha256").join(digest.hex());
+    fs::set_permissions(&blob, fs::Permissions::from_mode(0o444)).unwrap();
+    let store = ContentStore::open(root).unwrap();
+    for d in STORE_DIRS {
+        assert_eq!(mode_of(&root.join(d)), 0o700, "{d}");
+    }
+    // The blob itself keeps its mode but nobody else can reach it any more; still readable.
+    assert_eq!(store.read_blob(&digest, 100).unwrap(), b"old");
 }

@@ -255,10 +255,12 @@ impl Executor for BerthExecutor {
 
 impl Engine for Embedded {
     fn create(&self, id: &str, bundle: &Path, stdio: StdioFds) -> Result<i32, EngineError> {
-        std::fs::create_dir_all(&self.root).map_err(|source| EngineError::Io {
+        // Root only, the run root too if this makes it: the engine's state holds the
+        // container's spec.
+        crate::fsutil::private_dir_all(&self.root).map_err(|e| EngineError::Io {
             op: "creating",
             path: self.root.clone(),
-            source,
+            source: std::io::Error::other(e),
         })?;
         let mut executor = BerthExecutor::for_bundle(bundle, self.seccomp_sha256.as_deref())?;
         executor.exec_failure = stdio

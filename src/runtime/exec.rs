@@ -27,8 +27,7 @@ impl ConsoleSocket {
     /// A socket in `dir`, which is made root-only first: nobody else can even reach it to
     /// hand us a terminal of their own.
     pub fn bind(dir: &Path) -> io::Result<ConsoleSocket> {
-        std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        crate::fsutil::private_dir_all(dir).map_err(io::Error::other)?;
         let path = dir.join(format!("exec-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path)?;

@@ -1826,3 +1826,163 @@ fn a_layer_descriptor_with_the_wrong_size_is_refused() {
         assert!(service.list().expect("list").is_empty());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Who can read the store
+
+/// Whether another user of the host (uid and gid 65534, no supplementary groups) can read
+/// `path`: `cat` run as that user, so the kernel's own permission checks decide.
+fn readable_by_nobody(path: &Path) -> bool {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            "cat",
+        ])
+        .arg(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run setpriv (util-linux)")
+        .success()
+}
+
+/// Every path below `dir` (symlinks not followed), `dir` included.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        let path = out[i].clone();
+        i += 1;
+        if fs::symlink_metadata(&path).expect("lstat").is_dir() {
+            for entry in fs::read_dir(&path).expect("list") {
+                out.push(entry.expect("entry").path());
+            }
+        }
+    }
+    out
+}
+
+fn mode_of(path: &Path) -> u32 {
+    fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("lstat {}: {e}", path.display()))
+        .mode()
+        & 0o7777
+}
+
+/// The state root's own image directories; unpacked layers below `layers/sha256` keep the
+/// modes their image gave them (a container needs them), behind `layers/`' 0700.
+const PRIVATE_STORE_DIRS: [&str; 4] = ["content", "images", "tmp", "layers"];
+const LAYER_STORE_DIRS: [&str; 3] = ["layers", "layers/sha256", "layers/tmp"];
+
+/// Everything under content/, images/ and tmp/ has no group or other bits, and the layer
+/// store's own directories are 0700.
+fn assert_store_private(root: &Path) {
+    for top in ["content", "images", "tmp"] {
+        for path in walk(&root.join(top)) {
+            assert_eq!(
+                mode_of(&path) & 0o077,
+                0,
+                "{} is {:o}",
+                path.display(),
+                mode_of(&path)
+            );
+        }
+    }
+    for d in LAYER_STORE_DIRS {
+        assert_eq!(mode_of(&root.join(d)), 0o700, "{d}");
+    }
+}
+
+#[test]
+fn the_image_store_is_root_only_and_an_old_one_is_tightened() {
+    let registry = TestRegistry::start();
+    let image = small_image("secret");
+    registry.push_image("test/secret", "v1", &image);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // tempdir makes 0700; the state root's parent is normally /var/lib (0755).
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let control = tmp.path().join("control");
+    fs::write(&control, "x").expect("write");
+    fs::set_permissions(&control, fs::Permissions::from_mode(0o644)).expect("chmod");
+    assert!(
+        readable_by_nobody(&control),
+        "the probe must see a world-readable file, or it proves nothing"
+    );
+
+    let root = tmp.path().join("root");
+    let service = open(&root);
+    assert_eq!(mode_of(&root), 0o700, "a state root berth made");
+    let reference = format!("{}/test/secret:v1", registry.host());
+    let record = pull_ok(&service, &reference, &fast());
+    // A local archive too, which goes through tmp/.
+    let layout = tmp.path().join("layout");
+    write_layout(&layout, &[("v1", &small_image("local"))], &[]);
+    let archive = tmp.path().join("local.tar");
+    tar_dir(&layout, &archive);
+    pull_ok(
+        &service,
+        &format!("oci-archive:{}:v1", utf8(&archive)),
+        &fast(),
+    );
+    assert_store_private(&root);
+
+    // The store's own modes must protect it where the state root does not (one made by the
+    // runtime, or an older berth's).
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let config = blob_path(&root, &image.config_digest);
+    let layer_file = layer_path(&root, &image.layers[1].diff_id).join("app/secret");
+    let records: Vec<PathBuf> = walk(&root.join("images"))
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    assert_eq!(records.len(), 2, "{records:?}");
+    let secrets: Vec<&Path> = [config.as_path(), layer_file.as_path()]
+        .into_iter()
+        .chain(records.iter().map(PathBuf::as_path))
+        .collect();
+    for path in &secrets {
+        assert!(fs::read(path).is_ok(), "root reads {}", path.display());
+        assert!(!readable_by_nobody(path), "{} readable", path.display());
+    }
+
+    // What an older berth left: 0755 directories, 0444 blobs, 0644 records.
+    drop(service);
+    for top in PRIVATE_STORE_DIRS {
+        for path in walk(&root.join(top)) {
+            let old = match (path.is_dir(), path.starts_with(root.join("content"))) {
+                (true, _) => 0o755,
+                (false, true) => 0o444,
+                (false, false) => 0o644,
+            };
+            // Only the store's own structure: the layers' contents keep their modes.
+            if !path.starts_with(root.join("layers/sha256")) || path == root.join("layers/sha256") {
+                fs::set_permissions(&path, fs::Permissions::from_mode(old)).expect("chmod");
+            }
+        }
+    }
+    assert!(
+        readable_by_nobody(&config),
+        "the old layout leaks the config"
+    );
+    assert!(
+        readable_by_nobody(&layer_file),
+        "the old layout leaks layers"
+    );
+    // Any command that opens the store migrates it.
+    assert_success(&berth(&root, &["images"]), "berth images");
+    for d in PRIVATE_STORE_DIRS.iter().chain(&LAYER_STORE_DIRS) {
+        assert_eq!(mode_of(&root.join(d)), 0o700, "{d} after the migration");
+    }
+    for path in &secrets {
+        assert!(!readable_by_nobody(path), "{} readable", path.display());
+    }
+    // Still whole for root.
+    assert_eq!(
+        open(&root).get(&source(&reference)).expect("get"),
+        Some(record)
+    );
+}

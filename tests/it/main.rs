@@ -6,6 +6,7 @@ mod confinement;
 mod desired_files;
 mod image_pull;
 mod network;
+mod quickstart;
 mod registry_support_selftest;
 mod runtime;
 mod spec_errors;

@@ -517,6 +517,67 @@ fn the_container_outlives_a_killed_starter_and_its_exit_is_still_recorded() {
     assert_eq!(sb.logs(&record.id), "started\nfinishing\n");
 }
 
+/// `stop` and `rm` go through every name as `docker rm a b c` does: each failure is
+/// `NAME: error` on stderr and makes the status 1, and the other names are still handled.
+#[test]
+fn stop_and_rm_handle_every_name_and_report_each_failure() {
+    let (sb, image) = sandbox();
+    container(&sb, &image, "busy", r#"command = ["sleep", "300"]"#);
+    container(&sb, &image, "done", r#"command = ["true"]"#);
+    let busy = sb.start("busy");
+    let done = sb.start("done");
+    sb.wait_exit(&done.id, Duration::from_secs(15));
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let lines_starting =
+        |stderr: &str, prefix: &str| stderr.lines().filter(|l| l.starts_with(prefix)).count();
+
+    // The missing name first, a running one refused without -f, an exited one removed.
+    let out = sb.berth(&["rm", "ghost", "busy", "done"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert_eq!(stdout.trim(), done.id, "stderr: {stderr}");
+    assert_eq!(lines_starting(&stderr, "ghost: "), 1, "{stderr}");
+    assert_eq!(lines_starting(&stderr, "busy: "), 1, "{stderr}");
+    assert!(stderr.contains("stop it first"), "{stderr}");
+    assert!(!sb.runtime.layout().container(&done.id).dir.exists());
+    assert!(matches!(sb.state(&busy.id), State::Running(_)));
+
+    let out = sb.berth(&["stop", "-t", "1", "ghost", "busy"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(stdout.starts_with(&format!("{}: ", busy.id)), "{stdout}");
+    assert_eq!(lines_starting(&stderr, "ghost: "), 1, "{stderr}");
+    assert!(matches!(sb.state(&busy.id), State::Exited(_)));
+
+    // [nonexistent, existing]: the existing one is removed, the missing one named.
+    let out = sb.berth(&["rm", "ghost", "busy"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert_eq!(stdout.trim(), busy.id, "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("ghost: "), "{stderr}");
+    assert!(!sb.runtime.layout().container(&busy.id).dir.exists());
+
+    // Nothing failing: status 0.
+    container(&sb, &image, "last", r#"command = ["true"]"#);
+    let last = sb.start("last");
+    sb.wait_exit(&last.id, Duration::from_secs(15));
+    let out = sb.berth(&["rm", "last"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
 #[test]
 fn removal_is_refused_while_running_and_leaves_nothing_behind() {
     let (sb, image) = sandbox();
@@ -858,18 +919,33 @@ fn state_directories_are_private_to_root() {
         &sb,
         &image,
         "private",
+        // Not root inside: root-only state and run roots must not get in a container's way.
         r#"mounts = ["data:/data"]
-command = ["true"]"#,
+user = "1000:1000"
+command = ["sh", "-c", "test $(id -u) = 1000 && ls /data"]"#,
     );
     let (code, _, err) = sb.run("private");
     assert_eq!(code, 0, "{err}");
-    for dir in ["containers", "volumes", "layers"] {
-        let mode = std::fs::metadata(sb.root().join(dir))
-            .expect(dir)
+    let run_root = &sb.runtime.layout().run_root;
+    let dirs = [
+        "containers",
+        "volumes",
+        "layers",
+        "content",
+        "images",
+        "tmp",
+    ]
+    .map(|d| sb.root().join(d))
+    .into_iter()
+    .chain([sb.root()])
+    .chain(["", "c", "c/embedded", "seccomp"].map(|d| run_root.join(d)));
+    for dir in dirs {
+        let mode = std::fs::metadata(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
             .permissions()
             .mode()
             & 0o777;
-        assert_eq!(mode, 0o700, "{dir} is {mode:o}");
+        assert_eq!(mode, 0o700, "{} is {mode:o}", dir.display());
     }
 }
 
