@@ -110,21 +110,12 @@ pub fn lock_bounded(
     }
 }
 
-/// Create `dir` (and its parents) and make it accessible to root only: it holds image
-/// content, containers' writable layers and volumes, where a setuid file an image or a
-/// container planted must not be reachable by other users of the host.
-pub fn private_dir(dir: &Path) -> Result<(), FsError> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err("chmod", dir))
-}
-
 /// Create `dir` root-only from the start: it and every missing parent are made by `mkdir`
 /// with mode 0700, so there is no moment in which another user could open one (a descriptor
 /// opened then would outlive a later chmod). If `dir` already exists it is tightened to
 /// 0700: how a directory an older berth made 0755 is migrated. Existing parents are left
 /// alone (a state root may sit in a directory the administrator chose).
-pub fn private_dir_all(dir: &Path) -> Result<(), FsError> {
+pub fn private_dir(dir: &Path) -> Result<(), FsError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     fs::DirBuilder::new()
         .recursive(true)
@@ -218,7 +209,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let leaf = dir.path().join("a/b/c");
-        private_dir_all(&leaf).unwrap();
+        private_dir(&leaf).unwrap();
         for p in [dir.path().join("a"), dir.path().join("a/b"), leaf.clone()] {
             assert_eq!(mode(&p), 0o700, "{}", p.display());
         }
@@ -227,7 +218,7 @@ mod tests {
         let old = dir.path().join("old");
         fs::create_dir(&old).unwrap();
         fs::set_permissions(&old, fs::Permissions::from_mode(0o755)).unwrap();
-        private_dir_all(&old).unwrap();
+        private_dir(&old).unwrap();
         assert_eq!(mode(&old), 0o700);
     }
 

@@ -70,6 +70,21 @@ pub fn rm(root: &Path, args: &RmArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(root)?;
     let mut failures = Failures::default();
     for name in &args.containers {
+        // A container still running whose state directory was deleted: known by its id only.
+        match runtime.orphans() {
+            Ok(orphans) if orphans.iter().any(|id| id == name) => {
+                match runtime.remove_orphan(name) {
+                    Ok(()) => println!("{name}"),
+                    Err(err) => failures.report(name, &err.into()),
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(err) => {
+                failures.report(name, &err.into());
+                continue;
+            }
+        }
         let ids = match ids_to_remove(&runtime, name) {
             Ok(ids) => ids,
             Err(err) => {

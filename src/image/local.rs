@@ -222,7 +222,7 @@ pub struct ScratchDir(pub PathBuf);
 impl ScratchDir {
     fn new(parent: &Path) -> io::Result<Self> {
         use std::os::unix::fs::DirBuilderExt;
-        crate::fsutil::private_dir_all(parent).map_err(io::Error::other)?;
+        crate::fsutil::private_dir(parent).map_err(io::Error::other)?;
         let path = crate::fsutil::temp_path(&parent.join("archive"));
         // An extracted image is as private as the store it is on its way to.
         std::fs::DirBuilder::new().mode(0o700).create(&path)?;

@@ -74,7 +74,7 @@ impl ImageService {
     pub fn open_local(state_root: &Path) -> Result<Self, ImageError> {
         let scratch = state_root.join("tmp");
         // Archives are extracted here: as private as the store they land in.
-        crate::fsutil::private_dir_all(&scratch).map_err(StoreError::from)?;
+        crate::fsutil::private_dir(&scratch).map_err(StoreError::from)?;
         Ok(ImageService {
             store: ContentStore::open(state_root)?,
             records: Records::open(state_root)?,

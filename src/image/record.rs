@@ -62,7 +62,7 @@ impl Records {
         let dir = state_root.join("images");
         // Root only (tightened if an older berth made it 0755): records name private
         // registries and references.
-        fsutil::private_dir_all(&dir)?;
+        fsutil::private_dir(&dir)?;
         Ok(Records { dir })
     }
 

@@ -84,7 +84,7 @@ impl ContentStore {
             &store.layers,
             &store.layers_tmp,
         ] {
-            fsutil::private_dir_all(dir)?;
+            fsutil::private_dir(dir)?;
         }
         store.remove_abandoned()?;
         Ok(store)

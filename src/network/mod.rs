@@ -213,7 +213,7 @@ impl Networks {
     }
 
     fn lock(&self) -> Result<NetLock, NetworkError> {
-        fsutil::private_dir_all(&self.paths.root)?;
+        fsutil::private_dir(&self.paths.root)?;
         let path = self.paths.lock();
         match fsutil::lock_bounded(&path, LOCK_TIMEOUT, Duration::from_millis(2))? {
             Some(file) => Ok(NetLock { _file: file }),

@@ -27,7 +27,7 @@ pub struct ReconcileLock {
 impl ReconcileLock {
     pub fn acquire(state_root: &Path) -> Result<ReconcileLock, LockError> {
         let dir = state_root.join("reconcile");
-        crate::fsutil::private_dir_all(&dir)?;
+        crate::fsutil::private_dir(&dir)?;
         let path = dir.join("lock");
         let mut file = OpenOptions::new()
             .create(true)

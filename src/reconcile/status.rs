@@ -48,7 +48,7 @@ pub fn path(state_root: &Path) -> PathBuf {
 
 pub fn write(state_root: &Path, status: &StatusFile) -> Result<(), StatusError> {
     let path = path(state_root);
-    crate::fsutil::private_dir_all(path.parent().unwrap_or(state_root))?;
+    crate::fsutil::private_dir(path.parent().unwrap_or(state_root))?;
     let bytes = serde_json::to_vec_pretty(status).map_err(StatusError::Encode)?;
     Ok(crate::fsutil::write_replace(&path, &bytes)?)
 }

@@ -257,7 +257,7 @@ impl Engine for Embedded {
     fn create(&self, id: &str, bundle: &Path, stdio: StdioFds) -> Result<i32, EngineError> {
         // Root only, the run root too if this makes it: the engine's state holds the
         // container's spec.
-        crate::fsutil::private_dir_all(&self.root).map_err(|e| EngineError::Io {
+        crate::fsutil::private_dir(&self.root).map_err(|e| EngineError::Io {
             op: "creating",
             path: self.root.clone(),
             source: std::io::Error::other(e),

@@ -27,7 +27,7 @@ impl ConsoleSocket {
     /// A socket in `dir`, which is made root-only first: nobody else can even reach it to
     /// hand us a terminal of their own.
     pub fn bind(dir: &Path) -> io::Result<ConsoleSocket> {
-        crate::fsutil::private_dir_all(dir).map_err(io::Error::other)?;
+        crate::fsutil::private_dir(dir).map_err(io::Error::other)?;
         let path = dir.join(format!("exec-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path)?;

@@ -139,6 +139,14 @@ impl ContainerPaths {
     pub fn monitor_log(&self) -> PathBuf {
         self.dir.join("monitor.log")
     }
+    /// The writable layer's own filesystem (`disk`), an ext4 image.
+    pub fn disk_image(&self) -> PathBuf {
+        self.dir.join("disk.img")
+    }
+    /// Where the monitor mounts it; `upper/` and `work/` are then inside it.
+    pub fn disk(&self) -> PathBuf {
+        self.dir.join("disk")
+    }
     /// Lower directory for an image without layers (overlayfs needs at least one).
     pub fn empty_lower(&self) -> PathBuf {
         self.dir.join("empty")

@@ -6,6 +6,7 @@
 pub mod bundle;
 pub mod cgroupfs;
 pub mod confine;
+pub mod disk;
 pub mod engine;
 pub mod etc;
 pub mod exec;
@@ -129,6 +130,8 @@ pub enum RuntimeError {
     Engine(#[from] engine::EngineError),
     #[error(transparent)]
     Seccomp(#[from] seccomp_bpf::SeccompError),
+    #[error(transparent)]
+    Disk(#[from] disk::DiskError),
     #[error("writing the runtime spec of {id}: {message}")]
     Spec { id: String, message: String },
     #[error("no container {what}")]
@@ -271,15 +274,20 @@ impl Runtime {
         let tmp_paths = layout::ContainerPaths {
             dir: tmp.to_path_buf(),
         };
-        for dir in [
-            tmp_paths.rootfs(),
-            tmp_paths.upper(),
-            tmp_paths.work(),
-            tmp_paths.logs(),
-        ] {
+        let c = req.container;
+        let disk = c.resources.disk.map(|d| d.0);
+        let mut dirs = vec![tmp_paths.rootfs(), tmp_paths.logs()];
+        match disk {
+            // upper/ and work/ live in the filesystem of its own, made now.
+            Some(size) => {
+                dirs.push(tmp_paths.disk());
+                disk::make(&tmp_paths.disk_image(), size)?;
+            }
+            None => dirs.extend([tmp_paths.upper(), tmp_paths.work()]),
+        }
+        for dir in dirs {
             std::fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
         }
-        let c = req.container;
         let own_network = !matches!(c.network, ContainerNetwork::Host);
         let final_paths = self.layout.container(id);
         let cgroup_path = self.layout.cgroup_path(id);
@@ -389,6 +397,7 @@ impl Runtime {
             health: if req.manual { None } else { c.health.clone() },
             start_first: !req.manual
                 && c.update.strategy == crate::spec::model::UpdateStrategy::StartFirst,
+            disk,
         };
         fsutil::write_new_file(
             &tmp_paths.record(),

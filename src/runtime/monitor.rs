@@ -142,7 +142,11 @@ impl Monitor {
         sys::become_subreaper().map_err(|e| format!("becoming a subreaper: {e}"))?;
         sys::private_mount_namespace()
             .map_err(|e| format!("unsharing the mount namespace: {e}"))?;
-        rootfs::mount_overlay(paths, &record.layers).map_err(|e| e.to_string())?;
+        let writable = match record.disk {
+            Some(_) => super::disk::mount(paths).map_err(|e| e.to_string())?,
+            None => paths.dir.clone(),
+        };
+        rootfs::mount_overlay(paths, &record.layers, &writable).map_err(|e| e.to_string())?;
 
         // Generated at every start (not kept from creation): always whole, and current.
         super::etc::write(

@@ -58,6 +58,10 @@ pub struct ContainerRecord {
     /// that publishes the same ports, and takes them over only when told to.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub start_first: bool,
+    /// The size in bytes of the writable layer's own filesystem (`disk`): `disk.img`,
+    /// loop-mounted by the monitor. None: the writable layer is `upper/` on the state root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<u64>,
 }
 
 impl ContainerRecord {

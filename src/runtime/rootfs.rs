@@ -60,10 +60,16 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Ro
     }
 }
 
-/// Mount the overlay at `paths.rootfs()`. `layers` is highest first. Lower directories are
-/// given relative to their common parent (the monitor is single-threaded, so changing its
-/// working directory is safe), which fits about 60 layers into the option page instead of 40.
-pub fn mount_overlay(paths: &ContainerPaths, layers: &[PathBuf]) -> Result<(), RootfsError> {
+/// Mount the overlay at `paths.rootfs()`, its writable layer in `writable` (`upper/` and
+/// `work/`: the container's directory, or its own filesystem). `layers` is highest first.
+/// Lower directories are given relative to their common parent (the monitor is
+/// single-threaded, so changing its working directory is safe), which fits about 60 layers
+/// into the option page instead of 40.
+pub fn mount_overlay(
+    paths: &ContainerPaths,
+    layers: &[PathBuf],
+    writable: &Path,
+) -> Result<(), RootfsError> {
     let mut lowers: Vec<PathBuf> = layers.to_vec();
     if lowers.is_empty() {
         let empty = paths.empty_lower();
@@ -87,8 +93,8 @@ pub fn mount_overlay(paths: &ContainerPaths, layers: &[PathBuf]) -> Result<(), R
     let data = format!(
         "lowerdir={},upperdir={},workdir={},index=off",
         lower_text.join(":"),
-        escape(&paths.upper().to_string_lossy()),
-        escape(&paths.work().to_string_lossy()),
+        escape(&writable.join("upper").to_string_lossy()),
+        escape(&writable.join("work").to_string_lossy()),
     );
     if data.len() > MOUNT_DATA_MAX {
         return Err(RootfsError::TooManyLayers {

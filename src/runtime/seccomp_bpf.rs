@@ -152,7 +152,7 @@ pub fn compile_cached(
         source,
     };
     // Root only, like the rest of the run root it may be the first to make.
-    fsutil::private_dir_all(cache).map_err(|e| cache_err(std::io::Error::other(e)))?;
+    fsutil::private_dir(cache).map_err(|e| cache_err(std::io::Error::other(e)))?;
     fsutil::write_atomic(&path, &bpf).map_err(|e| SeccompError::Cache {
         path: path.clone(),
         source: std::io::Error::other(e.to_string()),

@@ -172,6 +172,10 @@ pub struct Resources {
     pub millicpus: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pids: Option<u32>,
+    /// The size of the writable layer's own filesystem. Left out of the hash when unset, so
+    /// containers made before the key existed keep their hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk: Option<ByteSize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]

@@ -168,9 +168,15 @@ pub struct RawContainer {
     /// CPU limit in cores, e.g. 0.5 or 2 (resolution 0.001).
     #[schemars(with = "Option<f64>")]
     pub cpus: Option<Spanned<f64>>,
-    /// Maximum number of processes and threads.
+    /// Maximum number of processes and threads (2048 when not set).
     #[schemars(with = "Option<i64>")]
     pub pids: Option<Spanned<i64>>,
+    /// The most the container's writable layer (what it writes to its root filesystem) may
+    /// hold, e.g. "1GiB" (at least 16MiB): a filesystem of that size of its own, so a
+    /// container cannot fill the host's disk. Volumes, binds and tmpfs are not counted.
+    /// Without it the writable layer is bounded only by the state root's filesystem.
+    #[schemars(with = "Option<ByteSize>")]
+    pub disk: Option<Spanned<ByteSize>>,
     /// Health check; exactly one of `exec`, `tcp` or `http`.
     #[schemars(with = "Option<RawHealth>")]
     pub health: Option<Spanned<RawHealth>>,

@@ -23,6 +23,10 @@ use super::value::Hint;
 
 /// The smallest memory limit accepted (the kernel and runtimes misbehave below it).
 pub const MIN_MEMORY: u64 = 6 << 20;
+/// A writable layer smaller than this leaves an ext4 filesystem no room for its journal.
+pub const MIN_DISK: u64 = 16 << 20;
+/// ext4's limit with 4 KiB blocks and no 64-bit feature.
+pub const MAX_DISK: u64 = 16 << 40;
 pub const MIN_LOG_SIZE: u64 = 4 << 10;
 /// The longest single argument or `NAME=VALUE` environment string execve takes, its NUL
 /// included (MAX_ARG_STRLEN, 32 pages): longer ones fail with E2BIG at every start.
@@ -942,6 +946,26 @@ impl Resolver {
                 }
             });
 
+        let disk = raw.disk.as_ref().and_then(|d| {
+            let bytes = d.get_ref().0;
+            if (MIN_DISK..=MAX_DISK).contains(&bytes) {
+                Some(*d.get_ref())
+            } else {
+                self.push(
+                    e.diag(
+                        Code::InvalidValue,
+                        span(d),
+                        format!(
+                            "{what}: disk = {} is out of range (16MiB to 16TiB)",
+                            d.get_ref()
+                        ),
+                    )
+                    .with_help("write a size such as \"1GiB\"; volumes hold data that must not be bounded this way"),
+                );
+                None
+            }
+        });
+
         let health = raw.health.as_ref().and_then(|h| self.health(e, h, &what));
 
         let mut update = UpdatePolicy::default();
@@ -1080,6 +1104,7 @@ impl Resolver {
                 memory,
                 millicpus,
                 pids,
+                disk,
             },
             health,
             update,

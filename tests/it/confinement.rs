@@ -407,3 +407,85 @@ mounts = ["{host}:/usr/bin/env"]
         "{err}"
     );
 }
+
+/// Loop devices whose backing file lies below `dir`.
+fn loop_devices_backed_in(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/sys/block")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Ok(backing) = std::fs::read_to_string(entry.path().join("loop/backing_file"))
+            && Path::new(backing.trim()).starts_with(dir)
+        {
+            out.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_disk_limit_bounds_the_writable_layer_and_survives_a_restart() {
+    let sb = Sandbox::new();
+    let image = sb.image("busybox", &busybox_image());
+    // First run: fill the layer (100 MB into 32 MiB), keep a marker, fail; the restart in
+    // place finds the marker in the same filesystem.
+    let script = "if [ -f /marker ]; then echo second-run; df -k / | tail -1; sleep 30; \
+                  else dd if=/dev/zero of=/fill bs=1M count=100 2>&1 | head -1; \
+                  ls -l /fill; rm /fill; echo kept > /marker; exit 1; fi";
+    sb.write(
+        "disk.toml",
+        &format!(
+            "[container.disk]\nimage = \"{image}\"\ncommand = [\"sh\", \"-c\", {script:?}]\ndisk = \"32MiB\"\nrestart = \"always\"\nbackoff = {{ initial = \"100ms\" }}\nstop_timeout = \"1s\"\n"
+        ),
+    );
+    let dir = sb.desired();
+    let apply = sb.berth(&[
+        "apply",
+        dir.to_str().expect("utf-8"),
+        "--wait",
+        "--timeout",
+        "60s",
+    ]);
+    assert!(
+        apply.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&apply.stdout),
+        String::from_utf8_lossy(&apply.stderr)
+    );
+    let record = sole_running(&sb, "disk", Duration::from_secs(20));
+    let logs = crate::agent::wait_for(Duration::from_secs(20), "the second run", || {
+        let logs = sb.logs(&record.id);
+        logs.contains("second-run").then_some(logs)
+    });
+    assert!(logs.contains("No space left on device"), "{logs}");
+    let written: u64 = logs
+        .lines()
+        .find(|l| l.starts_with('-') && l.ends_with("/fill"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no size of /fill in:\n{logs}"));
+    assert!(
+        written < 32 << 20,
+        "wrote {written} bytes into 32 MiB: {logs}"
+    );
+    // The host's disk holds the image file, never more than its size.
+    let paths = sb.runtime.layout().container(&record.id);
+    let image = std::fs::metadata(paths.disk_image()).expect("disk.img");
+    assert_eq!(image.len(), 32 << 20);
+    assert!(
+        !paths.upper().exists(),
+        "no writable layer on the state root"
+    );
+    assert_eq!(loop_devices_backed_in(&paths.dir).len(), 1);
+    let rm = sb.berth(&["rm", "-f", &record.id]);
+    assert!(
+        rm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    crate::agent::wait_for(Duration::from_secs(5), "the loop device to detach", || {
+        loop_devices_backed_in(&sb.root()).is_empty().then_some(())
+    });
+}
