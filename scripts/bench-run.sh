@@ -25,6 +25,7 @@ scripts/install-deps podman runc crun conmon hyperfine jq busybox-static
 cargo build --release --locked -q
 BERTH=$PWD/target/release/berth
 work=$(mktemp -d /tmp/berth-bench-run.XXXXXX)
+scope=berth-$(printf %s "$work/root" | sha256sum | cut -c1-12)
 hugetlb_mounted=0
 cleanup() {
   set +e
@@ -32,8 +33,10 @@ cleanup() {
   podman --root "$work/podman" --runroot "$work/podman-run" rm -f -a -t 0 >/dev/null 2>&1
   podman --root "$work/podman" --runroot "$work/podman-run" system reset -f >/dev/null 2>&1
   if ((hugetlb_mounted)); then umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb; fi
-  for d in /sys/fs/cgroup/*/berth-* /sys/fs/cgroup/*/berth-bench; do [[ -d $d ]] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null; done
-  rm -rf "$work" /run/berth-*
+  # Only this run's scope (named after its state root, as berth names it) and its own
+  # cgroups: other berth installations and test runs on the machine are left alone.
+  for d in /sys/fs/cgroup/*/"$scope" /sys/fs/cgroup/*/berth-bench; do [[ -d $d ]] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null; done
+  rm -rf "$work" "/run/$scope"
 }
 trap cleanup EXIT
 
