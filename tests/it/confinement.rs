@@ -62,7 +62,9 @@ const TRY: &str = r#"try() { n=$1; shift; if err=$("$@" 2>&1); then echo "$n: al
 fn cgroupfs_is_read_only_and_limits_hold() {
     for engine in ENGINES {
         // The writes use the values the container already has: even if one were let
-        // through, nothing would change; the error says whether it was.
+        // through, nothing would change; the error says whether it was. The cgroup name is
+        // this run's own (mkdir answers EEXIST before EROFS).
+        let escape = format!("berth-it-escape-{}-{engine}", std::process::id());
         let script = format!(
             r#"{TRY}
 cd /sys/fs/cgroup
@@ -70,7 +72,7 @@ try memory-limit sh -c 'cat memory/memory.limit_in_bytes > memory/memory.limit_i
 try memsw-limit sh -c 'cat memory/memory.memsw.limit_in_bytes > memory/memory.memsw.limit_in_bytes'
 try pids-max sh -c 'cat pids/pids.max > pids/pids.max'
 try cfs-quota sh -c 'cat cpu/cpu.cfs_quota_us > cpu/cpu.cfs_quota_us'
-for h in /sys/fs/cgroup/*/; do try "mkdir-$(basename $h)" mkdir "$h/escape"; done
+for h in /sys/fs/cgroup/*/; do try "mkdir-$(basename $h)" mkdir "$h/{escape}"; done
 try move-self sh -c 'echo $$ > systemd/cgroup.procs'
 grep ' /sys/fs/cgroup' /proc/self/mounts | grep -vc ' ro,' | sed 's/^/writable-mounts: /'
 echo done; sleep 30"#
