@@ -10,7 +10,8 @@
 # Run as root, this must not write where another user could redirect it: OUT's directory must
 # be a real directory (not a symlink) owned by the running user and writable by nobody else
 # (it is created 0755 if absent), OUT itself a regular file if it exists. The archive is
-# written to a mktemp name in that directory and renamed over OUT.
+# written to a mktemp name in that directory and renamed over OUT. Only that directory is
+# checked: its ancestors must not be writable by another user either (true of /var/lib).
 set -euo pipefail
 out=${1:?usage: $0 OUT.tar}
 busybox=${BUSYBOX:-/bin/busybox}

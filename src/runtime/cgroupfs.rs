@@ -75,7 +75,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(text: &str) -> String {
+pub(crate) fn unescape(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -1,12 +1,14 @@
 //! What the monitor makes sure of between the engine's create and start, whatever the
 //! engine: cgroupfs and every read-only bind are read-only all the way down — not just the
 //! top mount, which is all a plain `MS_RDONLY` remount changes (a `:ro` bind of `/` still holds
-//! a writable /proc, /sys, cgroupfs and /dev/shm) — and the init's own mount table is read
-//! back to prove it before the container runs a single instruction of its own.
+//! a writable /proc, /sys, cgroupfs and /dev/shm) — procfs reached through such a bind follows
+//! no magic links (/proc/PID/root of a host process would lead to its writable mounts), and
+//! the init's own mount table is read back to prove it before the container runs a single
+//! instruction of its own.
 
 use oci_spec::runtime::Spec;
 
-use super::sys;
+use super::sys::{self, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY, MountAttrChange, SealStep};
 
 /// Where the engine mounts the cgroup filesystem. libcontainer mounts the v1 hierarchies
 /// writable whatever the spec says, which let a container raise its own limits.
@@ -15,9 +17,18 @@ pub const CGROUPFS: &str = "/sys/fs/cgroup";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfineError {
     #[error(
-        "making {target} read-only inside the container needs mount_setattr(2), Linux 5.12 or later (this kernel is {kernel}); berth refuses to start a container it cannot confine"
+        "making {target} read-only inside the container needs {needs}, Linux {version} or later (this kernel is {kernel}); berth refuses to start a container it cannot confine"
     )]
-    Unsupported { target: String, kernel: String },
+    Unsupported {
+        target: String,
+        needs: &'static str,
+        version: &'static str,
+        kernel: String,
+    },
+    #[error(
+        "the mount target {target} leads through a symbolic link inside the container; name the real path in the entry"
+    )]
+    ThroughSymlink { target: String },
     #[error("making {target} read-only inside the container: {source}")]
     Seal {
         target: String,
@@ -28,63 +39,192 @@ pub enum ConfineError {
     #[error("reading the container's mount table: {source}")]
     MountTable { source: std::io::Error },
     #[error(
-        "{mount_point} inside the container is still writable after {target} was made read-only; refusing to start it"
+        "{mount_point} inside the container is still writable below the read-only {target}; refusing to start it"
     )]
     StillWritable { target: String, mount_point: String },
-    #[error("{target} is not in the container's mount table after it was made read-only")]
+    #[error(
+        "{mount_point} inside the container (a procfs below the read-only {target}) still follows magic links; refusing to start it"
+    )]
+    FollowsLinks { target: String, mount_point: String },
+    #[error("{target} is not in the container's mount table after it was changed")]
     Missing { target: String },
 }
 
-/// The mount points that must be read-only with everything below them: cgroupfs, and every
-/// bind mount the spec asks to be read-only (`:ro` binds and volumes, the generated /etc
-/// files of a read-only container).
-pub fn read_only_targets(spec: &Spec) -> Vec<String> {
-    let mut targets: Vec<String> = Vec::new();
+/// Which mounts of a spec the seal changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Targets {
+    /// Read-only with everything below them: cgroupfs and every bind the spec asks to be
+    /// read-only (`:ro` binds and volumes, a read-only container's /etc files).
+    pub read_only: Vec<String>,
+    /// Writable mounts of the spec below one of those (`/srv:/srv:ro` with `data:/srv/data`):
+    /// made writable again after the recursive change, as the entry asked.
+    pub writable_inside: Vec<String>,
+}
+
+impl Targets {
+    pub fn is_empty(&self) -> bool {
+        self.read_only.is_empty()
+    }
+}
+
+pub fn targets(spec: &Spec) -> Targets {
+    let mut read_only: Vec<String> = Vec::new();
+    let mut writable: Vec<String> = Vec::new();
     for m in spec.mounts().iter().flatten() {
         let destination = m.destination().to_string_lossy().into_owned();
         let options = m.options().as_deref().unwrap_or_default();
         let bind = m.typ().as_deref() == Some("bind")
             || options.iter().any(|o| o == "bind" || o == "rbind");
-        let read_only = options.iter().any(|o| o == "ro");
-        let wanted = destination == CGROUPFS || (bind && read_only);
-        if wanted && !targets.contains(&destination) {
-            targets.push(destination);
+        let ro = options.iter().any(|o| o == "ro");
+        if destination == CGROUPFS || (bind && ro) {
+            if !read_only.contains(&destination) {
+                read_only.push(destination);
+            }
+        } else if !ro {
+            writable.push(destination);
         }
     }
-    targets
+    let writable_inside = writable
+        .into_iter()
+        .filter(|w| read_only.iter().any(|t| strictly_below(w, t)))
+        .collect();
+    Targets {
+        read_only,
+        writable_inside,
+    }
 }
 
-/// Make `targets` read-only recursively inside the created (not yet started) container
-/// whose init is `pid`, then check the init's mount table: every mount at or below each
-/// target must be read-only.
-pub fn seal(pid: i32, targets: &[String]) -> Result<(), ConfineError> {
+fn strictly_below(path: &str, ancestor: &str) -> bool {
+    let ancestor = ancestor.trim_end_matches('/');
+    path.len() > ancestor.len()
+        && path.starts_with(ancestor)
+        && path.as_bytes().get(ancestor.len()) == Some(&b'/')
+}
+
+fn depth(path: &str) -> usize {
+    path.split('/').filter(|c| !c.is_empty()).count()
+}
+
+/// The changes that make `targets` so, shallowest first: a read-only target, then the
+/// writable mounts inside it, then read-only targets inside those.
+fn changes(targets: &Targets) -> Vec<MountAttrChange> {
+    let mut changes: Vec<MountAttrChange> = targets
+        .read_only
+        .iter()
+        .map(|path| MountAttrChange {
+            path: path.clone(),
+            set: MOUNT_ATTR_RDONLY,
+            clear: 0,
+            recursive: true,
+        })
+        .chain(targets.writable_inside.iter().map(|path| MountAttrChange {
+            path: path.clone(),
+            set: 0,
+            clear: MOUNT_ATTR_RDONLY,
+            recursive: true,
+        }))
+        .collect();
+    changes.sort_by_key(|c| depth(&c.path));
+    changes
+}
+
+/// Make `targets` so inside the created (not yet started) container whose init is `pid`,
+/// then check the init's mount table: every mount below a read-only target (and not below a
+/// writable mount inside it) is read-only, and every procfs there follows no magic links.
+pub fn seal(pid: i32, targets: &Targets) -> Result<(), ConfineError> {
     if targets.is_empty() {
         return Ok(());
     }
-    let ids = match sys::seal_read_only_in(pid, targets) {
-        Ok(Ok(ids)) => ids,
+    let first = changes(targets);
+    let ids = apply(pid, &first)?;
+    let mountinfo = read_mountinfo(pid)?;
+    let roles = roles(&first, &ids);
+    let mounts = parse(&mountinfo);
+    let procfs: Vec<MountAttrChange> = mounts
+        .iter()
+        .filter(|m| {
+            m.fstype == "proc" && matches!(role_of(&mounts, m.id, &roles), Some(Role::ReadOnly(_)))
+        })
+        .map(|m| MountAttrChange {
+            path: m.mount_point.clone(),
+            set: MOUNT_ATTR_NOSYMFOLLOW,
+            clear: 0,
+            recursive: true,
+        })
+        .collect();
+    let mountinfo = if procfs.is_empty() {
+        mountinfo
+    } else {
+        apply(pid, &procfs)?;
+        read_mountinfo(pid)?
+    };
+    check(&mountinfo, &roles)
+}
+
+fn read_mountinfo(pid: i32) -> Result<String, ConfineError> {
+    std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+        .map_err(|source| ConfineError::MountTable { source })
+}
+
+fn apply(pid: i32, changes: &[MountAttrChange]) -> Result<Vec<u64>, ConfineError> {
+    match sys::set_mount_attrs_in(pid, changes) {
+        Ok(Ok(ids)) => Ok(ids),
         Ok(Err(failure)) => {
             let source = std::io::Error::from_raw_os_error(failure.errno);
-            let Some(target) = targets.get(failure.index) else {
-                return Err(ConfineError::Namespace { source });
-            };
-            return Err(if failure.errno == libc::ENOSYS {
-                ConfineError::Unsupported {
-                    target: target.clone(),
+            let target = changes
+                .get(failure.index)
+                .map(|c| c.path.clone())
+                .unwrap_or_default();
+            Err(match (failure.step, failure.errno) {
+                (SealStep::Join, _) => ConfineError::Namespace { source },
+                (SealStep::Resolve, libc::ENOSYS) => ConfineError::Unsupported {
+                    target,
+                    needs: "openat2(2)",
+                    version: "5.6",
                     kernel: kernel_release(),
-                }
-            } else {
-                ConfineError::Seal {
-                    target: target.clone(),
-                    source,
-                }
-            });
+                },
+                (SealStep::Resolve, libc::ELOOP) => ConfineError::ThroughSymlink { target },
+                (SealStep::SetAttr, libc::ENOSYS) => ConfineError::Unsupported {
+                    target,
+                    needs: "mount_setattr(2)",
+                    version: "5.12",
+                    kernel: kernel_release(),
+                },
+                (SealStep::MountId, libc::EINVAL) => ConfineError::Unsupported {
+                    target,
+                    needs: "statx(2) with STATX_MNT_ID",
+                    version: "5.8",
+                    kernel: kernel_release(),
+                },
+                _ => ConfineError::Seal { target, source },
+            })
         }
-        Err(source) => return Err(ConfineError::Namespace { source }),
-    };
-    let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
-        .map_err(|source| ConfineError::MountTable { source })?;
-    check(&mountinfo, targets, &ids)
+        Err(source) => Err(ConfineError::Namespace { source }),
+    }
+}
+
+/// What a changed mount is to the mounts below it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Role {
+    /// Read-only, with the target's path for messages.
+    ReadOnly(String),
+    /// Writable as the entry asked.
+    Writable,
+}
+
+fn roles(changes: &[MountAttrChange], ids: &[u64]) -> Vec<(u64, Role)> {
+    changes
+        .iter()
+        .zip(ids)
+        .map(|(c, &id)| {
+            let role = if c.set & MOUNT_ATTR_RDONLY != 0 {
+                Role::ReadOnly(c.path.clone())
+            } else {
+                Role::Writable
+            };
+            (id, role)
+        })
+        .collect()
 }
 
 /// One line of /proc/PID/mountinfo, the fields this module needs.
@@ -94,56 +234,74 @@ struct MountLine {
     parent: u64,
     mount_point: String,
     read_only: bool,
+    no_symlinks: bool,
+    fstype: String,
 }
 
 fn parse(mountinfo: &str) -> Vec<MountLine> {
     mountinfo
         .lines()
         .filter_map(|line| {
-            // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS …"
-            let mut fields = line.split(' ');
+            // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL…] - FSTYPE SOURCE SUPEROPTS"
+            let (before, after) = line.split_once(" - ")?;
+            let mut fields = before.split(' ');
             let id = fields.next()?.parse().ok()?;
             let parent = fields.next()?.parse().ok()?;
-            let mount_point = fields.nth(2)?.to_string();
-            let read_only = fields.next()?.split(',').any(|o| o == "ro");
+            let mount_point = super::cgroupfs::unescape(fields.nth(2)?);
+            let options: Vec<&str> = fields.next()?.split(',').collect();
             Some(MountLine {
                 id,
                 parent,
                 mount_point,
-                read_only,
+                read_only: options.contains(&"ro"),
+                no_symlinks: options.contains(&"nosymfollow"),
+                fstype: after.split(' ').next()?.to_string(),
             })
         })
         .collect()
 }
 
-/// Every mount at or below each target (found by mount id, so a target the engine reached
-/// through a symlink is still found) must be read-only.
-fn check(mountinfo: &str, targets: &[String], ids: &[u64]) -> Result<(), ConfineError> {
-    let mounts = parse(mountinfo);
-    let parent_of = |id: u64| mounts.iter().find(|m| m.id == id).map(|m| m.parent);
-    for (target, &target_id) in targets.iter().zip(ids) {
-        if !mounts.iter().any(|m| m.id == target_id) {
-            return Err(ConfineError::Missing {
-                target: target.clone(),
-            });
+/// The role of the nearest changed mount at or above `id` (found by mount id, so a target the
+/// engine reached any way at all is still found), if any.
+fn role_of<'a>(mounts: &[MountLine], id: u64, roles: &'a [(u64, Role)]) -> Option<&'a Role> {
+    let mut cursor = Some(id);
+    // Bounded, although a parent chain cannot loop.
+    for _ in 0..=mounts.len() {
+        let current = cursor?;
+        // The last change of a mount is the one in force.
+        if let Some((_, role)) = roles.iter().rev().find(|(rid, _)| *rid == current) {
+            return Some(role);
         }
-        for mount in &mounts {
-            // Walk up to the namespace's root; a cycle cannot happen, but the walk is
-            // bounded anyway.
-            let mut cursor = Some(mount.id);
-            let mut below = false;
-            for _ in 0..=mounts.len() {
-                match cursor {
-                    Some(id) if id == target_id => {
-                        below = true;
-                        break;
-                    }
-                    Some(id) => cursor = parent_of(id).filter(|&p| p != id),
-                    None => break,
-                }
-            }
-            if below && !mount.read_only {
+        cursor = mounts
+            .iter()
+            .find(|m| m.id == current)
+            .map(|m| m.parent)
+            .filter(|&p| p != current);
+    }
+    None
+}
+
+fn check(mountinfo: &str, roles: &[(u64, Role)]) -> Result<(), ConfineError> {
+    let mounts = parse(mountinfo);
+    for (id, role) in roles {
+        if !mounts.iter().any(|m| m.id == *id) {
+            let target = match role {
+                Role::ReadOnly(target) => target.clone(),
+                Role::Writable => format!("mount {id}"),
+            };
+            return Err(ConfineError::Missing { target });
+        }
+    }
+    for mount in &mounts {
+        if let Some(Role::ReadOnly(target)) = role_of(&mounts, mount.id, roles) {
+            if !mount.read_only {
                 return Err(ConfineError::StillWritable {
+                    target: target.clone(),
+                    mount_point: mount.mount_point.clone(),
+                });
+            }
+            if mount.fstype == "proc" && !mount.no_symlinks {
+                return Err(ConfineError::FollowsLinks {
                     target: target.clone(),
                     mount_point: mount.mount_point.clone(),
                 });
@@ -172,40 +330,66 @@ mod tests {
 103 102 0:53 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro
 104 103 0:30 /berth/x /sys/fs/cgroup/memory ro,nosuid - cgroup cgroup rw,memory
 105 100 8:1 / /host ro,relatime - ext4 /dev/vda rw
-106 105 0:5 / /host/proc ro,relatime - proc proc rw
+106 105 0:5 / /host/proc ro,nosymfollow,relatime - proc proc rw
 107 106 0:6 / /host/proc/sys/fs/binfmt_misc ro,relatime - binfmt_misc binfmt rw
 108 105 0:7 / /host/dev/shm rw,relatime - tmpfs tmpfs rw
 109 100 8:1 /data /data rw,relatime - ext4 /dev/vda rw
+110 105 0:8 / /host/srv\\040x ro,relatime - proc proc rw
 ";
 
+    fn ro(id: u64, target: &str) -> (u64, Role) {
+        (id, Role::ReadOnly(target.into()))
+    }
+
     #[test]
-    fn every_mount_below_a_target_must_be_read_only() {
-        let cgroup = vec![CGROUPFS.to_string()];
-        check(TABLE, &cgroup, &[103]).expect("cgroupfs and its hierarchies are read-only");
-        let host = vec!["/host".to_string()];
-        match check(TABLE, &host, &[105]) {
+    fn every_mount_below_a_read_only_target_must_be_read_only() {
+        check(TABLE, &[ro(103, CGROUPFS)]).expect("cgroupfs and its hierarchies are read-only");
+        match check(TABLE, &[ro(105, "/host"), (110, Role::Writable)]) {
             Err(ConfineError::StillWritable { mount_point, .. }) => {
                 assert_eq!(mount_point, "/host/dev/shm")
             }
             other => panic!("a writable submount must be found: {other:?}"),
         }
+        // Writable as the entry asked: /host/dev/shm below a writable mount inside /host.
+        check(
+            TABLE,
+            &[
+                ro(105, "/host"),
+                (108, Role::Writable),
+                (110, Role::Writable),
+            ],
+        )
+        .expect("exempt below a writable mount");
         // A writable mount beside the target is none of its business.
-        check(TABLE, &["/proc".to_string()], &[106]).expect("only below the target");
-        match check(TABLE, &cgroup, &[999]) {
+        check(TABLE, &[ro(106, "/host/proc")]).expect("only below the target");
+        match check(TABLE, &[ro(999, CGROUPFS)]) {
             Err(ConfineError::Missing { target }) => assert_eq!(target, CGROUPFS),
             other => panic!("{other:?}"),
         }
         // The root's parent is outside the table: the walk ends there.
-        match check(TABLE, &["/".to_string()], &[100]) {
+        match check(TABLE, &[ro(100, "/")]) {
             Err(ConfineError::StillWritable { mount_point, .. }) => assert_eq!(mount_point, "/"),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
+    fn procfs_below_a_read_only_target_must_not_follow_links() {
+        // 106 follows none; 110 (a second procfs, mount point with a space) still does.
+        match check(TABLE, &[ro(105, "/host"), (108, Role::Writable)]) {
+            Err(ConfineError::FollowsLinks { mount_point, .. }) => {
+                assert_eq!(mount_point, "/host/srv x")
+            }
+            other => panic!("{other:?}"),
+        }
+        // The container's own /proc is below no target.
+        check(TABLE, &[ro(103, CGROUPFS)]).expect("own /proc untouched");
+    }
+
+    #[test]
     fn mount_lines_are_parsed_with_their_own_options() {
         let lines = parse(TABLE);
-        assert_eq!(lines.len(), 10);
+        assert_eq!(lines.len(), 11);
         assert_eq!(
             lines[4],
             MountLine {
@@ -214,22 +398,26 @@ mod tests {
                 mount_point: "/sys/fs/cgroup/memory".into(),
                 // The per-mount options (ro), not the superblock's (rw).
                 read_only: true,
+                no_symlinks: false,
+                fstype: "cgroup".into(),
             }
         );
+        assert!(lines[6].no_symlinks && lines[6].fstype == "proc");
         assert!(parse("garbage\n\n1 2").is_empty());
     }
 
+    fn mount(dest: &str, typ: &str, options: &[&str]) -> oci_spec::runtime::Mount {
+        MountBuilder::default()
+            .destination(dest)
+            .typ(typ)
+            .source("/x")
+            .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+            .build()
+            .expect("mount")
+    }
+
     #[test]
-    fn targets_are_cgroupfs_and_read_only_binds() {
-        let mount = |dest: &str, typ: &str, options: &[&str]| {
-            MountBuilder::default()
-                .destination(dest)
-                .typ(typ)
-                .source("/x")
-                .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
-                .build()
-                .expect("mount")
-        };
+    fn targets_are_cgroupfs_read_only_binds_and_the_writable_mounts_inside_them() {
         let spec = SpecBuilder::default()
             .mounts(vec![
                 mount("/proc", "proc", &[]),
@@ -240,9 +428,33 @@ mod tests {
                 mount("/t", "tmpfs", &["ro"]),
                 mount("/opt", "none", &["bind", "ro"]),
                 mount("/host", "bind", &["rbind", "ro"]),
+                mount("/host/data", "bind", &["rbind"]),
+                mount("/host/data/conf", "bind", &["rbind", "ro"]),
+                mount("/hostile", "tmpfs", &[]),
+                mount("/opt/cache", "tmpfs", &[]),
             ])
             .build()
             .expect("spec");
-        assert_eq!(read_only_targets(&spec), [CGROUPFS, "/host", "/opt"]);
+        let t = targets(&spec);
+        assert_eq!(t.read_only, [CGROUPFS, "/host", "/opt", "/host/data/conf"]);
+        // `/hostile` is beside `/host`, not below it.
+        assert_eq!(t.writable_inside, ["/host/data", "/opt/cache"]);
+        let order: Vec<(String, u64, u64)> = changes(&t)
+            .into_iter()
+            .map(|c| (c.path, c.set, c.clear))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("/host".to_string(), MOUNT_ATTR_RDONLY, 0),
+                ("/opt".to_string(), MOUNT_ATTR_RDONLY, 0),
+                ("/host/data".to_string(), 0, MOUNT_ATTR_RDONLY),
+                ("/opt/cache".to_string(), 0, MOUNT_ATTR_RDONLY),
+                (CGROUPFS.to_string(), MOUNT_ATTR_RDONLY, 0),
+                ("/host/data/conf".to_string(), MOUNT_ATTR_RDONLY, 0),
+            ]
+        );
+        assert!(strictly_below("/a/b", "/a") && !strictly_below("/ab", "/a"));
+        assert!(!strictly_below("/a", "/a"));
     }
 }

@@ -90,7 +90,9 @@ pub fn mount(paths: &ContainerPaths) -> Result<PathBuf, DiskError> {
         &target,
         "ext4",
         rustix::mount::MountFlags::empty(),
-        None,
+        // What the container deletes is given back to the host: the loop device punches
+        // holes in the sparse image, which would otherwise only grow.
+        Some(c"discard"),
     )
     .map_err(|e| io("mounting the writable layer at", &target)(e.into()))?;
     // The mount holds the device now; with autoclear it detaches when the mount goes.

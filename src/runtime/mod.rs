@@ -300,6 +300,8 @@ impl Runtime {
             volumes: req.volumes,
             cgroup_path: &cgroup_path,
             nofile_hard: sys_nofile_hard(),
+            // The creator's stack limit stands for the container's: the monitor, and so the
+            // container, inherits it from whoever starts it (the same agent or CLI).
             arg_max: bundle::arg_max(
                 rustix::process::getrlimit(rustix::process::Resource::Stack).current,
             ),

@@ -172,6 +172,10 @@ impl Monitor {
         // What the engine would only fail on with "failed to prepare rootfs" or "failed to
         // unix syscall" is found here, in words that name the mount or the directory.
         rootfs::check_mount_targets(&root, &spec).map_err(|e| e.to_string())?;
+        // The engine follows symbolic links in mount targets; the seal follows none, so
+        // both act on the same path whatever changes in between.
+        rootfs::canonical_destinations(&root, &paths.rootfs(), &mut spec)
+            .map_err(|e| e.to_string())?;
         if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd().clone()) {
             rootfs::ensure_workdir(&root, &cwd.to_string_lossy()).map_err(|e| e.to_string())?;
         }
@@ -206,7 +210,7 @@ impl Monitor {
         // Before the container runs anything of its own: whatever the engine mounted,
         // cgroupfs and read-only binds become read-only all the way down, checked in the
         // init's own mount table.
-        if let Err(e) = confine::seal(pid, &confine::read_only_targets(&spec)) {
+        if let Err(e) = confine::seal(pid, &confine::targets(&spec)) {
             return Err(fail(engine.as_ref(), e.to_string()));
         }
         let init = match ProcessId::of(pid) {

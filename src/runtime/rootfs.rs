@@ -320,6 +320,84 @@ pub fn check_mount_targets(
     Ok(())
 }
 
+/// Rewrite the mount destinations of `spec` that lead through symbolic links in the image
+/// to the paths they lead to, resolved inside the root as the engine would resolve them.
+/// A destination below an earlier mount (/dev/shm, a bind inside a volume) keeps the part
+/// inside that mount as written (it is not in the image's tree) after that mount's own
+/// resolved path.
+pub fn canonical_destinations(
+    root: &OwnedFd,
+    rootfs: &Path,
+    spec: &mut oci_spec::runtime::Spec,
+) -> Result<(), RootfsError> {
+    let Some(mounts) = spec.mounts_mut().as_mut() else {
+        return Ok(());
+    };
+    let written: Vec<PathBuf> = mounts.iter().map(|m| m.destination().clone()).collect();
+    let mut resolved: Vec<PathBuf> = Vec::with_capacity(mounts.len());
+    for (i, destination) in written.iter().enumerate() {
+        // The deepest earlier mount this one lies in.
+        let within = (0..i)
+            .filter(|&j| {
+                written[j] != Path::new("/")
+                    && destination != &written[j]
+                    && destination.starts_with(&written[j])
+            })
+            .max_by_key(|&j| written[j].components().count());
+        let new = match within {
+            Some(j) => match destination.strip_prefix(&written[j]) {
+                Ok(rest) => resolved[j].join(rest),
+                Err(_) => destination.clone(),
+            },
+            None => canonical(root, rootfs, &destination.to_string_lossy())?
+                .map_or_else(|| destination.clone(), PathBuf::from),
+        };
+        resolved.push(new);
+    }
+    for (m, new) in mounts.iter_mut().zip(resolved) {
+        if m.destination() != &new {
+            m.set_destination(new);
+        }
+    }
+    Ok(())
+}
+
+/// The path `path` leads to inside the root: its deepest existing ancestor resolved (links
+/// followed inside the root), the rest appended. `None` if an ancestor is not a directory
+/// (`check_mount_targets` names that).
+fn canonical(root: &OwnedFd, rootfs: &Path, path: &str) -> Result<Option<String>, RootfsError> {
+    let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+    for k in (0..=components.len()).rev() {
+        let prefix = components[..k].join("/");
+        let fd = match crate::fsutil::open_in_root(
+            root,
+            if prefix.is_empty() {
+                "."
+            } else {
+                prefix.as_str()
+            },
+            OFlags::PATH,
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => continue,
+            Err(rustix::io::Errno::NOTDIR) => return Ok(None),
+            Err(e) => return Err(io("resolving", Path::new(path))(e.into())),
+        };
+        let shown = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        let real = std::fs::read_link(format!("/proc/self/fd/{shown}"))
+            .map_err(io("resolving", Path::new(path)))?;
+        let Ok(inside) = real.strip_prefix(rootfs) else {
+            return Ok(None);
+        };
+        let mut out = PathBuf::from("/").join(inside);
+        for rest in &components[k..] {
+            out.push(rest);
+        }
+        return Ok(Some(out.to_string_lossy().into_owned()));
+    }
+    Ok(None)
+}
+
 /// Make the working directory exist, as Docker and runc do: created (root, 0755) with any
 /// missing parents, inside the root. A file in its place is an error naming it.
 pub fn ensure_workdir(root: &OwnedFd, cwd: &str) -> Result<(), RootfsError> {
@@ -450,6 +528,55 @@ mod tests {
             ensure_workdir(&fd, "/bin/busybox/below"),
             Err(RootfsError::WorkdirNotADirectory { .. })
         ));
+    }
+
+    #[test]
+    fn mount_destinations_through_links_become_the_paths_they_lead_to() {
+        use oci_spec::runtime::{MountBuilder, SpecBuilder};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("run/app")).expect("mkdir");
+        std::fs::create_dir_all(root.join("var")).expect("mkdir");
+        std::os::unix::fs::symlink("/run", root.join("var/run")).expect("symlink");
+        std::os::unix::fs::symlink("../../..", root.join("up")).expect("symlink");
+        let fd = open_root(&root).expect("open");
+        let bind = |dest: &str| {
+            MountBuilder::default()
+                .destination(dest)
+                .typ("bind")
+                .source("/x")
+                .build()
+                .expect("mount")
+        };
+        let mut spec = SpecBuilder::default()
+            .mounts(vec![
+                bind("/var/run/app"),
+                bind("/var/run/new/deeper"),
+                bind("/up/etc/x"),
+                bind("/plain"),
+                bind("/var/run/app/inner"),
+            ])
+            .build()
+            .expect("spec");
+        canonical_destinations(&fd, &root, &mut spec).expect("resolved");
+        let got: Vec<String> = spec
+            .mounts()
+            .iter()
+            .flatten()
+            .map(|m| m.destination().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "/run/app",
+                "/run/new/deeper",
+                // `..` past the root stays at the root.
+                "/etc/x",
+                "/plain",
+                // Below an earlier mount: that mount's resolved path, the rest as written.
+                "/run/app/inner",
+            ]
+        );
     }
 
     #[test]

@@ -212,24 +212,69 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+/// Symbolic links on the mount are not followed — magic links (/proc/PID/root, fd/N) neither.
+pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
 
-/// Why one target could not be made read-only: its index in the list and the errno.
+/// One change of mount attributes, at a path inside a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountAttrChange {
+    /// Absolute inside the container, without symbolic links (resolving one is an error:
+    /// nothing between the engine's mount and this change can redirect it).
+    pub path: String,
+    pub set: u64,
+    pub clear: u64,
+    /// The mount and every mount below it (`AT_RECURSIVE`).
+    pub recursive: bool,
+}
+
+/// The step of a change that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealStep {
+    /// Joining the container's mount namespace (no change index).
+    Join,
+    Resolve,
+    SetAttr,
+    MountId,
+}
+
+/// Why a change could not be made: its index in the list, the step and the errno.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SealFailure {
     pub index: usize,
+    pub step: SealStep,
     pub errno: i32,
 }
 
-/// Make each of `targets` — absolute paths inside the container whose init is `pid`, each a
-/// mount point there — and every mount below it read-only, one `mount_setattr(AT_RECURSIVE)`
-/// per target, so no submount is missed (a `:ro` bind of `/` holds /proc, /sys, cgroupfs…).
+impl SealStep {
+    fn code(self) -> u8 {
+        match self {
+            SealStep::Join => 0,
+            SealStep::Resolve => 1,
+            SealStep::SetAttr => 2,
+            SealStep::MountId => 3,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<SealStep> {
+        Some(match code {
+            0 => SealStep::Join,
+            1 => SealStep::Resolve,
+            2 => SealStep::SetAttr,
+            3 => SealStep::MountId,
+            _ => return None,
+        })
+    }
+}
+
+/// Apply `changes`, in order, to the mounts of the container whose init is `pid` (created,
+/// not started: nothing of the container's own runs yet), each with one `mount_setattr`.
 /// Runs in a forked child that joins the init's mount namespace (mount_setattr only acts on
-/// mounts of the caller's namespace); the monitor keeps its own. Returns each target's mount
-/// id, so the caller can check the result in the init's mountinfo.
-pub fn seal_read_only_in(
+/// mounts of the caller's namespace); the monitor keeps its own. Returns the mount id of each
+/// changed mount, so the caller can check the result in the init's mountinfo.
+pub fn set_mount_attrs_in(
     pid: i32,
-    targets: &[String],
+    changes: &[MountAttrChange],
 ) -> io::Result<Result<Vec<u64>, SealFailure>> {
     use rustix::fs::{Mode, OFlags};
     let namespace = fs::File::open(format!("/proc/{pid}/ns/mnt"))?;
@@ -244,12 +289,17 @@ pub fn seal_read_only_in(
     match fork_single_threaded()? {
         Forked::Child => {
             drop(read);
-            let answer = match seal_in_child(&namespace, &root, targets) {
-                Ok(ids) => {
+            // A panic must not unwind through the monitor's frames in this copy of it.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                change_in_child(&namespace, &root, changes)
+            }));
+            let answer = match outcome {
+                Ok(Ok(ids)) => {
                     let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
                     format!("ok {}", ids.join(" "))
                 }
-                Err(SealFailure { index, errno }) => format!("err {index} {errno}"),
+                Ok(Err(f)) => format!("err {} {} {}", f.index, f.step.code(), f.errno),
+                Err(_) => "panic".to_string(),
             };
             let _ = rustix::io::write(&write, answer.as_bytes());
             // SAFETY: _exit ends this forked copy of the monitor at once, without running
@@ -260,25 +310,27 @@ pub fn seal_read_only_in(
             drop(write);
             let mut answer = Vec::new();
             let mut buf = [0u8; 512];
-            loop {
+            let read_all = loop {
                 match rustix::io::read(&read, &mut buf) {
-                    Ok(0) => break,
+                    Ok(0) => break Ok(()),
                     Ok(n) => answer.extend_from_slice(&buf[..n]),
                     Err(rustix::io::Errno::INTR) => {}
-                    Err(e) => return Err(e.into()),
+                    Err(e) => break Err(io::Error::from(e)),
                 }
-            }
+            };
+            // Reaped whatever the read gave.
             wait_child(child)?;
-            parse_seal_answer(&String::from_utf8_lossy(&answer), targets.len())
+            read_all?;
+            parse_seal_answer(&String::from_utf8_lossy(&answer), changes.len())
         }
     }
 }
 
-fn parse_seal_answer(answer: &str, targets: usize) -> io::Result<Result<Vec<u64>, SealFailure>> {
+fn parse_seal_answer(answer: &str, changes: usize) -> io::Result<Result<Vec<u64>, SealFailure>> {
     let bad = || {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("unexpected answer from the sealing child: {answer:?}"),
+            format!("unexpected answer from the child changing mounts: {answer:?}"),
         )
     };
     let mut words = answer.split_ascii_whitespace();
@@ -287,47 +339,49 @@ fn parse_seal_answer(answer: &str, targets: usize) -> io::Result<Result<Vec<u64>
             let ids = words
                 .map(|w| w.parse::<u64>().map_err(|_| bad()))
                 .collect::<io::Result<Vec<u64>>>()?;
-            if ids.len() != targets {
+            if ids.len() != changes {
                 return Err(bad());
             }
             Ok(Ok(ids))
         }
         Some("err") => {
-            let index = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
-            let errno = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
-            Ok(Err(SealFailure { index, errno }))
+            let mut next = || words.next().ok_or_else(bad);
+            let index = next()?.parse().map_err(|_| bad())?;
+            let step = next()?
+                .parse()
+                .ok()
+                .and_then(SealStep::from_code)
+                .ok_or_else(bad)?;
+            let errno = next()?.parse().map_err(|_| bad())?;
+            Ok(Err(SealFailure { index, step, errno }))
         }
         _ => Err(bad()),
     }
 }
 
-fn seal_in_child(
+fn change_in_child(
     namespace: &fs::File,
     root: &OwnedFd,
-    targets: &[String],
+    changes: &[MountAttrChange],
 ) -> Result<Vec<u64>, SealFailure> {
     use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
     use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
-    let whole = |errno: rustix::io::Errno| SealFailure {
-        index: usize::MAX,
-        errno: errno.raw_os_error(),
-    };
-    move_into_link_name_space(namespace.as_fd(), Some(LinkNameSpaceType::Mount)).map_err(whole)?;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let mut ids = Vec::with_capacity(targets.len());
-    for (index, target) in targets.iter().enumerate() {
-        let fail = |errno: i32| SealFailure { index, errno };
-        let relative = match target.trim_start_matches('/') {
+    move_into_link_name_space(namespace.as_fd(), Some(LinkNameSpaceType::Mount)).map_err(|e| {
+        SealFailure {
+            index: 0,
+            step: SealStep::Join,
+            errno: e.raw_os_error(),
+        }
+    })?;
+    let mut ids = Vec::with_capacity(changes.len());
+    for (index, change) in changes.iter().enumerate() {
+        let fail = |step: SealStep, errno: i32| SealFailure { index, step, errno };
+        let relative = match change.path.trim_start_matches('/') {
             "" => ".",
             r => r,
         };
-        // Resolved as the engine resolved it when it mounted there: inside the container's
-        // root, across its mounts.
+        // Inside the container's root, across its mounts, and never through a symbolic
+        // link: the path is the one the engine mounted on (the monitor made it canonical).
         let mut attempts = 0;
         let fd = loop {
             match rustix::fs::openat2(
@@ -335,12 +389,23 @@ fn seal_in_child(
                 relative,
                 OFlags::PATH | OFlags::CLOEXEC,
                 Mode::empty(),
-                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_SYMLINKS,
             ) {
                 Err(rustix::io::Errno::AGAIN) if attempts < 64 => attempts += 1,
-                Err(e) => return Err(fail(e.raw_os_error())),
+                Err(e) => return Err(fail(SealStep::Resolve, e.raw_os_error())),
                 Ok(fd) => break fd,
             }
+        };
+        let attr = MountAttr {
+            attr_set: change.set,
+            attr_clr: change.clear,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        let flags = if change.recursive {
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE
+        } else {
+            libc::AT_EMPTY_PATH
         };
         // SAFETY: `fd` is an open descriptor owned here, the path is a NUL-terminated empty
         // string, and `attr` is a live `struct mount_attr` whose size is passed with it; the
@@ -350,20 +415,19 @@ fn seal_in_child(
                 libc::SYS_mount_setattr,
                 fd.as_raw_fd(),
                 c"".as_ptr(),
-                libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+                flags,
                 &attr as *const MountAttr,
                 std::mem::size_of::<MountAttr>(),
             )
         };
         if rc != 0 {
-            return Err(fail(
-                io::Error::last_os_error()
-                    .raw_os_error()
-                    .unwrap_or(libc::EIO),
-            ));
+            let errno = io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO);
+            return Err(fail(SealStep::SetAttr, errno));
         }
         let stat = rustix::fs::statx(&fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
-            .map_err(|e| fail(e.raw_os_error()))?;
+            .map_err(|e| fail(SealStep::MountId, e.raw_os_error()))?;
         ids.push(stat.stx_mnt_id);
     }
     Ok(ids)
@@ -696,13 +760,23 @@ mod tests {
             Ok(vec![31, 52])
         );
         assert_eq!(
-            parse_seal_answer("err 1 38", 2).expect("err"),
+            parse_seal_answer("err 1 2 38", 2).expect("err"),
             Err(SealFailure {
                 index: 1,
+                step: SealStep::SetAttr,
                 errno: 38
             })
         );
-        for bad in ["", "ok 1", "ok x y", "err", "err 1", "what"] {
+        for bad in [
+            "",
+            "ok 1",
+            "ok x y",
+            "err",
+            "err 1 2",
+            "err 1 9 38",
+            "panic",
+            "what",
+        ] {
             assert!(parse_seal_answer(bad, 2).is_err(), "{bad}");
         }
     }

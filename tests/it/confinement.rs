@@ -232,6 +232,71 @@ echo done"#
 }
 
 #[test]
+fn procfs_below_a_read_only_bind_leads_nowhere_and_writable_mounts_inside_stay_writable() {
+    for engine in ENGINES {
+        let sb = Sandbox::new();
+        let image = sb.image("busybox", &busybox_image());
+        // A victim with the attacker's own uid and capabilities: ptrace's access check lets
+        // one reach the other's /proc/PID/root, which leads to its writable root.
+        sb.write(
+            "victim.toml",
+            &format!(
+                "[container.victim]\nimage = \"{image}\"\ncommand = [\"sleep\", \"60\"]\nstop_timeout = \"1s\"\n{}",
+                engine_line(engine)
+            ),
+        );
+        let victim = sb.start("victim");
+        let State::Running(monitor) = sb.state(&victim.id) else {
+            panic!("the victim is not running");
+        };
+        let pid = monitor.init.pid;
+        let outer = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(outer.path().join("inner")).expect("mkdir");
+        let inner = tempfile::tempdir().expect("tempdir");
+        let script = format!(
+            r#"{TRY}
+try magic-link sh -c ': > /host/proc/{pid}/root/planted'
+try magic-read ls /host/proc/{pid}/root/
+try nested-writable sh -c 'echo x > /data/inner/x'
+try nested-read-only sh -c ': > /data/y'
+echo done"#
+        );
+        sb.write(
+            "attack.toml",
+            &format!(
+                "[container.attack]\nimage = \"{image}\"\ncommand = [\"sh\", \"-c\", {script:?}]\nmounts = [\"/:/host:ro\", \"{}:/data:ro\", \"{}:/data/inner\"]\n{}",
+                outer.path().display(),
+                inner.path().display(),
+                engine_line(engine)
+            ),
+        );
+        let (code, out, err) = sb.run_keep("attack");
+        let out = format!("{out}{err}");
+        assert_eq!(code, 0, "{engine}: {out}");
+        for what in ["magic-link", "magic-read"] {
+            assert_ne!(outcome(&out, what), "allowed", "{engine}: {what}\n{out}");
+        }
+        let victim_upper = sb.runtime.layout().container(&victim.id).upper();
+        assert!(!victim_upper.join("planted").exists(), "{engine}: {out}");
+        assert_eq!(
+            outcome(&out, "nested-writable"),
+            "allowed",
+            "{engine}: {out}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(inner.path().join("x")).expect("written"),
+            "x\n"
+        );
+        assert_eq!(
+            outcome(&out, "nested-read-only"),
+            "Read-only file system",
+            "{engine}: {out}"
+        );
+        drop(sb);
+    }
+}
+
+#[test]
 fn a_default_container_has_a_pids_limit() {
     let (sb, out, code) = attack(
         "embedded",
