@@ -183,7 +183,8 @@ impl Monitor {
 
         let (stdout_r, stdout_w) = pipe()?;
         let (stderr_r, stderr_w) = pipe()?;
-        let (exec_failure_r, exec_failure_w) = pipe()?;
+        let (exec_failure_r, exec_failure_w) =
+            sys::exec_failure_channel().map_err(|e| format!("socketpair: {e}"))?;
         let stdin =
             std::fs::File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
         let engine = engine::for_record(&record, &layout.engine_root());
@@ -376,7 +377,7 @@ fn plug_in(layout: &Layout, record: &ContainerRecord, init: i32) -> Result<(), S
 /// libcontainer's last steps).
 const EXEC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Why the container's init could not exec its program, if it could not: the pipe closes
+/// Why the container's init could not exec its program, if it could not: the socket closes
 /// unread when the exec succeeds (close-on-exec) or the init dies.
 fn exec_failure(pipe: &OwnedFd) -> Option<String> {
     let mut message = Vec::new();

@@ -362,6 +362,9 @@ fn start_failures_name_their_cause() {
     let sb = Sandbox::new();
     let image = sb.image("busybox", &busybox_image());
     let host_dir = tempfile::tempdir().expect("tempdir");
+    // An executable text file without `#!`, found through PATH: execvp would hand it to
+    // /bin/sh, which would run it.
+    let no_shebang = sb.image("no-shebang", &image_with_a_script_without_shebang());
     sb.write(
         "e.toml",
         &format!(
@@ -379,6 +382,10 @@ mounts = ["/etc/hostname:/bin/busybox:ro"]
 image = "{image}"
 command = ["true"]
 mounts = ["{host}:/usr/bin/env"]
+
+[container.noshebang]
+image = "{no_shebang}"
+command = ["no-shebang"]
 "#,
             host = host_dir.path().display()
         ),
@@ -408,6 +415,34 @@ mounts = ["{host}:/usr/bin/env"]
         err.contains("/usr/bin/env") && err.contains("symbolic link to /bin/busybox"),
         "{err}"
     );
+
+    let (err, exit) = failure("noshebang");
+    assert!(
+        err.contains("\"no-shebang\"") && err.contains("not a program this kernel can run"),
+        "{err}"
+    );
+    assert!(!err.contains("ran by a shell"), "{err}");
+    let exit = exit.expect("recorded");
+    assert_eq!(exit.code, None, "a failed start, not sh's exit: {exit:?}");
+    assert!(exit.describe().starts_with("failed to start"), "{exit:?}");
+}
+
+/// busybox with /usr/local/bin/no-shebang: mode 0755, a shell command without `#!`.
+fn image_with_a_script_without_shebang() -> crate::support::images::TestImage {
+    use crate::support::images::{
+        BUSYBOX_PATH, Compression, ImageBuilder, LayerBuilder, busybox_layer,
+    };
+    let script = LayerBuilder::new()
+        .dir("usr/local", 0o755)
+        .dir("usr/local/bin", 0o755)
+        .file("usr/local/bin/no-shebang", "echo ran by a shell\n", 0o755)
+        .build(Compression::Gzip);
+    ImageBuilder::new("amd64")
+        .layer(busybox_layer())
+        .layer(script)
+        .env("PATH", BUSYBOX_PATH)
+        .cmd(&["/bin/sh"])
+        .oci()
 }
 
 /// Loop devices whose backing file lies below `dir`.
