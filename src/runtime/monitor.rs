@@ -173,7 +173,8 @@ impl Monitor {
         // unix syscall" is found here, in words that name the mount or the directory.
         rootfs::check_mount_targets(&root, &spec).map_err(|e| e.to_string())?;
         if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd().clone()) {
-            rootfs::ensure_workdir(&root, &cwd.to_string_lossy()).map_err(|e| e.to_string())?;
+            rootfs::ensure_workdir(&root, &spec, &cwd.to_string_lossy())
+                .map_err(|e| e.to_string())?;
         }
         drop(root);
         bundle::apply_user(&mut spec, &user).map_err(|e| e.to_string())?;

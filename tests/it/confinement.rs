@@ -526,3 +526,47 @@ fn a_disk_limit_bounds_the_writable_layer_and_survives_a_restart() {
         loop_devices_backed_in(&sb.root()).is_empty().then_some(())
     });
 }
+
+#[test]
+fn a_working_directory_inside_a_mount_is_made_where_the_container_sees_it() {
+    let sb = Sandbox::new();
+    let image = sb.image("busybox", &busybox_image());
+    sb.write(
+        "w.toml",
+        &format!(
+            r#"[container.involume]
+image = "{image}"
+command = ["sh", "-c", "pwd; touch here"]
+mounts = ["data:/data"]
+workdir = "/data/app/work"
+
+[container.intmpfs]
+image = "{image}"
+command = ["pwd"]
+mounts = ["tmpfs:/scratch"]
+workdir = "/scratch/work"
+
+[volume.data]
+"#
+        ),
+    );
+    // Made in the volume, not in the image below the mount (where the engine's chdir
+    // would not find it).
+    let (code, out, err) = sb.run("involume");
+    assert_eq!((code, out.trim()), (0, "/data/app/work"), "{err}");
+    let data = sb.root().join("volumes/data/_data/app/work");
+    assert!(data.join("here").is_file(), "{}", data.display());
+
+    // A tmpfs starts empty: named, and a failed start.
+    let (code, out, err) = sb.run_keep("intmpfs");
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        err.contains("/scratch/work") && err.contains("tmpfs") && err.contains("/scratch"),
+        "{err}"
+    );
+    let record = sb.runtime.find("intmpfs").expect("find").pop();
+    let exit = record
+        .map(|r| sb.wait_exit(&r.id, Duration::from_secs(5)))
+        .expect("recorded");
+    assert!(exit.describe().starts_with("failed to start"), "{exit:?}");
+}
