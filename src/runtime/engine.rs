@@ -44,8 +44,8 @@ pub struct StdioFds {
     pub stdin: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
-    /// The write end of a close-on-exec pipe: the init writes why its exec failed into it,
-    /// and a successful exec closes it (the embedded engine; others drop it).
+    /// The write end of `sys::exec_failure_channel`: the init sends why its exec failed
+    /// into it, and a successful exec closes it (the embedded engine; others drop it).
     pub exec_failure: Option<OwnedFd>,
 }
 
@@ -202,6 +202,72 @@ fn exec_failure_text(errno: nix::errno::Errno) -> String {
     format!("{advice} ({errno})")
 }
 
+/// Where glibc's execvp(3) looks when PATH is unset (libcontainer's validation requires a
+/// PATH in the spec, so this is a fallback only).
+const DEFAULT_PATH: &[u8] = b"/bin:/usr/bin";
+
+/// Run `args` with the current environment (the container's: libcontainer's `setup_envs`
+/// has set it), looking `program` up in PATH as execvp(3) does, but never feeding a file
+/// the kernel refuses (ENOEXEC) to /bin/sh as glibc does: a script without `#!` or a binary
+/// for another architecture is a failed start, as under runc. Returns only on failure.
+fn exec_searching_path(program: &std::ffi::CStr, args: &[std::ffi::CString]) -> nix::errno::Errno {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let env: Vec<std::ffi::CString> = std::env::vars_os()
+        .filter_map(|(key, value)| {
+            let mut entry = key.into_vec();
+            entry.push(b'=');
+            entry.extend(value.into_vec());
+            std::ffi::CString::new(entry).ok()
+        })
+        .collect();
+    let path = std::env::var_os("PATH");
+    search_path(
+        program.to_bytes(),
+        path.as_deref().map_or(DEFAULT_PATH, |p| p.as_bytes()),
+        |candidate| match nix::unistd::execve(candidate, args, &env) {
+            Err(errno) => errno,
+            Ok(never) => match never {},
+        },
+    )
+}
+
+/// execvp(3)'s search without its shell fallback: a program containing `/` is tried as is;
+/// otherwise each PATH entry in turn (an empty one is the working directory), going on
+/// past entries where it is missing or not executable (EACCES, remembered: "permission
+/// denied" says more than "not found" if nothing else is found) and stopping at any other
+/// error (ENOEXEC, E2BIG…). `exec` returns only if the exec failed.
+fn search_path(
+    program: &[u8],
+    path: &[u8],
+    mut exec: impl FnMut(&std::ffi::CStr) -> nix::errno::Errno,
+) -> nix::errno::Errno {
+    use nix::errno::Errno;
+    if program.is_empty() {
+        return Errno::ENOENT;
+    }
+    if program.contains(&b'/') {
+        return std::ffi::CString::new(program).map_or(Errno::EINVAL, |p| exec(&p));
+    }
+    let mut denied = false;
+    for dir in path.split(|b| *b == b':') {
+        let mut candidate = dir.to_vec();
+        if !candidate.is_empty() && !candidate.ends_with(b"/") {
+            candidate.push(b'/');
+        }
+        candidate.extend_from_slice(program);
+        let Ok(candidate) = std::ffi::CString::new(candidate) else {
+            continue;
+        };
+        match exec(&candidate) {
+            Errno::EACCES => denied = true,
+            // Not here (glibc's list): try the next entry.
+            Errno::ENOENT | Errno::ENOTDIR | Errno::ESTALE | Errno::ENODEV | Errno::ETIMEDOUT => {}
+            other => return other,
+        }
+    }
+    if denied { Errno::EACCES } else { Errno::ENOENT }
+}
+
 /// The compiled seccomp program in a bundle, for the embedded engine.
 pub const SECCOMP_BPF: &str = "seccomp.bpf";
 
@@ -237,10 +303,7 @@ impl Executor for BerthExecutor {
         };
         // Returns only if the exec failed (E2BIG, ENOEXEC, EACCES…): the monitor is told
         // why, and records a failed start rather than an exit code.
-        let errno = match nix::unistd::execvp(program, &args) {
-            Err(errno) => errno,
-            Ok(never) => match never {},
-        };
+        let errno = exec_searching_path(program, &args);
         let why = exec_failure_text(errno);
         if let Some(fd) = self.exec_failure {
             super::sys::write_to_inherited(fd, why.as_bytes());
@@ -578,4 +641,98 @@ fn last_error_line(log: &str) -> Option<String> {
         .find(|l| l.contains("level=error") || l.contains("\"error\""))
         .or_else(|| log.lines().last())
         .map(|l| l.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::errno::Errno;
+
+    /// The candidates `search_path` tries, each failing as `outcome` says.
+    fn tries(program: &str, path: &str, outcome: impl Fn(&str) -> Errno) -> (Vec<String>, Errno) {
+        let mut tried = Vec::new();
+        let errno = search_path(program.as_bytes(), path.as_bytes(), |c| {
+            let c = c.to_string_lossy().into_owned();
+            let e = outcome(&c);
+            tried.push(c);
+            e
+        });
+        (tried, errno)
+    }
+
+    #[test]
+    fn path_search_goes_on_past_missing_and_denied_but_never_to_a_shell() {
+        // A path is used as is.
+        let (tried, e) = tries("/bin/app", "/usr/bin:/bin", |_| Errno::ENOEXEC);
+        assert_eq!((tried, e), (vec!["/bin/app".to_string()], Errno::ENOEXEC));
+        let (tried, _) = tries("./app", "/bin", |_| Errno::ENOENT);
+        assert_eq!(tried, ["./app"]);
+        // Each entry in order; an empty one is the working directory.
+        let (tried, e) = tries("app", "/usr/local/bin/::/bin", |_| Errno::ENOENT);
+        assert_eq!(tried, ["/usr/local/bin/app", "app", "/bin/app"]);
+        assert_eq!(e, Errno::ENOENT);
+        // Not executable in one place, missing in the others: permission denied.
+        let (tried, e) = tries("app", "/a:/b:/c", |c| {
+            if c == "/b/app" {
+                Errno::EACCES
+            } else {
+                Errno::ENOENT
+            }
+        });
+        assert_eq!((tried.len(), e), (3, Errno::EACCES));
+        // A file the kernel cannot run ends the search: no /bin/sh, nothing further.
+        let (tried, e) = tries("app", "/a:/b:/c", |c| {
+            if c == "/b/app" {
+                Errno::ENOEXEC
+            } else {
+                Errno::ENOENT
+            }
+        });
+        assert_eq!(
+            (tried, e),
+            (vec!["/a/app".into(), "/b/app".into()], Errno::ENOEXEC)
+        );
+        let (tried, e) = tries("", "/a", |_| Errno::ENOENT);
+        assert_eq!((tried.len(), e), (0, Errno::ENOENT));
+    }
+
+    /// Set in the copy of this test binary that `a_gone_reader_costs_no_sigpipe` runs.
+    const CHILD: &str = "BERTH_TEST_SIGPIPE_CHILD";
+
+    #[test]
+    fn a_gone_reader_costs_no_sigpipe() {
+        use std::os::unix::process::ExitStatusExt;
+        // SIGPIPE at its default (deadly) disposition, as in the init, takes a process of
+        // its own: the test harness's threads share this one's.
+        let exe = std::env::current_exe().expect("the test binary");
+        let status = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "runtime::engine::tests::report_into_a_closed_channel",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run the child");
+        assert_eq!(
+            (status.code(), status.signal()),
+            (Some(0), None),
+            "{status}"
+        );
+    }
+
+    #[test]
+    #[ignore = "run by a_gone_reader_costs_no_sigpipe"]
+    fn report_into_a_closed_channel() {
+        use std::os::fd::AsRawFd;
+        if std::env::var_os(CHILD).is_none() {
+            return;
+        }
+        super::super::sys::reset_signal_dispositions().expect("default dispositions");
+        let (read, write) = super::super::sys::exec_failure_channel().expect("socketpair");
+        drop(read);
+        super::super::sys::write_to_inherited(write.as_raw_fd(), b"why");
+    }
 }

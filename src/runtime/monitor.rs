@@ -177,7 +177,8 @@ impl Monitor {
         rootfs::canonical_destinations(&root, &paths.rootfs(), &mut spec)
             .map_err(|e| e.to_string())?;
         if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd().clone()) {
-            rootfs::ensure_workdir(&root, &cwd.to_string_lossy()).map_err(|e| e.to_string())?;
+            rootfs::ensure_workdir(&root, &spec, &cwd.to_string_lossy())
+                .map_err(|e| e.to_string())?;
         }
         drop(root);
         bundle::apply_user(&mut spec, &user).map_err(|e| e.to_string())?;
@@ -187,7 +188,8 @@ impl Monitor {
 
         let (stdout_r, stdout_w) = pipe()?;
         let (stderr_r, stderr_w) = pipe()?;
-        let (exec_failure_r, exec_failure_w) = pipe()?;
+        let (exec_failure_r, exec_failure_w) =
+            sys::exec_failure_channel().map_err(|e| format!("socketpair: {e}"))?;
         let stdin =
             std::fs::File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
         let engine = engine::for_record(&record, &layout.engine_root());
@@ -380,7 +382,7 @@ fn plug_in(layout: &Layout, record: &ContainerRecord, init: i32) -> Result<(), S
 /// libcontainer's last steps).
 const EXEC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Why the container's init could not exec its program, if it could not: the pipe closes
+/// Why the container's init could not exec its program, if it could not: the socket closes
 /// unread when the exec succeeds (close-on-exec) or the init dies.
 fn exec_failure(pipe: &OwnedFd) -> Option<String> {
     let mut message = Vec::new();

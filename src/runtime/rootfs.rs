@@ -33,16 +33,35 @@ pub enum RootfsError {
     #[error("{path} in the container is not a regular file")]
     NotAFile { path: String },
     #[error(
-        "the working directory {path} is not a directory in the image{}; set `workdir` to a directory",
+        "the working directory {path} is not a directory {}{}; set `workdir` to a directory",
+        place(within),
         via_link(link)
     )]
-    WorkdirNotADirectory { path: String, link: Option<String> },
+    WorkdirNotADirectory {
+        path: String,
+        link: Option<String>,
+        /// The target of the mount it lies in, if any (otherwise the image).
+        within: Option<String>,
+    },
+    #[error("the working directory {path} is in the mount on {target}: {problem}")]
+    WorkdirInMount {
+        path: String,
+        target: String,
+        problem: String,
+    },
     #[error("mount {source_shown} on {target}: {problem}")]
     MountTarget {
         source_shown: String,
         target: String,
         problem: String,
     },
+}
+
+fn place(within: &Option<String>) -> String {
+    match within {
+        Some(target) => format!("in the mount on {target}"),
+        None => "in the image".into(),
+    }
 }
 
 fn via_link(link: &Option<String>) -> String {
@@ -268,9 +287,7 @@ pub fn check_mount_targets(
         if nested {
             continue;
         }
-        let options = m.options().as_deref().unwrap_or_default();
-        let bind = m.typ().as_deref() == Some("bind")
-            || options.iter().any(|o| o == "bind" || o == "rbind");
+        let bind = is_bind(m);
         let source = m.source().clone().unwrap_or_default();
         let source_shown = if bind {
             source.display().to_string()
@@ -398,21 +415,146 @@ fn canonical(root: &OwnedFd, rootfs: &Path, path: &str) -> Result<Option<String>
     Ok(None)
 }
 
+fn is_bind(m: &oci_spec::runtime::Mount) -> bool {
+    m.typ().as_deref() == Some("bind")
+        || m.options()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|o| o == "bind" || o == "rbind")
+}
+
+/// The path's components, without empty ones and `.`.
+fn components(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect()
+}
+
+/// The mount the container sees at `cwd` (the deepest whose target is `cwd` or one of its
+/// parents, the later of equals: mounted over the other), and the rest of `cwd` below its
+/// target. Compared by name, as the spec states them.
+fn mount_holding<'a>(
+    mounts: &'a [oci_spec::runtime::Mount],
+    cwd: &str,
+) -> Option<(&'a oci_spec::runtime::Mount, String)> {
+    let cwd = components(cwd);
+    let mut best: Option<(&oci_spec::runtime::Mount, usize)> = None;
+    for m in mounts {
+        let destination = m.destination().to_string_lossy();
+        let target = components(&destination);
+        if target.is_empty() || !cwd.starts_with(&target) {
+            continue;
+        }
+        if best.is_none_or(|(_, depth)| target.len() >= depth) {
+            best = Some((m, target.len()));
+        }
+    }
+    best.map(|(m, depth)| (m, cwd[depth..].join("/")))
+}
+
 /// Make the working directory exist, as Docker and runc do: created (root, 0755) with any
-/// missing parents, inside the root. A file in its place is an error naming it.
-pub fn ensure_workdir(root: &OwnedFd, cwd: &str) -> Result<(), RootfsError> {
-    let shown = std::path::Path::new(cwd);
-    let not_a_dir = || RootfsError::WorkdirNotADirectory {
-        path: cwd.to_string(),
-        link: link_target(root, cwd),
+/// missing parents. runc makes it after the mounts; here, before them, it is made where the
+/// container will see it: in the image, or in the source directory of the bind or volume
+/// it lies in (the image's copy would be hidden by the mount), never outside either. A
+/// file in its place is an error naming it, and so is a directory inside a tmpfs (empty at
+/// start) or a read-only bind that lacks it.
+pub fn ensure_workdir(
+    root: &OwnedFd,
+    spec: &oci_spec::runtime::Spec,
+    cwd: &str,
+) -> Result<(), RootfsError> {
+    let mounts = spec.mounts().as_deref().unwrap_or_default();
+    let Some((mount, rest)) = mount_holding(mounts, cwd) else {
+        return make_dir_in(root, cwd, cwd, None);
     };
-    match find(root, cwd).map_err(io("looking up the working directory", shown))? {
+    let target = mount.destination().to_string_lossy().into_owned();
+    let in_mount = |problem: String| RootfsError::WorkdirInMount {
+        path: cwd.to_string(),
+        target: target.clone(),
+        problem,
+    };
+    if !is_bind(mount) {
+        if rest.is_empty() {
+            // The mount point itself: the engine makes it.
+            return Ok(());
+        }
+        if mount.typ().as_deref() == Some("tmpfs") {
+            return Err(in_mount(format!(
+                "a tmpfs starts empty, so nothing can be made in it in advance; choose a workdir outside {target} (made in the image if it is not there) or {target} itself"
+            )));
+        }
+        // A kernel filesystem (/proc, /sys…): what is there is the kernel's to say.
+        return Ok(());
+    }
+    let source = mount.source().clone().unwrap_or_default();
+    let dir = match rustix::fs::open(
+        &source,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(dir) => dir,
+        Err(rustix::io::Errno::NOTDIR) => {
+            return Err(in_mount(format!(
+                "its source {} is not a directory",
+                source.display()
+            )));
+        }
+        Err(e) => return Err(io("opening", &source)(e.into())),
+    };
+    let read_only = mount
+        .options()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|o| o == "ro");
+    if read_only {
+        // Writing into what the container was given read-only is not berth's to do.
+        return match find(&dir, &rest).map_err(io("looking up", &source.join(&rest)))? {
+            Found::Directory => Ok(()),
+            Found::Missing => Err(in_mount(format!(
+                "the mount is read-only and {} does not exist; create it or choose another workdir",
+                source.join(&rest).display()
+            ))),
+            Found::Other | Found::BlockedByFile => Err(RootfsError::WorkdirNotADirectory {
+                path: cwd.to_string(),
+                link: link_target(&dir, &rest),
+                within: Some(target),
+            }),
+        };
+    }
+    // The walk below the source is as confined as in the image: every step, symbolic links
+    // and `..` included, stays below it.
+    make_dir_in(&dir, &rest, cwd, Some(&target))
+}
+
+/// Make `path` (relative to `dir`, symbolic links resolved inside `dir`) a directory with
+/// any missing parents; `cwd` and `within` (the target of the mount `dir` is the source
+/// of) are for messages.
+fn make_dir_in(
+    dir: &OwnedFd,
+    path: &str,
+    cwd: &str,
+    within: Option<&str>,
+) -> Result<(), RootfsError> {
+    let shown = std::path::Path::new(cwd);
+    let base = within.unwrap_or("/").trim_end_matches('/');
+    let not_a_dir = |at: &str| RootfsError::WorkdirNotADirectory {
+        path: if at == path {
+            cwd.to_string()
+        } else {
+            format!("{base}/{}", at.trim_start_matches('/'))
+        },
+        link: link_target(dir, at),
+        within: within.map(str::to_string),
+    };
+    match find(dir, path).map_err(io("looking up the working directory", shown))? {
         Found::Directory => return Ok(()),
-        Found::Other | Found::BlockedByFile => return Err(not_a_dir()),
+        Found::Other | Found::BlockedByFile => return Err(not_a_dir(path)),
         Found::Missing => {}
     }
     let mut prefix = String::new();
-    for component in cwd.split('/').filter(|c| !c.is_empty() && *c != ".") {
+    for component in components(path) {
         let parent = if prefix.is_empty() {
             "/".to_string()
         } else {
@@ -420,34 +562,29 @@ pub fn ensure_workdir(root: &OwnedFd, cwd: &str) -> Result<(), RootfsError> {
         };
         prefix.push('/');
         prefix.push_str(component);
-        match find(root, &prefix).map_err(io("looking up", shown))? {
+        match find(dir, &prefix).map_err(io("looking up", shown))? {
             Found::Directory => continue,
-            Found::Other | Found::BlockedByFile => return Err(not_a_dir()),
+            Found::Other | Found::BlockedByFile => return Err(not_a_dir(path)),
             Found::Missing => {}
         }
         let relative = parent.trim_start_matches('/');
-        let dir = crate::fsutil::open_in_root(
-            root,
+        let parent_fd = crate::fsutil::open_in_root(
+            dir,
             if relative.is_empty() { "." } else { relative },
             OFlags::PATH | OFlags::DIRECTORY,
         )
         .map_err(|e| io("opening", shown)(e.into()))?;
-        match rustix::fs::mkdirat(&dir, component, Mode::from_raw_mode(0o755)) {
+        match rustix::fs::mkdirat(&parent_fd, component, Mode::from_raw_mode(0o755)) {
             Ok(()) => {}
             // Missing yet present: a symbolic link to nowhere. Not followed out of the root
             // by creating its target; the user says where to work instead.
-            Err(rustix::io::Errno::EXIST) => {
-                return Err(RootfsError::WorkdirNotADirectory {
-                    path: prefix.clone(),
-                    link: link_target(root, &prefix),
-                });
-            }
+            Err(rustix::io::Errno::EXIST) => return Err(not_a_dir(&prefix)),
             Err(e) => return Err(io("creating the working directory", shown)(e.into())),
         }
     }
-    match find(root, cwd).map_err(io("looking up the working directory", shown))? {
+    match find(dir, path).map_err(io("looking up the working directory", shown))? {
         Found::Directory => Ok(()),
-        _ => Err(not_a_dir()),
+        _ => Err(not_a_dir(path)),
     }
 }
 
@@ -498,23 +635,24 @@ mod tests {
         std::os::unix::fs::symlink("/bin/busybox", root.join("bin/sh")).expect("symlink");
         std::os::unix::fs::symlink("../../../outside", root.join("escape")).expect("symlink");
         let fd = open_root(&root).expect("open");
-        ensure_workdir(&fd, "/srv/app/data").expect("made");
+        let bare = spec_with(vec![]);
+        ensure_workdir(&fd, &bare, "/srv/app/data").expect("made");
         assert!(root.join("srv/app/data").is_dir());
-        ensure_workdir(&fd, "/srv/app/data").expect("already there");
-        ensure_workdir(&fd, "/").expect("the root");
+        ensure_workdir(&fd, &bare, "/srv/app/data").expect("already there");
+        ensure_workdir(&fd, &bare, "/").expect("the root");
         // A link leading out of the root is followed inside it.
         std::os::unix::fs::symlink("../../../srv", root.join("up")).expect("symlink");
-        ensure_workdir(&fd, "/up/app/x").expect("made inside");
+        ensure_workdir(&fd, &bare, "/up/app/x").expect("made inside");
         assert!(root.join("srv/app/x").is_dir());
         // One leading nowhere is named, and nothing is made outside.
-        match ensure_workdir(&fd, "/escape/x") {
+        match ensure_workdir(&fd, &bare, "/escape/x") {
             Err(e @ RootfsError::WorkdirNotADirectory { .. }) => {
                 assert!(e.to_string().contains("/escape"), "{e}")
             }
             other => panic!("{other:?}"),
         }
         assert!(!dir.path().join("outside").exists());
-        match ensure_workdir(&fd, "/bin/sh") {
+        match ensure_workdir(&fd, &bare, "/bin/sh") {
             Err(e @ RootfsError::WorkdirNotADirectory { .. }) => {
                 let text = e.to_string();
                 assert!(
@@ -525,7 +663,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            ensure_workdir(&fd, "/bin/busybox/below"),
+            ensure_workdir(&fd, &bare, "/bin/busybox/below"),
             Err(RootfsError::WorkdirNotADirectory { .. })
         ));
     }
@@ -627,5 +765,90 @@ mod tests {
         assert!(e.contains("/bin/busybox is a file in the image"), "{e}");
         let e = check(&dir.path().join("absent"), "/data").expect_err("no source");
         assert!(e.contains("cannot be used on the host"), "{e}");
+    }
+
+    fn spec_with(mounts: Vec<oci_spec::runtime::Mount>) -> oci_spec::runtime::Spec {
+        oci_spec::runtime::SpecBuilder::default()
+            .mounts(mounts)
+            .build()
+            .expect("spec")
+    }
+
+    fn mount(target: &str, typ: &str, source: &Path, options: &[&str]) -> oci_spec::runtime::Mount {
+        oci_spec::runtime::MountBuilder::default()
+            .destination(target)
+            .typ(typ)
+            .source(source)
+            .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+            .build()
+            .expect("mount")
+    }
+
+    #[test]
+    fn working_directories_in_a_mount_are_made_in_its_source() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("data")).expect("mkdir");
+        let volume = dir.path().join("volume");
+        let nested = dir.path().join("nested");
+        let ro = dir.path().join("ro");
+        for d in [&volume, &nested, &ro] {
+            std::fs::create_dir(d).expect("mkdir");
+        }
+        std::fs::write(volume.join("file"), "").expect("write");
+        std::os::unix::fs::symlink("../../outside", volume.join("escape")).expect("symlink");
+        std::os::unix::fs::symlink("/", volume.join("slash")).expect("symlink");
+        let host_file = dir.path().join("host-file");
+        std::fs::write(&host_file, "").expect("write");
+        let fd = open_root(&root).expect("open");
+        let spec = spec_with(vec![
+            mount("/proc", "proc", Path::new("proc"), &[]),
+            mount("/data", "bind", &volume, &["rbind", "rprivate"]),
+            mount("/data/nested/", "bind", &nested, &["rbind"]),
+            mount("/scratch", "tmpfs", Path::new("tmpfs"), &["nosuid"]),
+            mount("/ro", "bind", &ro, &["rbind", "ro"]),
+            mount("/etc/hostname", "bind", &host_file, &["rbind"]),
+        ]);
+        let ensure = |cwd: &str| ensure_workdir(&fd, &spec, cwd).map_err(|e| e.to_string());
+
+        ensure("/data/app/x").expect("made in the volume");
+        assert!(volume.join("app/x").is_dir());
+        assert!(
+            !root.join("data/app").exists(),
+            "not in the image below the mount"
+        );
+        ensure("/data/./app//x/").expect("already there");
+        ensure("/data").expect("the mount point");
+        // The deepest mount holding it.
+        ensure("/data/nested/deep").expect("made in the nested source");
+        assert!(nested.join("deep").is_dir() && !volume.join("nested").exists());
+        // Links inside the source resolve inside it: nothing is made outside.
+        ensure("/data/escape/x").expect_err("a link to nowhere");
+        assert!(!dir.path().join("outside").exists());
+        ensure("/data/slash/made").expect("made inside the source");
+        assert!(volume.join("made").is_dir());
+        let e = ensure("/data/file/x").expect_err("below a file");
+        assert!(
+            e.contains("/data/file/x") && e.contains("in the mount on /data"),
+            "{e}"
+        );
+
+        let e = ensure("/scratch/work").expect_err("in a tmpfs");
+        assert!(e.contains("/scratch") && e.contains("tmpfs"), "{e}");
+        ensure("/scratch").expect("a tmpfs's mount point");
+        ensure("/proc/sys").expect("the kernel's");
+        assert!(!root.join("proc").exists());
+
+        let e = ensure("/ro/app").expect_err("read-only and missing");
+        assert!(e.contains("read-only") && e.contains("/ro"), "{e}");
+        assert!(!ro.join("app").exists());
+        std::fs::create_dir(ro.join("app")).expect("mkdir");
+        ensure("/ro/app").expect("read-only and there");
+
+        let e = ensure("/etc/hostname").expect_err("a file");
+        assert!(e.contains("not a directory"), "{e}");
+        // Outside every mount: the image, as before.
+        ensure("/srv/app").expect("made in the image");
+        assert!(root.join("srv/app").is_dir());
     }
 }

@@ -527,18 +527,34 @@ pub fn attach_loop(image: &fs::File) -> io::Result<(std::path::PathBuf, OwnedFd)
     Err(last)
 }
 
-/// Write a message to a descriptor this process inherited by number (the container's init
-/// reporting why its exec failed); errors are ignored, as the reader sees the exit anyway.
+/// The channel a container's init reports a failed exec through: a connected pair of
+/// close-on-exec stream sockets (read end, write end). A socket rather than a pipe, so that
+/// `write_to_inherited` can send with `MSG_NOSIGNAL`: the monitor stops reading after a
+/// timeout or at hand-over, and a writer whose reader is gone must not die of SIGPIPE.
+pub fn exec_failure_channel() -> io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
+    Ok(socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// Send a message into the write end of an `exec_failure_channel` this process inherited by
+/// number (the container's init reporting why its exec failed). Errors are ignored, as the
+/// reader sees the exit anyway; a reader that is gone costs an EPIPE, never a SIGPIPE.
 pub fn write_to_inherited(fd: i32, message: &[u8]) {
     use std::os::fd::BorrowedFd;
     if fd < 3 {
         return;
     }
-    // SAFETY: borrowed only for this write; the number was opened by the monitor before it
+    // SAFETY: borrowed only for this send; the number was opened by the monitor before it
     // forked this process and is closed only by this process's exec, which has not happened
-    // (the exec just failed). A wrong number fails with EBADF and nothing else happens.
+    // (the exec just failed). A wrong number fails with EBADF (or ENOTSOCK) and nothing else
+    // happens.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let _ = rustix::io::write(borrowed, message);
+    let _ = rustix::net::send(borrowed, message, rustix::net::SendFlags::NOSIGNAL);
 }
 
 /// Restore every catchable signal to its default action. Called in the container's init

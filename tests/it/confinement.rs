@@ -427,6 +427,9 @@ fn start_failures_name_their_cause() {
     let sb = Sandbox::new();
     let image = sb.image("busybox", &busybox_image());
     let host_dir = tempfile::tempdir().expect("tempdir");
+    // An executable text file without `#!`, found through PATH: execvp would hand it to
+    // /bin/sh, which would run it.
+    let no_shebang = sb.image("no-shebang", &image_with_a_script_without_shebang());
     sb.write(
         "e.toml",
         &format!(
@@ -444,6 +447,10 @@ mounts = ["/etc/hostname:/bin/busybox:ro"]
 image = "{image}"
 command = ["true"]
 mounts = ["{host}:/usr/bin/env"]
+
+[container.noshebang]
+image = "{no_shebang}"
+command = ["no-shebang"]
 "#,
             host = host_dir.path().display()
         ),
@@ -473,6 +480,34 @@ mounts = ["{host}:/usr/bin/env"]
         err.contains("/usr/bin/env") && err.contains("symbolic link to /bin/busybox"),
         "{err}"
     );
+
+    let (err, exit) = failure("noshebang");
+    assert!(
+        err.contains("\"no-shebang\"") && err.contains("not a program this kernel can run"),
+        "{err}"
+    );
+    assert!(!err.contains("ran by a shell"), "{err}");
+    let exit = exit.expect("recorded");
+    assert_eq!(exit.code, None, "a failed start, not sh's exit: {exit:?}");
+    assert!(exit.describe().starts_with("failed to start"), "{exit:?}");
+}
+
+/// busybox with /usr/local/bin/no-shebang: mode 0755, a shell command without `#!`.
+fn image_with_a_script_without_shebang() -> crate::support::images::TestImage {
+    use crate::support::images::{
+        BUSYBOX_PATH, Compression, ImageBuilder, LayerBuilder, busybox_layer,
+    };
+    let script = LayerBuilder::new()
+        .dir("usr/local", 0o755)
+        .dir("usr/local/bin", 0o755)
+        .file("usr/local/bin/no-shebang", "echo ran by a shell\n", 0o755)
+        .build(Compression::Gzip);
+    ImageBuilder::new("amd64")
+        .layer(busybox_layer())
+        .layer(script)
+        .env("PATH", BUSYBOX_PATH)
+        .cmd(&["/bin/sh"])
+        .oci()
 }
 
 /// Loop devices whose backing file lies below `dir`.
@@ -555,4 +590,48 @@ fn a_disk_limit_bounds_the_writable_layer_and_survives_a_restart() {
     crate::agent::wait_for(Duration::from_secs(5), "the loop device to detach", || {
         loop_devices_backed_in(&sb.root()).is_empty().then_some(())
     });
+}
+
+#[test]
+fn a_working_directory_inside_a_mount_is_made_where_the_container_sees_it() {
+    let sb = Sandbox::new();
+    let image = sb.image("busybox", &busybox_image());
+    sb.write(
+        "w.toml",
+        &format!(
+            r#"[container.involume]
+image = "{image}"
+command = ["sh", "-c", "pwd; touch here"]
+mounts = ["data:/data"]
+workdir = "/data/app/work"
+
+[container.intmpfs]
+image = "{image}"
+command = ["pwd"]
+mounts = ["tmpfs:/scratch"]
+workdir = "/scratch/work"
+
+[volume.data]
+"#
+        ),
+    );
+    // Made in the volume, not in the image below the mount (where the engine's chdir
+    // would not find it).
+    let (code, out, err) = sb.run("involume");
+    assert_eq!((code, out.trim()), (0, "/data/app/work"), "{err}");
+    let data = sb.root().join("volumes/data/_data/app/work");
+    assert!(data.join("here").is_file(), "{}", data.display());
+
+    // A tmpfs starts empty: named, and a failed start.
+    let (code, out, err) = sb.run_keep("intmpfs");
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        err.contains("/scratch/work") && err.contains("tmpfs") && err.contains("/scratch"),
+        "{err}"
+    );
+    let record = sb.runtime.find("intmpfs").expect("find").pop();
+    let exit = record
+        .map(|r| sb.wait_exit(&r.id, Duration::from_secs(5)))
+        .expect("recorded");
+    assert!(exit.describe().starts_with("failed to start"), "{exit:?}");
 }
