@@ -459,7 +459,13 @@ impl Runtime {
         let exit = match self.state(id)? {
             State::Created => return self.start_locked(id, &paths, &lock),
             State::Running(_) => return Err(RuntimeError::Running { id: id.into() }),
-            State::Exited(exit) => exit,
+            State::Exited(exit) => {
+                // The monitor records the exit before it ends, while its private mount
+                // namespace still holds the overlay and a `disk` filesystem: a new monitor
+                // must not mount them a second time (ext4 mounted twice is corrupted).
+                self.wait_for_previous_monitor(id, &paths)?;
+                exit
+            }
             State::Lost { init, .. } => self.clean_up_lost(id, &record, init, None)?,
         };
         let previous = self.restarts(id).unwrap_or_default();
@@ -485,6 +491,45 @@ impl Runtime {
         }
         crate::failpoint::hit("restart-after-clear");
         self.start_locked(id, &paths, &lock)
+    }
+
+    /// Wait (at most `MONITOR_EXIT_TIMEOUT`) until the monitor named in the container's
+    /// monitor record has ended: its mount namespace goes before it does. Nothing to wait
+    /// for without a readable record of this boot or once the process is gone.
+    fn wait_for_previous_monitor(
+        &self,
+        id: &str,
+        paths: &layout::ContainerPaths,
+    ) -> Result<(), RuntimeError> {
+        let monitor = match record::load::<MonitorRecord>(&paths.monitor()) {
+            Ok(Some(monitor)) => monitor,
+            Ok(None) => return Ok(()),
+            // Damaged by a power loss: no monitor of that boot runs.
+            Err(record::RecordError::Damaged { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let perr = |source| RuntimeError::Process {
+            op: "waiting for the previous monitor of",
+            id: id.into(),
+            source,
+        };
+        if monitor.boot_id != BootId::current().map_err(perr)? {
+            return Ok(());
+        }
+        let Some(fd) = monitor.monitor.open().map_err(perr)? else {
+            return Ok(());
+        };
+        if sys::wait_readable(&fd, Some(MONITOR_EXIT_TIMEOUT)).map_err(perr)? {
+            return Ok(());
+        }
+        Err(perr(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "it recorded its exit but has not ended within {}s (pid {}); try again",
+                MONITOR_EXIT_TIMEOUT.as_secs(),
+                monitor.monitor.pid
+            ),
+        )))
     }
 
     /// When the container's current run started, from its monitor record (if readable).
