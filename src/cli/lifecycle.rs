@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use berth::runtime::Runtime;
+use berth::runtime::{Runtime, RuntimeError};
 
 #[derive(Debug, clap::Args)]
 pub struct StopArgs {
@@ -69,24 +69,33 @@ pub struct RmArgs {
 pub fn rm(root: &Path, args: &RmArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(root)?;
     let mut failures = Failures::default();
+    // Listed once, and only if some argument names no recorded container.
+    let mut orphans: Option<Vec<String>> = None;
     for name in &args.containers {
-        // A container still running whose state directory was deleted: known by its id only.
-        match runtime.orphans() {
-            Ok(orphans) if orphans.iter().any(|id| id == name) => {
-                match runtime.remove_orphan(name) {
-                    Ok(()) => println!("{name}"),
-                    Err(err) => failures.report(name, &err.into()),
+        let ids = match ids_to_remove(&runtime, name) {
+            Ok(Some(ids)) => ids,
+            Ok(None) => {
+                // Not a name or id of a recorded container: perhaps a container still
+                // running whose state directory was deleted, known by its id only.
+                let orphans = orphans.get_or_insert_with(|| {
+                    runtime.orphans().unwrap_or_else(|e| {
+                        eprintln!(
+                            "berth: warning: looking for containers without a state directory: {e}"
+                        );
+                        Vec::new()
+                    })
+                });
+                if orphans.iter().any(|id| id == name) {
+                    match runtime.remove_orphan(name) {
+                        Ok(()) => println!("{name}"),
+                        Err(err) => failures.report(name, &err.into()),
+                    }
+                } else {
+                    let err = RuntimeError::NotFound { what: name.clone() };
+                    failures.report(name, &err.into());
                 }
                 continue;
             }
-            Ok(_) => {}
-            Err(err) => {
-                failures.report(name, &err.into());
-                continue;
-            }
-        }
-        let ids = match ids_to_remove(&runtime, name) {
-            Ok(ids) => ids,
             Err(err) => {
                 failures.report(name, &err);
                 continue;
@@ -103,15 +112,20 @@ pub fn rm(root: &Path, args: &RmArgs) -> anyhow::Result<ExitCode> {
     Ok(failures.exit_code())
 }
 
-/// A name means every container made for it; otherwise it is an id.
-fn ids_to_remove(runtime: &Runtime, name: &str) -> anyhow::Result<Vec<String>> {
-    let ids: Vec<String> = runtime.find(name)?.into_iter().map(|r| r.id).collect();
+/// A name means every container made for it; otherwise it is an id (possibly of a
+/// container whose record a power loss damaged). None if it is neither.
+fn ids_to_remove(runtime: &Runtime, name: &str) -> anyhow::Result<Option<Vec<String>>> {
+    let all = runtime.list()?;
+    let ids: Vec<String> = all
+        .iter()
+        .filter(|r| r.name == *name)
+        .map(|r| r.id.clone())
+        .collect();
     if !ids.is_empty() {
-        return Ok(ids);
+        return Ok(Some(ids));
     }
-    // An id, possibly of a container whose record a power loss damaged.
-    if runtime.unreadable()?.iter().any(|id| id == name) {
-        return Ok(vec![name.to_string()]);
+    if all.iter().any(|r| r.id == *name) || runtime.unreadable()?.iter().any(|id| id == name) {
+        return Ok(Some(vec![name.to_string()]));
     }
-    Ok(vec![runtime.resolve(name)?.id])
+    Ok(None)
 }

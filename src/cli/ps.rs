@@ -64,12 +64,20 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
     }
     // Running, but recorded nowhere (its directory was deleted by hand): shown so that it
     // can be seen and removed; the agent removes it on its own.
-    for id in runtime.orphans()? {
-        rows.push(bare_row(
-            id,
-            "orphan",
-            "runs without a state directory; berth rm removes it".into(),
-        ));
+    // Not being able to look for them must not hide the containers that are recorded.
+    match runtime.orphans() {
+        Ok(orphans) => {
+            for id in orphans {
+                rows.push(bare_row(
+                    id,
+                    "orphan",
+                    "runs without a state directory; berth rm removes it".into(),
+                ));
+            }
+        }
+        Err(e) => {
+            eprintln!("berth: warning: looking for containers without a state directory: {e}")
+        }
     }
     if args.all {
         for id in runtime.unreadable()? {

@@ -283,6 +283,11 @@ struct Planner<'a> {
     /// Containers that stay (their images must stay too).
     remaining_images: BTreeSet<String>,
     removals: Vec<usize>,
+    /// Orphans by entry name (`orphan_name`): the steps that kill them in this plan, which
+    /// the entry's starts come after, and those whose removal waits out a failure backoff,
+    /// which hold the entry back (nothing of it starts beside a live orphan).
+    orphan_steps: BTreeMap<String, Vec<usize>>,
+    orphans_waiting: BTreeMap<String, Vec<String>>,
     /// Each entry's spec hash, computed once per plan (or given).
     hashes: std::borrow::Cow<'a, EntryHashes>,
 }
@@ -303,6 +308,8 @@ impl<'a> Planner<'a> {
             starts: BTreeMap::new(),
             remaining_images: BTreeSet::new(),
             removals: Vec::new(),
+            orphan_steps: BTreeMap::new(),
+            orphans_waiting: BTreeMap::new(),
         }
     }
 
@@ -638,6 +645,21 @@ impl<'a> Planner<'a> {
                 reason: format!(
                     "the state of {} cannot be read ({}); nothing is done to this entry until it can",
                     unknown.0, unknown.1
+                ),
+                until_ms: None,
+            });
+            return;
+        }
+        if let Some(ids) = self.orphans_waiting.get(name.as_str()) {
+            // Its removal failed and waits out its backoff (the orphan's own wait says when
+            // and why): anything started now would run beside it.
+            self.remaining_images
+                .extend(mine.iter().map(|o| o.image.clone()));
+            self.plan.waits.push(Wait {
+                key,
+                reason: format!(
+                    "orphaned container {} of this entry still has to be killed (its removal failed); nothing of this entry is started until it is gone",
+                    ids.join(", ")
                 ),
                 until_ms: None,
             });
@@ -1249,6 +1271,13 @@ impl<'a> Planner<'a> {
         after: Vec<usize>,
         reason: String,
     ) -> Option<usize> {
+        // Never beside an orphan of the entry: after the steps that kill them.
+        let mut after = after;
+        for &i in self.orphan_steps.get(name.as_str()).into_iter().flatten() {
+            if !after.contains(&i) {
+                after.push(i);
+            }
+        }
         let i = self.entry_step(name, action, after, reason)?;
         self.starts.insert(name.clone(), i);
         Some(i)
@@ -1366,16 +1395,27 @@ impl<'a> Planner<'a> {
         // orphan (it has no record), and leaving it running means a twin beside its
         // entry's container. Under --target, only the targeted entries' orphans.
         for id in &observed.orphans {
-            let name = id.rsplit_once('-').map_or(id.as_str(), |(name, _)| name);
+            let name = orphan_name(id);
             if self.inputs.targeted && !self.inputs.desired.containers.contains_key(name) {
                 continue;
             }
-            if let Some(i) = self.push(
+            match self.push(
                 Action::RemoveOrphan { id: id.clone() },
                 vec![],
                 "its state directory was deleted while it ran: nothing supervises it",
             ) {
-                self.removals.push(i);
+                Some(i) => {
+                    self.removals.push(i);
+                    self.orphan_steps
+                        .entry(name.to_string())
+                        .or_default()
+                        .push(i);
+                }
+                None => self
+                    .orphans_waiting
+                    .entry(name.to_string())
+                    .or_default()
+                    .push(id.clone()),
             }
         }
         for id in &observed.damaged {
@@ -1425,6 +1465,11 @@ impl<'a> Planner<'a> {
             "no entry and no container uses them",
         );
     }
+}
+
+/// The entry name of an orphan's id (`NAME-<8 hex>`).
+fn orphan_name(id: &str) -> &str {
+    id.rsplit_once('-').map_or(id, |(name, _)| name)
 }
 
 /// The container that is the entry: the newest of its spec hash and image digest, a

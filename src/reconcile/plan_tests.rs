@@ -1065,6 +1065,103 @@ fn orphans_are_killed_before_their_entry_runs_whatever_the_desired_files_say() {
     assert_eq!(plan.steps.len(), 2, "{plan:#?}");
 }
 
+#[test]
+fn an_orphan_whose_removal_backs_off_holds_its_entry_back() {
+    // Nothing of the entry starts beside a live orphan: not a new container, not a
+    // replacement, not a restart in place, not a start of a created one. An orphan of
+    // another name holds nothing back.
+    let base = World::new(&format!("{WEB}restart = \"always\"\n")).images_present();
+    let stale = container(
+        "web",
+        1,
+        "sha256:old",
+        "registry.example/app:1",
+        &digest('a'),
+        running(),
+    );
+    let cases = [
+        ("run", base.clone()),
+        ("replace", base.clone().with(stale)),
+        (
+            "restart",
+            base.clone().add("web", 1, exited(1, HOUR, HOUR), |_| {}),
+        ),
+        ("start", base.clone().add("web", 1, Phase::Created, |_| {})),
+    ];
+    for (what, w) in cases {
+        let mut w = w.failure("container-id/web-0badc0de", 2, 500);
+        w.observed.orphans = vec!["web-0badc0de".into(), "db-00000001".into()];
+        let plan = w.plan();
+        golden(
+            &plan,
+            "
+            remove-orphan container-id/db-00000001
+            wait container-id/web-0badc0de until=+1500ms: failed 2 time(s), retrying in 1s: boom
+            wait container/web: orphaned container web-0badc0de of this entry still has to be killed (its removal failed); nothing of this entry is started until it is gone
+            wake +1500ms
+            ",
+        );
+        assert!(
+            plan.steps.iter().all(|s| s.action.key() != "container/web"),
+            "{what}: {plan:#?}"
+        );
+    }
+    // Once its backoff is over, the orphan is killed first and the entry follows.
+    let mut w = base.failure("container-id/web-0badc0de", 2, 5_000);
+    w.observed.orphans = vec!["web-0badc0de".into()];
+    golden(
+        &w.plan(),
+        "
+        remove-orphan container-id/web-0badc0de
+        run container/web after=[0]
+        ",
+    );
+}
+
+#[test]
+fn every_start_of_an_entry_comes_after_its_orphans_are_killed() {
+    let base = World::new(&format!("{WEB}restart = \"always\"\n")).images_present();
+    let stale = container(
+        "web",
+        1,
+        "sha256:old",
+        "registry.example/app:1",
+        &digest('a'),
+        running(),
+    );
+    let cases = [
+        (
+            base.clone().with(stale),
+            "replace container/web old=[web-00000001] after=[0]",
+        ),
+        (
+            base.clone().add("web", 1, exited(1, HOUR, HOUR), |_| {}),
+            "restart container/web id=web-00000001 streak=0 after=[0]",
+        ),
+        (
+            base.clone().add("web", 1, Phase::Created, |_| {}),
+            "start container/web id=web-00000001 after=[0]",
+        ),
+    ];
+    for (w, step) in cases {
+        let mut w = w;
+        w.observed.orphans = vec!["web-0badc0de".into()];
+        golden(
+            &w.plan(),
+            &format!(
+                "
+                remove-orphan container-id/web-0badc0de
+                {step}
+                "
+            ),
+        );
+    }
+    // A running current container is left alone: the orphan is killed beside it.
+    let mut w = base.add("web", 1, running(), |_| {});
+    w.observed.orphans = vec!["web-0badc0de".into()];
+    golden(&w.plan(), "remove-orphan container-id/web-0badc0de");
+}
+
 // ---------------------------------------------------------------------------------------
 // Restart policies and backoff.
 

@@ -142,7 +142,11 @@ fn remove_tree(dir: &Path, depth: u32) -> std::io::Result<()> {
             Ok(entries) => {
                 for entry in entries.flatten() {
                     if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                        remove_tree(&entry.path(), depth - 1)?;
+                        // Gone meanwhile (removed by the container's own monitor): done.
+                        match remove_tree(&entry.path(), depth - 1) {
+                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                            _ => {}
+                        }
                     }
                 }
             }
@@ -177,7 +181,7 @@ pub fn children_of_scope(hierarchies: &[Hierarchy], scope: &str) -> std::io::Res
     Ok(names.into_iter().collect())
 }
 
-/// Every process in the container's cgroup or below it, in any hierarchy.
+/// Every process in the container's cgroup or below it, in any hierarchy, sorted.
 pub fn processes(hierarchies: &[Hierarchy], cgroup_path: &str) -> Vec<i32> {
     fn collect(dir: &Path, depth: u32, out: &mut std::collections::BTreeSet<i32>) {
         if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
@@ -197,17 +201,6 @@ pub fn processes(hierarchies: &[Hierarchy], cgroup_path: &str) -> Vec<i32> {
         collect(&dir_of(h, cgroup_path), MAX_DEPTH, &mut out);
     }
     out.into_iter().collect()
-}
-
-/// Whether `pid` is (still) in the cgroup `cgroup_path` or below, per /proc/PID/cgroup.
-pub fn process_is_in(pid: i32, cgroup_path: &str) -> bool {
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
-        return false;
-    };
-    let inside = |p: &str| p == cgroup_path || p.starts_with(&format!("{cgroup_path}/"));
-    text.lines()
-        .filter_map(|l| l.splitn(3, ':').nth(2))
-        .any(inside)
 }
 
 /// A cgroup whose last task just exited can report EBUSY for a moment.
@@ -262,10 +255,6 @@ mod tests {
                 .is_empty()
         );
         assert!(processes(&h, "/berth-test-does-not-exist").is_empty());
-        assert!(!process_is_in(
-            std::process::id() as i32,
-            "/berth-test-does-not-exist"
-        ));
     }
 
     #[test]

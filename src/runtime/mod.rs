@@ -461,7 +461,13 @@ impl Runtime {
         let exit = match self.state(id)? {
             State::Created => return self.start_locked(id, &paths, &lock),
             State::Running(_) => return Err(RuntimeError::Running { id: id.into() }),
-            State::Exited(exit) => exit,
+            State::Exited(exit) => {
+                // The monitor records the exit before it ends, while its private mount
+                // namespace still holds the overlay and a `disk` filesystem: a new monitor
+                // must not mount them a second time (ext4 mounted twice is corrupted).
+                self.wait_for_previous_monitor(id, &paths)?;
+                exit
+            }
             State::Lost { init, .. } => self.clean_up_lost(id, &record, init, None)?,
         };
         let previous = self.restarts(id).unwrap_or_default();
@@ -487,6 +493,45 @@ impl Runtime {
         }
         crate::failpoint::hit("restart-after-clear");
         self.start_locked(id, &paths, &lock)
+    }
+
+    /// Wait (at most `MONITOR_EXIT_TIMEOUT`) until the monitor named in the container's
+    /// monitor record has ended: its mount namespace goes before it does. Nothing to wait
+    /// for without a readable record of this boot or once the process is gone.
+    fn wait_for_previous_monitor(
+        &self,
+        id: &str,
+        paths: &layout::ContainerPaths,
+    ) -> Result<(), RuntimeError> {
+        let monitor = match record::load::<MonitorRecord>(&paths.monitor()) {
+            Ok(Some(monitor)) => monitor,
+            Ok(None) => return Ok(()),
+            // Damaged by a power loss: no monitor of that boot runs.
+            Err(record::RecordError::Damaged { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let perr = |source| RuntimeError::Process {
+            op: "waiting for the previous monitor of",
+            id: id.into(),
+            source,
+        };
+        if monitor.boot_id != BootId::current().map_err(perr)? {
+            return Ok(());
+        }
+        let Some(fd) = monitor.monitor.open().map_err(perr)? else {
+            return Ok(());
+        };
+        if sys::wait_readable(&fd, Some(MONITOR_EXIT_TIMEOUT)).map_err(perr)? {
+            return Ok(());
+        }
+        Err(perr(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "it recorded its exit but has not ended within {}s (pid {}); try again",
+                MONITOR_EXIT_TIMEOUT.as_secs(),
+                monitor.monitor.pid
+            ),
+        )))
     }
 
     /// When the container's current run started, from its monitor record (if readable).
@@ -931,9 +976,13 @@ impl Runtime {
             }
             self.stop_locked(id, Some(Duration::ZERO))?;
         }
-        // Cgroups made below the container's own (only a container allowed to write
-        // cgroupfs can make them) would make the engine's removal fail forever.
+        // What still runs in the cgroup of a container not seen as running (its monitor and
+        // starter died between the engine's create and the monitor record: its init waits
+        // in the cgroup) is killed first, or the cgroup could never be removed. Cgroups made
+        // below the container's own (only a container allowed to write cgroupfs can make
+        // them) would make the engine's removal fail forever.
         if let Ok(hierarchies) = cgroupfs::hierarchies() {
+            kill_cgroup(id, &hierarchies, &record.cgroup_path)?;
             cgroupfs::remove(&hierarchies, &record.cgroup_path).map_err(|source| {
                 RuntimeError::Process {
                     op: "removing the cgroup of",
@@ -965,33 +1014,7 @@ impl Runtime {
                 }
             }
         }
-        let oci_root = self.layout.engine_root().join("oci");
-        if oci_root.join(id).exists()
-            && let Ok(EngineRecord::Oci { binary }) =
-                engine_record(&EngineChoice::Oci("runc".into()))
-        {
-            let _ = Command::new(binary)
-                .arg("--root")
-                .arg(&oci_root)
-                .args(["delete", "--force", id])
-                .output();
-        }
-        let hierarchies = cgroupfs::hierarchies().map_err(|source| RuntimeError::Process {
-            op: "reading the cgroup mounts for",
-            id: id.into(),
-            source,
-        })?;
-        cgroupfs::remove(&hierarchies, &self.layout.cgroup_path(id)).map_err(|source| {
-            RuntimeError::Process {
-                op: "removing the cgroup of",
-                id: id.into(),
-                source,
-            }
-        })?;
-        let state = self.layout.engine_root().join("embedded").join(id);
-        if state.exists() {
-            std::fs::remove_dir_all(&state).map_err(io_err("removing", &state))?;
-        }
+        self.release_by_id(id)?;
         self.delete_dir(id, paths)?;
         self.unplug(id, true);
         Ok(())
@@ -1049,7 +1072,8 @@ impl Runtime {
 
     /// Kill and remove what is left of an orphan (`orphans`): every process in its cgroup,
     /// the cgroup, the engine's state, its network leases. Its monitor, if it still runs,
-    /// ends with the container's init. Refused if the container has a directory again.
+    /// ends with the container's init. Idempotent: an id of which nothing is left is
+    /// removed already. Refused if the container has a directory again.
     pub fn remove_orphan(&self, id: &str) -> Result<(), RuntimeError> {
         let paths = self.paths(id)?;
         if paths.dir.exists() {
@@ -1059,57 +1083,39 @@ impl Runtime {
                 source: std::io::Error::other("it has a state directory; it is not an orphan"),
             });
         }
-        let perr = |op: &'static str| {
-            let id = id.to_string();
-            move |source| RuntimeError::Process { op, id, source }
-        };
-        let hierarchies = cgroupfs::hierarchies().map_err(perr("reading the cgroup mounts for"))?;
-        let cgroup = self.layout.cgroup_path(id);
-        let deadline = std::time::Instant::now() + MONITOR_EXIT_TIMEOUT;
-        loop {
-            let pids = cgroupfs::processes(&hierarchies, &cgroup);
-            if pids.is_empty() {
-                break;
-            }
-            if std::time::Instant::now() > deadline {
-                return Err(RuntimeError::Process {
-                    op: "killing the orphan",
-                    id: id.into(),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("processes {pids:?} are still in its cgroup"),
-                    ),
-                });
-            }
-            for pid in pids {
-                // The pidfd is opened first, then membership checked: the signal cannot
-                // reach a process that reused the pid after leaving the cgroup.
-                if let Ok(process) = ProcessId::of(pid)
-                    && let Ok(Some(fd)) = process.open()
-                    && cgroupfs::process_is_in(pid, &cgroup)
-                {
-                    let _ = sys::send_signal(&fd, Signal::KILL.0);
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let oci_root = self.layout.engine_root().join("oci");
-        if oci_root.join(id).exists()
-            && let Ok(EngineRecord::Oci { binary }) =
-                engine_record(&EngineChoice::Oci("runc".into()))
-        {
-            let _ = Command::new(binary)
-                .arg("--root")
-                .arg(&oci_root)
-                .args(["delete", "--force", id])
-                .output();
-        }
-        cgroupfs::remove(&hierarchies, &cgroup).map_err(perr("removing the cgroup of"))?;
-        let state = self.layout.engine_root().join("embedded").join(id);
-        if state.exists() {
-            std::fs::remove_dir_all(&state).map_err(io_err("removing", &state))?;
-        }
+        self.release_by_id(id)?;
         self.unplug(id, true);
+        Ok(())
+    }
+
+    /// Release what a container of `id` holds in the kernel, found by its id alone: every
+    /// process of its cgroup killed, then the cgroup and either engine's state removed. The
+    /// engine state is removed directly, not through the engine (an external engine's
+    /// binary may be anywhere, or gone): once the cgroup is empty no process is left for it
+    /// to kill, and its state is only files. Idempotent: what is already gone (the
+    /// container's own monitor may be removing it at the same time) is done.
+    fn release_by_id(&self, id: &str) -> Result<(), RuntimeError> {
+        let hierarchies = cgroupfs::hierarchies().map_err(|source| RuntimeError::Process {
+            op: "reading the cgroup mounts for",
+            id: id.into(),
+            source,
+        })?;
+        let cgroup = self.layout.cgroup_path(id);
+        kill_cgroup(id, &hierarchies, &cgroup)?;
+        cgroupfs::remove(&hierarchies, &cgroup).map_err(|source| RuntimeError::Process {
+            op: "removing the cgroup of",
+            id: id.into(),
+            source,
+        })?;
+        for engine in ["embedded", "oci"] {
+            let state = self.layout.engine_root().join(engine).join(id);
+            match std::fs::remove_dir_all(&state) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_err("removing", &state)(e).into());
+                }
+                _ => {}
+            }
+        }
         Ok(())
     }
 
@@ -1156,6 +1162,50 @@ impl Runtime {
                 request,
             )?,
         )
+    }
+}
+
+/// Kill every process in the cgroup `cgroup` (and below it) and wait, at most
+/// `MONITOR_EXIT_TIMEOUT`, until none is left. Each process is opened as a pidfd first and
+/// its membership checked after, by reading the cgroup again: the signal cannot reach a
+/// process that reused the pid after leaving the cgroup. Reading `cgroup.procs` rather than
+/// `/proc/PID/cgroup` works from inside a cgroup namespace too.
+fn kill_cgroup(
+    id: &str,
+    hierarchies: &[cgroupfs::Hierarchy],
+    cgroup: &str,
+) -> Result<(), RuntimeError> {
+    let deadline = std::time::Instant::now() + MONITOR_EXIT_TIMEOUT;
+    loop {
+        let pids = cgroupfs::processes(hierarchies, cgroup);
+        if pids.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(RuntimeError::Process {
+                op: "killing the processes of",
+                id: id.into(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "processes {pids:?} are still in its cgroup after {}s",
+                        MONITOR_EXIT_TIMEOUT.as_secs()
+                    ),
+                ),
+            });
+        }
+        let opened: Vec<(i32, std::os::fd::OwnedFd)> = pids
+            .iter()
+            .filter(|&&pid| pid > 0)
+            .filter_map(|&pid| Some((pid, ProcessId::of(pid).ok()?.open().ok()??)))
+            .collect();
+        let members = cgroupfs::processes(hierarchies, cgroup);
+        for (pid, fd) in &opened {
+            if members.binary_search(pid).is_ok() {
+                let _ = sys::send_signal(fd, Signal::KILL.0);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

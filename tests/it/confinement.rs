@@ -350,19 +350,20 @@ fn init_and_monitor_alive(pids: &[i32]) -> Vec<i32> {
         .collect()
 }
 
-#[test]
-fn a_state_directory_deleted_by_hand_leaves_no_twin() {
+/// A running container of entry `web` under `engine` whose state directory is then deleted
+/// by hand: (sandbox, desired directory, its id, its monitor's and init's pids).
+fn orphaned(engine: &str) -> (Sandbox, String, String, [i32; 2]) {
     let sb = Sandbox::new();
     let image = sb.image("busybox", &busybox_image());
     sb.write(
         "web.toml",
         &format!(
-            "[container.web]\nimage = \"{image}\"\ncommand = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\nstop_timeout = \"1s\"\n"
+            "[container.web]\nimage = \"{image}\"\ncommand = [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\nstop_timeout = \"1s\"\n{}",
+            engine_line(engine)
         ),
     );
-    let dir = sb.desired();
-    let dir = dir.to_str().expect("utf-8");
-    let apply = sb.berth(&["apply", dir]);
+    let dir = sb.desired().to_str().expect("utf-8").to_string();
+    let apply = sb.berth(&["apply", &dir]);
     assert!(
         apply.status.success(),
         "{}",
@@ -373,10 +374,17 @@ fn a_state_directory_deleted_by_hand_leaves_no_twin() {
         panic!("not running");
     };
     let processes = [monitor.monitor.pid, monitor.init.pid];
-    std::fs::remove_dir_all(sb.runtime.layout().container(&old.id).dir).expect("rm -rf");
+    // As `rm -rf` by hand, again if something was written into it meanwhile.
+    let doomed = sb.runtime.layout().container(&old.id).dir;
+    let mut attempts = 0;
+    while let Err(e) = std::fs::remove_dir_all(&doomed) {
+        attempts += 1;
+        let left = std::process::Command::new("find").arg(&doomed).output();
+        assert!(attempts < 10, "rm -rf {}: {e}: {left:?}", doomed.display());
+        eprintln!("rm -rf: {e}: {left:?}");
+    }
     assert_eq!(init_and_monitor_alive(&processes).len(), 2, "still running");
-
-    // Seen, named, and planned before anything else starts.
+    // Seen and named.
     let ps = sb.berth(&["ps", "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&ps.stdout).expect("ps JSON");
     assert!(
@@ -386,10 +394,37 @@ fn a_state_directory_deleted_by_hand_leaves_no_twin() {
             .any(|r| r["id"] == old.id.as_str() && r["state"] == "orphan"),
         "{rows}"
     );
+    (sb, dir, old.id, processes)
+}
+
+/// Nothing of the orphan `id` is left: processes, engine state, cgroups.
+fn orphan_gone(sb: &Sandbox, id: &str, processes: &[i32]) {
+    crate::agent::wait_for(
+        Duration::from_secs(10),
+        "the orphan's processes to end",
+        || init_and_monitor_alive(processes).is_empty().then_some(()),
+    );
+    let layout = sb.runtime.layout();
+    for engine in ["embedded", "oci"] {
+        let state = layout.engine_root().join(engine).join(id);
+        assert!(!state.exists(), "{}", state.display());
+    }
+    for hierarchy in sb.cgroup_dirs() {
+        assert!(!hierarchy.join(id).exists(), "{}", hierarchy.display());
+    }
+    // Removing it again (its own monitor may have raced the removal) is done already.
+    sb.runtime.remove_orphan(id).expect("idempotent");
+}
+
+#[test]
+fn a_state_directory_deleted_by_hand_leaves_no_twin() {
+    let (sb, dir, old_id, processes) = orphaned("embedded");
+    let dir = dir.as_str();
+    // Planned before anything else starts.
     let plan = sb.berth(&["plan", dir]);
     let text = String::from_utf8_lossy(&plan.stdout);
     assert!(
-        text.contains(&format!("kill     orphaned container {}", old.id))
+        text.contains(&format!("kill     orphaned container {old_id}"))
             && text.contains("run      container web"),
         "{text}"
     );
@@ -400,17 +435,8 @@ fn a_state_directory_deleted_by_hand_leaves_no_twin() {
         String::from_utf8_lossy(&apply.stderr)
     );
     let new = sole_running(&sb, "web", Duration::from_secs(10));
-    assert_ne!(new.id, old.id);
-    crate::agent::wait_for(
-        Duration::from_secs(10),
-        "the orphan's processes to end",
-        || init_and_monitor_alive(&processes).is_empty().then_some(()),
-    );
-    let layout = sb.runtime.layout();
-    assert!(!layout.engine_root().join("embedded").join(&old.id).exists());
-    for hierarchy in sb.cgroup_dirs() {
-        assert!(!hierarchy.join(&old.id).exists(), "{}", hierarchy.display());
-    }
+    assert_ne!(new.id, old_id);
+    orphan_gone(&sb, &old_id, &processes);
     assert_eq!(running(&sb, "web").len(), 1);
     // And a second pass has nothing to do.
     let plan = sb.berth(&["plan", dir, "--detailed-exitcode"]);
@@ -419,6 +445,49 @@ fn a_state_directory_deleted_by_hand_leaves_no_twin() {
         Some(0),
         "{}",
         String::from_utf8_lossy(&plan.stdout)
+    );
+}
+
+#[test]
+fn an_orphan_of_an_external_engine_is_removed_without_it_on_path() {
+    let (sb, dir, old_id, processes) = orphaned("runc");
+    assert!(
+        sb.runtime
+            .layout()
+            .engine_root()
+            .join("oci")
+            .join(&old_id)
+            .exists()
+    );
+    // Its monitor is gone too (it would remove the engine state when the init dies), and
+    // neither runc nor anything else is on $PATH: the state is removed all the same.
+    let monitor = berth::runtime::sys::ProcessId::of(processes[0])
+        .expect("the monitor runs")
+        .open()
+        .expect("pidfd")
+        .expect("the monitor runs");
+    berth::runtime::sys::send_signal(&monitor, libc::SIGKILL).expect("kill the monitor");
+    assert!(
+        berth::runtime::sys::wait_readable(&monitor, Some(Duration::from_secs(5))).expect("wait")
+    );
+    let rm = sb
+        .command(&["rm", &old_id])
+        .env("PATH", "/nonexistent")
+        .output()
+        .expect("run berth");
+    assert!(
+        rm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&rm.stdout).trim(), old_id);
+    orphan_gone(&sb, &old_id, &processes);
+    // Not an orphan any more: the entry simply runs again.
+    let plan = sb.berth(&["plan", &dir]);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        !text.contains("orphan") && text.contains("run      container web"),
+        "{text}"
     );
 }
 
@@ -634,4 +703,118 @@ workdir = "/scratch/work"
         .map(|r| sb.wait_exit(&r.id, Duration::from_secs(5)))
         .expect("recorded");
     assert!(exit.describe().starts_with("failed to start"), "{exit:?}");
+}
+
+/// Sends SIGCONT to a stopped process when dropped, test failure or not, so that it
+/// finishes and the sandbox can clean up after it.
+struct ContinueOnDrop(std::os::fd::OwnedFd);
+
+impl Drop for ContinueOnDrop {
+    fn drop(&mut self) {
+        let _ = berth::runtime::sys::send_signal(&self.0, libc::SIGCONT);
+    }
+}
+
+#[test]
+fn a_restart_waits_for_the_previous_monitor_before_mounting_the_disk_again() {
+    let sb = Sandbox::new();
+    let image = sb.image("busybox", &busybox_image());
+    let script = "if [ -f /marker ]; then echo second-run; else echo kept > /marker; sync; \
+                  echo first-run; fi; exec sleep 300";
+    sb.write(
+        "disk.toml",
+        &format!(
+            "[container.disk]\nimage = \"{image}\"\ncommand = [\"sh\", \"-c\", {script:?}]\ndisk = \"32MiB\"\nstop_timeout = \"1s\"\n"
+        ),
+    );
+    let record = sb.start("disk");
+    let paths = sb.runtime.layout().container(&record.id);
+    crate::agent::wait_for(Duration::from_secs(10), "the first run", || {
+        sb.logs(&record.id).contains("first-run").then_some(())
+    });
+    let State::Running(monitor) = sb.state(&record.id) else {
+        panic!("not running");
+    };
+    // The moment between the monitor's exit record and its end, held open: the monitor is
+    // stopped with its mount namespace (the ext4 mounted) while the container is gone,
+    // cleaned up and recorded as ended, exactly as the monitor leaves it.
+    let monitor_fd = monitor
+        .monitor
+        .open()
+        .expect("pidfd")
+        .expect("the monitor runs");
+    berth::runtime::sys::send_signal(&monitor_fd, libc::SIGSTOP).expect("SIGSTOP");
+    let stopped = ContinueOnDrop(monitor_fd);
+    let init = monitor.init.open().expect("pidfd").expect("the init runs");
+    berth::runtime::sys::send_signal(&init, libc::SIGKILL).expect("SIGKILL");
+    assert!(
+        berth::runtime::sys::wait_readable(&init, Some(Duration::from_secs(10))).expect("wait"),
+        "the init did not die"
+    );
+    let hierarchies = berth::runtime::cgroupfs::hierarchies().expect("cgroup mounts");
+    berth::runtime::cgroupfs::remove(&hierarchies, &record.cgroup_path).expect("cgroup removed");
+    let state = sb
+        .runtime
+        .layout()
+        .engine_root()
+        .join("embedded")
+        .join(&record.id);
+    std::fs::remove_dir_all(&state).expect("engine state removed");
+    let now = berth::runtime::record::now_ms();
+    berth::runtime::record::save_volatile(
+        &paths.exit(),
+        &berth::runtime::record::ExitRecord {
+            code: None,
+            signal: Some(libc::SIGKILL),
+            oom_killed: false,
+            started_at_ms: monitor.started_at_ms,
+            finished_at_ms: now,
+            error: None,
+            stopped_because: None,
+        },
+    )
+    .expect("exit record");
+    assert!(matches!(sb.state(&record.id), State::Exited(_)));
+    assert_eq!(loop_devices_backed_in(&paths.dir).len(), 1);
+
+    let runtime = sb.runtime.clone();
+    let id = record.id.clone();
+    let restart = std::thread::spawn(move || runtime.restart(&id, 1));
+    std::thread::sleep(Duration::from_secs(1));
+    let mounted = loop_devices_backed_in(&paths.dir);
+    assert!(
+        !restart.is_finished() && mounted.len() == 1,
+        "restarted while the previous monitor still holds the disk: loop devices {mounted:?}"
+    );
+    drop(stopped);
+    let new = restart
+        .join()
+        .expect("the restart thread")
+        .expect("restarted once the previous monitor ended");
+    assert_ne!(new.monitor, monitor.monitor);
+    let logs = crate::agent::wait_for(Duration::from_secs(10), "the second run", || {
+        let logs = sb.logs(&record.id);
+        logs.contains("second-run").then_some(logs)
+    });
+    assert!(logs.contains("first-run"), "{logs}");
+    assert_eq!(loop_devices_backed_in(&paths.dir).len(), 1);
+
+    // The filesystem was only ever mounted once at a time: it is clean.
+    sb.runtime
+        .stop(&record.id, Some(Duration::ZERO))
+        .expect("stopped");
+    crate::agent::wait_for(Duration::from_secs(5), "the loop device to detach", || {
+        loop_devices_backed_in(&paths.dir).is_empty().then_some(())
+    });
+    let fsck = std::process::Command::new("e2fsck")
+        .args(["-f", "-n"])
+        .arg(paths.disk_image())
+        .output()
+        .expect("run e2fsck");
+    assert!(
+        fsck.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
 }

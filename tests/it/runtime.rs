@@ -743,6 +743,50 @@ fn a_container_whose_monitor_was_killed_is_reported_lost_and_cleaned_up() {
 }
 
 #[test]
+fn a_created_container_whose_init_runs_without_a_monitor_can_be_removed() {
+    // The monitor and its starter died between the engine's create and the monitor
+    // record: the container looks created, not running, while its init is in its cgroup.
+    let (sb, image) = sandbox();
+    container(&sb, &image, "stray", r#"command = ["sleep", "300"]"#);
+    let record = sb.start("stray");
+    let State::Running(monitor) = sb.state(&record.id) else {
+        panic!("not running");
+    };
+    let fd = monitor
+        .monitor
+        .open()
+        .expect("pidfd")
+        .expect("the monitor runs");
+    berth::runtime::sys::send_signal(&fd, libc::SIGKILL).expect("kill the monitor");
+    assert!(berth::runtime::sys::wait_readable(&fd, Some(Duration::from_secs(5))).expect("wait"));
+    let paths = sb.runtime.layout().container(&record.id);
+    std::fs::remove_file(paths.monitor()).expect("rm monitor.json");
+    assert_eq!(sb.state(&record.id), State::Created);
+    assert!(monitor.init.is_alive().expect("check"), "the init runs on");
+
+    sb.runtime
+        .remove(&record.id, false)
+        .expect("removed, its init killed");
+    assert!(!monitor.init.is_alive().expect("check"));
+    assert!(!paths.dir.exists());
+    assert!(
+        !sb.runtime
+            .layout()
+            .engine_root()
+            .join("embedded")
+            .join(&record.id)
+            .exists()
+    );
+    for hierarchy in sb.cgroup_dirs() {
+        assert!(
+            !hierarchy.join(&record.id).exists(),
+            "{}",
+            hierarchy.display()
+        );
+    }
+}
+
+#[test]
 fn prune_keeps_the_images_of_existing_containers() {
     let (sb, image) = sandbox();
     container(&sb, &image, "keeper", r#"command = ["sleep", "300"]"#);
