@@ -107,8 +107,8 @@ echo "(berth / runc = $(jq -r '(.results | map({key: .command, value: .median}) 
 
 echo
 echo "== monitor memory: $IDLE idle containers each =="
-mem() { # PID -> "RSS_KB PSS_KB"
-  awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} END {print r, p}' "/proc/$1/smaps_rollup"
+mem() { # PID -> "RSS_KB PSS_KB", nothing if it has exited meanwhile
+  awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} END {if (r != "") print r, p}' "/proc/$1/smaps_rollup" 2>/dev/null
 }
 for _ in $(seq "$IDLE"); do
   "$BERTH" --root "$work/root" run -d "$work/desired" idle >/dev/null
@@ -119,7 +119,8 @@ report() { # NAME PIDS...
   local name=$1 rss=0 pss=0 n=0
   shift
   for pid in "$@"; do
-    read -r r p < <(mem "$pid")
+    # A conmon of a `run --rm` from the timing loop may still be on its way out.
+    read -r r p < <(mem "$pid") || continue
     rss=$((rss + r)) pss=$((pss + p)) n=$((n + 1))
   done
   ((n)) || { echo "$name: no processes found"; return; }
