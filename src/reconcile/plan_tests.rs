@@ -1065,11 +1065,9 @@ fn orphans_are_killed_before_their_entry_runs_whatever_the_desired_files_say() {
     assert_eq!(plan.steps.len(), 2, "{plan:#?}");
 }
 
-#[test]
-fn an_orphan_whose_removal_backs_off_holds_its_entry_back() {
-    // Nothing of the entry starts beside a live orphan: not a new container, not a
-    // replacement, not a restart in place, not a start of a created one. An orphan of
-    // another name holds nothing back.
+/// `web` with a restart policy and its image present, and a stale container of it (for the
+/// replace case).
+fn orphan_world() -> (World, ObservedContainer) {
     let base = World::new(&format!("{WEB}restart = \"always\"\n")).images_present();
     let stale = container(
         "web",
@@ -1079,6 +1077,15 @@ fn an_orphan_whose_removal_backs_off_holds_its_entry_back() {
         &digest('a'),
         running(),
     );
+    (base, stale)
+}
+
+#[test]
+fn an_orphan_whose_removal_backs_off_holds_its_entry_back() {
+    // Nothing of the entry starts beside a live orphan: not a new container, not a
+    // replacement, not a restart in place, not a start of a created one. An orphan of
+    // another name holds nothing back.
+    let (base, stale) = orphan_world();
     let cases = [
         ("run", base.clone()),
         ("replace", base.clone().with(stale)),
@@ -1120,15 +1127,7 @@ fn an_orphan_whose_removal_backs_off_holds_its_entry_back() {
 
 #[test]
 fn every_start_of_an_entry_comes_after_its_orphans_are_killed() {
-    let base = World::new(&format!("{WEB}restart = \"always\"\n")).images_present();
-    let stale = container(
-        "web",
-        1,
-        "sha256:old",
-        "registry.example/app:1",
-        &digest('a'),
-        running(),
-    );
+    let (base, stale) = orphan_world();
     let cases = [
         (
             base.clone().with(stale),
