@@ -177,8 +177,10 @@ impl Monitor {
         rootfs::canonical_destinations(&root, &paths.rootfs(), &mut spec)
             .map_err(|e| e.to_string())?;
         if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd().clone()) {
-            rootfs::ensure_workdir(&root, &spec, &cwd.to_string_lossy())
-                .map_err(|e| e.to_string())?;
+            let cwd =
+                rootfs::canonical_workdir(&root, &paths.rootfs(), &spec, &cwd.to_string_lossy())
+                    .map_err(|e| e.to_string())?;
+            rootfs::ensure_workdir(&root, &spec, &cwd).map_err(|e| e.to_string())?;
         }
         drop(root);
         bundle::apply_user(&mut spec, &user).map_err(|e| e.to_string())?;

@@ -379,6 +379,41 @@ pub fn canonical_destinations(
     Ok(())
 }
 
+/// The working directory as the container will reach it: symbolic links of the image
+/// followed inside the root until the path enters one of the spec's mounts (already
+/// resolved by `canonical_destinations`), whose content the image does not decide.
+pub fn canonical_workdir(
+    root: &OwnedFd,
+    rootfs: &Path,
+    spec: &oci_spec::runtime::Spec,
+    cwd: &str,
+) -> Result<String, RootfsError> {
+    let destinations: Vec<PathBuf> = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .map(|m| m.destination().clone())
+        .filter(|d| d != Path::new("/"))
+        .collect();
+    let parts = components(cwd);
+    let mut resolved = PathBuf::from("/");
+    for (i, part) in parts.iter().enumerate() {
+        let candidate = resolved.join(part);
+        if destinations.iter().any(|d| candidate.starts_with(d)) {
+            let mut out = candidate;
+            for rest in &parts[i + 1..] {
+                out.push(rest);
+            }
+            return Ok(out.to_string_lossy().into_owned());
+        }
+        match canonical(root, rootfs, &candidate.to_string_lossy())? {
+            Some(next) => resolved = PathBuf::from(next),
+            None => return Ok(cwd.to_string()),
+        }
+    }
+    Ok(resolved.to_string_lossy().into_owned())
+}
+
 /// The path `path` leads to inside the root: its deepest existing ancestor resolved (links
 /// followed inside the root), the rest appended. `None` if an ancestor is not a directory
 /// (`check_mount_targets` names that).
@@ -715,6 +750,36 @@ mod tests {
                 "/run/app/inner",
             ]
         );
+    }
+
+    #[test]
+    fn a_working_directory_through_a_link_is_found_in_the_mount_it_leads_into() {
+        use oci_spec::runtime::{MountBuilder, SpecBuilder};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("data/app")).expect("mkdir");
+        std::fs::create_dir_all(root.join("srv")).expect("mkdir");
+        std::os::unix::fs::symlink("/data", root.join("link")).expect("symlink");
+        // Inside the mount point the image's own links do not count: hidden by the mount.
+        std::os::unix::fs::symlink("/srv", root.join("data/app/x")).expect("symlink");
+        std::os::unix::fs::symlink("/srv", root.join("elsewhere")).expect("symlink");
+        let fd = open_root(&root).expect("open");
+        let spec = SpecBuilder::default()
+            .mounts(vec![
+                MountBuilder::default()
+                    .destination("/data")
+                    .typ("bind")
+                    .source("/x")
+                    .build()
+                    .expect("mount"),
+            ])
+            .build()
+            .expect("spec");
+        let cwd = |path: &str| canonical_workdir(&fd, &root, &spec, path).expect("resolved");
+        assert_eq!(cwd("/link/app/x/y"), "/data/app/x/y");
+        assert_eq!(cwd("/elsewhere/new"), "/srv/new");
+        assert_eq!(cwd("/"), "/");
+        assert_eq!(cwd("/plain/dir"), "/plain/dir");
     }
 
     #[test]
