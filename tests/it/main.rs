@@ -10,6 +10,7 @@ mod quickstart;
 mod registry_support_selftest;
 mod runtime;
 mod spec_errors;
+mod spec_hashes;
 mod spec_shuffle;
 mod support;
 mod update;
