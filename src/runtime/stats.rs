@@ -949,7 +949,8 @@ mod cgroup_tests {
 
     impl TestCgroup {
         fn new(name: &str) -> TestCgroup {
-            let path = PathBuf::from(format!("/berth/{name}-{}", std::process::id()));
+            // A scope of the test's own: never the default installation's `/berth`.
+            let path = PathBuf::from(format!("{}/{name}", test_scope()));
             let config = CgroupConfig {
                 cgroup_path: path.clone(),
                 systemd_cgroup: false,
@@ -960,10 +961,22 @@ mod cgroup_tests {
         }
     }
 
+    fn test_scope() -> String {
+        format!("/berth-unit-stats-{}", std::process::id())
+    }
+
     impl Drop for TestCgroup {
         fn drop(&mut self) {
             if let Err(e) = self.manager.remove() {
                 eprintln!("cannot remove test cgroup {}: {e}", self.path.display());
+            }
+            // The scope goes with its last test cgroup (a sibling still in use keeps it).
+            if let Ok(hierarchies) = super::super::cgroupfs::hierarchies() {
+                for h in &hierarchies {
+                    let _ = std::fs::remove_dir(
+                        h.mount_point.join(test_scope().trim_start_matches('/')),
+                    );
+                }
             }
         }
     }
@@ -1126,7 +1139,7 @@ mod cgroup_tests {
 
     #[test]
     fn a_missing_cgroup_is_not_running() {
-        let path = PathBuf::from(format!("/berth/stats-test-absent-{}", std::process::id()));
+        let path = PathBuf::from(format!("{}/absent", test_scope()));
         assert!(matches!(sample(&path), Err(StatsError::NotFound { .. })));
         assert!(matches!(oom_kills(&path), Err(StatsError::NotFound { .. })));
     }
