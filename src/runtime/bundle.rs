@@ -431,6 +431,15 @@ fn mounts(inputs: &SpecInputs) -> Result<Vec<Mount>, BundleError> {
     Ok(mounts)
 }
 
+/// Whether a spec mount is a bind (by type, or by option as runc reads it).
+pub fn is_bind(m: &Mount) -> bool {
+    m.typ().as_deref() == Some("bind") || has_option(m, "bind") || has_option(m, "rbind")
+}
+
+pub fn has_option(m: &Mount, option: &str) -> bool {
+    m.options().iter().flatten().any(|o| o == option)
+}
+
 fn bind(source: &Path, target: &str, read_only: bool) -> Result<Mount, BundleError> {
     let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
     if read_only {

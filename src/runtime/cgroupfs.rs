@@ -39,59 +39,30 @@ pub fn hierarchies() -> std::io::Result<Vec<Hierarchy>> {
 }
 
 pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL…] - FSTYPE SOURCE SUPEROPTS"
-        let Some((before, after)) = line.split_once(" - ") else {
-            continue;
-        };
-        let Some(mount_point) = before.split(' ').nth(4) else {
-            continue;
-        };
-        let mut tail = after.split(' ');
-        let (fstype, super_options) = (tail.next(), tail.nth(1));
-        let unified = match fstype {
-            Some("cgroup2") => true,
-            Some("cgroup") => false,
-            _ => continue,
-        };
-        let controllers = if unified {
-            Vec::new()
-        } else {
-            super_options
-                .unwrap_or_default()
-                .split(',')
-                .filter(|o| V1_CONTROLLERS.contains(o))
-                .map(String::from)
-                .collect()
-        };
-        out.push(Hierarchy {
-            mount_point: PathBuf::from(unescape(mount_point)),
-            unified,
-            controllers,
-        });
-    }
-    out
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-pub(crate) fn unescape(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && let Ok(v) = u8::from_str_radix(&text[i + 1..i + 4], 8)
-        {
-            out.push(v);
-            i += 4;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    super::mountinfo::parse(text)
+        .into_iter()
+        .filter_map(|m| {
+            let unified = match m.fstype.as_str() {
+                "cgroup2" => true,
+                "cgroup" => false,
+                _ => return None,
+            };
+            let controllers = if unified {
+                Vec::new()
+            } else {
+                m.super_options
+                    .split(',')
+                    .filter(|o| V1_CONTROLLERS.contains(o))
+                    .map(String::from)
+                    .collect()
+            };
+            Some(Hierarchy {
+                mount_point: PathBuf::from(m.mount_point),
+                unified,
+                controllers,
+            })
+        })
+        .collect()
 }
 
 fn dir_of(h: &Hierarchy, cgroup_path: &str) -> PathBuf {
@@ -240,7 +211,6 @@ mod tests {
         assert_eq!(h[2].controllers, ["cpu", "cpuacct"]);
         assert_eq!(h[2].mount_point, Path::new("/sys/fs/cgroup/cpu,cpuacct"));
         assert!(h[3].controllers.is_empty(), "{:?}", h[3].controllers);
-        assert_eq!(unescape("/with\\040space"), "/with space");
     }
 
     #[test]

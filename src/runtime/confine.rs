@@ -8,6 +8,8 @@
 
 use oci_spec::runtime::Spec;
 
+use super::bundle::{has_option, is_bind};
+use super::mountinfo::{MountLine, parse};
 use super::sys::{self, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY, MountAttrChange, SealStep};
 
 /// Where the engine mounts the cgroup filesystem. libcontainer mounts the v1 hierarchies
@@ -72,11 +74,8 @@ pub fn targets(spec: &Spec) -> Targets {
     let mut writable: Vec<String> = Vec::new();
     for m in spec.mounts().iter().flatten() {
         let destination = m.destination().to_string_lossy().into_owned();
-        let options = m.options().as_deref().unwrap_or_default();
-        let bind = m.typ().as_deref() == Some("bind")
-            || options.iter().any(|o| o == "bind" || o == "rbind");
-        let ro = options.iter().any(|o| o == "ro");
-        if destination == CGROUPFS || (bind && ro) {
+        let ro = has_option(m, "ro");
+        if destination == CGROUPFS || (is_bind(m) && ro) {
             if !read_only.contains(&destination) {
                 read_only.push(destination);
             }
@@ -227,40 +226,6 @@ fn roles(changes: &[MountAttrChange], ids: &[u64]) -> Vec<(u64, Role)> {
         .collect()
 }
 
-/// One line of /proc/PID/mountinfo, the fields this module needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct MountLine {
-    id: u64,
-    parent: u64,
-    mount_point: String,
-    read_only: bool,
-    no_symlinks: bool,
-    fstype: String,
-}
-
-fn parse(mountinfo: &str) -> Vec<MountLine> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL…] - FSTYPE SOURCE SUPEROPTS"
-            let (before, after) = line.split_once(" - ")?;
-            let mut fields = before.split(' ');
-            let id = fields.next()?.parse().ok()?;
-            let parent = fields.next()?.parse().ok()?;
-            let mount_point = super::cgroupfs::unescape(fields.nth(2)?);
-            let options: Vec<&str> = fields.next()?.split(',').collect();
-            Some(MountLine {
-                id,
-                parent,
-                mount_point,
-                read_only: options.contains(&"ro"),
-                no_symlinks: options.contains(&"nosymfollow"),
-                fstype: after.split(' ').next()?.to_string(),
-            })
-        })
-        .collect()
-}
-
 /// The role of the nearest changed mount at or above `id` (found by mount id, so a target the
 /// engine reached any way at all is still found), if any.
 fn role_of<'a>(mounts: &[MountLine], id: u64, roles: &'a [(u64, Role)]) -> Option<&'a Role> {
@@ -294,13 +259,13 @@ fn check(mountinfo: &str, roles: &[(u64, Role)]) -> Result<(), ConfineError> {
     }
     for mount in &mounts {
         if let Some(Role::ReadOnly(target)) = role_of(&mounts, mount.id, roles) {
-            if !mount.read_only {
+            if !mount.has_option("ro") {
                 return Err(ConfineError::StillWritable {
                     target: target.clone(),
                     mount_point: mount.mount_point.clone(),
                 });
             }
-            if mount.fstype == "proc" && !mount.no_symlinks {
+            if mount.fstype == "proc" && !mount.has_option("nosymfollow") {
                 return Err(ConfineError::FollowsLinks {
                     target: target.clone(),
                     mount_point: mount.mount_point.clone(),
@@ -387,23 +352,13 @@ mod tests {
     }
 
     #[test]
-    fn mount_lines_are_parsed_with_their_own_options() {
+    fn the_table_is_read_with_each_mounts_own_options() {
         let lines = parse(TABLE);
         assert_eq!(lines.len(), 11);
-        assert_eq!(
-            lines[4],
-            MountLine {
-                id: 104,
-                parent: 103,
-                mount_point: "/sys/fs/cgroup/memory".into(),
-                // The per-mount options (ro), not the superblock's (rw).
-                read_only: true,
-                no_symlinks: false,
-                fstype: "cgroup".into(),
-            }
-        );
-        assert!(lines[6].no_symlinks && lines[6].fstype == "proc");
-        assert!(parse("garbage\n\n1 2").is_empty());
+        // The per-mount options (ro), not the superblock's (rw).
+        assert!(lines[4].has_option("ro") && lines[4].fstype == "cgroup");
+        assert!(lines[6].has_option("nosymfollow") && lines[6].fstype == "proc");
+        assert_eq!(lines[10].mount_point, "/host/srv x");
     }
 
     fn mount(dest: &str, typ: &str, options: &[&str]) -> oci_spec::runtime::Mount {

@@ -13,6 +13,7 @@ pub mod exec;
 pub mod layout;
 pub mod logfile;
 pub mod monitor;
+pub mod mountinfo;
 pub mod record;
 pub mod rootfs;
 pub mod seccomp;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
 
+use super::bundle::{has_option, is_bind};
 use super::layout::ContainerPaths;
 
 /// The kernel copies mount options into one page.
@@ -278,13 +279,10 @@ pub fn check_mount_targets(
     spec: &oci_spec::runtime::Spec,
 ) -> Result<(), RootfsError> {
     let mounts = spec.mounts().as_deref().unwrap_or_default();
+    let destinations: Vec<PathBuf> = mounts.iter().map(|m| m.destination().clone()).collect();
     for (i, m) in mounts.iter().enumerate() {
         let target = m.destination().to_string_lossy().into_owned();
-        let nested = mounts[..i].iter().any(|earlier| {
-            let e = earlier.destination();
-            e != std::path::Path::new("/") && m.destination().starts_with(e)
-        });
-        if nested {
+        if enclosing_mount(&destinations, i).is_some() {
             continue;
         }
         let bind = is_bind(m);
@@ -353,15 +351,7 @@ pub fn canonical_destinations(
     let written: Vec<PathBuf> = mounts.iter().map(|m| m.destination().clone()).collect();
     let mut resolved: Vec<PathBuf> = Vec::with_capacity(mounts.len());
     for (i, destination) in written.iter().enumerate() {
-        // The deepest earlier mount this one lies in.
-        let within = (0..i)
-            .filter(|&j| {
-                written[j] != Path::new("/")
-                    && destination != &written[j]
-                    && destination.starts_with(&written[j])
-            })
-            .max_by_key(|&j| written[j].components().count());
-        let new = match within {
+        let new = match enclosing_mount(&written, i) {
             Some(j) => match destination.strip_prefix(&written[j]) {
                 Ok(rest) => resolved[j].join(rest),
                 Err(_) => destination.clone(),
@@ -450,13 +440,18 @@ fn canonical(root: &OwnedFd, rootfs: &Path, path: &str) -> Result<Option<String>
     Ok(None)
 }
 
-fn is_bind(m: &oci_spec::runtime::Mount) -> bool {
-    m.typ().as_deref() == Some("bind")
-        || m.options()
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .any(|o| o == "bind" || o == "rbind")
+/// The deepest earlier mount of `destinations` that `destinations[i]` lies strictly below:
+/// its target then exists only once that mount is made (/dev/shm under /dev's tmpfs, a
+/// bind inside a volume), not in the image's tree.
+fn enclosing_mount(destinations: &[PathBuf], i: usize) -> Option<usize> {
+    let destination = &destinations[i];
+    (0..i)
+        .filter(|&j| {
+            destinations[j] != Path::new("/")
+                && destination != &destinations[j]
+                && destination.starts_with(&destinations[j])
+        })
+        .max_by_key(|&j| destinations[j].components().count())
 }
 
 /// The path's components, without empty ones and `.`.
@@ -537,13 +532,7 @@ pub fn ensure_workdir(
         }
         Err(e) => return Err(io("opening", &source)(e.into())),
     };
-    let read_only = mount
-        .options()
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .any(|o| o == "ro");
-    if read_only {
+    if has_option(mount, "ro") {
         // Writing into what the container was given read-only is not berth's to do.
         return match find(&dir, &rest).map_err(io("looking up", &source.join(&rest)))? {
             Found::Directory => Ok(()),
