@@ -1,5 +1,6 @@
 //! berth: a declarative container agent. See ARCHITECTURE.md for the map.
 
+pub mod digest;
 pub mod failpoint;
 pub mod fsutil;
 pub mod health;
@@ -9,4 +10,7 @@ pub mod reconcile;
 pub mod runtime;
 pub mod sha256;
 pub mod spec;
+pub mod state;
+pub mod sys;
 pub mod volume;
+pub mod wiring;

@@ -4,7 +4,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use berth::runtime::Runtime;
 use berth::runtime::engine::ExecRequest;
 
 #[derive(Debug, clap::Args)]
@@ -37,7 +36,7 @@ pub struct Args {
 }
 
 pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new(root)?;
+    let runtime = berth::wiring::runtime(root)?;
     let record = runtime.resolve(&args.container)?;
     let mut env = Vec::new();
     for item in &args.env {

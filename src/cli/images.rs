@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use berth::image::ImageService;
 use berth::image::manifest::Platform;
-use berth::image::record::ImageRecord;
 use berth::image::registry::PullOptions;
 use berth::spec::image_ref::ImageSource;
+use berth::state::image::ImageRecord;
 
 #[derive(Debug, clap::Args)]
 pub struct PullArgs {

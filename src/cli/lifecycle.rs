@@ -18,7 +18,7 @@ pub struct StopArgs {
 }
 
 pub fn stop(root: &Path, args: &StopArgs) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new(root)?;
+    let runtime = berth::wiring::runtime(root)?;
     let mut failures = Failures::default();
     for name in &args.containers {
         let stopped = runtime.resolve(name).and_then(|record| {
@@ -67,7 +67,7 @@ pub struct RmArgs {
 }
 
 pub fn rm(root: &Path, args: &RmArgs) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new(root)?;
+    let runtime = berth::wiring::runtime(root)?;
     let mut failures = Failures::default();
     // Listed once, and only if some argument names no recorded container.
     let mut orphans: Option<Vec<String>> = None;

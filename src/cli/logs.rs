@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use berth::runtime::{Runtime, State, logfile};
+use berth::runtime::{State, logfile};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -22,7 +22,7 @@ pub struct Args {
 }
 
 pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new(root)?;
+    let runtime = berth::wiring::runtime(root)?;
     let record = runtime.resolve(&args.container)?;
     let dir = runtime.layout().container(&record.id).logs();
     let (records, mut cursor) = logfile::tail(&dir, args.tail)?;

@@ -102,8 +102,8 @@ pub fn main() -> ExitCode {
     init_logging();
     if let Command::Monitor { id } = &cli.command {
         // Before anything else: the monitor must stay single-threaded.
-        let layout = berth::runtime::layout::Layout::new(&cli.root);
-        return ExitCode::from(berth::runtime::monitor::main(&layout, id) as u8);
+        let layout = berth::state::layout::Layout::new(&cli.root);
+        return ExitCode::from(berth::wiring::monitor_main(&layout, id) as u8);
     }
     let result = match cli.command {
         Command::Validate(args) => validate::run(&args),

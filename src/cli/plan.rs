@@ -224,7 +224,7 @@ pub fn apply(root: &Path, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             });
         }
         // Again when the earliest wait ends, or soon if something is still settling.
-        let now = berth::runtime::record::now_ms();
+        let now = berth::state::record::now_ms();
         let pause = report
             .plan
             .wake_at_ms

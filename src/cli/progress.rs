@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 
-use berth::image::digest::Digest;
+use berth::digest::Digest;
 use berth::image::registry::Progress;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 

@@ -36,7 +36,7 @@ pub fn run(root: &Path, what: &PruneWhat) -> anyhow::Result<ExitCode> {
     // Images of containers that exist (running or not) stay too: their layers are the
     // lower directories of those containers' root filesystems.
     let machine = berth::reconcile::apply::Machine {
-        runtime: berth::runtime::Runtime::new(root)?,
+        runtime: berth::wiring::runtime(root)?,
         images: std::sync::Arc::new(ImageService::open_local(root)?),
         volumes: berth::volume::Volumes::new(root),
     };

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use berth::runtime::record::ContainerRecord;
-use berth::runtime::{Runtime, State};
+use berth::runtime::State;
+use berth::state::record::ContainerRecord;
 use serde::Serialize;
 
 #[derive(Debug, clap::Args)]
@@ -52,7 +52,7 @@ struct Row {
 }
 
 pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new(root)?;
+    let runtime = berth::wiring::runtime(root)?;
     let mut rows = Vec::new();
     for record in runtime.list()? {
         let state = runtime.state(&record.id)?;
@@ -130,7 +130,7 @@ fn bare_row(id: String, state: &'static str, status: String) -> Row {
 }
 
 fn row(
-    layout: &berth::runtime::layout::Layout,
+    layout: &berth::state::layout::Layout,
     record: ContainerRecord,
     state: State,
     restarts: u32,
@@ -138,8 +138,8 @@ fn row(
     let checked = record.health.is_some();
     let mut row = Row {
         engine: match &record.engine {
-            berth::runtime::record::EngineRecord::Embedded => "embedded".into(),
-            berth::runtime::record::EngineRecord::Oci { binary } => binary.display().to_string(),
+            berth::state::record::EngineRecord::Embedded => "embedded".into(),
+            berth::state::record::EngineRecord::Oci { binary } => binary.display().to_string(),
         },
         id: record.id,
         name: record.name,
@@ -177,7 +177,7 @@ fn row(
                     .map(|l| l.at_ms);
                 row.status = match last {
                     Some(at)
-                        if berth::runtime::record::now_ms().saturating_sub(at)
+                        if berth::state::record::now_ms().saturating_sub(at)
                             > 3 * interval + 1000 =>
                     {
                         format!("{} ({health}, checked {} ago)", row.status, ago(at))
@@ -208,7 +208,7 @@ fn row(
 
 /// "3m", "2h 5m", rounded down to what a person reads at a glance.
 fn ago(ms: u64) -> String {
-    let secs = berth::runtime::record::now_ms().saturating_sub(ms) / 1000;
+    let secs = berth::state::record::now_ms().saturating_sub(ms) / 1000;
     let rounded = if secs < 120 {
         secs
     } else if secs < 7200 {

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use berth::image::ImageService;
-use berth::image::record::ImageRecord;
 use berth::reconcile::apply::{Machine, create_container, ensure_network_exists};
-use berth::runtime::record::{ContainerRecord, ExitRecord};
-use berth::runtime::{Runtime, State, logfile, sys};
+use berth::runtime::{Runtime, State, logfile};
 use berth::spec::model::{Desired, PullPolicy};
+use berth::state::image::ImageRecord;
+use berth::state::record::{ContainerRecord, ExitRecord};
+use berth::sys;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use berth::runtime::record::ContainerRecord;
-use berth::runtime::{Runtime, stats};
+use berth::runtime::stats;
+use berth::state::record::ContainerRecord;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,7 +21,7 @@ pub struct Args {
 }
 
 pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new(root)?;
+    let runtime = berth::wiring::runtime(root)?;
     let targets: Vec<ContainerRecord> = if args.containers.is_empty() {
         runtime
             .list()?

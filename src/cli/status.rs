@@ -73,7 +73,7 @@ struct Row {
     /// Whether its published ports go to it (a start-first update: standby, then serving
     /// while the old one drains, superseded).
     #[serde(skip_serializing_if = "Option::is_none")]
-    ports: Option<berth::network::PortHold>,
+    ports: Option<berth::state::network::PortHold>,
     /// The reconciler's last word: a failure, a wait, why it is kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<String>,
@@ -329,8 +329,10 @@ fn print_text(report: &Report) {
     for r in &report.containers {
         let mut marks: Vec<String> = r.health.iter().map(|h| h.to_string()).collect();
         match r.ports {
-            Some(berth::network::PortHold::Standby) => marks.push("standby".into()),
-            Some(berth::network::PortHold::Superseded { .. }) => marks.push("draining".into()),
+            Some(berth::state::network::PortHold::Standby) => marks.push("standby".into()),
+            Some(berth::state::network::PortHold::Superseded { .. }) => {
+                marks.push("draining".into())
+            }
             _ => {}
         }
         let health = if marks.is_empty() {

@@ -44,7 +44,7 @@ pub fn run(root: &Path, command: &VolumeCommand) -> anyhow::Result<ExitCode> {
             }
         }
         VolumeCommand::Rm { names } => {
-            let runtime = Runtime::new(root)?;
+            let runtime = berth::wiring::runtime(root)?;
             let containers = runtime.list()?;
             let unreadable = runtime.unreadable()?;
             if !unreadable.is_empty() {

@@ -3,6 +3,7 @@
 //! (what `observe`, `ps` and `status` read) and a change of status wakes the reconciler.
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -11,10 +12,10 @@ use tokio::task::JoinHandle;
 
 use super::probe::{self, Target};
 use super::verdict::{Health, HealthRecord};
-use crate::runtime::layout::Layout;
-use crate::runtime::record::{self, now_ms};
-use crate::runtime::sys::ProcessId;
 use crate::spec::model::HealthCheck;
+use crate::state::layout::Layout;
+use crate::state::record::{self, now_ms};
+use crate::sys::ProcessId;
 
 /// A running container to check.
 #[derive(Debug, Clone)]
@@ -25,18 +26,24 @@ pub struct Subject {
     pub check: HealthCheck,
 }
 
+/// Finds a container's address on its first bridge network (given by whoever composes the
+/// drivers: the health checker does not read the network driver's leases itself).
+pub type AddressOf = Arc<dyn Fn(&str) -> Option<Ipv4Addr> + Send + Sync>;
+
 pub struct HealthChecks {
     layout: Layout,
     berth: PathBuf,
+    address_of: AddressOf,
     tasks: HashMap<String, (ProcessId, JoinHandle<()>)>,
     changed: Arc<Notify>,
 }
 
 impl HealthChecks {
-    pub fn new(layout: &Layout, berth: PathBuf) -> HealthChecks {
+    pub fn new(layout: &Layout, berth: PathBuf, address_of: AddressOf) -> HealthChecks {
         HealthChecks {
             layout: layout.clone(),
             berth,
+            address_of,
             tasks: HashMap::new(),
             changed: Arc::new(Notify::new()),
         }
@@ -64,10 +71,12 @@ impl HealthChecks {
                 continue;
             }
             let init = subject.init;
+            let address = (self.address_of)(&id);
             let task = tokio::spawn(check_loop(
                 self.layout.clone(),
                 self.berth.clone(),
                 subject,
+                address,
                 self.changed.clone(),
             ));
             self.tasks.insert(id, (init, task));
@@ -91,15 +100,17 @@ pub fn read(layout: &Layout, id: &str, init: ProcessId) -> Option<HealthRecord> 
         .filter(|r| r.init == init)
 }
 
-async fn check_loop(layout: Layout, berth: PathBuf, subject: Subject, changed: Arc<Notify>) {
+async fn check_loop(
+    layout: Layout,
+    berth: PathBuf,
+    subject: Subject,
+    address: Option<Ipv4Addr>,
+    changed: Arc<Notify>,
+) {
     let path = layout.container(&subject.id).health();
     // An agent restarted during a run carries on with that run's verdict.
     let mut verdict = read(&layout, &subject.id, subject.init)
         .unwrap_or_else(|| HealthRecord::new(subject.init, subject.started_at_ms));
-    let address = crate::network::Networks::new(&layout)
-        .address_of(&subject.id)
-        .ok()
-        .flatten();
     let target = Target {
         id: subject.id.clone(),
         init: subject.init,

@@ -12,9 +12,9 @@ use http_body_util::Empty;
 use hyper::body::Bytes;
 
 use super::verdict::{CheckResult, OUTPUT_LIMIT, truncate};
-use crate::runtime::record::now_ms;
-use crate::runtime::sys::ProcessId;
 use crate::spec::model::{HealthCheck, Probe};
+use crate::state::record::now_ms;
+use crate::sys::ProcessId;
 
 /// How long `berth exec` gets to end its command after SIGTERM, once a check timed out.
 const EXEC_GRACE: Duration = Duration::from_secs(2);
@@ -179,7 +179,7 @@ async fn head_of(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
 /// command's process group (SIGKILL to `berth exec` itself if it does not end).
 async fn exec(target: &Target, command: &[String], timeout: Duration) -> Result<String, String> {
     let mut cmd = tokio::process::Command::new(&target.berth);
-    crate::runtime::sys::terminate_with_parent(&mut cmd);
+    crate::sys::terminate_with_parent(&mut cmd);
     let mut child = cmd
         .arg("--root")
         .arg(&target.root)

@@ -6,8 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::sys::ProcessId;
 use crate::spec::model::HealthCheck;
+use crate::sys::ProcessId;
 
 /// How often checks run during the start period, at most.
 pub const START_PERIOD_STEP_MS: u64 = 1000;

@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::ImageIndex;
 use serde::Deserialize;
 
-use super::digest::Digest;
 use super::manifest::{self, ManifestError, Parsed, Platform};
-use super::record::{ImageRecord, LayerRecord};
 use super::store::{ContentStore, Ingest, StoreError};
 use super::unpack::{self, Limits, Target, UnpackError};
+use crate::digest::Digest;
+use crate::state::image::{ImageRecord, LayerRecord};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -64,7 +64,7 @@ fn import_blob(
         Some(d) => d.clone(),
         None => {
             let file = File::open(path).map_err(io_at(path))?;
-            super::digest::HashingReader::new(BufReader::new(file), u64::MAX)
+            crate::digest::HashingReader::new(BufReader::new(file), u64::MAX)
                 .finish()
                 .map_err(io_at(path))?
                 .0

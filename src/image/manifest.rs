@@ -3,8 +3,8 @@
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 
-use super::digest::{Digest, DigestError};
-use super::record::LayerRecord;
+use crate::digest::{Digest, DigestError};
+use crate::state::image::LayerRecord;
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

@@ -4,7 +4,6 @@
 
 pub mod auth;
 pub mod compression;
-pub mod digest;
 pub mod local;
 pub mod manifest;
 pub mod record;
@@ -16,10 +15,11 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::digest::Digest;
 use crate::spec::image_ref::ImageSource;
+use crate::state::image::ImageRecord;
 use auth::Credentials;
-use digest::Digest;
-use record::{ImageRecord, RecordError, Records};
+use record::{RecordError, Records};
 use registry::{Progress, PullError, PullOptions};
 use store::{ContentStore, StoreError};
 

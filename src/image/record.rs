@@ -5,44 +5,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-use super::digest::Digest;
+use crate::digest::Digest;
 use crate::fsutil::{self, FsError, io_err};
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LayerRecord {
-    /// Digest of the blob as stored (compressed).
-    pub digest: Digest,
-    /// Digest of the uncompressed tar, from the image config.
-    pub diff_id: Digest,
-    pub size: u64,
-    pub media_type: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageRecord {
-    /// The canonical image source (`spec::image_ref::ImageSource` text).
-    pub source: String,
-    /// The image manifest the source resolved to: what "the image's digest" means.
-    pub manifest: Digest,
-    /// The index or manifest list it was selected from, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub index: Option<Digest>,
-    pub config: Digest,
-    /// "os/architecture[/variant]".
-    pub platform: String,
-    pub layers: Vec<LayerRecord>,
-    /// When the source was last resolved (RFC 3339).
-    pub resolved_at: String,
-}
-
-impl ImageRecord {
-    /// Compressed size of the image (config and layers).
-    pub fn size(&self) -> u64 {
-        self.layers.iter().map(|l| l.size).sum()
-    }
-}
+use crate::state::image::ImageRecord;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -130,6 +95,7 @@ impl Records {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::image::LayerRecord;
 
     fn record(source: &str) -> ImageRecord {
         ImageRecord {

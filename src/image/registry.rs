@@ -16,12 +16,12 @@ use oci_client::{Client, Reference};
 use oci_spec::image::{Descriptor, ImageManifest};
 
 use super::auth::Credentials;
-use super::digest::Digest;
 use super::manifest::{self, ManifestError, Parsed, Platform};
-use super::record::{ImageRecord, LayerRecord};
 use super::store::{ContentStore, Ingest, StoreError};
 use super::unpack::Limits;
+use crate::digest::Digest;
 use crate::spec::image_ref::RegistryRef;
+use crate::state::image::{ImageRecord, LayerRecord};
 
 #[derive(Debug, Clone)]
 pub struct PullOptions {

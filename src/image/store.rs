@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::FlockOperation;
 
-use super::digest::Digest;
 use super::unpack::{self, Limits, Target, UnpackError};
+use crate::digest::Digest;
 use crate::fsutil::{self, FsError, io_err};
 use crate::sha256::Sha256;
 

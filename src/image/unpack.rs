@@ -30,7 +30,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
 use super::compression;
-use super::digest::{Digest, HashingReader, is_limit_error};
+use crate::digest::{Digest, HashingReader, is_limit_error};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use super::record::Lease;
-use crate::runtime::etc::HostEntries;
+use crate::state::etc::HostEntries;
 
 /// The hosts entries of the container `me`: its own addresses first (with its hostname),
 /// then the others', network by network; a name is listed once, at its first address. Of

@@ -26,16 +26,15 @@ use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use self::link::{LinkError, Netlink};
 use self::record::{Claim, Lease, NetworkPaths, NetworkRecord};
 use self::rules::{BridgeRules, Forward, RulesInput};
 use crate::fsutil::{self, FsError, io_err};
-use crate::runtime::layout::Layout;
-use crate::runtime::record::RecordError;
 use crate::spec::model::Network;
 use crate::spec::port::PortMapping;
+use crate::state::layout::Layout;
+use crate::state::network::{Attachment, ObservedNetwork, ObservedNetworks, PortHold};
+use crate::state::record::RecordError;
 
 /// Bridges are `berth0`, `berth1`, …; host-side veths `berthv` and 9 hex digits.
 const BRIDGE_PREFIX: &str = "berth";
@@ -91,17 +90,6 @@ pub enum NetworkError {
     },
 }
 
-/// One network a container joins, as recorded at its creation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Attachment {
-    pub network: String,
-    /// A static address from the entry; otherwise one is leased at the first start.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip: Option<Ipv4Addr>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub aliases: Vec<String>,
-}
-
 /// What `attach` needs of a container.
 #[derive(Debug, Clone, Copy)]
 pub struct Joiner<'a> {
@@ -117,55 +105,7 @@ pub struct Joiner<'a> {
     pub manual: bool,
 }
 
-/// Networks as the reconciler sees them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ObservedNetworks {
-    pub records: BTreeMap<String, ObservedNetwork>,
-    /// Per plugged-in container that publishes ports: who has them.
-    pub ports: BTreeMap<String, PortHold>,
-    /// berth's nftables table is what its state makes.
-    pub rules_in_sync: bool,
-    /// False when the networks could not be observed: no network step is planned then.
-    pub readable: bool,
-}
-
-impl Default for ObservedNetworks {
-    fn default() -> Self {
-        ObservedNetworks {
-            records: BTreeMap::new(),
-            ports: BTreeMap::new(),
-            rules_in_sync: true,
-            readable: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ObservedNetwork {
-    pub spec_hash: String,
-    pub bridge: String,
-    /// The bridge exists and is berth's.
-    pub bridge_ok: bool,
-    /// Existing containers holding an address on it.
-    pub holders: BTreeSet<String>,
-}
-
-/// Whether a plugged-in container's published ports are forwarded to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(tag = "ports", rename_all = "lowercase")]
-pub enum PortHold {
-    /// Started beside the container serving its ports; not forwarded to.
-    Standby,
-    /// Forwarded to since `since_ms` (its claim is the highest of the running containers
-    /// publishing its ports).
-    Serving { since_ms: u64 },
-    /// Another running container took its ports over at `since_ms`: it drains.
-    Superseded { since_ms: u64 },
-    /// Not plugged in (stopped); `claimed`: it had its ports when it stopped, or would take
-    /// them back at its next start.
-    Down { claimed: bool },
-}
-
+#[derive(Debug)]
 pub struct Networks {
     paths: NetworkPaths,
     layout: Layout,
@@ -255,7 +195,7 @@ impl Networks {
     }
 
     pub fn record(&self, name: &str) -> Result<Option<NetworkRecord>, NetworkError> {
-        Ok(crate::runtime::record::load(&self.paths.record(name))?)
+        Ok(crate::state::record::load(&self.paths.record(name))?)
     }
 
     /// Every network berth made in this state root.
@@ -294,7 +234,7 @@ impl Networks {
             if name.parse::<Ipv4Addr>().is_err() {
                 continue; // a temporary file of an interrupted write
             }
-            match crate::runtime::record::load::<Lease>(&entry.path()) {
+            match crate::state::record::load::<Lease>(&entry.path()) {
                 Ok(Some(lease)) => out.push(lease),
                 Ok(None) => {}
                 // A lease damaged by a power loss (leases are not flushed) costs its holder
@@ -651,7 +591,7 @@ impl Networks {
         fsutil::private_dir(&self.paths.leases(&record.name))?;
         // Not flushed: after a power loss nothing runs, and a lost lease only means a new
         // address at the next start.
-        crate::runtime::record::save_volatile(&path, &lease)?;
+        crate::state::record::save_volatile(&path, &lease)?;
         Ok(lease)
     }
 
@@ -716,7 +656,7 @@ impl Networks {
         let claim = next_claim(&leases);
         let mut lease = mine.clone();
         lease.claim = Some(claim);
-        crate::runtime::record::save_volatile(&self.paths.lease(&lease.network, lease.ip), &lease)?;
+        crate::state::record::save_volatile(&self.paths.lease(&lease.network, lease.ip), &lease)?;
         crate::failpoint::hit("take-over-after-claim");
         let state = self.snapshot()?;
         self.sync_locked(&netlink, &state)?;
@@ -1011,7 +951,7 @@ impl Networks {
                 .map(|l| (*l).clone())
                 .collect();
             let entries = hosts::entries_for(id, &mine.hostname, &visible);
-            let text = crate::runtime::etc::hosts(&mine.hostname, None, &entries);
+            let text = crate::state::etc::hosts(&mine.hostname, None, &entries);
             let path = self.layout.container(id).etc().join("hosts");
             hosts::rewrite_in_place(&path, &text).map_err(io_err("rewriting", &path))?;
         }
@@ -1034,7 +974,7 @@ fn next_claim(leases: &[Lease]) -> Claim {
         .unwrap_or(0);
     Claim {
         seq: seq + 1,
-        at_ms: crate::runtime::record::now_ms(),
+        at_ms: crate::state::record::now_ms(),
     }
 }
 

@@ -16,7 +16,7 @@ use super::lock::{LockError, ReconcileLock};
 use super::observe::Observed;
 use super::watch::{DirEvent, DirWatch, WatchError};
 use super::{PassReport, Reconciler, status};
-use crate::runtime::sys::ProcessId;
+use crate::sys::ProcessId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -172,7 +172,7 @@ pub async fn run(root: &Path, options: AgentOptions) -> Result<(), AgentError> {
                 exits.track(&observed);
             }
             wake_at = report.plan.wake_at_ms.map(|at| {
-                let now = crate::runtime::record::now_ms();
+                let now = crate::state::record::now_ms();
                 tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now) + 10)
             });
         }
@@ -289,7 +289,7 @@ impl ExitWatch {
             let tx = self.tx.clone();
             let name = id.to_string();
             let task = match monitor.open() {
-                Ok(Some(fd)) => match crate::runtime::sys::async_pidfd(fd) {
+                Ok(Some(fd)) => match crate::sys::async_pidfd(fd) {
                     Ok(fd) => tokio::spawn(async move {
                         // A pidfd becomes readable when the process exits.
                         let _ = fd.readable().await;

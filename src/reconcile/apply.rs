@@ -12,14 +12,14 @@ use tokio::task::JoinSet;
 
 use super::plan::{Action, Plan};
 use crate::image::ImageService;
-use crate::image::record::ImageRecord;
 use crate::image::registry::{PullOptions, Silent};
 use crate::image::unpack::Limits;
-use crate::runtime::record::ContainerRecord;
 use crate::runtime::{CreateRequest, Runtime};
 use crate::spec::image_ref::ImageSource;
 use crate::spec::model::Desired;
 use crate::spec::mount::Mount;
+use crate::state::image::ImageRecord;
+use crate::state::record::ContainerRecord;
 use crate::volume::Volumes;
 
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +90,7 @@ impl Machine {
         auth_file: Option<&std::path::Path>,
     ) -> Result<Machine, ApplyError> {
         Ok(Machine {
-            runtime: Runtime::new(root)?,
+            runtime: crate::wiring::runtime(root)?,
             images: Arc::new(ImageService::open(root, auth_file)?),
             volumes: Volumes::new(root),
         })
@@ -456,7 +456,7 @@ fn take_over(machine: &Machine, id: &str, from: &[String]) -> Result<String, App
         .filter(|v| v.status == crate::health::Health::Healthy)
         .map(|v| v.since_ms);
     let claim = machine.networks().take_over(id)?;
-    let after = healthy_since.map(|since| crate::runtime::record::now_ms().saturating_sub(since));
+    let after = healthy_since.map(|since| crate::state::record::now_ms().saturating_sub(since));
     if let Some(ms) = after {
         tracing::info!(container = id, switch_ms = ms, "ports switched");
     }
@@ -477,7 +477,7 @@ fn take_over(machine: &Machine, id: &str, from: &[String]) -> Result<String, App
 /// `stop` on a container whose record is damaged fails; `remove` handles those itself.
 fn ignore_damaged(e: crate::runtime::RuntimeError) -> Result<(), crate::runtime::RuntimeError> {
     match e {
-        crate::runtime::RuntimeError::Record(crate::runtime::record::RecordError::Damaged {
+        crate::runtime::RuntimeError::Record(crate::state::record::RecordError::Damaged {
             ..
         }) => Ok(()),
         other => Err(other),

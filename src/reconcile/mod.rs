@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use crate::runtime::record::now_ms;
+use crate::state::record::now_ms;
 
 use serde::Serialize;
 
@@ -174,9 +174,11 @@ pub struct Reconciler {
 
 impl Reconciler {
     pub fn new(machine: Machine, dir: &Path) -> Reconciler {
+        let networks = crate::network::Networks::new(machine.runtime.layout());
         let health = crate::health::HealthChecks::new(
             machine.runtime.layout(),
             machine.runtime.binary().to_path_buf(),
+            Arc::new(move |id: &str| networks.address_of(id).ok().flatten()),
         );
         Reconciler {
             health,

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::image::ImageService;
-use crate::runtime::record::{ExitRecord, RestartRecord};
 use crate::runtime::{Runtime, State};
+use crate::state::record::{ExitRecord, RestartRecord};
 use crate::volume::Volumes;
 
 /// What observation keeps across passes, so a pass with nothing new reads almost nothing:
@@ -17,12 +17,12 @@ use crate::volume::Volumes;
 /// change when the monitor ends, which its pidfd shows without touching /proc.
 #[derive(Default)]
 pub struct RecordCache {
-    records: std::collections::HashMap<String, crate::runtime::record::ContainerRecord>,
+    records: std::collections::HashMap<String, crate::state::record::ContainerRecord>,
     live: std::collections::HashMap<String, Live>,
 }
 
 struct Live {
-    monitor: crate::runtime::record::MonitorRecord,
+    monitor: crate::state::record::MonitorRecord,
     pidfd: std::os::fd::OwnedFd,
     restarts: RestartRecord,
 }
@@ -44,7 +44,7 @@ pub struct Observed {
     /// Image source → manifest digest, for every complete image in the store.
     pub images: BTreeMap<String, String>,
     pub volumes: BTreeSet<String>,
-    pub networks: crate::network::ObservedNetworks,
+    pub networks: crate::state::network::ObservedNetworks,
     /// Container directories whose record cannot be read (a power loss during its write).
     pub damaged: Vec<String>,
     /// Containers that exist in the kernel (a cgroup or engine state of berth's scope) with
@@ -71,13 +71,13 @@ pub struct ObservedContainer {
     pub health: Option<Health>,
     /// Whether its published ports are forwarded to it (plugged in and publishing some).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ports: Option<crate::network::PortHold>,
+    pub ports: Option<crate::state::network::PortHold>,
     /// Its monitor while it runs: the agent waits on it to notice the exit at once.
     #[serde(skip)]
-    pub monitor: Option<crate::runtime::sys::ProcessId>,
+    pub monitor: Option<crate::sys::ProcessId>,
     /// Its init while it runs, and its health check: what the health checker needs.
     #[serde(skip)]
-    pub init: Option<crate::runtime::sys::ProcessId>,
+    pub init: Option<crate::sys::ProcessId>,
     #[serde(skip)]
     pub health_check: Option<crate::spec::model::HealthCheck>,
 }
@@ -111,11 +111,11 @@ pub use crate::health::Health;
 
 impl ObservedContainer {
     fn new(
-        record: crate::runtime::record::ContainerRecord,
+        record: crate::state::record::ContainerRecord,
         phase: Phase,
         restarts: RestartRecord,
-        monitor: Option<&crate::runtime::record::MonitorRecord>,
-        layout: &crate::runtime::layout::Layout,
+        monitor: Option<&crate::state::record::MonitorRecord>,
+        layout: &crate::state::layout::Layout,
     ) -> ObservedContainer {
         let health = match (&record.health, monitor) {
             (Some(_), Some(m)) => Some(
@@ -201,10 +201,7 @@ pub fn observe(
                 // pidfd) — nothing else can have changed.
                 if let Some(live) = cache.live.get(&record.id) {
                     if matches!(
-                        crate::runtime::sys::wait_readable(
-                            &live.pidfd,
-                            Some(std::time::Duration::ZERO)
-                        ),
+                        crate::sys::wait_readable(&live.pidfd, Some(std::time::Duration::ZERO)),
                         Ok(false)
                     ) {
                         let phase = Phase::Running {

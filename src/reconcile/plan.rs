@@ -15,13 +15,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::observe::{Health, Observed, ObservedContainer, Phase};
-use crate::network::PortHold;
-use crate::runtime::record::ExitRecord;
 use crate::spec::hash::SpecHash;
 use crate::spec::model::{
     Backoff, Condition, Container, Desired, PullPolicy, RestartPolicy, UpdateStrategy,
 };
 use crate::spec::name::Name;
+use crate::state::network::PortHold;
+use crate::state::record::ExitRecord;
 
 /// Failures of earlier passes, by resource key (`Action::key`): retried with backoff.
 pub type FailureBook = BTreeMap<String, Failure>;

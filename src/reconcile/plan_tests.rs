@@ -11,12 +11,12 @@ use super::plan::{
     Action, Failure, FailureBook, Inputs, Plan, Step, backoff_delay_ms, human_ms, plan,
     short_digest,
 };
-use crate::network::PortHold;
-use crate::runtime::record::{ExitRecord, RestartRecord};
 use crate::spec::duration::Duration;
 use crate::spec::hash::SpecHashed;
 use crate::spec::loader::InputFile;
 use crate::spec::model::{Backoff, Desired};
+use crate::state::network::PortHold;
+use crate::state::record::{ExitRecord, RestartRecord};
 
 const NOW: u64 = 1_700_000_000_000;
 const HOUR: u64 = 3_600_000;
@@ -166,7 +166,7 @@ impl World {
         };
         self.observed.networks.records.insert(
             name.to_string(),
-            crate::network::ObservedNetwork {
+            crate::state::network::ObservedNetwork {
                 spec_hash: hash,
                 bridge: format!("berth{}", self.observed.networks.records.len()),
                 bridge_ok,
@@ -180,7 +180,7 @@ impl World {
     fn network_from(mut self, from: &World, name: &str, holders: &[&str]) -> World {
         self.observed.networks.records.insert(
             name.to_string(),
-            crate::network::ObservedNetwork {
+            crate::state::network::ObservedNetwork {
                 spec_hash: from.desired.networks[name]
                     .spec_hash()
                     .expect("hash")

@@ -10,7 +10,7 @@ use oci_spec::runtime::Spec;
 
 use super::bundle::{has_option, is_bind};
 use super::mountinfo::{MountLine, parse};
-use super::sys::{self, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY, MountAttrChange, SealStep};
+use crate::sys::{self, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY, MountAttrChange, SealStep};
 
 /// Where the engine mounts the cgroup filesystem. libcontainer mounts the v1 hierarchies
 /// writable whatever the spec says, which let a container raise its own limits.

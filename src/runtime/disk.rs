@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::layout::ContainerPaths;
+use crate::state::layout::ContainerPaths;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
@@ -82,7 +82,7 @@ pub fn mount(paths: &ContainerPaths) -> Result<PathBuf, DiskError> {
         .open(&image)
         .map_err(io("opening", &image))?;
     let (device, device_fd) =
-        super::sys::attach_loop(&file).map_err(io("attaching a loop device to", &image))?;
+        crate::sys::attach_loop(&file).map_err(io("attaching a loop device to", &image))?;
     let target = paths.disk();
     std::fs::create_dir_all(&target).map_err(io("creating", &target))?;
     rustix::mount::mount(

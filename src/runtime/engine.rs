@@ -14,7 +14,7 @@ use libcontainer::workload::{
 };
 use oci_spec::runtime::Spec;
 
-use super::record::{ContainerRecord, EngineRecord};
+use crate::state::record::{ContainerRecord, EngineRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -273,7 +273,7 @@ pub const SECCOMP_BPF: &str = "seccomp.bpf";
 
 impl Executor for BerthExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
-        super::sys::reset_signal_dispositions()
+        crate::sys::reset_signal_dispositions()
             .map_err(|e| ExecutorError::Other(format!("resetting signal dispositions: {e}")))?;
         if self.own_group {
             // A process group of its own (already one if it leads a session).
@@ -286,7 +286,7 @@ impl Executor for BerthExecutor {
             }
         }
         if let Some(bpf) = &self.seccomp_bpf {
-            super::sys::load_seccomp_program(bpf)
+            crate::sys::load_seccomp_program(bpf)
                 .map_err(|e| ExecutorError::Other(format!("loading the seccomp profile: {e}")))?;
         }
         let args: Vec<std::ffi::CString> = spec
@@ -306,7 +306,7 @@ impl Executor for BerthExecutor {
         let errno = exec_searching_path(program, &args);
         let why = exec_failure_text(errno);
         if let Some(fd) = self.exec_failure {
-            super::sys::write_to_inherited(fd, why.as_bytes());
+            crate::sys::write_to_inherited(fd, why.as_bytes());
         }
         Err(ExecutorError::Other(why))
     }
@@ -444,9 +444,9 @@ impl Embedded {
         if executor_group(exec) {
             // What the command left running goes with it. Its group outlives it while it is
             // unreaped, so the id names nothing else yet.
-            kill_group(pid);
+            crate::sys::kill_group(pid);
         }
-        let status = super::sys::wait_child(pid)
+        let status = crate::sys::wait_child(pid)
             .map_err(|source| io_err("waiting for the process in", source))?;
         if let Some(Err(source)) = relayed {
             return Err(io_err("relaying the output of the process in", source));
@@ -457,13 +457,6 @@ impl Embedded {
 
 fn executor_group(exec: &ExecRequest) -> bool {
     exec.own_group && !exec.tty
-}
-
-/// SIGKILL to the process group `pgid` (gone already: nothing to do).
-pub(crate) fn kill_group(pgid: i32) {
-    if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-    }
 }
 
 /// The container's process settings with the exec request's changes.
@@ -730,9 +723,9 @@ mod tests {
         if std::env::var_os(CHILD).is_none() {
             return;
         }
-        super::super::sys::reset_signal_dispositions().expect("default dispositions");
-        let (read, write) = super::super::sys::exec_failure_channel().expect("socketpair");
+        crate::sys::reset_signal_dispositions().expect("default dispositions");
+        let (read, write) = crate::sys::exec_failure_channel().expect("socketpair");
         drop(read);
-        super::super::sys::write_to_inherited(write.as_raw_fd(), b"why");
+        crate::sys::write_to_inherited(write.as_raw_fd(), b"why");
     }
 }

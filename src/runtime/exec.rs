@@ -288,7 +288,7 @@ impl PipeRelay {
             if signalled {
                 if kill_group {
                     while let Ok(Some(_)) = signals.read_signal() {}
-                    super::engine::kill_group(pid);
+                    crate::sys::kill_group(pid);
                 } else {
                     forward_pending_signals(&signals, &pidfd);
                 }
@@ -399,6 +399,6 @@ fn forwarded_signals() -> io::Result<nix::sys::signalfd::SignalFd> {
 
 fn forward_pending_signals(signals: &nix::sys::signalfd::SignalFd, pidfd: &OwnedFd) {
     while let Ok(Some(info)) = signals.read_signal() {
-        let _ = super::sys::send_signal(pidfd, info.ssi_signo as i32);
+        let _ = crate::sys::send_signal(pidfd, info.ssi_signo as i32);
     }
 }

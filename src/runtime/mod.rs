@@ -8,41 +8,40 @@ pub mod cgroupfs;
 pub mod confine;
 pub mod disk;
 pub mod engine;
-pub mod etc;
 pub mod exec;
-pub mod layout;
 pub mod logfile;
 pub mod monitor;
 pub mod mountinfo;
-pub mod record;
+pub mod plumbing;
 pub mod rootfs;
 pub mod seccomp;
 pub mod seccomp_bpf;
 pub mod stats;
 pub mod supervise;
-pub mod sys;
 pub mod users;
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use oci_spec::image::ImageConfiguration;
 
-use self::layout::Layout;
 use self::monitor::Readiness;
-use self::record::{
-    BootId, ContainerRecord, EngineRecord, ExitRecord, MonitorRecord, RestartRecord, Seed,
-};
-use self::sys::ProcessId;
+pub use self::plumbing::Plumbing;
 use crate::fsutil::{self, FsError, io_err};
-use crate::image::record::ImageRecord;
 use crate::spec::engine::Engine as EngineChoice;
 use crate::spec::model::{Container, ContainerNetwork};
 use crate::spec::mount::Mount;
 use crate::spec::signal::Signal;
+use crate::state::image::ImageRecord;
+use crate::state::layout::{self, Layout};
+use crate::state::record::{
+    self, BootId, ContainerRecord, EngineRecord, ExitRecord, MonitorRecord, RestartRecord, Seed,
+};
+use crate::sys::{self, ProcessId};
 
 /// How long `stop` waits for a monitor to record the exit after its container died.
 const MONITOR_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -198,23 +197,29 @@ pub struct Runtime {
     layout: Layout,
     /// The berth binary the monitor is run from.
     monitor_binary: PathBuf,
+    plumbing: Arc<dyn Plumbing>,
 }
 
 impl Runtime {
     /// The runtime of a state root; monitors are this very executable.
-    pub fn new(state_root: &Path) -> Result<Runtime, RuntimeError> {
+    pub fn new(state_root: &Path, plumbing: Arc<dyn Plumbing>) -> Result<Runtime, RuntimeError> {
         let exe = std::env::current_exe().map_err(|source| RuntimeError::Spawn {
             id: "-".into(),
             source,
         })?;
-        Ok(Self::with_monitor_binary(state_root, &exe))
+        Ok(Self::with_monitor_binary(state_root, &exe, plumbing))
     }
 
     /// For callers that are not the berth binary themselves (tests, embedders).
-    pub fn with_monitor_binary(state_root: &Path, binary: &Path) -> Runtime {
+    pub fn with_monitor_binary(
+        state_root: &Path,
+        binary: &Path,
+        plumbing: Arc<dyn Plumbing>,
+    ) -> Runtime {
         Runtime {
             layout: Layout::new(state_root),
             monitor_binary: binary.to_path_buf(),
+            plumbing,
         }
     }
 
@@ -387,7 +392,7 @@ impl Runtime {
             networks: match &c.network {
                 ContainerNetwork::Bridge(attachments) => attachments
                     .iter()
-                    .map(|a| crate::network::Attachment {
+                    .map(|a| crate::state::network::Attachment {
                         network: a.network.to_string(),
                         ip: a.ip,
                         aliases: a.aliases.iter().map(|n| n.to_string()).collect(),
@@ -844,13 +849,7 @@ impl Runtime {
     /// the stop: the reconciler's next pass finds rules that differ from the state and
     /// rebuilds them.
     fn unplug(&self, id: &str, release: bool) {
-        let networks = crate::network::Networks::new(&self.layout);
-        let result = if release {
-            networks.release(id)
-        } else {
-            networks.detach(id)
-        };
-        if let Err(e) = result {
+        if let Err(e) = self.plumbing.unplug(id, release) {
             tracing::warn!(container = id, "unplugging from its networks: {e}");
         }
     }

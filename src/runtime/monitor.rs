@@ -16,10 +16,11 @@ use std::os::fd::OwnedFd;
 use serde::{Deserialize, Serialize};
 
 use super::engine::{self, Engine, StdioFds};
-use super::layout::{ContainerPaths, Layout};
-use super::record::{self, BootId, ContainerRecord, ExitRecord, MonitorRecord};
-use super::sys::{self, Forked, ProcessId};
+use super::plumbing::Plumbing;
 use super::{bundle, confine, rootfs, supervise, users};
+use crate::state::layout::{ContainerPaths, Layout};
+use crate::state::record::{self, BootId, ContainerRecord, ExitRecord, MonitorRecord};
+use crate::sys::{self, Forked, ProcessId};
 
 /// The readiness line the monitor writes to its starter.
 #[derive(Debug, Serialize, Deserialize)]
@@ -46,7 +47,7 @@ pub enum Readiness {
 pub const START_LOCK_ENV: &str = "BERTH_START_LOCK";
 
 /// Entry point of `berth monitor`. Runs before anything could start a thread.
-pub fn main(layout: &Layout, id: &str) -> i32 {
+pub fn main(layout: &Layout, id: &str, plumbing: &dyn Plumbing) -> i32 {
     // Whatever the starter left open without close-on-exec must not stay pinned for the
     // container's whole life.
     let has_lock = std::env::var_os(START_LOCK_ENV).is_some();
@@ -56,7 +57,7 @@ pub fn main(layout: &Layout, id: &str) -> i32 {
     let start_lock = has_lock
         .then(|| sys::inherited_fd(sys::START_LOCK_FD).ok())
         .flatten();
-    if !super::layout::valid_id(id) {
+    if !crate::state::layout::valid_id(id) {
         report(&Readiness::Failed {
             error: format!("`{id}` is not a container id"),
         });
@@ -79,7 +80,7 @@ pub fn main(layout: &Layout, id: &str) -> i32 {
         report(&Readiness::Forked { monitor: me });
     }
     let paths = layout.container(id);
-    match Monitor::prepare(layout, &paths, id) {
+    match Monitor::prepare(layout, &paths, id, plumbing) {
         Ok(monitor) => {
             let ready = Readiness::Running {
                 monitor: monitor.me,
@@ -133,7 +134,12 @@ struct Monitor {
 }
 
 impl Monitor {
-    fn prepare(layout: &Layout, paths: &ContainerPaths, id: &str) -> Result<Monitor, String> {
+    fn prepare(
+        layout: &Layout,
+        paths: &ContainerPaths,
+        id: &str,
+        plumbing: &dyn Plumbing,
+    ) -> Result<Monitor, String> {
         let record: ContainerRecord = record::load(&paths.record())
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("container {id} has no record"))?;
@@ -149,7 +155,7 @@ impl Monitor {
         rootfs::mount_overlay(paths, &record.layers, &writable).map_err(|e| e.to_string())?;
 
         // Generated at every start (not kept from creation): always whole, and current.
-        super::etc::write(
+        crate::state::etc::write(
             &paths.etc(),
             &record.hostname,
             record.own_network,
@@ -161,9 +167,13 @@ impl Monitor {
         let group = rootfs::read_small_file(&root, "/etc/group").map_err(|e| e.to_string())?;
         let user = users::resolve(record.user.as_deref(), &record.groups, &passwd, &group)
             .map_err(|e| format!("container {}: {e}", record.name))?;
-        let volumes = crate::volume::Volumes::new(&layout.state_root);
         for seed in &record.seed {
-            seed_volume(&volumes, seed, &root)?;
+            let copying = || {
+                report(&Readiness::Seeding {
+                    volume: seed.volume.clone(),
+                })
+            };
+            plumbing.seed_volume(seed, &root, &copying)?;
         }
 
         let config = paths.config();
@@ -247,7 +257,7 @@ impl Monitor {
             return Err(fail(engine.as_ref(), format!("bringing up loopback: {e}")));
         }
         if !record.networks.is_empty()
-            && let Err(e) = plug_in(layout, &record, pid)
+            && let Err(e) = plug_in(plumbing, &record, pid)
         {
             return Err(fail(engine.as_ref(), e));
         }
@@ -323,61 +333,11 @@ impl Monitor {
     }
 }
 
-/// Seed a volume on its first use. A `seeding` marker is written first, so a copy that was
-/// interrupted is reported instead of being taken for the user's data next time.
-fn seed_volume(
-    volumes: &crate::volume::Volumes,
-    seed: &super::record::Seed,
-    root: &OwnedFd,
-) -> Result<(), String> {
-    let done = volumes.seed_marker(&seed.volume);
-    if done.exists() {
-        return Ok(());
-    }
-    let started = volumes.dir(&seed.volume).join("seeding");
-    if started.exists() {
-        return Err(format!(
-            "volume {}: copying the image's {} into it was interrupted earlier; empty {} (or remove the volume) and start again",
-            seed.volume,
-            seed.target,
-            seed.data.display()
-        ));
-    }
-    report(&Readiness::Seeding {
-        volume: seed.volume.clone(),
-    });
-    crate::fsutil::write_atomic(&started, b"").map_err(|e| e.to_string())?;
-    crate::volume::seed_from(
-        root,
-        &seed.target,
-        &seed.data,
-        volumes.keeps_owner(&seed.volume),
-    )
-    .map_err(|e| format!("volume {}: {e}", seed.volume))?;
-    // The copy is on disk before the marker that says so.
-    let data = std::fs::File::open(&seed.data)
-        .map_err(|e| format!("opening {}: {e}", seed.data.display()))?;
-    rustix::fs::syncfs(&data).map_err(|e| format!("syncing {}: {e}", seed.data.display()))?;
-    crate::fsutil::write_atomic(&done, b"").map_err(|e| e.to_string())?;
-    std::fs::remove_file(&started).map_err(|e| format!("removing {}: {e}", started.display()))
-}
-
 /// Plug the created container into its bridge networks while its init waits to be started.
-fn plug_in(layout: &Layout, record: &ContainerRecord, init: i32) -> Result<(), String> {
+fn plug_in(plumbing: &dyn Plumbing, record: &ContainerRecord, init: i32) -> Result<(), String> {
     let path = format!("/proc/{init}/ns/net");
     let netns = std::fs::File::open(&path).map_err(|e| format!("opening {path}: {e}"))?;
-    let joiner = crate::network::Joiner {
-        id: &record.id,
-        name: &record.name,
-        hostname: &record.hostname,
-        attachments: &record.networks,
-        ports: &record.ports,
-        start_first: record.start_first,
-        manual: record.manual,
-    };
-    crate::network::Networks::new(layout)
-        .attach(&joiner, std::os::fd::AsFd::as_fd(&netns))
-        .map_err(|e| e.to_string())
+    plumbing.plug_in(record, std::os::fd::AsFd::as_fd(&netns))
 }
 
 /// How long the started init may take to reach its exec (nothing runs in between but

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Mode, OFlags};
 
 use super::bundle::{has_option, is_bind};
-use super::layout::ContainerPaths;
+use crate::state::layout::ContainerPaths;
 
 /// The kernel copies mount options into one page.
 const MOUNT_DATA_MAX: usize = 4095;

@@ -236,8 +236,8 @@ mod tests {
         match unsafe { nix::unistd::fork() }.expect("fork") {
             nix::unistd::ForkResult::Child => {
                 let code = (|| {
-                    if crate::runtime::sys::set_no_new_privs().is_err()
-                        || crate::runtime::sys::load_seccomp_program(&bpf).is_err()
+                    if crate::sys::set_no_new_privs().is_err()
+                        || crate::sys::load_seccomp_program(&bpf).is_err()
                     {
                         return 10;
                     }

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant, SystemTime};
 use rustix::event::{PollFd, PollFlags, poll};
 
 use super::cgroupfs;
-use super::layout::{ContainerPaths, Layout};
 use super::logfile::{LogWriter, Stream};
-use super::record::{self, ContainerRecord, EngineRecord, ExitRecord, MonitorRecord};
-use super::sys;
 use crate::spec::model::LogPolicy;
 use crate::spec::size::ByteSize;
+use crate::state::layout::{ContainerPaths, Layout};
+use crate::state::record::{self, ContainerRecord, EngineRecord, ExitRecord, MonitorRecord};
+use crate::sys;
 
 /// How long to keep reading output after the init exited (all container processes die with
 /// it; this bounds a stuck reader).

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth::runtime::State;
-use berth::runtime::record::ContainerRecord;
+use berth::state::record::ContainerRecord;
 
 use crate::support::images::ready_made::busybox_image;
 use crate::support::sandbox::{BERTH, Sandbox};
@@ -270,7 +270,7 @@ fn a_killed_container_is_restarted_with_backoff() {
             panic!("not running")
         };
         let fd = m.init.open().expect("pidfd").expect("alive");
-        berth::runtime::sys::send_signal(&fd, 9).expect("SIGKILL");
+        berth::sys::send_signal(&fd, 9).expect("SIGKILL");
         Instant::now()
     };
     let started_ms = |sb: &Sandbox| match sb.state(&c.id) {

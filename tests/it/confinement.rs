@@ -461,15 +461,13 @@ fn an_orphan_of_an_external_engine_is_removed_without_it_on_path() {
     );
     // Its monitor is gone too (it would remove the engine state when the init dies), and
     // neither runc nor anything else is on $PATH: the state is removed all the same.
-    let monitor = berth::runtime::sys::ProcessId::of(processes[0])
+    let monitor = berth::sys::ProcessId::of(processes[0])
         .expect("the monitor runs")
         .open()
         .expect("pidfd")
         .expect("the monitor runs");
-    berth::runtime::sys::send_signal(&monitor, libc::SIGKILL).expect("kill the monitor");
-    assert!(
-        berth::runtime::sys::wait_readable(&monitor, Some(Duration::from_secs(5))).expect("wait")
-    );
+    berth::sys::send_signal(&monitor, libc::SIGKILL).expect("kill the monitor");
+    assert!(berth::sys::wait_readable(&monitor, Some(Duration::from_secs(5))).expect("wait"));
     let rm = sb
         .command(&["rm", &old_id])
         .env("PATH", "/nonexistent")
@@ -711,7 +709,7 @@ struct ContinueOnDrop(std::os::fd::OwnedFd);
 
 impl Drop for ContinueOnDrop {
     fn drop(&mut self) {
-        let _ = berth::runtime::sys::send_signal(&self.0, libc::SIGCONT);
+        let _ = berth::sys::send_signal(&self.0, libc::SIGCONT);
     }
 }
 
@@ -743,12 +741,12 @@ fn a_restart_waits_for_the_previous_monitor_before_mounting_the_disk_again() {
         .open()
         .expect("pidfd")
         .expect("the monitor runs");
-    berth::runtime::sys::send_signal(&monitor_fd, libc::SIGSTOP).expect("SIGSTOP");
+    berth::sys::send_signal(&monitor_fd, libc::SIGSTOP).expect("SIGSTOP");
     let stopped = ContinueOnDrop(monitor_fd);
     let init = monitor.init.open().expect("pidfd").expect("the init runs");
-    berth::runtime::sys::send_signal(&init, libc::SIGKILL).expect("SIGKILL");
+    berth::sys::send_signal(&init, libc::SIGKILL).expect("SIGKILL");
     assert!(
-        berth::runtime::sys::wait_readable(&init, Some(Duration::from_secs(10))).expect("wait"),
+        berth::sys::wait_readable(&init, Some(Duration::from_secs(10))).expect("wait"),
         "the init did not die"
     );
     let hierarchies = berth::runtime::cgroupfs::hierarchies().expect("cgroup mounts");
@@ -760,10 +758,10 @@ fn a_restart_waits_for_the_previous_monitor_before_mounting_the_disk_again() {
         .join("embedded")
         .join(&record.id);
     std::fs::remove_dir_all(&state).expect("engine state removed");
-    let now = berth::runtime::record::now_ms();
-    berth::runtime::record::save_volatile(
+    let now = berth::state::record::now_ms();
+    berth::state::record::save_volatile(
         &paths.exit(),
-        &berth::runtime::record::ExitRecord {
+        &berth::state::record::ExitRecord {
             code: None,
             signal: Some(libc::SIGKILL),
             oom_killed: false,

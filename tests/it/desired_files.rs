@@ -145,7 +145,7 @@ fn non_regular_desired_files_are_reported_and_block_nothing() {
     };
     let before = m.started_at_ms;
     let fd = m.init.open().expect("pidfd").expect("alive");
-    berth::runtime::sys::send_signal(&fd, 9).expect("SIGKILL");
+    berth::sys::send_signal(&fd, 9).expect("SIGKILL");
     wait_for(Duration::from_secs(15), "keep restarted", || {
         match sb.state(&keep.id) {
             State::Running(m) if m.started_at_ms != before => Some(()),

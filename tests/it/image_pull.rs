@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use berth::image::auth::{Credential, Secret};
 use berth::image::manifest::Platform;
-use berth::image::record::ImageRecord;
 use berth::image::registry::{PullOptions, Silent};
 use berth::image::{ImageError, ImageService};
 use berth::spec::image_ref::ImageSource;
+use berth::state::image::ImageRecord;
 use serde_json::{Value, json};
 
 use crate::support::images::{

@@ -5,6 +5,7 @@ mod cli_validate;
 mod confinement;
 mod desired_files;
 mod image_pull;
+mod layering;
 mod network;
 mod quickstart;
 mod registry_support_selftest;

@@ -757,8 +757,8 @@ fn a_created_container_whose_init_runs_without_a_monitor_can_be_removed() {
         .open()
         .expect("pidfd")
         .expect("the monitor runs");
-    berth::runtime::sys::send_signal(&fd, libc::SIGKILL).expect("kill the monitor");
-    assert!(berth::runtime::sys::wait_readable(&fd, Some(Duration::from_secs(5))).expect("wait"));
+    berth::sys::send_signal(&fd, libc::SIGKILL).expect("kill the monitor");
+    assert!(berth::sys::wait_readable(&fd, Some(Duration::from_secs(5))).expect("wait"));
     let paths = sb.runtime.layout().container(&record.id);
     std::fs::remove_file(paths.monitor()).expect("rm monitor.json");
     assert_eq!(sb.state(&record.id), State::Created);

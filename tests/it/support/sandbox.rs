@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use berth::runtime::record::ContainerRecord;
 use berth::runtime::{Runtime, State};
+use berth::state::record::ContainerRecord;
 
 use super::images::TestImage;
 use super::layout::write_layout;
@@ -27,7 +27,8 @@ impl Sandbox {
             .tempdir()
             .expect("tempdir");
         std::fs::create_dir_all(dir.path().join("desired")).expect("desired dir");
-        let runtime = Runtime::with_monitor_binary(&dir.path().join("root"), Path::new(BERTH));
+        let runtime =
+            berth::wiring::runtime_with_monitor(&dir.path().join("root"), Path::new(BERTH));
         Sandbox { dir, runtime }
     }
 
@@ -105,7 +106,7 @@ impl Sandbox {
     }
 
     /// Wait until the container has exited; its exit record.
-    pub fn wait_exit(&self, id: &str, timeout: Duration) -> berth::runtime::record::ExitRecord {
+    pub fn wait_exit(&self, id: &str, timeout: Duration) -> berth::state::record::ExitRecord {
         let deadline = Instant::now() + timeout;
         loop {
             match self.state(id) {

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::sys::ProcessId;
 use crate::fsutil::{self, FsError};
+use crate::sys::ProcessId;
 
 /// What was asked for: written before the monitor starts (the intent), never changed after.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +47,7 @@ pub struct ContainerRecord {
     pub manual: bool,
     /// Bridge networks it joins, in the order of its interfaces (eth0, eth1, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub networks: Vec<crate::network::Attachment>,
+    pub networks: Vec<crate::state::network::Attachment>,
     /// Published ports, forwarded to its address on its first non-internal network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<crate::spec::port::PortMapping>,
@@ -73,7 +73,7 @@ impl ContainerRecord {
 
 impl ContainerRecord {
     /// The diff ids of the layers the container's root filesystem is made of.
-    pub fn layer_diff_ids(&self) -> impl Iterator<Item = crate::image::digest::Digest> + '_ {
+    pub fn layer_diff_ids(&self) -> impl Iterator<Item = crate::digest::Digest> + '_ {
         self.layers.iter().filter_map(|dir| {
             format!("sha256:{}", dir.file_name()?.to_str()?)
                 .parse()
@@ -123,7 +123,7 @@ impl BootId {
         if let Some(id) = CURRENT.get() {
             return Ok(*id);
         }
-        let text = super::sys::boot_id()?;
+        let text = crate::sys::boot_id()?;
         let id = BootId::parse(&text).ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,

@@ -765,6 +765,13 @@ pub fn terminate_with_parent(command: &mut tokio::process::Command) {
     }
 }
 
+/// SIGKILL to the process group `pgid` (gone already: nothing to do).
+pub fn kill_group(pgid: i32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
