@@ -27,7 +27,7 @@
 # benchmark's shell functions (bash 5.2 crashes doing that in a trap). The agent is restarted
 # between the two parts so that part 2 runs with exactly N containers.
 #
-# Quirks of these machines, see ../shared/PEERS.md: RLIMIT_NOFILE hard limit 20000 (podman
+# Quirks of these machines (docs/benchmarks.md): RLIMIT_NOFILE hard limit 20000 (podman
 # gets a private containers.conf) and cgroup v1 hybrid (crun needs hugetlb mounted as a v1
 # hierarchy when it sits on cgroup2; it is unmounted afterwards). dockerd is not installed:
 # its idle RSS here (75 MiB) is quoted as a reference only.
@@ -144,7 +144,7 @@ if [[ -z ${BENCH_AGENT_WORK:-} ]]; then
   trap 'echo "interrupted" >&2; exit 130' INT
   trap 'echo "terminated" >&2; exit 143' TERM
 
-  # crun refuses a cgroup v1 hybrid with hugetlb on cgroup2 (../shared/PEERS.md).
+  # crun refuses a cgroup v1 hybrid with hugetlb on cgroup2 (docs/benchmarks.md).
   if [[ ! -d /sys/fs/cgroup/hugetlb ]] && grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
     mkdir /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb none /sys/fs/cgroup/hugetlb && hugetlb_mounted=1
   fi

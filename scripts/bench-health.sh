@@ -46,7 +46,7 @@
 # so it makes no CNI bridge or rules. The benchmark itself runs in a child process (its own
 # process group) that this script waits for and cleans up after, as in bench-agent.sh.
 #
-# Quirks of these machines, see ../shared/PEERS.md: RLIMIT_NOFILE hard limit 20000 (podman
+# Quirks of these machines (docs/benchmarks.md): RLIMIT_NOFILE hard limit 20000 (podman
 # gets a private containers.conf) and cgroup v1 hybrid (crun, podman's runtime, needs hugetlb
 # mounted as a v1 hierarchy when it sits on cgroup2; it is unmounted afterwards). There is no
 # systemd here, so `podman run --health-cmd` cannot add its timers (it says so and runs the
@@ -218,7 +218,7 @@ if [[ -z ${BENCH_HEALTH_WORK:-} ]]; then
   trap 'echo "interrupted" >&2; exit 130' INT
   trap 'echo "terminated" >&2; exit 143' TERM
 
-  # crun refuses a cgroup v1 hybrid with hugetlb on cgroup2 (../shared/PEERS.md).
+  # crun refuses a cgroup v1 hybrid with hugetlb on cgroup2 (docs/benchmarks.md).
   if [[ ! -d /sys/fs/cgroup/hugetlb ]] && grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
     mkdir /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb none /sys/fs/cgroup/hugetlb && hugetlb_mounted=1
   fi

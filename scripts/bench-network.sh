@@ -29,7 +29,7 @@
 # tables holding only CNI chains, /var/lib/cni, the /run/netns mount), each only while no
 # container uses it.
 #
-# Quirks of these machines, see ../shared/PEERS.md: RLIMIT_NOFILE hard limit 20000 (podman
+# Quirks of these machines (docs/benchmarks.md): RLIMIT_NOFILE hard limit 20000 (podman
 # gets a private containers.conf) and cgroup v1 hybrid (crun, podman's runtime, needs hugetlb
 # mounted as a v1 hierarchy when it sits on cgroup2; it is unmounted afterwards).
 set -euo pipefail
@@ -304,7 +304,7 @@ EOF
 PODMAN_IMAGE=$("${PODMAN[@]}" images -q | head -1)
 [[ -n $PODMAN_IMAGE ]] || fail "podman did not load $ARCHIVE"
 
-# crun refuses a cgroup v1 hybrid with hugetlb on cgroup2 (../shared/PEERS.md).
+# crun refuses a cgroup v1 hybrid with hugetlb on cgroup2 (docs/benchmarks.md).
 if [[ ! -d /sys/fs/cgroup/hugetlb ]] && grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
   mkdir /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb none /sys/fs/cgroup/hugetlb && hugetlb_mounted=1
 fi

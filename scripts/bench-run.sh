@@ -12,7 +12,7 @@
 #
 #   RUNS=50 scripts/bench-run.sh          (as root; installs what it needs from Debian)
 #
-# Quirks of these machines, see ../shared/PEERS.md: RLIMIT_NOFILE hard limit 20000 (podman
+# Quirks of these machines (docs/benchmarks.md): RLIMIT_NOFILE hard limit 20000 (podman
 # gets a private containers.conf) and cgroup v1 hybrid (crun needs hugetlb mounted as a v1
 # hierarchy for the run; it is unmounted afterwards).
 set -euo pipefail
