@@ -12,5 +12,6 @@ pub mod sha256;
 pub mod spec;
 pub mod state;
 pub mod sys;
+pub mod units;
 pub mod volume;
 pub mod wiring;

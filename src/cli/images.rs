@@ -9,6 +9,7 @@ use berth::image::manifest::Platform;
 use berth::image::registry::PullOptions;
 use berth::spec::image_ref::ImageSource;
 use berth::state::image::ImageRecord;
+use berth::units::human_size;
 
 #[derive(Debug, clap::Args)]
 pub struct PullArgs {
@@ -78,21 +79,6 @@ fn summary(record: &ImageRecord) -> String {
         record.layers.len(),
         human_size(record.size())
     )
-}
-
-pub fn human_size(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < units.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", units[unit])
-    }
 }
 
 pub fn pull(root: &std::path::Path, args: &PullArgs) -> anyhow::Result<ExitCode> {

@@ -51,7 +51,7 @@ pub fn run(root: &Path, what: &PruneWhat) -> anyhow::Result<ExitCode> {
             "pruned {} images, {} blobs ({}), {} unpacked layers",
             report.images.len(),
             report.blobs,
-            super::images::human_size(report.bytes),
+            berth::units::human_size(report.bytes),
             report.layers
         );
     }

@@ -21,6 +21,8 @@ use libcgroups::v1::ControllerType;
 use libcgroups::v1::util::{V1MountPointError, get_subsystem_mount_point};
 use serde::Serialize;
 
+use crate::units::human_size;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {
     #[error("cgroup path `{path}` must be absolute and without `..`, like /berth/<container id>")]
@@ -533,25 +535,6 @@ fn percent(value: Option<f64>) -> String {
     }
 }
 
-/// Binary units with one decimal, the decimal dropped when it is zero: `512B`, `12.3MiB`,
-/// `256MiB`.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if bytes < 1024 {
-        return format!("{bytes}B");
-    }
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    // Rounding decides the unit, so 1023.96 KiB reads as 1MiB and not as 1024KiB.
-    while unit + 1 < UNITS.len() && (value * 10.0).round() / 10.0 >= 1024.0 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    let text = format!("{value:.1}");
-    let text = text.strip_suffix(".0").unwrap_or(&text);
-    format!("{text}{}", UNITS[unit])
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -745,25 +728,6 @@ mod tests {
                 ),
                 "{bad:?}"
             );
-        }
-    }
-
-    #[test]
-    fn human_sizes() {
-        let cases = [
-            (0, "0B"),
-            (1023, "1023B"),
-            (1024, "1KiB"),
-            (1536, "1.5KiB"),
-            (12_897_484, "12.3MiB"),
-            (256 << 20, "256MiB"),
-            ((1 << 20) - 1, "1MiB"),
-            ((1 << 30) + (1 << 29), "1.5GiB"),
-            (24684096 * 1024, "23.5GiB"),
-            (u64::MAX, "16EiB"),
-        ];
-        for (bytes, want) in cases {
-            assert_eq!(human_size(bytes), want, "{bytes}");
         }
     }
 
