@@ -232,7 +232,7 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec, BundleError> {
         .resources(resources(c)?)
         .masked_paths(masked)
         .readonly_paths(oci_spec::runtime::get_default_readonly_paths())
-        .seccomp(seccomp_profile(&oci_caps))
+        .seccomp(super::seccomp::default_profile(&oci_caps))
         .build()
         .map_err(err)?;
 
@@ -260,12 +260,6 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec, BundleError> {
         .annotations(annotations)
         .build()
         .map_err(err)
-}
-
-/// The default profile in the OCI spec's operand order (runc's; `seccomp_bpf` compiles it
-/// the same way for the embedded engine).
-fn seccomp_profile(caps: &oci_spec::runtime::Capabilities) -> oci_spec::runtime::LinuxSeccomp {
-    super::seccomp::runc_operand_order(super::seccomp::default_profile(caps))
 }
 
 /// Docker's rules: the entry's entrypoint replaces the image's and then also drops the

@@ -14,11 +14,13 @@
 //! libc and programs take their "old kernel" path (glibc falls back from `clone3` to `clone`,
 //! whose namespace flags are checked) instead of failing on a permission error.
 //!
-//! The profile is written for the embedded engine, youki's libcontainer 0.7, which reads the two
-//! operands of a masked comparison in the opposite order from runc and crun; a profile handed to
-//! an external runtime goes through [`runc_operand_order`] first. Both libcontainer and runc
-//! skip syscall names the installed libseccomp does not know, so the tables may name syscalls
-//! newer than the host's libseccomp; today every name is known to Debian 12's 2.5.4.
+//! The profile is in the OCI runtime spec's operand order, the one runc and crun read: an
+//! external runtime gets it as is in `config.json`, and for the embedded engine berth compiles it
+//! itself (`seccomp_bpf::compile_cached` at create) and loads the program in the container's
+//! process (`sys::load_seccomp_program`, at start and at exec). libcontainer never sees it: it
+//! reads the operands of a masked comparison the other way round (see [`masked_eq`]). runc and
+//! berth's compiler skip syscall names the installed libseccomp does not know, so the tables may
+//! name syscalls newer than the host's libseccomp; today every name is known to Debian 12's 2.5.4.
 
 use std::collections::BTreeSet;
 
@@ -699,36 +701,6 @@ fn socket_rules(audit_write: bool) -> Vec<LinuxSyscall> {
     rules
 }
 
-/// `profile` with its masked comparisons in the operand order runc and crun read (see
-/// [`masked_eq`]), for an external OCI runtime; the default profile is written for the embedded
-/// libcontainer.
-pub fn runc_operand_order(mut profile: LinuxSeccomp) -> LinuxSeccomp {
-    let swap = |arg: LinuxSeccompArg| match arg.op() {
-        LinuxSeccompOperator::ScmpCmpMaskedEq => arg_with_two(
-            arg.index(),
-            arg.op(),
-            arg.value_two().unwrap_or(0),
-            Some(arg.value()),
-        ),
-        _ => arg,
-    };
-    let rules = profile.syscalls().clone().map(|rules| {
-        rules
-            .into_iter()
-            .map(|mut rule| {
-                let args = rule
-                    .args()
-                    .clone()
-                    .map(|a| a.into_iter().map(swap).collect());
-                rule.set_args(args);
-                rule
-            })
-            .collect()
-    });
-    profile.set_syscalls(rules);
-    profile
-}
-
 fn syscall(
     names: impl IntoIterator<Item = impl ToString>,
     action: LinuxSeccompAction,
@@ -747,18 +719,17 @@ fn arg(index: usize, op: LinuxSeccompOperator, value: u64) -> LinuxSeccompArg {
     arg_with_two(index, op, value, None)
 }
 
-/// `(argument & mask) == datum`, in the operand order libcontainer 0.7 reads: `valueTwo` is the
-/// mask and `value` the datum. runc and crun read them the other way round (`value` is the mask,
-/// as libseccomp's `datum_a`), which is what Docker's profile is written for; given Docker's
-/// order, libcontainer would mask with 0, and libseccomp drops such a comparison as always true.
-/// Either misreading opens the rule completely, so a profile for an external runtime must go
-/// through [`runc_operand_order`].
+/// `(argument & mask) == datum`, in the OCI spec's operand order as runc and crun read it:
+/// `value` is the mask (libseccomp's `datum_a`) and `valueTwo` the datum, as in Docker's profile.
+/// libcontainer 0.7 reads them the other way round; a misreading opens the rule completely
+/// (libseccomp drops a comparison whose mask is 0 as always true), which is why the embedded
+/// engine loads the program `seccomp_bpf` compiles instead of handing the profile to it.
 fn masked_eq(index: usize, mask: u64, datum: u64) -> LinuxSeccompArg {
     arg_with_two(
         index,
         LinuxSeccompOperator::ScmpCmpMaskedEq,
-        datum,
-        Some(mask),
+        mask,
+        Some(datum),
     )
 }
 
@@ -985,36 +956,34 @@ mod tests {
             .iter()
             .filter(|r| r.names() == &["clone"])
             .collect();
-        let allow: Vec<_> = clone_rules
+        // The OCI spec's operand order, as in Docker's profile: the mask in `value`, the datum
+        // in `valueTwo`.
+        let masked: Vec<_> = clone_rules
             .iter()
-            .filter(|r| r.action() == LinuxSeccompAction::ScmpActAllow)
+            .map(|r| {
+                let args = r.args().as_deref().unwrap_or_default();
+                assert_eq!(args.len(), 1, "{r:?}");
+                assert_eq!(args[0].index(), 0);
+                assert_eq!(args[0].op(), LinuxSeccompOperator::ScmpCmpMaskedEq);
+                (
+                    r.action(),
+                    r.errno_ret(),
+                    args[0].value(),
+                    args[0].value_two(),
+                )
+            })
             .collect();
-        assert_eq!(allow.len(), 1);
-        let args = allow[0].args().as_deref().unwrap_or_default();
-        assert_eq!(args.len(), 1);
-        assert_eq!(args[0].index(), 0);
-        assert_eq!(args[0].op(), LinuxSeccompOperator::ScmpCmpMaskedEq);
-        // libcontainer's operand order: the datum, then the mask.
-        assert_eq!(args[0].value(), 0);
-        assert_eq!(args[0].value_two(), Some(0x7e02_0000));
-        assert_eq!(clone_rules.len(), 1 + NAMESPACE_FLAGS.len());
-    }
-
-    #[test]
-    fn runc_order_is_dockers() {
-        let profile = runc_operand_order(default_profile(&default_caps()));
-        let masked: Vec<_> = rules(&profile)
-            .iter()
-            .filter(|r| r.names() == &["clone"] && r.action() == LinuxSeccompAction::ScmpActAllow)
-            .flat_map(|r| r.args().iter().flatten())
-            .map(|a| (a.op(), a.value(), a.value_two()))
-            .collect();
-        assert_eq!(
-            masked,
-            [(LinuxSeccompOperator::ScmpCmpMaskedEq, 0x7e02_0000, Some(0))]
-        );
-        let back = runc_operand_order(profile);
-        assert_eq!(back, default_profile(&default_caps()));
+        let mut expected = vec![(LinuxSeccompAction::ScmpActAllow, None, 0x7e02_0000, Some(0))];
+        expected.extend(NAMESPACE_FLAGS.iter().map(|flag| {
+            let flag = *flag as u64;
+            (
+                LinuxSeccompAction::ScmpActErrno,
+                Some(EPERM),
+                flag,
+                Some(flag),
+            )
+        }));
+        assert_eq!(masked, expected);
     }
 
     #[test]
@@ -1037,7 +1006,8 @@ mod tests {
 
     #[test]
     fn conditional_rules_never_compare_an_argument_twice() {
-        // libcontainer would split such a rule into alternatives, allowing far more.
+        // runc would split such a rule into alternatives, one per comparison, allowing far
+        // more than the one rule `seccomp_bpf` compiles for the embedded engine.
         for caps in [Capabilities::new(), default_caps()] {
             for rule in rules(&default_profile(&caps)) {
                 let indexes: Vec<_> = rule.args().iter().flatten().map(|a| a.index()).collect();
@@ -1123,72 +1093,33 @@ mod tests {
     }
 
     type Check = (&'static str, fn() -> bool);
-    type Loader = fn(&LinuxSeccomp) -> bool;
 
-    fn load_with_libcontainer(profile: &LinuxSeccomp) -> bool {
-        libcontainer::seccomp::initialize_seccomp(profile).is_ok()
+    /// The program the embedded engine loads for `profile`: compiled by the function
+    /// `Runtime::create` calls, with the same cache key (the profile's JSON), into a cache of
+    /// this test's own.
+    fn shipped_program(profile: &LinuxSeccomp) -> Vec<u8> {
+        let cache = tempfile::tempdir().expect("tempdir");
+        let json = serde_json::to_vec_pretty(profile).expect("json");
+        crate::runtime::seccomp_bpf::compile_cached(profile, &json, cache.path()).expect("compile")
     }
 
-    /// Loads `profile` reading its operands as runc does.
-    fn load_like_runc(profile: &LinuxSeccomp) -> bool {
-        use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext};
-        let action = |action, errno: Option<u32>| match action {
-            LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
-            _ => ScmpAction::Errno(errno.map_or(libc::EPERM, |e| e as i32)),
-        };
-        let compare = |arg: &LinuxSeccompArg| {
-            let op = match arg.op() {
-                LinuxSeccompOperator::ScmpCmpEq => ScmpCompareOp::Equal,
-                LinuxSeccompOperator::ScmpCmpNe => ScmpCompareOp::NotEqual,
-                LinuxSeccompOperator::ScmpCmpLt => ScmpCompareOp::Less,
-                LinuxSeccompOperator::ScmpCmpLe => ScmpCompareOp::LessOrEqual,
-                LinuxSeccompOperator::ScmpCmpGt => ScmpCompareOp::Greater,
-                LinuxSeccompOperator::ScmpCmpGe => ScmpCompareOp::GreaterEqual,
-                LinuxSeccompOperator::ScmpCmpMaskedEq => {
-                    let datum = arg.value_two().unwrap_or(0);
-                    return ScmpArgCompare::new(
-                        arg.index() as u32,
-                        ScmpCompareOp::MaskedEqual(arg.value()),
-                        datum,
-                    );
-                }
-            };
-            ScmpArgCompare::new(arg.index() as u32, op, arg.value())
-        };
-        let load = || -> Result<(), libseccomp::error::SeccompError> {
-            let default = action(profile.default_action(), profile.default_errno_ret());
-            let mut ctx = ScmpFilterContext::new(default)?;
-            for arch in [ScmpArch::X86, ScmpArch::X32] {
-                ctx.add_arch(arch)?;
-            }
-            for rule in rules(profile) {
-                let compares: Vec<_> = rule.args().iter().flatten().map(compare).collect();
-                for name in rule.names() {
-                    let syscall = libseccomp::ScmpSyscall::from_name(name)?;
-                    let action = action(rule.action(), rule.errno_ret());
-                    ctx.add_rule_conditional(action, syscall, &compares)?;
-                }
-            }
-            ctx.load()
-        };
-        load().is_ok()
-    }
-
-    /// Loads `profile` through libcontainer into a forked child, runs `checks` there and
-    /// returns the names of those that failed (or why the child could not run them).
-    fn run_in_child(profile: &LinuxSeccomp, load: Loader, checks: &[Check]) -> Result<(), String> {
-        // SAFETY: the child only loads the filter (libseccomp allocates, which glibc's fork
-        // handlers make safe in a threaded parent), runs the checks and leaves with _exit
-        // without returning into the test harness.
+    /// Compiles `profile` as berth does at create, loads the program into a forked child as the
+    /// embedded engine's executor does at start and at exec, runs `checks` there and returns
+    /// the name of the first that failed (or why the child could not run them).
+    fn run_in_child(profile: &LinuxSeccomp, checks: &[Check]) -> Result<(), String> {
+        let bpf = shipped_program(profile);
+        // SAFETY: the child only loads the program with raw syscalls, runs the checks and
+        // leaves with _exit without returning into the test harness; what it allocates, glibc's
+        // fork handlers make safe in a threaded parent.
         match unsafe { nix::unistd::fork() }.map_err(|e| e.to_string())? {
             ForkResult::Child => {
-                let code = child(profile, load, checks);
+                let code = child(&bpf, checks);
                 // SAFETY: _exit ends the child at once, skipping the parent's atexit handlers.
                 unsafe { libc::_exit(code) }
             }
             ForkResult::Parent { child } => match waitpid(child, None) {
                 Ok(WaitStatus::Exited(_, 0)) => Ok(()),
-                Ok(WaitStatus::Exited(_, 1)) => Err("loading the profile failed".into()),
+                Ok(WaitStatus::Exited(_, 1)) => Err("loading the program failed".into()),
                 Ok(WaitStatus::Exited(_, code)) => Err(checks
                     .get(code as usize - 2)
                     .map_or("unknown check".into(), |c| format!("check failed: {}", c.0))),
@@ -1197,8 +1128,12 @@ mod tests {
         }
     }
 
-    fn child(profile: &LinuxSeccomp, load: Loader, checks: &[Check]) -> i32 {
-        if rustix::thread::set_no_new_privs(true).is_err() || !load(profile) {
+    fn child(bpf: &[u8], checks: &[Check]) -> i32 {
+        // no_new_privs as libcontainer sets it from the spec before the executor runs; then
+        // the executor's own call.
+        if crate::runtime::sys::set_no_new_privs().is_err()
+            || crate::runtime::sys::load_seccomp_program(bpf).is_err()
+        {
             return 1;
         }
         match checks.iter().position(|(_, check)| !check()) {
@@ -1218,8 +1153,8 @@ mod tests {
         }
     }
 
-    fn clone_newuts() -> Result<libc::c_long, Errno> {
-        let flags = (libc::CLONE_NEWUTS | libc::SIGCHLD) as u64;
+    fn clone_with(flag: libc::c_int) -> Result<libc::c_long, Errno> {
+        let flags = (flag | libc::SIGCHLD) as u64;
         let ret = raw(libc::SYS_clone, [flags, 0, 0, 0, 0]);
         if ret == Ok(0) {
             // SAFETY: the filter let a namespaced child through; end it at once.
@@ -1242,8 +1177,8 @@ mod tests {
 
     #[test]
     fn loaded_profile_refuses_privileged_syscalls() {
-        // Also a canary for libcontainer's operand order (see `masked_eq`): should it come to
-        // read masked comparisons as runc does, "clone with CLONE_NEWUTS" fails here.
+        // Both directions of a misread masked comparison show here: "fork" fails if the
+        // allowing clone rule never matches, a namespace flag passes if it always does.
         let checks: &[Check] = &[
             ("getpid", || {
                 rustix::process::getpid().as_raw_nonzero().get() > 0
@@ -1260,7 +1195,12 @@ mod tests {
                 raw(libc::SYS_setns, [u64::MAX, 0, 0, 0, 0]) == Err(Errno::EPERM)
             }),
             ("clone with CLONE_NEWUTS", || {
-                clone_newuts() == Err(Errno::EPERM)
+                clone_with(libc::CLONE_NEWUTS) == Err(Errno::EPERM)
+            }),
+            ("clone with each namespace flag", || {
+                NAMESPACE_FLAGS
+                    .iter()
+                    .all(|flag| clone_with(*flag) == Err(Errno::EPERM))
             }),
             ("clone3", || {
                 raw(libc::SYS_clone3, [0; 5]) == Err(Errno::ENOSYS)
@@ -1308,9 +1248,7 @@ mod tests {
                 socket(libc::AF_VSOCK, libc::SOCK_STREAM, 0) == Err(Errno::EAFNOSUPPORT)
             }),
         ];
-        let profile = default_profile(&default_caps());
-        run_in_child(&profile, load_with_libcontainer, checks).unwrap();
-        run_in_child(&runc_operand_order(profile), load_like_runc, checks).unwrap();
+        run_in_child(&default_profile(&default_caps()), checks).unwrap();
     }
 
     #[test]
@@ -1340,6 +1278,6 @@ mod tests {
             default_caps(),
             &[Capability::SysAdmin, Capability::AuditWrite],
         );
-        run_in_child(&default_profile(&caps), load_with_libcontainer, checks).unwrap();
+        run_in_child(&default_profile(&caps), checks).unwrap();
     }
 }
