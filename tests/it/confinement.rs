@@ -334,6 +334,63 @@ echo done"#
     drop(sb);
 }
 
+/// What only the seccomp profile refuses, tried as the container starts and again in
+/// `berth exec`, under both engines: the embedded engine loads the program berth compiled at
+/// create, runc compiles the profile it finds in config.json. Root needs no capability for a
+/// user namespace or for personality(ADDR_NO_RANDOMIZE), so only the filter stops them, each
+/// with the profile's errno: EPERM for a refused syscall, ENOSYS for arguments it does not allow.
+#[test]
+fn the_seccomp_profile_holds_at_start_and_in_exec() {
+    let probe = format!(
+        r#"{TRY}
+try user-namespace unshare -U true
+try no-randomize busybox linux64 -R true
+try linux32 busybox linux32 true
+while read key value; do if [ "$key" = Seccomp: ]; then echo "seccomp-mode: $value"; fi; done < /proc/self/status"#
+    );
+    let check = |engine: &str, when: &str, out: &str| {
+        for (what, expected) in [
+            ("user-namespace", "Operation not permitted"),
+            ("no-randomize", "Function not implemented"),
+            ("linux32", "allowed"),
+            ("seccomp-mode", "2"),
+        ] {
+            assert_eq!(
+                outcome(out, what),
+                expected,
+                "{engine} {when}: {what}\n{out}"
+            );
+        }
+    };
+    for engine in ENGINES {
+        let sb = Sandbox::new();
+        let image = sb.image("busybox", &busybox_image());
+        let script = format!("{probe}\necho started; exec sleep 300");
+        sb.write(
+            "probe.toml",
+            &format!(
+                "[container.probe]\nimage = \"{image}\"\ncommand = [\"sh\", \"-c\", {script:?}]\nstop_timeout = \"1s\"\n{}",
+                engine_line(engine)
+            ),
+        );
+        let record = sb.start("probe");
+        let out = crate::agent::wait_for(Duration::from_secs(20), "the probe at start", || {
+            let logs = sb.logs(&record.id);
+            logs.contains("started").then_some(logs)
+        });
+        check(engine, "at start", &out);
+        let exec = sb.berth(&["exec", "probe", "--", "sh", "-c", &probe]);
+        let out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&exec.stdout),
+            String::from_utf8_lossy(&exec.stderr)
+        );
+        assert!(exec.status.success(), "{engine} exec: {out}");
+        check(engine, "in exec", &out);
+        drop(sb);
+    }
+}
+
 /// Those of `pids` that still run (not gone, not zombies).
 fn init_and_monitor_alive(pids: &[i32]) -> Vec<i32> {
     pids.iter()
