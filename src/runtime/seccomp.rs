@@ -1131,8 +1131,8 @@ mod tests {
     fn child(bpf: &[u8], checks: &[Check]) -> i32 {
         // no_new_privs as libcontainer sets it from the spec before the executor runs; then
         // the executor's own call.
-        if crate::runtime::sys::set_no_new_privs().is_err()
-            || crate::runtime::sys::load_seccomp_program(bpf).is_err()
+        if crate::sys::set_no_new_privs().is_err()
+            || crate::sys::load_seccomp_program(bpf).is_err()
         {
             return 1;
         }
