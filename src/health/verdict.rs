@@ -51,6 +51,11 @@ pub struct HealthRecord {
     pub last: Option<CheckResult>,
 }
 
+impl crate::state::format::Record for HealthRecord {
+    const KIND: &'static str = "health record";
+    const FORMAT: u64 = 1;
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckResult {
     pub at_ms: u64,

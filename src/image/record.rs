@@ -13,8 +13,8 @@ use crate::state::image::ImageRecord;
 pub enum RecordError {
     #[error(transparent)]
     Fs(#[from] FsError),
-    #[error("image record {} is damaged: {message}", path.display())]
-    Damaged { path: PathBuf, message: String },
+    #[error("image {0}")]
+    Record(#[from] crate::state::record::RecordError),
 }
 
 #[derive(Debug, Clone)]
@@ -38,11 +38,7 @@ impl Records {
 
     pub fn save(&self, record: &ImageRecord) -> Result<(), RecordError> {
         let path = self.path(&record.source);
-        let json = serde_json::to_vec_pretty(record).map_err(|e| RecordError::Damaged {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        fsutil::write_atomic_private(&path, &json)?;
+        fsutil::write_atomic_private(&path, &crate::state::record::encode(&path, record)?)?;
         Ok(())
     }
 
@@ -56,10 +52,7 @@ impl Records {
     }
 
     fn parse(path: &Path, bytes: &[u8]) -> Result<ImageRecord, RecordError> {
-        serde_json::from_slice(bytes).map_err(|e| RecordError::Damaged {
-            path: path.into(),
-            message: e.to_string(),
-        })
+        Ok(crate::state::record::decode(path, bytes)?)
     }
 
     /// Every record, sorted by source.

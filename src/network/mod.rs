@@ -307,11 +307,8 @@ impl Networks {
     }
 
     fn save(&self, record: &NetworkRecord) -> Result<(), NetworkError> {
-        let bytes = serde_json::to_vec_pretty(record).map_err(|e| RecordError::Damaged {
-            path: self.paths.record(&record.name),
-            message: e.to_string(),
-        })?;
-        fsutil::write_atomic(&self.paths.record(&record.name), &bytes)?;
+        let path = self.paths.record(&record.name);
+        fsutil::write_atomic(&path, &crate::state::record::encode(&path, record)?)?;
         Ok(())
     }
 

@@ -33,6 +33,11 @@ pub struct NetworkRecord {
     pub created_at: String,
 }
 
+impl crate::state::format::Record for NetworkRecord {
+    const KIND: &'static str = "network record";
+    const FORMAT: u64 = 1;
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     pub network: String,
@@ -55,6 +60,11 @@ pub struct Lease {
     /// Its container was made by hand (`berth run`): the reconciler never takes its ports.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub manual: bool,
+}
+
+impl crate::state::format::Record for Lease {
+    const KIND: &'static str = "lease";
+    const FORMAT: u64 = 1;
 }
 
 /// When a container took its published ports: `seq` orders claims (one sequence per state

@@ -17,7 +17,7 @@ pub enum StatusError {
     #[error("{} is damaged: {message}", path.display())]
     Damaged { path: PathBuf, message: String },
     #[error("encoding the status: {0}")]
-    Encode(serde_json::Error),
+    Encode(crate::state::format::FormatError),
 }
 
 /// Written by the reconciler; read back as plain JSON (`serde_json::Value`) by `status`,
@@ -42,6 +42,10 @@ pub struct StatusSummary {
     pub failures: serde_json::Value,
 }
 
+/// The status file's format. It is a report, read leniently (unknown keys ignored, the pass
+/// itself kept as plain JSON), so it has no migrations.
+pub const STATUS_FORMAT: u64 = 1;
+
 pub fn path(state_root: &Path) -> PathBuf {
     state_root.join("reconcile").join("status.json")
 }
@@ -49,7 +53,8 @@ pub fn path(state_root: &Path) -> PathBuf {
 pub fn write(state_root: &Path, status: &StatusFile) -> Result<(), StatusError> {
     let path = path(state_root);
     crate::fsutil::private_dir(path.parent().unwrap_or(state_root))?;
-    let bytes = serde_json::to_vec_pretty(status).map_err(StatusError::Encode)?;
+    let bytes = crate::state::format::encode_as("reconciler status", STATUS_FORMAT, status)
+        .map_err(StatusError::Encode)?;
     Ok(crate::fsutil::write_replace(&path, &bytes)?)
 }
 

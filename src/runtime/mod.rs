@@ -409,7 +409,7 @@ impl Runtime {
         };
         fsutil::write_new_file(
             &tmp_paths.record(),
-            &serde_json::to_vec_pretty(&record).map_err(|e| spec_err(&e))?,
+            &record::encode(&tmp_paths.record(), &record)?,
         )?;
         Ok(record)
     }
@@ -729,6 +729,8 @@ impl Runtime {
                     damaged.push(id);
                 }
                 Ok(None) => {}
+                // A newer berth's container is neither adopted nor replaced: the pass stops.
+                Err(e @ record::RecordError::Newer { .. }) => return Err(e.into()),
                 Err(e) => tracing::warn!("skipping {}: {e}", entry.path().display()),
             }
         }

@@ -1131,8 +1131,7 @@ mod tests {
     fn child(bpf: &[u8], checks: &[Check]) -> i32 {
         // no_new_privs as libcontainer sets it from the spec before the executor runs; then
         // the executor's own call.
-        if crate::sys::set_no_new_privs().is_err()
-            || crate::sys::load_seccomp_program(bpf).is_err()
+        if crate::sys::set_no_new_privs().is_err() || crate::sys::load_seccomp_program(bpf).is_err()
         {
             return 1;
         }
@@ -1279,5 +1278,26 @@ mod tests {
             &[Capability::SysAdmin, Capability::AuditWrite],
         );
         run_in_child(&default_profile(&caps), checks).unwrap();
+    }
+
+    /// The compiler (`seccomp_bpf`) on the profile that ships, and its cache.
+    #[test]
+    fn compiles_and_caches_the_default_profile() {
+        let profile = default_profile(&default_caps());
+        let bpf = crate::runtime::seccomp_bpf::compile(&profile).expect("compile");
+        assert!(bpf.len() > 800, "{} bytes", bpf.len());
+        let cache = tempfile::tempdir().expect("tempdir");
+        let json = serde_json::to_vec(&profile).expect("json");
+        assert_eq!(
+            crate::runtime::seccomp_bpf::compile_cached(&profile, &json, cache.path())
+                .expect("cached"),
+            bpf
+        );
+        assert_eq!(std::fs::read_dir(cache.path()).expect("list").count(), 1);
+        assert_eq!(
+            crate::runtime::seccomp_bpf::compile_cached(&profile, &json, cache.path())
+                .expect("again"),
+            bpf
+        );
     }
 }

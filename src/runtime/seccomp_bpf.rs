@@ -194,36 +194,3 @@ fn scmp_arch(arch: Arch) -> Result<ScmpArch, SeccompError> {
         }
     })
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::runtime::seccomp::default_profile;
-    use oci_spec::runtime::Capability;
-    use std::collections::HashSet;
-
-    fn default_caps() -> HashSet<Capability> {
-        crate::spec::capability::DEFAULT_CAPABILITIES
-            .iter()
-            .map(|c| c.parse().expect("capability"))
-            .collect()
-    }
-
-    #[test]
-    fn compiles_and_caches_the_default_profile() {
-        let profile = default_profile(&default_caps());
-        let bpf = compile(&profile).expect("compile");
-        assert!(bpf.len() > 800, "{} bytes", bpf.len());
-        let cache = tempfile::tempdir().expect("tempdir");
-        let json = serde_json::to_vec(&profile).expect("json");
-        assert_eq!(
-            compile_cached(&profile, &json, cache.path()).expect("cached"),
-            bpf
-        );
-        assert_eq!(std::fs::read_dir(cache.path()).expect("list").count(), 1);
-        assert_eq!(
-            compile_cached(&profile, &json, cache.path()).expect("again"),
-            bpf
-        );
-    }
-}

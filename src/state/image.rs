@@ -33,6 +33,11 @@ pub struct ImageRecord {
     pub resolved_at: String,
 }
 
+impl crate::state::format::Record for ImageRecord {
+    const KIND: &'static str = "image record";
+    const FORMAT: u64 = 1;
+}
+
 impl ImageRecord {
     /// Compressed size of the image (config and layers).
     pub fn size(&self) -> u64 {

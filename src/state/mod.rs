@@ -5,6 +5,7 @@
 //! it imports nothing of theirs.
 
 pub mod etc;
+pub mod format;
 pub mod image;
 pub mod layout;
 pub mod network;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::format::{self, FormatError, Record};
 use crate::fsutil::{self, FsError};
 use crate::sys::ProcessId;
 
@@ -240,35 +241,71 @@ pub enum RecordError {
     Fs(#[from] FsError),
     #[error("record {} is damaged: {message}", path.display())]
     Damaged { path: PathBuf, message: String },
+    /// Written by a newer berth: neither adopted nor taken for damage.
+    #[error("record {}: {source}", path.display())]
+    Newer { path: PathBuf, source: FormatError },
+}
+
+impl RecordError {
+    fn of(path: &Path, error: FormatError) -> RecordError {
+        match error {
+            FormatError::Newer { .. } => RecordError::Newer {
+                path: path.to_path_buf(),
+                source: error,
+            },
+            other => RecordError::Damaged {
+                path: path.to_path_buf(),
+                message: other.to_string(),
+            },
+        }
+    }
 }
 
 /// Write a record that only describes this boot (monitor and exit records): readers see it
 /// whole or not at all, but it is not flushed to disk, because after a power loss the boot id
 /// has changed and the record means nothing anyway.
-pub fn save_volatile<T: Serialize>(path: &Path, value: &T) -> Result<(), RecordError> {
+pub fn save_volatile<T: Record>(path: &Path, value: &T) -> Result<(), RecordError> {
     Ok(fsutil::write_replace(path, &encode(path, value)?)?)
 }
 
-fn encode<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>, RecordError> {
-    serde_json::to_vec_pretty(value).map_err(|e| RecordError::Damaged {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+/// The record's bytes in the current format.
+pub fn encode<T: Record>(path: &Path, value: &T) -> Result<Vec<u8>, RecordError> {
+    format::encode(value).map_err(|e| RecordError::of(path, e))
+}
+
+/// A record read from `path`, of any format this berth knows.
+pub fn decode<T: Record>(path: &Path, bytes: &[u8]) -> Result<T, RecordError> {
+    format::decode(bytes).map_err(|e| RecordError::of(path, e))
 }
 
 /// `Ok(None)` if the file does not exist.
-pub fn load<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, RecordError> {
+pub fn load<T: Record>(path: &Path) -> Result<Option<T>, RecordError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(fsutil::io_err("reading", path)(e).into()),
     };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| RecordError::Damaged {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+    decode(path, &bytes).map(Some)
+}
+
+impl Record for ContainerRecord {
+    const KIND: &'static str = "container record";
+    const FORMAT: u64 = 1;
+}
+
+impl Record for MonitorRecord {
+    const KIND: &'static str = "monitor record";
+    const FORMAT: u64 = 1;
+}
+
+impl Record for ExitRecord {
+    const KIND: &'static str = "exit record";
+    const FORMAT: u64 = 1;
+}
+
+impl Record for RestartRecord {
+    const KIND: &'static str = "restart record";
+    const FORMAT: u64 = 1;
 }
 
 pub fn now_ms() -> u64 {

@@ -26,8 +26,8 @@ pub enum VolumeError {
     Fs(#[from] FsError),
     #[error("volume {name}: {} exists but berth did not create it (no volume.json); move it away or pick another name", path.display())]
     NotOurs { name: String, path: PathBuf },
-    #[error("volume {name} is damaged: {message}")]
-    Damaged { name: String, message: String },
+    #[error("volume {0}")]
+    Record(#[from] crate::state::record::RecordError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +36,11 @@ pub struct VolumeRecord {
     /// RFC 3339.
     pub created_at: String,
     pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl crate::state::format::Record for VolumeRecord {
+    const KIND: &'static str = "volume record";
+    const FORMAT: u64 = 1;
 }
 
 #[derive(Debug, Clone)]
@@ -107,11 +112,8 @@ impl Volumes {
             created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             labels: spec.labels.clone(),
         };
-        let bytes = serde_json::to_vec_pretty(&record).map_err(|e| VolumeError::Damaged {
-            name: name.into(),
-            message: e.to_string(),
-        })?;
-        fsutil::write_atomic(&tmp.join("volume.json"), &bytes)?;
+        let path = tmp.join("volume.json");
+        fsutil::write_atomic(&path, &crate::state::record::encode(&path, &record)?)?;
         fsutil::sync_dir(&tmp)?;
         std::fs::rename(&tmp, &dir).map_err(io_err("renaming", &tmp))?;
         fsutil::sync_dir(&self.dir)?;
@@ -125,12 +127,7 @@ impl Volumes {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err("reading", &path)(e).into()),
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| VolumeError::Damaged {
-                name: name.into(),
-                message: e.to_string(),
-            })
+        Ok(Some(crate::state::record::decode(&path, &bytes)?))
     }
 
     pub fn list(&self) -> Result<Vec<VolumeRecord>, VolumeError> {

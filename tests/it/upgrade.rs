@@ -1,0 +1,240 @@
+//! The upgrade contract end to end: the previous release's binaries (built from this
+//! repository's history by `scripts/build-previous-release`, the commit named in
+//! `tests/fixtures/upgrade/previous-release`) make a machine's state — images, a network
+//! with a published port, a volume, a health-checked start-first container, a plain one,
+//! one under the external runc engine and one that ran to completion — and this berth
+//! takes it over: `apply` and the agent replace nothing and restart nothing, and the
+//! containers the old monitors still supervise are then driven by the new berth (exec,
+//! a start-first update, removal).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use berth::runtime::State;
+use berth::state::record::{self, MonitorRecord};
+
+use crate::agent::{Agent, wait_for};
+use crate::support::images::ready_made::busybox_image;
+use crate::support::net::{free_port, http_get};
+use crate::support::sandbox::Sandbox;
+
+/// The previous release's `berth` (its `berth-monitor` beside it), built once per commit.
+fn previous_release() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-previous-release");
+    // `--separate`: this test may run while other tests use target/debug/berth.
+    let out = Command::new(&script)
+        .arg("--separate")
+        .output()
+        .expect("run scripts/build-previous-release");
+    assert!(
+        out.status.success(),
+        "building the previous release failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let berth = dir.join("berth");
+    assert!(
+        berth.is_file() && dir.join("berth-monitor").is_file(),
+        "{}",
+        dir.display()
+    );
+    berth
+}
+
+/// What says a container was neither replaced nor restarted: its id, its monitor and init
+/// (pid and start time), when its run started, its restart count and how it ended.
+#[derive(Debug, PartialEq)]
+struct Run {
+    id: String,
+    monitor: Option<MonitorRecord>,
+    restarts: u32,
+    state: String,
+}
+
+fn runs(sb: &Sandbox) -> BTreeMap<String, Run> {
+    let mut out = BTreeMap::new();
+    for c in sb.runtime.list().expect("list") {
+        let monitor =
+            record::load::<MonitorRecord>(&sb.runtime.layout().container(&c.id).monitor())
+                .expect("monitor record");
+        let state = match sb.runtime.state(&c.id).expect("state") {
+            State::Running(_) => "running".to_string(),
+            State::Exited(exit) => format!("exited: {}", exit.describe()),
+            other => format!("{other:?}"),
+        };
+        let run = Run {
+            id: c.id.clone(),
+            monitor,
+            restarts: sb.runtime.restarts(&c.id).map_or(0, |r| r.count),
+            state,
+        };
+        assert!(
+            out.insert(c.name.clone(), run).is_none(),
+            "two containers of {}",
+            c.name
+        );
+    }
+    out
+}
+
+fn desired(sb: &Sandbox, image: &str, subnet: &str, port: u16, page: &str) {
+    sb.write(
+        "stack.toml",
+        &format!(
+            r#"
+[image.busybox]
+reference = "{image}"
+
+[network.up]
+subnet = "{subnet}"
+
+[volume.up-data]
+
+[container.web]
+image = "busybox"
+command = ["sh", "-c", "mkdir -p /www && echo {page} > /www/index.html && exec httpd -f -p 80 -h /www"]
+networks = [{{ name = "up", aliases = ["www"] }}]
+ports = ["127.0.0.1:{port}:80"]
+mounts = ["up-data:/data"]
+memory = "32MiB"
+health = {{ http = "http://127.0.0.1:80/", interval = "1s" }}
+update = "start-first"
+drain = "1s"
+
+[container.worker]
+image = "busybox"
+command = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+
+[container.external]
+image = "busybox"
+command = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+runtime = "runc"
+
+[container.once]
+image = "busybox"
+command = ["sh", "-c", "echo done > /tmp/done"]
+restart = "never"
+"#
+        ),
+    );
+}
+
+fn apply(berth: &Path, sb: &Sandbox) -> String {
+    let out = Command::new(berth)
+        .arg("--root")
+        .arg(sb.root())
+        .args(["apply", "--wait", "--timeout", "90s"])
+        .arg(sb.desired())
+        .env("BERTH_LOG", "warn,libcgroups=error")
+        .output()
+        .expect("run apply");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{} apply: {text}", berth.display());
+    text
+}
+
+fn page(port: u16) -> Option<String> {
+    http_get(([127, 0, 0, 1], port).into()).map(|body| body.trim().to_string())
+}
+
+#[test]
+fn a_new_berth_adopts_the_previous_releases_containers_untouched() {
+    let previous = previous_release();
+    let sb = Sandbox::new();
+    let image = sb.image("busybox", &busybox_image());
+    let (subnet, _) = crate::network::subnet();
+    let port = free_port();
+    desired(&sb, &image, &subnet, port, "v1");
+
+    // The previous release makes the state and leaves its monitors running.
+    apply(&previous, &sb);
+    wait_for(Duration::from_secs(30), "v1 to be served", || {
+        (page(port).as_deref() == Some("v1")).then_some(())
+    });
+    let before = runs(&sb);
+    assert_eq!(
+        before.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["external", "once", "web", "worker"]
+    );
+    for name in ["web", "worker", "external"] {
+        assert_eq!(before[name].state, "running", "{name}: {:?}", before[name]);
+    }
+    assert_eq!(before["once"].state, "exited: exited with code 0");
+
+    // This berth: a plan with nothing to do, an apply that changes nothing, then the agent
+    // for several passes (it also takes over the health checks).
+    let plan = sb.berth(&["plan", sb.desired().to_str().expect("utf-8")]);
+    let plan_text = String::from_utf8_lossy(&plan.stdout).to_string();
+    assert!(
+        plan.status.success() && plan_text.contains("No changes"),
+        "plan after the upgrade: {plan_text}{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    let applied = apply(Path::new(crate::support::sandbox::BERTH), &sb);
+    assert!(applied.contains("No changes"), "{applied}");
+    let agent = Agent::start(&sb, &sb.desired());
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(page(port).as_deref(), Some("v1"));
+    let log = agent.log();
+    assert!(agent.terminate().success(), "{log}");
+    let after = runs(&sb);
+    let replaced: Vec<&String> = before
+        .iter()
+        .filter(|(name, run)| after.get(*name).is_none_or(|a| a.id != run.id))
+        .map(|(name, _)| name)
+        .collect();
+    let restarted: Vec<&String> = before
+        .iter()
+        .filter(|(name, run)| {
+            after
+                .get(*name)
+                .is_some_and(|a| a.id == run.id && a != *run)
+        })
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        replaced.is_empty() && restarted.is_empty() && after.len() == before.len(),
+        "replaced: {replaced:?}, restarted: {restarted:?}\nbefore: {before:#?}\nafter: {after:#?}\nagent log:\n{log}"
+    );
+    let web = sb.runtime.layout().container(&after["web"].id).health();
+    let verdict: berth::health::verdict::HealthRecord =
+        record::load(&web).expect("health").expect("a verdict");
+    assert_eq!(verdict.status, berth::health::verdict::Health::Healthy);
+
+    // The old monitors' containers answer to the new berth.
+    let exec = sb.berth(&["exec", "web", "--", "cat", "/www/index.html"]);
+    assert!(
+        exec.status.success() && String::from_utf8_lossy(&exec.stdout).trim() == "v1",
+        "exec into the old container: {exec:?}"
+    );
+    let old_web = after["web"].id.clone();
+    desired(&sb, &image, &subnet, port, "v2");
+    apply(Path::new(crate::support::sandbox::BERTH), &sb);
+    assert_eq!(page(port).as_deref(), Some("v2"));
+    let updated = runs(&sb);
+    assert_ne!(updated["web"].id, old_web, "web was updated");
+    for name in ["worker", "external", "once"] {
+        assert_eq!(
+            updated[name], after[name],
+            "{name} is untouched by web's update"
+        );
+    }
+    let left: Vec<String> = sb
+        .runtime
+        .list()
+        .expect("list")
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert!(
+        !left.contains(&old_web),
+        "the old web container is removed once drained: {:?}",
+        sb.runtime.state(&old_web)
+    );
+}
