@@ -115,3 +115,39 @@ impl NetworkPaths {
         self.leases(network).join(ip.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(claim: Option<Claim>) -> Lease {
+        Lease {
+            network: "front".into(),
+            ip: Ipv4Addr::new(10, 89, 1, 2),
+            container: "web-1".into(),
+            name: "web".into(),
+            hostname: "web".into(),
+            aliases: vec![],
+            ports: vec!["8080:80".parse().expect("port")],
+            claim,
+            manual: false,
+        }
+    }
+
+    #[test]
+    fn leases_from_before_claims_serve_from_the_start() {
+        let mut v = serde_json::to_value(lease(Some(Claim {
+            seq: 1,
+            at_ms: 1_000,
+        })))
+        .expect("json");
+        v.as_object_mut().expect("object").remove("claim");
+        let l: Lease = serde_json::from_value(v).expect("lease");
+        assert_eq!(l.claim, Some(Claim { seq: 0, at_ms: 0 }));
+        // A standby lease says so explicitly.
+        let standby = serde_json::to_string(&lease(None)).expect("json");
+        assert!(standby.contains("\"claim\":null"), "{standby}");
+        let back: Lease = serde_json::from_str(&standby).expect("back");
+        assert_eq!(back.claim, None);
+    }
+}
