@@ -312,6 +312,10 @@ impl Monitor {
                 &stdout,
                 &stderr,
                 &self.init_fd,
+                &supervise::Handover {
+                    record: self.record.clone(),
+                    started_at_ms: self.started_at_ms,
+                },
             );
             tracing::warn!(
                 container = self.id,

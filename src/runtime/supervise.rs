@@ -1,26 +1,28 @@
 //! The monitor's second stage: the idle wait. Once the container runs, the monitor execs
-//! `berth-monitor` (a small binary of this crate) with three inherited descriptors — the
-//! container's stdout and stderr pipes and its init's pidfd — so that what stays resident for
-//! the container's whole life is this loop, not the engine and the agent's code. It relays
-//! output into the rotated log, reaps the init, reads the OOM count, removes the cgroup and
-//! the engine's state, and records the exit.
+//! `berth-monitor` (a small binary of this crate) with four inherited descriptors — the
+//! container's stdout and stderr pipes, its init's pidfd and a memfd with the `Handover` —
+//! so that what stays resident for the container's whole life is this loop, not the engine
+//! and the agent's code. It relays output into the rotated log, reaps the init, reads the OOM
+//! count, removes the cgroup and the engine's state, and records the exit.
 //!
 //! Messages go to stderr (the container's monitor.log) without a logging framework, for the
 //! same reason.
 
+use std::io::{Read, Seek, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use rustix::event::{PollFd, PollFlags, poll};
+use serde::{Deserialize, Serialize};
 
 use super::cgroupfs;
 use super::logfile::{LogWriter, Stream};
 use crate::spec::model::LogPolicy;
 use crate::spec::size::ByteSize;
 use crate::state::layout::{ContainerPaths, Layout};
-use crate::state::record::{self, ContainerRecord, EngineRecord, ExitRecord, MonitorRecord};
+use crate::state::record::{self, ContainerRecord, EngineRecord, ExitRecord};
 use crate::sys;
 
 /// How long to keep reading output after the init exited (all container processes die with
@@ -40,7 +42,17 @@ pub struct Supervisor {
     pub started_at_ms: u64,
 }
 
-/// `berth-monitor STATE_ROOT ID STDOUT_FD STDERR_FD INIT_PIDFD`.
+/// What the first stage read before it reported the container running. Handed over rather
+/// than read again from the container's directory, which may be deleted by hand (the
+/// container then is an orphan) the moment the start returned: a second stage that found
+/// no record would end and leave the container unsupervised.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Handover {
+    pub record: ContainerRecord,
+    pub started_at_ms: u64,
+}
+
+/// `berth-monitor STATE_ROOT ID STDOUT_FD STDERR_FD INIT_PIDFD HANDOVER_FD`.
 pub fn main_with_args(args: &[String]) -> i32 {
     match supervisor_from_args(args) {
         Ok(s) => {
@@ -55,8 +67,8 @@ pub fn main_with_args(args: &[String]) -> i32 {
 }
 
 fn supervisor_from_args(args: &[String]) -> Result<Supervisor, String> {
-    let [root, id, stdout, stderr, init] = args else {
-        return Err("usage: berth-monitor STATE_ROOT ID STDOUT_FD STDERR_FD INIT_PIDFD (started by berth, not by hand)".into());
+    let [root, id, stdout, stderr, init, handover] = args else {
+        return Err("usage: berth-monitor STATE_ROOT ID STDOUT_FD STDERR_FD INIT_PIDFD HANDOVER_FD (started by berth, not by hand)".into());
     };
     let fd = |text: &String| -> Result<OwnedFd, String> {
         let n: i32 = text
@@ -65,28 +77,29 @@ fn supervisor_from_args(args: &[String]) -> Result<Supervisor, String> {
         sys::inherited_fd(n).map_err(|e| format!("descriptor {n}: {e}"))
     };
     let (stdout, stderr, init_fd) = (fd(stdout)?, fd(stderr)?, fd(init)?);
+    let mut json = Vec::new();
+    std::fs::File::from(fd(handover)?)
+        .read_to_end(&mut json)
+        .map_err(|e| format!("reading the handover: {e}"))?;
+    let Handover {
+        record,
+        started_at_ms,
+    } = serde_json::from_slice(&json).map_err(|e| format!("parsing the handover: {e}"))?;
     let layout = Layout::new(Path::new(root));
-    let paths = layout.container(id);
-    let record: ContainerRecord = record::load(&paths.record())
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("container {id} has no record"))?;
-    let monitor: MonitorRecord = record::load(&paths.monitor())
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("container {id} has no monitor record"))?;
     Ok(Supervisor {
         id: id.clone(),
-        paths,
+        paths: layout.container(id),
         record,
         engine_root: layout.engine_root(),
         init_fd,
         stdout: Some(stdout),
         stderr: Some(stderr),
-        started_at_ms: monitor.started_at_ms,
+        started_at_ms,
     })
 }
 
-/// Replace this process with `berth-monitor`, handing it the descriptors. Returns only if
-/// that failed (the caller then supervises in this process).
+/// Replace this process with `berth-monitor`, handing it the descriptors and `handover`.
+/// Returns only if that failed (the caller then supervises in this process).
 pub fn exec(
     binary: &Path,
     root: &Path,
@@ -94,10 +107,15 @@ pub fn exec(
     stdout: &OwnedFd,
     stderr: &OwnedFd,
     init: &OwnedFd,
+    handover: &Handover,
 ) -> std::io::Error {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
-    for fd in [stdout, stderr, init] {
+    let handover_fd = match handover_memfd(handover) {
+        Ok(fd) => fd,
+        Err(e) => return e,
+    };
+    for fd in [stdout, stderr, init, &handover_fd] {
         if let Err(e) = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty()) {
             return e.into();
         }
@@ -108,11 +126,23 @@ pub fn exec(
         .arg(stdout.as_raw_fd().to_string())
         .arg(stderr.as_raw_fd().to_string())
         .arg(init.as_raw_fd().to_string())
+        .arg(handover_fd.as_raw_fd().to_string())
         .exec();
     for fd in [stdout, stderr, init] {
         let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
     }
     error
+}
+
+/// `handover` as JSON in an anonymous file, read from its start by the second stage.
+fn handover_memfd(handover: &Handover) -> std::io::Result<OwnedFd> {
+    let json = serde_json::to_vec(handover).map_err(std::io::Error::other)?;
+    let fd = rustix::fs::memfd_create("berth-handover", rustix::fs::MemfdFlags::CLOEXEC)?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(&json)?;
+    // The offset is shared with the second stage's descriptor.
+    file.rewind()?;
+    Ok(file.into())
 }
 
 impl Supervisor {
