@@ -230,7 +230,14 @@ struct Sink {
 
 impl Sink {
     fn open(dir: &Path, policy: LogPolicy) -> Result<Sink, WriteError> {
-        fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+        // The directory itself only: a container directory deleted by hand (an orphan's) must
+        // not be made again by its monitor, as a twin without records.
+        match fs::create_dir(dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                return Err(io_err("create directory", dir)(e));
+            }
+            _ => {}
+        }
         let path = log_path(dir, 0);
         let mut sink = Sink {
             dir: dir.to_path_buf(),
@@ -398,6 +405,17 @@ mod tests {
         STAMP, at, content_for, contents, file, joined, names, policy, read_everything, write_lines,
     };
     use super::*;
+
+    #[test]
+    fn open_makes_its_directory_but_never_its_parent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let logs = dir.path().join("logs");
+        LogWriter::open(&logs, LogPolicy::default()).expect("open");
+        assert!(logs.is_dir());
+        let orphan = dir.path().join("deleted").join("logs");
+        assert!(LogWriter::open(&orphan, LogPolicy::default()).is_err());
+        assert!(!dir.path().join("deleted").exists());
+    }
 
     #[test]
     fn lines_split_across_writes_are_joined() {
