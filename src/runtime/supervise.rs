@@ -1,6 +1,7 @@
 //! The monitor's second stage: the idle wait. Once the container runs, the monitor execs
 //! `berth-monitor` (a small binary of this crate) with four inherited descriptors — the
-//! container's stdout and stderr pipes, its init's pidfd and a memfd with the `Handover` —
+//! container's stdout and stderr pipes, its init's pidfd and a memfd with the `Handover`
+//! (named by `HANDOVER_ENV`) —
 //! so that what stays resident for the container's whole life is this loop, not the engine
 //! and the agent's code. It relays output into the rotated log, reaps the init, reads the OOM
 //! count, removes the cgroup and the engine's state, and records the exit.
@@ -15,14 +16,13 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use rustix::event::{PollFd, PollFlags, poll};
-use serde::{Deserialize, Serialize};
 
 use super::cgroupfs;
 use super::logfile::{LogWriter, Stream};
 use crate::spec::model::LogPolicy;
 use crate::spec::size::ByteSize;
 use crate::state::layout::{ContainerPaths, Layout};
-use crate::state::record::{self, ContainerRecord, EngineRecord, ExitRecord};
+use crate::state::record::{self, ContainerRecord, EngineRecord, ExitRecord, MonitorRecord};
 use crate::sys;
 
 /// How long to keep reading output after the init exited (all container processes die with
@@ -46,15 +46,24 @@ pub struct Supervisor {
 /// than read again from the container's directory, which may be deleted by hand (the
 /// container then is an orphan) the moment the start returned: a second stage that found
 /// no record would end and leave the container unsupervised.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug)]
 pub struct Handover {
     pub record: ContainerRecord,
     pub started_at_ms: u64,
 }
 
-/// `berth-monitor STATE_ROOT ID STDOUT_FD STDERR_FD INIT_PIDFD HANDOVER_FD`.
+/// Names the handover for the second stage: `FD:STARTED_AT_MS`, the descriptor a memfd
+/// holding the container record in its on-disk format. An environment variable rather than
+/// an argument, so the command line is the one every release's `berth-monitor` takes: a
+/// second stage of another release than its first stage (a package upgraded between the two)
+/// either reads the handover or, not knowing it, the container's directory as 0.1.0 did.
+pub const HANDOVER_ENV: &str = "BERTH_MONITOR_HANDOVER";
+
+/// `berth-monitor STATE_ROOT ID STDOUT_FD STDERR_FD INIT_PIDFD`, with `HANDOVER_ENV` set by
+/// a first stage that hands the records over.
 pub fn main_with_args(args: &[String]) -> i32 {
-    match supervisor_from_args(args) {
+    let handover = std::env::var(HANDOVER_ENV).ok();
+    match supervisor_from_args(args, handover.as_deref()) {
         Ok(s) => {
             s.run();
             0
@@ -66,29 +75,54 @@ pub fn main_with_args(args: &[String]) -> i32 {
     }
 }
 
-fn supervisor_from_args(args: &[String]) -> Result<Supervisor, String> {
-    let [root, id, stdout, stderr, init, handover] = args else {
-        return Err("usage: berth-monitor STATE_ROOT ID STDOUT_FD STDERR_FD INIT_PIDFD HANDOVER_FD (started by berth, not by hand)".into());
+fn supervisor_from_args(args: &[String], handover: Option<&str>) -> Result<Supervisor, String> {
+    let [root, id, stdout, stderr, init] = args else {
+        return Err("usage: berth-monitor STATE_ROOT ID STDOUT_FD STDERR_FD INIT_PIDFD (started by berth, not by hand)".into());
     };
-    let fd = |text: &String| -> Result<OwnedFd, String> {
+    let fd = |text: &str| -> Result<OwnedFd, String> {
         let n: i32 = text
             .parse()
             .map_err(|_| format!("not a descriptor: {text}"))?;
         sys::inherited_fd(n).map_err(|e| format!("descriptor {n}: {e}"))
     };
     let (stdout, stderr, init_fd) = (fd(stdout)?, fd(stderr)?, fd(init)?);
-    let mut json = Vec::new();
-    std::fs::File::from(fd(handover)?)
-        .read_to_end(&mut json)
-        .map_err(|e| format!("reading the handover: {e}"))?;
+    let layout = Layout::new(Path::new(root));
+    let paths = layout.container(id);
     let Handover {
         record,
         started_at_ms,
-    } = serde_json::from_slice(&json).map_err(|e| format!("parsing the handover: {e}"))?;
-    let layout = Layout::new(Path::new(root));
+    } = match handover {
+        Some(handover) => {
+            let (handover_fd, started) = handover
+                .split_once(':')
+                .ok_or_else(|| format!("{HANDOVER_ENV}={handover}: not FD:STARTED_AT_MS"))?;
+            let started_at_ms = started
+                .parse()
+                .map_err(|_| format!("{HANDOVER_ENV}={handover}: not FD:STARTED_AT_MS"))?;
+            let mut bytes = Vec::new();
+            std::fs::File::from(fd(handover_fd)?)
+                .read_to_end(&mut bytes)
+                .map_err(|e| format!("reading the handover: {e}"))?;
+            let record = record::decode(&paths.record(), &bytes).map_err(|e| e.to_string())?;
+            Handover {
+                record,
+                started_at_ms,
+            }
+        }
+        // A first stage of 0.1.0: the records are in the directory it just wrote.
+        None => Handover {
+            record: record::load(&paths.record())
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("container {id} has no record"))?,
+            started_at_ms: record::load::<MonitorRecord>(&paths.monitor())
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("container {id} has no monitor record"))?
+                .started_at_ms,
+        },
+    };
     Ok(Supervisor {
         id: id.clone(),
-        paths: layout.container(id),
+        paths,
         record,
         engine_root: layout.engine_root(),
         init_fd,
@@ -111,7 +145,7 @@ pub fn exec(
 ) -> std::io::Error {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
-    let handover_fd = match handover_memfd(handover) {
+    let handover_fd = match handover_memfd(root, id, &handover.record) {
         Ok(fd) => fd,
         Err(e) => return e,
     };
@@ -126,7 +160,10 @@ pub fn exec(
         .arg(stdout.as_raw_fd().to_string())
         .arg(stderr.as_raw_fd().to_string())
         .arg(init.as_raw_fd().to_string())
-        .arg(handover_fd.as_raw_fd().to_string())
+        .env(
+            HANDOVER_ENV,
+            format!("{}:{}", handover_fd.as_raw_fd(), handover.started_at_ms),
+        )
         .exec();
     for fd in [stdout, stderr, init] {
         let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
@@ -134,12 +171,14 @@ pub fn exec(
     error
 }
 
-/// `handover` as JSON in an anonymous file, read from its start by the second stage.
-fn handover_memfd(handover: &Handover) -> std::io::Result<OwnedFd> {
-    let json = serde_json::to_vec(handover).map_err(std::io::Error::other)?;
+/// The container record as it is written on disk (its format named, so a second stage of a
+/// later release migrates it), in an anonymous file read from its start by the second stage.
+fn handover_memfd(root: &Path, id: &str, record: &ContainerRecord) -> std::io::Result<OwnedFd> {
+    let path = Layout::new(root).container(id).record();
+    let bytes = record::encode(&path, record).map_err(std::io::Error::other)?;
     let fd = rustix::fs::memfd_create("berth-handover", rustix::fs::MemfdFlags::CLOEXEC)?;
     let mut file = std::fs::File::from(fd);
-    file.write_all(&json)?;
+    file.write_all(&bytes)?;
     // The offset is shared with the second stage's descriptor.
     file.rewind()?;
     Ok(file.into())

@@ -238,3 +238,65 @@ fn a_new_berth_adopts_the_previous_releases_containers_untouched() {
         sb.runtime.state(&old_web)
     );
 }
+
+/// A package upgrade can land between a monitor's two stages: the first stage of one release
+/// execs the `berth-monitor` of another. Both ways round, the second stage supervises: it
+/// relays the output, and it records the exit when the container is stopped.
+#[test]
+fn monitor_stages_of_different_releases_work_together() {
+    let previous = previous_release();
+    let current = PathBuf::from(crate::support::sandbox::BERTH);
+    let bin_dir = |p: &Path| p.parent().expect("a directory").to_path_buf();
+    for (first, second) in [(&previous, &current), (&current, &previous)] {
+        let sb = Sandbox::new();
+        // The first stage finds its second beside itself (`current_exe()`), so both are put
+        // into one directory.
+        let mixed = sb.dir.path().join("bin");
+        std::fs::create_dir(&mixed).expect("mkdir");
+        std::fs::copy(first, mixed.join("berth")).expect("copy the first stage");
+        std::fs::copy(
+            bin_dir(second).join("berth-monitor"),
+            mixed.join("berth-monitor"),
+        )
+        .expect("copy the second stage");
+        let image = sb.image("busybox", &busybox_image());
+        sb.write(
+            "app.toml",
+            &format!(
+                r#"
+[image.busybox]
+reference = "{image}"
+
+[container.app]
+image = "busybox"
+command = ["sh", "-c", "echo up; trap 'echo bye; exit 7' TERM; while true; do sleep 1; done"]
+"#
+            ),
+        );
+        let what = format!(
+            "{} with the berth-monitor of {}",
+            first.display(),
+            second.display()
+        );
+        apply(&mixed.join("berth"), &sb);
+        let id = sb.runtime.list().expect("list")[0].id.clone();
+        let monitor = match sb.runtime.state(&id).expect("state") {
+            State::Running(m) => m.monitor,
+            other => panic!("{what}: {other:?}"),
+        };
+        wait_for(Duration::from_secs(10), "the output relayed", || {
+            sb.logs(&id).contains("up").then_some(())
+        });
+        let exe = std::fs::read_link(format!("/proc/{}/exe", monitor.pid)).expect("exe");
+        assert_eq!(
+            exe,
+            mixed.join("berth-monitor"),
+            "{what}: the second stage supervises"
+        );
+        let stop = sb.berth(&["stop", "app"]);
+        assert!(stop.status.success(), "{what}: {stop:?}");
+        let exit = sb.wait_exit(&id, Duration::from_secs(20));
+        assert_eq!(exit.status(), 7, "{what}: {exit:?}");
+        assert!(sb.logs(&id).contains("bye"), "{what}");
+    }
+}
