@@ -15,6 +15,9 @@ pub mod plan;
 mod plan_tests;
 pub mod render;
 pub mod status;
+mod update;
+#[cfg(test)]
+mod update_tests;
 pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -769,14 +769,8 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// A start-first entry while an update is under way: old containers still serving its
-    /// ports, or a new one on standby. Returns false when there is none (the usual rules
-    /// apply). The sequence, one step per pass, each decided from what is observed (so a
-    /// crash anywhere resumes it): start the new container beside the old; wait until it is
-    /// healthy (at most `update_timeout` from its start); take the ports over; let the old
-    /// ones drain for `drain` from the switch; remove them. A new container that turns
-    /// unhealthy, is not healthy in time or ends is removed instead, and the old ones serve
-    /// on untouched.
+    /// A start-first entry: the moves of its update's phase (`update`), read once from its
+    /// containers. Returns false when no update is under way (the usual rules apply).
     #[allow(clippy::too_many_arguments)]
     fn start_first(
         &mut self,
@@ -788,146 +782,122 @@ impl<'a> Planner<'a> {
         current: Option<&ObservedContainer>,
         undescribed_removals: &[usize],
     ) -> bool {
+        use super::update::{Move, UpdateClock, classify, transition};
+        let update = classify(mine, current, self.inputs.observed.networks.readable);
         let now = self.inputs.now_ms;
-        let is_current = |o: &ObservedContainer| current.is_some_and(|cur| cur.id == o.id);
-        if !self.inputs.observed.networks.readable
-            && mine.iter().any(|o| !is_current(o) && o.phase.is_running())
-        {
-            // Who serves the ports is unknown: the usual rules would stop the old container
-            // first.
-            self.remaining_images
-                .extend(mine.iter().map(|o| o.image.clone()));
-            self.plan.waits.push(Wait {
-                key: format!("container/{name}"),
-                reason:
-                    "start-first update: the networks' state cannot be read; waiting until it can"
-                        .into(),
-                until_ms: None,
-            });
-            return true;
-        }
-        // Old containers that still have (or drain) the published ports.
-        let serving: Vec<&ObservedContainer> = mine
-            .iter()
-            .copied()
-            .filter(|o| !is_current(o) && o.phase.is_running())
-            .filter(|o| {
-                matches!(
-                    o.ports,
-                    Some(PortHold::Serving { .. } | PortHold::Superseded { .. })
-                )
-            })
-            .collect();
-        // Waiting to take the ports: new, or an older container the entry went back to while
-        // its successor served (a rollback by hand).
-        let standby = current.is_some_and(|cur| {
-            matches!(cur.phase, Phase::Running { .. })
-                && matches!(
-                    cur.ports,
-                    Some(PortHold::Standby | PortHold::Superseded { .. })
-                )
-                && cur.health != Some(Health::Unhealthy)
-        });
-        // The old container ended by itself while the new one is on standby and not healthy:
-        // its restart policy brings it back (its claim gives it the ports again), and the
-        // update goes on (or is rolled back, if the new one is unhealthy). Never stale while
-        // its successor has not taken over.
-        let fallen = current
-            .filter(|cur| {
-                matches!(cur.phase, Phase::Running { .. })
-                    && cur.ports == Some(PortHold::Standby)
-                    && cur.health != Some(Health::Healthy)
-                    && serving.is_empty()
-            })
-            .and_then(|_| {
-                mine.iter()
-                    .copied()
-                    .filter(|o| !is_current(o))
-                    .filter(|o| matches!(o.phase, Phase::Exited { .. } | Phase::Lost { .. }))
-                    .filter(|o| o.ports == Some(PortHold::Down { claimed: true }))
-                    .max_by(|a, b| a.created_at.cmp(&b.created_at))
-            });
-        if serving.is_empty() && !standby && fallen.is_none() {
+        let clock = UpdateClock {
+            now_ms: now,
+            timeout_ms: c.update.timeout.0.as_millis() as u64,
+            drain_ms: c.update.drain.0.as_millis() as u64,
+        };
+        let moves = transition(&update.phase, clock);
+        if moves.is_empty() {
             return false;
         }
         let key = format!("container/{name}");
-        // Whether an old container serves, or will again once restarted: the new one is then
-        // held to its deadline and rolled back rather than given the ports.
-        let has_old = !serving.is_empty() || fallen.is_some();
-        // Everything else of this entry (an abandoned earlier attempt, stopped leftovers) goes.
+        let old = update.old_ids();
+        // The stale containers' removals: every later step of the update comes after them.
         let mut removals = Vec::new();
-        for o in mine.iter().filter(|o| !is_current(o)) {
-            if serving.iter().any(|s| s.id == o.id) || fallen.is_some_and(|f| f.id == o.id) {
-                self.remaining_images.insert(o.image.clone());
-            } else if let Some(i) = self.remove(
-                o.name.clone(),
-                &o.id,
-                "a stale container of this entry".into(),
-            ) {
-                removals.push(i);
-            } else {
-                self.remaining_images.insert(o.image.clone());
-            }
-        }
-        let serving_ids = serving.iter().map(|o| o.id.clone()).collect::<Vec<_>>();
-        let old = match fallen {
-            Some(f) if serving_ids.is_empty() => f.id.clone(),
-            _ => serving_ids.join(", "),
-        };
-        let Some(cur) = current else {
-            let mut after = removals;
-            after.extend_from_slice(undescribed_removals);
-            self.create_step(name, c, hash, digest, &[], &serving, &after);
-            if self.starts.contains_key(name) {
-                self.plan.updating.push(name.to_string());
-            }
-            return true;
-        };
-        // Under way until the new container serves alone (or is removed): a failed update
-        // waiting out its backoff is not.
-        self.plan.updating.push(name.to_string());
-        self.remaining_images.insert(cur.image.clone());
-        if let Some(old) = fallen {
-            let exit = match &old.phase {
-                Phase::Exited { exit } => Some(exit),
-                _ => None,
-            };
-            self.exited(name, c, old, exit, removals.clone());
-        }
-        let abort = |planner: &mut Self, why: String| {
-            planner.entry_step(
-                name,
-                Action::AbortUpdate {
-                    name: name.clone(),
-                    id: cur.id.clone(),
-                    why: why.clone(),
-                },
-                vec![],
-                format!("{why}; {old} keeps serving"),
-            );
-        };
-        match (&cur.phase, cur.ports) {
-            // Made by a pass that was cut short: started beside the old ones.
-            (Phase::Created, _) => self.start_created(
-                name,
-                c,
-                cur,
-                removals,
-                format!("created for a start-first update beside {old}, not started"),
-            ),
-            (
-                Phase::Running { started_at_ms },
-                Some(PortHold::Standby | PortHold::Superseded { .. }),
-            ) => match cur.health {
-                Some(Health::Healthy) => {
+        for next in moves {
+            match (next, update.successor) {
+                (Move::WaitForNetworks, _) => {
+                    self.remaining_images
+                        .extend(mine.iter().map(|o| o.image.clone()));
+                    self.plan.waits.push(Wait {
+                        key: key.clone(),
+                        reason: "start-first update: the networks' state cannot be read; waiting until it can".into(),
+                        until_ms: None,
+                    });
+                }
+                (Move::RemoveStale, _) => {
+                    self.remaining_images.extend(
+                        update
+                            .serving
+                            .iter()
+                            .chain(update.fallen.iter())
+                            .map(|o| o.image.clone()),
+                    );
+                    for o in &update.stale {
+                        match self.remove(
+                            o.name.clone(),
+                            &o.id,
+                            "a stale container of this entry".into(),
+                        ) {
+                            Some(i) => removals.push(i),
+                            // Not removed on this pass (failure backoff): its image stays.
+                            None => {
+                                self.remaining_images.insert(o.image.clone());
+                            }
+                        }
+                    }
+                }
+                (Move::StartFirst, _) => {
+                    let mut after = removals.clone();
+                    after.extend_from_slice(undescribed_removals);
+                    self.create_step(name, c, hash, digest, &[], &update.serving, &after);
+                    // A failed update waiting out its backoff is not under way.
+                    if self.starts.contains_key(name) {
+                        self.plan.updating.push(name.to_string());
+                    }
+                }
+                (Move::RestartFallen, _) => {
+                    if let Some(fallen) = update.fallen {
+                        let exit = match &fallen.phase {
+                            Phase::Exited { exit } => Some(exit),
+                            _ => None,
+                        };
+                        self.exited(name, c, fallen, exit, removals.clone());
+                    }
+                }
+                (Move::RemoveServingAsStale, _) => {
+                    for o in &update.serving {
+                        self.remove(
+                            o.name.clone(),
+                            &o.id,
+                            "a stale container of this entry".into(),
+                        );
+                    }
+                }
+                // The other moves are the successor's: only phases with one make them.
+                (_, None) => {}
+                (Move::MarkUnderWay, Some(cur)) => {
+                    // Under way until the successor serves alone (or is removed).
+                    self.plan.updating.push(name.to_string());
+                    self.remaining_images.insert(cur.image.clone());
+                }
+                (Move::StartSuccessor, Some(cur)) => self.start_created(
+                    name,
+                    c,
+                    cur,
+                    removals.clone(),
+                    format!("created for a start-first update beside {old}, not started"),
+                ),
+                (Move::AwaitHealth { deadline_ms }, Some(cur)) => self.plan.waits.push(Wait {
+                    key: key.clone(),
+                    reason: format!(
+                        "start-first update: waiting for {} to become healthy (at most {} more); {old} serves",
+                        cur.id,
+                        human_ms(deadline_ms.saturating_sub(now))
+                    ),
+                    until_ms: Some(deadline_ms),
+                }),
+                (Move::AwaitHealthAlone, Some(cur)) => self.plan.waits.push(Wait {
+                    key: key.clone(),
+                    reason: format!(
+                        "{} takes over the published ports once healthy (nothing else serves them)",
+                        cur.id
+                    ),
+                    until_ms: None,
+                }),
+                (Move::TakeOver, Some(cur)) => {
                     self.entry_step(
                         name,
                         Action::TakeOver {
                             name: name.clone(),
                             id: cur.id.clone(),
-                            from: serving_ids.clone(),
+                            from: update.serving.iter().map(|o| o.id.clone()).collect(),
                         },
-                        removals,
+                        removals.clone(),
                         if old.is_empty() {
                             "healthy; its ports are served by no one".to_string()
                         } else {
@@ -935,78 +905,36 @@ impl<'a> Planner<'a> {
                         },
                     );
                 }
-                Some(Health::Unhealthy) if has_old => {
-                    abort(self, format!("{} is unhealthy", cur.id));
+                (Move::AbortUpdate(abort), Some(cur)) => {
+                    let why = abort.why(&cur.id, &c.update.timeout);
+                    self.entry_step(
+                        name,
+                        Action::AbortUpdate {
+                            name: name.clone(),
+                            id: cur.id.clone(),
+                            why: why.clone(),
+                        },
+                        vec![],
+                        format!("{why}; {old} keeps serving"),
+                    );
                 }
-                _ if !has_old => self.plan.waits.push(Wait {
-                    key,
+                (Move::AwaitDrain { until_ms }, Some(cur)) => self.plan.waits.push(Wait {
+                    key: key.clone(),
                     reason: format!(
-                        "{} takes over the published ports once healthy (nothing else serves them)",
-                        cur.id
+                        "start-first update: {} serves; {old} drains for {} more",
+                        cur.id,
+                        human_ms(until_ms.saturating_sub(now))
                     ),
-                    until_ms: None,
+                    until_ms: Some(until_ms),
                 }),
-                _ => {
-                    let deadline =
-                        started_at_ms.saturating_add(c.update.timeout.0.as_millis() as u64);
-                    if now >= deadline {
-                        abort(
-                            self,
-                            format!(
-                                "{} was not healthy within update_timeout {}",
-                                cur.id, c.update.timeout
-                            ),
-                        );
-                    } else {
-                        self.plan.waits.push(Wait {
-                            key,
-                            reason: format!(
-                                "start-first update: waiting for {} to become healthy (at most {} more); {old} serves",
-                                cur.id,
-                                human_ms(deadline - now)
-                            ),
-                            until_ms: Some(deadline),
-                        });
-                    }
-                }
-            },
-            (Phase::Running { .. }, Some(PortHold::Serving { since_ms })) => {
-                let until = since_ms.saturating_add(c.update.drain.0.as_millis() as u64);
-                if now < until {
-                    self.plan.waits.push(Wait {
-                        key,
-                        reason: format!(
-                            "start-first update: {} serves; {old} drains for {} more",
-                            cur.id,
-                            human_ms(until - now)
-                        ),
-                        until_ms: Some(until),
-                    });
-                } else {
-                    for o in &serving {
+                (Move::RemoveDrained, Some(cur)) => {
+                    for o in &update.serving {
                         self.remove(
                             o.name.clone(),
                             &o.id,
                             format!("drained for {} after {} took over", c.update.drain, cur.id),
                         );
                     }
-                }
-            }
-            (Phase::Exited { exit }, _) if !serving.is_empty() => {
-                abort(self, format!("{} {}", cur.id, exit.describe()));
-            }
-            (Phase::Lost { reason, .. }, _) if !serving.is_empty() => {
-                abort(self, format!("{}: {reason}", cur.id));
-            }
-            // Running but not plugged in, or taken over by another container: the old ones
-            // are simply stale.
-            _ => {
-                for o in &serving {
-                    self.remove(
-                        o.name.clone(),
-                        &o.id,
-                        "a stale container of this entry".into(),
-                    );
                 }
             }
         }
