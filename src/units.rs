@@ -25,6 +25,17 @@ pub fn human_size(bytes: u64) -> String {
     format!("{text}{}", UNITS[unit])
 }
 
+/// Whole milliseconds of `d`, saturating: a `u64` of milliseconds outlasts any duration
+/// berth handles (584 million years), so the cap is never reached, only never wrong.
+pub fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Whole microseconds of `d`, saturating as `millis`.
+pub fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -134,5 +145,15 @@ mod tests {
             let error = (number * unit as f64 - bytes as f64).abs();
             prop_assert!(error <= 0.0501 * unit as f64, "{} for {}", text, bytes);
         }
+    }
+
+    #[test]
+    fn durations_in_whole_units_saturate() {
+        use std::time::Duration;
+        assert_eq!(millis(Duration::from_micros(1999)), 1);
+        assert_eq!(millis(Duration::from_secs(3)), 3000);
+        assert_eq!(micros(Duration::from_nanos(2500)), 2);
+        assert_eq!(millis(Duration::MAX), u64::MAX);
+        assert_eq!(micros(Duration::MAX), u64::MAX);
     }
 }

@@ -103,7 +103,7 @@ pub fn main() -> ExitCode {
     if let Command::Monitor { id } = &cli.command {
         // Before anything else: the monitor must stay single-threaded.
         let layout = berth::state::layout::Layout::new(&cli.root);
-        return ExitCode::from(berth::wiring::monitor_main(&layout, id) as u8);
+        return ExitCode::from(u8::try_from(berth::wiring::monitor_main(&layout, id)).unwrap_or(1));
     }
     let result = match cli.command {
         Command::Validate(args) => validate::run(&args),

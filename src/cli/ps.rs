@@ -170,7 +170,7 @@ fn row(
                 let interval = record
                     .health
                     .as_ref()
-                    .map_or(0, |h| h.interval.0.as_millis() as u64);
+                    .map_or(0, |h| berth::units::millis(h.interval.0));
                 let last = verdict
                     .as_ref()
                     .and_then(|v| v.last.as_ref())

@@ -60,7 +60,7 @@ pub async fn run(target: &Target, check: &HealthCheck) -> CheckResult {
     CheckResult {
         at_ms,
         ok,
-        duration_ms: started.elapsed().as_millis() as u64,
+        duration_ms: crate::units::millis(started.elapsed()),
         output,
     }
 }

@@ -81,12 +81,12 @@ impl HealthRecord {
 
     fn in_start_period(&self, check: &HealthCheck, now_ms: u64) -> bool {
         self.status == Health::Starting
-            && now_ms < self.started_at_ms + check.start_period.0.as_millis() as u64
+            && now_ms < self.started_at_ms + crate::units::millis(check.start_period.0)
     }
 
     /// When the next check is due.
     pub fn next_due_ms(&self, check: &HealthCheck) -> u64 {
-        let interval = check.interval.0.as_millis() as u64;
+        let interval = crate::units::millis(check.interval.0);
         let from = self.last.as_ref().map_or(self.started_at_ms, |l| l.at_ms);
         let step = if self.in_start_period(check, from) {
             interval.min(START_PERIOD_STEP_MS)

@@ -48,7 +48,7 @@ pub fn rewrite_in_place(path: &Path, text: &str) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    let old_len = file.metadata()?.len() as usize;
+    let old_len = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
     let mut bytes = text.as_bytes().to_vec();
     if old_len > bytes.len() {
         let pad = old_len - bytes.len();

@@ -281,7 +281,7 @@ impl Reconciler {
             Err(_) => crate::spec::load_dir(&dir),
         })
         .await;
-        report.phases.load_us = mark.elapsed().as_micros() as u64;
+        report.phases.load_us = crate::units::micros(mark.elapsed());
         let loaded = match loaded {
             Ok(Ok(loaded)) => loaded,
             Ok(Err(e)) => {
@@ -333,7 +333,7 @@ impl Reconciler {
             problems: vec![format!("observing failed: {e}")],
             ..Default::default()
         });
-        report.phases.observe_us = mark.elapsed().as_micros() as u64;
+        report.phases.observe_us = crate::units::micros(mark.elapsed());
         report
             .problems
             .extend(observed.problems.iter().map(|p| format!("observing: {p}")));
@@ -360,10 +360,10 @@ impl Reconciler {
             targeted: self.targets.is_some(),
             prune_hold: (empty && !self.allow_empty).then_some(empty_hold.as_str()),
             missing_since: &missing_since,
-            prune_grace_ms: self.prune_grace.as_millis() as u64,
+            prune_grace_ms: crate::units::millis(self.prune_grace),
             hashes: Some(&hashes),
         });
-        report.phases.plan_us = mark.elapsed().as_micros() as u64;
+        report.phases.plan_us = crate::units::micros(mark.elapsed());
         if act && !report.plan.steps.is_empty() {
             let mark = Instant::now();
             report.outcomes = apply::execute(
@@ -374,7 +374,7 @@ impl Reconciler {
                 &self.stop,
             )
             .await;
-            report.phases.apply_us = mark.elapsed().as_micros() as u64;
+            report.phases.apply_us = crate::units::micros(mark.elapsed());
         }
         RunOutput {
             report: finish(report, started, cpu_start),
@@ -532,7 +532,7 @@ const DEFAULT_RETRY: crate::spec::model::Backoff = crate::spec::model::Backoff {
 };
 
 fn finish(mut report: PassReport, started: std::time::Instant, cpu_start: u64) -> PassReport {
-    report.duration_ms = started.elapsed().as_millis() as u64;
+    report.duration_ms = crate::units::millis(started.elapsed());
     report.cpu_us = process_cpu_us().saturating_sub(cpu_start);
     report
 }

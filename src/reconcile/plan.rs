@@ -258,8 +258,8 @@ const DEFAULT_BACKOFF: Backoff = Backoff {
 
 /// `initial · 2^(n-1)`, at most `max`; `n` = 0 or 1 gives `initial`.
 pub fn backoff_delay_ms(backoff: &Backoff, n: u32) -> u64 {
-    let initial = backoff.initial.0.as_millis() as u64;
-    let max = backoff.max.0.as_millis() as u64;
+    let initial = crate::units::millis(backoff.initial.0);
+    let max = crate::units::millis(backoff.max.0);
     let exp = n.saturating_sub(1).min(40);
     initial
         .saturating_mul(1u64 << exp)
@@ -787,8 +787,8 @@ impl<'a> Planner<'a> {
         let now = self.inputs.now_ms;
         let clock = UpdateClock {
             now_ms: now,
-            timeout_ms: c.update.timeout.0.as_millis() as u64,
-            drain_ms: c.update.drain.0.as_millis() as u64,
+            timeout_ms: crate::units::millis(c.update.timeout.0),
+            drain_ms: crate::units::millis(c.update.drain.0),
         };
         let moves = transition(&update.phase, clock);
         if moves.is_empty() {
@@ -994,7 +994,7 @@ impl<'a> Planner<'a> {
             Some(e) => Some(e.finished_at_ms.saturating_sub(e.started_at_ms)),
             None => lost_started.map(|s| self.inputs.now_ms.saturating_sub(s)),
         };
-        let stable = ran_ms.is_some_and(|ran| ran >= c.backoff.reset_after.0.as_millis() as u64);
+        let stable = ran_ms.is_some_and(|ran| ran >= crate::units::millis(c.backoff.reset_after.0));
         let streak = if stable {
             0
         } else {

@@ -187,7 +187,7 @@ impl Runtime {
             hostname: c.hostname.clone(),
             seccomp_sha256,
             stop_signal: stop_signal.0,
-            stop_timeout_ms: c.stop_timeout.0.as_millis() as u64,
+            stop_timeout_ms: crate::units::millis(c.stop_timeout.0),
             log_max_size: c.log.max_size.0,
             log_max_files: c.log.max_files,
             cgroup_path,

@@ -754,6 +754,10 @@ fn arg_with_two(
 }
 
 #[cfg(test)]
+#[allow(
+    unsafe_code,
+    reason = "forks children that load filters and make raw syscalls"
+)]
 mod tests {
     use std::collections::BTreeMap;
 
@@ -1136,7 +1140,7 @@ mod tests {
             return 1;
         }
         match checks.iter().position(|(_, check)| !check()) {
-            Some(i) => i as i32 + 2,
+            Some(i) => i32::try_from(i).map_or(i32::MAX, |i| i.saturating_add(2)),
             None => 0,
         }
     }
@@ -1144,6 +1148,7 @@ mod tests {
     fn forks() -> bool {
         // SAFETY: the grandchild only calls _exit.
         match unsafe { nix::unistd::fork() } {
+            // SAFETY: ends the grandchild without running the test's destructors.
             Ok(ForkResult::Child) => unsafe { libc::_exit(0) },
             Ok(ForkResult::Parent { child }) => {
                 matches!(waitpid(child, None), Ok(WaitStatus::Exited(_, 0)))

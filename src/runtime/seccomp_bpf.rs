@@ -85,9 +85,12 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<u8>, SeccompError> {
                     LinuxSeccompOperator::ScmpCmpMaskedEq => a.value_two().unwrap_or(0),
                     _ => a.value(),
                 };
-                ScmpArgCompare::new(a.index() as u32, op, datum)
+                let index = u32::try_from(a.index()).map_err(|_| SeccompError::Unsupported {
+                    what: format!("argument index {}", a.index()),
+                })?;
+                Ok(ScmpArgCompare::new(index, op, datum))
             })
-            .collect::<Vec<_>>();
+            .collect::<Result<Vec<_>, SeccompError>>()?;
         for name in rule.names() {
             // A name this libseccomp does not know cannot be called on this kernel either
             // (runc and libcontainer skip such names too).
@@ -168,7 +171,11 @@ fn action(action: LinuxSeccompAction, errno: i32) -> Result<ScmpAction, SeccompE
         LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
         LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
         LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(errno),
-        LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno as u16),
+        LinuxSeccompAction::ScmpActTrace => {
+            ScmpAction::Trace(u16::try_from(errno).map_err(|_| SeccompError::Unsupported {
+                what: format!("SCMP_ACT_TRACE with message {errno}"),
+            })?)
+        }
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
         LinuxSeccompAction::ScmpActNotify => {

@@ -887,6 +887,7 @@ x          --       0B / unlimited      --       0B / 0B       1
 
 /// Against real cgroups: these need root, and skip without it.
 #[cfg(test)]
+#[allow(unsafe_code, reason = "forks a child that fills its memory")]
 mod cgroup_tests {
     use std::os::fd::{AsRawFd, OwnedFd};
     use std::time::Duration;

@@ -311,7 +311,7 @@ impl Record for RestartRecord {
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(crate::units::millis)
         .unwrap_or(0)
 }
 

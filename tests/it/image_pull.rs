@@ -1373,7 +1373,7 @@ fn zeros_bomb_layer(zeros: u64) -> TestLayer {
         feed(header.as_bytes());
         let mut left = zeros + 1024; // the content, then the two end-of-archive blocks
         while left > 0 {
-            let n = left.min(chunk.len() as u64) as usize;
+            let n = usize::try_from(left).map_or(chunk.len(), |left| left.min(chunk.len()));
             feed(&chunk[..n]);
             left -= n as u64;
         }

@@ -405,7 +405,11 @@ fn check_order_rejects_an_old_version_after_a_new_answer_only() {
                 } else {
                     started / 334
                 };
-                (started, started + next(60), Ok(versions[v as usize]))
+                (
+                    started,
+                    started + next(60),
+                    Ok(versions[usize::try_from(v).expect("below 3")]),
+                )
             })
             .collect();
         let report = report_of(&run);

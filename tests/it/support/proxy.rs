@@ -722,7 +722,8 @@ impl Body for Faulty {
             BodyFault::Corrupt => {
                 if (start..this.offset).contains(&this.corrupt_at) {
                     let mut bytes = data.to_vec();
-                    bytes[(this.corrupt_at - start) as usize] ^= 0xff;
+                    let at = usize::try_from(this.corrupt_at - start).expect("inside this chunk");
+                    bytes[at] ^= 0xff;
                     data = Bytes::from(bytes);
                 }
             }

@@ -52,6 +52,11 @@ fn resolve_cpus(c: &Spanned<f64>, report: &mut Report) -> Option<u32> {
     let what = report.what();
     let v = *c.get_ref();
     if v.is_finite() && (0.001..=1024.0).contains(&v) {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "v is in 0.001..=1024: 1..=1_024_000 thousandths"
+        )]
         Some((v * 1000.0).round() as u32)
     } else {
         report.push(
