@@ -42,10 +42,18 @@ impl Agent {
             .stderr(file)
             .spawn()
             .expect("start the agent");
-        let agent = Agent { child, log };
-        wait_for(Duration::from_secs(10), "the agent to start", || {
-            agent.log().contains("agent started").then_some(())
-        });
+        let mut agent = Agent { child, log };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !agent.log().contains("agent started") {
+            let exited = agent.child.try_wait().expect("wait");
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "the agent did not start ({}):\n{}",
+                exited.map_or("still running after 10s".to_string(), |s| s.to_string()),
+                agent.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
         agent
     }
 
