@@ -32,7 +32,7 @@ impl Digest {
     }
 
     /// The digest of a byte slice.
-    pub fn of(bytes: &[u8]) -> Digest {
+    pub(crate) fn of(bytes: &[u8]) -> Digest {
         Digest {
             hex: hex_digest(bytes),
         }
@@ -78,7 +78,7 @@ impl<'de> serde::Deserialize<'de> for Digest {
 
 /// Passes data through while hashing it and counting bytes; fails once more than `limit`
 /// bytes have passed, so a decompression bomb stops at the limit instead of filling the disk.
-pub struct HashingReader<R> {
+pub(crate) struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
     count: u64,
@@ -86,7 +86,7 @@ pub struct HashingReader<R> {
 }
 
 impl<R: Read> HashingReader<R> {
-    pub fn new(inner: R, limit: u64) -> Self {
+    pub(crate) fn new(inner: R, limit: u64) -> Self {
         HashingReader {
             inner,
             hasher: Sha256::new(),
@@ -95,12 +95,8 @@ impl<R: Read> HashingReader<R> {
         }
     }
 
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-
     /// Read to the end (hashing everything), then return the digest and byte count.
-    pub fn finish(mut self) -> io::Result<(Digest, u64)> {
+    pub(crate) fn finish(mut self) -> io::Result<(Digest, u64)> {
         io::copy(&mut self, &mut io::sink())?;
         Ok((
             Digest {
@@ -114,11 +110,11 @@ impl<R: Read> HashingReader<R> {
 /// The error a [`HashingReader`] returns past its limit; recognised by [`is_limit_error`].
 #[derive(Debug, thiserror::Error)]
 #[error("more than {limit} bytes")]
-pub struct LimitExceeded {
+pub(crate) struct LimitExceeded {
     pub limit: u64,
 }
 
-pub fn is_limit_error(e: &io::Error) -> Option<u64> {
+pub(crate) fn is_limit_error(e: &io::Error) -> Option<u64> {
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<LimitExceeded>())
         .map(|l| l.limit)

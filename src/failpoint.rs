@@ -43,7 +43,7 @@ fn armed() -> &'static [String] {
 }
 
 /// Die here, without unwinding or cleanup, if this point is armed.
-pub fn hit(point: &'static str) {
+pub(crate) fn hit(point: &'static str) {
     debug_assert!(POINTS.contains(&point), "unknown failpoint {point}");
     if armed().iter().any(|p| p == point) {
         tracing::error!(failpoint = point, "failpoint hit: killing this process");

@@ -16,7 +16,10 @@ pub enum FsError {
     },
 }
 
-pub fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> FsError + 'a {
+pub(crate) fn io_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> FsError + 'a {
     move |source| FsError::Io {
         op,
         path: path.to_path_buf(),
@@ -25,7 +28,7 @@ pub fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 }
 
 /// A temporary name beside `path`, unique to this process and call.
-pub fn temp_path(path: &Path) -> PathBuf {
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -37,7 +40,7 @@ pub fn temp_path(path: &Path) -> PathBuf {
 }
 
 /// fsync a directory so that a rename or creation inside it is durable.
-pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), FsError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err("sync directory", dir))
@@ -46,7 +49,7 @@ pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
 /// Open `path` below the directory `root` with the kernel keeping every step (symlinks,
 /// `..`, absolute links) inside it: the one way berth opens paths in content an image
 /// controls (layers being unpacked, a container's root filesystem).
-pub fn open_in_root(
+pub(crate) fn open_in_root(
     root: &impl std::os::fd::AsFd,
     path: impl rustix::path::Arg,
     flags: rustix::fs::OFlags,
@@ -75,7 +78,7 @@ const OPENAT2_RETRIES: u32 = 64;
 
 /// A name for a directory about to be deleted, unique among concurrent removals: it is
 /// renamed first so that the removal is atomic for readers.
-pub fn doomed_name(name: &str) -> String {
+pub(crate) fn doomed_name(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -86,7 +89,7 @@ pub fn doomed_name(name: &str) -> String {
 /// Open (creating it) `path` and take an exclusive `flock` on it, polling every `poll` until
 /// `timeout`: `Ok(None)` if another holder kept it that long. Bounded, so a caller that cannot
 /// get a lock fails (and is retried) instead of hanging.
-pub fn lock_bounded(
+pub(crate) fn lock_bounded(
     path: &Path,
     timeout: std::time::Duration,
     poll: std::time::Duration,
@@ -115,7 +118,7 @@ pub fn lock_bounded(
 /// opened then would outlive a later chmod). If `dir` already exists it is tightened to
 /// 0700: how a directory an older berth made 0755 is migrated. Existing parents are left
 /// alone (a state root may sit in a directory the administrator chose).
-pub fn private_dir(dir: &Path) -> Result<(), FsError> {
+pub(crate) fn private_dir(dir: &Path) -> Result<(), FsError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     fs::DirBuilder::new()
         .recursive(true)
@@ -135,7 +138,7 @@ pub fn private_dir(dir: &Path) -> Result<(), FsError> {
 
 /// Write a new file inside a directory that is being built and will appear by rename:
 /// readers never see it half-written, and nothing waits for the disk.
-pub fn write_new_file(path: &Path, contents: &[u8]) -> Result<(), FsError> {
+pub(crate) fn write_new_file(path: &Path, contents: &[u8]) -> Result<(), FsError> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -145,19 +148,19 @@ pub fn write_new_file(path: &Path, contents: &[u8]) -> Result<(), FsError> {
 }
 
 /// Replace `path` with `contents` atomically and durably.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), FsError> {
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), FsError> {
     write_via_rename(path, contents, true, 0o666)
 }
 
 /// `write_atomic` for a file only root may read (mode 0600 from creation on).
-pub fn write_atomic_private(path: &Path, contents: &[u8]) -> Result<(), FsError> {
+pub(crate) fn write_atomic_private(path: &Path, contents: &[u8]) -> Result<(), FsError> {
     write_via_rename(path, contents, true, 0o600)
 }
 
 /// Replace `path` with `contents` atomically for readers, without waiting for the disk: for
 /// files whose loss in a power failure is harmless (state that a reboot invalidates anyway,
 /// files regenerated from a durable record).
-pub fn write_replace(path: &Path, contents: &[u8]) -> Result<(), FsError> {
+pub(crate) fn write_replace(path: &Path, contents: &[u8]) -> Result<(), FsError> {
     write_via_rename(path, contents, false, 0o666)
 }
 

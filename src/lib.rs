@@ -2,13 +2,13 @@
 
 pub mod digest;
 pub mod failpoint;
-pub mod fsutil;
+pub(crate) mod fsutil;
 pub mod health;
 pub mod image;
 pub mod network;
 pub mod reconcile;
 pub mod runtime;
-pub mod sha256;
+pub(crate) mod sha256;
 pub mod spec;
 pub mod state;
 pub mod sys;

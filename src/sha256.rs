@@ -4,7 +4,7 @@
 
 use aws_lc_rs::digest;
 
-pub struct Sha256(digest::Context);
+pub(crate) struct Sha256(digest::Context);
 
 impl Default for Sha256 {
     fn default() -> Self {
@@ -13,26 +13,26 @@ impl Default for Sha256 {
 }
 
 impl Sha256 {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
-    pub fn update(&mut self, data: &[u8]) {
+    pub(crate) fn update(&mut self, data: &[u8]) {
         self.0.update(data);
     }
 
     /// Lowercase hex of the digest.
-    pub fn finish_hex(self) -> String {
+    pub(crate) fn finish_hex(self) -> String {
         hex(self.0.finish().as_ref())
     }
 }
 
 /// Lowercase hex of the SHA-256 of `data`.
-pub fn hex_digest(data: &[u8]) -> String {
+pub(crate) fn hex_digest(data: &[u8]) -> String {
     hex(digest::digest(&digest::SHA256, data).as_ref())
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {

@@ -66,7 +66,7 @@ impl ProcessId {
 }
 
 /// Start time of a process in clock ticks since boot.
-pub fn start_time(pid: i32) -> io::Result<u64> {
+pub(crate) fn start_time(pid: i32) -> io::Result<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
     parse_start_time(&stat).ok_or_else(|| {
         io::Error::new(
@@ -85,7 +85,7 @@ fn parse_start_time(stat: &str) -> Option<u64> {
 }
 
 /// This boot's id: a record written in another boot describes nothing that runs now.
-pub fn boot_id() -> io::Result<String> {
+pub(crate) fn boot_id() -> io::Result<String> {
     Ok(fs::read_to_string("/proc/sys/kernel/random/boot_id")?
         .trim()
         .to_string())
@@ -126,14 +126,14 @@ pub fn send_signal(pidfd: &impl AsFd, signal: i32) -> io::Result<()> {
 }
 
 /// Which side of a `fork` this process is on.
-pub enum Forked {
+pub(crate) enum Forked {
     Parent { child: i32 },
     Child,
 }
 
 /// `fork(2)`. Callers must be single-threaded: the monitor calls this first thing, before
 /// anything could have started a thread.
-pub fn fork_single_threaded() -> io::Result<Forked> {
+pub(crate) fn fork_single_threaded() -> io::Result<Forked> {
     let status = fs::read_to_string("/proc/self/status")?;
     if !status
         .lines()
@@ -157,7 +157,7 @@ pub fn fork_single_threaded() -> io::Result<Forked> {
 
 /// Give this process a private mount namespace whose mounts follow the host's (slave), so
 /// the container's overlay exists only here and disappears with the monitor.
-pub fn private_mount_namespace() -> io::Result<()> {
+pub(crate) fn private_mount_namespace() -> io::Result<()> {
     // SAFETY: CLONE_NEWNS only changes which mount table the calling thread sees; it shares
     // no memory or file-descriptor state, which is what `unshare_unsafe` asks us to vouch for.
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }?;
@@ -175,7 +175,7 @@ const IFF_UP: libc::c_short = libc::IFF_UP as libc::c_short;
 
 /// Bring the loopback interface up in the network namespace of `pid`, then return to ours.
 /// A new network namespace starts with `lo` down; programs expect 127.0.0.1 to work.
-pub fn loopback_up_in(pid: i32) -> io::Result<()> {
+pub(crate) fn loopback_up_in(pid: i32) -> io::Result<()> {
     use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
     let ours = fs::File::open("/proc/self/ns/net")?;
     let theirs = fs::File::open(format!("/proc/{pid}/ns/net"))?;
@@ -218,13 +218,13 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
 /// Symbolic links on the mount are not followed — magic links (/proc/PID/root, fd/N) neither.
-pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
+pub(crate) const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
 
 /// One change of mount attributes, at a path inside a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountAttrChange {
+pub(crate) struct MountAttrChange {
     /// Absolute inside the container, without symbolic links (resolving one is an error:
     /// nothing between the engine's mount and this change can redirect it).
     pub path: String,
@@ -236,7 +236,7 @@ pub struct MountAttrChange {
 
 /// The step of a change that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SealStep {
+pub(crate) enum SealStep {
     /// Joining the container's mount namespace (no change index).
     Join,
     Resolve,
@@ -246,7 +246,7 @@ pub enum SealStep {
 
 /// Why a change could not be made: its index in the list, the step and the errno.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SealFailure {
+pub(crate) struct SealFailure {
     pub index: usize,
     pub step: SealStep,
     pub errno: i32,
@@ -278,7 +278,7 @@ impl SealStep {
 /// Runs in a forked child that joins the init's mount namespace (mount_setattr only acts on
 /// mounts of the caller's namespace); the monitor keeps its own. Returns the mount id of each
 /// changed mount, so the caller can check the result in the init's mountinfo.
-pub fn set_mount_attrs_in(
+pub(crate) fn set_mount_attrs_in(
     pid: i32,
     changes: &[MountAttrChange],
 ) -> io::Result<Result<Vec<u64>, SealFailure>> {
@@ -474,7 +474,7 @@ const LO_FLAGS_AUTOCLEAR: u32 = 4;
 /// Attach `image` (open read-write) to a free loop device that detaches itself once
 /// nothing uses it; returns the device's path and an open descriptor of it (mount it, then
 /// drop the descriptor). Another process may take the free device first: then the next.
-pub fn attach_loop(image: &fs::File) -> io::Result<(std::path::PathBuf, OwnedFd)> {
+pub(crate) fn attach_loop(image: &fs::File) -> io::Result<(std::path::PathBuf, OwnedFd)> {
     let control = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -537,7 +537,7 @@ pub fn attach_loop(image: &fs::File) -> io::Result<(std::path::PathBuf, OwnedFd)
 /// close-on-exec stream sockets (read end, write end). A socket rather than a pipe, so that
 /// `write_to_inherited` can send with `MSG_NOSIGNAL`: the monitor stops reading after a
 /// timeout or at hand-over, and a writer whose reader is gone must not die of SIGPIPE.
-pub fn exec_failure_channel() -> io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn exec_failure_channel() -> io::Result<(OwnedFd, OwnedFd)> {
     use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
     Ok(socketpair(
         AddressFamily::UNIX,
@@ -550,7 +550,7 @@ pub fn exec_failure_channel() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Send a message into the write end of an `exec_failure_channel` this process inherited by
 /// number (the container's init reporting why its exec failed). Errors are ignored, as the
 /// reader sees the exit anyway; a reader that is gone costs an EPIPE, never a SIGPIPE.
-pub fn write_to_inherited(fd: i32, message: &[u8]) {
+pub(crate) fn write_to_inherited(fd: i32, message: &[u8]) {
     use std::os::fd::BorrowedFd;
     if fd < 3 {
         return;
@@ -565,7 +565,7 @@ pub fn write_to_inherited(fd: i32, message: &[u8]) {
 
 /// Restore every catchable signal to its default action. Called in the container's init
 /// just before exec: dispositions set to "ignore" survive exec, and Rust ignores SIGPIPE.
-pub fn reset_signal_dispositions() -> io::Result<()> {
+pub(crate) fn reset_signal_dispositions() -> io::Result<()> {
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for signal in Signal::iterator() {
@@ -583,7 +583,7 @@ pub fn reset_signal_dispositions() -> io::Result<()> {
 }
 
 /// Wait for a child process; its exit code, or 128 + the signal that killed it.
-pub fn wait_child(pid: i32) -> io::Result<i32> {
+pub(crate) fn wait_child(pid: i32) -> io::Result<i32> {
     use nix::sys::wait::{WaitStatus, waitpid};
     let pid = nix::unistd::Pid::from_raw(pid);
     loop {
@@ -597,7 +597,7 @@ pub fn wait_child(pid: i32) -> io::Result<i32> {
 }
 
 /// Reap every exited child without blocking (orphans re-parented to a subreaper).
-pub fn reap_exited_children() {
+pub(crate) fn reap_exited_children() {
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
     while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
         if status == WaitStatus::StillAlive {
@@ -607,7 +607,7 @@ pub fn reap_exited_children() {
 }
 
 /// How a child ended, read through its pidfd (which must be readable: the child exited).
-pub fn reap_pidfd(pidfd: &impl AsFd) -> io::Result<(Option<i32>, Option<i32>)> {
+pub(crate) fn reap_pidfd(pidfd: &impl AsFd) -> io::Result<(Option<i32>, Option<i32>)> {
     use rustix::process::{WaitId, WaitIdOptions, waitid};
     loop {
         match waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED) {
@@ -627,21 +627,22 @@ pub fn reap_pidfd(pidfd: &impl AsFd) -> io::Result<(Option<i32>, Option<i32>)> {
 
 /// Become the reaper of orphaned descendants: an external runtime's init is re-parented
 /// to the monitor when the runtime's own process exits.
-pub fn become_subreaper() -> io::Result<()> {
+pub(crate) fn become_subreaper() -> io::Result<()> {
     Ok(rustix::process::set_child_subreaper(Some(
         rustix::process::getpid(),
     ))?)
 }
 
+#[cfg(test)]
 /// Forbid this process and its children from gaining privileges through exec (setuid,
 /// file capabilities); required to load a seccomp filter without CAP_SYS_ADMIN.
-pub fn set_no_new_privs() -> io::Result<()> {
+pub(crate) fn set_no_new_privs() -> io::Result<()> {
     Ok(rustix::thread::set_no_new_privs(true)?)
 }
 
 /// Load a compiled seccomp BPF program (8-byte `sock_filter` instructions) into this thread.
 /// The caller must have no_new_privs set (or CAP_SYS_ADMIN), as the container's init has.
-pub fn load_seccomp_program(bpf: &[u8]) -> io::Result<()> {
+pub(crate) fn load_seccomp_program(bpf: &[u8]) -> io::Result<()> {
     const INSTRUCTION: usize = std::mem::size_of::<libc::sock_filter>();
     if bpf.is_empty()
         || !bpf.len().is_multiple_of(INSTRUCTION)
@@ -705,7 +706,7 @@ pub(crate) fn inherited_fd(fd: i32) -> io::Result<OwnedFd> {
 
 /// Close every descriptor above stderr. Called first thing in the monitor, which must not
 /// keep its starter's files, pipes or sockets open for the container's lifetime.
-pub fn close_inherited_fds(keep_start_lock: bool) {
+pub(crate) fn close_inherited_fds(keep_start_lock: bool) {
     let first: u32 = if keep_start_lock {
         START_LOCK_FD as u32 + 1
     } else {
@@ -719,12 +720,12 @@ pub fn close_inherited_fds(keep_start_lock: bool) {
 }
 
 /// The descriptor number under which a monitor receives its container's lock.
-pub const START_LOCK_FD: i32 = 3;
+pub(crate) const START_LOCK_FD: i32 = 3;
 
 /// Give the child `lock` as descriptor `START_LOCK_FD`: the monitor then holds the
 /// container's lock until it has reported, even if its starter dies first, so no second
 /// start can run beside a start in progress.
-pub fn pass_start_lock(command: &mut std::process::Command, lock: &impl AsRawFd) {
+pub(crate) fn pass_start_lock(command: &mut std::process::Command, lock: &impl AsRawFd) {
     use std::os::unix::process::CommandExt;
     let raw = lock.as_raw_fd();
     // SAFETY: the closure runs in the child between fork and exec and calls only dup2 and
@@ -745,7 +746,7 @@ pub fn pass_start_lock(command: &mut std::process::Command, lock: &impl AsRawFd)
 }
 
 /// A pidfd registered with the tokio reactor, to await a process's exit without a thread.
-pub fn async_pidfd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+pub(crate) fn async_pidfd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // SAFETY: `fd` is owned here and moved into the AsyncFd, so no other owner can close or
     // reuse the descriptor while it is registered; it is deregistered before it is closed
     // (AsyncFd's drop order), which is what `register` requires.
@@ -756,7 +757,7 @@ pub fn async_pidfd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>>
 /// The child gets SIGTERM when the thread that spawned it ends (the agent killed): a health
 /// check's `berth exec` then kills its command's process group instead of running on.
 /// Spawn from a long-lived thread (a runtime worker), as the death of that thread counts.
-pub fn terminate_with_parent(command: &mut tokio::process::Command) {
+pub(crate) fn terminate_with_parent(command: &mut tokio::process::Command) {
     // SAFETY: the closure runs in the child between fork and exec and calls only prctl and
     // getppid, which are async-signal-safe.
     unsafe {
@@ -774,7 +775,7 @@ pub fn terminate_with_parent(command: &mut tokio::process::Command) {
 }
 
 /// SIGKILL to the process group `pgid` (gone already: nothing to do).
-pub fn kill_group(pgid: i32) {
+pub(crate) fn kill_group(pgid: i32) {
     if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
         let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }

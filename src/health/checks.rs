@@ -19,7 +19,7 @@ use crate::sys::ProcessId;
 
 /// A running container to check.
 #[derive(Debug, Clone)]
-pub struct Subject {
+pub(crate) struct Subject {
     pub id: String,
     pub init: ProcessId,
     pub started_at_ms: u64,
@@ -28,7 +28,7 @@ pub struct Subject {
 
 /// Finds a container's address on its first bridge network (given by whoever composes the
 /// drivers: the health checker does not read the network driver's leases itself).
-pub type AddressOf = Arc<dyn Fn(&str) -> Option<Ipv4Addr> + Send + Sync>;
+pub(crate) type AddressOf = Arc<dyn Fn(&str) -> Option<Ipv4Addr> + Send + Sync>;
 
 pub struct HealthChecks {
     layout: Layout,
@@ -39,7 +39,7 @@ pub struct HealthChecks {
 }
 
 impl HealthChecks {
-    pub fn new(layout: &Layout, berth: PathBuf, address_of: AddressOf) -> HealthChecks {
+    pub(crate) fn new(layout: &Layout, berth: PathBuf, address_of: AddressOf) -> HealthChecks {
         HealthChecks {
             layout: layout.clone(),
             berth,
@@ -56,7 +56,7 @@ impl HealthChecks {
 
     /// Check exactly these runs from now on: new ones get a task, ended ones lose theirs.
     /// Must be called within a tokio runtime.
-    pub fn track(&mut self, subjects: impl IntoIterator<Item = Subject>) {
+    pub(crate) fn track(&mut self, subjects: impl IntoIterator<Item = Subject>) {
         let subjects: HashMap<String, Subject> =
             subjects.into_iter().map(|s| (s.id.clone(), s)).collect();
         self.tasks.retain(|id, (init, task)| {

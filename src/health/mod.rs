@@ -6,8 +6,8 @@
 //! update's ports — is the planner's business, from what `observe` reads back.
 
 pub mod checks;
-pub mod probe;
+pub(crate) mod probe;
 pub mod verdict;
 
-pub use self::checks::{HealthChecks, Subject};
+pub(crate) use self::checks::{HealthChecks, Subject};
 pub use self::verdict::{Health, HealthRecord};

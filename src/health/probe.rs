@@ -21,7 +21,7 @@ const EXEC_GRACE: Duration = Duration::from_secs(2);
 
 /// The container a check runs against.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub(crate) struct Target {
     pub id: String,
     /// Its init: the checks enter its network namespace.
     pub init: ProcessId,
@@ -33,7 +33,7 @@ pub struct Target {
 }
 
 /// Run one check, at most its timeout.
-pub async fn run(target: &Target, check: &HealthCheck) -> CheckResult {
+pub(crate) async fn run(target: &Target, check: &HealthCheck) -> CheckResult {
     let at_ms = now_ms();
     let started = Instant::now();
     let timeout = check.timeout.0;

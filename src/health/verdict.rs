@@ -10,9 +10,9 @@ use crate::spec::model::HealthCheck;
 use crate::sys::ProcessId;
 
 /// How often checks run during the start period, at most.
-pub const START_PERIOD_STEP_MS: u64 = 1000;
+pub(crate) const START_PERIOD_STEP_MS: u64 = 1000;
 /// Output of a check kept in the record (exec output, HTTP status line, connect error).
-pub const OUTPUT_LIMIT: usize = 512;
+pub(crate) const OUTPUT_LIMIT: usize = 512;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -67,7 +67,7 @@ pub struct CheckResult {
 
 impl HealthRecord {
     /// The verdict before any check of a run.
-    pub fn new(init: ProcessId, started_at_ms: u64) -> HealthRecord {
+    pub(crate) fn new(init: ProcessId, started_at_ms: u64) -> HealthRecord {
         HealthRecord {
             init,
             started_at_ms,
@@ -85,7 +85,7 @@ impl HealthRecord {
     }
 
     /// When the next check is due.
-    pub fn next_due_ms(&self, check: &HealthCheck) -> u64 {
+    pub(crate) fn next_due_ms(&self, check: &HealthCheck) -> u64 {
         let interval = crate::units::millis(check.interval.0);
         let from = self.last.as_ref().map_or(self.started_at_ms, |l| l.at_ms);
         let step = if self.in_start_period(check, from) {
@@ -97,7 +97,7 @@ impl HealthRecord {
     }
 
     /// The verdict after one more check; true if the status changed.
-    pub fn record(&mut self, check: &HealthCheck, mut result: CheckResult) -> bool {
+    pub(crate) fn record(&mut self, check: &HealthCheck, mut result: CheckResult) -> bool {
         result.output = printable(&result.output);
         truncate(&mut result.output, OUTPUT_LIMIT);
         let before = self.status;
@@ -121,7 +121,7 @@ impl HealthRecord {
     }
 
     /// One line for `ps`/`status`: "healthy", "unhealthy (3 failed: connection refused)".
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match (&self.status, &self.last) {
             (Health::Unhealthy, Some(last)) => format!(
                 "unhealthy ({} failed: {})",
@@ -153,7 +153,7 @@ fn printable(text: &str) -> String {
 }
 
 /// Cut at a character boundary at most `limit` bytes in.
-pub fn truncate(text: &mut String, limit: usize) {
+pub(crate) fn truncate(text: &mut String, limit: usize) {
     if text.len() > limit {
         let mut at = limit;
         while !text.is_char_boundary(at) {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::Deserialize;
 
-pub const DEFAULT_AUTH_FILE: &str = "/etc/berth/auth.json";
+pub(crate) const DEFAULT_AUTH_FILE: &str = "/etc/berth/auth.json";
 
 /// A string that is never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -20,7 +20,7 @@ impl Secret {
     pub fn new(s: impl Into<String>) -> Self {
         Secret(s.into())
     }
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -76,7 +76,7 @@ pub struct Credentials {
 }
 
 /// "https://index.docker.io/v1/" and friends → "docker.io"; "https://ghcr.io" → "ghcr.io".
-pub fn normalize_registry(key: &str) -> String {
+pub(crate) fn normalize_registry(key: &str) -> String {
     let host = key
         .trim_start_matches("https://")
         .trim_start_matches("http://");
@@ -91,7 +91,7 @@ pub fn normalize_registry(key: &str) -> String {
 
 impl Credentials {
     /// The first existing file among the given one (if any) and the standard places.
-    pub fn load(explicit: Option<&Path>) -> Result<Self, AuthError> {
+    pub(crate) fn load(explicit: Option<&Path>) -> Result<Self, AuthError> {
         if let Some(path) = explicit {
             return Self::from_file(path);
         }
@@ -117,7 +117,7 @@ impl Credentials {
         Ok(merged)
     }
 
-    pub fn from_file(path: &Path) -> Result<Self, AuthError> {
+    pub(crate) fn from_file(path: &Path) -> Result<Self, AuthError> {
         let text = std::fs::read_to_string(path).map_err(|source| AuthError::Read {
             path: path.into(),
             source,
@@ -125,7 +125,7 @@ impl Credentials {
         Self::parse(path, &text)
     }
 
-    pub fn parse(path: &Path, text: &str) -> Result<Self, AuthError> {
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<Self, AuthError> {
         // The serde error may quote input; keep only its position so no secret leaks.
         let file: ConfigFile = serde_json::from_str(text).map_err(|e| AuthError::Parse {
             path: path.into(),
@@ -166,7 +166,7 @@ impl Credentials {
         Ok(Credentials { by_registry })
     }
 
-    pub fn get(&self, registry: &str) -> Option<&Credential> {
+    pub(crate) fn get(&self, registry: &str) -> Option<&Credential> {
         self.by_registry.get(&normalize_registry(registry))
     }
 

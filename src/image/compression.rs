@@ -4,7 +4,7 @@
 use std::io::{self, BufRead, BufReader, Read};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
+pub(crate) enum Compression {
     None,
     Gzip,
     Zstd,
@@ -13,7 +13,7 @@ pub enum Compression {
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 
-pub fn detect(head: &[u8]) -> Compression {
+pub(crate) fn detect(head: &[u8]) -> Compression {
     if head.starts_with(GZIP_MAGIC) {
         Compression::Gzip
     } else if head.starts_with(ZSTD_MAGIC) {
@@ -24,7 +24,9 @@ pub fn detect(head: &[u8]) -> Compression {
 }
 
 /// Wrap a (possibly compressed) layer stream into a reader of the uncompressed tar.
-pub fn decompress<'a, R: Read + 'a>(reader: R) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
+pub(crate) fn decompress<'a, R: Read + 'a>(
+    reader: R,
+) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
     let mut buffered = BufReader::with_capacity(256 << 10, reader);
     let kind = detect(buffered.fill_buf()?);
     let stream: Box<dyn Read + 'a> = match kind {

@@ -79,7 +79,7 @@ fn import_blob(
 }
 
 /// Import an image from an OCI layout directory.
-pub fn import_layout(
+pub(crate) fn import_layout(
     store: &ContentStore,
     layout: &Path,
     tag: Option<&str>,
@@ -217,7 +217,7 @@ fn extract(archive: &Path, scratch_parent: &Path) -> Result<ScratchDir, LocalErr
     Ok(dir)
 }
 
-pub struct ScratchDir(pub PathBuf);
+pub(crate) struct ScratchDir(pub PathBuf);
 
 impl ScratchDir {
     fn new(parent: &Path) -> io::Result<Self> {
@@ -236,7 +236,7 @@ impl Drop for ScratchDir {
     }
 }
 
-pub fn import_oci_archive(
+pub(crate) fn import_oci_archive(
     store: &ContentStore,
     archive: &Path,
     tag: Option<&str>,
@@ -260,7 +260,7 @@ struct DockerManifestEntry {
 /// Import a `docker save` archive: its `manifest.json` (written by every Docker version)
 /// names the config and layer files. There is no manifest blob in this format, so one is
 /// synthesized from the content: the same archive always gets the same image digest.
-pub fn import_docker_archive(
+pub(crate) fn import_docker_archive(
     store: &ContentStore,
     archive: &Path,
     reference: Option<&str>,

@@ -6,15 +6,15 @@ use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest}
 use crate::digest::{Digest, DigestError};
 use crate::state::image::LayerRecord;
 
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// What berth asks registries for, best first.
-pub const ACCEPTED: &[&str] = &[OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
+pub(crate) const ACCEPTED: &[&str] = &[OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
 
 /// Manifests and configs are small; anything bigger is refused before parsing.
-pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+pub(crate) const MAX_MANIFEST_SIZE: u64 = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -49,13 +49,13 @@ pub enum ManifestError {
     },
 }
 
-pub enum Parsed {
+pub(crate) enum Parsed {
     Index(Box<ImageIndex>),
     Manifest(Box<ImageManifest>),
 }
 
 /// Parse manifest bytes whose digest was already verified.
-pub fn parse(bytes: &[u8], digest: &Digest) -> Result<Parsed, ManifestError> {
+pub(crate) fn parse(bytes: &[u8], digest: &Digest) -> Result<Parsed, ManifestError> {
     let invalid = |message: String| ManifestError::Invalid {
         what: "manifest",
         digest: digest.to_string(),
@@ -91,7 +91,7 @@ pub struct Platform {
 
 impl Platform {
     /// This machine's platform, named as Go (and therefore every registry) names it.
-    pub fn host() -> Platform {
+    pub(crate) fn host() -> Platform {
         let architecture = match std::env::consts::ARCH {
             "x86_64" => "amd64",
             "aarch64" => "arm64",
@@ -132,7 +132,7 @@ impl From<&crate::spec::model::Platform> for Platform {
 
 /// The index entry for a platform. Without a wanted variant, an entry without a variant (or
 /// arm64's default v8) is preferred; attestation entries ("unknown/unknown") never match.
-pub fn select<'a>(
+pub(crate) fn select<'a>(
     index: &'a ImageIndex,
     wanted: &Platform,
     index_digest: &Digest,
@@ -173,7 +173,10 @@ pub fn select<'a>(
     })
 }
 
-pub fn descriptor_digest(d: &Descriptor, what: &'static str) -> Result<Digest, ManifestError> {
+pub(crate) fn descriptor_digest(
+    d: &Descriptor,
+    what: &'static str,
+) -> Result<Digest, ManifestError> {
     d.digest()
         .to_string()
         .parse()
@@ -181,14 +184,17 @@ pub fn descriptor_digest(d: &Descriptor, what: &'static str) -> Result<Digest, M
 }
 
 /// "os/architecture[/variant]" of an image config, as records show it.
-pub fn config_platform(config: &ImageConfiguration) -> String {
+pub(crate) fn config_platform(config: &ImageConfiguration) -> String {
     match config.variant() {
         Some(v) => format!("{}/{}/{v}", config.os(), config.architecture()),
         None => format!("{}/{}", config.os(), config.architecture()),
     }
 }
 
-pub fn parse_config(bytes: &[u8], digest: &Digest) -> Result<ImageConfiguration, ManifestError> {
+pub(crate) fn parse_config(
+    bytes: &[u8],
+    digest: &Digest,
+) -> Result<ImageConfiguration, ManifestError> {
     ImageConfiguration::from_reader(bytes).map_err(|e| ManifestError::Invalid {
         what: "image config",
         digest: digest.to_string(),
@@ -197,7 +203,7 @@ pub fn parse_config(bytes: &[u8], digest: &Digest) -> Result<ImageConfiguration,
 }
 
 /// The manifest's layers paired with the config's diff ids.
-pub fn layer_records(
+pub(crate) fn layer_records(
     manifest: &ImageManifest,
     config: &ImageConfiguration,
     config_digest: &Digest,

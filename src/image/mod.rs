@@ -3,13 +3,13 @@
 //! layers for overlayfs, and garbage collection.
 
 pub mod auth;
-pub mod compression;
-pub mod local;
+pub(crate) mod compression;
+pub(crate) mod local;
 pub mod manifest;
-pub mod record;
+pub(crate) mod record;
 pub mod registry;
-pub mod store;
-pub mod unpack;
+pub(crate) mod store;
+pub(crate) mod unpack;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -81,10 +81,6 @@ impl ImageService {
             credentials: Credentials::default(),
             scratch,
         })
-    }
-
-    pub fn store(&self) -> &ContentStore {
-        &self.store
     }
 
     pub fn credentials_mut(&mut self) -> &mut Credentials {
@@ -166,7 +162,7 @@ impl ImageService {
     }
 
     /// Every blob the record needs is still in the store.
-    pub fn is_complete(&self, record: &ImageRecord) -> bool {
+    pub(crate) fn is_complete(&self, record: &ImageRecord) -> bool {
         self.store.has_blob(&record.manifest)
             && self.store.has_blob(&record.config)
             && record.layers.iter().all(|l| self.store.has_blob(&l.digest))
@@ -188,7 +184,7 @@ impl ImageService {
     }
 
     /// Unpacked layer directories, lowest first (overlayfs wants them highest first).
-    pub fn layer_dirs(
+    pub(crate) fn layer_dirs(
         &self,
         record: &ImageRecord,
         limits: &unpack::Limits,
@@ -223,14 +219,10 @@ impl ImageService {
     }
 
     /// Remove every image record not in `keep`, then every blob and unpacked layer that no
-    /// remaining record needs.
-    pub fn prune(&self, keep: &BTreeSet<String>) -> Result<PruneReport, ImageError> {
-        self.prune_keeping(keep, &BTreeSet::new())
-    }
-
-    /// `prune`, also keeping the unpacked layers `keep_layers` (by diff id): the lower
-    /// directories of existing containers, whose image record may since point elsewhere.
-    pub fn prune_keeping(
+    /// remaining record needs, keeping also the unpacked layers `keep_layers` (by diff id):
+    /// the lower directories of existing containers, whose image record may since point
+    /// elsewhere.
+    pub(crate) fn prune_keeping(
         &self,
         keep: &BTreeSet<String>,
         keep_layers: &BTreeSet<Digest>,

@@ -18,12 +18,12 @@ pub enum RecordError {
 }
 
 #[derive(Debug, Clone)]
-pub struct Records {
+pub(crate) struct Records {
     dir: PathBuf,
 }
 
 impl Records {
-    pub fn open(state_root: &Path) -> Result<Self, RecordError> {
+    pub(crate) fn open(state_root: &Path) -> Result<Self, RecordError> {
         let dir = state_root.join("images");
         // Root only (tightened if an older berth made it 0755): records name private
         // registries and references.
@@ -36,13 +36,13 @@ impl Records {
             .join(format!("{}.json", Digest::of(source.as_bytes()).hex()))
     }
 
-    pub fn save(&self, record: &ImageRecord) -> Result<(), RecordError> {
+    pub(crate) fn save(&self, record: &ImageRecord) -> Result<(), RecordError> {
         let path = self.path(&record.source);
         fsutil::write_atomic_private(&path, &crate::state::record::encode(&path, record)?)?;
         Ok(())
     }
 
-    pub fn get(&self, source: &str) -> Result<Option<ImageRecord>, RecordError> {
+    pub(crate) fn get(&self, source: &str) -> Result<Option<ImageRecord>, RecordError> {
         let path = self.path(source);
         match fs::read(&path) {
             Ok(bytes) => Self::parse(&path, &bytes).map(Some),
@@ -56,7 +56,7 @@ impl Records {
     }
 
     /// Every record, sorted by source.
-    pub fn list(&self) -> Result<Vec<ImageRecord>, RecordError> {
+    pub(crate) fn list(&self) -> Result<Vec<ImageRecord>, RecordError> {
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(io_err("list", &self.dir))? {
             let entry = entry.map_err(io_err("list", &self.dir))?;
@@ -72,7 +72,7 @@ impl Records {
         Ok(out)
     }
 
-    pub fn remove(&self, source: &str) -> Result<bool, RecordError> {
+    pub(crate) fn remove(&self, source: &str) -> Result<bool, RecordError> {
         let path = self.path(source);
         match fs::remove_file(&path) {
             Ok(()) => {

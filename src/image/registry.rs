@@ -128,7 +128,7 @@ impl PullError {
 }
 
 /// Registries reached over plain HTTP without asking: loopback only, as Docker does.
-pub fn is_loopback_registry(registry: &str) -> bool {
+pub(crate) fn is_loopback_registry(registry: &str) -> bool {
     let host = if let Some(rest) = registry.strip_prefix('[') {
         rest.split(']').next().unwrap_or(rest)
     } else {
@@ -191,7 +191,7 @@ struct Session<'a> {
 
 /// Resolve a registry reference, fetch everything it needs into the store (unpacking layers
 /// when asked) and return the record to save.
-pub async fn pull(
+pub(crate) async fn pull(
     store: &ContentStore,
     reference: &RegistryRef,
     credentials: &Credentials,

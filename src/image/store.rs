@@ -56,7 +56,7 @@ pub enum StoreError {
 }
 
 #[derive(Debug, Clone)]
-pub struct ContentStore {
+pub(crate) struct ContentStore {
     blobs: PathBuf,
     ingest: PathBuf,
     layers: PathBuf,
@@ -65,7 +65,7 @@ pub struct ContentStore {
 
 impl ContentStore {
     /// Open (creating) the store under a state root, and clear partial files left by a crash.
-    pub fn open(state_root: &Path) -> Result<Self, StoreError> {
+    pub(crate) fn open(state_root: &Path) -> Result<Self, StoreError> {
         let store = ContentStore {
             blobs: state_root.join("content/blobs/sha256"),
             ingest: state_root.join("content/ingest"),
@@ -90,15 +90,15 @@ impl ContentStore {
         Ok(store)
     }
 
-    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+    pub(crate) fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.blobs.join(digest.hex())
     }
 
-    pub fn has_blob(&self, digest: &Digest) -> bool {
+    pub(crate) fn has_blob(&self, digest: &Digest) -> bool {
         self.blob_path(digest).is_file()
     }
 
-    pub fn open_blob(&self, digest: &Digest) -> Result<File, StoreError> {
+    pub(crate) fn open_blob(&self, digest: &Digest) -> Result<File, StoreError> {
         let path = self.blob_path(digest);
         File::open(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => StoreError::Missing {
@@ -111,7 +111,7 @@ impl ContentStore {
     /// Read a small blob (manifest, config, index) whole, verifying it again: these are
     /// parsed and trusted, and re-hashing a few kilobytes is cheap insurance against a
     /// damaged disk.
-    pub fn read_blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>, StoreError> {
+    pub(crate) fn read_blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>, StoreError> {
         let mut bytes = Vec::new();
         self.open_blob(digest)?
             .take(limit + 1)
@@ -134,7 +134,7 @@ impl ContentStore {
     }
 
     /// Store bytes already in memory; returns their digest.
-    pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
+    pub(crate) fn put_blob(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
         let digest = Digest::of(bytes);
         if let Ingest::Write(mut writer) = self.ingest(&digest, Some(bytes.len() as u64))? {
             writer
@@ -148,7 +148,7 @@ impl ContentStore {
     /// Start writing a blob, or learn that it is already present. Blocks while another
     /// writer (thread or process) holds the same digest; when it finishes, the blob is
     /// present and nothing is fetched twice.
-    pub fn ingest(&self, digest: &Digest, size: Option<u64>) -> Result<Ingest, StoreError> {
+    pub(crate) fn ingest(&self, digest: &Digest, size: Option<u64>) -> Result<Ingest, StoreError> {
         if self.has_blob(digest) {
             return Ok(Ingest::Present);
         }
@@ -182,12 +182,12 @@ impl ContentStore {
         })))
     }
 
-    pub fn layer_path(&self, diff_id: &Digest) -> PathBuf {
+    pub(crate) fn layer_path(&self, diff_id: &Digest) -> PathBuf {
         self.layers.join(diff_id.hex())
     }
 
     /// The unpacked directory of a layer, unpacking its blob first if needed.
-    pub fn ensure_layer(
+    pub(crate) fn ensure_layer(
         &self,
         blob: &Digest,
         diff_id: &Digest,
@@ -240,7 +240,7 @@ impl ContentStore {
 
     /// Held (shared) by every pull and (exclusive) by a sweep, so a sweep never removes a
     /// blob that a pull has fetched but not yet recorded.
-    pub fn gc_lock(&self, exclusive: bool) -> Result<File, StoreError> {
+    pub(crate) fn gc_lock(&self, exclusive: bool) -> Result<File, StoreError> {
         let path = self.ingest.join("gc.lock");
         lock_file(
             &path,
@@ -253,7 +253,7 @@ impl ContentStore {
     }
 
     /// Remove every blob not in `live`; returns how many and their bytes. Takes the GC lock.
-    pub fn sweep_blobs(
+    pub(crate) fn sweep_blobs(
         &self,
         live: &std::collections::BTreeSet<Digest>,
     ) -> Result<(usize, u64), StoreError> {
@@ -277,7 +277,7 @@ impl ContentStore {
     }
 
     /// Remove every unpacked layer whose diff id is not in `live`. Takes the GC lock.
-    pub fn sweep_layers(
+    pub(crate) fn sweep_layers(
         &self,
         live: &std::collections::BTreeSet<Digest>,
     ) -> Result<usize, StoreError> {
@@ -354,14 +354,14 @@ fn remove_tree(path: &Path) -> Result<(), StoreError> {
 }
 
 /// What [`ContentStore::ingest`] found.
-pub enum Ingest {
+pub(crate) enum Ingest {
     Present,
     Write(Box<BlobWriter>),
 }
 
 /// Writes a blob while hashing it; [`BlobWriter::commit`] verifies and publishes it. Dropped
 /// without commit, it removes its partial file.
-pub struct BlobWriter {
+pub(crate) struct BlobWriter {
     file: io::BufWriter<File>,
     partial: PathBuf,
     target: PathBuf,
@@ -375,12 +375,12 @@ pub struct BlobWriter {
 }
 
 impl BlobWriter {
-    pub fn written(&self) -> u64 {
+    pub(crate) fn written(&self) -> u64 {
         self.written
     }
 
     /// Start over (a resumed download answered with the whole blob).
-    pub fn reset(&mut self) -> io::Result<()> {
+    pub(crate) fn reset(&mut self) -> io::Result<()> {
         self.file.flush()?;
         self.file.get_ref().set_len(0)?;
         io::Seek::seek(&mut self.file, io::SeekFrom::Start(0))?;
@@ -390,7 +390,7 @@ impl BlobWriter {
     }
 
     /// Verify digest and size, make durable, and publish under the digest.
-    pub fn commit(mut self) -> Result<(), StoreError> {
+    pub(crate) fn commit(mut self) -> Result<(), StoreError> {
         let actual = Digest::from_hex(std::mem::take(&mut self.hasher).finish_hex());
         if actual != self.digest {
             return Err(StoreError::DigestMismatch {

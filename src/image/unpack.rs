@@ -37,7 +37,7 @@ const OPAQUE_MARKER: &str = ".wh..wh..opq";
 const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     /// One layer into its own directory, whiteouts in overlayfs form.
     Layer,
     /// Apply onto a directory holding the layers below, whiteouts applied.
@@ -62,7 +62,7 @@ impl Default for Limits {
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub entries: u64,
     /// Uncompressed size of the tar stream.
     pub tar_bytes: u64,
@@ -112,7 +112,7 @@ fn errno_io(path: &Path) -> impl FnOnce(Errno) -> UnpackError + '_ {
 /// `diff_id` is given, the uncompressed stream must hash to it; the caller unpacks into a
 /// scratch directory and renames it into place only on success, so a partial or mismatching
 /// layer is never used.
-pub fn unpack_layer<R: Read>(
+pub(crate) fn unpack_layer<R: Read>(
     layer: R,
     root: &Path,
     target: Target,
@@ -618,7 +618,7 @@ fn list_dir(dir: &OwnedFd) -> Result<Vec<OsString>, Errno> {
 
 /// Remove a name in a directory whatever it is, recursively for directories, never
 /// following symlinks. A missing name is not an error.
-pub fn remove_any(dir: &impl AsFd, name: &OsStr) -> Result<(), Errno> {
+pub(crate) fn remove_any(dir: &impl AsFd, name: &OsStr) -> Result<(), Errno> {
     let stat = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(s) => s,
         Err(Errno::NOENT) => return Ok(()),

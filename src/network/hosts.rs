@@ -14,7 +14,7 @@ use crate::state::etc::HostEntries;
 /// The hosts entries of the container `me`: its own addresses first (with its hostname),
 /// then the others', network by network; a name is listed once, at its first address. Of
 /// two containers of one name (a start-first update), the one serving comes first.
-pub fn entries_for(me: &str, my_hostname: &str, leases: &[Lease]) -> HostEntries {
+pub(crate) fn entries_for(me: &str, my_hostname: &str, leases: &[Lease]) -> HostEntries {
     let mut out: HostEntries = Vec::new();
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mine = leases.iter().filter(|l| l.container == me);
@@ -42,7 +42,7 @@ pub fn entries_for(me: &str, my_hostname: &str, leases: &[Lease]) -> HostEntries
 /// A shorter text is first written padded to the old length with a comment line, then the
 /// file is truncated: a reader in between sees the new entries and a comment, never the tail
 /// of the old text.
-pub fn rewrite_in_place(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn rewrite_in_place(path: &Path, text: &str) -> std::io::Result<()> {
     let mut file = match std::fs::OpenOptions::new().write(true).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

@@ -19,7 +19,7 @@ pub enum IpamError {
 }
 
 /// Whether `ip` can be given to a container on `subnet` with `gateway`.
-pub fn usable(subnet: Ipv4Net, gateway: Ipv4Addr, ip: Ipv4Addr) -> bool {
+pub(crate) fn usable(subnet: Ipv4Net, gateway: Ipv4Addr, ip: Ipv4Addr) -> bool {
     subnet.contains(&ip)
         && ip != gateway
         && (subnet.prefix_len() >= 31 || (ip != subnet.network() && ip != subnet.broadcast()))
@@ -27,7 +27,7 @@ pub fn usable(subnet: Ipv4Net, gateway: Ipv4Addr, ip: Ipv4Addr) -> bool {
 
 /// The address for a new lease: `wanted` if given (it must be usable and free), else the
 /// lowest free one.
-pub fn choose(
+pub(crate) fn choose(
     subnet: Ipv4Net,
     gateway: Ipv4Addr,
     taken: &BTreeSet<Ipv4Addr>,

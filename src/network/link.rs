@@ -32,7 +32,7 @@ pub enum LinkError {
 
 /// One link as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Link {
+pub(crate) struct Link {
     pub index: u32,
     pub name: String,
     pub alias: Option<String>,
@@ -61,13 +61,13 @@ fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
 }
 
 /// A netlink connection in the calling thread's network namespace.
-pub struct Netlink {
+pub(crate) struct Netlink {
     rt: tokio::runtime::Runtime,
     handle: Handle,
 }
 
 impl Netlink {
-    pub fn open() -> Result<Netlink, LinkError> {
+    pub(crate) fn open() -> Result<Netlink, LinkError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()
@@ -82,7 +82,7 @@ impl Netlink {
     }
 
     /// Every link of this namespace.
-    pub fn links(&self) -> Result<Vec<Link>, LinkError> {
+    pub(crate) fn links(&self) -> Result<Vec<Link>, LinkError> {
         self.rt.block_on(async {
             let mut out = Vec::new();
             let mut stream = self.handle.link().get().execute();
@@ -97,7 +97,7 @@ impl Netlink {
         })
     }
 
-    pub fn link(&self, name: &str) -> Result<Option<Link>, LinkError> {
+    pub(crate) fn link(&self, name: &str) -> Result<Option<Link>, LinkError> {
         self.rt.block_on(self.get(name))
     }
 
@@ -136,7 +136,7 @@ impl Netlink {
 
     /// The bridge `name` exists, is berth's (`alias`), is up, and holds exactly `gateway/prefix`
     /// among its IPv4 addresses. Returns whether it had to be created.
-    pub fn ensure_bridge(
+    pub(crate) fn ensure_bridge(
         &self,
         name: &str,
         alias: &str,
@@ -250,7 +250,7 @@ impl Netlink {
     }
 
     /// The main table's IPv4 routes other than default routes: (destination, output link).
-    pub fn routes(&self) -> Result<Vec<(ipnet::Ipv4Net, Option<u32>)>, LinkError> {
+    pub(crate) fn routes(&self) -> Result<Vec<(ipnet::Ipv4Net, Option<u32>)>, LinkError> {
         use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
         self.rt.block_on(async {
             let mut out = Vec::new();
@@ -288,7 +288,7 @@ impl Netlink {
     }
 
     /// Delete a link; one that is already gone is fine.
-    pub fn delete(&self, name: &str) -> Result<(), LinkError> {
+    pub(crate) fn delete(&self, name: &str) -> Result<(), LinkError> {
         self.rt.block_on(async {
             let Some(link) = self.get(name).await? else {
                 return Ok(());
@@ -303,7 +303,7 @@ impl Netlink {
 
     /// A veth pair: `host` (named `alias`, enslaved to `bridge`, up) here, `peer` created
     /// directly inside the namespace `netns` with the hardware address `peer_mac`.
-    pub fn add_veth(
+    pub(crate) fn add_veth(
         &self,
         host: &str,
         alias: &str,
@@ -346,7 +346,7 @@ impl Netlink {
     }
 
     /// Put an existing link (back) on a bridge, up. Returns false if the link does not exist.
-    pub fn enslave(&self, name: &str, bridge: &str) -> Result<bool, LinkError> {
+    pub(crate) fn enslave(&self, name: &str, bridge: &str) -> Result<bool, LinkError> {
         self.rt.block_on(async {
             let (Some(link), Some(bridge_link)) = (self.get(name).await?, self.get(bridge).await?)
             else {
@@ -369,7 +369,7 @@ impl Netlink {
 
     /// Inside a container's namespace: give each interface its address and bring it up, then
     /// route everything else through `gateway`.
-    pub fn configure_inside(
+    pub(crate) fn configure_inside(
         &self,
         interfaces: &[(String, Ipv4Addr, u8)],
         gateway: Option<Ipv4Addr>,
@@ -418,7 +418,7 @@ impl Netlink {
 /// A netlink connection inside the network namespace `netns`, used from a thread that
 /// entered it (a netlink socket stays in the namespace it was made in; the calling thread's
 /// own namespace is left alone).
-pub fn in_namespace<T: Send>(
+pub(crate) fn in_namespace<T: Send>(
     netns: BorrowedFd<'_>,
     work: impl FnOnce(&Netlink) -> Result<T, LinkError> + Send,
 ) -> Result<T, LinkError> {
@@ -462,20 +462,20 @@ fn link_of(msg: &rtnetlink::packet_route::link::LinkMessage) -> Link {
 /// container replaced or restarted at the same address keeps the same hardware address, so the
 /// host's and the peers' neighbour caches stay right instead of pointing at a dead interface
 /// until they expire (half a minute or more).
-pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+pub(crate) fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
     let [a, b, c, d] = ip.octets();
     [0x02, 0x42, a, b, c, d]
 }
 
 /// Set a per-interface IPv4 sysctl (`/proc/sys/net/ipv4/conf/IF/KEY`).
-pub fn set_interface_sysctl(interface: &str, key: &str, value: &str) -> std::io::Result<()> {
+pub(crate) fn set_interface_sysctl(interface: &str, key: &str, value: &str) -> std::io::Result<()> {
     let path = format!("/proc/sys/net/ipv4/conf/{interface}/{key}");
     write_sysctl(&path, value)
 }
 
 /// Set `/proc/sys/...` only if it differs (writing it is not free: ip_forward resets
 /// interface settings when it flips).
-pub fn write_sysctl(path: &str, value: &str) -> std::io::Result<()> {
+pub(crate) fn write_sysctl(path: &str, value: &str) -> std::io::Result<()> {
     if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == value) {
         return Ok(());
     }

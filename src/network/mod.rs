@@ -21,13 +21,13 @@
 
 mod attach;
 mod bridge;
-pub mod hosts;
-pub mod ipam;
+pub(crate) mod hosts;
+pub(crate) mod ipam;
 mod lease;
-pub mod link;
+pub(crate) mod link;
 mod ports;
 pub mod record;
-pub mod rules;
+pub(crate) mod rules;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -100,7 +100,7 @@ pub enum NetworkError {
 
 /// What `attach` needs of a container.
 #[derive(Debug, Clone, Copy)]
-pub struct Joiner<'a> {
+pub(crate) struct Joiner<'a> {
     pub id: &'a str,
     pub name: &'a str,
     pub hostname: &'a str,
@@ -132,19 +132,19 @@ impl Networks {
     }
 
     /// The nftables table of this state root.
-    pub fn table(&self) -> &str {
+    pub(crate) fn table(&self) -> &str {
         &self.layout.scope
     }
 
     /// The host side of a container's veth on a network: derived, so that whether it exists
     /// says whether the container is plugged in.
-    pub fn host_veth(&self, id: &str, network: &str) -> String {
+    pub(crate) fn host_veth(&self, id: &str, network: &str) -> String {
         let hash =
             crate::sha256::hex_digest(format!("{}/{id}/{network}", self.layout.scope).as_bytes());
         format!("{VETH_PREFIX}{}", &hash[..9])
     }
 
-    pub fn record(&self, name: &str) -> Result<Option<NetworkRecord>, NetworkError> {
+    pub(crate) fn record(&self, name: &str) -> Result<Option<NetworkRecord>, NetworkError> {
         bridge::load(&self.paths, name)
     }
 
@@ -153,14 +153,14 @@ impl Networks {
         bridge::load_all(&self.paths)
     }
 
-    pub fn leases(&self, network: &str) -> Result<Vec<Lease>, NetworkError> {
+    pub(crate) fn leases(&self, network: &str) -> Result<Vec<Lease>, NetworkError> {
         lease::read(&self.paths, network)
     }
 
     /// Create the network, or bring an existing one to `spec` (a new subnet or gateway
     /// moves the bridge's address; `internal` changes only rules), or repair it (a bridge
     /// deleted by hand comes back under its recorded name).
-    pub fn ensure(
+    pub(crate) fn ensure(
         &self,
         name: &str,
         spec: &Network,
@@ -178,7 +178,11 @@ impl Networks {
     /// start), create its veths straight into its namespace, address and route them, then
     /// rebuild the rules and the hosts files of everyone on those networks. Called by the
     /// monitor while the container's init waits to be started.
-    pub fn attach(&self, joiner: &Joiner, netns: BorrowedFd<'_>) -> Result<(), NetworkError> {
+    pub(crate) fn attach(
+        &self,
+        joiner: &Joiner,
+        netns: BorrowedFd<'_>,
+    ) -> Result<(), NetworkError> {
         attach::attach(self, joiner, netns)
     }
 
@@ -186,30 +190,30 @@ impl Networks {
     /// connections go to it, established ones stay where they are (conntrack keeps their
     /// translation), so its predecessor can drain. Idempotent: a container already serving
     /// keeps its claim.
-    pub fn take_over(&self, id: &str) -> Result<Claim, NetworkError> {
+    pub(crate) fn take_over(&self, id: &str) -> Result<Claim, NetworkError> {
         ports::take_over(self, id)
     }
 
     /// The container's address on its first network, if it has one.
-    pub fn address_of(&self, id: &str) -> Result<Option<Ipv4Addr>, NetworkError> {
+    pub(crate) fn address_of(&self, id: &str) -> Result<Option<Ipv4Addr>, NetworkError> {
         lease::address_of(self, id)
     }
 
     /// Unplug a stopped container: its veths go (with its namespace they usually already
     /// have) and the rules stop forwarding to it. Its leases stay for its next start.
-    pub fn detach(&self, id: &str) -> Result<(), NetworkError> {
+    pub(crate) fn detach(&self, id: &str) -> Result<(), NetworkError> {
         attach::unplug(self, id, false)
     }
 
     /// A removed container's addresses go back; the others' hosts files forget it.
-    pub fn release(&self, id: &str) -> Result<(), NetworkError> {
+    pub(crate) fn release(&self, id: &str) -> Result<(), NetworkError> {
         attach::unplug(self, id, true)
     }
 
     /// What exists, for the reconciler: records, whether each bridge is intact, who holds
     /// addresses, who has the published ports, and whether the rules are what the state
     /// makes.
-    pub fn observe(&self) -> Result<ObservedNetworks, NetworkError> {
+    pub(crate) fn observe(&self) -> Result<ObservedNetworks, NetworkError> {
         let records = self.records()?;
         if records.is_empty() {
             // Nothing of ours to look at (and no `nft` to run on every pass of a machine
@@ -242,7 +246,7 @@ impl Networks {
 
     /// Rebuild the rules from the state (drift repair; also after a container stopped by
     /// itself, which leaves its forwards behind until then).
-    pub fn repair_rules(&self) -> Result<(), NetworkError> {
+    pub(crate) fn repair_rules(&self) -> Result<(), NetworkError> {
         let _lock = self.lock()?;
         bridge::sweep_interrupted_removals(&self.paths);
         let netlink = Netlink::open()?;

@@ -84,34 +84,34 @@ impl Claim {
 
 /// Every path under `<state root>/networks`.
 #[derive(Debug, Clone)]
-pub struct NetworkPaths {
+pub(crate) struct NetworkPaths {
     pub root: PathBuf,
 }
 
 impl NetworkPaths {
-    pub fn new(state_root: &Path) -> NetworkPaths {
+    pub(crate) fn new(state_root: &Path) -> NetworkPaths {
         NetworkPaths {
             root: state_root.join("networks"),
         }
     }
 
-    pub fn lock(&self) -> PathBuf {
+    pub(crate) fn lock(&self) -> PathBuf {
         self.root.join(".lock")
     }
 
-    pub fn dir(&self, network: &str) -> PathBuf {
+    pub(crate) fn dir(&self, network: &str) -> PathBuf {
         self.root.join(network)
     }
 
-    pub fn record(&self, network: &str) -> PathBuf {
+    pub(crate) fn record(&self, network: &str) -> PathBuf {
         self.dir(network).join("network.json")
     }
 
-    pub fn leases(&self, network: &str) -> PathBuf {
+    pub(crate) fn leases(&self, network: &str) -> PathBuf {
         self.dir(network).join("leases")
     }
 
-    pub fn lease(&self, network: &str, ip: Ipv4Addr) -> PathBuf {
+    pub(crate) fn lease(&self, network: &str, ip: Ipv4Addr) -> PathBuf {
         self.leases(network).join(ip.to_string())
     }
 }

@@ -50,7 +50,7 @@ use crate::spec::port::Protocol;
 
 /// One bridge network as the rules see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BridgeRules {
+pub(crate) struct BridgeRules {
     pub bridge: String,
     pub subnet: Ipv4Net,
     pub internal: bool,
@@ -58,7 +58,7 @@ pub struct BridgeRules {
 
 /// One published port of a running container.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Forward {
+pub(crate) struct Forward {
     /// None: every local address.
     pub host_ip: Option<Ipv4Addr>,
     pub host_port: u16,
@@ -71,7 +71,7 @@ pub struct Forward {
 
 /// Everything the table is made from. Sorted by the caller (bridges by name, forwards).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RulesInput {
+pub(crate) struct RulesInput {
     /// The table's name (`Layout::scope`): `berth`, or `berth-<hash>` for another state root.
     pub table: String,
     pub bridges: Vec<BridgeRules>,
@@ -131,7 +131,7 @@ const COMMENT_MAX: usize = 127;
 
 /// The whole transaction: `add table` + `delete table` + the table with every chain and rule,
 /// so it replaces whatever is there atomically (and works when the table is absent).
-pub fn ruleset(input: &RulesInput) -> Nftables<'static> {
+pub(crate) fn ruleset(input: &RulesInput) -> Nftables<'static> {
     build(input, &fingerprint_comment(input))
 }
 
@@ -144,7 +144,7 @@ pub fn ruleset(input: &RulesInput) -> Nftables<'static> {
 ///
 /// The order of `bridges` and `forwards` counts (it is the order of the rules), which is why
 /// the caller sorts them.
-pub fn fingerprint(input: &RulesInput) -> String {
+pub(crate) fn fingerprint(input: &RulesInput) -> String {
     // Serializing these types cannot fail (no maps, no non-string keys); an empty
     // serialization would still hash to a fixed value, which `in_sync` just would not match.
     let canonical = serde_json::to_vec(&build(input, "")).unwrap_or_default();
@@ -158,7 +158,7 @@ fn fingerprint_comment(input: &RulesInput) -> String {
 }
 
 /// Apply `ruleset(input)`.
-pub fn apply(input: &RulesInput) -> Result<(), RulesError> {
+pub(crate) fn apply(input: &RulesInput) -> Result<(), RulesError> {
     helper::apply_ruleset(&ruleset(input)).map_err(|source| RulesError::Apply {
         table: input.table.clone(),
         source: Box::new(source),
@@ -168,7 +168,7 @@ pub fn apply(input: &RulesInput) -> Result<(), RulesError> {
 /// Delete the table if it exists (nothing else). Absent = Ok.
 ///
 /// `add table` + `delete table` in one transaction: the add makes the delete always find it.
-pub fn remove_table(table: &str) -> Result<(), RulesError> {
+pub(crate) fn remove_table(table: &str) -> Result<(), RulesError> {
     let mut batch = Batch::new();
     batch.add(NfListObject::Table(table_obj(table)));
     batch.delete(NfListObject::Table(table_obj(table)));
@@ -182,7 +182,7 @@ pub fn remove_table(table: &str) -> Result<(), RulesError> {
 /// is there, and every chain has the number of rules `ruleset(input)` has. (Catches a deleted
 /// table, a flushed table or chain, a deleted/added rule.) One `nft -j list table ip NAME`
 /// call; a missing table is `Ok(false)`, not an error.
-pub fn in_sync(input: &RulesInput) -> Result<bool, RulesError> {
+pub(crate) fn in_sync(input: &RulesInput) -> Result<bool, RulesError> {
     let args = ["list", "table", "ip", input.table.as_str()];
     let raw = match helper::get_current_ruleset_raw(helper::DEFAULT_NFT, args) {
         Ok(raw) => raw,

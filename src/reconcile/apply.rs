@@ -71,7 +71,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         matches!(self, Outcome::Failed { .. })
     }
 }
@@ -102,7 +102,7 @@ impl Machine {
 }
 
 /// Run every step of `plan`, at most `parallel` at once. `stop` ends the run between steps.
-pub async fn execute(
+pub(crate) async fn execute(
     machine: &Machine,
     desired: &Arc<Desired>,
     plan: &Plan,
@@ -211,7 +211,7 @@ pub async fn execute(
 }
 
 /// One line for logs and summaries: "run container web".
-pub fn describe(action: &Action) -> String {
+pub(crate) fn describe(action: &Action) -> String {
     match action {
         Action::Pull { image } => format!("pull image {image}"),
         Action::CreateVolume { name } => format!("create volume {name}"),
@@ -511,7 +511,7 @@ pub fn pull_options(desired: &Desired, source: &ImageSource) -> PullOptions {
 /// Pull on a thread of its own: the registry client's futures are not `Send`-friendly
 /// enough for the multi-threaded scheduler, and a pull is long and rare enough for a
 /// dedicated single-threaded runtime to cost nothing that matters.
-pub async fn pull(
+pub(crate) async fn pull(
     machine: &Machine,
     desired: &Desired,
     image: &str,
@@ -613,7 +613,7 @@ pub fn ensure_network_exists(
 }
 
 /// Create or update the network `name` as `desired` describes it.
-pub fn ensure_network(
+pub(crate) fn ensure_network(
     machine: &Machine,
     desired: &Desired,
     name: &str,

@@ -29,14 +29,14 @@ pub enum WatchError {
 
 /// What the watcher reports to the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DirEvent {
+pub(crate) enum DirEvent {
     /// Something inside the directory changed.
     Changed,
     /// The directory (or the symlink naming it) was created, replaced or removed.
     Replaced,
 }
 
-pub struct DirWatch {
+pub(crate) struct DirWatch {
     debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
     dir: PathBuf,
     pub writers: Writers,
@@ -57,7 +57,7 @@ pub struct Writers {
 impl Writers {
     /// A file being written, if any, and for how long; a writer that has kept a file open
     /// longer than `give_up` is not waited for any more.
-    pub fn busy(&self, give_up: Duration) -> Option<(PathBuf, Duration)> {
+    pub(crate) fn busy(&self, give_up: Duration) -> Option<(PathBuf, Duration)> {
         let mut open = self.open.lock().ok()?;
         open.retain(|_, since| since.elapsed() < give_up);
         open.iter()
@@ -96,7 +96,10 @@ impl Writers {
 }
 
 impl DirWatch {
-    pub fn new(dir: &Path, events: UnboundedSender<DirEvent>) -> Result<DirWatch, WatchError> {
+    pub(crate) fn new(
+        dir: &Path,
+        events: UnboundedSender<DirEvent>,
+    ) -> Result<DirWatch, WatchError> {
         let parent = dir
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -176,7 +179,7 @@ impl DirWatch {
 
     /// Watch the directory again, following its symlink to wherever it points now. A
     /// directory that does not exist (yet) is watched through its parent only.
-    pub fn rewatch(&mut self) {
+    pub(crate) fn rewatch(&mut self) {
         let _ = self.debouncer.unwatch(&self.dir);
         if let Err(e) = self.debouncer.watch(&self.dir, RecursiveMode::NonRecursive) {
             tracing::warn!(dir = %self.dir.display(), "cannot watch the desired-state directory: {e}; changes will be seen at the next resync");

@@ -19,7 +19,8 @@ use crate::spec::capability::{ALL_CAPABILITIES, Capability, DEFAULT_CAPABILITIES
 use crate::spec::model::{Container, ContainerNetwork};
 use crate::spec::mount::Mount as EntryMount;
 
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Docker's default for RLIMIT_NOFILE; never more than the host allows (the hard limit), or
 /// setrlimit fails without CAP_SYS_RESOURCE.
@@ -27,7 +28,7 @@ const NOFILE_WANTED: u64 = 1 << 20;
 
 /// Processes (threads included) a container may have unless its entry says otherwise:
 /// podman's default, so one container cannot exhaust the host's pids with a fork bomb.
-pub const DEFAULT_PIDS_LIMIT: u32 = 2048;
+pub(crate) const DEFAULT_PIDS_LIMIT: u32 = 2048;
 
 /// Linux refuses any single argument or environment string longer than this, NUL included
 /// (MAX_ARG_STRLEN, 32 pages).
@@ -63,7 +64,7 @@ pub enum BundleError {
 
 /// Everything the spec depends on besides the entry and the image config.
 #[derive(Debug, Clone)]
-pub struct SpecInputs<'a> {
+pub(crate) struct SpecInputs<'a> {
     pub id: &'a str,
     pub name: &'a str,
     pub container: &'a Container,
@@ -81,7 +82,7 @@ pub struct SpecInputs<'a> {
 
 /// What fs/exec.c allows for argv + envp with a stack limit of `stack_soft` bytes: a quarter
 /// of the stack, at most 6 MiB (three quarters of the 8 MiB default), at least 128 KiB.
-pub fn arg_max(stack_soft: Option<u64>) -> u64 {
+pub(crate) fn arg_max(stack_soft: Option<u64>) -> u64 {
     const DEFAULT_STACK: u64 = 8 << 20;
     (stack_soft.unwrap_or(u64::MAX) / 4)
         .min(DEFAULT_STACK / 4 * 3)
@@ -90,7 +91,7 @@ pub fn arg_max(stack_soft: Option<u64>) -> u64 {
 
 /// Refuse at creation what the kernel would refuse at exec (E2BIG), naming the culprit.
 /// Leaves a page for what the monitor adds later (HOME) and the program's path.
-pub fn check_exec_size(
+pub(crate) fn check_exec_size(
     what: &str,
     args: &[String],
     env: &[String],
@@ -132,7 +133,7 @@ pub fn check_exec_size(
     Ok(())
 }
 
-pub fn build(inputs: &SpecInputs) -> Result<Spec, BundleError> {
+pub(crate) fn build(inputs: &SpecInputs) -> Result<Spec, BundleError> {
     let c = inputs.container;
     let config = inputs.image.config().as_ref();
     let args = arguments(
@@ -264,7 +265,7 @@ pub fn build(inputs: &SpecInputs) -> Result<Spec, BundleError> {
 
 /// Docker's rules: the entry's entrypoint replaces the image's and then also drops the
 /// image's CMD; the entry's command replaces the image's CMD.
-pub fn arguments(
+pub(crate) fn arguments(
     c: &Container,
     image_entrypoint: Option<&[String]>,
     image_cmd: Option<&[String]>,
@@ -283,7 +284,7 @@ pub fn arguments(
 }
 
 /// The image's environment, overridden by the entry's; PATH and HOSTNAME always present.
-pub fn environment(
+pub(crate) fn environment(
     image_env: &[String],
     entry_env: &BTreeMap<String, String>,
     hostname: &str,
@@ -313,7 +314,10 @@ pub fn environment(
 
 /// The capability names (without `CAP_`) the container gets: the default set, minus
 /// `cap_drop`, plus `cap_add`; "ALL" means every capability.
-pub fn capabilities(add: &BTreeSet<Capability>, drop: &BTreeSet<Capability>) -> BTreeSet<String> {
+pub(crate) fn capabilities(
+    add: &BTreeSet<Capability>,
+    drop: &BTreeSet<Capability>,
+) -> BTreeSet<String> {
     let mut set: BTreeSet<String> = if drop.contains(&Capability::All) {
         BTreeSet::new()
     } else {
@@ -426,11 +430,11 @@ fn mounts(inputs: &SpecInputs) -> Result<Vec<Mount>, BundleError> {
 }
 
 /// Whether a spec mount is a bind (by type, or by option as runc reads it).
-pub fn is_bind(m: &Mount) -> bool {
+pub(crate) fn is_bind(m: &Mount) -> bool {
     m.typ().as_deref() == Some("bind") || has_option(m, "bind") || has_option(m, "rbind")
 }
 
-pub fn has_option(m: &Mount, option: &str) -> bool {
+pub(crate) fn has_option(m: &Mount, option: &str) -> bool {
     m.options().iter().flatten().any(|o| o == option)
 }
 
@@ -449,7 +453,7 @@ fn bind(source: &Path, target: &str, read_only: bool) -> Result<Mount, BundleErr
 }
 
 /// Fill in the resolved user, and HOME unless the image or entry set it.
-pub fn apply_user(spec: &mut Spec, user: &Resolved) -> Result<(), BundleError> {
+pub(crate) fn apply_user(spec: &mut Spec, user: &Resolved) -> Result<(), BundleError> {
     let Some(process) = spec.process_mut() else {
         return Err(BundleError::Build("spec has no process".into()));
     };

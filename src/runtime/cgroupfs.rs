@@ -38,7 +38,7 @@ pub fn hierarchies() -> std::io::Result<Vec<Hierarchy>> {
     )?))
 }
 
-pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
+pub(crate) fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
     super::mountinfo::parse(text)
         .into_iter()
         .filter_map(|m| {
@@ -71,7 +71,7 @@ fn dir_of(h: &Hierarchy, cgroup_path: &str) -> PathBuf {
 
 /// OOM kills counted in the container's memory cgroup (v1 `memory.oom_control`, v2
 /// `memory.events`); `None` if neither can be read.
-pub fn oom_kills(hierarchies: &[Hierarchy], cgroup_path: &str) -> Option<u64> {
+pub(crate) fn oom_kills(hierarchies: &[Hierarchy], cgroup_path: &str) -> Option<u64> {
     let memory_v1 = hierarchies
         .iter()
         .find(|h| !h.unified && h.controllers.iter().any(|c| c == "memory"));
@@ -130,7 +130,10 @@ fn remove_tree(dir: &Path, depth: u32) -> std::io::Result<()> {
 
 /// The cgroups directly below `scope` (berth's first path component) in any hierarchy: the
 /// ids of the containers that exist in the kernel, whatever berth's records say.
-pub fn children_of_scope(hierarchies: &[Hierarchy], scope: &str) -> std::io::Result<Vec<String>> {
+pub(crate) fn children_of_scope(
+    hierarchies: &[Hierarchy],
+    scope: &str,
+) -> std::io::Result<Vec<String>> {
     let mut names = std::collections::BTreeSet::new();
     for h in hierarchies {
         let dir = dir_of(h, scope);
@@ -153,7 +156,7 @@ pub fn children_of_scope(hierarchies: &[Hierarchy], scope: &str) -> std::io::Res
 }
 
 /// Every process in the container's cgroup or below it, in any hierarchy, sorted.
-pub fn processes(hierarchies: &[Hierarchy], cgroup_path: &str) -> Vec<i32> {
+pub(crate) fn processes(hierarchies: &[Hierarchy], cgroup_path: &str) -> Vec<i32> {
     fn collect(dir: &Path, depth: u32, out: &mut std::collections::BTreeSet<i32>) {
         if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
             out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));

@@ -14,10 +14,10 @@ use crate::sys::{self, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY, MountAttrChang
 
 /// Where the engine mounts the cgroup filesystem. libcontainer mounts the v1 hierarchies
 /// writable whatever the spec says, which let a container raise its own limits.
-pub const CGROUPFS: &str = "/sys/fs/cgroup";
+pub(crate) const CGROUPFS: &str = "/sys/fs/cgroup";
 
 #[derive(Debug, thiserror::Error)]
-pub enum ConfineError {
+pub(crate) enum ConfineError {
     #[error(
         "making {target} read-only inside the container needs {needs}, Linux {version} or later (this kernel is {kernel}); berth refuses to start a container it cannot confine"
     )]
@@ -54,7 +54,7 @@ pub enum ConfineError {
 
 /// Which mounts of a spec the seal changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Targets {
+pub(crate) struct Targets {
     /// Read-only with everything below them: cgroupfs and every bind the spec asks to be
     /// read-only (`:ro` binds and volumes, a read-only container's /etc files).
     pub read_only: Vec<String>,
@@ -64,12 +64,12 @@ pub struct Targets {
 }
 
 impl Targets {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.read_only.is_empty()
     }
 }
 
-pub fn targets(spec: &Spec) -> Targets {
+pub(crate) fn targets(spec: &Spec) -> Targets {
     let mut read_only: Vec<String> = Vec::new();
     let mut writable: Vec<String> = Vec::new();
     for m in spec.mounts().iter().flatten() {
@@ -130,7 +130,7 @@ fn changes(targets: &Targets) -> Vec<MountAttrChange> {
 /// Make `targets` so inside the created (not yet started) container whose init is `pid`,
 /// then check the init's mount table: every mount below a read-only target (and not below a
 /// writable mount inside it) is read-only, and every procfs there follows no magic links.
-pub fn seal(pid: i32, targets: &Targets) -> Result<(), ConfineError> {
+pub(crate) fn seal(pid: i32, targets: &Targets) -> Result<(), ConfineError> {
     if targets.is_empty() {
         return Ok(());
     }

@@ -39,7 +39,7 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Di
 
 /// Make the filesystem: a sparse file of `size` bytes, formatted ext4 without reserved
 /// blocks (the container may use all of it), its root owned by root.
-pub fn make(image: &Path, size: u64) -> Result<(), DiskError> {
+pub(crate) fn make(image: &Path, size: u64) -> Result<(), DiskError> {
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -74,7 +74,7 @@ pub fn make(image: &Path, size: u64) -> Result<(), DiskError> {
 /// Mount the container's writable filesystem at `paths.disk()` (in the caller's mount
 /// namespace: the monitor's private one) and return the directory that holds `upper/` and
 /// `work/`, made on first use.
-pub fn mount(paths: &ContainerPaths) -> Result<PathBuf, DiskError> {
+pub(crate) fn mount(paths: &ContainerPaths) -> Result<PathBuf, DiskError> {
     let image = paths.disk_image();
     let file = std::fs::OpenOptions::new()
         .read(true)

@@ -40,7 +40,7 @@ pub enum EngineError {
 }
 
 /// The container's standard streams.
-pub struct StdioFds {
+pub(crate) struct StdioFds {
     pub stdin: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
@@ -50,7 +50,7 @@ pub struct StdioFds {
 }
 
 /// One container engine.
-pub trait Engine {
+pub(crate) trait Engine {
     /// Create the container from `bundle`; its init process waits for `start`. Returns the
     /// init's pid, a child of the calling process (or re-parented to it as a subreaper).
     fn create(&self, id: &str, bundle: &Path, stdio: StdioFds) -> Result<i32, EngineError>;
@@ -80,7 +80,7 @@ pub struct ExecRequest {
 }
 
 /// The engine a container's record names, with its state under `engine_root`.
-pub fn for_record(record: &ContainerRecord, engine_root: &Path) -> Box<dyn Engine> {
+pub(crate) fn for_record(record: &ContainerRecord, engine_root: &Path) -> Box<dyn Engine> {
     match &record.engine {
         EngineRecord::Embedded => Box::new(Embedded {
             root: engine_root.join("embedded"),
@@ -95,7 +95,7 @@ pub fn for_record(record: &ContainerRecord, engine_root: &Path) -> Box<dyn Engin
 }
 
 /// youki's libcontainer, in this process.
-pub struct Embedded {
+pub(crate) struct Embedded {
     root: PathBuf,
     /// Where `exec -t` binds its console socket (root only).
     consoles: PathBuf,
@@ -269,7 +269,7 @@ fn search_path(
 }
 
 /// The compiled seccomp program in a bundle, for the embedded engine.
-pub const SECCOMP_BPF: &str = "seccomp.bpf";
+pub(crate) const SECCOMP_BPF: &str = "seccomp.bpf";
 
 impl Executor for BerthExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
@@ -503,7 +503,7 @@ fn io_err(op: &'static str, source: std::io::Error) -> EngineError {
 }
 
 /// An OCI runtime binary with runc's command line.
-pub struct External {
+pub(crate) struct External {
     binary: PathBuf,
     root: PathBuf,
 }

@@ -12,7 +12,7 @@ use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
 use rustix::termios::{OptionalActions, Termios, tcgetattr, tcgetwinsize, tcsetattr, tcsetwinsize};
 
-pub struct ConsoleSocket {
+pub(crate) struct ConsoleSocket {
     path: PathBuf,
     listener: UnixListener,
 }
@@ -26,7 +26,7 @@ impl Drop for ConsoleSocket {
 impl ConsoleSocket {
     /// A socket in `dir`, which is made root-only first: nobody else can even reach it to
     /// hand us a terminal of their own.
-    pub fn bind(dir: &Path) -> io::Result<ConsoleSocket> {
+    pub(crate) fn bind(dir: &Path) -> io::Result<ConsoleSocket> {
         crate::fsutil::private_dir(dir).map_err(io::Error::other)?;
         let path = dir.join(format!("exec-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
@@ -34,13 +34,13 @@ impl ConsoleSocket {
         Ok(ConsoleSocket { path, listener })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Receive the pty master and relay it to this process's stdin/stdout until the
     /// process in the container is done with it.
-    pub fn relay(self) -> io::Result<()> {
+    pub(crate) fn relay(self) -> io::Result<()> {
         let master = self.receive_master()?;
         let stdin = rustix::stdio::stdin();
         let _raw = RawMode::enter(stdin)?;
@@ -186,21 +186,21 @@ fn write_all(fd: &impl AsFd, mut data: &[u8]) -> io::Result<()> {
 /// docker does): otherwise the process reads /dev/null and the caller's input is left for
 /// whoever reads it next. The relay runs until the process exits — not until it closes
 /// its output — and then drains what is already in the pipes.
-pub struct PipeRelay {
+pub(crate) struct PipeRelay {
     stdin: Option<OwnedFd>,
     stdout: Option<OwnedFd>,
     stderr: Option<OwnedFd>,
 }
 
 /// The container's ends of the pipes, for the engine.
-pub struct ChildPipes {
+pub(crate) struct ChildPipes {
     pub stdin: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
 }
 
 impl PipeRelay {
-    pub fn new(interactive: bool) -> io::Result<(PipeRelay, ChildPipes)> {
+    pub(crate) fn new(interactive: bool) -> io::Result<(PipeRelay, ChildPipes)> {
         use rustix::pipe::{PipeFlags, pipe_with};
         let (out_r, out_w) = pipe_with(PipeFlags::CLOEXEC)?;
         let (err_r, err_w) = pipe_with(PipeFlags::CLOEXEC)?;
@@ -229,7 +229,7 @@ impl PipeRelay {
     /// `kill_group`: killing its whole process group instead), then drain its output. Always
     /// returns after the child exited (a broken pipe on our side only stops copying that
     /// stream).
-    pub fn run(mut self, pid: i32, kill_group: bool) -> io::Result<()> {
+    pub(crate) fn run(mut self, pid: i32, kill_group: bool) -> io::Result<()> {
         let pidfd = rustix::process::pidfd_open(
             rustix::process::Pid::from_raw(pid)
                 .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))?,

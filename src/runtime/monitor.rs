@@ -25,7 +25,7 @@ use crate::sys::{self, Forked, ProcessId};
 /// The readiness line the monitor writes to its starter.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Readiness {
+pub(crate) enum Readiness {
     /// First line: the monitor exists (so a starter that gives up can kill it).
     Forked {
         monitor: ProcessId,
@@ -44,10 +44,10 @@ pub enum Readiness {
 }
 
 /// Set by the starter when it passes the container's lock as `sys::START_LOCK_FD`.
-pub const START_LOCK_ENV: &str = "BERTH_START_LOCK";
+pub(crate) const START_LOCK_ENV: &str = "BERTH_START_LOCK";
 
 /// Entry point of `berth monitor`. Runs before anything could start a thread.
-pub fn main(layout: &Layout, id: &str, plumbing: &dyn Plumbing) -> i32 {
+pub(crate) fn main(layout: &Layout, id: &str, plumbing: &dyn Plumbing) -> i32 {
     // Whatever the starter left open without close-on-exec must not stay pinned for the
     // container's whole life.
     let has_lock = std::env::var_os(START_LOCK_ENV).is_some();

@@ -3,7 +3,7 @@
 
 /// One line: "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL…] - FSTYPE SOURCE SUPEROPTS".
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountLine {
+pub(crate) struct MountLine {
     pub id: u64,
     pub parent: u64,
     /// Unescaped.
@@ -15,13 +15,13 @@ pub struct MountLine {
 }
 
 impl MountLine {
-    pub fn has_option(&self, option: &str) -> bool {
+    pub(crate) fn has_option(&self, option: &str) -> bool {
         self.options.iter().any(|o| o == option)
     }
 }
 
 /// The well-formed lines of a mountinfo text.
-pub fn parse(text: &str) -> Vec<MountLine> {
+pub(crate) fn parse(text: &str) -> Vec<MountLine> {
     text.lines()
         .filter_map(|line| {
             let (before, after) = line.split_once(" - ")?;

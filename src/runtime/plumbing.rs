@@ -21,27 +21,3 @@ pub trait Plumbing: Send + Sync + std::fmt::Debug {
     /// it to its starter).
     fn seed_volume(&self, seed: &Seed, root: &OwnedFd, copying: &dyn Fn()) -> Result<(), String>;
 }
-
-/// No networks, no volumes: for containers that use neither.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoPlumbing;
-
-impl Plumbing for NoPlumbing {
-    fn plug_in(&self, record: &ContainerRecord, _: BorrowedFd<'_>) -> Result<(), String> {
-        Err(format!(
-            "container {} joins networks, but this runtime has no network driver",
-            record.name
-        ))
-    }
-
-    fn unplug(&self, _: &str, _: bool) -> Result<(), String> {
-        Ok(())
-    }
-
-    fn seed_volume(&self, seed: &Seed, _: &OwnedFd, _: &dyn Fn()) -> Result<(), String> {
-        Err(format!(
-            "volume {} needs seeding, but this runtime has no volume driver",
-            seed.volume
-        ))
-    }
-}

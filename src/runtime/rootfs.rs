@@ -18,7 +18,7 @@ const MOUNT_DATA_MAX: usize = 4095;
 const ID_FILE_MAX: u64 = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
-pub enum RootfsError {
+pub(crate) enum RootfsError {
     #[error("{op} {}: {source}", path.display())]
     Io {
         op: &'static str,
@@ -85,7 +85,7 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Ro
 /// Lower directories are given relative to their common parent (the monitor is
 /// single-threaded, so changing its working directory is safe), which fits about 60 layers
 /// into the option page instead of 40.
-pub fn mount_overlay(
+pub(crate) fn mount_overlay(
     paths: &ContainerPaths,
     layers: &[PathBuf],
     writable: &Path,
@@ -165,7 +165,7 @@ fn escape(path: &str) -> String {
 
 /// Open a path inside the container's root, the kernel keeping every step (symlinks,
 /// `..`) inside it. `Ok(None)` if it does not exist.
-pub fn open_in_root(
+pub(crate) fn open_in_root(
     root: &OwnedFd,
     path: &str,
     flags: OFlags,
@@ -177,7 +177,7 @@ pub fn open_in_root(
     }
 }
 
-pub fn open_root(rootfs: &Path) -> Result<OwnedFd, RootfsError> {
+pub(crate) fn open_root(rootfs: &Path) -> Result<OwnedFd, RootfsError> {
     rustix::fs::open(
         rootfs,
         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
@@ -191,7 +191,7 @@ pub fn open_root(rootfs: &Path) -> Result<OwnedFd, RootfsError> {
 }
 
 /// Read a small text file from inside the container (`/etc/passwd`); missing → empty.
-pub fn read_small_file(root: &OwnedFd, path: &str) -> Result<String, RootfsError> {
+pub(crate) fn read_small_file(root: &OwnedFd, path: &str) -> Result<String, RootfsError> {
     let shown = Path::new(path);
     // Non-blocking, and only a regular file: a FIFO planted by the image must not hang us.
     let Some(fd) = open_in_root(root, path, OFlags::RDONLY | OFlags::NONBLOCK)
@@ -274,7 +274,7 @@ fn blocking_file(root: &OwnedFd, path: &str) -> String {
 /// on a directory (or the reverse), or a target below a file, named with its mount. Targets
 /// below an earlier mount (/dev/shm under /dev's tmpfs) are not in the image's tree and are
 /// left to the engine.
-pub fn check_mount_targets(
+pub(crate) fn check_mount_targets(
     root: &OwnedFd,
     spec: &oci_spec::runtime::Spec,
 ) -> Result<(), RootfsError> {
@@ -340,7 +340,7 @@ pub fn check_mount_targets(
 /// A destination below an earlier mount (/dev/shm, a bind inside a volume) keeps the part
 /// inside that mount as written (it is not in the image's tree) after that mount's own
 /// resolved path.
-pub fn canonical_destinations(
+pub(crate) fn canonical_destinations(
     root: &OwnedFd,
     rootfs: &Path,
     spec: &mut oci_spec::runtime::Spec,
@@ -372,7 +372,7 @@ pub fn canonical_destinations(
 /// The working directory as the container will reach it: symbolic links of the image
 /// followed inside the root until the path enters one of the spec's mounts (already
 /// resolved by `canonical_destinations`), whose content the image does not decide.
-pub fn canonical_workdir(
+pub(crate) fn canonical_workdir(
     root: &OwnedFd,
     rootfs: &Path,
     spec: &oci_spec::runtime::Spec,
@@ -489,7 +489,7 @@ fn mount_holding<'a>(
 /// it lies in (the image's copy would be hidden by the mount), never outside either. A
 /// file in its place is an error naming it, and so is a directory inside a tmpfs (empty at
 /// start) or a read-only bind that lacks it.
-pub fn ensure_workdir(
+pub(crate) fn ensure_workdir(
     root: &OwnedFd,
     spec: &oci_spec::runtime::Spec,
     cwd: &str,

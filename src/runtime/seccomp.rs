@@ -550,7 +550,7 @@ const EAFNOSUPPORT: u32 = libc::EAFNOSUPPORT as u32;
 
 /// The default profile for a container whose effective capability set is `caps` (the same set
 /// that goes into the spec's `process.capabilities.effective`).
-pub fn default_profile(caps: &Capabilities) -> LinuxSeccomp {
+pub(crate) fn default_profile(caps: &Capabilities) -> LinuxSeccomp {
     let mut allowed: BTreeSet<&str> = ALLOWED.iter().chain(ALLOWED_ON_ARCH).copied().collect();
     let mut gated = BTreeSet::new();
     for (cap, names) in CAPABILITY_GATED {

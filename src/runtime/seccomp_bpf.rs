@@ -44,7 +44,7 @@ fn compile_err(e: impl std::fmt::Display) -> SeccompError {
 }
 
 /// The BPF program of `profile` (native byte order, 8 bytes per instruction).
-pub fn compile(profile: &LinuxSeccomp) -> Result<Vec<u8>, SeccompError> {
+pub(crate) fn compile(profile: &LinuxSeccomp) -> Result<Vec<u8>, SeccompError> {
     let errno = profile.default_errno_ret().map(|e| e as i32);
     let default = action(profile.default_action(), errno.unwrap_or(libc::EPERM))?;
     let mut filter = ScmpFilterContext::new(default).map_err(compile_err)?;
@@ -128,7 +128,7 @@ fn export(filter: &ScmpFilterContext) -> Result<Vec<u8>, SeccompError> {
 
 /// `compile`, through a cache directory keyed by the profile (`json`, its encoding, which
 /// the caller writes beside the bundle anyway) and libseccomp's version.
-pub fn compile_cached(
+pub(crate) fn compile_cached(
     profile: &LinuxSeccomp,
     json: &[u8],
     cache: &Path,

@@ -241,9 +241,10 @@ fn container_name(cgroup_path: &Path) -> String {
         .unwrap_or_default()
 }
 
+#[cfg(test)]
 /// Reads the counters of the cgroup at `cgroup_path` (the OCI `cgroupsPath`, e.g.
 /// `/berth/web`) once.
-pub fn sample(cgroup_path: &Path) -> Result<Sample, StatsError> {
+pub(crate) fn sample(cgroup_path: &Path) -> Result<Sample, StatsError> {
     Probe::open(cgroup_path)?.sample()
 }
 
@@ -379,7 +380,7 @@ fn io_bytes(service_bytes: &[BlkioDeviceStat], op: &str) -> u64 {
 }
 
 /// CPU use between two samples, 100.0 per fully used CPU (as docker and podman count).
-pub fn cpu_percent(prev: &Sample, now: &Sample) -> f64 {
+pub(crate) fn cpu_percent(prev: &Sample, now: &Sample) -> f64 {
     let wall_ns = now.at.saturating_duration_since(prev.at).as_nanos();
     if wall_ns == 0 {
         return 0.0;
@@ -389,9 +390,10 @@ pub fn cpu_percent(prev: &Sample, now: &Sample) -> f64 {
     cpu_ns as f64 / wall_ns as f64 * 100.0
 }
 
+#[cfg(test)]
 /// How many processes of the cgroup the kernel's OOM killer has killed (read where the
 /// monitor reads it, `cgroupfs::oom_kills`).
-pub fn oom_kills(cgroup_path: &Path) -> Result<u64, StatsError> {
+pub(crate) fn oom_kills(cgroup_path: &Path) -> Result<u64, StatsError> {
     let layout = Layout::detect(cgroup_path)?;
     if !layout.exists() {
         return Err(StatsError::NotFound {

@@ -29,9 +29,9 @@ use crate::sys;
 /// it; this bounds a stuck reader).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub const BINARY: &str = "berth-monitor";
+pub(crate) const BINARY: &str = "berth-monitor";
 
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     pub id: String,
     pub paths: ContainerPaths,
     pub record: ContainerRecord,
@@ -47,7 +47,7 @@ pub struct Supervisor {
 /// container then is an orphan) the moment the start returned: a second stage that found
 /// no record would end and leave the container unsupervised.
 #[derive(Debug)]
-pub struct Handover {
+pub(crate) struct Handover {
     pub record: ContainerRecord,
     pub started_at_ms: u64,
 }
@@ -57,7 +57,7 @@ pub struct Handover {
 /// an argument, so the command line is the one every release's `berth-monitor` takes: a
 /// second stage of another release than its first stage (a package upgraded between the two)
 /// either reads the handover or, not knowing it, the container's directory as 0.1.0 did.
-pub const HANDOVER_ENV: &str = "BERTH_MONITOR_HANDOVER";
+pub(crate) const HANDOVER_ENV: &str = "BERTH_MONITOR_HANDOVER";
 
 /// `berth-monitor STATE_ROOT ID STDOUT_FD STDERR_FD INIT_PIDFD`, with `HANDOVER_ENV` set by
 /// a first stage that hands the records over.
@@ -134,7 +134,7 @@ fn supervisor_from_args(args: &[String], handover: Option<&str>) -> Result<Super
 
 /// Replace this process with `berth-monitor`, handing it the descriptors and `handover`.
 /// Returns only if that failed (the caller then supervises in this process).
-pub fn exec(
+pub(crate) fn exec(
     binary: &Path,
     root: &Path,
     id: &str,
@@ -185,7 +185,7 @@ fn handover_memfd(root: &Path, id: &str, record: &ContainerRecord) -> std::io::R
 }
 
 impl Supervisor {
-    pub fn run(mut self) {
+    pub(crate) fn run(mut self) {
         let policy = LogPolicy {
             max_size: ByteSize(self.record.log_max_size),
             max_files: self.record.log_max_files,

@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 
 /// The ids a container's process runs with, and its `HOME`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     pub uid: u32,
     pub gid: u32,
     /// Sorted, without duplicates, never containing `gid`.
@@ -28,7 +28,7 @@ pub struct Resolved {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum UserError {
+pub(crate) enum UserError {
     #[error(
         "the image has no user `{user}` in its /etc/passwd: use a numeric uid (e.g. `user = \"1000\"`), or a user the image defines"
     )]
@@ -50,7 +50,7 @@ const DEFAULT_HOME: &str = "/";
 
 /// Resolves `user` (`None`, `name`, `uid`, `name:group`, `uid:gid`, …) and the extra `groups`
 /// against the image's passwd and group files.
-pub fn resolve(
+pub(crate) fn resolve(
     user: Option<&str>,
     groups: &[String],
     passwd: &str,

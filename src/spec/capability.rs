@@ -6,7 +6,7 @@ use std::str::FromStr;
 use super::value::{Hint, string_value};
 
 /// Every capability Linux defines (linux/capability.h, up to CAP_CHECKPOINT_RESTORE).
-pub const ALL_CAPABILITIES: &[&str] = &[
+pub(crate) const ALL_CAPABILITIES: &[&str] = &[
     "CHOWN",
     "DAC_OVERRIDE",
     "DAC_READ_SEARCH",
@@ -51,7 +51,7 @@ pub const ALL_CAPABILITIES: &[&str] = &[
 ];
 
 /// The default set (podman's: Docker's minus NET_RAW, MKNOD and AUDIT_WRITE).
-pub const DEFAULT_CAPABILITIES: &[&str] = &[
+pub(crate) const DEFAULT_CAPABILITIES: &[&str] = &[
     "CHOWN",
     "DAC_OVERRIDE",
     "FOWNER",

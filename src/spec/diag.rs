@@ -55,14 +55,14 @@ impl Code {
 
 /// A loaded source file, shared by every diagnostic and origin that points into it.
 #[derive(Debug)]
-pub struct SourceFile {
+pub(crate) struct SourceFile {
     pub path: PathBuf,
     pub text: String,
     line_starts: Vec<usize>,
 }
 
 impl SourceFile {
-    pub fn new(path: PathBuf, text: String) -> Arc<Self> {
+    pub(crate) fn new(path: PathBuf, text: String) -> Arc<Self> {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         Arc::new(SourceFile {
@@ -73,7 +73,7 @@ impl SourceFile {
     }
 
     /// 1-based line and column (in characters) of a byte offset.
-    pub fn line_column(&self, offset: usize) -> (usize, usize) {
+    pub(crate) fn line_column(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&s| s <= offset);
         let start = self.line_starts[line - 1];
@@ -86,7 +86,7 @@ impl SourceFile {
     }
 
     /// The offending text of a span: its first line, shortened for display.
-    pub fn snippet(&self, span: &Range<usize>) -> String {
+    pub(crate) fn snippet(&self, span: &Range<usize>) -> String {
         let start = span.start.min(self.text.len());
         let end = span.end.clamp(start, self.text.len());
         let text = self.text.get(start..end).unwrap_or("");
@@ -114,7 +114,7 @@ pub struct Location {
 }
 
 impl Location {
-    pub fn new(source: &SourceFile, span: Range<usize>) -> Self {
+    pub(crate) fn new(source: &SourceFile, span: Range<usize>) -> Self {
         let (line, column) = source.line_column(span.start);
         Location {
             file: source.path.clone(),
@@ -125,7 +125,7 @@ impl Location {
     }
 
     /// A whole file, for problems that have no better place (I/O errors).
-    pub fn file(path: &Path) -> Self {
+    pub(crate) fn file(path: &Path) -> Self {
         Location {
             file: path.to_path_buf(),
             line: 1,
@@ -190,7 +190,7 @@ impl PartialEq for Diagnostic {
 impl Eq for Diagnostic {}
 
 impl Diagnostic {
-    pub fn new(
+    pub(crate) fn new(
         code: Code,
         source: &Arc<SourceFile>,
         span: Range<usize>,
@@ -208,7 +208,7 @@ impl Diagnostic {
     }
 
     /// A problem with a whole file that has no text to point at.
-    pub fn for_file(code: Code, path: &Path, message: impl Into<String>) -> Self {
+    pub(crate) fn for_file(code: Code, path: &Path, message: impl Into<String>) -> Self {
         Diagnostic {
             code,
             location: Location::file(path),
@@ -220,12 +220,12 @@ impl Diagnostic {
         }
     }
 
-    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+    pub(crate) fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
     }
 
-    pub fn with_related(mut self, location: Location, message: impl Into<String>) -> Self {
+    pub(crate) fn with_related(mut self, location: Location, message: impl Into<String>) -> Self {
         self.related.push(Related {
             location,
             message: message.into(),
@@ -234,7 +234,7 @@ impl Diagnostic {
     }
 
     /// Order used for reports: by file, then position, then code.
-    pub fn sort_key(&self) -> (&Path, usize, Code, &str) {
+    pub(crate) fn sort_key(&self) -> (&Path, usize, Code, &str) {
         (
             &self.location.file,
             self.location.span.start,

@@ -57,13 +57,14 @@ impl fmt::Display for Duration {
 }
 
 impl Duration {
-    pub const fn from_secs(secs: u64) -> Self {
+    pub(crate) const fn from_secs(secs: u64) -> Self {
         Duration(std::time::Duration::from_secs(secs))
     }
-    pub const fn from_millis(ms: u64) -> Self {
+    #[cfg(test)]
+    pub(crate) const fn from_millis(ms: u64) -> Self {
         Duration(std::time::Duration::from_millis(ms))
     }
-    pub fn is_zero(&self) -> bool {
+    pub(crate) fn is_zero(&self) -> bool {
         self.0.is_zero()
     }
 }

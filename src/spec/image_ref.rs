@@ -36,7 +36,7 @@ pub struct RegistryRef {
 
 impl RegistryRef {
     /// The reference a registry client should resolve ("…:tag", "…@digest" or both).
-    pub fn canonical(&self) -> String {
+    pub(crate) fn canonical(&self) -> String {
         let mut s = format!("{}/{}", self.registry, self.repository);
         if let Some(tag) = &self.tag {
             s.push(':');

@@ -19,7 +19,7 @@ use super::raw::{RawContainer, RawImage, RawNetwork, RawVolume};
 use super::value::{Hint, split_help};
 
 /// Files larger than this are refused: desired state is configuration, not data.
-pub const MAX_FILE_SIZE: u64 = 8 << 20;
+pub(crate) const MAX_FILE_SIZE: u64 = 8 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -42,7 +42,7 @@ pub struct InputFile {
 /// Whether a directory entry is a desired-state file: `*.toml`, not hidden. Editor backups
 /// (`x.toml~`, `#x.toml#`, `.x.toml.swp`) and hidden files (`.#x.toml` locks, git-sync's
 /// `..data` links) never match.
-pub fn is_desired_file_name(name: &str) -> bool {
+pub(crate) fn is_desired_file_name(name: &str) -> bool {
     name.ends_with(".toml") && !name.starts_with('.') && name.len() > ".toml".len()
 }
 
@@ -54,7 +54,7 @@ pub fn is_desired_file_name(name: &str) -> bool {
 /// of it. Anything that is not a regular file — a FIFO, socket, device or directory — is a
 /// problem and is never opened for reading: opening a FIFO blocks, opening a device can act.
 /// Subdirectories are not descended into.
-pub fn read_dir(dir: &Path) -> Result<(Vec<InputFile>, Vec<Diagnostic>), LoadError> {
+pub(crate) fn read_dir(dir: &Path) -> Result<(Vec<InputFile>, Vec<Diagnostic>), LoadError> {
     let dir_error = |e: rustix::io::Errno| LoadError::Directory {
         path: dir.into(),
         source: e.into(),
@@ -225,7 +225,7 @@ fn describe(kind: FileType) -> &'static str {
 
 /// An entry that deserialized, with where it came from.
 #[derive(Debug)]
-pub struct Entry<T> {
+pub(crate) struct Entry<T> {
     pub name: Name,
     pub raw: T,
     pub source: Arc<SourceFile>,
@@ -238,17 +238,22 @@ pub struct Entry<T> {
 
 impl<T> Entry<T> {
     /// Whether any key was dropped: such an entry is checked but never applied.
-    pub fn tainted(&self) -> bool {
+    pub(crate) fn tainted(&self) -> bool {
         !self.dropped_keys.is_empty()
     }
 }
 
 impl<T> Entry<T> {
-    pub fn location(&self) -> Location {
+    pub(crate) fn location(&self) -> Location {
         Location::new(&self.source, self.key_span.clone())
     }
 
-    pub fn diag(&self, code: Code, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
+    pub(crate) fn diag(
+        &self,
+        code: Code,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         Diagnostic::new(code, &self.source, span, message)
     }
 }
@@ -256,7 +261,7 @@ impl<T> Entry<T> {
 /// What the loader found: good entries per kind, every name declared (good or broken), and the
 /// problems.
 #[derive(Debug, Default)]
-pub struct RawSet {
+pub(crate) struct RawSet {
     pub images: BTreeMap<Name, Entry<RawImage>>,
     pub containers: BTreeMap<Name, Entry<RawContainer>>,
     pub volumes: BTreeMap<Name, Entry<RawVolume>>,
@@ -269,7 +274,7 @@ pub struct RawSet {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
+pub(crate) enum Kind {
     Image,
     Container,
     Volume,
@@ -277,9 +282,9 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Image, Kind::Container, Kind::Volume, Kind::Network];
+    pub(crate) const ALL: [Kind; 4] = [Kind::Image, Kind::Container, Kind::Volume, Kind::Network];
 
-    pub fn section(self) -> &'static str {
+    pub(crate) fn section(self) -> &'static str {
         match self {
             Kind::Image => "image",
             Kind::Container => "container",
@@ -295,7 +300,7 @@ impl Kind {
 
 /// Load files (already read) into a [`RawSet`]. Files are processed in path order so that
 /// "first defined here" notes do not depend on directory listing order.
-pub fn load_files(files: Vec<InputFile>) -> RawSet {
+pub(crate) fn load_files(files: Vec<InputFile>) -> RawSet {
     let mut sorted = files;
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
     let mut set = RawSet::default();
@@ -674,7 +679,10 @@ fn serde_diagnostic(
 }
 
 /// The closest candidate by edit distance, if it is close enough to be a plausible typo.
-pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn suggest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(word, c), c))

@@ -9,16 +9,16 @@
 pub mod capability;
 pub mod diag;
 pub mod duration;
-pub mod engine;
+pub(crate) mod engine;
 pub mod hash;
 pub mod image_ref;
-pub mod loader;
+pub(crate) mod loader;
 pub mod model;
 pub mod mount;
 pub mod name;
 pub mod port;
-pub mod raw;
-pub mod resolve;
+pub(crate) mod raw;
+pub(crate) mod resolve;
 pub mod schema;
 pub mod signal;
 pub mod size;
@@ -26,7 +26,7 @@ pub mod value;
 
 use std::path::{Path, PathBuf};
 
-pub use diag::Diagnostic;
+pub(crate) use diag::Diagnostic;
 pub use loader::{InputFile, LoadError};
 pub use model::Desired;
 
@@ -78,13 +78,13 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, LoadError> {
 
 /// What `load_dir_cached` remembers: the files as read, and what they loaded to.
 #[derive(Debug, Default)]
-pub struct LoadCache {
+pub(crate) struct LoadCache {
     last: Option<(Vec<InputFile>, Vec<Diagnostic>, Loaded)>,
 }
 
 /// `load_dir`, reusing the previous result when every file reads back byte for byte the
 /// same (the agent reads its directory on every pass; reading is cheap, parsing is not).
-pub fn load_dir_cached(dir: &Path, cache: &mut LoadCache) -> Result<Loaded, LoadError> {
+pub(crate) fn load_dir_cached(dir: &Path, cache: &mut LoadCache) -> Result<Loaded, LoadError> {
     let (files, read_problems) = loader::read_dir(dir)?;
     if let Some((last_files, last_problems, loaded)) = &cache.last
         && *last_files == files

@@ -231,7 +231,7 @@ impl Default for LogPolicy {
 
 impl Desired {
     /// Every image source the state names: `[image.*]` entries and containers' images.
-    pub fn image_sources(&self) -> BTreeSet<String> {
+    pub(crate) fn image_sources(&self) -> BTreeSet<String> {
         self.images
             .values()
             .map(|i| i.source.to_string())
@@ -241,11 +241,11 @@ impl Desired {
 }
 
 impl HealthCheck {
-    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-    pub const DEFAULT_RETRIES: u32 = 3;
+    pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+    pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+    pub(crate) const DEFAULT_RETRIES: u32 = 3;
 }
 
 impl Container {
-    pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+    pub(crate) const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 }

@@ -49,7 +49,7 @@ pub enum Mount {
 }
 
 impl Mount {
-    pub fn target(&self) -> &str {
+    pub(crate) fn target(&self) -> &str {
         match self {
             Mount::Volume { target, .. }
             | Mount::Bind { target, .. }
@@ -58,7 +58,7 @@ impl Mount {
     }
 
     /// Check what can be checked without other resources; returns the normalised mount.
-    pub fn validated(self) -> Result<Mount, MountError> {
+    pub(crate) fn validated(self) -> Result<Mount, MountError> {
         Ok(match self {
             Mount::Volume {
                 source,
@@ -101,7 +101,7 @@ impl Mount {
 }
 
 /// Octal permission bits such as "1777" or "0755".
-pub fn parse_mode(mode: &str) -> Result<u32, MountError> {
+pub(crate) fn parse_mode(mode: &str) -> Result<u32, MountError> {
     u32::from_str_radix(mode, 8)
         .ok()
         .filter(|m| *m <= 0o7777 && !mode.is_empty())
@@ -294,7 +294,7 @@ impl fmt::Display for Mount {
 
 /// A mount entry as written: a string or a table.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountEntry(pub Mount);
+pub(crate) struct MountEntry(pub Mount);
 
 impl<'de> Deserialize<'de> for MountEntry {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -37,7 +37,7 @@ pub struct PortMapping {
 
 impl PortMapping {
     /// Two mappings collide when they bind the same port and protocol on overlapping addresses.
-    pub fn collides_with(&self, other: &PortMapping) -> bool {
+    pub(crate) fn collides_with(&self, other: &PortMapping) -> bool {
         self.protocol == other.protocol
             && self.host_port == other.host_port
             && match (self.host_ip, other.host_ip) {

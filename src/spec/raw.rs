@@ -22,7 +22,11 @@ use super::size::ByteSize;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "berth desired state")]
-pub struct RawFile {
+#[expect(
+    dead_code,
+    reason = "only the schema reads it: the loader reads each table itself"
+)]
+pub(crate) struct RawFile {
     /// Images, by name; containers refer to them with `image = "NAME"`.
     #[serde(default)]
     pub image: BTreeMap<String, RawImage>,
@@ -41,7 +45,7 @@ pub struct RawFile {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Image")]
-pub struct RawImage {
+pub(crate) struct RawImage {
     /// Registry reference with a tag and/or digest ("docker.io/library/nginx:1.27-alpine",
     /// "ghcr.io/org/app@sha256:…"), or a local image: "oci-archive:/path/app.tar[:TAG]",
     /// "oci:/path/layout[:TAG]", "docker-archive:/path/app.tar[:REF]".
@@ -88,7 +92,7 @@ pub enum PullPolicy {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Container")]
-pub struct RawContainer {
+pub(crate) struct RawContainer {
     /// The image: the name of an `[image.NAME]`, or a reference with a registry, tag or digest
     /// ("docker.io/library/redis:7"). A bare word must name an `[image.*]`, so a typo never
     /// pulls an unknown image from Docker Hub.
@@ -214,7 +218,7 @@ pub struct RawContainer {
     JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
-pub enum NetworkMode {
+pub(crate) enum NetworkMode {
     Host,
     None,
 }
@@ -290,7 +294,7 @@ pub enum Condition {
     expecting = "a table { initial = \"…\", max = \"…\", reset_after = \"…\" }"
 )]
 #[schemars(rename = "Backoff")]
-pub struct RawBackoff {
+pub(crate) struct RawBackoff {
     /// First delay (default "1s").
     pub initial: Option<Duration>,
     /// Largest delay (default "5m").
@@ -306,7 +310,7 @@ pub struct RawBackoff {
     expecting = "a table with one of { exec = […] }, { tcp = … }, { http = \"…\" }"
 )]
 #[schemars(rename = "Health")]
-pub struct RawHealth {
+pub(crate) struct RawHealth {
     /// Run a command inside the container; exit 0 means healthy.
     pub exec: Option<Vec<String>>,
     /// Open a TCP connection to this port on the container's address.
@@ -335,7 +339,7 @@ pub struct RawHealth {
     expecting = "a table { max_size = \"…\", max_files = … }"
 )]
 #[schemars(rename = "Log")]
-pub struct RawLog {
+pub(crate) struct RawLog {
     /// Rotate when the current file reaches this size (default "10MiB", at least "4KiB").
     #[schemars(with = "Option<ByteSize>")]
     pub max_size: Option<Spanned<ByteSize>>,
@@ -347,7 +351,7 @@ pub struct RawLog {
 /// A network attachment as written: a network name or a table.
 #[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
 #[schemars(untagged)]
-pub enum AttachmentEntry {
+pub(crate) enum AttachmentEntry {
     /// The network's name.
     Name(String),
     Table(RawAttachment),
@@ -357,7 +361,7 @@ pub enum AttachmentEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Attachment")]
-pub struct RawAttachment {
+pub(crate) struct RawAttachment {
     /// The network's name.
     pub name: String,
     /// A static IPv4 address inside the network's subnet (default: allocated).
@@ -368,7 +372,7 @@ pub struct RawAttachment {
 }
 
 impl AttachmentEntry {
-    pub fn into_table(self) -> RawAttachment {
+    pub(crate) fn into_table(self) -> RawAttachment {
         match self {
             AttachmentEntry::Name(name) => RawAttachment {
                 name,
@@ -407,7 +411,7 @@ impl<'de> Deserialize<'de> for AttachmentEntry {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Volume")]
-pub struct RawVolume {
+pub(crate) struct RawVolume {
     /// Owner of the volume's root directory (default: from the image's content at the first
     /// mount point, else root).
     #[schemars(with = "Option<u32>")]
@@ -427,7 +431,7 @@ pub struct RawVolume {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Network")]
-pub struct RawNetwork {
+pub(crate) struct RawNetwork {
     /// IPv4 subnet in CIDR notation, e.g. "10.89.1.0/24" (prefix /8 to /29). Subnets of
     /// different networks must not overlap.
     #[schemars(with = "String", required)]

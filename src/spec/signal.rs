@@ -66,8 +66,8 @@ impl Hint for SignalError {
 }
 
 impl Signal {
-    pub const TERM: Signal = Signal(15);
-    pub const KILL: Signal = Signal(9);
+    pub(crate) const TERM: Signal = Signal(15);
+    pub(crate) const KILL: Signal = Signal(9);
 }
 
 impl FromStr for Signal {

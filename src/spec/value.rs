@@ -3,7 +3,7 @@
 //! value's span), written back in canonical form, and described in the JSON Schema.
 
 /// Separates a message from its hint inside a serde error; the loader splits on it.
-pub const HELP_SEPARATOR: &str = "\n\u{1}help: ";
+pub(crate) const HELP_SEPARATOR: &str = "\n\u{1}help: ";
 
 /// A parse error that knows what the user should write instead.
 pub trait Hint: std::fmt::Display {
@@ -13,7 +13,7 @@ pub trait Hint: std::fmt::Display {
 }
 
 /// Render a hinted error into a serde error message.
-pub fn message_with_help(err: &dyn Hint) -> String {
+pub(crate) fn message_with_help(err: &dyn Hint) -> String {
     match err.help() {
         Some(help) => format!("{err}{HELP_SEPARATOR}{help}"),
         None => err.to_string(),
@@ -26,7 +26,7 @@ pub fn help_of(err: &dyn Hint) -> Option<String> {
 }
 
 /// Split a message produced by [`message_with_help`].
-pub fn split_help(message: &str) -> (&str, Option<&str>) {
+pub(crate) fn split_help(message: &str) -> (&str, Option<&str>) {
     match message.split_once(HELP_SEPARATOR) {
         Some((m, h)) => (m, Some(h)),
         None => (message, None),

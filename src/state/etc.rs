@@ -12,10 +12,10 @@ const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
 const RESOLVED_UPSTREAM: &str = "/run/systemd/resolve/resolv.conf";
 
 /// Extra `hosts` lines: (address, names).
-pub type HostEntries = Vec<(IpAddr, Vec<String>)>;
+pub(crate) type HostEntries = Vec<(IpAddr, Vec<String>)>;
 
 /// Write hostname, hosts and resolv.conf into `dir`.
-pub fn write(
+pub(crate) fn write(
     dir: &Path,
     hostname: &str,
     own_network: bool,
@@ -45,7 +45,7 @@ pub fn write(
 
 /// With the host's network, the host's own hosts file; otherwise loopback names, the
 /// hostname, then any extra entries.
-pub fn hosts(hostname: &str, host_hosts: Option<&str>, extra: &HostEntries) -> String {
+pub(crate) fn hosts(hostname: &str, host_hosts: Option<&str>, extra: &HostEntries) -> String {
     if let Some(host) = host_hosts {
         return host.to_string();
     }
@@ -66,7 +66,7 @@ pub fn hosts(hostname: &str, host_hosts: Option<&str>, extra: &HostEntries) -> S
 /// The host's resolver settings minus loopback name servers, which would mean the
 /// container's own loopback. If that leaves none and systemd-resolved's upstream list
 /// exists, use that list instead.
-pub fn resolv_conf_for_own_network(host: &str, resolved_upstream: Option<&str>) -> String {
+pub(crate) fn resolv_conf_for_own_network(host: &str, resolved_upstream: Option<&str>) -> String {
     let filtered = without_loopback_servers(host);
     if has_nameserver(&filtered) {
         return filtered;

@@ -17,10 +17,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 /// The key that names a record's format.
-pub const FORMAT_KEY: &str = "format";
+pub(crate) const FORMAT_KEY: &str = "format";
 
 /// The format of a record that names none: what berth 0.1.0 wrote.
-pub const UNNAMED_FORMAT: u64 = 1;
+pub(crate) const UNNAMED_FORMAT: u64 = 1;
 
 /// A JSON record berth keeps on disk.
 pub trait Record: Serialize + DeserializeOwned {
@@ -79,13 +79,13 @@ struct Written<'a, T> {
 }
 
 /// The record as this berth writes it: pretty JSON, its format first.
-pub fn encode<T: Record>(record: &T) -> Result<Vec<u8>, FormatError> {
+pub(crate) fn encode<T: Record>(record: &T) -> Result<Vec<u8>, FormatError> {
     encode_as(T::KIND, T::FORMAT, record)
 }
 
 /// For a file that is written in a named format but read leniently, never migrated (the
 /// reconciler's status report).
-pub fn encode_as<T: Serialize>(
+pub(crate) fn encode_as<T: Serialize>(
     kind: &'static str,
     format: u64,
     record: &T,
@@ -102,7 +102,7 @@ struct FormatOnly {
 }
 
 /// A record of any format this berth knows, migrated to the current one.
-pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, FormatError> {
+pub(crate) fn decode<T: Record>(bytes: &[u8]) -> Result<T, FormatError> {
     let json = |source| FormatError::Json {
         kind: T::KIND,
         source,

@@ -21,7 +21,7 @@
 
 use std::path::{Path, PathBuf};
 
-pub const DEFAULT_STATE_ROOT: &str = "/var/lib/berth";
+pub(crate) const DEFAULT_STATE_ROOT: &str = "/var/lib/berth";
 
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -46,7 +46,7 @@ impl Layout {
         }
     }
 
-    pub fn containers(&self) -> PathBuf {
+    pub(crate) fn containers(&self) -> PathBuf {
         self.state_root.join("containers")
     }
 
@@ -62,10 +62,6 @@ impl Layout {
         self.run_root.join("c")
     }
 
-    pub fn volumes(&self) -> PathBuf {
-        self.state_root.join("volumes")
-    }
-
     pub fn cgroup_path(&self, id: &str) -> String {
         format!("/{}/{id}", self.scope)
     }
@@ -73,7 +69,7 @@ impl Layout {
 
 /// Whether `id` is a container id berth makes: `NAME-` and 8 hex digits, NAME a DNS label.
 /// Ids become paths and cgroup names; nothing else may.
-pub fn valid_id(id: &str) -> bool {
+pub(crate) fn valid_id(id: &str) -> bool {
     let Some((name, suffix)) = id.rsplit_once('-') else {
         return false;
     };
@@ -98,22 +94,22 @@ impl ContainerPaths {
     pub fn record(&self) -> PathBuf {
         self.dir.join("container.json")
     }
-    pub fn bundle(&self) -> &Path {
+    pub(crate) fn bundle(&self) -> &Path {
         &self.dir
     }
     pub fn config(&self) -> PathBuf {
         self.dir.join("config.json")
     }
-    pub fn rootfs(&self) -> PathBuf {
+    pub(crate) fn rootfs(&self) -> PathBuf {
         self.dir.join("rootfs")
     }
     pub fn upper(&self) -> PathBuf {
         self.dir.join("upper")
     }
-    pub fn work(&self) -> PathBuf {
+    pub(crate) fn work(&self) -> PathBuf {
         self.dir.join("work")
     }
-    pub fn etc(&self) -> PathBuf {
+    pub(crate) fn etc(&self) -> PathBuf {
         self.dir.join("etc")
     }
     pub fn logs(&self) -> PathBuf {
@@ -133,10 +129,10 @@ impl ContainerPaths {
     pub fn health(&self) -> PathBuf {
         self.dir.join("health.json")
     }
-    pub fn restarts(&self) -> PathBuf {
+    pub(crate) fn restarts(&self) -> PathBuf {
         self.dir.join("restarts.json")
     }
-    pub fn monitor_log(&self) -> PathBuf {
+    pub(crate) fn monitor_log(&self) -> PathBuf {
         self.dir.join("monitor.log")
     }
     /// The writable layer's own filesystem (`disk`), an ext4 image.
@@ -144,11 +140,11 @@ impl ContainerPaths {
         self.dir.join("disk.img")
     }
     /// Where the monitor mounts it; `upper/` and `work/` are then inside it.
-    pub fn disk(&self) -> PathBuf {
+    pub(crate) fn disk(&self) -> PathBuf {
         self.dir.join("disk")
     }
     /// Lower directory for an image without layers (overlayfs needs at least one).
-    pub fn empty_lower(&self) -> PathBuf {
+    pub(crate) fn empty_lower(&self) -> PathBuf {
         self.dir.join("empty")
     }
 }

@@ -4,7 +4,7 @@
 //! Everything above (runtime, network, health, image, volume, reconcile) may import it;
 //! it imports nothing of theirs.
 
-pub mod etc;
+pub(crate) mod etc;
 pub mod format;
 pub mod image;
 pub mod layout;

@@ -66,15 +66,8 @@ pub struct ContainerRecord {
 }
 
 impl ContainerRecord {
-    /// The names of the networks it joins.
-    pub fn network_names(&self) -> Vec<String> {
-        self.networks.iter().map(|a| a.network.clone()).collect()
-    }
-}
-
-impl ContainerRecord {
     /// The diff ids of the layers the container's root filesystem is made of.
-    pub fn layer_diff_ids(&self) -> impl Iterator<Item = crate::digest::Digest> + '_ {
+    pub(crate) fn layer_diff_ids(&self) -> impl Iterator<Item = crate::digest::Digest> + '_ {
         self.layers.iter().filter_map(|dir| {
             format!("sha256:{}", dir.file_name()?.to_str()?)
                 .parse()
@@ -119,7 +112,7 @@ pub struct BootId(pub [u8; 16]);
 
 impl BootId {
     /// This boot's id, read once per process (it cannot change while the process runs).
-    pub fn current() -> std::io::Result<BootId> {
+    pub(crate) fn current() -> std::io::Result<BootId> {
         static CURRENT: std::sync::OnceLock<BootId> = std::sync::OnceLock::new();
         if let Some(id) = CURRENT.get() {
             return Ok(*id);
@@ -150,10 +143,10 @@ impl BootId {
 
 mod boot_id {
     use super::BootId;
-    pub fn serialize<S: serde::Serializer>(id: &BootId, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: serde::Serializer>(id: &BootId, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&crate::sha256::hex(&id.0))
     }
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BootId, D::Error> {
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BootId, D::Error> {
         let text: String = serde::Deserialize::deserialize(d)?;
         BootId::parse(&text).ok_or_else(|| serde::de::Error::custom("invalid boot id"))
     }
@@ -180,7 +173,7 @@ pub struct ExitRecord {
 
 impl ExitRecord {
     /// The record of a container that never ran: the engine or its monitor failed first.
-    pub fn never_ran(error: impl Into<String>) -> ExitRecord {
+    pub(crate) fn never_ran(error: impl Into<String>) -> ExitRecord {
         let now = now_ms();
         ExitRecord {
             code: None,

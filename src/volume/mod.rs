@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::fsutil::{self, FsError, io_err};
 use crate::spec::model::Volume;
 
-pub use seed::{SeedError, seed_from};
+pub(crate) use seed::seed_from;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
@@ -55,7 +55,7 @@ impl Volumes {
         }
     }
 
-    pub fn dir(&self, name: &str) -> PathBuf {
+    pub(crate) fn dir(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
@@ -67,13 +67,13 @@ impl Volumes {
         self.dir(name).join("volume.json")
     }
 
-    pub fn seed_marker(&self, name: &str) -> PathBuf {
+    pub(crate) fn seed_marker(&self, name: &str) -> PathBuf {
         self.dir(name).join("seeded")
     }
 
     /// Create the volume if it does not exist; an existing one is left as it is (its data
     /// is the user's). Returns the data directory.
-    pub fn ensure(&self, name: &str, spec: &Volume) -> Result<PathBuf, VolumeError> {
+    pub(crate) fn ensure(&self, name: &str, spec: &Volume) -> Result<PathBuf, VolumeError> {
         let dir = self.dir(name);
         let data = self.data(name);
         // Data written by containers (setuid files included) must not be reachable by other
@@ -120,7 +120,7 @@ impl Volumes {
         Ok(data)
     }
 
-    pub fn get(&self, name: &str) -> Result<Option<VolumeRecord>, VolumeError> {
+    pub(crate) fn get(&self, name: &str) -> Result<Option<VolumeRecord>, VolumeError> {
         let path = self.record_path(name);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
@@ -152,7 +152,7 @@ impl Volumes {
     }
 
     /// Whether seeding should keep the volume's own owner and mode.
-    pub fn keeps_owner(&self, name: &str) -> bool {
+    pub(crate) fn keeps_owner(&self, name: &str) -> bool {
         self.dir(name).join("keep-owner").exists()
     }
 

@@ -18,7 +18,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 const MAX_DEPTH: usize = 128;
 
 #[derive(Debug, thiserror::Error)]
-pub enum SeedError {
+pub(crate) enum SeedError {
     #[error("seeding a volume from {path} in the image: {source}")]
     Io {
         path: PathBuf,
@@ -38,7 +38,7 @@ fn io(path: &Path) -> impl FnOnce(rustix::io::Errno) -> SeedError + '_ {
 /// Copy `target` (a directory inside the container root `root`) into `data`, which must be
 /// empty, else nothing happens. With `keep_owner`, `data` keeps its own owner and mode;
 /// otherwise it takes the source directory's. Returns the number of entries copied.
-pub fn seed_from(
+pub(crate) fn seed_from(
     root: &OwnedFd,
     target: &str,
     data: &Path,

@@ -34,13 +34,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use reader::{Cursor, ReadError, Record, Render, follow, tail};
-pub use writer::{LogWriter, WriteError};
+pub(crate) use writer::LogWriter;
 
 /// Name of the file being written; rotated files add `.1`, `.2`, …
-pub const CURRENT: &str = "container.log";
+pub(crate) const CURRENT: &str = "container.log";
 
 /// Longest content of one record; longer lines become `P` pieces (kubelet's limit).
-pub const MAX_LINE: usize = 16 * 1024;
+pub(crate) const MAX_LINE: usize = 16 * 1024;
 
 /// Tag of a record that ends its line.
 const FULL: u8 = b'F';
@@ -58,7 +58,7 @@ pub enum Stream {
 }
 
 impl Stream {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",

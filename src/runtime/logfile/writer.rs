@@ -27,7 +27,7 @@ const FLUSH_AT: usize = 64 * 1024;
 const FILE_MODE: u32 = 0o640;
 
 #[derive(Debug, thiserror::Error)]
-pub enum WriteError {
+pub(crate) enum WriteError {
     #[error("{op} {}: {source}", path.display())]
     Io {
         op: &'static str,
@@ -51,7 +51,7 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Wri
 ///
 /// An error never leaves the writer unusable: the records of that call are lost, and the next
 /// write first ends any record left torn in the file, so the framing survives.
-pub struct LogWriter {
+pub(crate) struct LogWriter {
     sink: Sink,
     pending: [Vec<u8>; 2],
     stamp: Stamp,
@@ -60,7 +60,7 @@ pub struct LogWriter {
 impl LogWriter {
     /// Open `dir/container.log` for appending (creating `dir`), counting what it already
     /// holds: a restarted monitor continues the same files. A `max_files` of 0 means 1.
-    pub fn open(dir: &Path, policy: LogPolicy) -> Result<LogWriter, WriteError> {
+    pub(crate) fn open(dir: &Path, policy: LogPolicy) -> Result<LogWriter, WriteError> {
         Ok(LogWriter {
             sink: Sink::open(dir, policy)?,
             pending: [Vec::new(), Vec::new()],
@@ -70,7 +70,7 @@ impl LogWriter {
 
     /// Log `bytes` read from `stream` at `now`: every complete line becomes a record, an
     /// incomplete one waits for the next call (or is cut into `P` pieces past [`MAX_LINE`]).
-    pub fn write(
+    pub(crate) fn write(
         &mut self,
         stream: Stream,
         bytes: &[u8],
@@ -88,7 +88,7 @@ impl LogWriter {
     }
 
     /// Write out what each stream left without a final newline, as `F` records.
-    pub fn finish(&mut self, now: SystemTime) -> Result<(), WriteError> {
+    pub(crate) fn finish(&mut self, now: SystemTime) -> Result<(), WriteError> {
         let stamp = self.stamp.at(now);
         let mut result = Ok(());
         for stream in [Stream::Stdout, Stream::Stderr] {
@@ -106,8 +106,9 @@ impl LogWriter {
         result.and(self.sink.flush())
     }
 
+    #[cfg(test)]
     /// Size of the current file, counting records not yet written out.
-    pub fn current_size(&self) -> u64 {
+    pub(crate) fn current_size(&self) -> u64 {
         self.sink.size
     }
 }

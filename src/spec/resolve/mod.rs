@@ -24,11 +24,7 @@ use super::model::{Desired, Origin};
 use super::name::Name;
 use super::value::Hint;
 
-pub use container::log::MIN_LOG_SIZE;
-pub use container::process::{MAX_ARG_STRLEN, MAX_EXEC_STRINGS};
-pub use container::resources::{MAX_DISK, MIN_DISK, MIN_MEMORY};
-
-pub fn resolve(set: RawSet) -> (Desired, Vec<Diagnostic>) {
+pub(crate) fn resolve(set: RawSet) -> (Desired, Vec<Diagnostic>) {
     let mut r = Resolver {
         diagnostics: set.diagnostics,
         names: Names {

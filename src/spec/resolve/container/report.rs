@@ -23,7 +23,7 @@ pub(super) struct Report<'a> {
 
 impl<'a> Report<'a> {
     /// `what` names the container at the start of messages: "container `NAME`".
-    pub fn new(
+    pub(crate) fn new(
         entry: &'a Entry<RawContainer>,
         what: &'a str,
         diagnostics: &'a mut Vec<Diagnostic>,
@@ -37,50 +37,61 @@ impl<'a> Report<'a> {
         }
     }
 
-    pub fn what(&self) -> &'a str {
+    pub(crate) fn what(&self) -> &'a str {
         self.what
     }
 
     /// The container's name in its file: where problems of the whole entry point.
-    pub fn key_span(&self) -> Range<usize> {
+    pub(crate) fn key_span(&self) -> Range<usize> {
         self.entry.key_span.clone()
     }
 
-    pub fn source(&self) -> &'a Arc<SourceFile> {
+    pub(crate) fn source(&self) -> &'a Arc<SourceFile> {
         &self.entry.source
     }
 
     /// A diagnostic in the container's file; `push` reports it.
-    pub fn diag(&self, code: Code, at: Range<usize>, message: impl Into<String>) -> Diagnostic {
+    pub(crate) fn diag(
+        &self,
+        code: Code,
+        at: Range<usize>,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         self.entry.diag(code, at, message)
     }
 
-    pub fn push(&mut self, d: Diagnostic) {
+    pub(crate) fn push(&mut self, d: Diagnostic) {
         self.reported += 1;
         self.diagnostics.push(d);
     }
 
     /// Report `d` with the help its error carries, if any.
-    pub fn hinted<T: Hint>(&mut self, d: Diagnostic, e: &T) {
+    pub(crate) fn hinted<T: Hint>(&mut self, d: Diagnostic, e: &T) {
         self.push(with_hint(d, e));
     }
 
     /// A required key is absent (nothing when it was dropped for a bad value, already
     /// reported).
-    pub fn missing(&mut self, key: &str, example: &str) {
+    pub(crate) fn missing(&mut self, key: &str, example: &str) {
         if let Some(d) = missing(self.entry, Kind::Container, key, example) {
             self.push(d);
         }
     }
 
     /// A reference the container cannot use although its target is declared.
-    pub fn unusable_reference(&mut self) {
+    pub(crate) fn unusable_reference(&mut self) {
         self.unusable_reference = true;
     }
 
     /// Check a reference to another entry. False if it cannot be used: unknown (reported
     /// here) or broken (reported at that entry); the container is then left out.
-    pub fn reference(&mut self, names: &Names, kind: Kind, name: &str, at: Range<usize>) -> bool {
+    pub(crate) fn reference(
+        &mut self,
+        names: &Names,
+        kind: Kind,
+        name: &str,
+        at: Range<usize>,
+    ) -> bool {
         if names.is_declared(kind, name) {
             if names.is_usable(kind, name) {
                 return true;
@@ -113,7 +124,7 @@ impl<'a> Report<'a> {
     }
 
     /// Whether the container can be applied: nothing reported and every reference usable.
-    pub fn is_clean(&self) -> bool {
+    pub(crate) fn is_clean(&self) -> bool {
         self.reported == 0 && !self.unusable_reference
     }
 }
