@@ -110,7 +110,7 @@ impl<R: Read> HashingReader<R> {
 /// The error a [`HashingReader`] returns past its limit; recognised by [`is_limit_error`].
 #[derive(Debug, thiserror::Error)]
 #[error("more than {limit} bytes")]
-pub(crate) struct LimitExceeded {
+struct LimitExceeded {
     pub limit: u64,
 }
 

@@ -66,7 +66,7 @@ impl ProcessId {
 }
 
 /// Start time of a process in clock ticks since boot.
-pub(crate) fn start_time(pid: i32) -> io::Result<u64> {
+fn start_time(pid: i32) -> io::Result<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
     parse_start_time(&stat).ok_or_else(|| {
         io::Error::new(

@@ -15,13 +15,13 @@ use crate::volume::Volumes;
 
 /// The network and volume drivers of one state root.
 #[derive(Debug)]
-pub(crate) struct HostPlumbing {
+struct HostPlumbing {
     networks: Networks,
     volumes: Volumes,
 }
 
 impl HostPlumbing {
-    pub(crate) fn new(layout: &Layout) -> HostPlumbing {
+    fn new(layout: &Layout) -> HostPlumbing {
         HostPlumbing {
             networks: Networks::new(layout),
             volumes: Volumes::new(&layout.state_root),

@@ -28,7 +28,7 @@ pub(crate) struct Subject {
 
 /// Finds a container's address on its first bridge network (given by whoever composes the
 /// drivers: the health checker does not read the network driver's leases itself).
-pub(crate) type AddressOf = Arc<dyn Fn(&str) -> Option<Ipv4Addr> + Send + Sync>;
+type AddressOf = Arc<dyn Fn(&str) -> Option<Ipv4Addr> + Send + Sync>;
 
 pub struct HealthChecks {
     layout: Layout,

@@ -10,7 +10,7 @@ use crate::spec::model::HealthCheck;
 use crate::sys::ProcessId;
 
 /// How often checks run during the start period, at most.
-pub(crate) const START_PERIOD_STEP_MS: u64 = 1000;
+const START_PERIOD_STEP_MS: u64 = 1000;
 /// Output of a check kept in the record (exec output, HTTP status line, connect error).
 pub(crate) const OUTPUT_LIMIT: usize = 512;
 

@@ -76,7 +76,7 @@ pub struct Credentials {
 }
 
 /// "https://index.docker.io/v1/" and friends → "docker.io"; "https://ghcr.io" → "ghcr.io".
-pub(crate) fn normalize_registry(key: &str) -> String {
+fn normalize_registry(key: &str) -> String {
     let host = key
         .trim_start_matches("https://")
         .trim_start_matches("http://");
@@ -117,7 +117,7 @@ impl Credentials {
         Ok(merged)
     }
 
-    pub(crate) fn from_file(path: &Path) -> Result<Self, AuthError> {
+    fn from_file(path: &Path) -> Result<Self, AuthError> {
         let text = std::fs::read_to_string(path).map_err(|source| AuthError::Read {
             path: path.into(),
             source,
@@ -125,7 +125,7 @@ impl Credentials {
         Self::parse(path, &text)
     }
 
-    pub(crate) fn parse(path: &Path, text: &str) -> Result<Self, AuthError> {
+    fn parse(path: &Path, text: &str) -> Result<Self, AuthError> {
         // The serde error may quote input; keep only its position so no secret leaks.
         let file: ConfigFile = serde_json::from_str(text).map_err(|e| AuthError::Parse {
             path: path.into(),

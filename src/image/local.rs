@@ -217,7 +217,7 @@ fn extract(archive: &Path, scratch_parent: &Path) -> Result<ScratchDir, LocalErr
     Ok(dir)
 }
 
-pub(crate) struct ScratchDir(pub PathBuf);
+struct ScratchDir(pub PathBuf);
 
 impl ScratchDir {
     fn new(parent: &Path) -> io::Result<Self> {

@@ -128,7 +128,7 @@ impl PullError {
 }
 
 /// Registries reached over plain HTTP without asking: loopback only, as Docker does.
-pub(crate) fn is_loopback_registry(registry: &str) -> bool {
+fn is_loopback_registry(registry: &str) -> bool {
     let host = if let Some(rest) = registry.strip_prefix('[') {
         rest.split(']').next().unwrap_or(rest)
     } else {

@@ -90,7 +90,7 @@ impl ContentStore {
         Ok(store)
     }
 
-    pub(crate) fn blob_path(&self, digest: &Digest) -> PathBuf {
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.blobs.join(digest.hex())
     }
 
@@ -182,7 +182,7 @@ impl ContentStore {
         })))
     }
 
-    pub(crate) fn layer_path(&self, diff_id: &Digest) -> PathBuf {
+    fn layer_path(&self, diff_id: &Digest) -> PathBuf {
         self.layers.join(diff_id.hex())
     }
 

@@ -132,13 +132,13 @@ impl Networks {
     }
 
     /// The nftables table of this state root.
-    pub(crate) fn table(&self) -> &str {
+    fn table(&self) -> &str {
         &self.layout.scope
     }
 
     /// The host side of a container's veth on a network: derived, so that whether it exists
     /// says whether the container is plugged in.
-    pub(crate) fn host_veth(&self, id: &str, network: &str) -> String {
+    fn host_veth(&self, id: &str, network: &str) -> String {
         let hash =
             crate::sha256::hex_digest(format!("{}/{id}/{network}", self.layout.scope).as_bytes());
         format!("{VETH_PREFIX}{}", &hash[..9])
@@ -153,7 +153,7 @@ impl Networks {
         bridge::load_all(&self.paths)
     }
 
-    pub(crate) fn leases(&self, network: &str) -> Result<Vec<Lease>, NetworkError> {
+    fn leases(&self, network: &str) -> Result<Vec<Lease>, NetworkError> {
         lease::read(&self.paths, network)
     }
 

@@ -131,7 +131,7 @@ const COMMENT_MAX: usize = 127;
 
 /// The whole transaction: `add table` + `delete table` + the table with every chain and rule,
 /// so it replaces whatever is there atomically (and works when the table is absent).
-pub(crate) fn ruleset(input: &RulesInput) -> Nftables<'static> {
+fn ruleset(input: &RulesInput) -> Nftables<'static> {
     build(input, &fingerprint_comment(input))
 }
 
@@ -144,7 +144,7 @@ pub(crate) fn ruleset(input: &RulesInput) -> Nftables<'static> {
 ///
 /// The order of `bridges` and `forwards` counts (it is the order of the rules), which is why
 /// the caller sorts them.
-pub(crate) fn fingerprint(input: &RulesInput) -> String {
+fn fingerprint(input: &RulesInput) -> String {
     // Serializing these types cannot fail (no maps, no non-string keys); an empty
     // serialization would still hash to a fixed value, which `in_sync` just would not match.
     let canonical = serde_json::to_vec(&build(input, "")).unwrap_or_default();

@@ -211,7 +211,7 @@ pub(crate) async fn execute(
 }
 
 /// One line for logs and summaries: "run container web".
-pub(crate) fn describe(action: &Action) -> String {
+fn describe(action: &Action) -> String {
     match action {
         Action::Pull { image } => format!("pull image {image}"),
         Action::CreateVolume { name } => format!("create volume {name}"),
@@ -613,7 +613,7 @@ pub fn ensure_network_exists(
 }
 
 /// Create or update the network `name` as `desired` describes it.
-pub(crate) fn ensure_network(
+fn ensure_network(
     machine: &Machine,
     desired: &Desired,
     name: &str,

@@ -81,7 +81,7 @@ pub struct Refresh {
 }
 
 impl PassReport {
-    pub(crate) fn failed(&self) -> usize {
+    fn failed(&self) -> usize {
         self.outcomes.iter().filter(|o| o.failed()).count()
             + self.refreshed.iter().filter(|r| r.error.is_some()).count()
     }
@@ -538,7 +538,7 @@ fn finish(mut report: PassReport, started: std::time::Instant, cpu_start: u64) -
 }
 
 /// CPU time used by this process so far (every thread), in microseconds.
-pub(crate) fn process_cpu_us() -> u64 {
+fn process_cpu_us() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
     (t.tv_sec as u64) * 1_000_000 + (t.tv_nsec as u64) / 1000
 }

@@ -44,9 +44,9 @@ pub struct StatusSummary {
 
 /// The status file's format. It is a report, read leniently (unknown keys ignored, the pass
 /// itself kept as plain JSON), so it has no migrations.
-pub(crate) const STATUS_FORMAT: u64 = 1;
+const STATUS_FORMAT: u64 = 1;
 
-pub(crate) fn path(state_root: &Path) -> PathBuf {
+fn path(state_root: &Path) -> PathBuf {
     state_root.join("reconcile").join("status.json")
 }
 

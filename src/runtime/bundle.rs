@@ -28,7 +28,7 @@ const NOFILE_WANTED: u64 = 1 << 20;
 
 /// Processes (threads included) a container may have unless its entry says otherwise:
 /// podman's default, so one container cannot exhaust the host's pids with a fork bomb.
-pub(crate) const DEFAULT_PIDS_LIMIT: u32 = 2048;
+const DEFAULT_PIDS_LIMIT: u32 = 2048;
 
 /// Linux refuses any single argument or environment string longer than this, NUL included
 /// (MAX_ARG_STRLEN, 32 pages).
@@ -91,7 +91,7 @@ pub(crate) fn arg_max(stack_soft: Option<u64>) -> u64 {
 
 /// Refuse at creation what the kernel would refuse at exec (E2BIG), naming the culprit.
 /// Leaves a page for what the monitor adds later (HOME) and the program's path.
-pub(crate) fn check_exec_size(
+fn check_exec_size(
     what: &str,
     args: &[String],
     env: &[String],
@@ -265,7 +265,7 @@ pub(crate) fn build(inputs: &SpecInputs) -> Result<Spec, BundleError> {
 
 /// Docker's rules: the entry's entrypoint replaces the image's and then also drops the
 /// image's CMD; the entry's command replaces the image's CMD.
-pub(crate) fn arguments(
+fn arguments(
     c: &Container,
     image_entrypoint: Option<&[String]>,
     image_cmd: Option<&[String]>,
@@ -284,7 +284,7 @@ pub(crate) fn arguments(
 }
 
 /// The image's environment, overridden by the entry's; PATH and HOSTNAME always present.
-pub(crate) fn environment(
+fn environment(
     image_env: &[String],
     entry_env: &BTreeMap<String, String>,
     hostname: &str,
@@ -314,10 +314,7 @@ pub(crate) fn environment(
 
 /// The capability names (without `CAP_`) the container gets: the default set, minus
 /// `cap_drop`, plus `cap_add`; "ALL" means every capability.
-pub(crate) fn capabilities(
-    add: &BTreeSet<Capability>,
-    drop: &BTreeSet<Capability>,
-) -> BTreeSet<String> {
+fn capabilities(add: &BTreeSet<Capability>, drop: &BTreeSet<Capability>) -> BTreeSet<String> {
     let mut set: BTreeSet<String> = if drop.contains(&Capability::All) {
         BTreeSet::new()
     } else {

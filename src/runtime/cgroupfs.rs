@@ -38,7 +38,7 @@ pub fn hierarchies() -> std::io::Result<Vec<Hierarchy>> {
     )?))
 }
 
-pub(crate) fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
+fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
     super::mountinfo::parse(text)
         .into_iter()
         .filter_map(|m| {

@@ -14,7 +14,7 @@ use crate::sys::{self, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY, MountAttrChang
 
 /// Where the engine mounts the cgroup filesystem. libcontainer mounts the v1 hierarchies
 /// writable whatever the spec says, which let a container raise its own limits.
-pub(crate) const CGROUPFS: &str = "/sys/fs/cgroup";
+const CGROUPFS: &str = "/sys/fs/cgroup";
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfineError {
@@ -64,7 +64,7 @@ pub(crate) struct Targets {
 }
 
 impl Targets {
-    pub(crate) fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.read_only.is_empty()
     }
 }

@@ -95,7 +95,7 @@ pub(crate) fn for_record(record: &ContainerRecord, engine_root: &Path) -> Box<dy
 }
 
 /// youki's libcontainer, in this process.
-pub(crate) struct Embedded {
+struct Embedded {
     root: PathBuf,
     /// Where `exec -t` binds its console socket (root only).
     consoles: PathBuf,
@@ -503,7 +503,7 @@ fn io_err(op: &'static str, source: std::io::Error) -> EngineError {
 }
 
 /// An OCI runtime binary with runc's command line.
-pub(crate) struct External {
+struct External {
     binary: PathBuf,
     root: PathBuf,
 }

@@ -165,7 +165,7 @@ fn escape(path: &str) -> String {
 
 /// Open a path inside the container's root, the kernel keeping every step (symlinks,
 /// `..`) inside it. `Ok(None)` if it does not exist.
-pub(crate) fn open_in_root(
+fn open_in_root(
     root: &OwnedFd,
     path: &str,
     flags: OFlags,

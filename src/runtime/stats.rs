@@ -244,7 +244,7 @@ fn container_name(cgroup_path: &Path) -> String {
 #[cfg(test)]
 /// Reads the counters of the cgroup at `cgroup_path` (the OCI `cgroupsPath`, e.g.
 /// `/berth/web`) once.
-pub(crate) fn sample(cgroup_path: &Path) -> Result<Sample, StatsError> {
+fn sample(cgroup_path: &Path) -> Result<Sample, StatsError> {
     Probe::open(cgroup_path)?.sample()
 }
 
@@ -380,7 +380,7 @@ fn io_bytes(service_bytes: &[BlkioDeviceStat], op: &str) -> u64 {
 }
 
 /// CPU use between two samples, 100.0 per fully used CPU (as docker and podman count).
-pub(crate) fn cpu_percent(prev: &Sample, now: &Sample) -> f64 {
+fn cpu_percent(prev: &Sample, now: &Sample) -> f64 {
     let wall_ns = now.at.saturating_duration_since(prev.at).as_nanos();
     if wall_ns == 0 {
         return 0.0;
@@ -393,7 +393,7 @@ pub(crate) fn cpu_percent(prev: &Sample, now: &Sample) -> f64 {
 #[cfg(test)]
 /// How many processes of the cgroup the kernel's OOM killer has killed (read where the
 /// monitor reads it, `cgroupfs::oom_kills`).
-pub(crate) fn oom_kills(cgroup_path: &Path) -> Result<u64, StatsError> {
+fn oom_kills(cgroup_path: &Path) -> Result<u64, StatsError> {
     let layout = Layout::detect(cgroup_path)?;
     if !layout.exists() {
         return Err(StatsError::NotFound {

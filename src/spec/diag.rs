@@ -73,7 +73,7 @@ impl SourceFile {
     }
 
     /// 1-based line and column (in characters) of a byte offset.
-    pub(crate) fn line_column(&self, offset: usize) -> (usize, usize) {
+    fn line_column(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&s| s <= offset);
         let start = self.line_starts[line - 1];
@@ -86,7 +86,7 @@ impl SourceFile {
     }
 
     /// The offending text of a span: its first line, shortened for display.
-    pub(crate) fn snippet(&self, span: &Range<usize>) -> String {
+    fn snippet(&self, span: &Range<usize>) -> String {
         let start = span.start.min(self.text.len());
         let end = span.end.clamp(start, self.text.len());
         let text = self.text.get(start..end).unwrap_or("");
@@ -125,7 +125,7 @@ impl Location {
     }
 
     /// A whole file, for problems that have no better place (I/O errors).
-    pub(crate) fn file(path: &Path) -> Self {
+    fn file(path: &Path) -> Self {
         Location {
             file: path.to_path_buf(),
             line: 1,

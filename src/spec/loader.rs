@@ -19,7 +19,7 @@ use super::raw::{RawContainer, RawImage, RawNetwork, RawVolume};
 use super::value::{Hint, split_help};
 
 /// Files larger than this are refused: desired state is configuration, not data.
-pub(crate) const MAX_FILE_SIZE: u64 = 8 << 20;
+const MAX_FILE_SIZE: u64 = 8 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -42,7 +42,7 @@ pub struct InputFile {
 /// Whether a directory entry is a desired-state file: `*.toml`, not hidden. Editor backups
 /// (`x.toml~`, `#x.toml#`, `.x.toml.swp`) and hidden files (`.#x.toml` locks, git-sync's
 /// `..data` links) never match.
-pub(crate) fn is_desired_file_name(name: &str) -> bool {
+fn is_desired_file_name(name: &str) -> bool {
     name.ends_with(".toml") && !name.starts_with('.') && name.len() > ".toml".len()
 }
 

@@ -26,7 +26,7 @@ pub mod value;
 
 use std::path::{Path, PathBuf};
 
-pub(crate) use diag::Diagnostic;
+use diag::Diagnostic;
 pub use loader::{InputFile, LoadError};
 pub use model::Desired;
 

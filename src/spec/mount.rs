@@ -58,7 +58,7 @@ impl Mount {
     }
 
     /// Check what can be checked without other resources; returns the normalised mount.
-    pub(crate) fn validated(self) -> Result<Mount, MountError> {
+    fn validated(self) -> Result<Mount, MountError> {
         Ok(match self {
             Mount::Volume {
                 source,

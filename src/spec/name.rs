@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use super::value::{Hint, string_value};
 
-pub(crate) const MAX_NAME_LEN: usize = 63;
+const MAX_NAME_LEN: usize = 63;
 
 /// A validated resource name: 1–63 of `a-z 0-9 -`, starting and ending with a letter or digit.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -3,7 +3,7 @@
 //! value's span), written back in canonical form, and described in the JSON Schema.
 
 /// Separates a message from its hint inside a serde error; the loader splits on it.
-pub(crate) const HELP_SEPARATOR: &str = "\n\u{1}help: ";
+const HELP_SEPARATOR: &str = "\n\u{1}help: ";
 
 /// A parse error that knows what the user should write instead.
 pub trait Hint: std::fmt::Display {

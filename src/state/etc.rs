@@ -66,7 +66,7 @@ pub(crate) fn hosts(hostname: &str, host_hosts: Option<&str>, extra: &HostEntrie
 /// The host's resolver settings minus loopback name servers, which would mean the
 /// container's own loopback. If that leaves none and systemd-resolved's upstream list
 /// exists, use that list instead.
-pub(crate) fn resolv_conf_for_own_network(host: &str, resolved_upstream: Option<&str>) -> String {
+fn resolv_conf_for_own_network(host: &str, resolved_upstream: Option<&str>) -> String {
     let filtered = without_loopback_servers(host);
     if has_nameserver(&filtered) {
         return filtered;

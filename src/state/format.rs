@@ -17,10 +17,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 /// The key that names a record's format.
-pub(crate) const FORMAT_KEY: &str = "format";
+const FORMAT_KEY: &str = "format";
 
 /// The format of a record that names none: what berth 0.1.0 wrote.
-pub(crate) const UNNAMED_FORMAT: u64 = 1;
+const UNNAMED_FORMAT: u64 = 1;
 
 /// A JSON record berth keeps on disk.
 pub trait Record: Serialize + DeserializeOwned {

@@ -21,7 +21,7 @@
 
 use std::path::{Path, PathBuf};
 
-pub(crate) const DEFAULT_STATE_ROOT: &str = "/var/lib/berth";
+const DEFAULT_STATE_ROOT: &str = "/var/lib/berth";
 
 #[derive(Debug, Clone)]
 pub struct Layout {

@@ -120,7 +120,7 @@ impl Volumes {
         Ok(data)
     }
 
-    pub(crate) fn get(&self, name: &str) -> Result<Option<VolumeRecord>, VolumeError> {
+    fn get(&self, name: &str) -> Result<Option<VolumeRecord>, VolumeError> {
         let path = self.record_path(name);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,

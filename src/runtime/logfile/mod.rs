@@ -37,10 +37,10 @@ pub use reader::{Cursor, ReadError, Record, Render, follow, tail};
 pub(crate) use writer::LogWriter;
 
 /// Name of the file being written; rotated files add `.1`, `.2`, …
-pub(crate) const CURRENT: &str = "container.log";
+const CURRENT: &str = "container.log";
 
 /// Longest content of one record; longer lines become `P` pieces (kubelet's limit).
-pub(crate) const MAX_LINE: usize = 16 * 1024;
+const MAX_LINE: usize = 16 * 1024;
 
 /// Tag of a record that ends its line.
 const FULL: u8 = b'F';
@@ -58,7 +58,7 @@ pub enum Stream {
 }
 
 impl Stream {
-    pub(crate) fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",

@@ -52,7 +52,7 @@ pub struct Record {
 impl Record {
     /// Parse one line, without its newline. Tags after the first (`F:x`), which the CRI
     /// reserves for extensions, are accepted and ignored, as kubelet does.
-    pub(crate) fn parse(line: &[u8]) -> Result<Record, ReadError> {
+    fn parse(line: &[u8]) -> Result<Record, ReadError> {
         let mut fields = line.splitn(4, |&b| b == b' ');
         let (Some(time), Some(stream), Some(tag), Some(content)) =
             (fields.next(), fields.next(), fields.next(), fields.next())

@@ -108,7 +108,7 @@ impl LogWriter {
 
     #[cfg(test)]
     /// Size of the current file, counting records not yet written out.
-    pub(crate) fn current_size(&self) -> u64 {
+    fn current_size(&self) -> u64 {
         self.sink.size
     }
 }

@@ -7,7 +7,7 @@ use crate::spec::resolve::span;
 
 use super::report::Report;
 
-pub(crate) const MIN_LOG_SIZE: u64 = 4 << 10;
+const MIN_LOG_SIZE: u64 = 4 << 10;
 
 /// The log policy, its missing parts from the default.
 pub(super) fn resolve_log(log: Option<&RawLog>, report: &mut Report) -> LogPolicy {

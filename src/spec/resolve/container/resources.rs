@@ -12,11 +12,11 @@ use crate::spec::size::ByteSize;
 use super::report::Report;
 
 /// The smallest memory limit accepted (the kernel and runtimes misbehave below it).
-pub(crate) const MIN_MEMORY: u64 = 6 << 20;
+const MIN_MEMORY: u64 = 6 << 20;
 /// A writable layer smaller than this leaves an ext4 filesystem no room for its journal.
-pub(crate) const MIN_DISK: u64 = 16 << 20;
+const MIN_DISK: u64 = 16 << 20;
 /// ext4's limit with 4 KiB blocks and no 64-bit feature.
-pub(crate) const MAX_DISK: u64 = 16 << 40;
+const MAX_DISK: u64 = 16 << 40;
 
 /// The limits; reads `memory`, `cpus`, `pids` and `disk`.
 pub(super) fn resolve_resources(raw: &RawContainer, report: &mut Report) -> Resources {
