@@ -24,7 +24,7 @@ use crate::state::network::PortHold;
 use crate::state::record::ExitRecord;
 
 /// Failures of earlier passes, by resource key (`Action::key`): retried with backoff.
-pub type FailureBook = BTreeMap<String, Failure>;
+pub(crate) type FailureBook = BTreeMap<String, Failure>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
@@ -39,7 +39,7 @@ pub struct Failure {
 
 /// What the planner is given besides the two states.
 #[derive(Debug, Clone, Copy)]
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     pub desired: &'a Desired,
     /// Every desired file loaded without a problem.
     pub desired_complete: bool,
@@ -60,10 +60,10 @@ pub struct Inputs<'a> {
 }
 
 /// Each container entry's spec hash (or why it has none).
-pub type EntryHashes = BTreeMap<Name, Result<SpecHash, String>>;
+pub(crate) type EntryHashes = BTreeMap<Name, Result<SpecHash, String>>;
 
 /// The spec hash of every container entry of `desired`.
-pub fn entry_hashes(desired: &Desired) -> EntryHashes {
+pub(crate) fn entry_hashes(desired: &Desired) -> EntryHashes {
     desired
         .containers
         .iter()
@@ -198,12 +198,12 @@ impl Action {
     /// Whether succeeding ends the resource's failure streak. Starting a start-first update's
     /// new container proves nothing yet: only taking over does, so an update that keeps
     /// failing keeps backing off.
-    pub fn settles(&self) -> bool {
+    pub(crate) fn settles(&self) -> bool {
         !matches!(self, Action::StartFirst { .. })
     }
 
     /// The resource an action works on: failures are remembered and retried per key.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         match self {
             Action::Pull { image } => format!("image/{image}"),
             Action::CreateVolume { name } => format!("volume/{name}"),
@@ -243,12 +243,6 @@ pub struct Kept {
     pub reason: String,
 }
 
-impl Plan {
-    pub fn is_empty(&self) -> bool {
-        self.steps.is_empty()
-    }
-}
-
 /// Backoff for failed steps of resources without a policy of their own (images, volumes).
 const DEFAULT_BACKOFF: Backoff = Backoff {
     initial: crate::spec::duration::Duration::from_secs(1),
@@ -257,7 +251,7 @@ const DEFAULT_BACKOFF: Backoff = Backoff {
 };
 
 /// `initial · 2^(n-1)`, at most `max`; `n` = 0 or 1 gives `initial`.
-pub fn backoff_delay_ms(backoff: &Backoff, n: u32) -> u64 {
+pub(crate) fn backoff_delay_ms(backoff: &Backoff, n: u32) -> u64 {
     let initial = crate::units::millis(backoff.initial.0);
     let max = crate::units::millis(backoff.max.0);
     let exp = n.saturating_sub(1).min(40);
@@ -267,7 +261,7 @@ pub fn backoff_delay_ms(backoff: &Backoff, n: u32) -> u64 {
         .max(initial.min(max))
 }
 
-pub fn plan(inputs: Inputs) -> Plan {
+pub(crate) fn plan(inputs: Inputs) -> Plan {
     Planner::new(inputs).run()
 }
 
@@ -1457,7 +1451,7 @@ fn ordinal_restart(n: u32) -> String {
 }
 
 /// "1.5s", "2m3s": for waits in messages.
-pub fn human_ms(ms: u64) -> String {
+pub(crate) fn human_ms(ms: u64) -> String {
     let d = std::time::Duration::from_millis(if ms >= 1000 { ms / 1000 * 1000 } else { ms });
     humantime::format_duration(d).to_string()
 }
@@ -1465,13 +1459,16 @@ pub fn human_ms(ms: u64) -> String {
 /// An unknown `--target`.
 #[derive(Debug, thiserror::Error)]
 #[error("--target {name}: the desired state has no valid container `{name}`")]
-pub struct UnknownTarget {
+pub(crate) struct UnknownTarget {
     pub name: String,
 }
 
 /// The part of `desired` that `targets` need: those containers, the containers they
 /// depend on, and the images, volumes and networks these use.
-pub fn restrict(desired: &Desired, targets: &BTreeSet<String>) -> Result<Desired, UnknownTarget> {
+pub(crate) fn restrict(
+    desired: &Desired,
+    targets: &BTreeSet<String>,
+) -> Result<Desired, UnknownTarget> {
     let mut keep: BTreeSet<Name> = BTreeSet::new();
     let mut queue: Vec<Name> = Vec::new();
     for t in targets {

@@ -415,7 +415,7 @@ mounts = ["data:/var/lib/db"]
 fn empty_desired_and_empty_observed_plan_nothing() {
     let plan = World::new("").plan();
     assert_eq!(plan, Plan::default());
-    assert!(plan.is_empty());
+    assert!(plan.steps.is_empty());
     golden(&plan, "");
 }
 

@@ -13,7 +13,7 @@ use crate::state::network::PortHold;
 
 /// A start-first entry's update, classified from what is observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UpdatePhase {
+pub(crate) enum UpdatePhase {
     /// No old container serves and nothing waits to take the ports: the usual rules apply.
     NoUpdate,
     /// An old container runs, but who serves the ports is unknown (the networks' state cannot
@@ -47,7 +47,7 @@ pub enum UpdatePhase {
 
 /// Who serves the ports while the successor is not serving yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Predecessor {
+pub(crate) enum Predecessor {
     /// Old containers still have them.
     Serving,
     /// The old container ended by itself and none serves: its restart policy brings it back
@@ -57,7 +57,7 @@ pub enum Predecessor {
 
 /// How the successor failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SuccessorFailure {
+pub(crate) enum SuccessorFailure {
     Unhealthy,
     /// It exited (its exit, described).
     Exited {
@@ -71,7 +71,7 @@ pub enum SuccessorFailure {
 
 /// Why a successor is removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Abort {
+pub(crate) enum Abort {
     Failed(SuccessorFailure),
     /// Not healthy within `update_timeout` of its start.
     NotHealthyInTime,
@@ -79,7 +79,7 @@ pub enum Abort {
 
 impl Abort {
     /// Why `successor` goes, for the step and its failure record.
-    pub fn why(&self, successor: &str, update_timeout: &impl std::fmt::Display) -> String {
+    pub(crate) fn why(&self, successor: &str, update_timeout: &impl std::fmt::Display) -> String {
         match self {
             Abort::Failed(SuccessorFailure::Unhealthy) => format!("{successor} is unhealthy"),
             Abort::Failed(SuccessorFailure::Exited { exit }) => format!("{successor} {exit}"),
@@ -93,7 +93,7 @@ impl Abort {
 
 /// An entry's update phase with the containers each part is played by.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EntryUpdate<'o> {
+pub(crate) struct EntryUpdate<'o> {
     pub phase: UpdatePhase,
     /// The container of the entry's current spec, if any.
     pub successor: Option<&'o ObservedContainer>,
@@ -118,7 +118,7 @@ impl EntryUpdate<'_> {
     }
 
     /// The old containers, for messages: those serving, else the fallen one.
-    pub fn old_ids(&self) -> String {
+    pub(crate) fn old_ids(&self) -> String {
         match self.fallen {
             Some(f) if self.serving.is_empty() => f.id.clone(),
             _ => self
@@ -133,7 +133,7 @@ impl EntryUpdate<'_> {
 
 /// The phase of a start-first entry whose containers are `mine`, `current` the one of its
 /// current spec (`plan::current_container`).
-pub fn classify<'o>(
+pub(crate) fn classify<'o>(
     mine: &[&'o ObservedContainer],
     current: Option<&'o ObservedContainer>,
     networks_readable: bool,
@@ -250,7 +250,7 @@ fn successor_phase(
 
 /// What the transitions need besides the phase: the time and the entry's update policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UpdateClock {
+pub(crate) struct UpdateClock {
     pub now_ms: u64,
     /// `update_timeout`.
     pub timeout_ms: u64,
@@ -260,7 +260,7 @@ pub struct UpdateClock {
 
 /// One thing the planner does for an entry's update, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Move {
+pub(crate) enum Move {
     /// Nothing is done to the entry until the networks' state can be read; its containers'
     /// images stay.
     WaitForNetworks,
@@ -292,7 +292,7 @@ pub enum Move {
 }
 
 /// The moves of an entry in `phase`; none for `NoUpdate` (the usual rules apply).
-pub fn transition(phase: &UpdatePhase, clock: UpdateClock) -> Vec<Move> {
+pub(crate) fn transition(phase: &UpdatePhase, clock: UpdateClock) -> Vec<Move> {
     let (predecessor, next) = match phase {
         UpdatePhase::NoUpdate => return vec![],
         UpdatePhase::PortsUnknown => return vec![Move::WaitForNetworks],

@@ -20,7 +20,7 @@ use crate::state::record::{self, ContainerRecord, EngineRecord, Seed};
 use crate::sys::ProcessId;
 
 /// Everything `create` needs: the entry, its hash, the image, and prepared volumes.
-pub struct CreateRequest<'a> {
+pub(crate) struct CreateRequest<'a> {
     pub name: &'a str,
     pub container: &'a Container,
     pub spec_hash: &'a str,
@@ -41,7 +41,7 @@ impl Runtime {
     /// power loss as a process anyway, and one whose files a power loss damaged is refused
     /// at start (unreadable record or spec, seccomp program not the recorded one) and
     /// replaced from the desired state.
-    pub fn create(&self, req: &CreateRequest) -> Result<ContainerRecord, RuntimeError> {
+    pub(crate) fn create(&self, req: &CreateRequest) -> Result<ContainerRecord, RuntimeError> {
         // Everything that can be refused is checked before anything is written.
         let engine = engine_record(&req.container.runtime)?;
         let id = new_id(req.name);
@@ -219,7 +219,7 @@ impl Runtime {
 
     /// Directories left by a `create` or `remove` that crashed midway (never one in
     /// progress).
-    pub fn sweep_leftovers(&self) {
+    pub(crate) fn sweep_leftovers(&self) {
         let Ok(entries) = std::fs::read_dir(self.layout.containers()) else {
             return;
         };

@@ -27,7 +27,7 @@ impl Runtime {
     /// Every container directory in one pass: the readable records, oldest first, and the
     /// ids whose record is missing or damaged. A record never changes after its create, so
     /// `cache` (kept by the caller across scans) spares parsing it again.
-    pub fn scan(
+    pub(crate) fn scan(
         &self,
         cache: &mut std::collections::HashMap<String, ContainerRecord>,
     ) -> Result<(Vec<ContainerRecord>, Vec<String>), RuntimeError> {
@@ -149,7 +149,7 @@ impl Runtime {
     }
 
     /// When the container's current run started, from its monitor record (if readable).
-    pub fn last_start_ms(&self, id: &str) -> Option<u64> {
+    pub(crate) fn last_start_ms(&self, id: &str) -> Option<u64> {
         record::load::<MonitorRecord>(&self.paths(id).ok()?.monitor())
             .ok()
             .flatten()

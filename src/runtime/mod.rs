@@ -4,22 +4,22 @@
 //! confirmed against the kernel), stop (signal, timeout, SIGKILL), remove. Each operation is
 //! an `impl Runtime` block of its own file; this one holds what they share.
 
-pub mod bundle;
+pub(crate) mod bundle;
 pub mod cgroupfs;
-pub mod confine;
-pub mod disk;
+pub(crate) mod confine;
+pub(crate) mod disk;
 pub mod engine;
-pub mod exec;
+pub(crate) mod exec;
 pub mod logfile;
-pub mod monitor;
-pub mod mountinfo;
-pub mod plumbing;
-pub mod rootfs;
-pub mod seccomp;
-pub mod seccomp_bpf;
+pub(crate) mod monitor;
+pub(crate) mod mountinfo;
+pub(crate) mod plumbing;
+pub(crate) mod rootfs;
+pub(crate) mod seccomp;
+pub(crate) mod seccomp_bpf;
 pub mod stats;
 pub mod supervise;
-pub mod users;
+pub(crate) mod users;
 
 mod create;
 mod exec_op;
@@ -33,8 +33,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use self::create::CreateRequest;
-pub use self::plumbing::Plumbing;
+pub(crate) use self::create::CreateRequest;
+pub(crate) use self::plumbing::Plumbing;
 use crate::fsutil::{self, FsError, io_err};
 use crate::state::layout::{self, Layout};
 use crate::state::record::{self, ExitRecord, MonitorRecord};
@@ -141,7 +141,10 @@ pub struct Runtime {
 
 impl Runtime {
     /// The runtime of a state root; monitors are this very executable.
-    pub fn new(state_root: &Path, plumbing: Arc<dyn Plumbing>) -> Result<Runtime, RuntimeError> {
+    pub(crate) fn new(
+        state_root: &Path,
+        plumbing: Arc<dyn Plumbing>,
+    ) -> Result<Runtime, RuntimeError> {
         let exe = std::env::current_exe().map_err(|source| RuntimeError::Spawn {
             id: "-".into(),
             source,
@@ -150,7 +153,7 @@ impl Runtime {
     }
 
     /// For callers that are not the berth binary themselves (tests, embedders).
-    pub fn with_monitor_binary(
+    pub(crate) fn with_monitor_binary(
         state_root: &Path,
         binary: &Path,
         plumbing: Arc<dyn Plumbing>,
@@ -163,7 +166,7 @@ impl Runtime {
     }
 
     /// The berth binary that monitors (and health checks' `berth exec`) run.
-    pub fn binary(&self) -> &Path {
+    pub(crate) fn binary(&self) -> &Path {
         &self.monitor_binary
     }
 

@@ -24,7 +24,11 @@ impl Runtime {
 
     /// Stop a container for a reason of berth's own (its health check failed): the exit
     /// record says so, and its restart policy then treats the stop as a failure.
-    pub fn stop_because(&self, id: &str, why: &str) -> Result<Option<ExitRecord>, RuntimeError> {
+    pub(crate) fn stop_because(
+        &self,
+        id: &str,
+        why: &str,
+    ) -> Result<Option<ExitRecord>, RuntimeError> {
         let paths = self.paths(id)?;
         let _lock = ContainerLock::acquire(&paths)?;
         let running = matches!(self.state(id)?, State::Running(_));
