@@ -13,6 +13,7 @@
 # and a Markdown summary for an issue note.
 #
 #   RUNS=20 N=200 K=20 scripts/bench-agent.sh    (as root; installs what it needs from Debian)
+#   BERTH_BIN_DIR=DIR ...                         (another build, e.g. a previous release)
 #
 # AGENT_ARGS adds arguments to `berth agent` (e.g. AGENT_ARGS="--parallel 8"). The latency of
 # part 1 is what a user of the agent gets: it includes the watch's debounce and any wait
@@ -38,7 +39,10 @@ RUNS=${RUNS:-20}
 N=${N:-200}
 K=${K:-20}
 read -r -a AGENT_EXTRA <<<"${AGENT_ARGS:-}"
-BERTH=$PWD/target/release/berth
+# BERTH_BIN_DIR: another build's `berth` and `berth-monitor` (e.g. a previous release, for an
+# A/B run); by default this checkout's release build.
+BIN_DIR=${BERTH_BIN_DIR:-$PWD/target/release}
+BERTH=$BIN_DIR/berth
 
 # The benchmark (child) is handed its directory in BENCH_AGENT_WORK.
 if [[ -z ${BENCH_AGENT_WORK:-} ]]; then
@@ -47,8 +51,8 @@ if [[ -z ${BENCH_AGENT_WORK:-} ]]; then
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "$0: $v must be a positive integer" >&2; exit 1; }
   done
   scripts/install-deps pkg-config libseccomp-dev podman conmon crun runc jq busybox-static
-  cargo build --release --locked --bins -q
-  [[ -x $BERTH && -x $PWD/target/release/berth-monitor ]] || { echo "$0: release binaries missing" >&2; exit 1; }
+  [[ -n ${BERTH_BIN_DIR:-} ]] || cargo build --release --locked --bins -q
+  [[ -x $BERTH && -x $BIN_DIR/berth-monitor ]] || { echo "$0: release binaries missing in $BIN_DIR" >&2; exit 1; }
   WORK=$(mktemp -d /var/tmp/berth-bench-agent.XXXXXX)
 else
   WORK=$BENCH_AGENT_WORK
