@@ -1,5 +1,5 @@
 //! Container log files: the CRI format kubelet writes, size-rotated. The container's monitor
-//! writes them ([`LogWriter`], in `writer`), `berth logs` and `berth run` read them
+//! writes them (`LogWriter`, in `writer`), `berth logs` and `berth run` read them
 //! ([`tail`], [`Cursor`], in `reader`); this module holds the on-disk format both sides agree
 //! on, so neither side needs the other's code.
 //!
@@ -10,7 +10,7 @@
 //! ```
 //!
 //! One record per line: `<RFC 3339 UTC time, 9 digits> <stdout|stderr> <F|P> <content>\n`.
-//! Content longer than [`MAX_LINE`] is cut into `P` (partial) pieces ending with one `F`. The
+//! Content longer than `MAX_LINE` is cut into `P` (partial) pieces ending with one `F`. The
 //! format is byte-for-byte what kubelet writes, so crictl, promtail or fluent-bit can ship
 //! the files unchanged.
 //!
