@@ -331,6 +331,7 @@ impl Reconciler {
         .await
         .unwrap_or_else(|e| observe::Observed {
             problems: vec![format!("observing failed: {e}")],
+            containers_unreadable: Some(format!("observing failed: {e}")),
             ..Default::default()
         });
         report.phases.observe_us = crate::units::micros(mark.elapsed());

@@ -53,6 +53,10 @@ pub struct Observed {
     pub orphans: Vec<String>,
     /// What could not be observed. Non-empty: the view may be partial, so nothing is pruned.
     pub problems: Vec<String>,
+    /// Why the containers could not be listed, if they could not: then `containers` is
+    /// empty for want of knowing, and nothing may be started (it could be a twin).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub containers_unreadable: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -266,7 +270,10 @@ pub fn observe(
                 ));
             }
         }
-        Err(e) => observed.problems.push(format!("listing containers: {e}")),
+        Err(e) => {
+            observed.problems.push(format!("listing containers: {e}"));
+            observed.containers_unreadable = Some(e.to_string());
+        }
     }
     cache.live.retain(|id, _| cache.records.contains_key(id));
     match images.list() {

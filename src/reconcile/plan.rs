@@ -620,6 +620,17 @@ impl<'a> Planner<'a> {
                 return;
             }
         };
+        if let Some(why) = &observed.containers_unreadable {
+            // Which containers exist is unknown: anything started now could be a twin.
+            self.plan.waits.push(Wait {
+                key,
+                reason: format!(
+                    "the containers cannot be listed ({why}); nothing is done to any container until they can"
+                ),
+                until_ms: None,
+            });
+            return;
+        }
         let source = c.image.to_string();
         let digest = observed.images.get(&source);
         let mine: Vec<&ObservedContainer> = observed

@@ -534,6 +534,25 @@ fn new_container_reasons() {
     );
 }
 
+/// Containers that cannot be listed (a record of a newer berth, an I/O error) may all be
+/// running: starting any would make a twin, so every entry waits and nothing is pruned.
+#[test]
+fn unlisted_containers_start_nothing() {
+    let mut w = World::new(WEB_DB).images_present().volume("data");
+    let why = "record /x/container.json: a container record of format 99, written by a newer berth";
+    w.observed
+        .problems
+        .push(format!("listing containers: {why}"));
+    w.observed.containers_unreadable = Some(why.to_string());
+    let plan = w.plan();
+    assert!(plan.steps.is_empty(), "{plan:#?}");
+    assert_eq!(plan.waits.len(), 1, "{plan:#?}");
+    for wait in &plan.waits {
+        assert!(wait.reason.contains("cannot be listed"), "{wait:?}");
+        assert!(wait.reason.contains("newer berth"), "{wait:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Idempotence.
 

@@ -300,3 +300,50 @@ command = ["sh", "-c", "echo up; trap 'echo bye; exit 7' TERM; while true; do sl
         assert!(sb.logs(&id).contains("bye"), "{what}");
     }
 }
+
+/// After a downgrade, a container record of a newer berth is neither adopted nor taken for
+/// damage: the pass starts nothing (a twin), removes nothing, and says why.
+#[test]
+fn a_newer_berths_container_is_left_alone_and_not_twinned() {
+    let sb = Sandbox::new();
+    let image = sb.image("busybox", &busybox_image());
+    sb.write(
+        "app.toml",
+        &format!(
+            "[image.busybox]\nreference = \"{image}\"\n\n[container.app]\nimage = \"busybox\"\ncommand = [\"sleep\", \"3600\"]\n"
+        ),
+    );
+    apply(Path::new(crate::support::sandbox::BERTH), &sb);
+    let app = sb.runtime.list().expect("list").remove(0);
+    let init = match sb.runtime.state(&app.id).expect("state") {
+        State::Running(m) => m.init,
+        other => panic!("{other:?}"),
+    };
+    let path = sb.runtime.layout().container(&app.id).record();
+    let original = std::fs::read(&path).expect("record");
+    let mut json: serde_json::Value = serde_json::from_slice(&original).expect("json");
+    json["format"] = serde_json::Value::from(99);
+    std::fs::write(&path, serde_json::to_vec(&json).expect("encode")).expect("write");
+
+    let out = sb.berth(&["apply", sb.desired().to_str().expect("utf-8")]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dirs: Vec<String> = std::fs::read_dir(sb.root().join("containers"))
+        .expect("containers")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    // Put the record back first, so the sandbox can clean up whatever happened.
+    std::fs::write(&path, &original).expect("restore");
+    assert_eq!(dirs, std::slice::from_ref(&app.id), "no twin was made: {text}");
+    assert!(
+        text.contains("newer berth") && text.contains("cannot be listed"),
+        "{text}"
+    );
+    assert!(
+        matches!(sb.runtime.state(&app.id).expect("state"), State::Running(m) if m.init == init),
+        "the container runs on, untouched"
+    );
+}
