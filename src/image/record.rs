@@ -36,8 +36,15 @@ impl Records {
             .join(format!("{}.json", Digest::of(source.as_bytes()).hex()))
     }
 
+    /// Never over a record of a format this berth does not know (a newer berth's).
     pub(crate) fn save(&self, record: &ImageRecord) -> Result<(), RecordError> {
         let path = self.path(&record.source);
+        if let Err(RecordError::Record(
+            e @ crate::state::record::RecordError::UnknownFormat { .. },
+        )) = self.get(&record.source)
+        {
+            return Err(e.into());
+        }
         fsutil::write_atomic_private(&path, &crate::state::record::encode(&path, record)?)?;
         Ok(())
     }

@@ -29,6 +29,10 @@ pub(super) fn read(paths: &NetworkPaths, network: &str) -> Result<Vec<Lease>, Ne
         match crate::state::record::load::<Lease>(&entry.path()) {
             Ok(Some(lease)) => out.push(lease),
             Ok(None) => {}
+            // A newer berth's lease still holds its address: fail rather than give it away.
+            Err(e @ crate::state::record::RecordError::UnknownFormat { .. }) => {
+                return Err(e.into());
+            }
             // A lease damaged by a power loss (leases are not flushed) costs its holder
             // its address, not every network operation: the holder leases again at its
             // next start, and the damaged file is replaced or removed then.

@@ -57,7 +57,7 @@ impl Runtime {
                 }
                 Ok(None) => {}
                 // A newer berth's container is neither adopted nor replaced: the pass stops.
-                Err(e @ record::RecordError::Newer { .. }) => return Err(e.into()),
+                Err(e @ record::RecordError::UnknownFormat { .. }) => return Err(e.into()),
                 Err(e) => tracing::warn!("skipping {}: {e}", entry.path().display()),
             }
         }

@@ -50,7 +50,12 @@ impl Runtime {
             }
             State::Lost { init, .. } => self.clean_up_lost(id, &record, init, None)?,
         };
-        let previous = self.restarts(id).unwrap_or_default();
+        // Unreadable (a power loss): counting starts again. Of a newer berth: left alone.
+        let previous = match record::load::<RestartRecord>(&paths.restarts()) {
+            Ok(r) => r.unwrap_or_default(),
+            Err(e @ record::RecordError::UnknownFormat { .. }) => return Err(e.into()),
+            Err(_) => RestartRecord::default(),
+        };
         // A restart that crashed after this record but before clearing the exit comes here
         // again with the same exit: it is the same restart, not another one.
         if previous.last_exit.as_ref() != Some(&exit) {

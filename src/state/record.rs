@@ -234,18 +234,21 @@ pub enum RecordError {
     Fs(#[from] FsError),
     #[error("record {} is damaged: {message}", path.display())]
     Damaged { path: PathBuf, message: String },
-    /// Written by a newer berth: neither adopted nor taken for damage.
+    /// Whole, but of a format this berth does not know (a newer berth's, or a `format` that
+    /// is not a number): neither adopted nor taken for damage, which would have it removed.
     #[error("record {}: {source}", path.display())]
-    Newer { path: PathBuf, source: FormatError },
+    UnknownFormat { path: PathBuf, source: FormatError },
 }
 
 impl RecordError {
     fn of(path: &Path, error: FormatError) -> RecordError {
         match error {
-            FormatError::Newer { .. } => RecordError::Newer {
-                path: path.to_path_buf(),
-                source: error,
-            },
+            FormatError::Newer { .. } | FormatError::BadFormat { .. } => {
+                RecordError::UnknownFormat {
+                    path: path.to_path_buf(),
+                    source: error,
+                }
+            }
             other => RecordError::Damaged {
                 path: path.to_path_buf(),
                 message: other.to_string(),

@@ -162,7 +162,12 @@ fn ident_at(code: &str, at: usize) -> &str {
 /// braces included: `crate::{a, b::c}` names `a` and `b`.
 fn named_after(code: &str, prefix: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for (at, _) in code.match_indices(prefix) {
+    let starts: Vec<usize> = if prefix.is_empty() {
+        vec![0]
+    } else {
+        code.match_indices(prefix).map(|(at, _)| at).collect()
+    };
+    for at in starts {
         let before = code[..at].chars().next_back();
         if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
             continue;
@@ -205,11 +210,51 @@ fn named_after(code: &str, prefix: &str) -> BTreeSet<String> {
     out
 }
 
+/// The module path of a source file: `src/runtime/start.rs` is `runtime::start`,
+/// `src/runtime/mod.rs` is `runtime`.
+fn module_path(path: &Path) -> Vec<String> {
+    let rel = path.strip_prefix(src_dir()).unwrap_or(path);
+    let mut parts: Vec<String> = rel
+        .components()
+        .filter_map(|c| c.as_os_str().to_str())
+        .map(|c| c.trim_end_matches(".rs").to_string())
+        .collect();
+    if parts.last().is_some_and(|p| p == "mod") {
+        parts.pop();
+    }
+    parts
+}
+
+/// The top-level modules that `super::` chains climbing to the crate root name: from
+/// `runtime::start`, `super::super::network::…` names `network`.
+fn reached_through_super(code: &str, module: &[String]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (at, _) in code.match_indices("super::") {
+        let before = code[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+            continue;
+        }
+        let mut rest = &code[at..];
+        let mut ups = 0;
+        while let Some(r) = rest.strip_prefix("super::") {
+            ups += 1;
+            rest = r;
+        }
+        if ups < module.len() {
+            continue; // still inside the file's own top-level module
+        }
+        out.extend(named_after(rest, ""));
+    }
+    out
+}
+
 fn top_level_edges() -> BTreeMap<(String, String), Vec<PathBuf>> {
     let mut edges: BTreeMap<(String, String), Vec<PathBuf>> = BTreeMap::new();
     for (module, path) in library_files() {
         let code = code_only(&std::fs::read_to_string(&path).expect("read"));
-        for target in named_after(&code, "crate::") {
+        let mut named = named_after(&code, "crate::");
+        named.extend(reached_through_super(&code, &module_path(&path)));
+        for target in named {
             if target != module && (layer(&target).is_some() || target == "cli") {
                 edges
                     .entry((module.clone(), target))
@@ -314,6 +359,24 @@ fn the_scanner_sees_paths_in_code_only() {
     let named = named_after(&code, "crate::");
     let expect: BTreeSet<String> = ["spec", "state", "sys"].map(String::from).into();
     assert_eq!(named, expect);
+    // `super::` chains that climb out of the top-level module count too; a file's own
+    // module's siblings do not.
+    let module = ["runtime".to_string(), "start".to_string()];
+    let code = code_only(
+        "use super::super::network::Networks; use super::stop; let _ = super::super::{state::x, sys::y};",
+    );
+    let expect: BTreeSet<String> = ["network", "state", "sys"].map(String::from).into();
+    assert_eq!(reached_through_super(&code, &module), expect);
+    let root = ["state".to_string()];
+    let code = code_only("use super::runtime::RuntimeError;");
+    assert_eq!(
+        reached_through_super(&code, &root),
+        BTreeSet::from(["runtime".to_string()])
+    );
+    assert_eq!(
+        module_path(&src_dir().join("runtime/logfile/mod.rs")),
+        ["runtime", "logfile"]
+    );
     assert!(allowed("runtime", "state"));
     assert!(!allowed("runtime", "network"));
     assert!(!allowed("spec", "state"));

@@ -41,6 +41,18 @@ fn load<T: Record + PartialEq + std::fmt::Debug>(release: &str, name: &str) -> T
     );
     let again: T = record::decode(&path, &rewritten).expect("decode the rewritten record");
     assert_eq!(again, loaded, "{release}/{name} changed on a round trip");
+    // Nothing of what that release wrote is dropped on the way: every key comes back with
+    // its value (formats with migrations will compare after migrating).
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+    let back: serde_json::Value = serde_json::from_slice(&rewritten).expect("json");
+    for (key, value) in written.as_object().expect("a JSON object") {
+        assert_eq!(
+            back.get(key),
+            Some(value),
+            "{release}/{name}: `{key}` is lost or changed when written again"
+        );
+    }
     format::check_migrations::<T>().expect("migrations");
     loaded
 }
@@ -116,7 +128,7 @@ fn a_record_of_a_newer_format_is_refused_as_such() {
     )
     .expect("write");
     match record::load::<ExitRecord>(&path) {
-        Err(e @ RecordError::Newer { .. }) => {
+        Err(e @ RecordError::UnknownFormat { .. }) => {
             let text = e.to_string();
             assert!(
                 text.contains("format 99") && text.contains("newer berth"),
@@ -125,6 +137,19 @@ fn a_record_of_a_newer_format_is_refused_as_such() {
         }
         other => panic!("{other:?}"),
     }
+    std::fs::write(
+        &path,
+        br#"{ "format": "2", "code": 0, "signal": null, "oom_killed": false,
+              "started_at_ms": 1, "finished_at_ms": 2 }"#,
+    )
+    .expect("write");
+    assert!(
+        matches!(
+            record::load::<ExitRecord>(&path),
+            Err(RecordError::UnknownFormat { .. })
+        ),
+        "a whole record with a format that is not a number is not damage"
+    );
     std::fs::write(&path, b"{ \"code\": ").expect("write");
     assert!(matches!(
         record::load::<ExitRecord>(&path),

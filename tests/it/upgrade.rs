@@ -176,6 +176,11 @@ fn a_new_berth_adopts_the_previous_releases_containers_untouched() {
         "plan after the upgrade: {plan_text}{}",
         String::from_utf8_lossy(&plan.stderr)
     );
+    let health_path = sb.runtime.layout().container(&before["web"].id).health();
+    let checks_before = record::load::<berth::health::verdict::HealthRecord>(&health_path)
+        .expect("health")
+        .expect("a verdict of the previous release")
+        .checks;
     let applied = apply(Path::new(crate::support::sandbox::BERTH), &sb);
     assert!(applied.contains("No changes"), "{applied}");
     let agent = Agent::start(&sb, &sb.desired());
@@ -202,10 +207,16 @@ fn a_new_berth_adopts_the_previous_releases_containers_untouched() {
         replaced.is_empty() && restarted.is_empty() && after.len() == before.len(),
         "replaced: {replaced:?}, restarted: {restarted:?}\nbefore: {before:#?}\nafter: {after:#?}\nagent log:\n{log}"
     );
-    let web = sb.runtime.layout().container(&after["web"].id).health();
-    let verdict: berth::health::verdict::HealthRecord =
-        record::load(&web).expect("health").expect("a verdict");
+    // The new agent took the checks over: the same verdict, carried on.
+    let verdict: berth::health::verdict::HealthRecord = record::load(&health_path)
+        .expect("health")
+        .expect("a verdict");
     assert_eq!(verdict.status, berth::health::verdict::Health::Healthy);
+    assert!(
+        verdict.checks > checks_before,
+        "checks went on: {checks_before} then {}",
+        verdict.checks
+    );
 
     // The old monitors' containers answer to the new berth.
     let exec = sb.berth(&["exec", "web", "--", "cat", "/www/index.html"]);
@@ -337,7 +348,11 @@ fn a_newer_berths_container_is_left_alone_and_not_twinned() {
         .collect();
     // Put the record back first, so the sandbox can clean up whatever happened.
     std::fs::write(&path, &original).expect("restore");
-    assert_eq!(dirs, std::slice::from_ref(&app.id), "no twin was made: {text}");
+    assert_eq!(
+        dirs,
+        std::slice::from_ref(&app.id),
+        "no twin was made: {text}"
+    );
     assert!(
         text.contains("newer berth") && text.contains("cannot be listed"),
         "{text}"
