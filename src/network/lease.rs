@@ -203,37 +203,15 @@ fn remove_file_if_exists(path: &Path) -> Result<(), NetworkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn record() -> NetworkRecord {
-        NetworkRecord {
-            name: "front".into(),
-            spec_hash: String::new(),
-            bridge: "berth0".into(),
-            subnet: "10.89.1.0/24".parse().expect("subnet"),
-            gateway: Ipv4Addr::new(10, 89, 1, 1),
-            internal: false,
-            created_at: String::new(),
-        }
-    }
-
-    fn lease(container: &str, ip: u8, claim: Option<u64>) -> Lease {
-        Lease {
-            network: "front".into(),
-            ip: Ipv4Addr::new(10, 89, 1, ip),
-            container: container.into(),
-            name: "web".into(),
-            hostname: "web".into(),
-            aliases: vec![],
-            ports: vec!["8080:80".parse().expect("port")],
-            claim: claim.map(|seq| Claim { seq, at_ms: seq }),
-            manual: false,
-        }
-    }
+    use crate::network::fixtures::{lease, record};
 
     #[test]
     fn an_own_lease_is_kept_only_while_usable_and_wanted() {
         let record = record();
-        let leases = [lease("web-1", 2, None), lease("web-1", 0, None)];
+        let leases = [
+            lease("web-1", 2, &["8080:80"], None),
+            lease("web-1", 0, &["8080:80"], None),
+        ];
         let kept = own_lease(&leases, &record, "web-1", None).map(|l| l.ip);
         assert_eq!(kept, Some(Ipv4Addr::new(10, 89, 1, 2)));
         assert!(own_lease(&leases, &record, "web-1", Some(Ipv4Addr::new(10, 89, 1, 9))).is_none());
@@ -245,7 +223,10 @@ mod tests {
     #[test]
     fn addresses_of_removed_containers_are_free_again() {
         let record = record();
-        let leases = [lease("gone", 2, None), lease("db-1", 3, None)];
+        let leases = [
+            lease("gone", 2, &["8080:80"], None),
+            lease("db-1", 3, &["8080:80"], None),
+        ];
         let ip = free_address(&leases, &record, "web-1", None, |id| id != "gone");
         assert_eq!(ip.expect("free"), Ipv4Addr::new(10, 89, 1, 2));
         let taken = free_address(
@@ -271,8 +252,8 @@ mod tests {
     fn a_kept_claim_survives_a_restart_and_no_ports_means_no_claim() {
         let ports: Vec<PortMapping> = vec!["8080:80".parse().expect("port")];
         let fresh = Some(Claim { seq: 9, at_ms: 9 });
-        let served = lease("web-1", 2, Some(1));
-        let standby = lease("web-1", 2, None);
+        let served = lease("web-1", 2, &["8080:80"], Some(1));
+        let standby = lease("web-1", 2, &["8080:80"], None);
         assert_eq!(claim_for(Some(&served), &ports, fresh), served.claim);
         assert_eq!(claim_for(Some(&standby), &ports, fresh), fresh);
         assert_eq!(claim_for(None, &ports, None), None);

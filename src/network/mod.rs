@@ -368,3 +368,41 @@ struct Snapshot {
     records: Vec<NetworkRecord>,
     leases: Vec<Lease>,
 }
+
+/// Records and leases of one network, `front` on 10.89.1.0/24, for the unit tests.
+#[cfg(test)]
+mod fixtures {
+    use std::net::Ipv4Addr;
+
+    use super::record::{Claim, Lease, NetworkRecord};
+
+    pub(super) fn record() -> NetworkRecord {
+        NetworkRecord {
+            name: "front".into(),
+            spec_hash: String::new(),
+            bridge: "berth0".into(),
+            subnet: "10.89.1.0/24".parse().expect("subnet"),
+            gateway: Ipv4Addr::new(10, 89, 1, 1),
+            internal: false,
+            created_at: String::new(),
+        }
+    }
+
+    /// `container`'s lease of 10.89.1.`ip`, publishing `ports`, with claim `seq` if any.
+    pub(super) fn lease(container: &str, ip: u8, ports: &[&str], claim: Option<u64>) -> Lease {
+        Lease {
+            network: "front".into(),
+            ip: Ipv4Addr::new(10, 89, 1, ip),
+            container: container.into(),
+            name: "web".into(),
+            hostname: "web".into(),
+            aliases: vec![],
+            ports: ports.iter().map(|p| p.parse().expect("port")).collect(),
+            claim: claim.map(|seq| Claim {
+                seq,
+                at_ms: 1_000 * seq,
+            }),
+            manual: false,
+        }
+    }
+}

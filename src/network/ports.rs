@@ -229,36 +229,8 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
+    use crate::network::fixtures::{lease, record};
     use crate::spec::port::PortMapping;
-
-    fn lease(container: &str, ip: u8, ports: &[&str], claim: Option<u64>) -> Lease {
-        Lease {
-            network: "front".into(),
-            ip: Ipv4Addr::new(10, 89, 1, ip),
-            container: container.into(),
-            name: "web".into(),
-            hostname: "web".into(),
-            aliases: vec![],
-            ports: ports.iter().map(|p| p.parse().expect("port")).collect(),
-            claim: claim.map(|seq| Claim {
-                seq,
-                at_ms: 1_000 * seq,
-            }),
-            manual: false,
-        }
-    }
-
-    fn record() -> NetworkRecord {
-        NetworkRecord {
-            name: "front".into(),
-            spec_hash: String::new(),
-            bridge: "berth0".into(),
-            subnet: "10.89.1.0/24".parse().expect("subnet"),
-            gateway: Ipv4Addr::new(10, 89, 1, 1),
-            internal: false,
-            created_at: String::new(),
-        }
-    }
 
     fn chosen(leases: &[Lease]) -> Vec<String> {
         let refs: Vec<&Lease> = leases.iter().collect();
