@@ -10,7 +10,10 @@ use std::str::FromStr;
 
 use berth::spec::{
     capability::Capability, duration::Duration, image_ref::ImageSource, mount::Mount,
-    name::Name, port::PortMapping, signal::Signal, size::ByteSize,
+    name::Name,
+    port::{PortMapping, PortRange},
+    signal::Signal,
+    size::ByteSize,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -40,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
     round_trip::<Duration>("Duration", s);
     round_trip::<ByteSize>("ByteSize", s);
     round_trip::<PortMapping>("PortMapping", s);
+    round_trip::<PortRange>("PortRange", s);
     round_trip::<Mount>("Mount", s);
     round_trip::<Signal>("Signal", s);
     round_trip::<Capability>("Capability", s);

@@ -105,6 +105,12 @@ pub fn main() -> ExitCode {
         let layout = berth::state::layout::Layout::new(&cli.root);
         return ExitCode::from(u8::try_from(berth::wiring::monitor_main(&layout, id)).unwrap_or(1));
     }
+    // Every command that loads the directory must agree on the default network's subnet
+    // (it is part of container hashes): a bad value stops all of them, not just some.
+    if let Err(err) = berth::spec::default_network::subnet() {
+        eprintln!("berth: error: {err}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Schema(args) => schema::run(&args),

@@ -7,6 +7,7 @@
 //! repairs but never prunes).
 
 pub mod capability;
+pub mod default_network;
 pub mod diag;
 pub mod duration;
 pub(crate) mod engine;

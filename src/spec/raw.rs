@@ -14,7 +14,7 @@ use super::capability::Capability;
 use super::duration::Duration;
 use super::image_ref::ImageSource;
 use super::mount::MountEntry;
-use super::port::PortMapping;
+use super::port::PortRange;
 use super::signal::Signal;
 use super::size::ByteSize;
 
@@ -125,18 +125,21 @@ pub(crate) struct RawContainer {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// "host" shares the host's network namespace; "none" gives only loopback. Not together
-    /// with `networks`. Without either, a container has only loopback.
+    /// with `networks`. Without either, a container has only loopback, unless it publishes
+    /// `ports`: then it joins the network `default`.
     #[schemars(with = "Option<NetworkMode>")]
     pub network: Option<Spanned<NetworkMode>>,
     /// Networks to join: names of `[network.NAME]`, or tables
-    /// `{ name = "front", ip = "10.89.1.10", aliases = ["www"] }`.
+    /// `{ name = "front", ip = "10.89.1.10", aliases = ["www"] }`. "default" is built in
+    /// (subnet 10.231.0.0/24 or $BERTH_DEFAULT_SUBNET) unless `[network.default]` declares it.
     #[serde(default)]
     #[schemars(with = "Vec<AttachmentEntry>")]
     pub networks: Vec<Spanned<AttachmentEntry>>,
-    /// Published ports: "[IP:]HOST:CONTAINER[/tcp|udp]", e.g. "8080:80", "127.0.0.1:5432:5432".
+    /// Published ports: "[IP:]HOST:CONTAINER[/tcp|udp]", e.g. "8080:80", "127.0.0.1:5432:5432",
+    /// or ranges of the same length, e.g. "8000-8010:8000-8010".
     #[serde(default)]
-    #[schemars(with = "Vec<PortMapping>")]
-    pub ports: Vec<Spanned<PortMapping>>,
+    #[schemars(with = "Vec<PortRange>")]
+    pub ports: Vec<Spanned<PortRange>>,
     /// Mounts: "VOLUME:/path[:ro]", "/host/path:/path[:ro]", "tmpfs:/path[:size=64MiB]", or tables.
     #[serde(default)]
     #[schemars(with = "Vec<MountEntry>")]

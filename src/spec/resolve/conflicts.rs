@@ -10,7 +10,7 @@ use crate::spec::diag::{Code, Location};
 use crate::spec::loader::{Entry, Kind};
 use crate::spec::model::{Container, ContainerNetwork, Desired};
 use crate::spec::name::Name;
-use crate::spec::port::PortMapping;
+use crate::spec::port::{PortMapping, PortRange};
 use crate::spec::raw::RawContainer;
 
 use super::{Resolver, span};
@@ -23,23 +23,34 @@ impl Resolver {
         entries: &BTreeMap<Name, Entry<RawContainer>>,
         containers: &mut BTreeMap<Name, Container>,
     ) {
-        let mut all: Vec<(&Name, &Spanned<PortMapping>)> = Vec::new();
+        // Ranges are expanded: one item per host port, with the entry it was written in.
+        let mut all: Vec<(&Name, &Spanned<PortRange>, PortMapping)> = Vec::new();
         for (name, entry) in entries {
             if containers.contains_key(name) {
-                all.extend(entry.raw.ports.iter().map(|p| (name, p)));
+                all.extend(
+                    entry
+                        .raw
+                        .ports
+                        .iter()
+                        .flat_map(|p| p.get_ref().mappings().map(move |m| (name, p, m))),
+                );
             }
         }
         // Only mappings of the same protocol and host port can collide: compare within those
         // groups, so a thousand containers cost a sort rather than a million comparisons.
-        all.sort_by_key(|(_, p)| (p.get_ref().protocol, p.get_ref().host_port));
+        all.sort_by_key(|(_, _, m)| (m.protocol, m.host_port));
         let mut bad = BTreeSet::new();
-        for (i, (a, pa)) in all.iter().enumerate() {
-            let same_port = |(_, p): &&(&Name, &Spanned<PortMapping>)| {
-                (p.get_ref().protocol, p.get_ref().host_port)
-                    == (pa.get_ref().protocol, pa.get_ref().host_port)
+        // Two overlapping ranges are reported once, at their first common port.
+        let mut reported = BTreeSet::new();
+        for (i, (a, pa, ma)) in all.iter().enumerate() {
+            let same_port = |(_, _, m): &&(&Name, &Spanned<PortRange>, PortMapping)| {
+                (m.protocol, m.host_port) == (ma.protocol, ma.host_port)
             };
-            for (b, pb) in all[i + 1..].iter().take_while(same_port) {
-                if a != b && pa.get_ref().collides_with(pb.get_ref()) {
+            for (b, pb, mb) in all[i + 1..].iter().take_while(same_port) {
+                if a != b
+                    && ma.collides_with(mb)
+                    && reported.insert((*a, span(pa).start, *b, span(pb).start))
+                {
                     let e = &entries[*b];
                     self.diagnostics.push(
                         e.diag(
@@ -47,8 +58,7 @@ impl Resolver {
                             span(pb),
                             format!(
                                 "containers `{a}` and `{b}` both publish host port {}/{}",
-                                pb.get_ref().host_port,
-                                pb.get_ref().protocol
+                                mb.host_port, mb.protocol
                             ),
                         )
                         .with_help(

@@ -8,6 +8,7 @@
 
 mod conflicts;
 mod container;
+mod default_network;
 mod dependencies;
 mod image;
 mod network;
@@ -74,6 +75,7 @@ pub(crate) fn resolve(set: RawSet) -> (Desired, Vec<Diagnostic>) {
         }
     }
     r.check_subnet_overlaps(&set.networks, &mut desired);
+    let offered_default = r.offer_default_network(&mut desired);
 
     let mut containers = BTreeMap::new();
     for (name, entry) in &set.containers {
@@ -82,10 +84,16 @@ pub(crate) fn resolve(set: RawSet) -> (Desired, Vec<Diagnostic>) {
             _ => r.mark_broken(Kind::Container, name),
         }
     }
+    if offered_default {
+        r.check_default_network_overlaps(&set.networks, &mut containers, &mut desired);
+    }
     // Dependencies may only point at containers that exist; drop transitively.
     r.check_dependencies(&set.containers, &mut containers);
     r.check_ports(&set.containers, &mut containers);
     r.check_static_addresses(&set.containers, &mut containers, &desired);
+    if offered_default {
+        r.drop_unused_default_network(&containers, &mut desired);
+    }
     desired.containers = containers;
 
     let mut diagnostics = r.diagnostics;

@@ -68,6 +68,7 @@ pub(super) fn container(
     let network = resolve_network(
         raw.network.as_ref(),
         &raw.networks,
+        !raw.ports.is_empty(),
         &desired.networks,
         names,
         report,

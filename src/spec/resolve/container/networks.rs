@@ -1,5 +1,6 @@
 //! `network` and `networks`: the host's namespace, none, or attachments to bridge networks
-//! with an optional static address and aliases.
+//! with an optional static address and aliases; a container that publishes ports and names
+//! no network joins the default network.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -7,6 +8,7 @@ use std::ops::Range;
 
 use toml::Spanned;
 
+use crate::spec::default_network;
 use crate::spec::diag::Code;
 use crate::spec::loader::Kind;
 use crate::spec::model::{Attachment, ContainerNetwork, Network};
@@ -18,9 +20,13 @@ use crate::spec::resolve::{Names, span};
 use super::report::Report;
 
 /// The container's network: `network` (host or none) or the `networks` it joins, not both.
+/// With neither, only loopback, as in 0.1.0 — unless it publishes ports (which 0.1.0
+/// refused), then the default network: see docs/design/networks.md for why the default
+/// stops there.
 pub(super) fn resolve_network(
     mode: Option<&Spanned<NetworkMode>>,
     attachments: &[Spanned<AttachmentEntry>],
+    publishes: bool,
     networks: &BTreeMap<Name, Network>,
     names: &Names,
     report: &mut Report,
@@ -46,7 +52,16 @@ pub(super) fn resolve_network(
             NetworkMode::Host => ContainerNetwork::Host,
             NetworkMode::None => ContainerNetwork::None,
         },
-        (None, true) => ContainerNetwork::None,
+        (None, true) => match default_network::NAME.parse::<Name>() {
+            Ok(name) if publishes && networks.contains_key(&name) => {
+                ContainerNetwork::Bridge(vec![Attachment {
+                    network: name,
+                    ip: None,
+                    aliases: Vec::new(),
+                }])
+            }
+            _ => ContainerNetwork::None,
+        },
         (None, false) => {
             ContainerNetwork::Bridge(resolve_attachments(attachments, networks, names, report))
         }
@@ -65,7 +80,11 @@ fn resolve_attachments(
     for entry in entries {
         let at = span(entry);
         let t = entry.get_ref().clone().into_table();
-        if !report.reference(names, Kind::Network, &t.name, at.clone()) {
+        // The built-in default network is offered without a declaration.
+        let builtin = t.name == default_network::NAME
+            && !names.is_declared(Kind::Network, &t.name)
+            && networks.keys().any(|n| n.as_str() == t.name);
+        if !builtin && !report.reference(names, Kind::Network, &t.name, at.clone()) {
             continue;
         }
         let Ok(net_name) = t.name.parse::<Name>() else {

@@ -1,5 +1,6 @@
-//! `ports`: published ports need a bridge network to forward into, an IPv4 host address,
-//! a network that takes traffic from outside, and one mapping per host port.
+//! `ports`: published ports need a bridge network to forward into (the default network
+//! when none is named), an IPv4 host address, a network that takes traffic from outside,
+//! and one mapping per host port. Ranges are expanded here, one mapping per port.
 
 use std::collections::BTreeMap;
 
@@ -21,15 +22,25 @@ pub(super) fn resolve_ports(
     report: &mut Report,
 ) -> Vec<PortMapping> {
     let what = report.what();
-    let mut ports: Vec<_> = raw.ports.iter().map(|p| *p.get_ref()).collect();
-    if !raw.ports.is_empty() && raw.networks.is_empty() {
-        let hint = if matches!(
-            raw.network.as_ref().map(|m| *m.get_ref()),
-            Some(NetworkMode::Host)
-        ) {
-            "with `network = \"host\"` the container binds host ports itself: remove `ports`"
-        } else {
-            "join a network (`networks = [\"NAME\"]`) so the port can be forwarded to the container"
+    let mut ports: Vec<PortMapping> = raw
+        .ports
+        .iter()
+        .flat_map(|p| p.get_ref().mappings())
+        .collect();
+    if !raw.ports.is_empty()
+        && raw.networks.is_empty()
+        && !matches!(network, ContainerNetwork::Bridge(_))
+    {
+        let hint = match raw.network.as_ref().map(|m| *m.get_ref()) {
+            Some(NetworkMode::Host) => {
+                "with `network = \"host\"` the container binds host ports itself: remove `ports`"
+            }
+            Some(NetworkMode::None) => {
+                "remove `network = \"none\"` (a container that publishes ports joins the network `default`), or join a network (`networks = [\"NAME\"]`)"
+            }
+            None => {
+                "join a network (`networks = [\"NAME\"]`) so the port can be forwarded to the container"
+            }
         };
         report.push(
             report
@@ -70,9 +81,9 @@ pub(super) fn resolve_ports(
         );
     }
     for (i, p) in raw.ports.iter().enumerate() {
-        if let Some(q) = raw.ports[..i]
+        if let Some((q, port)) = raw.ports[..i]
             .iter()
-            .find(|q| q.get_ref().collides_with(p.get_ref()))
+            .find_map(|q| Some((q, q.get_ref().first_collision(p.get_ref())?)))
         {
             report.push(
                 report
@@ -80,8 +91,7 @@ pub(super) fn resolve_ports(
                         Code::PortConflict,
                         span(p),
                         format!(
-                            "{what} publishes host port {}/{} twice",
-                            p.get_ref().host_port,
+                            "{what} publishes host port {port}/{} twice",
                             p.get_ref().protocol
                         ),
                     )

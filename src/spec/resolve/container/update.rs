@@ -32,7 +32,8 @@ pub(super) fn resolve_update(raw: &RawContainer, report: &mut Report) -> UpdateP
         if raw.ports.is_empty() {
             missing.push("published `ports` (the traffic to switch)");
         }
-        if raw.networks.is_empty() {
+        // Without `network` nor `networks`, ports put it on the default network.
+        if raw.networks.is_empty() && raw.network.is_some() {
             missing.push(
                 "a bridge network in `networks` (two containers cannot share host ports otherwise)",
             );
