@@ -9,7 +9,10 @@ use std::fmt::{Debug, Display};
 use std::str::FromStr;
 
 use berth::spec::{
-    capability::Capability, duration::Duration, image_ref::ImageSource, mount::Mount,
+    capability::Capability,
+    duration::Duration,
+    image_ref::ImageSource,
+    mount::Mount,
     name::Name,
     port::{PortMapping, PortRange},
     signal::Signal,

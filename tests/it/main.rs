@@ -7,6 +7,7 @@ mod desired_files;
 mod image_pull;
 mod layering;
 mod network;
+mod netmodes;
 mod quickstart;
 mod records;
 mod registry_support_selftest;

@@ -18,6 +18,9 @@ pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
     pub runtime: Runtime,
+    /// `BERTH_DEFAULT_SUBNET` of every berth this sandbox runs: a /24 of its own
+    /// (10.212.N.0/24), so default networks of tests running side by side never overlap.
+    pub default_subnet: String,
 }
 
 impl Sandbox {
@@ -29,7 +32,13 @@ impl Sandbox {
         std::fs::create_dir_all(dir.path().join("desired")).expect("desired dir");
         let runtime =
             berth::wiring::runtime_with_monitor(&dir.path().join("root"), Path::new(BERTH));
-        Sandbox { dir, runtime }
+        static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Sandbox {
+            dir,
+            runtime,
+            default_subnet: format!("10.212.{n}.0/24"),
+        }
     }
 
     pub fn root(&self) -> PathBuf {
@@ -59,7 +68,10 @@ impl Sandbox {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(BERTH);
-        cmd.arg("--root").arg(self.root()).args(args);
+        cmd.arg("--root")
+            .arg(self.root())
+            .args(args)
+            .env("BERTH_DEFAULT_SUBNET", &self.default_subnet);
         cmd
     }
 

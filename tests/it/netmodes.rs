@@ -1,0 +1,131 @@
+//! Network modes end to end, as root: port ranges, the default network a container joins
+//! when it publishes ports without naming one, and its pruning.
+//!
+//! Traffic goes only to 127.0.0.1 and to addresses on bridges these tests create. Each
+//! sandbox has its own default subnet (`BERTH_DEFAULT_SUBNET`, 10.212.N.0/24).
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use crate::support::images::ready_made::busybox_image;
+use crate::support::net::{free_port, http_get, links_of};
+use crate::support::sandbox::Sandbox;
+
+fn setup() -> (Sandbox, String) {
+    let sb = Sandbox::new();
+    let image = sb.image("busybox", &busybox_image());
+    (sb, image)
+}
+
+/// `berth apply DIR --wait [EXTRA…]`, which must succeed: its output.
+fn apply(sb: &Sandbox, extra: &[&str]) -> String {
+    let desired = sb.desired();
+    let mut args = vec![
+        "apply",
+        desired.to_str().expect("utf-8"),
+        "--wait",
+        "--timeout",
+        "60s",
+    ];
+    args.extend_from_slice(extra);
+    let out = sb.berth(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "apply failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// `berth exec NAME -- ARGS…`: (success, stdout).
+fn exec(sb: &Sandbox, name: &str, args: &[&str]) -> (bool, String) {
+    let mut full = vec!["exec", name, "--"];
+    full.extend_from_slice(args);
+    let out = sb.berth(&full);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn scope(sb: &Sandbox) -> String {
+    sb.runtime.layout().scope.clone()
+}
+
+/// Two consecutive TCP ports nothing listens on right now.
+fn free_port_pair() -> u16 {
+    loop {
+        let p = free_port();
+        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// A container serving `NAME-PORT` over HTTP on each of `ports` inside.
+fn http_servers(name: &str, image: &str, ports: &[u16], extra: &str) -> String {
+    let script: Vec<String> = ports
+        .iter()
+        .map(|p| {
+            format!("mkdir -p /www{p} && echo {name}-{p} > /www{p}/index.html && httpd -p {p} -h /www{p}")
+        })
+        .collect();
+    format!(
+        "[container.{name}]\nimage = \"{image}\"\ncommand = [\"sh\", \"-c\", \"{} && exec sleep 3600\"]\nstop_timeout = \"1s\"\n{extra}\n",
+        script.join(" && ")
+    )
+}
+
+#[test]
+fn a_published_port_without_a_network_answers_on_loopback_and_is_pruned() {
+    let (sb, image) = setup();
+    let port = free_port();
+    sb.write(
+        "web.toml",
+        &http_servers("web", &image, &[80], &format!("ports = [\"{port}:80\"]")),
+    );
+    let out = apply(&sb, &[]);
+    assert!(out.contains("network default"), "{out}");
+    assert_eq!(
+        http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).as_deref(),
+        Some("web-80\n")
+    );
+    // Its address is on this sandbox's default subnet.
+    let (ok, addr) = exec(&sb, "web", &["ip", "-4", "-o", "addr", "show", "eth0"]);
+    let prefix = sb.default_subnet.trim_end_matches("0/24");
+    assert!(ok && addr.contains(&format!("inet {prefix}")), "{addr}");
+
+    // Nothing uses it any more: the default network goes like any other of berth's.
+    std::fs::remove_file(sb.desired().join("web.toml")).expect("rm");
+    let out = apply(&sb, &["--allow-empty"]);
+    assert!(out.contains("remove   network default"), "{out}");
+    assert_eq!(links_of(&scope(&sb)), Vec::<(String, String)>::new());
+    assert!(!sb.root().join("networks/default").exists());
+    assert_eq!(
+        http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
+        None
+    );
+}
+
+#[test]
+fn every_port_of_a_range_answers() {
+    let (sb, image) = setup();
+    let port = free_port_pair();
+    sb.write(
+        "web.toml",
+        &http_servers(
+            "web",
+            &image,
+            &[8080, 8081],
+            &format!("ports = [\"127.0.0.1:{port}-{}:8080-8081\"]", port + 1),
+        ),
+    );
+    apply(&sb, &[]);
+    for (host, inside) in [(port, 8080), (port + 1, 8081)] {
+        assert_eq!(
+            http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, host))).as_deref(),
+            Some(format!("web-{inside}\n").as_str()),
+            "host port {host}"
+        );
+    }
+}
