@@ -129,3 +129,90 @@ fn every_port_of_a_range_answers() {
         );
     }
 }
+
+/// What the default network must not widen: a container without `ports` or `networks`
+/// keeps 0.1.0's meaning (loopback only), and the default network is isolated from a
+/// declared one like any two networks.
+#[test]
+fn the_default_network_widens_nothing_else() {
+    let (sb, image) = setup();
+    let (other, _) = crate::network::subnet();
+    let port = free_port();
+    sb.write(
+        "net.toml",
+        &format!(
+            "[network.other]\nsubnet = \"{other}\"\n\n{}{}{}",
+            http_servers("web", &image, &[80], &format!("ports = [\"{port}:80\"]")),
+            http_servers("private", &image, &[80], "networks = [\"other\"]"),
+            http_servers("quiet", &image, &[80], ""),
+        ),
+    );
+    apply(&sb, &[]);
+    let address = |name: &str| {
+        let (ok, out) = exec(&sb, name, &["ip", "-4", "-o", "addr", "show", "eth0"]);
+        assert!(ok, "{name}: {out}");
+        out.split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .and_then(|cidr| cidr.split('/').next())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no address on eth0 of {name}: {out}"))
+    };
+    let fetch =
+        |from: &str, url: &str| exec(&sb, from, &["timeout", "3", "wget", "-q", "-O", "-", url]);
+
+    // `quiet` (no ports, no networks): loopback only, as in 0.1.0.
+    let (ok, links) = exec(&sb, "quiet", &["ip", "-o", "link", "show"]);
+    assert!(ok, "{links}");
+    let names: Vec<&str> = links
+        .lines()
+        .filter_map(|l| l.split(':').nth(1).map(str::trim))
+        .collect();
+    assert_eq!(names, ["lo"], "{links}");
+    let web = address("web");
+    assert!(!fetch("quiet", &format!("http://{web}/")).0);
+
+    // The default network and a declared one do not reach each other (while each
+    // container's own server answers it, so the probe itself works).
+    assert_eq!(
+        fetch("private", "http://127.0.0.1/"),
+        (true, "private-80\n".to_string())
+    );
+    let private = address("private");
+    assert!(!fetch("web", &format!("http://{private}/")).0);
+    assert!(!fetch("private", &format!("http://{web}/")).0);
+    let (_, hosts) = exec(&sb, "web", &["cat", "/etc/hosts"]);
+    assert!(
+        !hosts.contains("private") && !hosts.contains("quiet"),
+        "{hosts}"
+    );
+
+    // While the published port still answers from the host.
+    assert_eq!(
+        http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).as_deref(),
+        Some("web-80\n")
+    );
+}
+
+/// `berth run` creates the default network as it creates a declared one.
+#[test]
+fn run_publishes_a_port_on_the_default_network() {
+    let (sb, image) = setup();
+    let port = free_port();
+    sb.write(
+        "web.toml",
+        &http_servers(
+            "web",
+            &image,
+            &[80],
+            &format!("ports = [\"127.0.0.1:{port}:80\"]"),
+        ),
+    );
+    let record = sb.start("web");
+    assert_eq!(record.networks.len(), 1, "{:?}", record.networks);
+    assert_eq!(record.networks[0].network, "default");
+    assert_eq!(
+        http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).as_deref(),
+        Some("web-80\n")
+    );
+}
