@@ -197,6 +197,17 @@ mod tests {
     }
 
     #[test]
+    fn a_broken_declared_default_network_holds_its_users_back_silently() {
+        let loaded = load(&format!(
+            "[network.default]\nsubnet = \"nonsense\"\n[container.web]\n{IMAGE}ports = [\"8080:80\"]\n[container.app]\n{IMAGE}networks = [\"default\"]\n"
+        ));
+        assert_eq!(loaded.diagnostics.len(), 1, "{:?}", loaded.diagnostics);
+        assert!(loaded.diagnostics[0].to_string().contains("invalid subnet"));
+        assert!(loaded.desired.containers.is_empty());
+        assert!(loaded.desired.networks.is_empty());
+    }
+
+    #[test]
     fn explicit_none_with_ports_is_still_refused() {
         let loaded = load(&format!(
             "[container.quiet]\n{IMAGE}network = \"none\"\nports = [\"8080:80\"]\n"

@@ -68,7 +68,7 @@ pub(super) fn container(
     let network = resolve_network(
         raw.network.as_ref(),
         &raw.networks,
-        !raw.ports.is_empty(),
+        raw.ports.first().map(|p| p.span()),
         &desired.networks,
         names,
         report,

@@ -26,7 +26,7 @@ use super::report::Report;
 pub(super) fn resolve_network(
     mode: Option<&Spanned<NetworkMode>>,
     attachments: &[Spanned<AttachmentEntry>],
-    publishes: bool,
+    ports_at: Option<Range<usize>>,
     networks: &BTreeMap<Name, Network>,
     names: &Names,
     report: &mut Report,
@@ -52,8 +52,16 @@ pub(super) fn resolve_network(
             NetworkMode::Host => ContainerNetwork::Host,
             NetworkMode::None => ContainerNetwork::None,
         },
-        (None, true) => match default_network::NAME.parse::<Name>() {
-            Ok(name) if publishes && networks.contains_key(&name) => {
+        (None, true) => match (default_network::NAME.parse::<Name>(), ports_at) {
+            (Ok(name), Some(at))
+                if networks.contains_key(&name)
+                    || names.is_declared(Kind::Network, default_network::NAME) =>
+            {
+                if !networks.contains_key(&name) {
+                    // A declared `[network.default]` that is broken (reported there): the
+                    // container cannot be applied either, and says nothing of its own.
+                    report.reference(names, Kind::Network, default_network::NAME, at);
+                }
                 ContainerNetwork::Bridge(vec![Attachment {
                     network: name,
                     ip: None,
