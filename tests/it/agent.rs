@@ -37,6 +37,7 @@ impl Agent {
             .arg(dir)
             .args(["--resync", "1s"])
             .env("BERTH_LOG", "info,libcgroups=error")
+            .env("BERTH_DEFAULT_SUBNET", &sb.default_subnet)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(file)
