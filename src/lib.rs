@@ -5,6 +5,7 @@ pub mod failpoint;
 pub(crate) mod fsutil;
 pub mod health;
 pub mod image;
+pub mod import;
 pub mod network;
 pub mod reconcile;
 pub mod runtime;

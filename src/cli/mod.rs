@@ -4,6 +4,7 @@
 mod agent;
 mod exec;
 mod images;
+mod import;
 mod lifecycle;
 mod logs;
 mod plan;
@@ -86,6 +87,10 @@ pub enum Command {
     /// Named volumes: list them, or delete one (never done implicitly).
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Write berth files from another tool's description (a Compose file), and report
+    /// what could not be carried over.
+    #[command(subcommand)]
+    Import(import::ImportWhat),
     /// Supervise one container (started by berth itself; not for interactive use).
     #[command(hide = true)]
     Monitor {
@@ -130,6 +135,7 @@ pub fn main() -> ExitCode {
         Command::Exec(args) => exec::run(&cli.root, &args),
         Command::Stats(args) => stats::run(&cli.root, &args),
         Command::Volume(command) => volume::run(&cli.root, &command),
+        Command::Import(what) => import::run(&what),
         Command::Monitor { .. } => unreachable!("dispatched above"),
     };
     match result {

@@ -23,7 +23,8 @@ fn layer(module: &str) -> Option<u8> {
     }
     match module {
         "spec" => Some(1),
-        "state" => Some(2),
+        // import reads the spec's value types to write only what berth accepts.
+        "state" | "import" => Some(2),
         m if DRIVERS.contains(&m) => Some(3),
         "wiring" => Some(4),
         "reconcile" => Some(5),
