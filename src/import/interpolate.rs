@@ -142,10 +142,10 @@ pub enum DotenvError {
     Malformed { line: usize, text: String },
     #[error("line {line}: a quoted value is not closed")]
     Unclosed { line: usize },
-    #[error("line {line}: {source}")]
+    #[error("line {line}: {error}")]
     Interpolate {
         line: usize,
-        source: InterpolateError,
+        error: InterpolateError,
     },
 }
 
@@ -183,7 +183,7 @@ pub fn parse_dotenv(text: &str, vars: &Variables) -> Result<Vec<(String, String)
         }
         let value = value.trim_start();
         let interp = |v: &str, seen: &Variables| {
-            interpolate(v, seen).map_err(|source| DotenvError::Interpolate { line, source })
+            interpolate(v, seen).map_err(|error| DotenvError::Interpolate { line, error })
         };
         let value = if let Some(body) = value.strip_prefix('\'') {
             let mut body = body.to_string();

@@ -52,26 +52,26 @@ pub struct Import {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{path}:{source}")]
+    #[error("{path}:{error}")]
     Yaml {
         path: PathBuf,
-        source: yaml::YamlError,
+        error: yaml::YamlError,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Dotenv {
         path: PathBuf,
-        source: interpolate::DotenvError,
+        error: interpolate::DotenvError,
     },
-    #[error("{path}:{}:{}: {source}", at.line, at.column)]
+    #[error("{path}:{}:{}: {error}", at.line, at.column)]
     Interpolate {
         path: PathBuf,
         at: Pos,
-        source: interpolate::InterpolateError,
+        error: interpolate::InterpolateError,
     },
     #[error(
         "service `{service}` would be written to {file}, which another part of the import uses: rename the service"
@@ -79,17 +79,17 @@ pub enum ImportError {
     FileClash { service: String, file: String },
     #[error("{path} exists: pass --force to overwrite it")]
     Exists { path: PathBuf },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {error}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
 fn read(path: &Path) -> Result<String, ImportError> {
-    std::fs::read_to_string(path).map_err(|source| ImportError::Read {
+    std::fs::read_to_string(path).map_err(|error| ImportError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -108,17 +108,17 @@ pub fn compose(file: &Path, out_dir: &Path, options: &Options) -> Result<Import,
     let dotenv = match std::fs::read_to_string(&env_path) {
         Ok(t) => t,
         Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => {
+        Err(error) => {
             return Err(ImportError::Read {
                 path: env_path,
-                source,
+                error,
             });
         }
     };
     let vars = interpolate::Variables::with_dotenv(options.environment.clone(), &dotenv).map_err(
-        |source| ImportError::Dotenv {
+        |error| ImportError::Dotenv {
             path: env_path.clone(),
-            source,
+            error,
         },
     )?;
     let shown = file.file_name().map_or_else(
@@ -186,15 +186,15 @@ fn translate_text(
     vars: &interpolate::Variables,
     subnet_pool: ipnet::Ipv4Net,
 ) -> Result<compose::Project, ImportError> {
-    let mut doc = yaml::parse(text).map_err(|source| ImportError::Yaml {
+    let mut doc = yaml::parse(text).map_err(|error| ImportError::Yaml {
         path: file.to_path_buf(),
-        source,
+        error,
     })?;
     doc.map_scalars(&mut |s, at| {
-        interpolate::interpolate(s, vars).map_err(|source| ImportError::Interpolate {
+        interpolate::interpolate(s, vars).map_err(|error| ImportError::Interpolate {
             path: file.to_path_buf(),
             at,
-            source,
+            error,
         })
     })?;
     let cx = compose::Context {
@@ -217,13 +217,13 @@ pub fn write(import: &Import, dir: &Path, force: bool) -> Result<(), ImportError
             }
         }
     }
-    std::fs::create_dir_all(dir).map_err(|source| ImportError::Write {
+    std::fs::create_dir_all(dir).map_err(|error| ImportError::Write {
         path: dir.to_path_buf(),
-        source,
+        error,
     })?;
     for (name, text) in &import.files {
         let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|source| ImportError::Write { path, source })?;
+        std::fs::write(&path, text).map_err(|error| ImportError::Write { path, error })?;
     }
     Ok(())
 }

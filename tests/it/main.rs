@@ -5,6 +5,7 @@ mod cli_validate;
 mod confinement;
 mod desired_files;
 mod image_pull;
+mod import;
 mod layering;
 mod netmodes;
 mod network;
