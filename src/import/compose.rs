@@ -502,7 +502,7 @@ fn with_aliases(attachment: Value, aliases: &[String]) -> Value {
         other => return other,
     };
     match entries.iter_mut().find(|(k, _)| k == "aliases") {
-        Some((_, Value::Array(list))) => list.extend(aliases.iter().map(|a| Value::str(a))),
+        Some((_, Value::Array(list))) => list.extend(aliases.iter().map(Value::str)),
         _ => entries.push(("aliases".into(), Value::strings(aliases.iter().cloned()))),
     }
     Value::Inline(entries)
@@ -1060,7 +1060,7 @@ fn deploy(
                                 from(&format!("deploy.restart_policy.condition: {c}")),
                             );
                         }
-                        ("delay", _) | ("max_attempts", _) | ("window", _) | _ => tx.drop(
+                        _ => tx.drop(
                             scope,
                             &format!("deploy.restart_policy.{}", r.key),
                             r.key_at,

@@ -119,9 +119,7 @@ fn commands_environment_and_interpolation() {
     );
     assert_eq!(
         t["command"].as_array().unwrap(),
-        &["sh", "-c", "echo $HOME"]
-            .map(|s| toml::Value::from(s))
-            .to_vec()
+        &["sh", "-c", "echo $HOME"].map(toml::Value::from).to_vec()
     );
     assert_eq!(t["entrypoint"][0].as_str(), Some("/init"));
     assert_eq!(t["env"]["A"].as_str(), Some("1"));
@@ -186,7 +184,7 @@ fn healthchecks() {
         assert_eq!(
             t["health"]["exec"].as_array().unwrap(),
             &["/bin/sh", "-c", "curl -f http://x"]
-                .map(|s| toml::Value::from(s))
+                .map(toml::Value::from)
                 .to_vec()
         );
     }
