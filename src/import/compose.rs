@@ -205,14 +205,21 @@ fn service(tx: &mut Tx<'_>, s: &Entry) {
         return;
     }
     let Some(name) = tx.services.get(&s.key).cloned() else {
-        if node.get("image").is_none() {
-            let at = node.get("build").map_or(s.key_at, |b| b.at);
+        if let Some(build) = node.get("build").filter(|_| node.get("image").is_none()) {
+            let at = build.at;
             tx.drop(
                 &scope,
                 "build",
                 at,
                 "building images is not yet supported and the service names no image: \
                  build and push it, then set `image`; the service was not imported",
+            );
+        } else if node.get("image").is_none() {
+            tx.drop(
+                &scope,
+                "image",
+                s.key_at,
+                "a service needs an image; the service was not imported",
             );
         } else {
             tx.drop(&scope, "", s.key_at, "the name cannot be made a berth name");
@@ -489,6 +496,16 @@ fn service(tx: &mut Tx<'_>, s: &Entry) {
             Value::str("never"),
             vec!["Compose's default: no restart policy".into()],
         );
+    }
+    if !t.lines.iter().any(|(k, _, _)| k == "image") {
+        // Its image was reported: a file without one would not load.
+        tx.drop(
+            &scope,
+            "",
+            s.key_at,
+            "no usable image; the service was not imported",
+        );
+        return;
     }
     // `image` first: it is what a reader looks for.
     t.lines.sort_by_key(|(k, _, _)| k != "image");

@@ -109,7 +109,11 @@ fn images_become_references_berth_accepts() {
         );
     }
     let p = project("services:\n  s:\n    image: Bad/Name\n", &[]).unwrap();
+    assert_eq!(keys(&p.dropped), ["image", ""]);
+    assert!(p.services.is_empty());
+    let p = project("services:\n  s:\n    user: a\n", &[]).unwrap();
     assert_eq!(keys(&p.dropped), ["image"]);
+    assert!(p.services.is_empty());
 }
 
 #[test]
