@@ -194,18 +194,27 @@ pub fn apply(root: &Path, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         let stop = !updating
             && (!args.wait
                 || report.converged()
+                || report.stuck()
                 || report.load_error.is_some()
                 || std::time::Instant::now() >= deadline);
         if stop {
-            let error = report.load_error.is_some() || !report.problems.is_empty() || failed > 0;
+            let error = report.load_error.is_some()
+                || !report.problems.is_empty()
+                || failed > 0
+                || !report.plan.blocked.is_empty();
             let unconverged = args.wait && !report.converged();
             if !args.json {
                 println!(
-                    "Apply: {done} done, {failed} failed, {skipped} skipped{}{}",
+                    "Apply: {done} done, {failed} failed, {skipped} skipped{}{}{}",
                     if report.plan.waits.is_empty() {
                         String::new()
                     } else {
                         format!(", {} still waiting", report.plan.waits.len())
+                    },
+                    if report.plan.blocked.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} blocked", report.plan.blocked.len())
                     },
                     if unconverged {
                         format!(

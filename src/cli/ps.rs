@@ -192,7 +192,12 @@ fn row(
         }
         State::Exited(exit) => {
             row.state = "exited";
-            row.status = format!("{} {} ago", exit.describe(), ago(exit.finished_at_ms));
+            let what = if berth::reconcile::job::succeeded(&exit) {
+                format!("completed ({})", exit.describe())
+            } else {
+                exit.describe()
+            };
+            row.status = format!("{what} {} ago", ago(exit.finished_at_ms));
             row.started_at_ms = Some(exit.started_at_ms);
             row.finished_at_ms = Some(exit.finished_at_ms);
             row.exit_code = Some(exit.status());

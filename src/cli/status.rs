@@ -10,8 +10,10 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use berth::reconcile::apply::Machine;
+use berth::reconcile::job;
 use berth::reconcile::observe::{self, Phase};
 use berth::reconcile::status;
+use berth::spec::model::RestartPolicy;
 use serde::Serialize;
 
 #[derive(Debug, clap::Args)]
@@ -59,7 +61,8 @@ struct NetRow {
 struct Row {
     name: String,
     described: bool,
-    /// missing | created | running | exited | lost
+    /// missing | created | running | exited | lost; for a one-shot job (restart "never" or
+    /// "on-failure") that ended: "completed (exit 0)" or "failed (exit code 3)"
     state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<String>,
@@ -155,9 +158,41 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
                 note,
             },
             Some(c) => {
+                let restart = desired
+                    .and_then(|d| d.containers.get(name.as_str()))
+                    .map(|e| e.restart);
+                let mut note = note;
                 let (state, exit) = match &c.phase {
                     Phase::Created => ("created".to_string(), None),
                     Phase::Running { .. } => ("running".to_string(), None),
+                    // A container that is not started again when it ends is a one-shot job:
+                    // its end is its result, not a problem.
+                    Phase::Exited { exit }
+                        if restart.is_some_and(|r| r != RestartPolicy::Always) =>
+                    {
+                        if job::succeeded(exit) {
+                            (
+                                format!("completed (exit {})", exit.status()),
+                                Some(exit.clone()),
+                            )
+                        } else {
+                            if restart == Some(RestartPolicy::Never) {
+                                let logs = machine.runtime.layout().container(&c.id).logs();
+                                let output =
+                                    format!("its output: {}", logs.join("container.log").display());
+                                note = Some(match note {
+                                    Some(n) => format!("{n}; {output}"),
+                                    None => {
+                                        format!("not run again until its spec changes; {output}")
+                                    }
+                                });
+                            }
+                            (
+                                format!("failed ({})", job::failure(exit)),
+                                Some(exit.clone()),
+                            )
+                        }
+                    }
                     Phase::Exited { exit } => ("exited".to_string(), Some(exit.clone())),
                     Phase::Lost { reason, .. } => (format!("lost ({reason})"), None),
                     Phase::Unknown { reason } => (format!("unknown ({reason})"), None),
@@ -266,7 +301,7 @@ fn network_rows(
 fn notes_of(saved: &status::StatusSummary) -> BTreeMap<String, String> {
     let mut notes = BTreeMap::new();
     let plan = &saved.last_pass["plan"];
-    for list in ["kept", "waits"] {
+    for list in ["kept", "waits", "blocked"] {
         for item in plan[list].as_array().into_iter().flatten() {
             if let (Some(k), Some(r)) = (item["key"].as_str(), item["reason"].as_str()) {
                 notes.insert(k.to_string(), r.to_string());

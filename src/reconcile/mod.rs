@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod apply;
+pub mod job;
 pub mod lock;
 pub mod observe;
 pub mod plan;
@@ -106,7 +107,18 @@ impl PassReport {
             && self.problems.is_empty()
             && self.plan.steps.is_empty()
             && self.plan.waits.is_empty()
+            && self.plan.blocked.is_empty()
             && self.failed() == 0
+    }
+
+    /// Nothing to do or wait for, but entries blocked by a failed job: only a change of the
+    /// desired state (or removing the failed job's container) moves them.
+    pub fn stuck(&self) -> bool {
+        self.load_error.is_none()
+            && self.deferred.is_none()
+            && self.plan.steps.is_empty()
+            && self.plan.waits.is_empty()
+            && !self.plan.blocked.is_empty()
     }
 }
 

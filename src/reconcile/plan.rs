@@ -83,6 +83,11 @@ pub struct Plan {
     pub waits: Vec<Wait>,
     /// Undescribed resources that stay, and why.
     pub kept: Vec<Kept>,
+    /// Entries that cannot go on until the desired state changes: a failed one-shot job
+    /// (`restart = "never"`) and the containers waiting for it to complete. Nothing wakes
+    /// the agent for them; a change of the job's spec does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked: Vec<Kept>,
     /// Why nothing is pruned on this pass, if so.
     pub prune_blocked: Option<String>,
     /// When the earliest wait ends: the agent plans again then.
@@ -988,6 +993,19 @@ impl<'a> Planner<'a> {
             RestartPolicy::Never => false,
         };
         if !due {
+            if let Some(exit) = exit.filter(|e| !super::job::succeeded(e))
+                && self.is_job(name)
+            {
+                // Not retried: only a new spec (or removing it by hand) runs it again.
+                let id = &cur.id;
+                self.plan.blocked.push(Kept {
+                    key: format!("container/{name}"),
+                    reason: format!(
+                        "job {id} failed with {}; it is not run again until its spec changes (its output: `berth logs {id}`; to run it again as it is: `berth rm {id}`)",
+                        super::job::failure(exit)
+                    ),
+                });
+            }
             return;
         }
         // A lost container's end is unknown: its last start stands in for it.
@@ -1049,6 +1067,15 @@ impl<'a> Planner<'a> {
                 reason,
             )
         });
+    }
+
+    /// Whether another entry waits for this one to complete.
+    fn is_job(&self, name: &Name) -> bool {
+        self.inputs
+            .desired
+            .containers
+            .values()
+            .any(|c| c.depends_on.get(name) == Some(&Condition::Completed))
     }
 
     fn run_or_replace(
@@ -1146,20 +1173,30 @@ impl<'a> Planner<'a> {
                 after.push(i);
                 continue;
             }
-            if let Some(missing) = self.unmet(dep, *condition) {
-                self.plan.waits.push(Wait {
-                    key: format!("container/{name}"),
-                    reason: missing,
-                    until_ms: None,
-                });
-                return;
+            match self.unmet(dep, *condition) {
+                None => {}
+                Some(Unmet::Waiting(missing)) => {
+                    self.plan.waits.push(Wait {
+                        key: format!("container/{name}"),
+                        reason: missing,
+                        until_ms: None,
+                    });
+                    return;
+                }
+                Some(Unmet::Blocked(dependent)) => {
+                    self.plan.blocked.push(Kept {
+                        key: format!("container/{name}"),
+                        reason: dependent,
+                    });
+                    return;
+                }
             }
         }
         make(self, after);
     }
 
     /// Why a dependency does not meet its condition in the observed state, if it does not.
-    fn unmet(&self, dep: &Name, condition: Condition) -> Option<String> {
+    fn unmet(&self, dep: &Name, condition: Condition) -> Option<Unmet> {
         let observed = &self.inputs.observed;
         let desired = self.inputs.desired.containers.get(dep)?;
         let hash = self.hashes.get(dep)?.as_ref().ok()?;
@@ -1170,6 +1207,8 @@ impl<'a> Planner<'a> {
             .collect();
         let current =
             current_container(&mine, hash, observed.images.get(&desired.image.to_string()));
+        // For a job, the container of this spec counts whatever its phase: it is meant to end.
+        let latest_run = current;
         // During a start-first update (or after one failed) the old container serves the
         // entry until the new one takes over: it is the one that counts.
         let serves = |c: &&ObservedContainer| {
@@ -1187,13 +1226,14 @@ impl<'a> Planner<'a> {
         let running = current.is_some_and(|c| matches!(c.phase, Phase::Running { .. }));
         match condition {
             Condition::Started if running => None,
-            Condition::Started => Some(format!("waiting for {dep} to be started")),
+            Condition::Started => Some(Unmet::Waiting(format!("waiting for {dep} to be started"))),
             Condition::Healthy
                 if running && current.is_some_and(|c| c.health == Some(Health::Healthy)) =>
             {
                 None
             }
-            Condition::Healthy => Some(format!("waiting for {dep} to be healthy")),
+            Condition::Healthy => Some(Unmet::Waiting(format!("waiting for {dep} to be healthy"))),
+            Condition::Completed => job_unmet(dep, desired, latest_run),
         }
     }
 
@@ -1397,6 +1437,41 @@ impl<'a> Planner<'a> {
             after,
             "no entry and no container uses them",
         );
+    }
+}
+
+/// A dependency's condition not met yet.
+enum Unmet {
+    /// It may still be met without a change of the desired state.
+    Waiting(String),
+    /// A one-shot job failed and is not run again for the same spec (the job itself says
+    /// so in `Planner::exited`).
+    Blocked(String),
+}
+
+/// `completed`: the job's current container (same spec and image) exited 0. A job that
+/// was replaced because its spec changed has no current container until its new one runs.
+fn job_unmet(
+    dep: &Name,
+    desired: &Container,
+    current: Option<&ObservedContainer>,
+) -> Option<Unmet> {
+    use super::job::{JobRun, failure, run_of};
+    match run_of(current) {
+        JobRun::Completed => None,
+        JobRun::Pending | JobRun::Lost { .. } => {
+            Some(Unmet::Waiting(format!("waiting for {dep} to complete")))
+        }
+        JobRun::Failed { exit, .. } if desired.restart == RestartPolicy::OnFailure => {
+            Some(Unmet::Waiting(format!(
+                "waiting for {dep} to complete (its last run failed with {}; restart policy \"on-failure\" runs it again)",
+                failure(exit)
+            )))
+        }
+        JobRun::Failed { exit, .. } => Some(Unmet::Blocked(format!(
+            "blocked: {dep} failed with {}",
+            failure(exit)
+        ))),
     }
 }
 

@@ -361,6 +361,9 @@ fn render(plan: &Plan) -> String {
     for k in &plan.kept {
         out.push(format!("kept {}: {}", k.key, k.reason));
     }
+    for b in &plan.blocked {
+        out.push(format!("blocked {}: {}", b.key, b.reason));
+    }
     if let Some(why) = &plan.prune_blocked {
         out.push(format!("prune-blocked: {why}"));
     }
@@ -3094,4 +3097,431 @@ fn changing_only_the_update_policy_replaces_nothing() {
         .network("front", None, true, &["web-00000001"])
         .with(running_web);
     golden(&stop_first.plan(), "");
+}
+
+// ---------------------------------------------------------------------------------------
+// One-shot jobs: `depends_on = { migrate = "completed" }`.
+
+const JOB: &str = r#"
+[container.migrate]
+image = "registry.example/app:1"
+command = ["migrate"]
+restart = "never"
+
+[container.web]
+image = "registry.example/app:1"
+depends_on = { migrate = "completed" }
+"#;
+
+const JOB_ON_FAILURE: &str = r#"
+[container.migrate]
+image = "registry.example/app:1"
+command = ["migrate"]
+restart = "on-failure"
+
+[container.web]
+image = "registry.example/app:1"
+depends_on = { migrate = "completed" }
+"#;
+
+fn killed(signal: i32) -> Phase {
+    Phase::Exited {
+        exit: ExitRecord {
+            code: None,
+            signal: Some(signal),
+            ..exit(0, 10, HOUR)
+        },
+    }
+}
+
+const BLOCKED_3: &str = "
+    blocked container/migrate: job migrate-00000001 failed with exit code 3; it is not run again until its spec changes (its output: `berth logs migrate-00000001`; to run it again as it is: `berth rm migrate-00000001`)
+    blocked container/web: blocked: migrate failed with exit code 3
+";
+
+#[test]
+fn completed_dependency_table() {
+    let unhealthy_stop = Phase::Exited {
+        exit: ExitRecord {
+            stopped_because: Some("unhealthy".into()),
+            ..exit(0, 10, HOUR)
+        },
+    };
+    let never_ran = Phase::Exited {
+        exit: ExitRecord {
+            code: None,
+            error: Some("no such binary".into()),
+            ..exit(0, 10, HOUR)
+        },
+    };
+    // (name, migrate's state, web's state, expected)
+    let cases: Vec<(&str, Option<Phase>, Option<Phase>, String)> = vec![
+        (
+            "nothing yet: the job runs, its dependent waits for it to end (not just to start)",
+            None,
+            None,
+            "
+            run container/migrate
+            wait container/web: waiting for migrate to complete
+            "
+            .into(),
+        ),
+        (
+            "the job is created: started; the dependent waits",
+            Some(Phase::Created),
+            None,
+            "
+            start container/migrate id=migrate-00000001
+            wait container/web: waiting for migrate to complete
+            "
+            .into(),
+        ),
+        (
+            "the job runs: waiting (no timed wake-up: its exit wakes the agent)",
+            Some(running()),
+            None,
+            "wait container/web: waiting for migrate to complete".into(),
+        ),
+        (
+            "the job exited 0: completed, the dependent runs, the job is not run again",
+            Some(exited(0, 10, HOUR)),
+            None,
+            "run container/web".into(),
+        ),
+        (
+            "completed and the dependent runs: nothing to do",
+            Some(exited(0, 10, HOUR)),
+            Some(running()),
+            "".into(),
+        ),
+        (
+            "completed, the dependent created: started",
+            Some(exited(0, 10, HOUR)),
+            Some(Phase::Created),
+            "start container/web id=web-00000002".into(),
+        ),
+        (
+            "completed, the dependent exited: restarted per its own policy",
+            Some(exited(0, 10, HOUR)),
+            Some(exited(1, 10, HOUR)),
+            "restart container/web id=web-00000002 streak=1".into(),
+        ),
+        (
+            "the job failed: it and its dependent are blocked, nothing is retried",
+            Some(exited(3, 10, HOUR)),
+            None,
+            BLOCKED_3.into(),
+        ),
+        (
+            "failed long ago: still blocked (no backoff for a job that is not retried)",
+            Some(exited(3, 10, 1000 * HOUR)),
+            None,
+            BLOCKED_3.into(),
+        ),
+        (
+            "the job was killed: blocked",
+            Some(killed(9)),
+            None,
+            "
+            blocked container/migrate: job migrate-00000001 failed with killed by signal 9; it is not run again until its spec changes (its output: `berth logs migrate-00000001`; to run it again as it is: `berth rm migrate-00000001`)
+            blocked container/web: blocked: migrate failed with killed by signal 9
+            "
+            .into(),
+        ),
+        (
+            "stopped by berth as unhealthy, even with status 0: failed",
+            Some(unhealthy_stop),
+            None,
+            "
+            blocked container/migrate: job migrate-00000001 failed with stopped by berth, unhealthy (exited with code 0); it is not run again until its spec changes (its output: `berth logs migrate-00000001`; to run it again as it is: `berth rm migrate-00000001`)
+            blocked container/web: blocked: migrate failed with stopped by berth, unhealthy (exited with code 0)
+            "
+            .into(),
+        ),
+        (
+            "it never ran (the engine failed): failed",
+            Some(never_ran),
+            None,
+            "
+            blocked container/migrate: job migrate-00000001 failed with failed to start: no such binary; it is not run again until its spec changes (its output: `berth logs migrate-00000001`; to run it again as it is: `berth rm migrate-00000001`)
+            blocked container/web: blocked: migrate failed with failed to start: no such binary
+            "
+            .into(),
+        ),
+        (
+            "the job failed while its dependent still runs from before: the dependent is left alone",
+            Some(exited(3, 10, HOUR)),
+            Some(running()),
+            "blocked container/migrate: job migrate-00000001 failed with exit code 3; it is not run again until its spec changes (its output: `berth logs migrate-00000001`; to run it again as it is: `berth rm migrate-00000001`)".into(),
+        ),
+        (
+            "lost while it ran: what is left is stopped; the dependent waits for the verdict",
+            Some(lost(false)),
+            None,
+            "
+            stop container/migrate id=migrate-00000001
+            wait container/web: waiting for migrate to complete
+            "
+            .into(),
+        ),
+        (
+            "runs unsupervised: stopped (restart \"never\"); waiting",
+            Some(lost(true)),
+            None,
+            "
+            stop container/migrate id=migrate-00000001
+            wait container/web: waiting for migrate to complete
+            "
+            .into(),
+        ),
+    ];
+    for (name, migrate, web, want) in cases {
+        let mut w = World::new(JOB).images_present();
+        if let Some(p) = migrate.clone() {
+            w = w.add("migrate", 1, p, |_| {});
+        }
+        if let Some(p) = web.clone() {
+            w = w.add("web", 2, p, |_| {});
+        }
+        let plan = w.plan();
+        assert_eq!(render(&plan), norm(&want), "{name}");
+        assert_eq!(
+            plan.wake_at_ms, None,
+            "{name}: a job is waited for by its exit"
+        );
+    }
+}
+
+#[test]
+fn a_completed_job_is_not_run_again_on_a_fresh_reconciler() {
+    // An agent restart: the same records, an empty failure book, a later clock.
+    for now in [NOW, NOW + 1000 * HOUR] {
+        let mut w = World::new(JOB)
+            .images_present()
+            .add("migrate", 1, exited(0, 10, HOUR), |_| {})
+            .add("web", 2, running(), |_| {});
+        w.now = now;
+        golden(&w.plan(), "");
+    }
+    // Observed again with the restart record a previous run left: still nothing.
+    let plan = World::new(JOB)
+        .images_present()
+        .add("migrate", 1, exited(0, 10, HOUR), |c| {
+            c.restarts = RestartRecord {
+                count: 2,
+                streak: 2,
+                last_exit: Some(exit(1, 10, 2 * HOUR)),
+            }
+        })
+        .add("web", 2, running(), |_| {})
+        .plan();
+    golden(&plan, "");
+}
+
+#[test]
+fn a_job_whose_spec_changed_runs_again_once() {
+    let before = World::new(JOB).images_present();
+    let after_toml = JOB.replace(
+        r#"command = ["migrate"]"#,
+        r#"command = ["migrate", "--v2"]"#,
+    );
+    let old_hash =
+        crate::spec::hash::container_hash(&before.desired, &before.desired.containers["migrate"])
+            .expect("hash")
+            .to_string();
+    let old_job = |phase| {
+        container(
+            "migrate",
+            1,
+            &old_hash,
+            "registry.example/app:1",
+            &digest('a'),
+            phase,
+        )
+    };
+    // Completed for the old spec, the dependent runs: the job is replaced; the running
+    // dependent is not restarted (as Compose).
+    let w = World::new(&after_toml)
+        .images_present()
+        .with(old_job(exited(0, 10, HOUR)))
+        .add("web", 2, running(), |_| {});
+    golden(
+        &w.plan(),
+        "replace container/migrate old=[migrate-00000001]",
+    );
+    // A failed old run does not block the new spec: it runs, the dependent waits for it.
+    let w = World::new(&after_toml)
+        .images_present()
+        .with(old_job(exited(3, 10, HOUR)));
+    golden(
+        &w.plan(),
+        "
+        replace container/migrate old=[migrate-00000001]
+        wait container/web: waiting for migrate to complete
+        ",
+    );
+    // The new run (container 3) is under way: nothing else happens.
+    let w = World::new(&after_toml)
+        .images_present()
+        .add("migrate", 3, running(), |_| {})
+        .add("web", 2, running(), |_| {});
+    golden(&w.plan(), "");
+    // It completed: no step at all, on this pass or any later one.
+    let w = World::new(&after_toml)
+        .images_present()
+        .add("migrate", 3, exited(0, 10, 1000), |_| {})
+        .add("web", 2, running(), |_| {});
+    golden(&w.plan(), "");
+    // A new image behind the tag is a new effective spec too.
+    let w = World::new(JOB)
+        .images_present()
+        .image("registry.example/app:1", &digest('b'))
+        .with(container(
+            "migrate",
+            1,
+            &old_hash,
+            "registry.example/app:1",
+            &digest('a'),
+            exited(0, 10, HOUR),
+        ));
+    let plan = w.plan();
+    assert_eq!(
+        render(&plan),
+        norm(
+            "
+            replace container/migrate old=[migrate-00000001]
+            wait container/web: waiting for migrate to complete
+            "
+        )
+    );
+}
+
+#[test]
+fn an_on_failure_job_is_retried_with_backoff_and_gates_until_it_succeeds() {
+    // Failed a moment ago: backoff, the dependent waits (not blocked).
+    let plan = World::new(JOB_ON_FAILURE)
+        .images_present()
+        .add("migrate", 1, exited(3, 10, 100), |_| {})
+        .plan();
+    golden(
+        &plan,
+        "
+        wait container/migrate until=+900ms: exited with code 3; restart policy \"on-failure\" (restart #1): restarting in 900ms (backoff)
+        wait container/web: waiting for migrate to complete (its last run failed with exit code 3; restart policy \"on-failure\" runs it again)
+        wake +900ms
+        ",
+    );
+    // Backoff over: restarted in place; the dependent still waits.
+    let plan = World::new(JOB_ON_FAILURE)
+        .images_present()
+        .add("migrate", 1, exited(3, 10, HOUR), |_| {})
+        .plan();
+    golden(
+        &plan,
+        "
+        restart container/migrate id=migrate-00000001 streak=1
+        wait container/web: waiting for migrate to complete (its last run failed with exit code 3; restart policy \"on-failure\" runs it again)
+        ",
+    );
+    // Exited 0 at last: completed, not restarted, the dependent runs.
+    let plan = World::new(JOB_ON_FAILURE)
+        .images_present()
+        .add("migrate", 1, exited(0, 10, HOUR), |_| {})
+        .plan();
+    golden(&plan, "run container/web");
+}
+
+#[test]
+fn jobs_chain_and_mix_with_other_conditions() {
+    let toml = r#"
+[container.migrate]
+image = "registry.example/app:1"
+restart = "never"
+
+[container.seed]
+image = "registry.example/app:1"
+restart = "never"
+depends_on = { migrate = "completed" }
+
+[container.db]
+image = "registry.example/db:1"
+
+[container.web]
+image = "registry.example/app:1"
+depends_on = { seed = "completed", db = "started" }
+"#;
+    // migrate done, seed not yet: seed runs; web waits for seed (db is started in this plan).
+    let plan = World::new(toml)
+        .images_present()
+        .add("migrate", 1, exited(0, 10, HOUR), |_| {})
+        .plan();
+    golden(
+        &plan,
+        "
+        run container/db
+        run container/seed
+        wait container/web: waiting for seed to complete
+        ",
+    );
+    // migrate failed: seed is blocked, and web waits for seed (which never runs on this spec).
+    let plan = World::new(toml)
+        .images_present()
+        .add("migrate", 1, exited(1, 10, HOUR), |_| {})
+        .add("db", 2, running(), |_| {})
+        .plan();
+    golden(
+        &plan,
+        "
+        wait container/web: waiting for seed to complete
+        blocked container/migrate: job migrate-00000001 failed with exit code 1; it is not run again until its spec changes (its output: `berth logs migrate-00000001`; to run it again as it is: `berth rm migrate-00000001`)
+        blocked container/seed: blocked: migrate failed with exit code 1
+        ",
+    );
+    // Both completed: web runs.
+    let plan = World::new(toml)
+        .images_present()
+        .add("migrate", 1, exited(0, 10, HOUR), |_| {})
+        .add("seed", 2, exited(0, 10, HOUR), |_| {})
+        .add("db", 3, running(), |_| {})
+        .plan();
+    golden(&plan, "run container/web");
+}
+
+#[test]
+fn a_plan_with_a_failed_job_is_not_converged_and_says_why_in_text() {
+    let plan = World::new(JOB)
+        .images_present()
+        .add("migrate", 1, exited(3, 10, HOUR), |_| {})
+        .plan();
+    assert!(plan.steps.is_empty() && plan.waits.is_empty());
+    let text = super::render::plan_text(&plan, &BTreeMap::new(), &[]);
+    assert!(!text.contains("No changes"), "{text}");
+    assert!(
+        text.contains("Blocked (until the desired state changes):\n")
+            && text.contains("✗ container/web: blocked: migrate failed with exit code 3"),
+        "{text}"
+    );
+}
+
+#[test]
+fn completed_on_a_job_that_always_restarts_is_refused() {
+    let loaded = files(&[(
+        "desired.toml",
+        r#"
+[container.migrate]
+image = "registry.example/app:1"
+
+[container.web]
+image = "registry.example/app:1"
+depends_on = { migrate = "completed" }
+"#,
+    )]);
+    assert!(!loaded.is_complete());
+    assert!(loaded.desired.containers.contains_key("migrate"));
+    assert!(!loaded.desired.containers.contains_key("web"));
+    let text: Vec<String> = loaded.diagnostics.iter().map(|d| d.one_line()).collect();
+    assert!(
+        text.iter().any(|t| t.contains("never completes")),
+        "{text:#?}"
+    );
 }

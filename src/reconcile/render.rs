@@ -53,7 +53,7 @@ pub fn plan_text(
     outcomes: &[Outcome],
 ) -> String {
     let mut out = String::new();
-    if plan.steps.is_empty() && plan.waits.is_empty() {
+    if plan.steps.is_empty() && plan.waits.is_empty() && plan.blocked.is_empty() {
         out.push_str("No changes: the machine matches the desired state.\n");
     } else if plan.steps.is_empty() {
         out.push_str("Nothing to do now.\n");
@@ -82,6 +82,12 @@ pub fn plan_text(
         out.push_str("Waiting:\n");
         for w in &plan.waits {
             let _ = writeln!(out, "  … {}: {}", w.key, w.reason);
+        }
+    }
+    if !plan.blocked.is_empty() {
+        out.push_str("Blocked (until the desired state changes):\n");
+        for b in &plan.blocked {
+            let _ = writeln!(out, "  ✗ {}: {}", b.key, b.reason);
         }
     }
     if !plan.kept.is_empty() {

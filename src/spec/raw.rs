@@ -198,8 +198,8 @@ pub(crate) struct RawContainer {
     /// start-first: how long the old container keeps running after the switch so that its
     /// established connections finish (default "5s").
     pub drain: Option<Duration>,
-    /// Containers that must be running ("started") or healthy ("healthy") before this one
-    /// starts, e.g. `{ db = "healthy" }`.
+    /// Containers that must be running ("started"), healthy ("healthy") or have exited 0
+    /// ("completed", a one-shot job) before this one starts, e.g. `{ db = "healthy" }`.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, Condition>")]
     pub depends_on: BTreeMap<Spanned<String>, Condition>,
@@ -288,6 +288,9 @@ pub enum Condition {
     Started,
     /// The dependency's health check passes.
     Healthy,
+    /// The dependency ran to completion and exited 0 (a one-shot job: `restart = "never"`
+    /// or "on-failure").
+    Completed,
 }
 
 /// Restart delays.

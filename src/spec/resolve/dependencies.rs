@@ -1,19 +1,21 @@
-//! `depends_on` between containers: a `healthy` condition needs a health check, cycles are
-//! refused, and a container whose dependency is left out is left out too.
+//! `depends_on` between containers: a `healthy` condition needs a health check, a
+//! `completed` one a dependency that is allowed to end (not `restart = "always"`), cycles
+//! are refused, and a container whose dependency is left out is left out too.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::spec::diag::Code;
 use crate::spec::loader::{Entry, Kind};
-use crate::spec::model::{Condition, Container};
+use crate::spec::model::{Condition, Container, RestartPolicy};
 use crate::spec::name::Name;
 use crate::spec::raw::RawContainer;
 
 use super::{Resolver, span};
 
 impl Resolver {
-    /// depends_on: a `healthy` condition needs a health check; cycles are refused; a container
-    /// that depends on one left out is left out too.
+    /// depends_on: a `healthy` condition needs a health check, a `completed` one a dependency
+    /// that may end; cycles are refused; a container that depends on one left out is left
+    /// out too.
     pub(super) fn check_dependencies(
         &mut self,
         entries: &BTreeMap<Name, Entry<RawContainer>>,
@@ -21,23 +23,39 @@ impl Resolver {
     ) {
         for (name, c) in containers.iter() {
             for (dep, cond) in &c.depends_on {
-                if *cond == Condition::Healthy
-                    && containers.get(dep).is_some_and(|d| d.health.is_none())
-                {
-                    let e = &entries[name];
-                    let at = e
-                        .raw
-                        .depends_on
-                        .keys()
-                        .find(|k| k.get_ref() == dep.as_str())
-                        .map(span)
-                        .unwrap_or(e.key_span.clone());
-                    self.diagnostics.push(
-                        e.diag(Code::Conflict, at, format!("container `{name}` waits for `{dep}` to be healthy, but `{dep}` has no health check"))
-                            .with_help(format!("add a `health` check to `{dep}`, or use `{dep}` = \"started\""))
-                            .with_related(entries[dep].location(), format!("`{dep}` is declared here")),
-                    );
-                }
+                let Some(d) = containers.get(dep) else {
+                    continue;
+                };
+                let (text, help) = match unmeetable(*cond, d) {
+                    Some(Unmeetable::NoHealthCheck) => (
+                        format!(
+                            "container `{name}` waits for `{dep}` to be healthy, but `{dep}` has no health check"
+                        ),
+                        format!("add a `health` check to `{dep}`, or use `{dep}` = \"started\""),
+                    ),
+                    Some(Unmeetable::NeverEnds) => (
+                        format!(
+                            "container `{name}` waits for `{dep}` to complete, but `{dep}` has restart policy \"always\" (the default), so it never completes: it is started again whenever it exits"
+                        ),
+                        format!(
+                            "set `restart = \"never\"` on `{dep}` (a one-shot job; or \"on-failure\" to retry until it exits 0), or use `{dep}` = \"started\""
+                        ),
+                    ),
+                    None => continue,
+                };
+                let e = &entries[name];
+                let at = e
+                    .raw
+                    .depends_on
+                    .keys()
+                    .find(|k| k.get_ref() == dep.as_str())
+                    .map(span)
+                    .unwrap_or(e.key_span.clone());
+                self.diagnostics.push(
+                    e.diag(Code::Conflict, at, text)
+                        .with_help(help)
+                        .with_related(entries[dep].location(), format!("`{dep}` is declared here")),
+                );
             }
         }
         // Cycles: depth-first search over the full declared graph, reporting each cycle once.
@@ -113,14 +131,15 @@ impl Resolver {
             containers.remove(n);
             self.mark_broken(Kind::Container, n);
         }
-        // Left-out dependencies (broken, in a cycle, or healthy-without-check) take dependents along.
+        // Left-out dependencies (broken, in a cycle) and unmeetable conditions take dependents along.
         loop {
             let gone: Vec<Name> = containers
                 .iter()
                 .filter(|(_, c)| {
                     c.depends_on.iter().any(|(d, cond)| {
-                        !containers.contains_key(d)
-                            || (*cond == Condition::Healthy && containers[d].health.is_none())
+                        containers
+                            .get(d)
+                            .is_none_or(|d| unmeetable(*cond, d).is_some())
                     })
                 })
                 .map(|(n, _)| n.clone())
@@ -133,5 +152,21 @@ impl Resolver {
                 self.mark_broken(Kind::Container, &n);
             }
         }
+    }
+}
+
+/// Why a dependency can never meet a condition, whatever happens at run time.
+enum Unmeetable {
+    /// `healthy` on a container without a health check.
+    NoHealthCheck,
+    /// `completed` on a container that is started again whenever it ends.
+    NeverEnds,
+}
+
+fn unmeetable(condition: Condition, dep: &Container) -> Option<Unmeetable> {
+    match condition {
+        Condition::Healthy if dep.health.is_none() => Some(Unmeetable::NoHealthCheck),
+        Condition::Completed if dep.restart == RestartPolicy::Always => Some(Unmeetable::NeverEnds),
+        _ => None,
     }
 }
