@@ -28,7 +28,7 @@ struct Row {
     engine: String,
     /// created | running | exited | lost | orphan | damaged
     state: &'static str,
-    /// What happened, e.g. "exited with code 0", "killed by signal 9".
+    /// What happened, e.g. "completed (exited with code 0)", "killed by signal 9".
     status: String,
     /// Unix milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]

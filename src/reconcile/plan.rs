@@ -714,6 +714,15 @@ impl<'a> Planner<'a> {
         };
         match &cur.phase {
             Phase::Running { .. } => {
+                // A job is not done until it has ended: `apply --wait` waits for it (its exit
+                // wakes the agent, so the wait has no deadline).
+                if c.restart != RestartPolicy::Always && self.is_job(name) {
+                    self.plan.waits.push(Wait {
+                        key: format!("container/{name}"),
+                        reason: format!("job {} runs; waiting for it to complete", cur.id),
+                        until_ms: None,
+                    });
+                }
                 // Not done until healthy: `apply --wait` waits for it, as `compose up --wait`.
                 match cur.health {
                     Some(Health::Starting) => self.plan.waits.push(Wait {

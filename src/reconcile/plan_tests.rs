@@ -3177,10 +3177,14 @@ fn completed_dependency_table() {
             .into(),
         ),
         (
-            "the job runs: waiting (no timed wake-up: its exit wakes the agent)",
+            "the job runs: both wait (no timed wake-up: its exit wakes the agent)",
             Some(running()),
             None,
-            "wait container/web: waiting for migrate to complete".into(),
+            "
+            wait container/migrate: job migrate-00000001 runs; waiting for it to complete
+            wait container/web: waiting for migrate to complete
+            "
+            .into(),
         ),
         (
             "the job exited 0: completed, the dependent runs, the job is not run again",
@@ -3360,12 +3364,16 @@ fn a_job_whose_spec_changed_runs_again_once() {
         wait container/web: waiting for migrate to complete
         ",
     );
-    // The new run (container 3) is under way: nothing else happens.
+    // The new run (container 3) is under way: nothing else happens, but the job is not
+    // done yet (`apply --wait` waits for it).
     let w = World::new(&after_toml)
         .images_present()
         .add("migrate", 3, running(), |_| {})
         .add("web", 2, running(), |_| {});
-    golden(&w.plan(), "");
+    golden(
+        &w.plan(),
+        "wait container/migrate: job migrate-00000003 runs; waiting for it to complete",
+    );
     // It completed: no step at all, on this pass or any later one.
     let w = World::new(&after_toml)
         .images_present()

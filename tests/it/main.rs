@@ -6,6 +6,7 @@ mod confinement;
 mod desired_files;
 mod image_pull;
 mod import;
+mod jobs;
 mod layering;
 mod netmodes;
 mod network;
