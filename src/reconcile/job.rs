@@ -15,12 +15,20 @@ pub fn succeeded(exit: &ExitRecord) -> bool {
     exit.code == Some(0) && exit.error.is_none() && exit.stopped_because.is_none()
 }
 
-/// How a failed run ended, for messages: "exit code 3", else the exit record's words
-/// ("killed by signal 9", "failed to start: …").
+/// How a failed run ended: "exit code 3", else the exit record's words ("killed by signal
+/// 9", "failed to start: …").
 pub fn failure(exit: &ExitRecord) -> String {
     match (exit.code, &exit.error, &exit.stopped_because) {
         (Some(code), None, None) => format!("exit code {code}"),
         _ => exit.describe(),
+    }
+}
+
+/// "failed with exit code 3", "failed: killed by signal 9": for "migrate failed …".
+pub fn failed(exit: &ExitRecord) -> String {
+    match (exit.code, &exit.error, &exit.stopped_because) {
+        (Some(code), None, None) => format!("failed with exit code {code}"),
+        _ => format!("failed: {}", exit.describe()),
     }
 }
 

@@ -1010,8 +1010,8 @@ impl<'a> Planner<'a> {
                 self.plan.blocked.push(Kept {
                     key: format!("container/{name}"),
                     reason: format!(
-                        "job {id} failed with {}; it is not run again until its spec changes (its output: `berth logs {id}`; to run it again as it is: `berth rm {id}`)",
-                        super::job::failure(exit)
+                        "job {id} {}; it is not run again until its spec changes (its output: `berth logs {id}`; to run it again as it is: `berth rm {id}`)",
+                        super::job::failed(exit)
                     ),
                 });
             }
@@ -1465,7 +1465,7 @@ fn job_unmet(
     desired: &Container,
     current: Option<&ObservedContainer>,
 ) -> Option<Unmet> {
-    use super::job::{JobRun, failure, run_of};
+    use super::job::{JobRun, failed, run_of};
     match run_of(current) {
         JobRun::Completed => None,
         JobRun::Pending | JobRun::Lost { .. } => {
@@ -1473,14 +1473,13 @@ fn job_unmet(
         }
         JobRun::Failed { exit, .. } if desired.restart == RestartPolicy::OnFailure => {
             Some(Unmet::Waiting(format!(
-                "waiting for {dep} to complete (its last run failed with {}; restart policy \"on-failure\" runs it again)",
-                failure(exit)
+                "waiting for {dep} to complete (its last run {}; restart policy \"on-failure\" runs it again)",
+                failed(exit)
             )))
         }
-        JobRun::Failed { exit, .. } => Some(Unmet::Blocked(format!(
-            "blocked: {dep} failed with {}",
-            failure(exit)
-        ))),
+        JobRun::Failed { exit, .. } => {
+            Some(Unmet::Blocked(format!("blocked: {dep} {}", failed(exit))))
+        }
     }
 }
 

@@ -3227,8 +3227,8 @@ fn completed_dependency_table() {
             Some(killed(9)),
             None,
             "
-            blocked container/migrate: job migrate-00000001 failed with killed by signal 9; it is not run again until its spec changes (its output: `berth logs migrate-00000001`; to run it again as it is: `berth rm migrate-00000001`)
-            blocked container/web: blocked: migrate failed with killed by signal 9
+            blocked container/migrate: job migrate-00000001 failed: killed by signal 9; it is not run again until its spec changes (its output: `berth logs migrate-00000001`; to run it again as it is: `berth rm migrate-00000001`)
+            blocked container/web: blocked: migrate failed: killed by signal 9
             "
             .into(),
         ),
@@ -3237,8 +3237,8 @@ fn completed_dependency_table() {
             Some(unhealthy_stop),
             None,
             "
-            blocked container/migrate: job migrate-00000001 failed with stopped by berth, unhealthy (exited with code 0); it is not run again until its spec changes (its output: `berth logs migrate-00000001`; to run it again as it is: `berth rm migrate-00000001`)
-            blocked container/web: blocked: migrate failed with stopped by berth, unhealthy (exited with code 0)
+            blocked container/migrate: job migrate-00000001 failed: stopped by berth, unhealthy (exited with code 0); it is not run again until its spec changes (its output: `berth logs migrate-00000001`; to run it again as it is: `berth rm migrate-00000001`)
+            blocked container/web: blocked: migrate failed: stopped by berth, unhealthy (exited with code 0)
             "
             .into(),
         ),
@@ -3247,8 +3247,8 @@ fn completed_dependency_table() {
             Some(never_ran),
             None,
             "
-            blocked container/migrate: job migrate-00000001 failed with failed to start: no such binary; it is not run again until its spec changes (its output: `berth logs migrate-00000001`; to run it again as it is: `berth rm migrate-00000001`)
-            blocked container/web: blocked: migrate failed with failed to start: no such binary
+            blocked container/migrate: job migrate-00000001 failed: failed to start: no such binary; it is not run again until its spec changes (its output: `berth logs migrate-00000001`; to run it again as it is: `berth rm migrate-00000001`)
+            blocked container/web: blocked: migrate failed: failed to start: no such binary
             "
             .into(),
         ),

@@ -292,7 +292,7 @@ impl Supervisor {
             eprintln!("berth-monitor {}: cleaning up: {e}", self.id);
         }
         sys::reap_exited_children();
-        if let Err(e) = record::save_volatile(&self.paths.exit(), &exit) {
+        if let Err(e) = record::save_exit(&self.paths.exit(), &exit) {
             eprintln!("berth-monitor {}: recording the exit: {e}", self.id);
         }
     }

@@ -264,6 +264,17 @@ pub fn save_volatile<T: Record>(path: &Path, value: &T) -> Result<(), RecordErro
     Ok(fsutil::write_replace(path, &encode(path, value)?)?)
 }
 
+/// The exit record of a run that ended by itself. A clean exit (status 0) is flushed to
+/// disk: it is a one-shot job's result, which its dependents wait for after a power loss
+/// too (without it the job would look lost, hence failed). Other exits stay volatile.
+pub fn save_exit(path: &Path, exit: &ExitRecord) -> Result<(), RecordError> {
+    if exit.code == Some(0) && exit.error.is_none() {
+        Ok(fsutil::write_atomic(path, &encode(path, exit)?)?)
+    } else {
+        save_volatile(path, exit)
+    }
+}
+
 /// The record's bytes in the current format.
 pub fn encode<T: Record>(path: &Path, value: &T) -> Result<Vec<u8>, RecordError> {
     format::encode(value).map_err(|e| RecordError::of(path, e))
