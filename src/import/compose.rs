@@ -430,7 +430,7 @@ fn service(tx: &mut Tx<'_>, s: &Entry) {
                 None => bad(tx, "a size such as 64m"),
             },
             "security_opt" => security_opt(tx, &scope, v, &mut t),
-            "pid" | "ipc" => namespace(tx, &scope, k, v, &mut t),
+            "pid" | "ipc" => namespace(tx, &scope, k, v),
             "healthcheck" => healthcheck(tx, &scope, v, &mut t),
             "depends_on" => depends_on(tx, &scope, v, &mut t),
             "logging" => logging(tx, &scope, v, &mut t),
@@ -659,7 +659,6 @@ fn network_mode(
     networks: &mut Option<Vec<Value>>,
 ) {
     let mode = v.as_str().unwrap_or_default();
-    let note = |s: &str| vec![format!("translated from network_mode: {s}")];
     match mode {
         "host" | "none" => t.set("network", Value::str(mode)),
         "bridge" | "default" => {
@@ -668,22 +667,21 @@ fn network_mode(
                 .get_or_insert_with(Vec::new)
                 .push(Value::str("default"));
         }
-        _ => match mode
-            .strip_prefix("service:")
-            .map(|s| tx.services.get(s).cloned())
-            .or_else(|| mode.strip_prefix("container:").map(values::name))
-        {
-            Some(Some(target)) => {
-                t.set_noted(
-                    "network",
-                    Value::Str(format!("container:{target}")),
-                    note(mode),
-                );
-            }
-            _ => tx.drop(scope, "network_mode", v.at, "names no service of this file"),
-        },
+        _ if mode.starts_with("service:") || mode.starts_with("container:") => tx.drop(
+            scope,
+            "network_mode",
+            v.at,
+            NAMESPACE_SHARING_UNSUPPORTED,
+        ),
+        _ => tx.drop(scope, "network_mode", v.at, format!("`{mode}` is not a network mode")),
     }
 }
+
+/// berth does not yet join another container's namespaces: a sidecar left in a replaced
+/// container's dead namespace would be worse than a reported gap.
+const NAMESPACE_SHARING_UNSUPPORTED: &str =
+    "sharing another container's namespaces is not supported yet; \
+     give both containers a common network and use the other's name instead of localhost";
 
 fn ports(tx: &mut Tx<'_>, scope: &str, v: &Node, t: &mut Table) {
     let Kind::Seq(items) = &v.kind else {
@@ -1195,32 +1193,20 @@ fn security_opt(tx: &mut Tx<'_>, scope: &str, v: &Node, t: &mut Table) {
     }
 }
 
-fn namespace(tx: &mut Tx<'_>, scope: &str, k: &str, v: &Node, t: &mut Table) {
+fn namespace(tx: &mut Tx<'_>, scope: &str, k: &str, v: &Node) {
     let mode = v.as_str().unwrap_or_default();
-    let target = mode
-        .strip_prefix("service:")
-        .map(|s| tx.services.get(s).cloned())
-        .or_else(|| mode.strip_prefix("container:").map(values::name));
-    match (mode, target) {
-        (_, Some(Some(target))) => t.set_noted(
-            k,
-            Value::Str(format!("container:{target}")),
-            from(&format!("{k}: {mode}")),
-        ),
-        ("shareable", _) if k == "ipc" => t.set(k, Value::str("shareable")),
-        ("private", _) => {}
-        ("host", _) => tx.drop(
+    match mode {
+        "private" => {}
+        "host" => tx.drop(
             scope,
             k,
             v.at,
             format!("sharing the host's {k} namespace is not offered: it exposes the host"),
         ),
-        _ => tx.drop(
-            scope,
-            k,
-            v.at,
-            format!("`{mode}` names no service of this file"),
-        ),
+        _ if mode.starts_with("service:") || mode.starts_with("container:") || mode == "shareable" => {
+            tx.drop(scope, k, v.at, NAMESPACE_SHARING_UNSUPPORTED)
+        }
+        _ => tx.drop(scope, k, v.at, format!("`{mode}` is not a {k} mode")),
     }
 }
 

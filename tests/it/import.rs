@@ -146,7 +146,7 @@ fn a_stack_of_existing_keys_imports_completely_validates_and_plans() {
 }
 
 /// The full stack uses the keys other parts of issue 16 add (secrets, configs, env_file,
-/// `completed`, `container:` networks, ulimits, sysctls, init, dns, port ranges…).
+/// `completed`, ulimits, sysctls, init, dns, port ranges…).
 #[test]
 fn a_full_stack_imports_completely_validates_and_plans() {
     let sb = Sandbox::new();
