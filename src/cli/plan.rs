@@ -78,6 +78,9 @@ pub fn plan(root: &Path, args: &PlanArgs) -> anyhow::Result<ExitCode> {
             _ => BTreeMap::new(),
         };
         print!("{}", render::plan_text(&report.plan, &changes, &[]));
+        if let Some(desired) = &view.desired {
+            print!("{}", privileged_warnings(desired, &report.plan));
+        }
         println!("{}", render::summary(&report.plan));
     }
     let error = report.load_error.is_some() || !report.problems.is_empty();
@@ -86,6 +89,29 @@ pub fn plan(root: &Path, args: &PlanArgs) -> anyhow::Result<ExitCode> {
         (false, true) if !report.plan.steps.is_empty() => 2,
         (false, _) => 0,
     }))
+}
+
+/// A loud line for every container the plan runs with `privileged = true`.
+fn privileged_warnings(desired: &berth::spec::Desired, plan: &plan::Plan) -> String {
+    let mut out = String::new();
+    for step in &plan.steps {
+        let name = match &step.action {
+            Action::Run { name }
+            | Action::Replace { name, .. }
+            | Action::StartFirst { name, .. } => name,
+            _ => continue,
+        };
+        if desired
+            .containers
+            .get(name)
+            .is_some_and(|c| c.kernel.privileged)
+        {
+            out.push_str(&format!(
+                "  ! container {name} is PRIVILEGED: every capability, every host device, no seccomp, writable /sys, /proc and cgroupfs; root inside is root on the host\n"
+            ));
+        }
+    }
+    out
 }
 
 /// For each replacement: which fields of the entry changed since the old container was

@@ -80,6 +80,9 @@ struct Row {
     /// The reconciler's last word: a failure, a wait, why it is kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<String>,
+    /// Made with `privileged = true`: root inside is root on the host.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    privileged: bool,
 }
 
 pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
@@ -156,6 +159,7 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
                 health: None,
                 ports: None,
                 note,
+                privileged: false,
             },
             Some(c) => {
                 let restart = desired
@@ -209,6 +213,7 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
                     health: c.health,
                     ports: c.ports,
                     note,
+                    privileged: made_privileged(&machine, &c.id),
                 }
             }
         });
@@ -233,6 +238,15 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         print_text(&report);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the container was made from an entry with `privileged = true` (the entry it
+/// recorded at creation says so).
+fn made_privileged(machine: &Machine, id: &str) -> bool {
+    std::fs::read(machine.runtime.layout().container(id).spec())
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v["privileged"] == serde_json::Value::Bool(true))
 }
 
 /// Described and existing networks: the record's addressing, the bridge, who uses it.
@@ -363,6 +377,9 @@ fn print_text(report: &Report) {
     );
     for r in &report.containers {
         let mut marks: Vec<String> = r.health.iter().map(|h| h.to_string()).collect();
+        if r.privileged {
+            marks.insert(0, "PRIVILEGED".into());
+        }
         match r.ports {
             Some(berth::state::network::PortHold::Standby) => marks.push("standby".into()),
             Some(berth::state::network::PortHold::Superseded { .. }) => {

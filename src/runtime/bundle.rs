@@ -407,12 +407,24 @@ fn mounts(inputs: &SpecInputs) -> Result<Vec<Mount>, BundleError> {
                 target,
                 read_only,
             } => bind(Path::new(source), target, *read_only)?,
-            EntryMount::Tmpfs { target, size, mode } => {
+            EntryMount::Tmpfs {
+                target,
+                size,
+                mode,
+                noexec,
+                uid,
+                gid,
+            } => {
                 let mut options = vec!["nosuid".to_string(), "nodev".to_string()];
+                if *noexec {
+                    options.push("noexec".into());
+                }
                 if let Some(size) = size {
                     options.push(format!("size={}", size.0));
                 }
                 options.push(format!("mode={}", mode.as_deref().unwrap_or("1777")));
+                options.extend(uid.map(|u| format!("uid={u}")));
+                options.extend(gid.map(|g| format!("gid={g}")));
                 MountBuilder::default()
                     .destination(target)
                     .typ("tmpfs")

@@ -72,10 +72,12 @@ impl Targets {
 pub(crate) fn targets(spec: &Spec) -> Targets {
     let mut read_only: Vec<String> = Vec::new();
     let mut writable: Vec<String> = Vec::new();
+    // `privileged = true` asks for a writable cgroupfs, as Docker's --privileged gives.
+    let privileged = super::kernel_keys::is_privileged(spec);
     for m in spec.mounts().iter().flatten() {
         let destination = m.destination().to_string_lossy().into_owned();
         let ro = has_option(m, "ro");
-        if destination == CGROUPFS || (is_bind(m) && ro) {
+        if (destination == CGROUPFS && !privileged) || (is_bind(m) && ro) {
             if !read_only.contains(&destination) {
                 read_only.push(destination);
             }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::image::ImageConfiguration;
 
-use super::{Runtime, RuntimeError, bundle, disk, engine, seccomp_bpf};
+use super::{Runtime, RuntimeError, bundle, disk, engine, kernel_keys, seccomp_bpf};
 use crate::fsutil::{self, io_err};
 use crate::spec::engine::Engine as EngineChoice;
 use crate::spec::model::{Container, ContainerNetwork};
@@ -115,6 +115,7 @@ impl Runtime {
                 rustix::process::getrlimit(rustix::process::Resource::Stack).current,
             ),
         })?;
+        kernel_keys::apply(&mut spec, &c.kernel, &kernel_keys::host_facts(&c.kernel)?)?;
         let spec_err = |e: &dyn std::fmt::Display| RuntimeError::Spec {
             id: id.to_string(),
             message: e.to_string(),

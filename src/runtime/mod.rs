@@ -10,6 +10,7 @@ pub(crate) mod confine;
 pub(crate) mod disk;
 pub mod engine;
 pub(crate) mod exec;
+pub(crate) mod kernel_keys;
 pub mod logfile;
 pub(crate) mod monitor;
 pub(crate) mod mountinfo;
@@ -17,6 +18,7 @@ pub(crate) mod plumbing;
 pub(crate) mod rootfs;
 pub(crate) mod seccomp;
 pub(crate) mod seccomp_bpf;
+pub(crate) mod seccomp_docker;
 pub mod stats;
 pub mod supervise;
 pub(crate) mod users;
@@ -86,6 +88,8 @@ pub enum RuntimeError {
     Seccomp(#[from] seccomp_bpf::SeccompError),
     #[error(transparent)]
     Disk(#[from] disk::DiskError),
+    #[error(transparent)]
+    KernelKeys(#[from] kernel_keys::KernelKeysError),
     #[error("writing the runtime spec of {id}: {message}")]
     Spec { id: String, message: String },
     #[error("no container {what}")]

@@ -8,6 +8,7 @@
 
 pub mod capability;
 pub mod default_network;
+pub mod device;
 pub mod diag;
 pub mod duration;
 pub(crate) mod engine;
@@ -20,7 +21,9 @@ pub mod name;
 pub mod port;
 pub(crate) mod raw;
 pub(crate) mod resolve;
+pub mod runtime_keys;
 pub mod schema;
+pub mod seccomp_profile;
 pub mod signal;
 pub mod size;
 pub mod value;
@@ -90,6 +93,12 @@ pub(crate) fn load_dir_cached(dir: &Path, cache: &mut LoadCache) -> Result<Loade
     if let Some((last_files, last_problems, loaded)) = &cache.last
         && *last_files == files
         && *last_problems == read_problems
+        // A seccomp profile is another file: its content is read at every load.
+        && !loaded
+            .desired
+            .containers
+            .values()
+            .any(|c| matches!(c.kernel.seccomp, seccomp_profile::Seccomp::Profile(_)))
     {
         return Ok(loaded.clone());
     }

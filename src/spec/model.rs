@@ -124,6 +124,9 @@ pub struct Container {
     pub update: UpdatePolicy,
     pub depends_on: BTreeMap<Name, Condition>,
     pub log: LogPolicy,
+    /// devices, sysctls, ulimits, init, shm_size: each left out of the hash when unset.
+    #[serde(flatten)]
+    pub kernel: super::runtime_keys::RuntimeKeys,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -45,6 +45,15 @@ pub enum Mount {
         /// Octal permission bits as a string, e.g. "1777".
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mode: Option<String>,
+        /// Programs on it cannot be executed (always nosuid and nodev).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        noexec: bool,
+        /// Owner of its root directory (default root).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<u32>,
+        /// Group of its root directory (default root).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gid: Option<u32>,
     },
 }
 
@@ -86,7 +95,14 @@ impl Mount {
                 target: normal_target(&target)?,
                 read_only,
             },
-            Mount::Tmpfs { target, size, mode } => {
+            Mount::Tmpfs {
+                target,
+                size,
+                mode,
+                noexec,
+                uid,
+                gid,
+            } => {
                 if let Some(mode) = &mode {
                     parse_mode(mode)?;
                 }
@@ -94,6 +110,9 @@ impl Mount {
                     target: normal_target(&target)?,
                     size,
                     mode,
+                    noexec,
+                    uid,
+                    gid,
                 }
             }
         })
@@ -160,7 +179,7 @@ impl Hint for MountError {
             MountError::RelativeBindSource { .. } => "bind sources are absolute host paths, e.g. \"/srv/app/config:/etc/app:ro\"; to use a named volume, declare it as [volume.NAME]".into(),
             MountError::BadOption { kind: "volume", .. } => "volume options are `ro`, `rw` and `nocopy`".into(),
             MountError::BadOption { kind: "bind", .. } => "bind options are `ro` and `rw`".into(),
-            MountError::BadOption { .. } => "tmpfs options are `size=SIZE`, `mode=OCTAL`".into(),
+            MountError::BadOption { .. } => "tmpfs options are `size=SIZE`, `mode=OCTAL`, `uid=N`, `gid=N`, `noexec`, `exec` (nosuid and nodev always hold)".into(),
             MountError::BadMode { .. } => "write the permission bits as an octal string of up to 4 digits, e.g. \"0750\" or \"1777\"".into(),
             MountError::EmptySource => "set `source` to the name of a [volume.NAME], e.g. { type = \"volume\", source = \"data\", target = \"/data\" }".into(),
             MountError::BadSize { .. } => "write a size such as \"64MiB\"".into(),
@@ -184,9 +203,27 @@ impl FromStr for Mount {
             .map(|o| o.split(',').collect())
             .unwrap_or_default();
         let mount = if source == "tmpfs" {
-            let (mut size, mut mode) = (None, None);
+            let (mut size, mut mode, mut noexec, mut uid, mut gid) =
+                (None, None, false, None, None);
+            let id = |option: &str, v: &str| {
+                v.parse::<u32>().map_err(|_| MountError::BadOption {
+                    option: option.into(),
+                    kind: "tmpfs",
+                })
+            };
             for option in options {
-                if let Some(v) = option.strip_prefix("size=") {
+                if let Some(v) = option.strip_prefix("uid=") {
+                    uid = Some(id(option, v)?);
+                } else if let Some(v) = option.strip_prefix("gid=") {
+                    gid = Some(id(option, v)?);
+                } else if matches!(option, "noexec" | "exec" | "nosuid" | "nodev") {
+                    // nosuid and nodev are always set: as options they only say so.
+                    noexec = match option {
+                        "noexec" => true,
+                        "exec" => false,
+                        _ => noexec,
+                    };
+                } else if let Some(v) = option.strip_prefix("size=") {
                     size = Some(
                         v.parse::<ByteSize>()
                             .map_err(|_| MountError::BadSize { size: v.into() })?,
@@ -204,6 +241,9 @@ impl FromStr for Mount {
                 target: target.into(),
                 size,
                 mode,
+                noexec,
+                uid,
+                gid,
             }
         } else {
             let bind = source.starts_with('/');
@@ -276,12 +316,22 @@ impl fmt::Display for Mount {
                     if *read_only { "ro" } else { "rw" }
                 )
             }
-            Mount::Tmpfs { target, size, mode } => {
+            Mount::Tmpfs {
+                target,
+                size,
+                mode,
+                noexec,
+                uid,
+                gid,
+            } => {
                 write!(f, "tmpfs:{target}")?;
                 let opts: Vec<String> = size
                     .iter()
                     .map(|s| format!("size={s}"))
                     .chain(mode.iter().map(|m| format!("mode={m}")))
+                    .chain(noexec.then(|| "noexec".to_string()))
+                    .chain(uid.iter().map(|u| format!("uid={u}")))
+                    .chain(gid.iter().map(|g| format!("gid={g}")))
                     .collect();
                 if !opts.is_empty() {
                     write!(f, ":{}", opts.join(","))?;
@@ -331,7 +381,7 @@ impl schemars::JsonSchema for MountEntry {
     fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         let table = generator.subschema_for::<Mount>();
         schemars::json_schema!({
-            "description": "A mount: \"VOLUME:/path[:ro|rw][,nocopy]\", \"/host/path:/path[:ro|rw]\", \"tmpfs:/path[:size=64MiB,mode=1777]\", or a table with `type` = volume | bind | tmpfs.",
+            "description": "A mount: \"VOLUME:/path[:ro|rw][,nocopy]\", \"/host/path:/path[:ro|rw]\", \"tmpfs:/path[:size=64MiB,mode=1777,noexec,uid=N,gid=N]\", or a table with `type` = volume | bind | tmpfs.",
             "anyOf": [ { "type": "string" }, table ]
         })
     }
@@ -339,6 +389,8 @@ impl schemars::JsonSchema for MountEntry {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn m(s: &str) -> Mount {
@@ -378,7 +430,10 @@ mod tests {
             Mount::Tmpfs {
                 target: "/tmp".into(),
                 size: None,
-                mode: None
+                mode: None,
+                noexec: false,
+                uid: None,
+                gid: None,
             }
         );
         assert_eq!(
@@ -386,9 +441,39 @@ mod tests {
             Mount::Tmpfs {
                 target: "/run".into(),
                 size: Some(ByteSize(64 << 20)),
-                mode: Some("1777".into())
+                mode: Some("1777".into()),
+                noexec: false,
+                uid: None,
+                gid: None,
             }
         );
+        assert_eq!(
+            m("tmpfs:/cache:noexec,nosuid,nodev,uid=1000,gid=100,size=1MiB"),
+            Mount::Tmpfs {
+                target: "/cache".into(),
+                size: Some(ByteSize(1 << 20)),
+                mode: None,
+                noexec: true,
+                uid: Some(1000),
+                gid: Some(100),
+            }
+        );
+        assert_eq!(
+            m("tmpfs:/cache:noexec,exec"),
+            m("tmpfs:/cache"),
+            "the last of exec/noexec wins"
+        );
+    }
+
+    #[test]
+    fn tmpfs_table_form() {
+        let t: MountEntry = toml::from_str::<BTreeMap<String, MountEntry>>(
+            "m = { type = \"tmpfs\", target = \"/x\", noexec = true, uid = 7, gid = 8 }",
+        )
+        .unwrap()
+        .remove("m")
+        .unwrap();
+        assert_eq!(t.0, m("tmpfs:/x:noexec,uid=7,gid=8"));
     }
 
     #[test]
@@ -406,6 +491,10 @@ mod tests {
             ("tmpfs:/tmp:ro", "BadOption"),
             ("tmpfs:/tmp:mode=999", "BadMode"),
             ("tmpfs:/tmp:size=lots", "BadSize"),
+            ("tmpfs:/tmp:uid=-1", "BadOption"),
+            ("tmpfs:/tmp:gid=x", "BadOption"),
+            ("tmpfs:/tmp:suid", "BadOption"),
+            ("tmpfs:/tmp:dev", "BadOption"),
         ] {
             let e = bad.parse::<Mount>().unwrap_err();
             assert!(format!("{e:?}").starts_with(what), "{bad}: {e:?}");
@@ -421,6 +510,7 @@ mod tests {
             "/srv:/srv:rw",
             "tmpfs:/tmp:size=64MiB,mode=1777",
             "tmpfs:/tmp",
+            "tmpfs:/tmp:size=1MiB,mode=0700,noexec,uid=1,gid=2",
         ] {
             assert_eq!(m(s).to_string(), s);
             assert_eq!(m(&m(s).to_string()), m(s));

@@ -205,6 +205,42 @@ pub(crate) struct RawContainer {
     pub depends_on: BTreeMap<Spanned<String>, Condition>,
     /// Log file rotation.
     pub log: Option<RawLog>,
+    /// Host device nodes made visible (and allowed) in the container: "/dev/HOST[:/dev/CONTAINER[:PERMS]]",
+    /// e.g. "/dev/fuse" or "/dev/net/tun:/dev/net/tun:rwm".
+    #[serde(default)]
+    #[schemars(with = "Vec<super::device::DeviceMapping>")]
+    pub devices: Vec<Spanned<super::device::DeviceMapping>>,
+    /// Extra device cgroup rules, e.g. "c 10:200 rwm" (nodes still have to be made: see `devices`).
+    #[serde(default)]
+    #[schemars(with = "Vec<super::device::DeviceRule>")]
+    pub device_cgroup_rules: Vec<Spanned<super::device::DeviceRule>>,
+    /// Kernel parameters of the container's own namespaces, e.g. `{ "net.core.somaxconn" = "1024" }`:
+    /// net.* (only with a network namespace of its own), kernel.shm*, kernel.msg*, kernel.sem,
+    /// fs.mqueue.*, kernel.domainname. Others would change the host and are refused.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, super::runtime_keys::RawSysctlValue>")]
+    pub sysctls: BTreeMap<Spanned<String>, Spanned<super::runtime_keys::RawSysctlValue>>,
+    /// Resource limits by Compose's names, e.g. `{ nofile = { soft = 1024, hard = 2048 }, nproc = 512 }`;
+    /// -1 is unlimited. Never above the host's hard limits.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, super::runtime_keys::RawUlimit>")]
+    pub ulimits: BTreeMap<Spanned<String>, Spanned<super::runtime_keys::RawUlimit>>,
+    /// Run a minimal init (tini, from the host's `tini` package) as pid 1: it reaps zombies
+    /// and forwards signals to the command.
+    #[serde(default)]
+    pub init: bool,
+    /// Size of /dev/shm, e.g. "256MiB" (default "64MiB").
+    #[schemars(with = "Option<ByteSize>")]
+    pub shm_size: Option<Spanned<ByteSize>>,
+    /// The syscall filter: berth's default profile when not set, "unconfined" for none, or
+    /// the path of a profile in Docker's JSON format (relative to this file).
+    #[schemars(with = "Option<String>")]
+    pub seccomp: Option<Spanned<String>>,
+    /// Give the container everything, as Docker's --privileged: every capability, every host
+    /// device, no seccomp filter, writable /sys, /proc and cgroupfs. Root inside is then root
+    /// on the host; `plan` and `status` say so.
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 #[derive(

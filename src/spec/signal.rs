@@ -59,7 +59,7 @@ impl Hint for SignalError {
             return Some(format!("did you mean \"SIG{s}\"?"));
         }
         Some(
-            "write a signal name such as \"SIGTERM\", \"SIGINT\", \"SIGQUIT\" or \"SIGRTMIN+3\""
+            "write a signal name such as \"SIGTERM\", \"SIGINT\", \"SIGQUIT\" or \"SIGRTMIN+3\", or its number as a string (\"1\" to \"31\", \"34\" to \"64\")"
                 .into(),
         )
     }
@@ -78,6 +78,15 @@ impl FromStr for Signal {
         let name = upper.strip_prefix("SIG").unwrap_or(&upper);
         if let Some(&(_, n)) = NAMES.iter().find(|(n, _)| *n == name) {
             return Ok(Signal(n));
+        }
+        // A number, as Docker and Compose accept ("10" for SIGUSR1).
+        if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
+            return match name.parse::<i32>() {
+                Ok(n) if (1..=SIGRTMAX).contains(&n) && !(32..SIGRTMIN).contains(&n) => {
+                    Ok(Signal(n))
+                }
+                _ => Err(err()),
+            };
         }
         if name == "IOT" {
             return Ok(Signal(6));
@@ -128,7 +137,7 @@ impl fmt::Display for Signal {
 string_value!(
     Signal,
     expecting = "a signal name such as \"SIGTERM\"",
-    schema = "A signal name, e.g. \"SIGTERM\", \"SIGINT\", \"SIGQUIT\", \"SIGRTMIN+3\"."
+    schema = "A signal name or number, e.g. \"SIGTERM\", \"USR1\", \"10\", \"SIGRTMIN+3\"."
 );
 
 #[cfg(test)]
@@ -142,6 +151,16 @@ mod tests {
         assert_eq!("SIGQUIT".parse::<Signal>().unwrap(), Signal(3));
         assert_eq!("SIGRTMIN+3".parse::<Signal>().unwrap(), Signal(37));
         assert_eq!("SIGRTMAX-1".parse::<Signal>().unwrap(), Signal(63));
+        assert_eq!("USR1".parse::<Signal>().unwrap(), Signal(10));
+        assert_eq!("SIGUSR1".parse::<Signal>().unwrap(), Signal(10));
+    }
+
+    #[test]
+    fn parses_numbers() {
+        assert_eq!("15".parse::<Signal>().unwrap(), Signal(15));
+        assert_eq!("10".parse::<Signal>().unwrap(), Signal(10));
+        assert_eq!("34".parse::<Signal>().unwrap(), Signal(34));
+        assert_eq!("64".parse::<Signal>().unwrap(), Signal(64));
     }
 
     #[test]
@@ -149,7 +168,13 @@ mod tests {
         for bad in [
             "SIGFOO",
             "",
-            "15",
+            "0",
+            "32",
+            "33",
+            "65",
+            "-1",
+            "+15",
+            "99999999999",
             "SIGRTMIN+40",
             "SIGRTMIN+x",
             "SIGRTMIN+2147483647",

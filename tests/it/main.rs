@@ -14,6 +14,7 @@ mod quickstart;
 mod records;
 mod registry_support_selftest;
 mod runtime;
+mod runtime_keys;
 mod spec_errors;
 mod spec_hashes;
 mod spec_shuffle;

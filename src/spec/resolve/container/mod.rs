@@ -16,6 +16,7 @@ pub(super) mod process;
 mod report;
 pub(super) mod resources;
 mod restart;
+mod runtime_keys;
 mod update;
 
 use crate::spec::diag::Diagnostic;
@@ -37,6 +38,7 @@ use process::{check_arguments, check_exec_limits, resolve_env, resolve_workdir};
 use report::Report;
 use resources::resolve_resources;
 use restart::resolve_backoff;
+use runtime_keys::resolve_runtime_keys;
 use update::resolve_update;
 
 /// The container, or None when it has a problem (added to `diagnostics`) or refers to an
@@ -82,6 +84,7 @@ pub(super) fn container(
     let update = resolve_update(raw, report);
     let depends_on = resolve_depends_on(&raw.depends_on, &e.name, names, report);
     let log = resolve_log(raw.log.as_ref(), report);
+    let kernel = resolve_runtime_keys(raw, &network, report);
 
     if !report.is_clean() {
         return None;
@@ -113,5 +116,6 @@ pub(super) fn container(
         update,
         depends_on,
         log,
+        kernel,
     })
 }
