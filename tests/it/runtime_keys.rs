@@ -441,3 +441,34 @@ echo done"#
     assert_eq!(outcome(&out, "exec-noexec"), "Permission denied", "{out}");
     assert_eq!(outcome(&out, "exec-table"), "allowed", "{out}");
 }
+
+#[test]
+fn a_ulimit_above_the_hosts_hard_limit_is_refused_at_validate() {
+    // The hard RLIMIT_NOFILE berth validate inherits from this test.
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("limits");
+    let hard: u64 = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|v| v.parse().ok())
+        .expect("a numeric hard limit on open files");
+    let sb = Sandbox::new();
+    sb.write(
+        "keys.toml",
+        &format!(
+            "[container.keys]\nimage = \"docker.io/library/busybox:1\"\nulimits = {{ nofile = {{ soft = 1024, hard = {} }} }}\n",
+            hard + 1
+        ),
+    );
+    let desired = sb.desired();
+    let out = sb.berth(&["validate", desired.to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "ulimit `nofile` ({}) is above this host's hard limit ({hard})",
+            hard + 1
+        )),
+        "{err}"
+    );
+}
