@@ -1,6 +1,7 @@
-//! A container's `devices`, `device_cgroup_rules`, `sysctls`, `ulimits`, `init`, `shm_size`
-//! and `seccomp` applied to its OCI spec. What the host has to say (device numbers, hard
-//! limits, whether tini is installed) is gathered once by [`host_facts`]; [`apply`] is pure.
+//! A container's `devices`, `device_cgroup_rules`, `sysctls`, `ulimits`, `init`, `shm_size`,
+//! `seccomp` and `privileged` applied to its OCI spec. What the host has to say (device
+//! numbers, hard limits, whether tini is installed, the kernel, the creator's bounding set)
+//! is gathered once by [`host_facts`]; [`apply`] is pure.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,11 @@ pub(crate) const PRIVILEGED_ANNOTATION: &str = "io.berth.privileged";
 pub enum KernelKeysError {
     #[error("device {path}: {source}")]
     Device {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("reading {path}: {source}")]
+    ReadHost {
         path: String,
         source: std::io::Error,
     },
@@ -138,7 +144,7 @@ pub(crate) fn host_facts(keys: &RuntimeKeys) -> Result<HostFacts, KernelKeysErro
 /// This process's capability bounding set, from /proc/self/status.
 fn own_bounding_set() -> Result<u64, KernelKeysError> {
     let path = "/proc/self/status";
-    let status = std::fs::read_to_string(path).map_err(|source| KernelKeysError::Device {
+    let status = std::fs::read_to_string(path).map_err(|source| KernelKeysError::ReadHost {
         path: path.into(),
         source,
     })?;
@@ -157,7 +163,7 @@ fn all_host_devices(dev: &Path) -> Result<Vec<HostDevice>, KernelKeysError> {
     ];
     let io = |path: &Path| {
         let path = path.display().to_string();
-        move |source| KernelKeysError::Device { path, source }
+        move |source| KernelKeysError::ReadHost { path, source }
     };
     let mut found = Vec::new();
     let mut dirs = vec![dev.to_path_buf()];

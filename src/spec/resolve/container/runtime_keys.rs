@@ -1,6 +1,7 @@
-//! `devices`, `device_cgroup_rules`, `sysctls`, `ulimits`, `init` and `shm_size`: what the
-//! container may reach of the kernel, checked so that nothing here reaches past the
-//! container's own namespaces or above the host's limits.
+//! `devices`, `device_cgroup_rules`, `sysctls`, `ulimits`, `init`, `shm_size`, `seccomp` and
+//! `privileged`: what the container may reach of the kernel, checked so that nothing here
+//! reaches past the container's own namespaces or above the host's limits unless the entry
+//! says so in as many words (`privileged`, `seccomp = "unconfined"`).
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,7 @@ use crate::spec::runtime_keys::{
     RawUlimit, RuntimeKeys, SysctlScope, ULIMIT_NAMES, UNLIMITED, Ulimit, sysctl_scope,
 };
 use crate::spec::seccomp_profile::{self, MAX_PROFILE_BYTES, Seccomp};
+use crate::spec::size::ByteSize;
 
 use super::report::Report;
 
@@ -34,31 +36,35 @@ pub(super) fn resolve_runtime_keys(
         devices: resolve_devices(raw, report),
         device_cgroup_rules,
         sysctls: resolve_sysctls(raw, network, report),
-        ulimits: resolve_ulimits(raw, host_hard_limit, report),
+        ulimits: resolve_ulimits(raw, report),
         init: raw.init,
         privileged: resolve_privileged(raw, report),
         seccomp: raw
             .seccomp
             .as_ref()
             .map_or(Seccomp::Default, |s| resolve_seccomp(s, report)),
-        shm_size: raw.shm_size.as_ref().and_then(|s| {
-            if s.get_ref().0 == 0 {
-                let what = report.what();
-                report.push(
-                    report
-                        .diag(
-                            Code::InvalidValue,
-                            span(s),
-                            format!("{what}: shm_size must be more than 0"),
-                        )
-                        .with_help("write a size such as \"256MiB\""),
-                );
-                None
-            } else {
-                Some(*s.get_ref())
-            }
-        }),
+        shm_size: raw
+            .shm_size
+            .as_ref()
+            .and_then(|s| resolve_shm_size(s, report)),
     }
+}
+
+fn resolve_shm_size(s: &Spanned<ByteSize>, report: &mut Report) -> Option<ByteSize> {
+    if s.get_ref().0 > 0 {
+        return Some(*s.get_ref());
+    }
+    let what = report.what();
+    report.push(
+        report
+            .diag(
+                Code::InvalidValue,
+                span(s),
+                format!("{what}: shm_size must be more than 0"),
+            )
+            .with_help("write a size such as \"256MiB\""),
+    );
+    None
 }
 
 fn resolve_devices(
@@ -300,11 +306,7 @@ fn show(v: u64) -> String {
     }
 }
 
-fn resolve_ulimits(
-    raw: &RawContainer,
-    host_hard: fn(&str) -> Option<u64>,
-    report: &mut Report,
-) -> BTreeMap<String, Ulimit> {
+fn resolve_ulimits(raw: &RawContainer, report: &mut Report) -> BTreeMap<String, Ulimit> {
     let what = report.what();
     let mut ulimits = BTreeMap::new();
     for (name, value) in &raw.ulimits {
@@ -361,7 +363,7 @@ fn resolve_ulimits(
             );
             continue;
         }
-        if let Some(host) = host_hard(key)
+        if let Some(host) = host_hard_limit(key)
             && hard > host
         {
             report.push(
