@@ -38,6 +38,17 @@ pub struct Cli {
     )]
     pub root: PathBuf,
 
+    /// The host's age identity, which decrypts `[secret.NAME] age = …` files. Never inside
+    /// the desired directory.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_AGE_IDENTITY",
+        default_value = berth::spec::secret::DEFAULT_AGE_IDENTITY,
+        value_name = "FILE"
+    )]
+    pub age_identity: PathBuf,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -104,6 +115,9 @@ pub fn main() -> ExitCode {
     // Monitors and engines chdir, and the run root and cgroup scope derive from the state
     // root's path: it must be absolute and spelled one way only.
     cli.root = canonical_root(&cli.root);
+    berth::spec::secret::set_age_identity(
+        std::path::absolute(&cli.age_identity).unwrap_or_else(|_| cli.age_identity.clone()),
+    );
     init_logging();
     if let Command::Monitor { id } = &cli.command {
         // Before anything else: the monitor must stay single-threaded.

@@ -30,7 +30,11 @@ pub struct Args {
 }
 
 pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
-    let loaded = berth::spec::load_dir(&args.dir)?;
+    let mut loaded = berth::spec::load_dir(&args.dir)?;
+    if !loaded.desired.secrets.is_empty() {
+        let key = berth::state::secret_key::load_or_create(root)?;
+        berth::spec::hash::key_secrets(&mut loaded.desired, &key);
+    }
     for d in &loaded.diagnostics {
         eprintln!("{d}\n");
     }

@@ -302,17 +302,19 @@ async fn run_action(
             })
             .await
         }
-        Action::Start { id, .. } => {
-            let m = machine.clone();
+        Action::Start { name, id } => {
+            let (m, d) = (machine.clone(), desired.clone());
             blocking(move || {
+                rewrite_files(&m, &d, name.as_str(), &id)?;
                 m.runtime.start(&id)?;
                 Ok(format!("{id} running"))
             })
             .await
         }
-        Action::Restart { id, streak, .. } => {
-            let m = machine.clone();
+        Action::Restart { name, id, streak } => {
+            let (m, d) = (machine.clone(), desired.clone());
             blocking(move || {
+                rewrite_files(&m, &d, name.as_str(), &id)?;
                 m.runtime.restart(&id, streak)?;
                 Ok(format!("{id} running again"))
             })
@@ -576,6 +578,7 @@ pub fn create_container(
     let layers: Vec<PathBuf> = machine.images.layer_dirs(&image, &Limits::default())?;
     let config = machine.images.config(&image)?;
     let hash = crate::spec::hash::container_hash(desired, container)?;
+    let files = file_contents(desired, container)?;
     Ok(machine.runtime.create(&CreateRequest {
         name,
         container,
@@ -585,7 +588,49 @@ pub fn create_container(
         layers: &layers,
         volumes: &prepared,
         manual,
+        files: &files,
     })?)
+}
+
+/// The content of each of the entry's secrets and configs, in its `files` order.
+fn file_contents<'a>(
+    desired: &'a Desired,
+    container: &'a crate::spec::model::Container,
+) -> Result<Vec<crate::runtime::files::ContainerFile<'a>>, ApplyError> {
+    use crate::spec::model::FileKind;
+    container
+        .files
+        .iter()
+        .map(|f| {
+            let bytes = match f.kind {
+                FileKind::Secret => desired.secrets.get(&f.name).map(|s| s.expose()),
+                FileKind::Config => desired.configs.get(&f.name).map(|c| c.bytes.as_slice()),
+            };
+            let bytes = bytes.ok_or_else(|| ApplyError::Undescribed {
+                kind: match f.kind {
+                    FileKind::Secret => "secret",
+                    FileKind::Config => "config",
+                },
+                name: f.name.to_string(),
+            })?;
+            Ok(crate::runtime::files::ContainerFile { mount: f, bytes })
+        })
+        .collect()
+}
+
+/// Before a start: the container's secrets and configs written again (a reboot empties
+/// their tmpfs; the planner starts only a container whose hash, files included, matches).
+fn rewrite_files(
+    machine: &Machine,
+    desired: &Desired,
+    name: &str,
+    id: &str,
+) -> Result<(), ApplyError> {
+    let Some(container) = desired.containers.get(name) else {
+        return Ok(());
+    };
+    let files = file_contents(desired, container)?;
+    Ok(machine.runtime.write_files(id, &files)?)
 }
 
 /// For `berth run`: create the network `name` if it does not exist. An existing one is used

@@ -319,6 +319,18 @@ impl Reconciler {
                 }
             },
         };
+        let mut desired = desired;
+        if !desired.secrets.is_empty() {
+            match crate::state::secret_key::load_or_create(
+                &self.machine.runtime.layout().state_root,
+            ) {
+                Ok(key) => crate::spec::hash::key_secrets(&mut desired, &key),
+                Err(e) => {
+                    report.load_error = Some(format!("the secret digest key: {e}"));
+                    return RunOutput::only(finish(report, started, cpu_start));
+                }
+            }
+        }
         let desired = Arc::new(desired);
         if act && refresh {
             report.refreshed = self.refresh(&desired).await;

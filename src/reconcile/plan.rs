@@ -1578,7 +1578,12 @@ pub(crate) fn restrict(
             queue.extend(c.depends_on.keys().cloned());
         }
     }
-    let mut out = Desired::default();
+    let mut out = Desired {
+        // Values only: what the kept containers name is looked up by name.
+        secrets: desired.secrets.clone(),
+        configs: desired.configs.clone(),
+        ..Desired::default()
+    };
     for name in &keep {
         let Some(c) = desired.containers.get(name) else {
             continue;

@@ -32,6 +32,8 @@ pub(crate) struct CreateRequest<'a> {
     pub volumes: &'a BTreeMap<String, PathBuf>,
     /// Made by hand (`berth run`): the reconciler leaves it alone.
     pub manual: bool,
+    /// The contents of the entry's `files`, in their order.
+    pub files: &'a [super::files::ContainerFile<'a>],
 }
 
 impl Runtime {
@@ -58,11 +60,14 @@ impl Runtime {
             })?;
         let tmp = containers.join(format!(".{id}.creating.{}.{}", me.pid, me.start_time));
         std::fs::create_dir(&tmp).map_err(io_err("creating", &tmp))?;
-        let built = self.build_container_dir(req, &id, engine, &tmp);
+        let built = self
+            .write_files(&id, req.files)
+            .and_then(|()| self.build_container_dir(req, &id, engine, &tmp));
         let record = match built {
             Ok(record) => record,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&tmp);
+                let _ = self.remove_files(&id);
                 return Err(e);
             }
         };
@@ -120,6 +125,27 @@ impl Runtime {
             id: id.to_string(),
             message: e.to_string(),
         };
+        // Secrets and configs last: their targets may lie inside another mount.
+        let files_dir = self.layout.container_files(id);
+        for (i, f) in c.files.iter().enumerate() {
+            let mount = oci_spec::runtime::MountBuilder::default()
+                .destination(&f.target)
+                .typ("bind")
+                .source(super::files::host_path(&files_dir, i))
+                .options(vec![
+                    "rbind".to_string(),
+                    "rprivate".to_string(),
+                    "ro".to_string(),
+                    "nosuid".to_string(),
+                    "nodev".to_string(),
+                    "noexec".to_string(),
+                ])
+                .build()
+                .map_err(|e| spec_err(&e))?;
+            let mut mounts = spec.mounts().clone().unwrap_or_default();
+            mounts.push(mount);
+            spec.set_mounts(Some(mounts));
+        }
         let mut seccomp_sha256 = None;
         if engine == EngineRecord::Embedded
             && let Some(linux) = spec.linux_mut()

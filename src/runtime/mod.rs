@@ -11,6 +11,7 @@ pub(crate) mod disk;
 pub mod engine;
 pub(crate) mod exec;
 pub(crate) mod kernel_keys;
+pub(crate) mod files;
 pub mod logfile;
 pub(crate) mod monitor;
 pub(crate) mod mountinfo;

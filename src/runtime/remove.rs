@@ -45,6 +45,7 @@ impl Runtime {
             })?;
         }
         engine::for_record(&record, &self.layout.engine_root()).delete(id)?;
+        self.remove_files(id)?;
         self.delete_dir(id, &paths)?;
         self.unplug(id, true);
         Ok(())
@@ -68,6 +69,7 @@ impl Runtime {
             }
         }
         self.release_by_id(id)?;
+        self.remove_files(id)?;
         self.delete_dir(id, paths)?;
         self.unplug(id, true);
         Ok(())

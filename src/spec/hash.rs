@@ -6,7 +6,7 @@
 use crate::sha256::Sha256;
 use serde::Serialize;
 
-use super::model::{Container, Desired, Image, Network, Volume};
+use super::model::{Container, Desired, FileKind, Image, Network, Volume};
 use super::name::Name;
 
 /// Bumped when the meaning of the encoding changes, so old records are not mistaken for equal.
@@ -30,6 +30,10 @@ impl std::fmt::Display for SpecHash {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
+    #[error(
+        "the secret `{name}` has no keyed digest: secrets must be keyed with the state root's key before hashing"
+    )]
+    UnkeyedSecret { name: String },
     #[error("cannot encode the {kind} spec for hashing: {source}")]
     Encode {
         kind: &'static str,
@@ -74,6 +78,9 @@ impl SpecHashed for Network {
 /// ports): a change needs new containers. Labels of networks do not count, nor does the
 /// entry's update policy. Otherwise it is the entry's own hash.
 pub fn container_hash(desired: &Desired, c: &Container) -> Result<SpecHash, HashError> {
+    if let Some(name) = unkeyed(c) {
+        return Err(HashError::UnkeyedSecret { name: name.into() });
+    }
     // How a container is to be replaced is not part of it: changing `update`, `drain` or
     // `update_timeout` replaces nothing (it applies to the next change).
     let normalized;
@@ -110,6 +117,37 @@ pub fn container_hash(desired: &Desired, c: &Container) -> Result<SpecHash, Hash
         })
         .collect();
     hash_of(Container::KIND, &(c, addressing))
+}
+
+/// Put every secret a container uses into its `inputs`, as an HMAC-SHA256 of the secret's
+/// name and value under `key` (the state root's). Needed before any container's hash.
+pub fn key_secrets(desired: &mut Desired, key: &[u8]) {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
+    let secrets = &desired.secrets;
+    for c in desired.containers.values_mut() {
+        for f in c.files.iter().filter(|f| f.kind == FileKind::Secret) {
+            let Some(secret) = secrets.get(&f.name) else {
+                continue;
+            };
+            let mut ctx = aws_lc_rs::hmac::Context::with_key(&key);
+            ctx.update(f.name.as_str().as_bytes());
+            ctx.update(&[0]);
+            ctx.update(secret.expose());
+            let tag = ctx.sign();
+            c.inputs.insert(
+                f.input_key(),
+                format!("hmac-sha256:{}", crate::sha256::hex(tag.as_ref())),
+            );
+        }
+    }
+}
+
+/// A secret of the container that has not been keyed, if any.
+fn unkeyed(c: &Container) -> Option<&str> {
+    c.files
+        .iter()
+        .find(|f| f.kind == FileKind::Secret && !c.inputs.contains_key(&f.input_key()))
+        .map(|f| f.name.as_str())
 }
 
 /// Every resource's hash, keyed "kind/name"; what tests and `validate --json` compare.

@@ -15,7 +15,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::diag::{Code, Diagnostic, Location, SourceFile};
 use super::name::Name;
-use super::raw::{RawContainer, RawImage, RawNetwork, RawVolume};
+use super::raw::{RawConfig, RawContainer, RawImage, RawNetwork, RawSecret, RawVolume};
 use super::value::{Hint, split_help};
 
 /// Files larger than this are refused: desired state is configuration, not data.
@@ -266,6 +266,8 @@ pub(crate) struct RawSet {
     pub containers: BTreeMap<Name, Entry<RawContainer>>,
     pub volumes: BTreeMap<Name, Entry<RawVolume>>,
     pub networks: BTreeMap<Name, Entry<RawNetwork>>,
+    pub secrets: BTreeMap<Name, Entry<RawSecret>>,
+    pub configs: BTreeMap<Name, Entry<RawConfig>>,
     /// Names declared per kind, including broken and duplicated entries.
     pub declared: BTreeMap<Kind, BTreeMap<String, Location>>,
     /// Files that could not be parsed at all; their names are unknown.
@@ -279,10 +281,19 @@ pub(crate) enum Kind {
     Container,
     Volume,
     Network,
+    Secret,
+    Config,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 4] = [Kind::Image, Kind::Container, Kind::Volume, Kind::Network];
+    pub(crate) const ALL: [Kind; 6] = [
+        Kind::Image,
+        Kind::Container,
+        Kind::Volume,
+        Kind::Network,
+        Kind::Secret,
+        Kind::Config,
+    ];
 
     pub(crate) fn section(self) -> &'static str {
         match self {
@@ -290,6 +301,8 @@ impl Kind {
             Kind::Container => "container",
             Kind::Volume => "volume",
             Kind::Network => "network",
+            Kind::Secret => "secret",
+            Kind::Config => "config",
         }
     }
 
@@ -317,6 +330,8 @@ pub(crate) fn load_files(files: Vec<InputFile>) -> RawSet {
                 Kind::Container => drop(set.containers.remove(name.as_str())),
                 Kind::Volume => drop(set.volumes.remove(name.as_str())),
                 Kind::Network => drop(set.networks.remove(name.as_str())),
+                Kind::Secret => drop(set.secrets.remove(name.as_str())),
+                Kind::Config => drop(set.configs.remove(name.as_str())),
             }
         }
     }
@@ -463,6 +478,8 @@ fn load_entry<'i>(
         Kind::Container => parse_entry(site, value, set, reparse, |s| &mut s.containers),
         Kind::Volume => parse_entry(site, value, set, reparse, |s| &mut s.volumes),
         Kind::Network => parse_entry(site, value, set, reparse, |s| &mut s.networks),
+        Kind::Secret => parse_entry(site, value, set, reparse, |s| &mut s.secrets),
+        Kind::Config => parse_entry(site, value, set, reparse, |s| &mut s.configs),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod device;
 pub mod diag;
 pub mod duration;
 pub(crate) mod engine;
+pub(crate) mod envfile;
 pub mod hash;
 pub mod image_ref;
 pub(crate) mod loader;
@@ -20,10 +21,12 @@ pub mod mount;
 pub mod name;
 pub mod port;
 pub(crate) mod raw;
+pub(crate) mod referenced;
 pub(crate) mod resolve;
 pub mod runtime_keys;
 pub mod schema;
 pub mod seccomp_profile;
+pub mod secret;
 pub mod signal;
 pub mod size;
 pub mod value;
@@ -43,6 +46,9 @@ pub struct Loaded {
     pub diagnostics: Vec<Diagnostic>,
     /// The files read, in order.
     pub files: Vec<PathBuf>,
+    /// Secrets or configs are declared: their files (outside `files`) are read again on
+    /// every load.
+    pub declares_files: bool,
 }
 
 impl Loaded {
@@ -66,11 +72,15 @@ fn load_with_read_problems(files: Vec<InputFile>, read_problems: Vec<Diagnostic>
     set.unparsed_files
         .extend(read_problems.iter().map(|d| d.location.file.clone()));
     set.diagnostics.extend(read_problems);
+    let declares_files = [loader::Kind::Secret, loader::Kind::Config]
+        .iter()
+        .any(|k| set.declared.get(k).is_some_and(|names| !names.is_empty()));
     let (desired, diagnostics) = resolve::resolve(set);
     Loaded {
         desired,
         diagnostics,
         files: paths,
+        declares_files,
     }
 }
 
@@ -87,12 +97,15 @@ pub(crate) struct LoadCache {
 }
 
 /// `load_dir`, reusing the previous result when every file reads back byte for byte the
-/// same (the agent reads its directory on every pass; reading is cheap, parsing is not).
+/// same (the agent reads its directory on every pass; reading is cheap, parsing is not), and
+/// so does every file the entries named (env files, binds inside the directory). A result
+/// with a problem in such a file is never reused: that file may have been fixed since.
 pub(crate) fn load_dir_cached(dir: &Path, cache: &mut LoadCache) -> Result<Loaded, LoadError> {
     let (files, read_problems) = loader::read_dir(dir)?;
     if let Some((last_files, last_problems, loaded)) = &cache.last
         && *last_files == files
         && *last_problems == read_problems
+        && inputs_unchanged(loaded)
         // A seccomp profile is another file: its content is read at every load.
         && !loaded
             .desired
@@ -105,6 +118,21 @@ pub(crate) fn load_dir_cached(dir: &Path, cache: &mut LoadCache) -> Result<Loade
     let loaded = load_with_read_problems(files.clone(), read_problems.clone());
     cache.last = Some((files, read_problems, loaded.clone()));
     Ok(loaded)
+}
+
+/// Whether every file named by the entries still has the digest it was loaded with, and no
+/// problem lies in a file other than the desired-state files.
+fn inputs_unchanged(loaded: &Loaded) -> bool {
+    !loaded.declares_files
+        && loaded
+            .diagnostics
+            .iter()
+            .all(|d| loaded.files.contains(&d.location.file))
+        && loaded.desired.containers.values().all(|c| {
+            c.inputs
+                .iter()
+                .all(|(path, digest)| referenced::digest(path).is_ok_and(|d| d == *digest))
+        })
 }
 
 #[cfg(test)]
@@ -134,6 +162,31 @@ mod tests {
         let changed = load_dir_cached(dir.path(), &mut cache).unwrap();
         assert_ne!(hash(&first), hash(&changed));
         assert_eq!(changed.desired, load_dir(dir.path()).unwrap().desired);
+        // An env file edited: seen although no TOML file changed.
+        std::fs::write(
+            &file,
+            "[container.a]\nimage = \"oci-archive:/x.tar\"\nenv_file = \"a.env\"\n",
+        )
+        .unwrap();
+        let env = dir.path().join("a.env");
+        std::fs::write(&env, "V=1\n").unwrap();
+        let before = load_dir_cached(dir.path(), &mut cache).unwrap();
+        assert_eq!(before.desired.containers["a"].env["V"], "1");
+        std::fs::write(&env, "V=2\n").unwrap();
+        let after = load_dir_cached(dir.path(), &mut cache).unwrap();
+        assert_eq!(after.desired.containers["a"].env["V"], "2");
+        assert_ne!(hash(&before), hash(&after));
+        // A broken env file is read again on the next pass, and its repair seen.
+        std::fs::write(&env, "V\n").unwrap();
+        assert!(
+            !load_dir_cached(dir.path(), &mut cache)
+                .unwrap()
+                .is_complete()
+        );
+        std::fs::write(&env, "V=3\n").unwrap();
+        let fixed = load_dir_cached(dir.path(), &mut cache).unwrap();
+        assert!(fixed.is_complete(), "{:?}", fixed.diagnostics);
+        assert_eq!(fixed.desired.containers["a"].env["V"], "3");
         // A file gone: seen too.
         std::fs::remove_file(&file).unwrap();
         assert!(

@@ -41,6 +41,12 @@ pub struct Desired {
     pub containers: BTreeMap<Name, Container>,
     pub volumes: BTreeMap<Name, Volume>,
     pub networks: BTreeMap<Name, Network>,
+    /// Secret values, read at load: never serialized, never hashed bare.
+    #[serde(skip)]
+    pub secrets: BTreeMap<Name, super::secret::Secret>,
+    /// Config contents, read at load.
+    #[serde(skip)]
+    pub configs: BTreeMap<Name, super::secret::ConfigContent>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -127,6 +133,45 @@ pub struct Container {
     /// devices, sysctls, ulimits, init, shm_size: each left out of the hash when unset.
     #[serde(flatten)]
     pub kernel: super::runtime_keys::RuntimeKeys,
+    /// Files read for this entry (its `env_file`s, read-only binds inside the desired
+    /// directory), by absolute path, with the digest of their content: part of the hash, so
+    /// editing one replaces the container. Left out when empty: entries using none keep
+    /// their hash.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<PathBuf, String>,
+    /// Secrets and configs given as read-only files, sorted by target. Their content is in
+    /// `inputs`: configs by their sha256, secrets by a digest keyed per state root.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileMount>,
+}
+
+/// A secret or config given to a container as a read-only file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileMount {
+    pub kind: FileKind,
+    pub name: Name,
+    /// Absolute path in the container.
+    pub target: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    Secret,
+    Config,
+}
+
+impl FileMount {
+    /// The key of its content's digest in the container's `inputs`.
+    pub fn input_key(&self) -> PathBuf {
+        match self.kind {
+            FileKind::Secret => PathBuf::from(format!("secret:{}", self.name)),
+            FileKind::Config => PathBuf::from(format!("config:{}", self.name)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -28,7 +28,7 @@ pub enum Mount {
     },
     /// A host directory or file.
     Bind {
-        /// Absolute host path.
+        /// Host path: absolute, or relative to the file that names it ("./conf", "conf").
         source: String,
         /// Absolute path inside the container.
         target: String,
@@ -90,8 +90,7 @@ impl Mount {
                 target,
                 read_only,
             } => Mount::Bind {
-                source: normal_absolute(&source)
-                    .map_err(|_| MountError::RelativeBindSource { path: source })?,
+                source: bind_source(&source)?,
                 target: normal_target(&target)?,
                 read_only,
             },
@@ -142,7 +141,41 @@ fn normal_absolute(path: &str) -> Result<String, ()> {
     Ok(format!("/{}", parts.join("/")))
 }
 
-fn normal_target(target: &str) -> Result<String, MountError> {
+/// An absolute source normalised; a relative one kept as written (the resolver joins it to
+/// the directory of the file naming it).
+fn bind_source(source: &str) -> Result<String, MountError> {
+    if source.starts_with('/') {
+        return normal_absolute(source).map_err(|_| MountError::BadBindSource {
+            path: source.into(),
+        });
+    }
+    if source.is_empty() || source.contains('\0') || source.starts_with('~') {
+        return Err(MountError::BadBindSource {
+            path: source.into(),
+        });
+    }
+    Ok(source.to_string())
+}
+
+/// Whether a bind source is relative to the file naming it.
+pub(crate) fn is_relative_source(source: &str) -> bool {
+    !source.starts_with('/')
+}
+
+/// Options Docker accepts that berth refuses, with the reason.
+fn refused_option(option: &str) -> Option<&'static str> {
+    Some(match option {
+        "z" | "Z" => {
+            "berth does not relabel files for SELinux: `z`/`Z` would change the labels of host files; label the source yourself (chcon) if the host enforces SELinux"
+        }
+        "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {
+            "berth makes every mount private to the container (`rprivate`), so that nothing the container mounts reaches the host and nothing mounted later on the host reaches the container"
+        }
+        _ => return None,
+    })
+}
+
+pub(crate) fn normal_target(target: &str) -> Result<String, MountError> {
     match normal_absolute(target) {
         Ok(t) if t == "/" => Err(MountError::RootTarget),
         Ok(t) => Ok(t),
@@ -160,8 +193,15 @@ pub enum MountError {
     BadTarget { target: String },
     #[error("a mount cannot replace the container's root `/`")]
     RootTarget,
-    #[error("bind mount source `{path}` must be an absolute host path without `..`")]
-    RelativeBindSource { path: String },
+    #[error(
+        "bind mount source `{path}` must be an absolute host path without `..`, or a path relative to this file"
+    )]
+    BadBindSource { path: String },
+    #[error("mount option `{option}` is not supported")]
+    RefusedOption {
+        option: String,
+        reason: &'static str,
+    },
     #[error("a volume mount needs a volume name as its source")]
     EmptySource,
     #[error("unknown mount option `{option}` for a {kind} mount")]
@@ -176,7 +216,8 @@ impl Hint for MountError {
     fn help(&self) -> Option<String> {
         Some(match self {
             MountError::Malformed { .. } => "write \"VOLUME:/path[:ro]\", \"/host/path:/path[:ro]\" or \"tmpfs:/path[:size=64MiB,mode=1777]\"".into(),
-            MountError::RelativeBindSource { .. } => "bind sources are absolute host paths, e.g. \"/srv/app/config:/etc/app:ro\"; to use a named volume, declare it as [volume.NAME]".into(),
+            MountError::BadBindSource { .. } => "write an absolute host path (\"/srv/app/config:/etc/app:ro\") or one relative to this file (\"./config:/etc/app:ro\"); `~` is not expanded".into(),
+            MountError::RefusedOption { reason, .. } => (*reason).into(),
             MountError::BadOption { kind: "volume", .. } => "volume options are `ro`, `rw` and `nocopy`".into(),
             MountError::BadOption { kind: "bind", .. } => "bind options are `ro` and `rw`".into(),
             MountError::BadOption { .. } => "tmpfs options are `size=SIZE`, `mode=OCTAL`, `uid=N`, `gid=N`, `noexec`, `exec` (nosuid and nodev always hold)".into(),
@@ -246,15 +287,22 @@ impl FromStr for Mount {
                 gid,
             }
         } else {
-            let bind = source.starts_with('/');
-            if !bind && (source.starts_with('.') || source.starts_with('~')) {
-                return Err(MountError::RelativeBindSource {
+            // "./conf", "../shared": relative to the file; a bare word names a volume.
+            let bind = source.starts_with('/') || source.starts_with('.');
+            if source.starts_with('~') {
+                return Err(MountError::BadBindSource {
                     path: source.into(),
                 });
             }
             let kind = if bind { "bind" } else { "volume" };
             let (mut read_only, mut nocopy) = (false, false);
             for option in options {
+                if let Some(reason) = refused_option(option) {
+                    return Err(MountError::RefusedOption {
+                        option: option.into(),
+                        reason,
+                    });
+                }
                 match option {
                     "ro" => read_only = true,
                     "rw" => read_only = false,
@@ -484,8 +532,12 @@ mod tests {
             ("data:relative", "BadTarget"),
             ("data:/a/../b", "BadTarget"),
             ("data:/", "RootTarget"),
-            ("./here:/data", "RelativeBindSource"),
-            ("/a/../b:/data", "RelativeBindSource"),
+            ("~/here:/data", "BadBindSource"),
+            ("/a/../b:/data", "BadBindSource"),
+            ("/srv:/data:z", "RefusedOption"),
+            ("/srv:/data:ro,Z", "RefusedOption"),
+            ("data:/data:rshared", "RefusedOption"),
+            ("/srv:/data:slave", "RefusedOption"),
             ("data:/data:rx", "BadOption"),
             ("/srv:/data:nocopy", "BadOption"),
             ("tmpfs:/tmp:ro", "BadOption"),
@@ -500,6 +552,27 @@ mod tests {
             assert!(format!("{e:?}").starts_with(what), "{bad}: {e:?}");
             assert!(e.help().is_some());
         }
+    }
+
+    #[test]
+    fn relative_bind_sources_are_kept_for_the_resolver() {
+        assert_eq!(
+            m("./conf:/etc/app:ro"),
+            Mount::Bind {
+                source: "./conf".into(),
+                target: "/etc/app".into(),
+                read_only: true
+            }
+        );
+        assert_eq!(
+            m("../shared:/shared"),
+            Mount::Bind {
+                source: "../shared".into(),
+                target: "/shared".into(),
+                read_only: false
+            }
+        );
+        assert!(is_relative_source("conf") && !is_relative_source("/conf"));
     }
 
     #[test]

@@ -39,6 +39,105 @@ pub(crate) struct RawFile {
     /// Bridge networks, by name.
     #[serde(default)]
     pub network: BTreeMap<String, RawNetwork>,
+    /// Secrets, by name; containers list them in `secrets`.
+    #[serde(default)]
+    pub secret: BTreeMap<String, RawSecret>,
+    /// Configuration files, by name; containers list them in `configs`.
+    #[serde(default)]
+    pub config: BTreeMap<String, RawConfig>,
+}
+
+/// `[secret.NAME]`: exactly one of `file` or `age`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Secret")]
+pub(crate) struct RawSecret {
+    /// An absolute host path to a file owned by root and not readable by group or others.
+    #[schemars(with = "Option<String>")]
+    pub file: Option<Spanned<String>>,
+    /// An age-encrypted file (relative to this file, or absolute), decrypted with the host's
+    /// identity (`--age-identity`, `BERTH_AGE_IDENTITY`, default /etc/berth/age-identity.txt).
+    #[schemars(with = "Option<String>")]
+    pub age: Option<Spanned<String>>,
+}
+
+/// `[config.NAME]`: exactly one of `content` or `file`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Config")]
+pub(crate) struct RawConfig {
+    /// The file's content, inline.
+    #[schemars(with = "Option<String>")]
+    pub content: Option<Spanned<String>>,
+    /// A file to copy, relative to this file or absolute. Editing it replaces the containers
+    /// using it.
+    #[schemars(with = "Option<String>")]
+    pub file: Option<Spanned<String>>,
+}
+
+/// A secret or config given to a container: its name, or a table.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[schemars(untagged)]
+pub(crate) enum FileRefEntry {
+    /// The secret's or config's name.
+    Name(String),
+    Table(RawFileRef),
+}
+
+/// `{ name = "db", target = "/run/secrets/db", uid = 0, gid = 0, mode = "0400" }`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "FileRef")]
+pub(crate) struct RawFileRef {
+    /// The secret's or config's name.
+    pub name: String,
+    /// Absolute path in the container (default: /run/secrets/NAME for a secret, /NAME for a
+    /// config).
+    pub target: Option<String>,
+    /// Owner of the file (default 0).
+    pub uid: Option<i64>,
+    /// Group of the file (default 0).
+    pub gid: Option<i64>,
+    /// Permission bits, octal as a string (default "0444").
+    pub mode: Option<String>,
+}
+
+impl FileRefEntry {
+    pub(crate) fn into_table(self) -> RawFileRef {
+        match self {
+            FileRefEntry::Name(name) => RawFileRef {
+                name,
+                target: None,
+                uid: None,
+                gid: None,
+                mode: None,
+            },
+            FileRefEntry::Table(t) => t,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FileRefEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = FileRefEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a name or a table { name = \"…\", target = \"…\", uid = …, gid = …, mode = \"0400\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<FileRefEntry, E> {
+                Ok(FileRefEntry::Name(s.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<FileRefEntry, A::Error> {
+                RawFileRef::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(FileRefEntry::Table)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `[image.NAME]`
@@ -108,6 +207,11 @@ pub(crate) struct RawContainer {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, String>")]
     pub env: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// Env files (Docker's format: KEY=VALUE lines, `#` comments), relative to this file or
+    /// absolute; later files override earlier ones, and `env` overrides them all. Editing
+    /// one replaces the container.
+    #[schemars(with = "Option<EnvFiles>")]
+    pub env_file: Option<Spanned<EnvFiles>>,
     /// Working directory (absolute; default: the image's, else "/").
     #[schemars(with = "Option<String>")]
     pub workdir: Option<Spanned<String>>,
@@ -241,6 +345,33 @@ pub(crate) struct RawContainer {
     /// on the host; `plan` and `status` say so.
     #[serde(default)]
     pub privileged: bool,
+    /// Secrets given as read-only files: names of `[secret.NAME]`, or tables
+    /// `{ name, target, uid, gid, mode }` (default target /run/secrets/NAME, mode "0444").
+    #[serde(default)]
+    #[schemars(with = "Vec<FileRefEntry>")]
+    pub secrets: Vec<Spanned<FileRefEntry>>,
+    /// Configuration files given read-only: names of `[config.NAME]`, or tables
+    /// `{ name, target, uid, gid, mode }` (default target /NAME, mode "0444").
+    #[serde(default)]
+    #[schemars(with = "Vec<FileRefEntry>")]
+    pub configs: Vec<Spanned<FileRefEntry>>,
+}
+
+/// `env_file`: one path or a list.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(untagged, expecting = "env_file: expected a path or a list of paths")]
+pub(crate) enum EnvFiles {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl EnvFiles {
+    pub(crate) fn paths(&self) -> &[String] {
+        match self {
+            EnvFiles::One(p) => std::slice::from_ref(p),
+            EnvFiles::Many(v) => v,
+        }
+    }
 }
 
 #[derive(

@@ -13,6 +13,7 @@
 //!                             /exit.json        how the container ended (written by the monitor)
 //!                             /monitor.log      the monitor's own messages
 //! <run root>/c/<id>/                            the engine's state (tmpfs)
+//! <run root>/files/<id>/                        its secrets and configs (always a tmpfs)
 //! ```
 //!
 //! The run root is `/run/berth` for the default state root and `/run/berth-<hash>` for any
@@ -60,6 +61,15 @@ impl Layout {
     /// unix socket in it, and socket paths are limited to 108 bytes.
     pub fn engine_root(&self) -> PathBuf {
         self.run_root.join("c")
+    }
+
+    /// Secrets and configs given to containers: a tmpfs, root-only (`runtime/files.rs`).
+    pub fn files_root(&self) -> PathBuf {
+        self.run_root.join("files")
+    }
+
+    pub fn container_files(&self, id: &str) -> PathBuf {
+        self.files_root().join(id)
     }
 
     pub fn cgroup_path(&self, id: &str) -> String {

@@ -10,3 +10,4 @@ pub mod image;
 pub mod layout;
 pub mod network;
 pub mod record;
+pub mod secret_key;

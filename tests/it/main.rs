@@ -15,6 +15,7 @@ mod records;
 mod registry_support_selftest;
 mod runtime;
 mod runtime_keys;
+mod secrets;
 mod spec_errors;
 mod spec_hashes;
 mod spec_shuffle;

@@ -10,6 +10,7 @@ mod conflicts;
 mod container;
 mod default_network;
 mod dependencies;
+mod files;
 mod image;
 mod network;
 mod volume;
@@ -43,6 +44,8 @@ pub(crate) fn resolve(set: RawSet) -> (Desired, Vec<Diagnostic>) {
             Kind::Container => set.containers.contains_key(name),
             Kind::Volume => set.volumes.contains_key(name),
             Kind::Network => set.networks.contains_key(name),
+            Kind::Secret => set.secrets.contains_key(name),
+            Kind::Config => set.configs.contains_key(name),
         };
         let unloaded: Vec<String> = r
             .names
@@ -76,6 +79,18 @@ pub(crate) fn resolve(set: RawSet) -> (Desired, Vec<Diagnostic>) {
     }
     r.check_subnet_overlaps(&set.networks, &mut desired);
     let offered_default = r.offer_default_network(&mut desired);
+    for (name, entry) in &set.secrets {
+        match r.secret(entry) {
+            Some(s) if !entry.tainted() => drop(desired.secrets.insert(name.clone(), s)),
+            _ => r.mark_broken(Kind::Secret, name),
+        }
+    }
+    for (name, entry) in &set.configs {
+        match r.config(entry) {
+            Some(c) if !entry.tainted() => drop(desired.configs.insert(name.clone(), c)),
+            _ => r.mark_broken(Kind::Config, name),
+        }
+    }
 
     let mut containers = BTreeMap::new();
     for (name, entry) in &set.containers {

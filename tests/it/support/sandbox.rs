@@ -195,6 +195,9 @@ impl Drop for Sandbox {
             }
         }
         problems.extend(super::net::remove_leftovers(&self.runtime.layout().scope));
+        // Secrets' and configs' tmpfs, mounted by berth when /run is not one.
+        let files = self.runtime.layout().files_root();
+        let _ = rustix::mount::unmount(&files, rustix::mount::UnmountFlags::DETACH);
         let _ = std::fs::remove_dir_all(&self.runtime.layout().run_root);
         if !problems.is_empty() && !std::thread::panicking() {
             panic!("sandbox cleanup found leaks:\n{}", problems.join("\n"));

@@ -5,9 +5,13 @@
 
 mod capabilities;
 mod depends_on;
+mod files;
 mod health;
 mod identity;
 mod image;
+mod inputs;
+
+pub(super) use inputs::beside;
 pub(super) mod log;
 mod mounts;
 mod networks;
@@ -56,7 +60,9 @@ pub(super) fn container(
     // Problems are sorted by position in the end; this order only breaks ties.
     let image = resolve_image(raw.image.as_ref(), &desired.images, names, report);
     check_arguments(raw.entrypoint.as_ref(), raw.command.as_ref(), report);
-    let env = resolve_env(&raw.env, report);
+    let mut inputs = std::collections::BTreeMap::new();
+    let mut env = inputs::resolve_env_files(raw.env_file.as_ref(), &mut inputs, report);
+    env.extend(resolve_env(&raw.env, report));
     check_exec_limits(
         raw.entrypoint.as_ref(),
         raw.command.as_ref(),
@@ -76,7 +82,7 @@ pub(super) fn container(
         report,
     );
     let ports = resolve_ports(raw, &network, &desired.networks, report);
-    let mounts = resolve_mounts(&raw.mounts, names, report);
+    let mounts = resolve_mounts(&raw.mounts, names, &mut inputs, report);
     let backoff = resolve_backoff(raw.backoff.as_ref(), report);
     let (cap_add, cap_drop) = resolve_capabilities(&raw.cap_add, &raw.cap_drop, report);
     let resources = resolve_resources(raw, report);
@@ -85,6 +91,29 @@ pub(super) fn container(
     let depends_on = resolve_depends_on(&raw.depends_on, &e.name, names, report);
     let log = resolve_log(raw.log.as_ref(), report);
     let kernel = resolve_runtime_keys(raw, &network, report);
+    let files = files::resolve_files(
+        &raw.secrets,
+        &raw.configs,
+        desired,
+        names,
+        &mut inputs,
+        report,
+    );
+    for f in &files {
+        if mounts.iter().any(|m| m.target() == f.target) {
+            let d = report
+                .diag(
+                    crate::spec::diag::Code::MountConflict,
+                    report.key_span(),
+                    format!(
+                        "{what} mounts something else at `{}`, the target of {}",
+                        f.target, f.name
+                    ),
+                )
+                .with_help("give the secret or config another `target`, or move the mount");
+            report.push(d);
+        }
+    }
 
     if !report.is_clean() {
         return None;
@@ -117,5 +146,7 @@ pub(super) fn container(
         depends_on,
         log,
         kernel,
+        inputs,
+        files,
     })
 }

@@ -9,16 +9,20 @@ use crate::spec::resolve::{Names, span};
 
 use super::report::Report;
 
-/// The mounts, sorted by target.
+/// The mounts, sorted by target; relative bind sources made absolute beside the file, and
+/// read-only binds inside the desired directory added to `inputs`.
 pub(super) fn resolve_mounts(
     entries: &[Spanned<MountEntry>],
     names: &Names,
+    inputs: &mut std::collections::BTreeMap<std::path::PathBuf, String>,
     report: &mut Report,
 ) -> Vec<Mount> {
     let what = report.what();
+    let mut written: Vec<Mount> = entries.iter().map(|m| m.get_ref().0.clone()).collect();
+    let spans: Vec<_> = entries.iter().map(span).collect();
+    super::inputs::resolve_bind_sources(&mut written, &spans, inputs, report);
     let mut mounts: Vec<Mount> = Vec::new();
-    for m in entries {
-        let mount = m.get_ref().0.clone();
+    for (m, mount) in entries.iter().zip(written) {
         if let Mount::Volume { source, .. } = &mount
             && !report.reference(names, Kind::Volume, source, span(m))
         {

@@ -1,0 +1,105 @@
+//! Secrets and configs on the host side: one memory-backed directory per container,
+//! `<run root>/files/<id>/`, root-only, each file owned and moded as the entry asks, then
+//! bind-mounted read-only at its target (`bundle`). Nothing is ever written to the state
+//! root or the container's writable layer. `<run root>/files` is a tmpfs of berth's own
+//! when /run is not one, so values never reach a disk whatever the host's /run is.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{Runtime, RuntimeError};
+use crate::fsutil::{self, io_err};
+use crate::spec::model::FileMount;
+
+const TMPFS_MAGIC: u64 = 0x0102_1994;
+
+/// One file to give a container: where and how, and its content.
+pub(crate) struct ContainerFile<'a> {
+    pub mount: &'a FileMount,
+    pub bytes: &'a [u8],
+}
+
+/// The host file for the `index`th of a container's `files` (they are sorted by target).
+pub(crate) fn host_path(dir: &Path, index: usize) -> PathBuf {
+    dir.join(index.to_string())
+}
+
+impl Runtime {
+    /// Write (again) every file of container `id`: at create, and before each start, since
+    /// a reboot empties the tmpfs while the container stays to be restarted.
+    pub(crate) fn write_files(
+        &self,
+        id: &str,
+        files: &[ContainerFile],
+    ) -> Result<(), RuntimeError> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let root = self.layout.files_root();
+        ensure_tmpfs(&root)?;
+        let dir = self.layout.container_files(id);
+        fsutil::private_dir(&dir)?;
+        for (i, f) in files.iter().enumerate() {
+            let path = host_path(&dir, i);
+            let tmp = dir.join(format!(".{i}.tmp"));
+            let _ = std::fs::remove_file(&tmp);
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(io_err("create", &tmp))?;
+            file.write_all(f.bytes).map_err(io_err("write", &tmp))?;
+            rustix::fs::fchown(
+                &file,
+                Some(rustix::fs::Uid::from_raw(f.mount.uid)),
+                Some(rustix::fs::Gid::from_raw(f.mount.gid)),
+            )
+            .map_err(|e| io_err("chown", &tmp)(e.into()))?;
+            file.set_permissions(std::fs::Permissions::from_mode(f.mount.mode))
+                .map_err(io_err("chmod", &tmp))?;
+            std::fs::rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
+        }
+        Ok(())
+    }
+
+    /// Remove the container's files; gone already is done.
+    pub(crate) fn remove_files(&self, id: &str) -> Result<(), RuntimeError> {
+        let dir = self.layout.container_files(id);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(io_err("removing", &dir)(e).into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `dir` exists, root-only, on a tmpfs: /run's own, or one mounted there now.
+fn ensure_tmpfs(dir: &Path) -> Result<(), RuntimeError> {
+    fsutil::private_dir(dir)?;
+    let is_tmpfs = |dir: &Path| {
+        rustix::fs::statfs(dir)
+            .map(|s| s.f_type as u64 == TMPFS_MAGIC)
+            .map_err(|e| io_err("statfs", dir)(e.into()))
+    };
+    if is_tmpfs(dir)? {
+        return Ok(());
+    }
+    use rustix::mount::MountFlags;
+    rustix::mount::mount(
+        "berth-files",
+        dir,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        c"mode=0700,size=64m",
+    )
+    .map_err(|e| io_err("mounting a tmpfs on", dir)(e.into()))?;
+    if !is_tmpfs(dir)? {
+        return Err(
+            io_err("mounting a tmpfs on", dir)(std::io::Error::other("still not a tmpfs")).into(),
+        );
+    }
+    Ok(())
+}
