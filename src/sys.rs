@@ -155,9 +155,15 @@ pub(crate) fn fork_single_threaded() -> io::Result<Forked> {
     }
 }
 
+/// The mount namespace this process had before `private_mount_namespace`.
+static ORIGINAL_MOUNT_NAMESPACE: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+
 /// Give this process a private mount namespace whose mounts follow the host's (slave), so
 /// the container's overlay exists only here and disappears with the monitor.
 pub(crate) fn private_mount_namespace() -> io::Result<()> {
+    if let Ok(ns) = fs::File::open("/proc/self/ns/mnt") {
+        let _ = ORIGINAL_MOUNT_NAMESPACE.set(ns.into());
+    }
     // SAFETY: CLONE_NEWNS only changes which mount table the calling thread sees; it shares
     // no memory or file-descriptor state, which is what `unshare_unsafe` asks us to vouch for.
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }?;
@@ -167,6 +173,28 @@ pub(crate) fn private_mount_namespace() -> io::Result<()> {
             | rustix::mount::MountPropagationFlags::REC,
     )?;
     Ok(())
+}
+
+/// Start `command` in the mount namespace this process had before it made a private one (if
+/// it did): a process that outlives it (the DNS resolver a monitor starts) must not keep the
+/// container's mounts alive.
+pub(crate) fn in_original_mount_namespace(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let Some(ns) = ORIGINAL_MOUNT_NAMESPACE.get() else {
+        return;
+    };
+    let raw = ns.as_raw_fd();
+    // SAFETY: the closure runs in the child between fork and exec and calls only setns,
+    // which is async-signal-safe; `raw` is open there (the static is never dropped, and
+    // close-on-exec closes it only at the exec).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setns(raw, libc::CLONE_NEWNS) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// `IFF_UP` as the `short` of `ifreq`'s flags (libc gives it as an `int`).

@@ -108,6 +108,9 @@ pub enum Command {
         /// The container's id.
         id: String,
     },
+    /// Serve DNS on the networks' gateways (started by berth itself; not for interactive use).
+    #[command(hide = true, name = "dns-resolver")]
+    DnsResolver,
 }
 
 pub fn main() -> ExitCode {
@@ -123,6 +126,10 @@ pub fn main() -> ExitCode {
         // Before anything else: the monitor must stay single-threaded.
         let layout = berth::state::layout::Layout::new(&cli.root);
         return ExitCode::from(u8::try_from(berth::wiring::monitor_main(&layout, id)).unwrap_or(1));
+    }
+    if let Command::DnsResolver = &cli.command {
+        // Before anything else: it forks, which needs a single thread.
+        return ExitCode::from(u8::try_from(berth::network::dns::main(&cli.root)).unwrap_or(1));
     }
     // Every command that loads the directory must agree on the default network's subnet
     // (it is part of container hashes): a bad value stops all of them, not just some.
@@ -150,7 +157,7 @@ pub fn main() -> ExitCode {
         Command::Stats(args) => stats::run(&cli.root, &args),
         Command::Volume(command) => volume::run(&cli.root, &command),
         Command::Import(what) => import::run(&what),
-        Command::Monitor { .. } => unreachable!("dispatched above"),
+        Command::Monitor { .. } | Command::DnsResolver => unreachable!("dispatched above"),
     };
     match result {
         Ok(code) => code,

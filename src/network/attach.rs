@@ -80,6 +80,9 @@ pub(super) fn attach(
         .map(|a| a.network.as_str())
         .collect();
     networks.rewrite_hosts(&state, &names)?;
+    if let Some(first) = records.first() {
+        super::dns::configure_container(networks, joiner.id, first);
+    }
     Ok(())
 }
 

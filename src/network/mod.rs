@@ -21,6 +21,7 @@
 
 mod attach;
 mod bridge;
+pub mod dns;
 pub(crate) mod hosts;
 pub(crate) mod ipam;
 mod lease;
@@ -171,7 +172,10 @@ impl Networks {
 
     /// Remove a network no container uses any more: its bridge, its leases, its record.
     pub fn remove(&self, name: &str) -> Result<(), NetworkError> {
-        bridge::remove(self, name)
+        bridge::remove(self, name)?;
+        let _lock = self.lock()?;
+        dns::clean_up_after_the_last_network(self);
+        Ok(())
     }
 
     /// Plug a created container into its networks: lease its addresses (kept from an earlier
@@ -239,7 +243,10 @@ impl Networks {
         Ok(ObservedNetworks {
             records: bridge::observed(self, &records, &links, &leases),
             ports: ports::port_holds(&records, &leases, &plugged),
-            rules_in_sync: rules::in_sync(&input)? && !bridge::interrupted_removals(&self.paths),
+            // A resolver that died is started again by the same repair.
+            rules_in_sync: rules::in_sync(&input)?
+                && !bridge::interrupted_removals(&self.paths)
+                && dns::in_place(self, &leases),
             readable: true,
         })
     }
@@ -250,7 +257,11 @@ impl Networks {
         let _lock = self.lock()?;
         bridge::sweep_interrupted_removals(&self.paths);
         let netlink = Netlink::open()?;
-        self.sync_locked(&netlink, &self.snapshot()?)
+        let state = self.snapshot()?;
+        self.sync_locked(&netlink, &state)?;
+        dns::repair(self, &state.leases);
+        dns::clean_up_after_the_last_network(self);
+        Ok(())
     }
 
     /// Every change holds it, from its first read to its rules.
@@ -355,11 +366,26 @@ impl Networks {
                 .map(|l| (*l).clone())
                 .collect();
             let entries = hosts::entries_for(id, &mine.hostname, &visible);
-            let text = crate::state::etc::hosts(&mine.hostname, None, &entries);
+            let extra = self.container_dns(id).extra_hosts;
+            let text = crate::state::etc::hosts(&mine.hostname, None, &entries, &extra);
             let path = self.layout.container(id).etc().join("hosts");
             hosts::rewrite_in_place(&path, &text).map_err(io_err("rewriting", &path))?;
         }
         Ok(())
+    }
+}
+
+impl Networks {
+    /// The name settings of container `id` (none when its record is unreadable: its hosts
+    /// file then lacks only its `extra_hosts` until its next start).
+    fn container_dns(&self, id: &str) -> crate::spec::dns::DnsSettings {
+        crate::state::record::load::<crate::state::record::ContainerRecord>(
+            &self.layout.container(id).record(),
+        )
+        .ok()
+        .flatten()
+        .map(|r| r.dns)
+        .unwrap_or_default()
     }
 }
 

@@ -236,6 +236,7 @@ impl Runtime {
             start_first: !req.manual
                 && c.update.strategy == crate::spec::model::UpdateStrategy::StartFirst,
             disk,
+            dns: c.dns.clone(),
         };
         fsutil::write_new_file(
             &tmp_paths.record(),

@@ -160,6 +160,7 @@ impl Monitor {
             &record.hostname,
             record.own_network,
             &Vec::new(),
+            &record.dns,
         )
         .map_err(|e| e.to_string())?;
         let root = rootfs::open_root(&paths.rootfs()).map_err(|e| e.to_string())?;

@@ -164,6 +164,10 @@ impl Runtime {
         if let Some(filter) = std::env::var_os("BERTH_LOG") {
             command.env("BERTH_LOG", filter);
         }
+        // Read by the DNS resolver a monitor may start (its upstream servers).
+        if let Some(upstreams) = std::env::var_os("BERTH_DNS_UPSTREAMS") {
+            command.env("BERTH_DNS_UPSTREAMS", upstreams);
+        }
         command.env(monitor::START_LOCK_ENV, "1");
         sys::pass_start_lock(&mut command, &lock.file);
         let mut child = command.spawn().map_err(spawn_err)?;

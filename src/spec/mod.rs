@@ -10,6 +10,7 @@ pub mod capability;
 pub mod default_network;
 pub mod device;
 pub mod diag;
+pub mod dns;
 pub mod duration;
 pub(crate) mod engine;
 pub(crate) mod envfile;

@@ -130,6 +130,8 @@ pub struct Container {
     pub update: UpdatePolicy,
     pub depends_on: BTreeMap<Name, Condition>,
     pub log: LogPolicy,
+    #[serde(skip_serializing_if = "super::dns::DnsSettings::is_empty")]
+    pub dns: super::dns::DnsSettings,
     /// devices, sysctls, ulimits, init, shm_size: each left out of the hash when unset.
     #[serde(flatten)]
     pub kernel: super::runtime_keys::RuntimeKeys,

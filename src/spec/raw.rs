@@ -355,6 +355,75 @@ pub(crate) struct RawContainer {
     #[serde(default)]
     #[schemars(with = "Vec<FileRefEntry>")]
     pub configs: Vec<Spanned<FileRefEntry>>,
+    /// Name servers for the container's /etc/resolv.conf (IPv4 or IPv6 addresses, at most
+    /// 3), instead of berth's resolver on its network's gateway; peers' names still resolve
+    /// through /etc/hosts.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub dns: Vec<Spanned<String>>,
+    /// Search domains for the container's /etc/resolv.conf, e.g. ["example.com"].
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub dns_search: Vec<Spanned<String>>,
+    /// Resolver options for the container's /etc/resolv.conf, e.g. ["ndots:2", "edns0"].
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub dns_options: Vec<Spanned<String>>,
+    /// Lines added to the container's /etc/hosts: ["db.local:10.0.0.5"] or
+    /// { "db.local" = "10.0.0.5" }.
+    #[schemars(with = "Option<ExtraHostsSchema>")]
+    pub extra_hosts: Option<Spanned<RawExtraHosts>>,
+}
+
+/// `extra_hosts` as written, each value with its span.
+#[derive(Debug)]
+pub(crate) enum RawExtraHosts {
+    /// "HOST:IP" entries.
+    List(Vec<Spanned<String>>),
+    /// HOST = "IP".
+    Map(Vec<(Spanned<String>, Spanned<String>)>),
+}
+
+/// The two forms of `extra_hosts`, for the schema.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[expect(dead_code, reason = "only the schema reads it")]
+pub(crate) enum ExtraHostsSchema {
+    List(Vec<String>),
+    Map(BTreeMap<String, String>),
+}
+
+impl<'de> Deserialize<'de> for RawExtraHosts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawExtraHosts;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#"a list of "HOST:IP" or a table of HOST = "IP""#)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(e) = seq.next_element()? {
+                    out.push(e);
+                }
+                Ok(RawExtraHosts::List(out))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(e) = map.next_entry()? {
+                    out.push(e);
+                }
+                Ok(RawExtraHosts::Map(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `env_file`: one path or a list.

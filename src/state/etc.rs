@@ -5,13 +5,14 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use crate::fsutil::{self, FsError};
+use crate::spec::dns::{DnsSettings, ExtraHost};
 
 const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
 /// systemd-resolved's list of real upstream servers, used when /etc/resolv.conf points at
 /// its stub on 127.0.0.53, which a container with its own network cannot reach.
 const RESOLVED_UPSTREAM: &str = "/run/systemd/resolve/resolv.conf";
 
-/// Extra `hosts` lines: (address, names).
+/// Peers' `hosts` lines: (address, names).
 pub(crate) type HostEntries = Vec<(IpAddr, Vec<String>)>;
 
 /// Write hostname, hosts and resolv.conf into `dir`.
@@ -19,7 +20,8 @@ pub(crate) fn write(
     dir: &Path,
     hostname: &str,
     own_network: bool,
-    extra_hosts: &HostEntries,
+    peers: &HostEntries,
+    dns: &DnsSettings,
 ) -> Result<(), FsError> {
     std::fs::create_dir_all(dir).map_err(fsutil::io_err("creating", dir))?;
     fsutil::write_replace(&dir.join("hostname"), format!("{hostname}\n").as_bytes())?;
@@ -30,35 +32,127 @@ pub(crate) fn write(
     };
     fsutil::write_replace(
         &dir.join("hosts"),
-        hosts(hostname, host_hosts.as_deref(), extra_hosts).as_bytes(),
+        hosts(hostname, host_hosts.as_deref(), peers, &dns.extra_hosts).as_bytes(),
     )?;
-    let host = std::fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default();
-    let resolv = if own_network {
-        let upstream = std::fs::read_to_string(RESOLVED_UPSTREAM).ok();
-        resolv_conf_for_own_network(&host, upstream.as_deref())
-    } else {
-        host
-    };
-    fsutil::write_replace(&dir.join("resolv.conf"), resolv.as_bytes())?;
+    fsutil::write_replace(
+        &dir.join("resolv.conf"),
+        resolv_conf(own_network, None, dns).as_bytes(),
+    )?;
     Ok(())
 }
 
+/// The container's resolv.conf: the host's (with a network of its own, minus loopback
+/// servers), then its `dns` settings. With `resolver` (berth's, on its network's gateway)
+/// and no `dns` servers of its own: that resolver first, the host's servers after it (tried
+/// only when it does not answer).
+pub(crate) fn resolv_conf(
+    own_network: bool,
+    resolver: Option<IpAddr>,
+    dns: &DnsSettings,
+) -> String {
+    let host = std::fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default();
+    if !own_network {
+        return host;
+    }
+    let upstream = std::fs::read_to_string(RESOLVED_UPSTREAM).ok();
+    let base = resolv_conf_for_own_network(&host, upstream.as_deref());
+    with_settings(&base, resolver, dns)
+}
+
+/// `base` with its servers, search domains and options replaced where `dns` or `resolver`
+/// say so; unchanged when neither does.
+fn with_settings(base: &str, resolver: Option<IpAddr>, dns: &DnsSettings) -> String {
+    if resolver.is_none()
+        && dns.servers.is_empty()
+        && dns.search.is_empty()
+        && dns.options.is_empty()
+    {
+        return base.to_string();
+    }
+    let directive = |line: &str| line.split_whitespace().next().map(str::to_string);
+    let values = |name: &str| -> Vec<String> {
+        base.lines()
+            .filter(|l| directive(l).as_deref() == Some(name))
+            .flat_map(|l| {
+                l.split_whitespace()
+                    .skip(1)
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let servers: Vec<String> = if dns.servers.is_empty() {
+        resolver
+            .map(|r| r.to_string())
+            .into_iter()
+            .chain(values("nameserver"))
+            .take(crate::spec::dns::MAX_SERVERS)
+            .collect()
+    } else {
+        dns.servers.iter().map(IpAddr::to_string).collect()
+    };
+    let search = match (dns.search.is_empty(), values("search")) {
+        (false, _) => dns.search.clone(),
+        (true, s) if s.is_empty() => values("domain"),
+        (true, s) => s,
+    };
+    let options = if dns.options.is_empty() {
+        values("options")
+    } else {
+        dns.options.clone()
+    };
+    let mut out: String = base
+        .lines()
+        .filter(|l| {
+            !matches!(
+                directive(l).as_deref(),
+                Some("nameserver" | "search" | "domain" | "options")
+            )
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for s in servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
+}
+
 /// With the host's network, the host's own hosts file; otherwise loopback names, the
-/// hostname, then any extra entries.
-pub(crate) fn hosts(hostname: &str, host_hosts: Option<&str>, extra: &HostEntries) -> String {
-    if let Some(host) = host_hosts {
-        return host.to_string();
+/// hostname (or the peers' entries, which name it); then `extra_hosts`.
+pub(crate) fn hosts(
+    hostname: &str,
+    host_hosts: Option<&str>,
+    peers: &HostEntries,
+    extra: &[ExtraHost],
+) -> String {
+    let mut out = match host_hosts {
+        Some(host) => host.to_string(),
+        None => {
+            let mut out = String::from(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+                 fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
+                 ff02::2\tip6-allrouters\n",
+            );
+            if peers.is_empty() {
+                out.push_str(&format!("127.0.1.1\t{hostname}\n"));
+            }
+            for (addr, names) in peers {
+                out.push_str(&format!("{addr}\t{}\n", names.join(" ")));
+            }
+            out
+        }
+    };
+    if !extra.is_empty() && !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
     }
-    let mut out = String::from(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
-         fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
-         ff02::2\tip6-allrouters\n",
-    );
-    if extra.is_empty() {
-        out.push_str(&format!("127.0.1.1\t{hostname}\n"));
-    }
-    for (addr, names) in extra {
-        out.push_str(&format!("{addr}\t{}\n", names.join(" ")));
+    for e in extra {
+        out.push_str(&format!("{}\t{}\n", e.ip, e.host));
     }
     out
 }
@@ -131,16 +225,54 @@ mod tests {
 
     #[test]
     fn hosts_maps_the_hostname_and_extra_entries() {
-        let own = hosts("web", None, &Vec::new());
+        let own = hosts("web", None, &Vec::new(), &[]);
         assert!(own.starts_with("127.0.0.1\tlocalhost\n"));
         assert!(own.ends_with("127.0.1.1\tweb\n"), "{own}");
         let extra = vec![(
             "10.89.0.5".parse().expect("ip"),
             vec!["web".to_string(), "www".to_string()],
         )];
-        let with = hosts("web", None, &extra);
+        let with = hosts("web", None, &extra, &[]);
         assert!(with.ends_with("10.89.0.5\tweb www\n"), "{with}");
         assert!(!with.contains("127.0.1.1"));
-        assert_eq!(hosts("web", Some("1.2.3.4 h\n"), &extra), "1.2.3.4 h\n");
+        assert_eq!(
+            hosts("web", Some("1.2.3.4 h\n"), &extra, &[]),
+            "1.2.3.4 h\n"
+        );
+        let added = [ExtraHost {
+            host: "db.local".into(),
+            ip: "10.0.0.5".parse().expect("ip"),
+        }];
+        let own = hosts("web", None, &Vec::new(), &added);
+        assert!(
+            own.ends_with("127.0.1.1\tweb\n10.0.0.5\tdb.local\n"),
+            "{own}"
+        );
+        assert_eq!(
+            hosts("web", Some("1.2.3.4 h"), &extra, &added),
+            "1.2.3.4 h\n10.0.0.5\tdb.local\n"
+        );
+    }
+
+    #[test]
+    fn resolver_first_then_host_servers_and_settings_replace() {
+        let base = "# host\nnameserver 10.0.0.2\nnameserver 10.0.0.3\nnameserver 10.0.0.4\nsearch lan\noptions edns0\n";
+        let none = DnsSettings::default();
+        assert_eq!(with_settings(base, None, &none), base);
+        let gw: IpAddr = "10.89.1.1".parse().expect("ip");
+        assert_eq!(
+            with_settings(base, Some(gw), &none),
+            "# host\nnameserver 10.89.1.1\nnameserver 10.0.0.2\nnameserver 10.0.0.3\nsearch lan\noptions edns0\n"
+        );
+        let own = DnsSettings {
+            servers: vec!["192.0.2.53".parse().expect("ip")],
+            search: vec!["example.com".into(), "corp".into()],
+            options: vec!["ndots:2".into()],
+            extra_hosts: vec![],
+        };
+        assert_eq!(
+            with_settings(base, Some(gw), &own),
+            "# host\nnameserver 192.0.2.53\nsearch example.com corp\noptions ndots:2\n"
+        );
     }
 }

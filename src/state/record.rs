@@ -63,6 +63,13 @@ pub struct ContainerRecord {
     /// loop-mounted by the monitor. None: the writable layer is `upper/` on the state root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk: Option<u64>,
+    /// `dns`, `dns_search`, `dns_options` and `extra_hosts`: written into its resolv.conf
+    /// and hosts file at every start (and kept in the hosts file by the network's rewrites).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::spec::dns::DnsSettings::is_empty"
+    )]
+    pub dns: crate::spec::dns::DnsSettings,
 }
 
 impl ContainerRecord {

@@ -25,7 +25,7 @@ impl Agent {
         Self::start_with_env(sb, dir, &[])
     }
 
-    fn start_with_env(sb: &Sandbox, dir: &Path, env: &[(&str, &str)]) -> Agent {
+    pub(crate) fn start_with_env(sb: &Sandbox, dir: &Path, env: &[(&str, &str)]) -> Agent {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = sb.dir.path().join(format!("agent-{n}.log"));

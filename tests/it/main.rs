@@ -4,6 +4,7 @@ mod agent;
 mod cli_validate;
 mod confinement;
 mod desired_files;
+mod dns;
 mod image_pull;
 mod import;
 mod jobs;

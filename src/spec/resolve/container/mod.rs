@@ -6,6 +6,7 @@
 mod capabilities;
 mod depends_on;
 mod files;
+mod dns;
 mod health;
 mod identity;
 mod image;
@@ -31,6 +32,7 @@ use crate::spec::raw::RawContainer;
 use super::{Names, origin};
 use capabilities::resolve_capabilities;
 use depends_on::resolve_depends_on;
+use dns::resolve_dns;
 use health::resolve_health;
 use identity::{resolve_groups, resolve_hostname, resolve_user};
 use image::resolve_image;
@@ -114,6 +116,7 @@ pub(super) fn container(
             report.push(d);
         }
     }
+    let dns = resolve_dns(raw, report);
 
     if !report.is_clean() {
         return None;
@@ -148,5 +151,6 @@ pub(super) fn container(
         kernel,
         inputs,
         files,
+        dns,
     })
 }

@@ -1,0 +1,403 @@
+//! The resolver's event loop: one thread, sockets on every gateway, the zone reloaded when
+//! the network directory changes, forwarding with a fresh socket per query.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, ResponseCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use super::zone::{self, Verdict, Zone};
+use super::{DnsError, DnsPaths, READY};
+use crate::network::{bridge, lease};
+use crate::state::layout::Layout;
+
+/// How long one upstream has to answer before the next is asked.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+/// A TCP client idle this long is disconnected.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Reload at least this often: a bridge whose address was not up yet is bound then.
+const RESCAN: Duration = Duration::from_secs(5);
+/// Bounds on concurrent forwarded queries and TCP connections: a flood costs answers,
+/// never the process's descriptors.
+const MAX_FORWARDS: usize = 256;
+const MAX_TCP: usize = 64;
+
+struct Shared {
+    zone: RwLock<Arc<Zone>>,
+    /// The host's own addresses, read at every reload (a query from one is the host's).
+    host_addresses: RwLock<BTreeSet<IpAddr>>,
+    upstreams: Vec<SocketAddr>,
+    forwards: Arc<Semaphore>,
+    tcp: Arc<Semaphore>,
+}
+
+/// A network's sockets and the tasks serving them.
+struct Listener {
+    gateway: Ipv4Addr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+pub(super) fn run(
+    paths: &DnsPaths,
+    upstreams: Vec<SocketAddr>,
+    _lock: std::fs::File,
+) -> Result<(), DnsError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| DnsError::Serve(format!("starting the runtime: {e}")))?;
+    runtime.block_on(serve(paths, upstreams))
+}
+
+async fn serve(paths: &DnsPaths, upstreams: Vec<SocketAddr>) -> Result<(), DnsError> {
+    let state_root = paths
+        .networks
+        .root
+        .parent()
+        .ok_or_else(|| DnsError::Serve("the state root has no parent".into()))?;
+    let layout = Layout::new(state_root);
+    let shared = Arc::new(Shared {
+        zone: RwLock::new(Arc::new(Zone::default())),
+        host_addresses: RwLock::new(BTreeSet::new()),
+        upstreams,
+        forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
+        tcp: Arc::new(Semaphore::new(MAX_TCP)),
+    });
+    let (tx, mut changes) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let _watcher = watch(&paths.networks.root, tx)?;
+    let mut listeners: BTreeMap<String, Listener> = BTreeMap::new();
+    let mut announced = false;
+    let mut written: Option<String> = None;
+    loop {
+        match load(paths, &layout) {
+            Ok(zone) if zone.networks.is_empty() => {
+                // No network left: nothing to serve (the next network's first start
+                // starts a resolver again).
+                let _ = std::fs::remove_file(&paths.bound);
+                if !announced {
+                    println!("{READY}");
+                }
+                return Ok(());
+            }
+            Ok(zone) => {
+                listeners.retain(|name, l| {
+                    let keep = zone.networks.get(name).map(|n| n.gateway) == Some(l.gateway);
+                    if !keep {
+                        tracing::info!(network = %name, "no longer listening on {}", l.gateway);
+                    }
+                    keep
+                });
+                for (name, net) in &zone.networks {
+                    if listeners.contains_key(name) {
+                        continue;
+                    }
+                    match listen(name, net.gateway, &shared).await {
+                        Ok(l) => {
+                            tracing::info!(network = %name, "listening on {}", l.gateway);
+                            listeners.insert(name.clone(), l);
+                        }
+                        Err(e) => tracing::warn!(network = %name, "not listening yet: {e}"),
+                    }
+                }
+                if let Ok(mut current) = shared.zone.write() {
+                    *current = Arc::new(zone);
+                }
+                if let (Ok(found), Ok(mut known)) =
+                    (nix::ifaddrs::getifaddrs(), shared.host_addresses.write())
+                {
+                    *known = found
+                        .filter_map(|i| i.address)
+                        .filter_map(|a| {
+                            a.as_sockaddr_in()
+                                .map(|v4| IpAddr::V4(v4.ip()))
+                                .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+                        })
+                        .collect();
+                }
+            }
+            // A half-written state (another process is changing it): the next change or
+            // rescan reads it again; the old names are served meanwhile.
+            Err(e) => tracing::warn!("reading the networks: {e}"),
+        }
+        let bound: String = listeners
+            .values()
+            .map(|l| format!("{}\n", l.gateway))
+            .collect();
+        if written.as_deref() != Some(&bound) {
+            match crate::fsutil::write_replace(&paths.bound, bound.as_bytes()) {
+                Ok(()) => written = Some(bound),
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        if !announced {
+            println!("{READY}");
+            announced = true;
+        }
+        tokio::select! {
+            got = changes.recv() => {
+                if got.is_none() {
+                    return Err(DnsError::Serve("the directory watch ended".into()));
+                }
+                // A start writes several files: one reload for all of them.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                while changes.try_recv().is_ok() {}
+            }
+            () = tokio::time::sleep(RESCAN) => {}
+        }
+    }
+}
+
+/// The zone from the records and the current leases of containers that exist.
+fn load(paths: &DnsPaths, layout: &Layout) -> Result<Zone, crate::network::NetworkError> {
+    let records = bridge::load_all(&paths.networks)?;
+    let mut leases = Vec::new();
+    for r in &records {
+        leases.extend(
+            lease::read(&paths.networks, &r.name)?
+                .into_iter()
+                .filter(|l| layout.container(&l.container).dir.is_dir())
+                .filter(|l| lease::current(&records, l)),
+        );
+    }
+    Ok(Zone::build(&records, &leases))
+}
+
+/// Changes under the network directory, its own files aside (writing `.dns.bound` must not
+/// wake it up again).
+fn watch(
+    root: &std::path::Path,
+    tx: tokio::sync::mpsc::UnboundedSender<()>,
+) -> Result<notify::RecommendedWatcher, DnsError> {
+    use notify::Watcher;
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let ours = |p: &std::path::PathBuf| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(".dns.") || n.starts_with("..dns."))
+        };
+        if let Ok(e) = event
+            && !e.paths.is_empty()
+            && e.paths.iter().all(ours)
+        {
+            return;
+        }
+        let _ = tx.send(());
+    })
+    .map_err(|e| DnsError::Serve(format!("watching {}: {e}", root.display())))?;
+    watcher
+        .watch(root, notify::RecursiveMode::Recursive)
+        .map_err(|e| DnsError::Serve(format!("watching {}: {e}", root.display())))?;
+    Ok(watcher)
+}
+
+/// Sockets on `gateway`:53 for UDP and TCP, and their tasks.
+async fn listen(
+    network: &str,
+    gateway: Ipv4Addr,
+    shared: &Arc<Shared>,
+) -> std::io::Result<Listener> {
+    let at = SocketAddr::new(IpAddr::V4(gateway), 53);
+    let udp = Arc::new(UdpSocket::bind(at).await?);
+    let tcp = tokio::net::TcpSocket::new_v4()?;
+    // A restarted resolver rebinds at once, whatever connections of its predecessor linger.
+    tcp.set_reuseaddr(true)?;
+    tcp.bind(at)?;
+    let tcp = tcp.listen(64)?;
+    let tasks = vec![
+        tokio::spawn(serve_udp(udp, network.to_string(), shared.clone())),
+        tokio::spawn(serve_tcp(tcp, network.to_string(), shared.clone())),
+    ];
+    Ok(Listener { gateway, tasks })
+}
+
+/// What to send back for one query, before any forwarding.
+enum Handled {
+    Reply(Vec<u8>),
+    Forward(Message),
+    Drop,
+}
+
+fn handle(shared: &Shared, network: &str, from: IpAddr, bytes: &[u8]) -> Handled {
+    // Not a DNS message (or a response sent to us): nothing to answer to.
+    let Ok(query) = Message::from_vec(bytes) else {
+        return Handled::Drop;
+    };
+    let zone = match shared.zone.read() {
+        Ok(z) => z.clone(),
+        Err(_) => return Handled::Drop,
+    };
+    let is_host = |a: IpAddr| {
+        shared
+            .host_addresses
+            .read()
+            .is_ok_and(|known| known.contains(&a))
+            || is_host_address(a)
+    };
+    match zone.answer(network, from, is_host, &query) {
+        Verdict::Answer(m) => m.to_vec().map_or(Handled::Drop, Handled::Reply),
+        Verdict::Forward => Handled::Forward(query),
+    }
+}
+
+/// Whether `addr` is one of this host's (the resolver runs in the host's network
+/// namespace): only a local address can be bound. For an address added since the last
+/// reload.
+fn is_host_address(addr: IpAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(addr, 0)).is_ok()
+}
+
+fn servfail(query: &Message) -> Option<Vec<u8>> {
+    zone::response(query, ResponseCode::ServFail).to_vec().ok()
+}
+
+async fn serve_udp(socket: Arc<UdpSocket>, network: String, shared: Arc<Shared>) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+            continue;
+        };
+        let bytes = &buf[..n];
+        match handle(&shared, &network, from.ip(), bytes) {
+            Handled::Reply(r) => {
+                let _ = socket.send_to(&r, from).await;
+            }
+            Handled::Drop => {}
+            Handled::Forward(query) => {
+                let Ok(permit) = shared.forwards.clone().try_acquire_owned() else {
+                    if let Some(r) = servfail(&query) {
+                        let _ = socket.send_to(&r, from).await;
+                    }
+                    continue;
+                };
+                let (socket, shared, bytes) = (socket.clone(), shared.clone(), bytes.to_vec());
+                tokio::spawn(async move {
+                    let reply = forward_udp(&shared.upstreams, &bytes)
+                        .await
+                        .or_else(|| servfail(&query));
+                    if let Some(r) = reply {
+                        let _ = socket.send_to(&r, from).await;
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+async fn serve_tcp(listener: TcpListener, network: String, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, from)) = listener.accept().await else {
+            continue;
+        };
+        let Ok(permit) = shared.tcp.clone().try_acquire_owned() else {
+            continue; // dropped: the client retries
+        };
+        let (network, shared) = (network.clone(), shared.clone());
+        tokio::spawn(async move {
+            let _ = tcp_client(stream, from.ip(), &network, &shared).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Queries of one TCP client, until it closes or idles.
+async fn tcp_client(
+    mut stream: TcpStream,
+    from: IpAddr,
+    network: &str,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    loop {
+        let Ok(query) = tokio::time::timeout(TCP_IDLE, read_framed(&mut stream)).await else {
+            return Ok(());
+        };
+        let query = query?;
+        let reply = match handle(shared, network, from, &query) {
+            Handled::Reply(r) => Some(r),
+            Handled::Drop => return Ok(()),
+            Handled::Forward(m) => forward_tcp(&shared.upstreams, &query)
+                .await
+                .or_else(|| servfail(&m)),
+        };
+        if let Some(r) = reply {
+            write_framed(&mut stream, &r).await?;
+        }
+    }
+}
+
+async fn read_framed(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let len = stream.read_u16().await?;
+    let mut buf = vec![0u8; usize::from(len)];
+    stream.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_framed(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
+    let len = u16::try_from(bytes.len()).map_err(std::io::Error::other)?;
+    let mut out = Vec::with_capacity(bytes.len() + 2);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(bytes);
+    stream.write_all(&out).await
+}
+
+/// The first upstream answer with the query's id, each upstream asked from a new socket
+/// (a new source port: an off-path spoofer has to guess it).
+async fn forward_udp(upstreams: &[SocketAddr], query: &[u8]) -> Option<Vec<u8>> {
+    let id = query.get(..2)?;
+    for up in upstreams {
+        let local: SocketAddr = if up.is_ipv4() {
+            (Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let Ok(socket) = UdpSocket::bind(local).await else {
+            continue;
+        };
+        if socket.connect(up).await.is_err() || socket.send(query).await.is_err() {
+            continue;
+        }
+        let mut buf = vec![0u8; 65535];
+        let wait = async {
+            loop {
+                match socket.recv(&mut buf).await {
+                    Ok(n) if n >= 12 && buf.get(..2) == Some(id) => return Some(n),
+                    Ok(_) => continue,
+                    Err(_) => return None,
+                }
+            }
+        };
+        if let Ok(Some(n)) = tokio::time::timeout(UPSTREAM_TIMEOUT, wait).await {
+            buf.truncate(n);
+            return Some(buf);
+        }
+    }
+    None
+}
+
+async fn forward_tcp(upstreams: &[SocketAddr], query: &[u8]) -> Option<Vec<u8>> {
+    for up in upstreams {
+        let exchange = async {
+            let mut s = TcpStream::connect(up).await?;
+            write_framed(&mut s, query).await?;
+            read_framed(&mut s).await
+        };
+        if let Ok(Ok(reply)) = tokio::time::timeout(UPSTREAM_TIMEOUT, exchange).await {
+            return Some(reply);
+        }
+    }
+    None
+}
