@@ -667,20 +667,21 @@ fn network_mode(
                 .get_or_insert_with(Vec::new)
                 .push(Value::str("default"));
         }
-        _ if mode.starts_with("service:") || mode.starts_with("container:") => tx.drop(
+        _ if mode.starts_with("service:") || mode.starts_with("container:") => {
+            tx.drop(scope, "network_mode", v.at, NAMESPACE_SHARING_UNSUPPORTED)
+        }
+        _ => tx.drop(
             scope,
             "network_mode",
             v.at,
-            NAMESPACE_SHARING_UNSUPPORTED,
+            format!("`{mode}` is not a network mode"),
         ),
-        _ => tx.drop(scope, "network_mode", v.at, format!("`{mode}` is not a network mode")),
     }
 }
 
 /// berth does not yet join another container's namespaces: a sidecar left in a replaced
 /// container's dead namespace would be worse than a reported gap.
-const NAMESPACE_SHARING_UNSUPPORTED: &str =
-    "sharing another container's namespaces is not supported yet; \
+const NAMESPACE_SHARING_UNSUPPORTED: &str = "sharing another container's namespaces is not supported yet; \
      give both containers a common network and use the other's name instead of localhost";
 
 fn ports(tx: &mut Tx<'_>, scope: &str, v: &Node, t: &mut Table) {
@@ -1203,7 +1204,10 @@ fn namespace(tx: &mut Tx<'_>, scope: &str, k: &str, v: &Node) {
             v.at,
             format!("sharing the host's {k} namespace is not offered: it exposes the host"),
         ),
-        _ if mode.starts_with("service:") || mode.starts_with("container:") || mode == "shareable" => {
+        _ if mode.starts_with("service:")
+            || mode.starts_with("container:")
+            || mode == "shareable" =>
+        {
             tx.drop(scope, k, v.at, NAMESPACE_SHARING_UNSUPPORTED)
         }
         _ => tx.drop(scope, k, v.at, format!("`{mode}` is not a {k} mode")),

@@ -256,7 +256,11 @@ fn networks_default_aliases_and_modes() {
         assert!(side.get(key).is_none(), "{key} written: {side:?}");
     }
     assert_eq!(keys(&p.dropped), ["network_mode", "pid", "ipc"]);
-    assert!(p.dropped[0].reason.contains("not supported yet"), "{:?}", p.dropped[0]);
+    assert!(
+        p.dropped[0].reason.contains("not supported yet"),
+        "{:?}",
+        p.dropped[0]
+    );
     let (_, d) = one("pid: host\n");
     assert_eq!(keys(&d), ["pid"]);
 }

@@ -5,8 +5,8 @@
 
 mod capabilities;
 mod depends_on;
-mod files;
 mod dns;
+mod files;
 mod health;
 mod identity;
 mod image;
