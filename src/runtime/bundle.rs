@@ -237,9 +237,12 @@ pub(crate) fn build(inputs: &SpecInputs) -> Result<Spec, BundleError> {
         .build()
         .map_err(err)?;
 
+    // berth's own annotations are trusted later (the privileged mark among them): a label
+    // never spells one, even from a record older than the loader's refusal.
     let mut annotations: std::collections::HashMap<String, String> = c
         .labels
         .iter()
+        .filter(|(k, _)| !k.starts_with("io.berth."))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     annotations.insert("io.berth.name".into(), inputs.name.into());

@@ -468,3 +468,21 @@ fn the_resolved_user_gets_its_primary_group_and_home() {
         .collect();
     assert_eq!(homes, ["HOME=/data"]);
 }
+
+#[test]
+fn a_label_never_spells_berths_own_annotations() {
+    // A record written before the loader refused the prefix still cannot forge the mark the
+    // runtime trusts (the privileged one skips the cgroupfs seal).
+    let mut c = entry("labels = { team = \"web\" }");
+    c.labels.insert("io.berth.privileged".into(), "true".into());
+    c.labels.insert("io.berth.id".into(), "forged".into());
+    let spec = build_with(&c, &image(serde_json::json!({"Cmd": ["true"]})), 20000);
+    let annotations = spec.annotations().clone().unwrap_or_default();
+    assert_eq!(annotations.get("team").map(String::as_str), Some("web"));
+    assert_eq!(
+        annotations.get("io.berth.id").map(String::as_str),
+        Some("c-0123abcd")
+    );
+    assert!(!annotations.contains_key("io.berth.privileged"));
+    assert!(!super::super::kernel_keys::is_privileged(&spec));
+}

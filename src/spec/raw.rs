@@ -225,9 +225,10 @@ pub(crate) struct RawContainer {
     /// Hostname inside the container (default: the container's name).
     #[schemars(with = "Option<String>")]
     pub hostname: Option<Spanned<String>>,
-    /// Free-form metadata.
+    /// Free-form metadata (keys under `io.berth.` are berth's own and refused).
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub labels: BTreeMap<Spanned<String>, String>,
     /// "host" shares the host's network namespace; "none" gives only loopback. Not together
     /// with `networks`. Without either, a container has only loopback, unless it publishes
     /// `ports`: then it joins the network `default`.

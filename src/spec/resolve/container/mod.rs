@@ -11,6 +11,7 @@ mod health;
 mod identity;
 mod image;
 mod inputs;
+mod labels;
 
 pub(super) use inputs::beside;
 pub(super) mod log;
@@ -74,6 +75,7 @@ pub(super) fn container(
     let workdir = resolve_workdir(raw.workdir.as_ref(), report);
     let user = resolve_user(raw.user.as_ref(), report);
     let groups = resolve_groups(&raw.groups, report);
+    let labels = labels::resolve_labels(&raw.labels, report);
     let hostname = resolve_hostname(raw.hostname.as_ref(), &e.name, report);
     let network = resolve_network(
         raw.network.as_ref(),
@@ -131,7 +133,7 @@ pub(super) fn container(
         user,
         groups,
         hostname,
-        labels: raw.labels.clone(),
+        labels,
         network,
         ports,
         mounts,
