@@ -20,9 +20,11 @@ fn joins(c: &Container, network: &Name) -> bool {
 impl Resolver {
     /// Offers the built-in network to the containers about to be resolved, unless a file
     /// declares one of that name (even a broken one) or the subnet variable is unusable
-    /// (the CLI refuses to start then). Returns whether it was offered.
+    /// (the CLI refuses to start then), or a file failed to parse: it may declare one, and
+    /// offering the built-in subnet would re-address the network under its containers.
+    /// Returns whether it was offered.
     pub(super) fn offer_default_network(&mut self, desired: &mut Desired) -> bool {
-        if self.names.is_declared(Kind::Network, NAME) {
+        if self.names.is_declared(Kind::Network, NAME) || self.names.unparsed {
             return false;
         }
         let (Ok(name), Ok(subnet)) = (NAME.parse::<Name>(), default_network::subnet()) else {
@@ -205,6 +207,52 @@ mod tests {
         assert!(loaded.diagnostics[0].to_string().contains("invalid subnet"));
         assert!(loaded.desired.containers.is_empty());
         assert!(loaded.desired.networks.is_empty());
+    }
+
+    #[test]
+    fn a_file_that_failed_to_parse_holds_the_default_networks_users_back() {
+        // It may declare `[network.default]` with another subnet: offering the built-in one
+        // would re-address the live network and replace every container on it.
+        let loaded = load_files(&[
+            InputFile {
+                path: "net.toml".into(),
+                text: "[network.default\nsubnet = \"10.77.0.0/24\"\n".into(),
+            },
+            InputFile {
+                path: "apps.toml".into(),
+                text: format!(
+                    "[container.web]\n{IMAGE}ports = [\"8080:80\"]\n[container.app]\n{IMAGE}networks = [\"default\"]\n[container.job]\n{IMAGE}"
+                ),
+            },
+        ]);
+        assert!(
+            loaded.desired.networks.is_empty(),
+            "{:?}",
+            loaded.desired.networks
+        );
+        let names: Vec<&str> = loaded
+            .desired
+            .containers
+            .keys()
+            .map(|n| n.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["job"],
+            "only the container that joins no network is kept"
+        );
+        let waiting: Vec<String> = loaded
+            .diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .filter(|d| d.contains("unknown network `default`"))
+            .collect();
+        assert_eq!(waiting.len(), 2, "{:?}", loaded.diagnostics);
+        assert!(
+            waiting
+                .iter()
+                .all(|d| d.contains("a file that failed to parse may declare it"))
+        );
     }
 
     #[test]

@@ -55,11 +55,13 @@ pub(super) fn resolve_network(
         (None, true) => match (default_network::NAME.parse::<Name>(), ports_at) {
             (Ok(name), Some(at))
                 if networks.contains_key(&name)
-                    || names.is_declared(Kind::Network, default_network::NAME) =>
+                    || names.is_declared(Kind::Network, default_network::NAME)
+                    || names.unparsed =>
             {
                 if !networks.contains_key(&name) {
-                    // A declared `[network.default]` that is broken (reported there): the
-                    // container cannot be applied either, and says nothing of its own.
+                    // A declared `[network.default]` that is broken (reported there), or
+                    // none offered because a file that failed to parse may declare it: the
+                    // container waits.
                     report.reference(names, Kind::Network, default_network::NAME, at);
                 }
                 ContainerNetwork::Bridge(vec![Attachment {
