@@ -100,7 +100,8 @@ pub(crate) struct LoadCache {
 /// `load_dir`, reusing the previous result when every file reads back byte for byte the
 /// same (the agent reads its directory on every pass; reading is cheap, parsing is not), and
 /// so does every file the entries named (env files, binds inside the directory). A result
-/// with a problem in such a file is never reused: that file may have been fixed since.
+/// with any problem is never reused: some are located in a TOML file but caused by another
+/// one (a seccomp profile missing or invalid), which may have been fixed since.
 pub(crate) fn load_dir_cached(dir: &Path, cache: &mut LoadCache) -> Result<Loaded, LoadError> {
     let (files, read_problems) = loader::read_dir(dir)?;
     if let Some((last_files, last_problems, loaded)) = &cache.last
@@ -121,14 +122,11 @@ pub(crate) fn load_dir_cached(dir: &Path, cache: &mut LoadCache) -> Result<Loade
     Ok(loaded)
 }
 
-/// Whether every file named by the entries still has the digest it was loaded with, and no
-/// problem lies in a file other than the desired-state files.
+/// Whether every file named by the entries still has the digest it was loaded with, and
+/// nothing was wrong.
 fn inputs_unchanged(loaded: &Loaded) -> bool {
     !loaded.declares_files
-        && loaded
-            .diagnostics
-            .iter()
-            .all(|d| loaded.files.contains(&d.location.file))
+        && loaded.diagnostics.is_empty()
         && loaded.desired.containers.values().all(|c| {
             c.inputs
                 .iter()
@@ -139,6 +137,29 @@ fn inputs_unchanged(loaded: &Loaded) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_load_cache_sees_a_seccomp_profile_written_after_its_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.toml"),
+            "[container.a]\nimage = \"oci-archive:/x.tar\"\nseccomp = \"p.json\"\n",
+        )
+        .unwrap();
+        let mut cache = LoadCache::default();
+        let missing = load_dir_cached(dir.path(), &mut cache).unwrap();
+        assert!(!missing.diagnostics.is_empty());
+        assert!(missing.desired.containers.is_empty());
+        // No TOML file changed: the profile appearing must still be seen.
+        std::fs::write(
+            dir.path().join("p.json"),
+            r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#,
+        )
+        .unwrap();
+        let fixed = load_dir_cached(dir.path(), &mut cache).unwrap();
+        assert!(fixed.diagnostics.is_empty(), "{:?}", fixed.diagnostics);
+        assert!(fixed.desired.containers.contains_key("a"));
+    }
 
     #[test]
     fn the_load_cache_notices_a_same_size_edit() {
