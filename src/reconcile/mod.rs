@@ -309,6 +309,7 @@ impl Reconciler {
         report.problems = loaded.diagnostics.iter().map(|d| d.one_line()).collect();
         let complete = loaded.is_complete();
         let empty = loaded.files.is_empty();
+        let jobs = plan::jobs_of(&loaded.desired);
         let desired = match &self.targets {
             None => loaded.desired,
             Some(targets) => match plan::restrict(&loaded.desired, targets) {
@@ -387,6 +388,7 @@ impl Reconciler {
             missing_since: &missing_since,
             prune_grace_ms: crate::units::millis(self.prune_grace),
             hashes: Some(&hashes),
+            jobs: &jobs,
         });
         report.phases.plan_us = crate::units::micros(mark.elapsed());
         if act && !report.plan.steps.is_empty() {

@@ -57,6 +57,21 @@ pub(crate) struct Inputs<'a> {
     pub prune_grace_ms: u64,
     /// The entries' spec hashes, if the caller has them (`entry_hashes`); else computed.
     pub hashes: Option<&'a EntryHashes>,
+    /// The containers another entry waits on to complete, in the whole desired state
+    /// (`jobs_of`, before `--target` restricts it: a targeted job is still waited for and
+    /// its failure still reported).
+    pub jobs: &'a BTreeSet<Name>,
+}
+
+/// The containers some entry of `desired` depends on with `completed`.
+pub(crate) fn jobs_of(desired: &Desired) -> BTreeSet<Name> {
+    desired
+        .containers
+        .values()
+        .flat_map(|c| &c.depends_on)
+        .filter(|(_, condition)| **condition == Condition::Completed)
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// Each container entry's spec hash (or why it has none).
@@ -1080,11 +1095,7 @@ impl<'a> Planner<'a> {
 
     /// Whether another entry waits for this one to complete.
     fn is_job(&self, name: &Name) -> bool {
-        self.inputs
-            .desired
-            .containers
-            .values()
-            .any(|c| c.depends_on.get(name) == Some(&Condition::Completed))
+        self.inputs.jobs.contains(name)
     }
 
     fn run_or_replace(

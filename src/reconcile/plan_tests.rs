@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use super::observe::{Health, Observed, ObservedContainer, Phase};
 use super::plan::{
-    Action, Failure, FailureBook, Inputs, Plan, Step, backoff_delay_ms, human_ms, plan,
+    Action, Failure, FailureBook, Inputs, Plan, Step, backoff_delay_ms, human_ms, jobs_of, plan,
     short_digest,
 };
 use crate::spec::duration::Duration;
@@ -263,6 +263,7 @@ impl World {
             missing_since: &self.missing_since,
             prune_grace_ms: self.grace_ms,
             hashes: None,
+            jobs: &jobs_of(&self.desired),
         });
         check_invariants(&plan, self.now);
         plan
@@ -3532,4 +3533,18 @@ depends_on = { migrate = "completed" }
         text.iter().any(|t| t.contains("never completes")),
         "{text:#?}"
     );
+}
+
+#[test]
+fn a_targeted_job_is_still_known_as_a_job() {
+    // `--target migrate` keeps migrate's dependencies, not its dependents: the jobs come
+    // from the whole desired state, or `apply --wait` would not wait for it.
+    let full = desired(
+        "[container.migrate]\nimage = \"oci-archive:/x.tar\"\nrestart = \"never\"\n\
+         [container.web]\nimage = \"oci-archive:/x.tar\"\ndepends_on = { migrate = \"completed\" }\n",
+    );
+    let targeted = super::plan::restrict(&full, &["migrate".to_string()].into()).unwrap();
+    assert!(jobs_of(&targeted).is_empty());
+    let jobs: Vec<String> = jobs_of(&full).iter().map(ToString::to_string).collect();
+    assert_eq!(jobs, ["migrate"]);
 }
