@@ -162,6 +162,31 @@ mod tests {
     }
 
     #[test]
+    fn only_relative_read_only_binds_are_tracked() {
+        // 0.1.0 hashed an absolute bind inside the directory without its content: tracking
+        // it now would replace such containers at the upgrade.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("conf")).unwrap();
+        std::fs::write(dir.path().join("conf/app.ini"), "x=1\n").unwrap();
+        let conf = dir.path().join("conf");
+        std::fs::write(
+            dir.path().join("a.toml"),
+            format!(
+                "[container.abs]\nimage = \"oci-archive:/x.tar\"\nmounts = [\"{}:/etc/app:ro\"]\n\
+                 [container.rel]\nimage = \"oci-archive:/x.tar\"\nmounts = [\"./conf:/etc/app:ro\"]\n",
+                conf.display()
+            ),
+        )
+        .unwrap();
+        let loaded = load_dir(dir.path()).unwrap();
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        assert!(loaded.desired.containers["abs"].inputs.is_empty());
+        let tracked: Vec<&std::path::PathBuf> =
+            loaded.desired.containers["rel"].inputs.keys().collect();
+        assert_eq!(tracked, [&std::path::absolute(&conf).unwrap()]);
+    }
+
+    #[test]
     fn the_load_cache_notices_a_same_size_edit() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a.toml");

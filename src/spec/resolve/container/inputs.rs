@@ -99,7 +99,7 @@ fn digest_of(bytes: &[u8]) -> String {
     format!("sha256:{}", crate::sha256::hex_digest(bytes))
 }
 
-/// Relative bind sources made absolute; read-only binds inside the desired directory digested.
+/// Relative bind sources made absolute; read-only ones inside the desired directory digested.
 pub(super) fn resolve_bind_sources(
     mounts: &mut [Mount],
     spans: &[std::ops::Range<usize>],
@@ -116,12 +116,15 @@ pub(super) fn resolve_bind_sources(
             continue;
         };
         let shown = shown_base.join(&*source);
-        if is_relative_source(source) {
+        let relative = is_relative_source(source);
+        if relative {
             *source = beside(&base, source).to_string_lossy().into_owned();
         }
-        // A writable bind is the container's data: its changes must not replace it.
+        // A writable bind is the container's data: its changes must not replace it. An
+        // absolute source is not tracked: 0.1.0 read such entries without their content, and
+        // tracking it now would change their hash and replace them at the upgrade.
         let path = PathBuf::from(&*source);
-        if !*read_only || !path.starts_with(&base) {
+        if !relative || !*read_only || !path.starts_with(&base) {
             continue;
         }
         match referenced::digest(&shown) {
