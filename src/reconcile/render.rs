@@ -181,8 +181,9 @@ fn diff(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
                 );
             }
         }
-        // Environment values are often secrets: say that they changed, not what to.
-        _ if path.starts_with("env.") => out.push(format!(
+        // Environment values are often secrets, and a digest of an env file is a way to
+        // guess one offline: say that they changed, not what to.
+        _ if path.starts_with("env.") || path.starts_with("inputs.") => out.push(format!(
             "{path}: {}",
             match (old, new) {
                 (Value::Null, _) => "(added)",
@@ -219,5 +220,19 @@ mod tests {
             ]
         );
         assert!(field_changes(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn file_digests_are_named_never_shown() {
+        let old = json!({"inputs": {"/d/app.env": "sha256:aa", "secret:db": "hmac-sha256:bb"}});
+        let new = json!({"inputs": {"/d/app.env": "sha256:cc", "secret:db": "hmac-sha256:dd"}});
+        let lines = field_changes(&old, &new);
+        assert_eq!(
+            lines,
+            [
+                "inputs./d/app.env: (value changed)",
+                "inputs.secret:db: (value changed)"
+            ]
+        );
     }
 }
