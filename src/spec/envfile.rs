@@ -41,9 +41,10 @@ pub(crate) fn parse(text: &str) -> Result<Vec<EnvLine>, EnvFileError> {
         }
         let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
         let Some((key, value)) = line.split_once('=') else {
+            // The line may well be `PASSWORD: value`: it is not quoted.
             return Err(EnvFileError {
                 span,
-                message: format!("`{}` has no `=`", line.trim_end()),
+                message: "this line has no `=`".to_string(),
                 help: "write KEY=VALUE (KEY= for an empty value); taking a bare KEY from the agent's environment is not supported",
             });
         };
@@ -76,6 +77,31 @@ pub(crate) fn parse(text: &str) -> Result<Vec<EnvLine>, EnvFileError> {
         });
     }
     Ok(out)
+}
+
+/// `text` with everything but the variables' names masked, byte for byte (so spans stay
+/// true): what a diagnostic may show of an env file, whose values are often credentials.
+pub(crate) fn redacted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let trimmed = body.trim_start();
+        let keep = if trimmed.starts_with('#') {
+            0
+        } else {
+            body.find('=').map_or(0, |i| i + 1)
+        };
+        out.push_str(&body[..keep]);
+        out.extend(body[keep..].chars().map(|c| {
+            if c.is_whitespace() {
+                c.to_string()
+            } else {
+                "*".repeat(c.len_utf8())
+            }
+        }));
+        out.push_str(&line[body.len()..]);
+    }
+    out
 }
 
 type Problem = (String, &'static str);
@@ -150,6 +176,20 @@ mod tests {
 
     fn p(k: &str, v: &str) -> (String, String) {
         (k.into(), v.into())
+    }
+
+    #[test]
+    fn only_names_survive_redaction_and_spans_stay_true() {
+        let text = "# pw: hunter2\nDB_PASSWORD=s3cr\u{e9}t\nTOKEN: abc def\n  K = \"v\"\r\n";
+        let shown = redacted(text);
+        assert_eq!(shown.len(), text.len());
+        assert_eq!(
+            shown,
+            "* *** *******\nDB_PASSWORD=*******\n****** *** ***\n  K = ***\r\n"
+        );
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.message, "this line has no `=`");
+        assert!(!shown[err.span].contains("abc"));
     }
 
     #[test]

@@ -166,9 +166,10 @@ fn a_broken_env_file_blocks_only_its_container_and_prunes_nothing() {
     );
     assert!(!out.status.success(), "{text}");
     assert!(
-        text.contains("a.env:2:1") && text.contains("`BROKEN` has no `=`"),
+        text.contains("a.env:2:1") && text.contains("this line has no `=`"),
         "the error points into the env file: {text}"
     );
+    assert!(!text.contains("BROKEN"), "the line is not quoted: {text}");
     // a keeps running as it was, c is not pruned, b is changed.
     assert_eq!(sole_running(&sb, "a", Duration::from_secs(5)).id, a.id);
     assert_eq!(containers(&sb, "c").len(), 1, "nothing pruned: {text}");

@@ -79,7 +79,7 @@ pub(super) fn resolve_env_files(
         match envfile::parse(&text) {
             Ok(lines) => env.extend(lines.into_iter().map(|l| (l.key, l.value))),
             Err(e) => {
-                let source = SourceFile::new(shown, text);
+                let source = SourceFile::new(shown, envfile::redacted(&text));
                 report.push(
                     Diagnostic::new(
                         Code::InvalidValue,
