@@ -5,6 +5,7 @@
 //! sandbox has its own default subnet (`BERTH_DEFAULT_SUBNET`, 10.212.N.0/24).
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use crate::support::images::ready_made::busybox_image;
 use crate::support::net::{free_port, http_get, links_of};
@@ -76,6 +77,14 @@ fn http_servers(name: &str, image: &str, ports: &[u16], extra: &str) -> String {
     )
 }
 
+/// The first answer on 127.0.0.1:`port`: `apply --wait` and `start` return once the process
+/// runs, not once its server listens.
+fn first_answer(port: u16) -> String {
+    crate::agent::wait_for(Duration::from_secs(10), "the published port", || {
+        http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+    })
+}
+
 #[test]
 fn a_published_port_without_a_network_answers_on_loopback_and_is_pruned() {
     let (sb, image) = setup();
@@ -86,10 +95,7 @@ fn a_published_port_without_a_network_answers_on_loopback_and_is_pruned() {
     );
     let out = apply(&sb, &[]);
     assert!(out.contains("network default"), "{out}");
-    assert_eq!(
-        http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).as_deref(),
-        Some("web-80\n")
-    );
+    assert_eq!(first_answer(port), "web-80\n");
     // Its address is on this sandbox's default subnet.
     let (ok, addr) = exec(&sb, "web", &["ip", "-4", "-o", "addr", "show", "eth0"]);
     let prefix = sb.default_subnet.trim_end_matches("0/24");
@@ -123,8 +129,8 @@ fn every_port_of_a_range_answers() {
     apply(&sb, &[]);
     for (host, inside) in [(port, 8080), (port + 1, 8081)] {
         assert_eq!(
-            http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, host))).as_deref(),
-            Some(format!("web-{inside}\n").as_str()),
+            first_answer(host),
+            format!("web-{inside}\n"),
             "host port {host}"
         );
     }
@@ -211,8 +217,5 @@ fn run_publishes_a_port_on_the_default_network() {
     let record = sb.start("web");
     assert_eq!(record.networks.len(), 1, "{:?}", record.networks);
     assert_eq!(record.networks[0].network, "default");
-    assert_eq!(
-        http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).as_deref(),
-        Some("web-80\n")
-    );
+    assert_eq!(first_answer(port), "web-80\n");
 }
