@@ -169,10 +169,12 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
                 let (state, exit) = match &c.phase {
                     Phase::Created => ("created".to_string(), None),
                     Phase::Running { .. } => ("running".to_string(), None),
-                    // A container that is not started again when it ends is a one-shot job:
-                    // its end is its result, not a problem.
+                    // A job (another entry waits for it to complete, and it is not started
+                    // again when it ends): its end is its result, not a problem. Other
+                    // ended containers keep 0.1.0's `exited`, which scripts may test.
                     Phase::Exited { exit }
-                        if restart.is_some_and(|r| r != RestartPolicy::Always) =>
+                        if restart.is_some_and(|r| r != RestartPolicy::Always)
+                            && is_job(desired, &name) =>
                     {
                         if job::succeeded(exit) {
                             (
@@ -427,4 +429,13 @@ fn print_text(report: &Report) {
             println!("nftables table: differs from the state; the next pass rebuilds it");
         }
     }
+}
+
+/// Whether an entry of `desired` waits for `name` to complete.
+fn is_job(desired: Option<&berth::spec::model::Desired>, name: &str) -> bool {
+    desired.is_some_and(|d| {
+        d.containers
+            .values()
+            .any(|e| e.depends_on.get(name) == Some(&berth::spec::model::Condition::Completed))
+    })
 }
