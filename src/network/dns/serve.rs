@@ -28,6 +28,16 @@ const RESCAN: Duration = Duration::from_secs(5);
 const MAX_FORWARDS: usize = 256;
 const MAX_TCP: usize = 64;
 
+impl Shared {
+    /// Whether `addr` is one of the host's own addresses as last read. Never "whatever can
+    /// be bound": with net.ipv4.ip_nonlocal_bind=1 any address can.
+    fn is_host(&self, addr: IpAddr) -> bool {
+        self.host_addresses
+            .read()
+            .is_ok_and(|known| known.contains(&addr))
+    }
+}
+
 struct Shared {
     zone: RwLock<Arc<Zone>>,
     /// The host's own addresses, read at every reload (a query from one is the host's).
@@ -116,17 +126,10 @@ async fn serve(paths: &DnsPaths, upstreams: Vec<SocketAddr>) -> Result<(), DnsEr
                 if let Ok(mut current) = shared.zone.write() {
                     *current = Arc::new(zone);
                 }
-                if let (Ok(found), Ok(mut known)) =
-                    (nix::ifaddrs::getifaddrs(), shared.host_addresses.write())
+                if let (Some(found), Ok(mut known)) =
+                    (host_addresses(), shared.host_addresses.write())
                 {
-                    *known = found
-                        .filter_map(|i| i.address)
-                        .filter_map(|a| {
-                            a.as_sockaddr_in()
-                                .map(|v4| IpAddr::V4(v4.ip()))
-                                .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
-                        })
-                        .collect();
+                    *known = found;
                 }
             }
             // A half-written state (another process is changing it): the next change or
@@ -159,6 +162,21 @@ async fn serve(paths: &DnsPaths, upstreams: Vec<SocketAddr>) -> Result<(), DnsEr
             () = tokio::time::sleep(RESCAN) => {}
         }
     }
+}
+
+/// The addresses of the host's interfaces (the resolver runs in the host's network namespace).
+fn host_addresses() -> Option<BTreeSet<IpAddr>> {
+    let found = nix::ifaddrs::getifaddrs().ok()?;
+    Some(
+        found
+            .filter_map(|i| i.address)
+            .filter_map(|a| {
+                a.as_sockaddr_in()
+                    .map(|v4| IpAddr::V4(v4.ip()))
+                    .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+            })
+            .collect(),
+    )
 }
 
 /// The zone from the records and the current leases of containers that exist.
@@ -240,24 +258,10 @@ fn handle(shared: &Shared, network: &str, from: IpAddr, bytes: &[u8]) -> Handled
         Ok(z) => z.clone(),
         Err(_) => return Handled::Drop,
     };
-    let is_host = |a: IpAddr| {
-        shared
-            .host_addresses
-            .read()
-            .is_ok_and(|known| known.contains(&a))
-            || is_host_address(a)
-    };
-    match zone.answer(network, from, is_host, &query) {
+    match zone.answer(network, from, |a| shared.is_host(a), &query) {
         Verdict::Answer(m) => m.to_vec().map_or(Handled::Drop, Handled::Reply),
         Verdict::Forward => Handled::Forward(query),
     }
-}
-
-/// Whether `addr` is one of this host's (the resolver runs in the host's network
-/// namespace): only a local address can be bound. For an address added since the last
-/// reload.
-fn is_host_address(addr: IpAddr) -> bool {
-    std::net::UdpSocket::bind(SocketAddr::new(addr, 0)).is_ok()
 }
 
 fn servfail(query: &Message) -> Option<Vec<u8>> {
@@ -400,4 +404,84 @@ async fn forward_tcp(upstreams: &[SocketAddr], query: &[u8]) -> Option<Vec<u8>> 
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::record::{Lease, NetworkRecord};
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::{Name, RecordType};
+
+    fn shared(host: &[&str]) -> Shared {
+        let record = NetworkRecord {
+            name: "front".into(),
+            spec_hash: String::new(),
+            bridge: "berth0".into(),
+            subnet: "10.89.1.0/24".parse().expect("subnet"),
+            gateway: Ipv4Addr::new(10, 89, 1, 1),
+            internal: false,
+            created_at: String::new(),
+        };
+        let lease = Lease {
+            network: "front".into(),
+            ip: "10.89.1.2".parse().expect("ip"),
+            container: "web-1".into(),
+            name: "web".into(),
+            hostname: "web".into(),
+            aliases: vec![],
+            ports: vec![],
+            claim: None,
+            manual: false,
+        };
+        Shared {
+            zone: RwLock::new(Arc::new(Zone::build(&[record], &[lease]))),
+            host_addresses: RwLock::new(host.iter().map(|a| a.parse().expect("ip")).collect()),
+            upstreams: Vec::new(),
+            forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
+            tcp: Arc::new(Semaphore::new(MAX_TCP)),
+        }
+    }
+
+    fn ask(name: &str) -> Vec<u8> {
+        let mut m = Message::query();
+        m.add_query(Query::query(
+            Name::from_ascii(name).expect("name"),
+            RecordType::A,
+        ));
+        m.to_vec().expect("encode")
+    }
+
+    fn code(h: Handled) -> ResponseCode {
+        match h {
+            Handled::Reply(r) => Message::from_vec(&r).expect("reply").metadata.response_code,
+            Handled::Forward(_) => panic!("forwarded"),
+            Handled::Drop => panic!("dropped"),
+        }
+    }
+
+    #[test]
+    fn the_host_is_its_address_set_not_what_can_be_bound() {
+        let s = shared(&["192.0.2.7"]);
+        // 127.0.0.1 can be bound (as any address can with ip_nonlocal_bind=1), but it is
+        // not in the host's address set: refused.
+        let from: IpAddr = "127.0.0.1".parse().expect("ip");
+        assert!(std::net::UdpSocket::bind(SocketAddr::new(from, 0)).is_ok());
+        assert_eq!(code(handle(&s, "front", from, &ask("web"))), ResponseCode::Refused);
+        let lan: IpAddr = "198.51.100.9".parse().expect("ip");
+        assert_eq!(code(handle(&s, "front", lan, &ask("web"))), ResponseCode::Refused);
+        // One of the host's addresses, and the network's own containers, are answered.
+        let host: IpAddr = "192.0.2.7".parse().expect("ip");
+        assert_eq!(code(handle(&s, "front", host, &ask("web"))), ResponseCode::NoError);
+        let peer: IpAddr = "10.89.1.2".parse().expect("ip");
+        assert_eq!(code(handle(&s, "front", peer, &ask("web"))), ResponseCode::NoError);
+        assert!(matches!(
+            handle(&s, "front", host, &ask("example.com.")),
+            Handled::Forward(_)
+        ));
+        assert_eq!(
+            code(handle(&s, "front", lan, &ask("example.com."))),
+            ResponseCode::Refused
+        );
+    }
 }
