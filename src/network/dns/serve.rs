@@ -9,7 +9,7 @@ use std::time::Duration;
 use hickory_proto::op::{Message, ResponseCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::zone::{self, Verdict, Zone};
@@ -21,12 +21,22 @@ use crate::state::layout::Layout;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// A TCP client idle this long is disconnected.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// A TCP client is disconnected after this long or this many queries, whatever it does,
+/// and one that does not read its answer within `TCP_WRITE`: a connection held open by a
+/// slow or chatty client would keep a permit for ever.
+const TCP_LIFETIME: Duration = Duration::from_secs(30);
+const TCP_QUERIES: usize = 32;
+const TCP_WRITE: Duration = Duration::from_secs(5);
 /// Reload at least this often: a bridge whose address was not up yet is bound then.
 const RESCAN: Duration = Duration::from_secs(5);
 /// Bounds on concurrent forwarded queries and TCP connections: a flood costs answers,
 /// never the process's descriptors.
 const MAX_FORWARDS: usize = 256;
 const MAX_TCP: usize = 64;
+/// The share of those one network may hold: a flood from one network's containers cannot
+/// starve the others.
+const MAX_FORWARDS_PER_NETWORK: usize = 64;
+const MAX_TCP_PER_NETWORK: usize = 16;
 
 impl Shared {
     /// Whether `addr` is one of the host's own addresses as last read. Never "whatever can
@@ -45,6 +55,29 @@ struct Shared {
     upstreams: Vec<SocketAddr>,
     forwards: Arc<Semaphore>,
     tcp: Arc<Semaphore>,
+}
+
+/// One network's share of the process-wide bounds.
+#[derive(Clone)]
+struct Limits {
+    forwards: Arc<Semaphore>,
+    tcp: Arc<Semaphore>,
+}
+
+impl Limits {
+    fn new() -> Limits {
+        Limits {
+            forwards: Arc::new(Semaphore::new(MAX_FORWARDS_PER_NETWORK)),
+            tcp: Arc::new(Semaphore::new(MAX_TCP_PER_NETWORK)),
+        }
+    }
+}
+
+/// A permit from the network's share and one from the process's, or none.
+fn permit(local: &Arc<Semaphore>, global: &Arc<Semaphore>) -> Option<[OwnedSemaphorePermit; 2]> {
+    let local = local.clone().try_acquire_owned().ok()?;
+    let global = global.clone().try_acquire_owned().ok()?;
+    Some([local, global])
 }
 
 /// A network's sockets and the tasks serving them.
@@ -235,9 +268,15 @@ async fn listen(
     tcp.set_reuseaddr(true)?;
     tcp.bind(at)?;
     let tcp = tcp.listen(64)?;
+    let limits = Limits::new();
     let tasks = vec![
-        tokio::spawn(serve_udp(udp, network.to_string(), shared.clone())),
-        tokio::spawn(serve_tcp(tcp, network.to_string(), shared.clone())),
+        tokio::spawn(serve_udp(
+            udp,
+            network.to_string(),
+            shared.clone(),
+            limits.clone(),
+        )),
+        tokio::spawn(serve_tcp(tcp, network.to_string(), shared.clone(), limits)),
     ];
     Ok(Listener { gateway, tasks })
 }
@@ -268,7 +307,7 @@ fn servfail(query: &Message) -> Option<Vec<u8>> {
     zone::response(query, ResponseCode::ServFail).to_vec().ok()
 }
 
-async fn serve_udp(socket: Arc<UdpSocket>, network: String, shared: Arc<Shared>) {
+async fn serve_udp(socket: Arc<UdpSocket>, network: String, shared: Arc<Shared>, limits: Limits) {
     let mut buf = vec![0u8; 4096];
     loop {
         let Ok((n, from)) = socket.recv_from(&mut buf).await else {
@@ -281,7 +320,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, network: String, shared: Arc<Shared>)
             }
             Handled::Drop => {}
             Handled::Forward(query) => {
-                let Ok(permit) = shared.forwards.clone().try_acquire_owned() else {
+                let Some(permit) = permit(&limits.forwards, &shared.forwards) else {
                     if let Some(r) = servfail(&query) {
                         let _ = socket.send_to(&r, from).await;
                     }
@@ -302,12 +341,16 @@ async fn serve_udp(socket: Arc<UdpSocket>, network: String, shared: Arc<Shared>)
     }
 }
 
-async fn serve_tcp(listener: TcpListener, network: String, shared: Arc<Shared>) {
+async fn serve_tcp(listener: TcpListener, network: String, shared: Arc<Shared>, limits: Limits) {
     loop {
         let Ok((stream, from)) = listener.accept().await else {
             continue;
         };
-        let Ok(permit) = shared.tcp.clone().try_acquire_owned() else {
+        // A client that would be refused is closed at once, before it holds a permit.
+        if !admitted(&shared, &network, from.ip()) {
+            continue;
+        }
+        let Some(permit) = permit(&limits.tcp, &shared.tcp) else {
             continue; // dropped: the client retries
         };
         let (network, shared) = (network.clone(), shared.clone());
@@ -318,18 +361,41 @@ async fn serve_tcp(listener: TcpListener, network: String, shared: Arc<Shared>) 
     }
 }
 
-/// Queries of one TCP client, until it closes or idles.
+fn admitted(shared: &Shared, network: &str, from: IpAddr) -> bool {
+    shared
+        .zone
+        .read()
+        .is_ok_and(|z| z.admits(network, from, |a| shared.is_host(a)))
+}
+
+/// Queries of one TCP client, until it closes, idles, has asked `TCP_QUERIES` or was
+/// connected `TCP_LIFETIME`.
 async fn tcp_client(
+    stream: TcpStream,
+    from: IpAddr,
+    network: &str,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    tokio::time::timeout(TCP_LIFETIME, tcp_queries(stream, from, network, shared))
+        .await
+        .unwrap_or(Ok(()))
+}
+
+async fn tcp_queries(
     mut stream: TcpStream,
     from: IpAddr,
     network: &str,
     shared: &Shared,
 ) -> std::io::Result<()> {
-    loop {
+    for _ in 0..TCP_QUERIES {
         let Ok(query) = tokio::time::timeout(TCP_IDLE, read_framed(&mut stream)).await else {
             return Ok(());
         };
         let query = query?;
+        // Refused since it connected (the zone changed): closed rather than answered.
+        if !admitted(shared, network, from) {
+            return Ok(());
+        }
         let reply = match handle(shared, network, from, &query) {
             Handled::Reply(r) => Some(r),
             Handled::Drop => return Ok(()),
@@ -338,9 +404,12 @@ async fn tcp_client(
                 .or_else(|| servfail(&m)),
         };
         if let Some(r) = reply {
-            write_framed(&mut stream, &r).await?;
+            tokio::time::timeout(TCP_WRITE, write_framed(&mut stream, &r))
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
         }
     }
+    Ok(())
 }
 
 async fn read_framed(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
@@ -461,20 +530,82 @@ mod tests {
     }
 
     #[test]
+    fn one_network_cannot_take_the_process_wide_permits() {
+        let global = Arc::new(Semaphore::new(MAX_FORWARDS));
+        let (flooding, other) = (Limits::new(), Limits::new());
+        let held: Vec<_> = std::iter::from_fn(|| permit(&flooding.forwards, &global)).collect();
+        assert_eq!(held.len(), MAX_FORWARDS_PER_NETWORK);
+        assert!(permit(&other.forwards, &global).is_some());
+        drop(held);
+        assert_eq!(global.available_permits(), MAX_FORWARDS);
+    }
+
+    /// A TCP resolver for `shared` on 127.0.0.1, and its address.
+    async fn tcp_server(shared: Arc<Shared>) -> (SocketAddr, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let at = listener.local_addr().expect("address");
+        let task = tokio::spawn(serve_tcp(listener, "front".into(), shared, Limits::new()));
+        (at, task)
+    }
+
+    #[tokio::test]
+    async fn a_tcp_client_that_would_be_refused_is_closed_without_a_permit() {
+        let s = Arc::new(shared(&[]));
+        let (at, task) = tcp_server(s.clone()).await;
+        let mut c = TcpStream::connect(at).await.expect("connect");
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(2), c.read(&mut buf)).await;
+        // Closed (end of stream or reset) at once, not left waiting for a query.
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+        assert_eq!(s.tcp.available_permits(), MAX_TCP);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_tcp_client_is_closed_after_its_queries() {
+        let s = Arc::new(shared(&["127.0.0.1"]));
+        let (at, task) = tcp_server(s.clone()).await;
+        let mut c = TcpStream::connect(at).await.expect("connect");
+        for _ in 0..TCP_QUERIES {
+            write_framed(&mut c, &ask("web")).await.expect("ask");
+            let reply = read_framed(&mut c).await.expect("answer");
+            let m = Message::from_vec(&reply).expect("reply");
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        }
+        // One more is not answered: the connection is closed.
+        let _ = write_framed(&mut c, &ask("web")).await;
+        let next = tokio::time::timeout(Duration::from_secs(2), read_framed(&mut c)).await;
+        assert!(matches!(next, Ok(Err(_))), "{next:?}");
+        task.abort();
+    }
+
+    #[test]
     fn the_host_is_its_address_set_not_what_can_be_bound() {
         let s = shared(&["192.0.2.7"]);
         // 127.0.0.1 can be bound (as any address can with ip_nonlocal_bind=1), but it is
         // not in the host's address set: refused.
         let from: IpAddr = "127.0.0.1".parse().expect("ip");
         assert!(std::net::UdpSocket::bind(SocketAddr::new(from, 0)).is_ok());
-        assert_eq!(code(handle(&s, "front", from, &ask("web"))), ResponseCode::Refused);
+        assert_eq!(
+            code(handle(&s, "front", from, &ask("web"))),
+            ResponseCode::Refused
+        );
         let lan: IpAddr = "198.51.100.9".parse().expect("ip");
-        assert_eq!(code(handle(&s, "front", lan, &ask("web"))), ResponseCode::Refused);
+        assert_eq!(
+            code(handle(&s, "front", lan, &ask("web"))),
+            ResponseCode::Refused
+        );
         // One of the host's addresses, and the network's own containers, are answered.
         let host: IpAddr = "192.0.2.7".parse().expect("ip");
-        assert_eq!(code(handle(&s, "front", host, &ask("web"))), ResponseCode::NoError);
+        assert_eq!(
+            code(handle(&s, "front", host, &ask("web"))),
+            ResponseCode::NoError
+        );
         let peer: IpAddr = "10.89.1.2".parse().expect("ip");
-        assert_eq!(code(handle(&s, "front", peer, &ask("web"))), ResponseCode::NoError);
+        assert_eq!(
+            code(handle(&s, "front", peer, &ask("web"))),
+            ResponseCode::NoError
+        );
         assert!(matches!(
             handle(&s, "front", host, &ask("example.com.")),
             Handled::Forward(_)

@@ -107,6 +107,22 @@ impl Zone {
         names.iter().filter_map(|n| self.networks.get(n)).collect()
     }
 
+    /// Whether a client at `from` may ask on `network`'s gateway: only the network's own
+    /// containers and the host. A container of another network (or state root) reaches this
+    /// gateway too (it is a host address), and must learn nothing of this network through it.
+    pub(super) fn admits(
+        &self,
+        network: &str,
+        from: IpAddr,
+        is_host: impl Fn(IpAddr) -> bool,
+    ) -> bool {
+        let from_here = match (self.networks.get(network), from) {
+            (Some(n), IpAddr::V4(v4)) => n.subnet.contains(&v4),
+            _ => false,
+        };
+        from_here || is_host(from)
+    }
+
     /// The answer to `query`, received on `network`'s gateway from `from`; `is_host` says
     /// whether an address is one of the host's own.
     pub(super) fn answer(
@@ -126,14 +142,7 @@ impl Zone {
         let [q] = query.queries.as_slice() else {
             return reply(ResponseCode::FormErr);
         };
-        // Only the network's own containers and the host: a container of another network
-        // (or state root) reaches this gateway too (it is a host address), and must learn
-        // nothing of this network through it.
-        let from_here = match (self.networks.get(network), from) {
-            (Some(n), IpAddr::V4(v4)) => n.subnet.contains(&v4),
-            _ => false,
-        };
-        if !from_here && !is_host(from) {
+        if !self.admits(network, from, is_host) {
             return reply(ResponseCode::Refused);
         }
         let internal = self.networks.get(network).is_none_or(|n| n.internal);
