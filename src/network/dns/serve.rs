@@ -289,7 +289,7 @@ enum Handled {
 }
 
 fn handle(shared: &Shared, network: &str, from: IpAddr, bytes: &[u8]) -> Handled {
-    // Not a DNS message (or a response sent to us): nothing to answer to.
+    // Not a DNS message: nothing to answer to.
     let Ok(query) = Message::from_vec(bytes) else {
         return Handled::Drop;
     };
@@ -300,6 +300,7 @@ fn handle(shared: &Shared, network: &str, from: IpAddr, bytes: &[u8]) -> Handled
     match zone.answer(network, from, |a| shared.is_host(a), &query) {
         Verdict::Answer(m) => m.to_vec().map_or(Handled::Drop, Handled::Reply),
         Verdict::Forward => Handled::Forward(query),
+        Verdict::Ignore => Handled::Drop,
     }
 }
 

@@ -44,6 +44,9 @@ pub(super) enum Verdict {
     Answer(Message),
     /// Not a name of ours: ask the host's resolvers.
     Forward,
+    /// No reply at all: a response sent to us (answering one would let two resolvers, or
+    /// a spoofed source, bounce messages off each other).
+    Ignore,
 }
 
 impl Zone {
@@ -134,7 +137,7 @@ impl Zone {
     ) -> Verdict {
         let reply = |code: ResponseCode| Verdict::Answer(response(query, code));
         if query.metadata.message_type != MessageType::Query {
-            return reply(ResponseCode::FormErr);
+            return Verdict::Ignore;
         }
         if query.metadata.op_code != OpCode::Query {
             return reply(ResponseCode::NotImp);
@@ -283,6 +286,7 @@ mod tests {
         match z.answer(net, from.parse().expect("ip"), |a| a.is_loopback(), q) {
             Verdict::Answer(m) => m,
             Verdict::Forward => panic!("forwarded"),
+            Verdict::Ignore => panic!("ignored"),
         }
     }
 
@@ -392,5 +396,21 @@ mod tests {
         ));
         let m = answer(&z, "front", "10.89.1.1", &two);
         assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    }
+
+    #[test]
+    fn responses_get_no_reply() {
+        let z = zone();
+        let mut m = ask("web", RecordType::A);
+        m.metadata.message_type = MessageType::Response;
+        let from = |a: &str| a.parse().expect("ip");
+        assert_eq!(
+            z.answer("front", from("10.89.1.2"), |_| false, &m),
+            Verdict::Ignore
+        );
+        assert_eq!(
+            z.answer("front", from("127.0.0.1"), |a| a.is_loopback(), &m),
+            Verdict::Ignore
+        );
     }
 }
