@@ -123,6 +123,7 @@ async fn serve(paths: &DnsPaths, upstreams: Vec<SocketAddr>) -> Result<(), DnsEr
     let (tx, mut changes) = tokio::sync::mpsc::unbounded_channel::<()>();
     let _watcher = watch(&paths.networks.root, tx)?;
     let mut listeners: BTreeMap<String, Listener> = BTreeMap::new();
+    let mut failures = BindFailures::default();
     let mut announced = false;
     let mut written: Option<String> = None;
     loop {
@@ -144,6 +145,7 @@ async fn serve(paths: &DnsPaths, upstreams: Vec<SocketAddr>) -> Result<(), DnsEr
                     }
                     keep
                 });
+                failures.forget_all_but(&zone);
                 for (name, net) in &zone.networks {
                     if listeners.contains_key(name) {
                         continue;
@@ -151,9 +153,14 @@ async fn serve(paths: &DnsPaths, upstreams: Vec<SocketAddr>) -> Result<(), DnsEr
                     match listen(name, net.gateway, &shared).await {
                         Ok(l) => {
                             tracing::info!(network = %name, "listening on {}", l.gateway);
+                            failures.bound(name);
                             listeners.insert(name.clone(), l);
                         }
-                        Err(e) => tracing::warn!(network = %name, "not listening yet: {e}"),
+                        Err(e) => {
+                            if failures.failed(name, net.gateway, &e.to_string()) {
+                                tracing::warn!(network = %name, "not listening yet: {e}");
+                            }
+                        }
                     }
                 }
                 if let Ok(mut current) = shared.zone.write() {
@@ -194,6 +201,28 @@ async fn serve(paths: &DnsPaths, upstreams: Vec<SocketAddr>) -> Result<(), DnsEr
             }
             () = tokio::time::sleep(RESCAN) => {}
         }
+    }
+}
+
+/// The gateways that could not be bound, and why: a failure is logged when it starts or
+/// changes, not at every rescan (the log would grow by a line per 5 s while another program
+/// holds port 53 of a gateway).
+#[derive(Default)]
+struct BindFailures(BTreeMap<String, (Ipv4Addr, String)>);
+
+impl BindFailures {
+    /// Whether this failure is news.
+    fn failed(&mut self, network: &str, gateway: Ipv4Addr, error: &str) -> bool {
+        let now = (gateway, error.to_string());
+        self.0.insert(network.to_string(), now.clone()) != Some(now)
+    }
+
+    fn bound(&mut self, network: &str) {
+        self.0.remove(network);
+    }
+
+    fn forget_all_but(&mut self, zone: &Zone) {
+        self.0.retain(|name, _| zone.networks.contains_key(name));
     }
 }
 
@@ -528,6 +557,20 @@ mod tests {
             Handled::Forward(_) => panic!("forwarded"),
             Handled::Drop => panic!("dropped"),
         }
+    }
+
+    #[test]
+    fn a_bind_failure_is_logged_when_it_starts_or_changes() {
+        let mut f = BindFailures::default();
+        let gw = Ipv4Addr::new(10, 89, 1, 1);
+        assert!(f.failed("front", gw, "address in use"));
+        assert!(!f.failed("front", gw, "address in use"));
+        assert!(f.failed("front", gw, "cannot assign requested address"));
+        assert!(f.failed("back", gw, "address in use"));
+        f.bound("front");
+        assert!(f.failed("front", gw, "cannot assign requested address"));
+        f.forget_all_but(&Zone::default());
+        assert!(f.failed("back", gw, "address in use"));
     }
 
     #[test]
