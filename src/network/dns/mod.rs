@@ -287,8 +287,7 @@ pub fn main(state_root: &Path) -> i32 {
             return 1;
         }
     };
-    let upstreams = upstreams();
-    match serve::run(&paths, upstreams, lock) {
+    match serve::run(&paths, lock) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("berth dns-resolver: {e}");
@@ -299,15 +298,22 @@ pub fn main(state_root: &Path) -> i32 {
 
 /// Where names that are not containers' go: `BERTH_DNS_UPSTREAMS`, else the name servers
 /// of the host's /etc/resolv.conf (loopback ones included: the resolver runs in the host's
-/// network namespace).
+/// network namespace). Read at every reload: the host's servers change (DHCP, VPN).
 fn upstreams() -> Vec<SocketAddr> {
-    if let Ok(list) = std::env::var(UPSTREAMS_ENV) {
+    upstreams_in(
+        std::env::var(UPSTREAMS_ENV).ok().as_deref(),
+        Path::new("/etc/resolv.conf"),
+    )
+}
+
+fn upstreams_in(env: Option<&str>, resolv_conf: &Path) -> Vec<SocketAddr> {
+    if let Some(list) = env {
         return list
             .split(',')
             .filter_map(|s| parse_upstream(s.trim()))
             .collect();
     }
-    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let text = std::fs::read_to_string(resolv_conf).unwrap_or_default();
     text.lines()
         .filter_map(|l| {
             let mut words = l.split_whitespace();
@@ -328,6 +334,32 @@ fn parse_upstream(s: &str) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstreams_follow_the_file_unless_the_variable_names_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("resolv.conf");
+        std::fs::write(&conf, "search example\nnameserver 10.0.0.2\n").expect("write");
+        assert_eq!(
+            upstreams_in(None, &conf),
+            ["10.0.0.2:53".parse::<SocketAddr>().expect("addr")]
+        );
+        std::fs::write(&conf, "nameserver 10.0.0.3\nnameserver 127.0.0.53\n").expect("write");
+        assert_eq!(
+            upstreams_in(None, &conf),
+            [
+                "10.0.0.3:53".parse::<SocketAddr>().expect("addr"),
+                "127.0.0.53:53".parse().expect("addr")
+            ]
+        );
+        assert_eq!(
+            upstreams_in(Some("192.0.2.1, 127.0.0.1:5353"), &conf),
+            [
+                "192.0.2.1:53".parse::<SocketAddr>().expect("addr"),
+                "127.0.0.1:5353".parse().expect("addr")
+            ]
+        );
+    }
 
     #[test]
     fn upstream_forms() {

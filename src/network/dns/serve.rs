@@ -46,13 +46,18 @@ impl Shared {
             .read()
             .is_ok_and(|known| known.contains(&addr))
     }
+
+    fn upstreams(&self) -> Arc<Vec<SocketAddr>> {
+        self.upstreams.read().map(|u| u.clone()).unwrap_or_default()
+    }
 }
 
 struct Shared {
     zone: RwLock<Arc<Zone>>,
     /// The host's own addresses, read at every reload (a query from one is the host's).
     host_addresses: RwLock<BTreeSet<IpAddr>>,
-    upstreams: Vec<SocketAddr>,
+    /// Read again at every reload.
+    upstreams: RwLock<Arc<Vec<SocketAddr>>>,
     forwards: Arc<Semaphore>,
     tcp: Arc<Semaphore>,
 }
@@ -94,19 +99,15 @@ impl Drop for Listener {
     }
 }
 
-pub(super) fn run(
-    paths: &DnsPaths,
-    upstreams: Vec<SocketAddr>,
-    _lock: std::fs::File,
-) -> Result<(), DnsError> {
+pub(super) fn run(paths: &DnsPaths, _lock: std::fs::File) -> Result<(), DnsError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| DnsError::Serve(format!("starting the runtime: {e}")))?;
-    runtime.block_on(serve(paths, upstreams))
+    runtime.block_on(serve(paths))
 }
 
-async fn serve(paths: &DnsPaths, upstreams: Vec<SocketAddr>) -> Result<(), DnsError> {
+async fn serve(paths: &DnsPaths) -> Result<(), DnsError> {
     let state_root = paths
         .networks
         .root
@@ -116,7 +117,7 @@ async fn serve(paths: &DnsPaths, upstreams: Vec<SocketAddr>) -> Result<(), DnsEr
     let shared = Arc::new(Shared {
         zone: RwLock::new(Arc::new(Zone::default())),
         host_addresses: RwLock::new(BTreeSet::new()),
-        upstreams,
+        upstreams: RwLock::new(Arc::new(Vec::new())),
         forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
         tcp: Arc::new(Semaphore::new(MAX_TCP)),
     });
@@ -165,6 +166,9 @@ async fn serve(paths: &DnsPaths, upstreams: Vec<SocketAddr>) -> Result<(), DnsEr
                 }
                 if let Ok(mut current) = shared.zone.write() {
                     *current = Arc::new(zone);
+                }
+                if let Ok(mut current) = shared.upstreams.write() {
+                    *current = Arc::new(super::upstreams());
                 }
                 if let (Some(found), Ok(mut known)) =
                     (host_addresses(), shared.host_addresses.write())
@@ -358,7 +362,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, network: String, shared: Arc<Shared>,
                 };
                 let (socket, shared, bytes) = (socket.clone(), shared.clone(), bytes.to_vec());
                 tokio::spawn(async move {
-                    let reply = forward_udp(&shared.upstreams, &bytes)
+                    let reply = forward_udp(&shared.upstreams(), &bytes)
                         .await
                         .or_else(|| servfail(&query));
                     if let Some(r) = reply {
@@ -429,7 +433,7 @@ async fn tcp_queries(
         let reply = match handle(shared, network, from, &query) {
             Handled::Reply(r) => Some(r),
             Handled::Drop => return Ok(()),
-            Handled::Forward(m) => forward_tcp(&shared.upstreams, &query)
+            Handled::Forward(m) => forward_tcp(&shared.upstreams(), &query)
                 .await
                 .or_else(|| servfail(&m)),
         };
@@ -536,7 +540,7 @@ mod tests {
         Shared {
             zone: RwLock::new(Arc::new(Zone::build(&[record], &[lease]))),
             host_addresses: RwLock::new(host.iter().map(|a| a.parse().expect("ip")).collect()),
-            upstreams: Vec::new(),
+            upstreams: RwLock::new(Arc::new(Vec::new())),
             forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
             tcp: Arc::new(Semaphore::new(MAX_TCP)),
         }
