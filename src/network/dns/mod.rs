@@ -36,6 +36,9 @@ const READY: &str = "ready";
 const BIND_WAIT: Duration = Duration::from_secs(2);
 /// How long the removal of the last network waits for the resolver to exit.
 const EXIT_WAIT: Duration = Duration::from_secs(3);
+/// How long a starting resolver retries the lock: a `running()` probe holds it for an
+/// instant, and must not make the resolver starting then believe another one runs.
+const LOCK_WAIT: Duration = Duration::from_secs(1);
 /// The resolver's log is cut when a resolver starts and it is larger than this.
 const LOG_LIMIT: u64 = 1 << 20;
 
@@ -87,6 +90,19 @@ impl DnsPaths {
             Ok(()) => Ok((file, false)),
             Err(rustix::io::Errno::WOULDBLOCK) => Ok((file, true)),
             Err(e) => Err(io_err("locking", &self.lock)(e.into()).into()),
+        }
+    }
+
+    /// The lock for a resolver about to serve, retried for `wait`; `None` if another
+    /// resolver holds it all that time.
+    fn acquire(&self, wait: Duration) -> Result<Option<std::fs::File>, DnsError> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match self.probe()? {
+                (file, false) => return Ok(Some(file)),
+                (_, true) if std::time::Instant::now() >= deadline => return Ok(None),
+                (_, true) => std::thread::sleep(Duration::from_millis(10)),
+            }
         }
     }
 
@@ -275,10 +291,10 @@ pub fn main(state_root: &Path) -> i32 {
         }
     }
     let paths = DnsPaths::new(&NetworkPaths::new(state_root));
-    let lock = match paths.probe() {
-        Ok((file, false)) => file,
+    let lock = match paths.acquire(LOCK_WAIT) {
+        Ok(Some(file)) => file,
         // Another one runs (started between the check and this): it serves.
-        Ok((_, true)) => {
+        Ok(None) => {
             println!("{READY}");
             return 0;
         }
@@ -359,6 +375,33 @@ mod tests {
                 "127.0.0.1:5353".parse().expect("addr")
             ]
         );
+    }
+
+    #[test]
+    fn a_probe_does_not_make_a_starting_resolver_quit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = DnsPaths::new(&NetworkPaths::new(dir.path()));
+        std::fs::create_dir_all(&paths.networks.root).expect("mkdir");
+        // A probe holding the lock for a moment, as `running()` does.
+        let (probe, held) = paths.probe().expect("probe");
+        assert!(!held);
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            drop(probe);
+        });
+        let lock = paths.acquire(LOCK_WAIT).expect("acquire");
+        assert!(lock.is_some());
+        releaser.join().expect("join");
+        // While it is held, a second resolver gives up after the wait.
+        let started = std::time::Instant::now();
+        assert!(
+            paths
+                .acquire(Duration::from_millis(50))
+                .expect("acquire")
+                .is_none()
+        );
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert!(paths.running().expect("running"));
     }
 
     #[test]
