@@ -255,6 +255,23 @@ fn names_resolve_from_the_host_and_inside_and_others_are_forwarded() {
         std::fs::read_link(format!("/proc/{pid}/ns/mnt")).expect("its mount namespace"),
         std::fs::read_link("/proc/self/ns/mnt").expect("ours"),
     );
+    // It keeps only CAP_NET_BIND_SERVICE (bit 10), can regain nothing, and still serves
+    // (all that follows).
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+    };
+    for set in ["CapEff:", "CapPrm:", "CapBnd:"] {
+        assert_eq!(field(set), "0000000000000400", "{set}\n{status}");
+    }
+    for set in ["CapInh:", "CapAmb:"] {
+        assert_eq!(field(set), "0000000000000000", "{set}\n{status}");
+    }
+    assert_eq!(field("NoNewPrivs:"), "1", "{status}");
 
     // From the host, over UDP and TCP; names and aliases, any case.
     assert_eq!(lookup(&gw, "web", &[]), std::slice::from_ref(&web));

@@ -303,6 +303,10 @@ pub fn main(state_root: &Path) -> i32 {
             return 1;
         }
     };
+    if let Err(e) = drop_privileges() {
+        eprintln!("berth dns-resolver: dropping privileges: {e}");
+        return 1;
+    }
     match serve::run(&paths, lock) {
         Ok(()) => 0,
         Err(e) => {
@@ -310,6 +314,31 @@ pub fn main(state_root: &Path) -> i32 {
             1
         }
     }
+}
+
+/// All the capabilities but binding port 53, here and for anything it could execute, and
+/// no way to gain any back (no_new_privs). It runs as uid 0 and owns every file it reads
+/// and writes, so it needs no DAC override. Before any thread starts: threads inherit it.
+fn drop_privileges() -> std::io::Result<()> {
+    use rustix::thread::{CapabilitySet, CapabilitySets};
+    let keep = CapabilitySet::NET_BIND_SERVICE;
+    // The bounding set first: dropping from it needs CAP_SETPCAP, which goes next.
+    for cap in CapabilitySet::all().iter().filter(|c| *c != keep) {
+        match rustix::thread::remove_capability_from_bounding_set(cap) {
+            // A capability this kernel does not know.
+            Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    rustix::thread::set_capabilities(
+        None,
+        CapabilitySets {
+            effective: keep,
+            permitted: keep,
+            inheritable: CapabilitySet::empty(),
+        },
+    )?;
+    Ok(rustix::thread::set_no_new_privs(true)?)
 }
 
 /// Where names that are not containers' go: `BERTH_DNS_UPSTREAMS`, else the name servers
