@@ -46,6 +46,11 @@ pub enum ApplyError {
     NotInStore { image: String },
     #[error("`{image}` is not an image reference: {message}")]
     BadSource { image: String, message: String },
+    #[error(
+        "container {id} was made from an earlier spec of its entry and its secrets and configs are gone ({} is missing; a reboot empties them): it is not started with the entry's current ones; its update or a replacement takes its place",
+        path.display()
+    )]
+    FilesGone { id: String, path: PathBuf },
     #[error("a step's task failed: {0}")]
     Task(String),
     #[error(
@@ -619,7 +624,10 @@ fn file_contents<'a>(
 }
 
 /// Before a start: the container's secrets and configs written again (a reboot empties
-/// their tmpfs; the planner starts only a container whose hash, files included, matches).
+/// their tmpfs), but only into a container made from the entry as it is now. One made from
+/// an earlier spec (the old container of a start-first update, restarted while its
+/// successor is made) binds other files at its indexes: it keeps its own, and if they are
+/// gone it is not started at all (its update or a replacement takes its place).
 fn rewrite_files(
     machine: &Machine,
     desired: &Desired,
@@ -629,6 +637,16 @@ fn rewrite_files(
     let Some(container) = desired.containers.get(name) else {
         return Ok(());
     };
+    let made_from = machine.runtime.record(id)?.spec_hash;
+    if made_from != crate::spec::hash::container_hash(desired, container)?.as_str() {
+        return match machine.runtime.missing_files(id)?.into_iter().next() {
+            None => Ok(()),
+            Some(path) => Err(ApplyError::FilesGone {
+                id: id.into(),
+                path,
+            }),
+        };
+    }
     let files = file_contents(desired, container)?;
     Ok(machine.runtime.write_files(id, &files)?)
 }

@@ -64,6 +64,18 @@ impl Runtime {
         Ok(())
     }
 
+    /// The host files that container `id`'s runtime spec binds from its own files directory
+    /// and that are not there (a reboot emptied the tmpfs).
+    pub(crate) fn missing_files(&self, id: &str) -> Result<Vec<PathBuf>, RuntimeError> {
+        let config = self.paths(id)?.config();
+        let spec = oci_spec::runtime::Spec::load(&config).map_err(|e| RuntimeError::Process {
+            op: "reading the runtime spec of",
+            id: id.into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        Ok(missing_binds(&spec, &self.layout.container_files(id)))
+    }
+
     /// Remove the container's files; gone already is done.
     pub(crate) fn remove_files(&self, id: &str) -> Result<(), RuntimeError> {
         let dir = self.layout.container_files(id);
@@ -74,6 +86,17 @@ impl Runtime {
             _ => Ok(()),
         }
     }
+}
+
+/// The bind sources of `spec` inside `dir` that do not exist.
+fn missing_binds(spec: &oci_spec::runtime::Spec, dir: &Path) -> Vec<PathBuf> {
+    spec.mounts()
+        .iter()
+        .flatten()
+        .filter_map(|m| m.source().as_deref())
+        .filter(|source| source.starts_with(dir) && std::fs::symlink_metadata(source).is_err())
+        .map(Path::to_path_buf)
+        .collect()
 }
 
 /// `dir` exists, root-only, on a tmpfs: /run's own, or one mounted there now.
@@ -102,4 +125,37 @@ fn ensure_tmpfs(dir: &Path) -> Result<(), RuntimeError> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{MountBuilder, SpecBuilder};
+
+    #[test]
+    fn only_absent_binds_from_the_files_directory_are_missing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("files/app-0123abcd");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(host_path(&dir, 0), "kept").expect("write");
+        let bind = |source: PathBuf, target: &str| {
+            MountBuilder::default()
+                .destination(target)
+                .typ("bind")
+                .source(source)
+                .build()
+                .expect("mount")
+        };
+        let spec = SpecBuilder::default()
+            .mounts(vec![
+                bind(host_path(&dir, 0), "/a"),
+                bind(host_path(&dir, 1), "/b"),
+                bind(tmp.path().join("elsewhere"), "/c"),
+            ])
+            .build()
+            .expect("spec");
+        assert_eq!(missing_binds(&spec, &dir), vec![host_path(&dir, 1)]);
+        std::fs::write(host_path(&dir, 1), "back").expect("write");
+        assert!(missing_binds(&spec, &dir).is_empty());
+    }
 }
