@@ -246,7 +246,7 @@ impl Runtime {
     }
 
     /// Directories left by a `create` or `remove` that crashed midway (never one in
-    /// progress).
+    /// progress), and secrets and configs of containers that no longer exist.
     pub(crate) fn sweep_leftovers(&self) {
         let Ok(entries) = std::fs::read_dir(self.layout.containers()) else {
             return;
@@ -275,6 +275,8 @@ impl Runtime {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
+        // After the abandoned creates, whose files it then finds without a container.
+        self.sweep_files();
     }
 }
 

@@ -76,6 +76,40 @@ impl Runtime {
         Ok(missing_binds(&spec, &self.layout.container_files(id)))
     }
 
+    /// Remove the files of ids that have no container: left by a create killed before its
+    /// rename (its `.ID.creating.*` directory is swept first), or by a container directory
+    /// deleted by hand. Never a create in progress: it makes its `.ID.creating.*` directory
+    /// before its files and renames it to the container's, so a files directory listed here
+    /// has one of the two at every moment; the temporary is looked for first and the
+    /// container's directory after, so the rename cannot slip between the two checks.
+    pub(crate) fn sweep_files(&self) {
+        let Ok(entries) = std::fs::read_dir(self.layout.files_root()) else {
+            return;
+        };
+        let containers = self.layout.containers();
+        for entry in entries.flatten() {
+            let Some(id) = entry.file_name().to_str().map(String::from) else {
+                continue;
+            };
+            if !crate::state::layout::valid_id(&id) || self.layout.container(&id).dir.exists() {
+                continue;
+            }
+            let creating = format!(".{id}.creating.");
+            let being_created = std::fs::read_dir(&containers).map_or(true, |names| {
+                names
+                    .flatten()
+                    .any(|n| n.file_name().to_string_lossy().starts_with(&creating))
+            });
+            if being_created || self.layout.container(&id).dir.exists() {
+                continue;
+            }
+            tracing::info!("removing the secrets and configs of {id}, which has no container");
+            if let Err(e) = self.remove_files(&id) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
     /// Remove the container's files; gone already is done.
     pub(crate) fn remove_files(&self, id: &str) -> Result<(), RuntimeError> {
         let dir = self.layout.container_files(id);

@@ -59,9 +59,10 @@ impl Runtime {
     }
 
     /// Kill and remove what is left of an orphan (`orphans`): every process in its cgroup,
-    /// the cgroup, the engine's state, its network leases. Its monitor, if it still runs,
-    /// ends with the container's init. Idempotent: an id of which nothing is left is
-    /// removed already. Refused if the container has a directory again.
+    /// the cgroup, the engine's state, its secrets and configs, its network leases. Its
+    /// monitor, if it still runs, ends with the container's init. Idempotent: an id of
+    /// which nothing is left is removed already. Refused if the container has a directory
+    /// again.
     pub fn remove_orphan(&self, id: &str) -> Result<(), RuntimeError> {
         let paths = self.paths(id)?;
         if paths.dir.exists() {
@@ -72,6 +73,7 @@ impl Runtime {
             });
         }
         self.release_by_id(id)?;
+        self.remove_files(id)?;
         self.unplug(id, true);
         Ok(())
     }

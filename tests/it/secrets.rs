@@ -462,3 +462,61 @@ fn an_agent_restart_keeps_containers_with_secrets() {
         Vec::<std::path::PathBuf>::new()
     );
 }
+
+/// The ids with a directory under `<run root>/files`.
+fn files_dirs(sb: &Sandbox) -> Vec<String> {
+    let root = sb.runtime.layout().files_root();
+    let mut ids: Vec<String> = std::fs::read_dir(&root)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn files_without_a_container_are_removed_at_the_next_pass() {
+    let (sb, image) = setup();
+    let value = "crash-LEFT-9d2e4b";
+    let secret = host_secret(&sb, "db", value);
+    sb.write(
+        "app.toml",
+        &format!(
+            "[secret.db]\nfile = \"{}\"\n\n{}",
+            secret.display(),
+            entry("app", &image, "secrets = [\"db\"]")
+        ),
+    );
+    let dir = sb.desired();
+    // Killed between writing the files and renaming the container's directory into place.
+    let crashed = sb
+        .command(&["apply", dir.to_str().expect("utf-8")])
+        .env("BERTH_FAILPOINTS", "create-before-rename")
+        .env("BERTH_LOG", "error")
+        .output()
+        .expect("apply");
+    assert!(!crashed.status.success(), "the failpoint was not reached");
+    let left = files_dirs(&sb);
+    assert_eq!(left.len(), 1, "the crash left no files to sweep: {left:?}");
+    assert!(containers(&sb, "app").is_empty());
+    apply(&sb);
+    let first = sole_running(&sb, "app", Duration::from_secs(5));
+    assert_eq!(files_dirs(&sb), vec![first.id.clone()]);
+    assert_eq!(exec(&sb, "app", "cat /run/secrets/db"), value);
+    // A container directory deleted by hand: the orphan is killed, its files go with it.
+    std::fs::remove_dir_all(sb.root().join("containers").join(&first.id)).expect("rm");
+    apply(&sb);
+    let second = sole_running(&sb, "app", Duration::from_secs(5));
+    assert_ne!(first.id, second.id);
+    assert_eq!(files_dirs(&sb), vec![second.id.clone()]);
+    assert!(
+        files_containing(&sb.runtime.layout().run_root, value.as_bytes())
+            .iter()
+            .all(|p| p.starts_with(sb.runtime.layout().container_files(&second.id))),
+        "the secret is left outside the running container's files"
+    );
+}
