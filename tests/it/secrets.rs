@@ -520,3 +520,99 @@ fn files_without_a_container_are_removed_at_the_next_pass() {
         "the secret is left outside the running container's files"
     );
 }
+
+#[test]
+fn an_old_container_restarted_during_an_update_keeps_its_own_files() {
+    let (sb, image) = setup();
+    let port = crate::support::net::free_port();
+    // The old spec binds config b at index 0 and ends every 2s; the new one binds a at 0 and
+    // b at 1, runs on, and is never healthy within its update, so the old one is restarted
+    // in place (as a fallen container) while the new one waits.
+    let app = |b: &str, configs: &str, health: &str| {
+        format!(
+            r#"[config.a]
+content = "new-a"
+
+[config.b]
+content = "{b}"
+
+[container.app]
+image = "{image}"
+command = ["sh", "-c", "echo b=$(cat /b); if [ -e /a ]; then exec sleep 1000; fi; sleep 2; exit 1"]
+restart = "always"
+backoff = {{ initial = "100ms", max = "200ms" }}
+stop_timeout = "1s"
+update = "start-first"
+update_timeout = "60s"
+ports = ["127.0.0.1:{port}:80"]
+configs = [{configs}]
+{health}
+"#
+        )
+    };
+    sb.write(
+        "app.toml",
+        &app(
+            "old-b",
+            "\"b\"",
+            "health = { exec = [\"test\", \"-e\", \"/b\"], interval = \"300ms\" }",
+        ),
+    );
+    let _agent = crate::agent::Agent::start(&sb, &sb.desired());
+    let old = wait_for_id(&sb, |_| true);
+    let starts = |id: &str| {
+        sb.logs(id)
+            .lines()
+            .filter(|l| l.contains("b="))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    sb.write(
+        "app.toml",
+        &app(
+            "new-b",
+            "\"a\", \"b\"",
+            "health = { exec = [\"test\", \"-e\", \"/never\"], interval = \"300ms\", start_period = \"60s\" }",
+        ),
+    );
+    let new = wait_for_id(&sb, |id| id != old);
+    let before = starts(&old).len();
+    crate::agent::wait_for(
+        Duration::from_secs(20),
+        "the old container restarted during the update",
+        || (starts(&old).len() >= before + 2).then_some(()),
+    );
+    assert!(
+        containers(&sb, "app").iter().any(|c| c.id == new),
+        "the update ended before the old container was restarted"
+    );
+    let lines = starts(&old);
+    assert!(
+        lines.iter().all(|l| l.trim() == "b=old-b"),
+        "the old container got other files: {lines:?}"
+    );
+    let old_files = sb.runtime.layout().container_files(&old);
+    assert_eq!(
+        std::fs::read_to_string(old_files.join("0")).expect("read"),
+        "old-b"
+    );
+    assert!(
+        !old_files.join("1").exists(),
+        "a new index in the old files"
+    );
+    assert!(
+        starts(&new).iter().all(|l| l.trim() == "b=new-b"),
+        "{:?}",
+        starts(&new)
+    );
+}
+
+/// The id of the one `app` container `pick` accepts, once there is one.
+fn wait_for_id(sb: &Sandbox, pick: impl Fn(&str) -> bool) -> String {
+    crate::agent::wait_for(Duration::from_secs(20), "an app container", || {
+        containers(sb, "app")
+            .into_iter()
+            .map(|c| c.id)
+            .find(|id| pick(id))
+    })
+}
