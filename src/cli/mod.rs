@@ -131,6 +131,7 @@ pub fn main() -> ExitCode {
         // Before anything else: it forks, which needs a single thread.
         return ExitCode::from(u8::try_from(berth::network::dns::main(&cli.root)).unwrap_or(1));
     }
+    keep_default_subnet(&cli.root);
     // Every command that loads the directory must agree on the default network's subnet
     // (it is part of container hashes): a bad value stops all of them, not just some.
     if let Err(err) = berth::spec::default_network::subnet() {
@@ -181,6 +182,24 @@ fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// The state root as one spelling: its longest existing ancestor resolved (symlinks, `..`),
 /// the rest appended, so a root that does not exist yet is spelled as it will be once it does.
+/// Without `BERTH_DEFAULT_SUBNET`, the `default` network keeps the subnet it was created
+/// with (see `spec::default_network::keep_existing`).
+fn keep_default_subnet(root: &std::path::Path) {
+    use berth::spec::default_network::{NAME, SUBNET_VAR, keep_existing};
+    if std::env::var_os(SUBNET_VAR).is_some_and(|v| !v.is_empty()) {
+        return;
+    }
+    let networks = berth::network::Networks::new(&berth::state::layout::Layout::new(root));
+    // No state root yet, or unreadable records: the built-in subnet (observe reports them).
+    if let Some(existing) = networks
+        .records()
+        .ok()
+        .and_then(|records| records.into_iter().find(|r| r.name == NAME))
+    {
+        keep_existing(existing.subnet);
+    }
+}
+
 fn canonical_root(root: &std::path::Path) -> PathBuf {
     let absolute = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
     let mut existing = absolute.as_path();

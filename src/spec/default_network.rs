@@ -35,11 +35,26 @@ pub enum DefaultSubnetError {
     BadPrefix { value: String },
 }
 
-/// The built-in default network's subnet: `BERTH_DEFAULT_SUBNET` or [`BUILTIN_SUBNET`].
+/// The subnet the state root's `default` network already has, when the variable is unset.
+static EXISTING: std::sync::OnceLock<Ipv4Net> = std::sync::OnceLock::new();
+
+/// Without `BERTH_DEFAULT_SUBNET`, keep the subnet the network already has: a command run
+/// from a shell that forgot the variable the agent has (or the other way round) must not
+/// re-address the network and replace every container on it. Setting the variable to
+/// another subnet still moves it, on purpose. The CLI calls this once, before loading.
+pub fn keep_existing(subnet: Ipv4Net) {
+    let _ = EXISTING.set(subnet);
+}
+
+/// The built-in default network's subnet: `BERTH_DEFAULT_SUBNET`, else the existing
+/// network's ([`keep_existing`]), else [`BUILTIN_SUBNET`].
 pub fn subnet() -> Result<Ipv4Net, DefaultSubnetError> {
     match std::env::var(SUBNET_VAR) {
         Ok(value) if !value.is_empty() => parse_subnet(&value),
-        _ => parse_subnet(BUILTIN_SUBNET),
+        _ => match EXISTING.get() {
+            Some(existing) => Ok(*existing),
+            None => parse_subnet(BUILTIN_SUBNET),
+        },
     }
 }
 

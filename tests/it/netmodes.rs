@@ -219,3 +219,42 @@ fn run_publishes_a_port_on_the_default_network() {
     assert_eq!(record.networks[0].network, "default");
     assert_eq!(first_answer(port), "web-80\n");
 }
+
+/// A command run without `BERTH_DEFAULT_SUBNET` (a shell that forgot what the agent's unit
+/// sets) keeps the subnet the `default` network has, instead of re-addressing it and
+/// replacing every container on it.
+#[test]
+fn a_forgotten_subnet_variable_moves_nothing() {
+    let (sb, image) = setup();
+    let port = free_port();
+    sb.write(
+        "web.toml",
+        &http_servers(
+            "web",
+            &image,
+            &[80],
+            &format!("ports = [\"127.0.0.1:{port}:80\"]"),
+        ),
+    );
+    apply(&sb, &[]);
+    let desired = sb.desired();
+    let plan = sb
+        .command(&["plan", desired.to_str().expect("utf-8")])
+        .env_remove("BERTH_DEFAULT_SUBNET")
+        .output()
+        .expect("plan");
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        plan.status.success() && text.contains("No changes"),
+        "{text}{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    // Naming another subnet still moves it, on purpose.
+    let moved = sb
+        .command(&["plan", desired.to_str().expect("utf-8")])
+        .env("BERTH_DEFAULT_SUBNET", "10.231.0.0/24")
+        .output()
+        .expect("plan");
+    let text = String::from_utf8_lossy(&moved.stdout);
+    assert!(text.contains("network default"), "{text}");
+}
