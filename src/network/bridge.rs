@@ -191,7 +191,7 @@ fn new_bridge(
         candidate.bridge = bridge.clone();
         save(&networks.paths, &candidate)?;
         crate::failpoint::hit("network-create-after-record");
-        match plug_bridge(networks, netlink, &candidate) {
+        match plug(networks, netlink, &candidate, false) {
             Ok(()) => return Ok(bridge),
             Err(NetworkError::Link(LinkError::NotOurs { .. })) => continue,
             Err(e) => return Err(e),
@@ -208,11 +208,23 @@ pub(super) fn plug_bridge(
     netlink: &Netlink,
     record: &NetworkRecord,
 ) -> Result<(), NetworkError> {
+    plug(networks, netlink, record, true)
+}
+
+/// `plug_bridge`; `adopt_unnamed`: whether an unnamed bridge of the record's name is ours
+/// (left by a crash) or another state root's (when the name was just picked).
+fn plug(
+    networks: &Networks,
+    netlink: &Netlink,
+    record: &NetworkRecord,
+    adopt_unnamed: bool,
+) -> Result<(), NetworkError> {
     let created = netlink.ensure_bridge(
         &record.bridge,
         &networks.bridge_alias(&record.name),
         record.gateway,
         record.subnet.prefix_len(),
+        adopt_unnamed,
     )?;
     if created {
         let live = networks.live_veths(netlink)?;

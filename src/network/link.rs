@@ -142,6 +142,7 @@ impl Netlink {
         alias: &str,
         gateway: Ipv4Addr,
         prefix: u8,
+        adopt_unnamed: bool,
     ) -> Result<bool, LinkError> {
         let ports_of = |index: u32| -> Result<usize, LinkError> {
             Ok(self
@@ -154,8 +155,9 @@ impl Netlink {
         let existing = self.link(name)?;
         let adopt = match &existing {
             // Made by an ensure that crashed before naming it: an unnamed bridge of exactly
-            // the recorded name with nothing plugged in is ours to finish.
-            Some(l) if l.alias.is_none() => ports_of(l.index)? == 0,
+            // the recorded name with nothing plugged in is ours to finish. Not when picking a
+            // new name: there it is another state root's, created an instant ago.
+            Some(l) if adopt_unnamed && l.alias.is_none() => ports_of(l.index)? == 0,
             _ => false,
         };
         self.rt.block_on(async {
