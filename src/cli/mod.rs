@@ -190,12 +190,9 @@ fn keep_default_subnet(root: &std::path::Path) {
         return;
     }
     let networks = berth::network::Networks::new(&berth::state::layout::Layout::new(root));
-    // No state root yet, or unreadable records: the built-in subnet (observe reports them).
-    if let Some(existing) = networks
-        .records()
-        .ok()
-        .and_then(|records| records.into_iter().find(|r| r.name == NAME))
-    {
+    // Every command passes here: one file read, not every network's. No state root yet, or
+    // an unreadable record: the built-in subnet (observe reports the record).
+    if let Ok(Some(existing)) = networks.record(NAME) {
         keep_existing(existing.subnet);
     }
 }

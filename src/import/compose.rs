@@ -1660,15 +1660,24 @@ fn volumes(tx: &mut Tx<'_>, top: &Node) {
     }
 }
 
+/// The report scope and the berth table of a top-level `secrets` or `configs` entry, or None
+/// (reported) when its name cannot be a berth name.
+fn renamed_table(tx: &mut Tx<'_>, kind: &str, key: &str, at: Pos) -> Option<(String, Table)> {
+    let scope = format!("{kind} {key}");
+    let Some(name) = values::name(key) else {
+        tx.drop(&scope, "", at, "the name cannot be made a berth name");
+        return None;
+    };
+    let mut t = Table::new(kind, &name);
+    t.comments = renamed(key, &name);
+    Some((scope, t))
+}
+
 fn secrets(tx: &mut Tx<'_>, top: &Node) {
     for e in top.entries() {
-        let scope = format!("secret {}", e.key);
-        let Some(name) = values::name(&e.key) else {
-            tx.drop(&scope, "", e.key_at, "the name cannot be made a berth name");
+        let Some((scope, mut t)) = renamed_table(tx, "secret", &e.key, e.key_at) else {
             continue;
         };
-        let mut t = Table::new("secret", &name);
-        t.comments = renamed(&e.key, &name);
         let mut sourced = false;
         for s in e.value.entries() {
             match (s.key.as_str(), s.value.as_str()) {
@@ -1697,13 +1706,9 @@ fn secrets(tx: &mut Tx<'_>, top: &Node) {
 
 fn configs(tx: &mut Tx<'_>, top: &Node) {
     for e in top.entries() {
-        let scope = format!("config {}", e.key);
-        let Some(name) = values::name(&e.key) else {
-            tx.drop(&scope, "", e.key_at, "the name cannot be made a berth name");
+        let Some((scope, mut t)) = renamed_table(tx, "config", &e.key, e.key_at) else {
             continue;
         };
-        let mut t = Table::new("config", &name);
-        t.comments = renamed(&e.key, &name);
         let mut sourced = false;
         for s in e.value.entries() {
             match (s.key.as_str(), s.value.as_str()) {

@@ -145,7 +145,8 @@ impl Networks {
         format!("{VETH_PREFIX}{}", &hash[..9])
     }
 
-    pub(crate) fn record(&self, name: &str) -> Result<Option<NetworkRecord>, NetworkError> {
+    /// The network `name` as berth created it, if it did.
+    pub fn record(&self, name: &str) -> Result<Option<NetworkRecord>, NetworkError> {
         bridge::load(&self.paths, name)
     }
 

@@ -200,20 +200,26 @@ fn the_default_network_widens_nothing_else() {
     );
 }
 
-/// `berth run` creates the default network as it creates a declared one.
-#[test]
-fn run_publishes_a_port_on_the_default_network() {
-    let (sb, image) = setup();
+/// `web.toml`: one server publishing port 80 on a free port of 127.0.0.1, no network named.
+fn write_published_web(sb: &Sandbox, image: &str) -> u16 {
     let port = free_port();
     sb.write(
         "web.toml",
         &http_servers(
             "web",
-            &image,
+            image,
             &[80],
             &format!("ports = [\"127.0.0.1:{port}:80\"]"),
         ),
     );
+    port
+}
+
+/// `berth run` creates the default network as it creates a declared one.
+#[test]
+fn run_publishes_a_port_on_the_default_network() {
+    let (sb, image) = setup();
+    let port = write_published_web(&sb, &image);
     let record = sb.start("web");
     assert_eq!(record.networks.len(), 1, "{:?}", record.networks);
     assert_eq!(record.networks[0].network, "default");
@@ -226,16 +232,7 @@ fn run_publishes_a_port_on_the_default_network() {
 #[test]
 fn a_forgotten_subnet_variable_moves_nothing() {
     let (sb, image) = setup();
-    let port = free_port();
-    sb.write(
-        "web.toml",
-        &http_servers(
-            "web",
-            &image,
-            &[80],
-            &format!("ports = [\"127.0.0.1:{port}:80\"]"),
-        ),
-    );
+    write_published_web(&sb, &image);
     apply(&sb, &[]);
     let desired = sb.desired();
     let plan = sb
