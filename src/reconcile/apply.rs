@@ -233,6 +233,7 @@ fn describe(action: &Action) -> String {
         Action::TakeOver { name, id, .. } => format!("switch ports of {name} to {id}"),
         Action::AbortUpdate { name, id, .. } => format!("abort update of {name} ({id})"),
         Action::StopUnhealthy { name, id } => format!("stop unhealthy container {name} ({id})"),
+        Action::Rejoin { name, id, .. } => format!("rejoin container {name} ({id})"),
         Action::Stop { name, id } => format!("stop container {name} ({id})"),
         Action::Remove { id, .. } => format!("remove container {id}"),
         Action::RemoveOrphan { id } => format!("kill orphaned container {id}"),
@@ -378,6 +379,17 @@ async fn run_action(
                     name: name.to_string(),
                     why,
                 })
+            })
+            .await
+        }
+        Action::Rejoin { name, id, streak } => {
+            let (m, d) = (machine.clone(), desired.clone());
+            blocking(move || {
+                m.runtime
+                    .stop_because(&id, "a container whose namespaces it shares started again")?;
+                rewrite_files(&m, &d, name.as_str(), &id)?;
+                m.runtime.restart(&id, streak)?;
+                Ok(format!("{id} running again, in the current namespaces"))
             })
             .await
         }

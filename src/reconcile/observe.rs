@@ -84,6 +84,13 @@ pub struct ObservedContainer {
     pub init: Option<crate::sys::ProcessId>,
     #[serde(skip)]
     pub health_check: Option<crate::spec::model::HealthCheck>,
+    /// Running, but no longer in the current namespaces of a container it joins (which
+    /// started again, or stopped): why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale_join: Option<String>,
+    /// The containers whose namespaces it joins (from its record).
+    #[serde(skip)]
+    pub joins: BTreeMap<crate::spec::model::NamespaceKind, String>,
 }
 
 /// A container's state as the planner needs it (no pids or fds: plans are pure data).
@@ -142,6 +149,8 @@ impl ObservedContainer {
             monitor: monitor.map(|m| m.monitor),
             init: monitor.map(|m| m.init),
             health_check: record.health,
+            stale_join: None,
+            joins: record.joins,
         }
     }
 }
@@ -276,6 +285,14 @@ pub fn observe(
         }
     }
     cache.live.retain(|id, _| cache.records.contains_key(id));
+    // After every container is read: an owner may be listed after its sharer.
+    for c in &mut observed.containers {
+        if let (Phase::Running { .. }, Some(init)) = (&c.phase, c.init)
+            && !c.joins.is_empty()
+        {
+            c.stale_join = runtime.stale_join(&c.id, &c.joins, init);
+        }
+    }
     match images.list() {
         Ok(records) => {
             // Only complete images count: one whose blobs are gone must be pulled again.

@@ -192,6 +192,14 @@ pub enum Action {
         name: Name,
         id: String,
     },
+    /// Stop a running container whose owner (the container whose namespaces it joins)
+    /// started again or stopped, and start it again in place, in the owner's current
+    /// namespaces. Not a failure of its own: its backoff streak stays.
+    Rejoin {
+        name: Name,
+        id: String,
+        streak: u32,
+    },
     /// Kill what is left of a lost container that is not to be restarted.
     Stop {
         name: Name,
@@ -238,6 +246,7 @@ impl Action {
             | Action::TakeOver { name, .. }
             | Action::AbortUpdate { name, .. }
             | Action::StopUnhealthy { name, .. }
+            | Action::Rejoin { name, .. }
             | Action::Stop { name, .. } => format!("container/{name}"),
             Action::Remove { id, .. } | Action::RemoveOrphan { id } => {
                 format!("container-id/{id}")
@@ -757,7 +766,23 @@ impl<'a> Planner<'a> {
                     }
                     _ => {}
                 }
-                if cur.health == Some(Health::Unhealthy) && c.restart != RestartPolicy::Never {
+                let rejoin = cur.stale_join.clone().or_else(|| {
+                    c.joins()
+                        .into_iter()
+                        .find(|(_, owner)| self.starts.contains_key(*owner))
+                        .map(|(kind, owner)| {
+                            format!(
+                                "`{owner}`, whose {} namespace it shares, starts in this pass",
+                                kind.key()
+                            )
+                        })
+                });
+                if let Some(why) = rejoin
+                    && cur.health != Some(Health::Unhealthy)
+                {
+                    self.rejoin(name, c, cur, why, stale_removals);
+                } else if cur.health == Some(Health::Unhealthy) && c.restart != RestartPolicy::Never
+                {
                     self.entry_step(
                         name,
                         Action::StopUnhealthy {
@@ -801,6 +826,41 @@ impl<'a> Planner<'a> {
             }
             Phase::Unknown { .. } => {}
         }
+    }
+
+    /// A running container that no longer shares its owners' current namespaces: stopped and
+    /// started again in place once they run, unless its restart policy is "never".
+    fn rejoin(
+        &mut self,
+        name: &Name,
+        c: &Container,
+        cur: &ObservedContainer,
+        why: String,
+        stale_removals: Vec<usize>,
+    ) {
+        if c.restart == RestartPolicy::Never {
+            self.plan.waits.push(Wait {
+                key: format!("container/{name}"),
+                reason: format!("{why}; restart policy \"never\" leaves {} as it is", cur.id),
+                until_ms: None,
+            });
+            return;
+        }
+        let id = cur.id.clone();
+        let streak = cur.restarts.streak;
+        self.when_dependencies_ready(name, c, |planner, mut after| {
+            after.extend(stale_removals);
+            planner.start_step(
+                name,
+                Action::Rejoin {
+                    name: name.clone(),
+                    id,
+                    streak,
+                },
+                after,
+                format!("{why}: restarting it in the current namespaces"),
+            )
+        });
     }
 
     /// A start-first entry: the moves of its update's phase (`update`), read once from its

@@ -100,6 +100,8 @@ fn container(
         monitor: None,
         init: None,
         health_check: None,
+        stale_join: None,
+        joins: Default::default(),
     }
 }
 
@@ -328,6 +330,9 @@ fn render_action(action: &Action) -> String {
             format!("abort-update container/{name} id={id} why={why}")
         }
         Action::StopUnhealthy { name, id } => format!("stop-unhealthy container/{name} id={id}"),
+        Action::Rejoin { name, id, streak } => {
+            format!("rejoin container/{name} id={id} streak={streak}")
+        }
         Action::Stop { name, id } => format!("stop container/{name} id={id}"),
         Action::Remove { name, id } if name.is_empty() => format!("remove container-id/{id}"),
         Action::Remove { name, id } => format!("remove container/{name} id={id}"),
@@ -3547,4 +3552,119 @@ fn a_targeted_job_is_still_known_as_a_job() {
     assert!(jobs_of(&targeted).is_empty());
     let jobs: Vec<String> = jobs_of(&full).iter().map(ToString::to_string).collect();
     assert_eq!(jobs, ["migrate"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared namespaces.
+
+const POD: &str = r#"
+    [container.web]
+    image = "registry.example/app:1"
+
+    [container.side]
+    image = "registry.example/app:1"
+    network = "container:web"
+    pid = "container:web"
+"#;
+
+#[test]
+fn a_sharer_starts_after_its_owner() {
+    let plan = World::new(POD).images_present().plan();
+    golden(
+        &plan,
+        "
+        run container/web
+        run container/side after=[0]
+        ",
+    );
+}
+
+#[test]
+fn a_running_sharer_rejoins_an_owner_started_in_the_same_pass() {
+    // An owner that ran an hour starts its streak again; a lost one's run is unknown.
+    for (owner, streak) in [(exited(1, HOUR, HOUR), 0), (lost(false), 1)] {
+        let plan = World::new(POD)
+            .images_present()
+            .add("web", 1, owner, |_| {})
+            .add("side", 2, running(), |c| {
+                c.restarts.streak = 3;
+            })
+            .plan();
+        golden(
+            &plan,
+            &format!(
+                "
+                restart container/web id=web-00000001 streak={streak}
+                rejoin container/side id=side-00000002 streak=3 after=[0]
+                "
+            ),
+        );
+        assert!(
+            plan.steps[1]
+                .reason
+                .contains("`web`, whose network namespace it shares, starts in this pass"),
+            "{}",
+            plan.steps[1].reason
+        );
+    }
+}
+
+#[test]
+fn a_sharer_found_stale_rejoins_a_running_owner_and_waits_for_a_stopped_one() {
+    let stale = "`web` started again (web-00000003), with a new network namespace";
+    let w = World::new(POD)
+        .images_present()
+        .add("web", 1, running(), |_| {})
+        .add("side", 2, running(), |c| c.stale_join = Some(stale.into()));
+    let plan = w.plan();
+    golden(&plan, "rejoin container/side id=side-00000002 streak=0");
+    assert_eq!(
+        plan.steps[0].reason,
+        format!("{stale}: restarting it in the current namespaces")
+    );
+
+    // The owner waits out its backoff: the sharer waits for it, still running.
+    let plan = World::new(POD)
+        .images_present()
+        .add("web", 1, exited(1, 1_000, 100), |_| {})
+        .add("side", 2, running(), |c| {
+            c.stale_join = Some("`web`, whose network namespace it shares, is not running".into())
+        })
+        .plan();
+    let text = render(&plan);
+    assert!(plan.steps.is_empty(), "{text}");
+    assert!(
+        text.contains("wait container/side: waiting for web to be started"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_stale_sharer_that_never_restarts_is_left_as_it_is_and_unhealthy_goes_first() {
+    let never = POD.replace(
+        "pid = \"container:web\"",
+        "pid = \"container:web\"\nrestart = \"never\"",
+    );
+    let plan = World::new(&never)
+        .images_present()
+        .add("web", 1, running(), |_| {})
+        .add("side", 2, running(), |c| {
+            c.stale_join = Some("owner gone".into())
+        })
+        .plan();
+    golden(
+        &plan,
+        "wait container/side: owner gone; restart policy \"never\" leaves side-00000002 as it is",
+    );
+
+    let checked = format!("{POD}\n    health = {{ exec = [\"true\"] }}\n");
+    let plan = World::new(&checked)
+        .images_present()
+        .add("web", 1, running(), |_| {})
+        .add("side", 2, running(), |c| {
+            c.stale_join = Some("owner gone".into());
+            c.health = Some(Health::Unhealthy);
+        })
+        .plan();
+    golden(&plan, "stop-unhealthy container/side id=side-00000002");
 }

@@ -38,6 +38,10 @@ fn verb(action: &Action) -> (&'static str, String) {
         Action::StopUnhealthy { name, id } => {
             ("~", format!("stop     container {name} ({id}, unhealthy)"))
         }
+        Action::Rejoin { name, id, .. } => (
+            "~",
+            format!("restart  container {name} ({id}, to rejoin shared namespaces)"),
+        ),
         Action::Stop { name, id } => ("~", format!("stop     container {name} ({id})")),
         Action::Remove { name, id } if name.is_empty() => ("-", format!("remove   container {id}")),
         Action::Remove { name, id } => ("-", format!("remove   container {name} ({id})")),
@@ -114,7 +118,7 @@ pub fn summary(plan: &Plan) -> String {
             Action::RepairNetworkRules => "rule repair",
             Action::Run { .. } => "to run",
             Action::Start { .. } => "to start",
-            Action::Restart { .. } => "to restart",
+            Action::Restart { .. } | Action::Rejoin { .. } => "to restart",
             Action::Replace { .. } | Action::StartFirst { .. } => "to replace",
             Action::TakeOver { .. } => "port switch(es)",
             Action::AbortUpdate { .. } => "update(s) to abort",

@@ -66,6 +66,8 @@ fn web(n: u32, phase: Phase, ports: Option<PortHold>, health: Option<Health>) ->
         monitor: None,
         init: None,
         health_check: None,
+        stale_join: None,
+        joins: Default::default(),
     }
 }
 

@@ -211,6 +211,7 @@ pub(crate) fn build(inputs: &SpecInputs) -> Result<Spec, BundleError> {
         LinuxNamespaceType::Uts,
         LinuxNamespaceType::Cgroup,
     ];
+    // A joined namespace (another container's) gets its path from the monitor at each start.
     if !matches!(c.network, ContainerNetwork::Host) {
         namespaces.push(LinuxNamespaceType::Network);
     }

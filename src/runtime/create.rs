@@ -102,7 +102,7 @@ impl Runtime {
         for dir in dirs {
             std::fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
         }
-        let own_network = !matches!(c.network, ContainerNetwork::Host);
+        let own_network = c.network.is_own();
         let final_paths = self.layout.container(id);
         let cgroup_path = self.layout.cgroup_path(id);
         let mut spec = bundle::build(&bundle::SpecInputs {
@@ -237,6 +237,11 @@ impl Runtime {
                 && c.update.strategy == crate::spec::model::UpdateStrategy::StartFirst,
             disk,
             dns: c.dns.clone(),
+            joins: c
+                .joins()
+                .into_iter()
+                .map(|(kind, owner)| (kind, owner.to_string()))
+                .collect(),
         };
         fsutil::write_new_file(
             &tmp_paths.record(),

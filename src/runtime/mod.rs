@@ -11,6 +11,7 @@ pub(crate) mod disk;
 pub mod engine;
 pub(crate) mod exec;
 pub(crate) mod files;
+pub(crate) mod joins;
 pub(crate) mod kernel_keys;
 pub mod logfile;
 pub(crate) mod monitor;

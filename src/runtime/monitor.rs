@@ -180,6 +180,9 @@ impl Monitor {
         let config = paths.config();
         let mut spec = oci_spec::runtime::Spec::load(&config)
             .map_err(|e| format!("reading {}: {e}", config.display()))?;
+        // Before the mount checks: joining a network or IPC namespace changes mount sources.
+        let joined =
+            super::joins::prepare(layout, &record, &mut spec).map_err(|e| e.to_string())?;
         // What the engine would only fail on with "failed to prepare rootfs" or "failed to
         // unix syscall" is found here, in words that name the mount or the directory.
         rootfs::check_mount_targets(&root, &spec).map_err(|e| e.to_string())?;
@@ -225,6 +228,9 @@ impl Monitor {
         // Before the container runs anything of its own: whatever the engine mounted,
         // cgroupfs and read-only binds become read-only all the way down, checked in the
         // init's own mount table.
+        if let Err(e) = super::joins::verify(pid, &joined) {
+            return Err(fail(engine.as_ref(), e.to_string()));
+        }
         if let Err(e) = confine::seal(pid, &confine::targets(&spec)) {
             return Err(fail(engine.as_ref(), e.to_string()));
         }

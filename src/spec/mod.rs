@@ -20,6 +20,7 @@ pub(crate) mod loader;
 pub mod model;
 pub mod mount;
 pub mod name;
+pub(crate) mod namespace;
 pub mod port;
 pub(crate) mod raw;
 pub(crate) mod referenced;

@@ -110,6 +110,12 @@ pub struct Container {
     pub hostname: String,
     pub labels: BTreeMap<String, String>,
     pub network: ContainerNetwork,
+    /// The container whose process namespace it joins (`pid = "container:NAME"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<Name>,
+    /// The container whose IPC namespace it joins (`ipc = "container:NAME"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipc: Option<Name>,
     /// Sorted; no two collide.
     pub ports: Vec<PortMapping>,
     /// Sorted by target, so a parent directory is mounted before what lies inside it.
@@ -176,8 +182,7 @@ impl FileMount {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase", tag = "mode", content = "attachments")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContainerNetwork {
     /// Only loopback.
     None,
@@ -185,6 +190,38 @@ pub enum ContainerNetwork {
     Host,
     /// Sorted by network name.
     Bridge(Vec<Attachment>),
+    /// The network namespace of another container of the desired state, joined at each
+    /// start (its addresses, ports, loopback and name files).
+    Container(Name),
+}
+
+impl ContainerNetwork {
+    /// Whether the container gets a network namespace made for it (and brings its loopback up).
+    pub fn is_own(&self) -> bool {
+        matches!(self, ContainerNetwork::None | ContainerNetwork::Bridge(_))
+    }
+}
+
+/// `{"mode": "none"}`, `{"mode": "bridge", "attachments": [...]}`, `{"mode": "container",
+/// "container": NAME}`: the first three exactly as 0.1.0 hashed them.
+impl Serialize for ContainerNetwork {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mode = match self {
+            ContainerNetwork::None => "none",
+            ContainerNetwork::Host => "host",
+            ContainerNetwork::Bridge(_) => "bridge",
+            ContainerNetwork::Container(_) => "container",
+        };
+        let mut st = s.serialize_struct("ContainerNetwork", 2)?;
+        st.serialize_field("mode", mode)?;
+        match self {
+            ContainerNetwork::Bridge(a) => st.serialize_field("attachments", a)?,
+            ContainerNetwork::Container(owner) => st.serialize_field("container", owner)?,
+            ContainerNetwork::None | ContainerNetwork::Host => {}
+        }
+        st.end()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -298,4 +335,46 @@ impl HealthCheck {
 
 impl Container {
     pub(crate) const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The namespaces it joins from other containers: (kind as in /proc/PID/ns, owner).
+    pub fn joins(&self) -> Vec<(NamespaceKind, &Name)> {
+        let mut joins = Vec::new();
+        if let ContainerNetwork::Container(owner) = &self.network {
+            joins.push((NamespaceKind::Net, owner));
+        }
+        joins.extend(self.pid.iter().map(|o| (NamespaceKind::Pid, o)));
+        joins.extend(self.ipc.iter().map(|o| (NamespaceKind::Ipc, o)));
+        joins
+    }
+}
+
+/// A namespace one container can join from another.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum NamespaceKind {
+    Net,
+    Pid,
+    Ipc,
+}
+
+impl NamespaceKind {
+    /// Its name in /proc/PID/ns and in the key (`network` is `net` there).
+    pub fn proc_name(self) -> &'static str {
+        match self {
+            NamespaceKind::Net => "net",
+            NamespaceKind::Pid => "pid",
+            NamespaceKind::Ipc => "ipc",
+        }
+    }
+
+    /// The key that asks for it.
+    pub fn key(self) -> &'static str {
+        match self {
+            NamespaceKind::Net => "network",
+            NamespaceKind::Pid => "pid",
+            NamespaceKind::Ipc => "ipc",
+        }
+    }
 }

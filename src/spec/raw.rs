@@ -229,11 +229,20 @@ pub(crate) struct RawContainer {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, String>")]
     pub labels: BTreeMap<Spanned<String>, String>,
-    /// "host" shares the host's network namespace; "none" gives only loopback. Not together
+    /// "host" shares the host's network namespace; "none" gives only loopback;
+    /// "container:NAME" joins container NAME's network namespace (a sidecar). Not together
     /// with `networks`. Without either, a container has only loopback, unless it publishes
     /// `ports`: then it joins the network `default`.
     #[schemars(with = "Option<NetworkMode>")]
     pub network: Option<Spanned<NetworkMode>>,
+    /// "container:NAME": share container NAME's process namespace (each sees the other's
+    /// processes). Without it, a process namespace of its own.
+    #[schemars(with = "Option<super::namespace::PidMode>")]
+    pub pid: Option<Spanned<super::namespace::PidMode>>,
+    /// "container:NAME": share container NAME's IPC namespace (shared memory, semaphores,
+    /// message queues). Without it, an IPC namespace of its own.
+    #[schemars(with = "Option<super::namespace::IpcMode>")]
+    pub ipc: Option<Spanned<super::namespace::IpcMode>>,
     /// Networks to join: names of `[network.NAME]`, or tables
     /// `{ name = "front", ip = "10.89.1.10", aliases = ["www"] }`. "default" is built in
     /// (subnet 10.231.0.0/24 or $BERTH_DEFAULT_SUBNET) unless `[network.default]` declares it.
@@ -444,24 +453,7 @@ impl EnvFiles {
     }
 }
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Deserialize,
-    serde::Serialize,
-    JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum NetworkMode {
-    Host,
-    None,
-}
+pub(crate) use super::namespace::NetworkMode;
 
 #[derive(
     Debug,

@@ -2,6 +2,7 @@
 //! ownership claims: whoever reads them confirms pids against the kernel (`ProcessId`) and
 //! the boot id against this boot.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -70,6 +71,9 @@ pub struct ContainerRecord {
         skip_serializing_if = "crate::spec::dns::DnsSettings::is_empty"
     )]
     pub dns: crate::spec::dns::DnsSettings,
+    /// The containers (by entry name) whose namespaces it joins at every start.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub joins: BTreeMap<crate::spec::model::NamespaceKind, String>,
 }
 
 impl ContainerRecord {

@@ -17,6 +17,7 @@ mod registry_support_selftest;
 mod runtime;
 mod runtime_keys;
 mod secrets;
+mod shared_ns;
 mod spec_errors;
 mod spec_hashes;
 mod spec_shuffle;

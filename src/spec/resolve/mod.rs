@@ -12,6 +12,7 @@ mod default_network;
 mod dependencies;
 mod files;
 mod image;
+mod namespaces;
 mod network;
 mod volume;
 
@@ -102,6 +103,7 @@ pub(crate) fn resolve(set: RawSet) -> (Desired, Vec<Diagnostic>) {
     if offered_default {
         r.check_default_network_overlaps(&set.networks, &mut containers, &mut desired);
     }
+    r.check_shared_namespaces(&set.containers, &mut containers);
     // Dependencies may only point at containers that exist; drop transitively.
     r.check_dependencies(&set.containers, &mut containers);
     r.check_ports(&set.containers, &mut containers);

@@ -15,27 +15,49 @@ use super::report::Report;
 pub(super) fn resolve_dns(raw: &RawContainer, report: &mut Report) -> DnsSettings {
     let what = report.what();
     let mut out = DnsSettings::default();
-    let host_network = matches!(
-        raw.network.as_ref().map(|m| *m.get_ref()),
-        Some(NetworkMode::Host)
-    );
-    if host_network {
-        let first = raw
-            .dns
-            .first()
-            .or(raw.dns_search.first())
-            .or(raw.dns_options.first());
-        if let Some(at) = first {
-            report.push(
-                report
-                    .diag(
-                        Code::Conflict,
-                        span(at),
-                        format!("{what} shares the host's network and so its resolv.conf"),
-                    )
-                    .with_help("remove `dns`, `dns_search` and `dns_options`, or give the container a network of its own"),
-            );
+    match raw.network.as_ref().map(|m| m.get_ref()) {
+        Some(NetworkMode::Host) => {
+            let first = raw
+                .dns
+                .first()
+                .or(raw.dns_search.first())
+                .or(raw.dns_options.first());
+            if let Some(at) = first {
+                report.push(
+                    report
+                        .diag(
+                            Code::Conflict,
+                            span(at),
+                            format!("{what} shares the host's network and so its resolv.conf"),
+                        )
+                        .with_help("remove `dns`, `dns_search` and `dns_options`, or give the container a network of its own"),
+                );
+            }
         }
+        Some(NetworkMode::Container(owner)) => {
+            let first = raw
+                .dns
+                .first()
+                .or(raw.dns_search.first())
+                .or(raw.dns_options.first());
+            let extra = raw.extra_hosts.as_ref().map(span);
+            if let Some(at) = first.map(span).or(extra) {
+                report.push(
+                    report
+                        .diag(
+                            Code::Conflict,
+                            at,
+                            format!(
+                                "{what} shares the network of `{owner}` and so its resolv.conf and hosts file"
+                            ),
+                        )
+                        .with_help(format!(
+                            "set `dns`, `dns_search`, `dns_options` and `extra_hosts` on `{owner}` instead"
+                        )),
+                );
+            }
+        }
+        Some(NetworkMode::None) | None => {}
     }
     for s in &raw.dns {
         match s.get_ref().parse::<IpAddr>() {

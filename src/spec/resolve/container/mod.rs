@@ -16,6 +16,7 @@ mod labels;
 pub(super) use inputs::beside;
 pub(super) mod log;
 mod mounts;
+mod namespaces;
 mod networks;
 mod ports;
 pub(super) mod process;
@@ -92,7 +93,16 @@ pub(super) fn container(
     let resources = resolve_resources(raw, report);
     let health = raw.health.as_ref().and_then(|h| resolve_health(h, report));
     let update = resolve_update(raw, report);
-    let depends_on = resolve_depends_on(&raw.depends_on, &e.name, names, report);
+    let (pid, ipc) = namespaces::resolve_joined(raw, names, report);
+    let mut depends_on = resolve_depends_on(&raw.depends_on, &e.name, names, report);
+    let network_owner = match &network {
+        crate::spec::model::ContainerNetwork::Container(owner) => Some(owner),
+        _ => None,
+    };
+    namespaces::imply_dependencies(
+        network_owner.into_iter().chain(&pid).chain(&ipc),
+        &mut depends_on,
+    );
     let log = resolve_log(raw.log.as_ref(), report);
     let kernel = resolve_runtime_keys(raw, &network, report);
     let files = files::resolve_files(
@@ -135,6 +145,8 @@ pub(super) fn container(
         hostname,
         labels,
         network,
+        pid,
+        ipc,
         ports,
         mounts,
         restart: raw.restart,

@@ -41,16 +41,22 @@ pub(super) fn resolve_network(
                         span(mode),
                         format!(
                             "{what}: `network = \"{}\"` cannot be combined with `networks`",
-                            mode_str(*mode.get_ref())
+                            mode.get_ref()
                         ),
                     )
-                    .with_help("keep either `network` (host or none) or the list of `networks`"),
+                    .with_help("keep either `network` (host, none or container:NAME) or the list of `networks`"),
             );
             ContainerNetwork::None
         }
         (Some(mode), true) => match mode.get_ref() {
             NetworkMode::Host => ContainerNetwork::Host,
             NetworkMode::None => ContainerNetwork::None,
+            NetworkMode::Container(owner) => {
+                match super::namespaces::owner(owner, "network", span(mode), names, report) {
+                    Some(owner) => ContainerNetwork::Container(owner),
+                    None => ContainerNetwork::None,
+                }
+            }
         },
         (None, true) => match (default_network::NAME.parse::<Name>(), ports_at) {
             (Ok(name), Some(at))
@@ -178,11 +184,4 @@ fn resolve_aliases(aliases: &[String], at: Range<usize>, report: &mut Report) ->
         }
     }
     resolved.into_iter().collect()
-}
-
-fn mode_str(m: NetworkMode) -> &'static str {
-    match m {
-        NetworkMode::Host => "host",
-        NetworkMode::None => "none",
-    }
 }

@@ -31,7 +31,10 @@ pub(super) fn resolve_ports(
         && raw.networks.is_empty()
         && !matches!(network, ContainerNetwork::Bridge(_))
     {
-        let hint = match raw.network.as_ref().map(|m| *m.get_ref()) {
+        let hint = match raw.network.as_ref().map(|m| m.get_ref()) {
+            Some(NetworkMode::Container(_)) => {
+                "it shares another container's network: publish the ports on that container, which serves them for both"
+            }
             Some(NetworkMode::Host) => {
                 "with `network = \"host\"` the container binds host ports itself: remove `ports`"
             }

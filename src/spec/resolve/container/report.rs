@@ -41,6 +41,11 @@ impl<'a> Report<'a> {
         self.what
     }
 
+    /// The container's name.
+    pub(crate) fn name(&self) -> &'a str {
+        self.entry.name.as_str()
+    }
+
     /// The container's name in its file: where problems of the whole entry point.
     pub(crate) fn key_span(&self) -> Range<usize> {
         self.entry.key_span.clone()

@@ -201,10 +201,7 @@ fn resolve_sysctls(
 ) -> BTreeMap<String, String> {
     let what = report.what();
     let mut sysctls = BTreeMap::new();
-    let own_netns = matches!(
-        network,
-        ContainerNetwork::None | ContainerNetwork::Bridge(_)
-    );
+    let own_netns = network.is_own();
     for (name, value) in &raw.sysctls {
         let key = name.get_ref();
         if !well_formed_sysctl(key) {
@@ -232,9 +229,37 @@ fn resolve_sysctls(
                 );
                 continue;
             }
-            Ok(SysctlScope::Net) if !own_netns => {
+            Ok(SysctlScope::Ipc) if raw.ipc.is_some() => {
+                let owner = raw
+                    .ipc
+                    .as_ref()
+                    .map(|i| i.get_ref().0.0.clone())
+                    .unwrap_or_default();
                 report.push(
                     report
+                        .diag(
+                            Code::Conflict,
+                            span(name),
+                            format!(
+                                "{what}: sysctl `{key}` needs the container's own IPC namespace; it shares `{owner}`'s"
+                            ),
+                        )
+                        .with_help(format!("set it on `{owner}`, whose namespace it is")),
+                );
+                continue;
+            }
+            Ok(SysctlScope::Net) if !own_netns => {
+                let d = match network {
+                    ContainerNetwork::Container(owner) => report
+                        .diag(
+                            Code::Conflict,
+                            span(name),
+                            format!(
+                                "{what}: sysctl `{key}` needs the container's own network namespace; it shares `{owner}`'s"
+                            ),
+                        )
+                        .with_help(format!("set it on `{owner}`, whose namespace it is")),
+                    _ => report
                         .diag(
                             Code::Conflict,
                             span(name),
@@ -243,7 +268,8 @@ fn resolve_sysctls(
                             ),
                         )
                         .with_help("drop `network = \"host\"`, or set it on the host (/etc/sysctl.d)"),
-                );
+                };
+                report.push(d);
                 continue;
             }
             Ok(_) => {}
