@@ -430,7 +430,7 @@ fn service(tx: &mut Tx<'_>, s: &Entry) {
                 None => bad(tx, "a size such as 64m"),
             },
             "security_opt" => security_opt(tx, &scope, v, &mut t),
-            "pid" | "ipc" => namespace(tx, &scope, k, v),
+            "pid" | "ipc" => namespace(tx, &scope, k, v, &mut t),
             "healthcheck" => healthcheck(tx, &scope, v, &mut t),
             "depends_on" => depends_on(tx, &scope, v, &mut t),
             "logging" => logging(tx, &scope, v, &mut t),
@@ -668,7 +668,13 @@ fn network_mode(
                 .push(Value::str("default"));
         }
         _ if mode.starts_with("service:") || mode.starts_with("container:") => {
-            tx.drop(scope, "network_mode", v.at, NAMESPACE_SHARING_UNSUPPORTED)
+            if let Some(owner) = joined_service(tx, scope, "network_mode", v) {
+                t.set_noted(
+                    "network",
+                    Value::str(format!("container:{owner}")),
+                    vec![format!("translated from network_mode: {mode}")],
+                );
+            }
         }
         _ => tx.drop(
             scope,
@@ -679,10 +685,32 @@ fn network_mode(
     }
 }
 
-/// berth does not yet join another container's namespaces: a sidecar left in a replaced
-/// container's dead namespace would be worse than a reported gap.
-const NAMESPACE_SHARING_UNSUPPORTED: &str = "sharing another container's namespaces is not supported yet; \
-     give both containers a common network and use the other's name instead of localhost";
+/// The berth name of the service a `service:NAME` value joins. `container:NAME` names a
+/// container outside the project, which berth cannot join.
+fn joined_service(tx: &mut Tx<'_>, scope: &str, key: &str, v: &Node) -> Option<String> {
+    let mode = v.as_str().unwrap_or_default();
+    let Some(service) = mode.strip_prefix("service:") else {
+        tx.drop(
+            scope,
+            key,
+            v.at,
+            "`container:NAME` joins a container outside this project; berth joins only its own containers: write `service:NAME` for a service of this file",
+        );
+        return None;
+    };
+    match tx.services.get(service).cloned() {
+        Some(owner) => Some(owner),
+        None => {
+            tx.drop(
+                scope,
+                key,
+                v.at,
+                format!("service `{service}` is not imported, so its namespaces cannot be joined"),
+            );
+            None
+        }
+    }
+}
 
 fn ports(tx: &mut Tx<'_>, scope: &str, v: &Node, t: &mut Table) {
     let Kind::Seq(items) = &v.kind else {
@@ -1194,7 +1222,7 @@ fn security_opt(tx: &mut Tx<'_>, scope: &str, v: &Node, t: &mut Table) {
     }
 }
 
-fn namespace(tx: &mut Tx<'_>, scope: &str, k: &str, v: &Node) {
+fn namespace(tx: &mut Tx<'_>, scope: &str, k: &str, v: &Node, t: &mut Table) {
     let mode = v.as_str().unwrap_or_default();
     match mode {
         "private" => {}
@@ -1204,11 +1232,16 @@ fn namespace(tx: &mut Tx<'_>, scope: &str, k: &str, v: &Node) {
             v.at,
             format!("sharing the host's {k} namespace is not offered: it exposes the host"),
         ),
-        _ if mode.starts_with("service:")
-            || mode.starts_with("container:")
-            || mode == "shareable" =>
-        {
-            tx.drop(scope, k, v.at, NAMESPACE_SHARING_UNSUPPORTED)
+        // Every berth container's IPC namespace can be joined.
+        "shareable" if k == "ipc" => {}
+        _ if mode.starts_with("service:") || mode.starts_with("container:") => {
+            if let Some(owner) = joined_service(tx, scope, k, v) {
+                t.set_noted(
+                    k,
+                    Value::str(format!("container:{owner}")),
+                    vec![format!("translated from {k}: {mode}")],
+                );
+            }
         }
         _ => tx.drop(scope, k, v.at, format!("`{mode}` is not a {k} mode")),
     }

@@ -249,18 +249,33 @@ fn networks_default_aliases_and_modes() {
         &[],
     )
     .unwrap();
-    // Namespace sharing is not built yet: reported per key, nothing half-written.
+    // Sharing a service's namespaces becomes berth's `container:NAME`.
+    assert!(p.dropped.is_empty(), "{:?}", p.dropped);
     let t: toml::Table = rendered(&p, "side").parse().unwrap();
     let side = &t["container"]["side"];
     for key in ["network", "pid", "ipc"] {
-        assert!(side.get(key).is_none(), "{key} written: {side:?}");
+        assert_eq!(side[key].as_str(), Some("container:app"), "{key}: {side:?}");
     }
-    assert_eq!(keys(&p.dropped), ["network_mode", "pid", "ipc"]);
+    assert!(side.get("networks").is_none(), "{side:?}");
+    // A container outside the project, or a service not imported, cannot be joined.
+    let p = project(
+        "services:\n  side:\n    image: a:1\n    network_mode: container:other\n    ipc: service:gone\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(keys(&p.dropped), ["network_mode", "ipc"]);
     assert!(
-        p.dropped[0].reason.contains("not supported yet"),
+        p.dropped[0].reason.contains("outside this project"),
         "{:?}",
         p.dropped[0]
     );
+    assert!(
+        p.dropped[1].reason.contains("not imported"),
+        "{:?}",
+        p.dropped[1]
+    );
+    let (_, d) = one("ipc: shareable\n");
+    assert!(d.is_empty(), "{d:?}");
     let (_, d) = one("pid: host\n");
     assert_eq!(keys(&d), ["pid"]);
 }

@@ -1,14 +1,13 @@
 //! Shared namespaces between containers: a container may join the namespaces of one that
 //! joins none itself (no chains: each sharer rejoins its owner directly whenever the owner
-//! starts again, which a chain would make a cascade), and that keeps running (a job's
-//! namespaces end with it).
+//! starts again, which a chain would make a cascade of restarts).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
 use crate::spec::diag::Code;
 use crate::spec::loader::{Entry, Kind};
-use crate::spec::model::{Container, NamespaceKind, RestartPolicy};
+use crate::spec::model::{Container, NamespaceKind};
 use crate::spec::name::Name;
 use crate::spec::raw::RawContainer;
 
@@ -37,16 +36,6 @@ impl Resolver {
                         ),
                         format!(
                             "write `{key} = \"container:{further}\"` to join the owner directly (namespaces are shared with one owner, not along a chain)"
-                        ),
-                    ))
-                } else if o.restart == RestartPolicy::Never {
-                    Some((
-                        format!(
-                            "container `{name}` joins the {} namespace of `{owner}`, which has restart policy \"never\": its namespaces end with it",
-                            kind.key()
-                        ),
-                        format!(
-                            "give `{owner}` restart policy \"always\" or \"on-failure\", or leave `{key}` out"
                         ),
                     ))
                 } else {
