@@ -15,6 +15,18 @@ impl Runtime {
             });
         }
         let bundle = self.paths(id)?;
+        // Docker's exec sees the container's environment: its env-passed secrets too.
+        let secret_env = self.secret_env_of(id)?;
+        let with_secrets;
+        let request = if secret_env.is_empty() {
+            request
+        } else {
+            with_secrets = engine::ExecRequest {
+                secret_env,
+                ..request.clone()
+            };
+            &with_secrets
+        };
         Ok(
             engine::for_record(&record, &self.layout.engine_root()).exec(
                 id,

@@ -64,8 +64,8 @@ impl Runtime {
         Ok(())
     }
 
-    /// The host files that container `id`'s runtime spec binds from its own files directory
-    /// and that are not there (a reboot emptied the tmpfs).
+    /// The host files that container `id`'s runtime spec binds from its own files directory,
+    /// or names as values of variables, and that are not there (a reboot emptied the tmpfs).
     pub(crate) fn missing_files(&self, id: &str) -> Result<Vec<PathBuf>, RuntimeError> {
         let config = self.paths(id)?.config();
         let spec = oci_spec::runtime::Spec::load(&config).map_err(|e| RuntimeError::Process {
@@ -73,7 +73,10 @@ impl Runtime {
             id: id.into(),
             source: std::io::Error::other(e.to_string()),
         })?;
-        Ok(missing_binds(&spec, &self.layout.container_files(id)))
+        let dir = self.layout.container_files(id);
+        let mut missing = missing_binds(&spec, &dir);
+        missing.extend(super::secret_env::missing(&dir, &spec));
+        Ok(missing)
     }
 
     /// Remove the files of ids that have no container: left by a create killed before its
@@ -134,7 +137,7 @@ fn missing_binds(spec: &oci_spec::runtime::Spec, dir: &Path) -> Vec<PathBuf> {
 }
 
 /// `dir` exists, root-only, on a tmpfs: /run's own, or one mounted there now.
-fn ensure_tmpfs(dir: &Path) -> Result<(), RuntimeError> {
+pub(super) fn ensure_tmpfs(dir: &Path) -> Result<(), RuntimeError> {
     fsutil::private_dir(dir)?;
     let is_tmpfs = |dir: &Path| {
         rustix::fs::statfs(dir)
