@@ -2,7 +2,8 @@
 //! `<run root>/files/<id>/`, root-only, each file owned and moded as the entry asks, then
 //! bind-mounted read-only at its target (`bundle`). Nothing is ever written to the state
 //! root or the container's writable layer. `<run root>/files` is a tmpfs of berth's own
-//! when /run is not one, so values never reach a disk whatever the host's /run is.
+//! when /run is not one, so values never reach a disk whatever the host's /run is. The
+//! values of env-passed secrets are kept there too (`secret_env`).
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -60,6 +61,31 @@ impl Runtime {
             file.set_permissions(std::fs::Permissions::from_mode(f.mount.mode))
                 .map_err(io_err("chmod", &tmp))?;
             std::fs::rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
+        }
+        Ok(())
+    }
+
+    /// Write (again) the values of container `id`'s env-passed secrets, root-only, next to
+    /// its secret files: at create, and before each start.
+    pub(crate) fn write_secret_env(
+        &self,
+        id: &str,
+        values: &[super::secret_env::SecretEnvValue],
+    ) -> Result<(), RuntimeError> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        ensure_tmpfs(&self.layout.files_root())?;
+        let files_dir = self.layout.container_files(id);
+        fsutil::private_dir(&files_dir)?;
+        let dir = super::secret_env::env_dir(&files_dir);
+        fsutil::private_dir(&dir)?;
+        for v in values {
+            super::secret_env::write_private(
+                &super::secret_env::value_path(&files_dir, v.name),
+                v.bytes,
+                0o400,
+            )?;
         }
         Ok(())
     }
@@ -137,7 +163,7 @@ fn missing_binds(spec: &oci_spec::runtime::Spec, dir: &Path) -> Vec<PathBuf> {
 }
 
 /// `dir` exists, root-only, on a tmpfs: /run's own, or one mounted there now.
-pub(super) fn ensure_tmpfs(dir: &Path) -> Result<(), RuntimeError> {
+fn ensure_tmpfs(dir: &Path) -> Result<(), RuntimeError> {
     fsutil::private_dir(dir)?;
     let is_tmpfs = |dir: &Path| {
         rustix::fs::statfs(dir)

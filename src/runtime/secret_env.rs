@@ -100,7 +100,7 @@ pub(crate) fn names(spec: &Spec) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn env_dir(files_dir: &Path) -> PathBuf {
+pub(super) fn env_dir(files_dir: &Path) -> PathBuf {
     files_dir.join("env")
 }
 
@@ -190,7 +190,7 @@ pub(crate) fn config_bundle(
 }
 
 /// Written to a temporary of `mode` in the same directory, then renamed into place.
-fn write_private(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FsError> {
+pub(super) fn write_private(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FsError> {
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
     let mut file = std::fs::OpenOptions::new()
@@ -204,27 +204,6 @@ fn write_private(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FsError> {
 }
 
 impl Runtime {
-    /// Write (again) the values of container `id`'s env-passed secrets, root-only, next to
-    /// its secret files: at create, and before each start.
-    pub(crate) fn write_secret_env(
-        &self,
-        id: &str,
-        values: &[SecretEnvValue],
-    ) -> Result<(), RuntimeError> {
-        if values.is_empty() {
-            return Ok(());
-        }
-        super::files::ensure_tmpfs(&self.layout.files_root())?;
-        let files_dir = self.layout.container_files(id);
-        fsutil::private_dir(&files_dir)?;
-        let dir = env_dir(&files_dir);
-        fsutil::private_dir(&dir)?;
-        for v in values {
-            write_private(&value_path(&files_dir, v.name), v.bytes, 0o400)?;
-        }
-        Ok(())
-    }
-
     /// The values for `berth exec` in container `id` (none unless its spec names some).
     pub(crate) fn secret_env_of(&self, id: &str) -> Result<Vec<SecretVar>, RuntimeError> {
         let config = self.paths(id)?.config();

@@ -84,7 +84,8 @@ pub(crate) enum FileRefEntry {
     Table(RawFileRef),
 }
 
-/// `{ name = "db", target = "/run/secrets/db", uid = 0, gid = 0, mode = "0400" }`
+/// `{ name = "db", target = "/run/secrets/db", uid = 0, gid = 0, mode = "0400" }`, or for a
+/// secret `{ name = "tok", env = "API_TOKEN" }`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "FileRef")]
