@@ -85,9 +85,9 @@ pub struct ExecRequest {
     /// killed when it exits or when `berth exec` is told to stop: nothing it started
     /// outlives it (health checks). Embedded engine only.
     pub own_group: bool,
-    /// The container's env-passed secrets, as its process has them (`env` overrides them).
-    /// The embedded engine adds them in its executor; an OCI runtime reads them from the
-    /// `config.json` it was started with, on the run root's tmpfs.
+    /// The container's env-passed secrets, as its process has them (`env` overrides them),
+    /// for the embedded engine, which adds them in its executor. An OCI runtime reads them
+    /// from the `config.json` it was started with, on the run root's tmpfs.
     pub secret_env: Vec<SecretVar>,
 }
 
