@@ -63,6 +63,7 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         tty: args.tty,
         interactive: args.interactive || args.tty,
         own_group: args.own_group,
+        ..ExecRequest::default()
     };
     let status = runtime.exec(&record.id, &request)?;
     Ok(ExitCode::from(u8::try_from(status).unwrap_or(255)))

@@ -596,6 +596,7 @@ pub fn create_container(
     let config = machine.images.config(&image)?;
     let hash = crate::spec::hash::container_hash(desired, container)?;
     let files = file_contents(desired, container)?;
+    let secret_env = secret_env_values(desired, container)?;
     Ok(machine.runtime.create(&CreateRequest {
         name,
         container,
@@ -606,7 +607,32 @@ pub fn create_container(
         volumes: &prepared,
         manual,
         files: &files,
+        secret_env: &secret_env,
     })?)
+}
+
+/// The value of each of the entry's env-passed secrets.
+fn secret_env_values<'a>(
+    desired: &'a Desired,
+    container: &'a crate::spec::model::Container,
+) -> Result<Vec<crate::runtime::secret_env::SecretEnvValue<'a>>, ApplyError> {
+    container
+        .secret_env
+        .iter()
+        .map(|s| {
+            let secret = desired
+                .secrets
+                .get(&s.name)
+                .ok_or_else(|| ApplyError::Undescribed {
+                    kind: "secret",
+                    name: s.name.to_string(),
+                })?;
+            Ok(crate::runtime::secret_env::SecretEnvValue {
+                name: &s.env,
+                bytes: secret.expose(),
+            })
+        })
+        .collect()
 }
 
 /// The content of each of the entry's secrets and configs, in its `files` order.
@@ -660,7 +686,9 @@ fn rewrite_files(
         };
     }
     let files = file_contents(desired, container)?;
-    Ok(machine.runtime.write_files(id, &files)?)
+    machine.runtime.write_files(id, &files)?;
+    let secret_env = secret_env_values(desired, container)?;
+    Ok(machine.runtime.write_secret_env(id, &secret_env)?)
 }
 
 /// For `berth run`: create the network `name` if it does not exist. An existing one is used

@@ -34,6 +34,8 @@ pub(crate) struct CreateRequest<'a> {
     pub manual: bool,
     /// The contents of the entry's `files`, in their order.
     pub files: &'a [super::files::ContainerFile<'a>],
+    /// The values of the entry's `secret_env`.
+    pub secret_env: &'a [super::secret_env::SecretEnvValue<'a>],
 }
 
 impl Runtime {
@@ -62,6 +64,7 @@ impl Runtime {
         std::fs::create_dir(&tmp).map_err(io_err("creating", &tmp))?;
         let built = self
             .write_files(&id, req.files)
+            .and_then(|()| self.write_secret_env(&id, req.secret_env))
             .and_then(|()| self.build_container_dir(req, &id, engine, &tmp));
         let record = match built {
             Ok(record) => record,
@@ -146,6 +149,9 @@ impl Runtime {
             mounts.push(mount);
             spec.set_mounts(Some(mounts));
         }
+        // Env-passed secrets by name only: their values are added at each start.
+        let secret_vars: Vec<&str> = c.secret_env.iter().map(|s| s.env.as_str()).collect();
+        super::secret_env::annotate(&mut spec, &secret_vars);
         let mut seccomp_sha256 = None;
         if engine == EngineRecord::Embedded
             && let Some(linux) = spec.linux_mut()

@@ -14,6 +14,7 @@ use libcontainer::workload::{
 };
 use oci_spec::runtime::Spec;
 
+use super::secret_env::{SecretVar, StartSecrets};
 use crate::state::record::{ContainerRecord, EngineRecord};
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +54,14 @@ pub(crate) struct StdioFds {
 pub(crate) trait Engine {
     /// Create the container from `bundle`; its init process waits for `start`. Returns the
     /// init's pid, a child of the calling process (or re-parented to it as a subreaper).
-    fn create(&self, id: &str, bundle: &Path, stdio: StdioFds) -> Result<i32, EngineError>;
+    /// `secrets` are added to the process's environment without entering `bundle`.
+    fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        stdio: StdioFds,
+        secrets: &StartSecrets,
+    ) -> Result<i32, EngineError>;
     fn start(&self, id: &str) -> Result<(), EngineError>;
     /// Forget the container: its cgroup and the engine's state. Kills what is left.
     fn delete(&self, id: &str) -> Result<(), EngineError>;
@@ -77,6 +85,10 @@ pub struct ExecRequest {
     /// killed when it exits or when `berth exec` is told to stop: nothing it started
     /// outlives it (health checks). Embedded engine only.
     pub own_group: bool,
+    /// The container's env-passed secrets, as its process has them (`env` overrides them),
+    /// for the embedded engine, which adds them in its executor. An OCI runtime reads them
+    /// from the `config.json` it was started with, on the run root's tmpfs.
+    pub secret_env: Vec<SecretVar>,
 }
 
 /// The engine a container's record names, with its state under `engine_root`.
@@ -132,6 +144,9 @@ struct BerthExecutor {
     /// Where a failed exec is reported (`StdioFds::exec_failure`), by descriptor number:
     /// the init is a forked copy of the monitor, so the number is open there too.
     exec_failure: Option<i32>,
+    /// Env-passed secrets, added to the environment only here, just before exec: the spec
+    /// libcontainer reads (and the process.json of an exec) never holds them.
+    secret_env: Vec<SecretVar>,
 }
 
 impl BerthExecutor {
@@ -156,6 +171,7 @@ impl BerthExecutor {
                 seccomp_bpf: None,
                 own_group: false,
                 exec_failure: None,
+                secret_env: Vec::new(),
             });
         };
         let bpf = std::fs::read(&path).map_err(|source| EngineError::Io {
@@ -177,6 +193,7 @@ impl BerthExecutor {
             seccomp_bpf: Some(bpf),
             own_group: false,
             exec_failure: None,
+            secret_env: Vec::new(),
         })
     }
 }
@@ -207,12 +224,28 @@ fn exec_failure_text(errno: nix::errno::Errno) -> String {
 const DEFAULT_PATH: &[u8] = b"/bin:/usr/bin";
 
 /// Run `args` with the current environment (the container's: libcontainer's `setup_envs`
-/// has set it), looking `program` up in PATH as execvp(3) does, but never feeding a file
-/// the kernel refuses (ENOEXEC) to /bin/sh as glibc does: a script without `#!` or a binary
-/// for another architecture is a failed start, as under runc. Returns only on failure.
-fn exec_searching_path(program: &std::ffi::CStr, args: &[std::ffi::CString]) -> nix::errno::Errno {
+/// has set it) and `secret_env` set over it, looking `program` up in PATH as execvp(3)
+/// does, but never feeding a file the kernel refuses (ENOEXEC) to /bin/sh as glibc does: a
+/// script without `#!` or a binary for another architecture is a failed start, as under
+/// runc. Returns only on failure.
+fn exec_searching_path(
+    program: &std::ffi::CStr,
+    args: &[std::ffi::CString],
+    secret_env: &[SecretVar],
+) -> nix::errno::Errno {
     use std::os::unix::ffi::{OsStrExt, OsStringExt};
     let env: Vec<std::ffi::CString> = std::env::vars_os()
+        .filter(|(key, _)| {
+            !secret_env
+                .iter()
+                .any(|v| key.as_bytes() == v.name.as_bytes())
+        })
+        .chain(secret_env.iter().map(|v| {
+            (
+                v.name.clone().into(),
+                std::ffi::OsStr::from_bytes(v.value.expose()).to_owned(),
+            )
+        }))
         .filter_map(|(key, value)| {
             let mut entry = key.into_vec();
             entry.push(b'=');
@@ -303,7 +336,7 @@ impl Executor for BerthExecutor {
         };
         // Returns only if the exec failed (E2BIG, ENOEXEC, EACCES…): the monitor is told
         // why, and records a failed start rather than an exit code.
-        let errno = exec_searching_path(program, &args);
+        let errno = exec_searching_path(program, &args, &self.secret_env);
         let why = exec_failure_text(errno);
         if let Some(fd) = self.exec_failure {
             crate::sys::write_to_inherited(fd, why.as_bytes());
@@ -317,7 +350,13 @@ impl Executor for BerthExecutor {
 }
 
 impl Engine for Embedded {
-    fn create(&self, id: &str, bundle: &Path, stdio: StdioFds) -> Result<i32, EngineError> {
+    fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        stdio: StdioFds,
+        secrets: &StartSecrets,
+    ) -> Result<i32, EngineError> {
         // Root only, the run root too if this makes it: the engine's state holds the
         // container's spec.
         crate::fsutil::private_dir(&self.root).map_err(|e| EngineError::Io {
@@ -330,6 +369,7 @@ impl Engine for Embedded {
             .exec_failure
             .as_ref()
             .map(std::os::fd::AsRawFd::as_raw_fd);
+        executor.secret_env = secrets.vars.clone();
         let container = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
             .with_root_path(&self.root)
             .map_err(Self::err("creating", id))?
@@ -411,6 +451,13 @@ impl Embedded {
         };
         let mut executor = BerthExecutor::for_bundle(bundle, self.seccomp_sha256.as_deref())?;
         executor.own_group = exec.own_group && !exec.tty;
+        // As in the container's own process; what the exec request sets wins.
+        executor.secret_env = exec
+            .secret_env
+            .iter()
+            .filter(|v| !exec.env.iter().any(|(key, _)| *key == v.name))
+            .cloned()
+            .collect();
         let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
             .with_root_path(&self.root)
             .map_err(Self::err("executing in", id))?
@@ -535,7 +582,21 @@ impl External {
 }
 
 impl Engine for External {
-    fn create(&self, id: &str, bundle: &Path, stdio: StdioFds) -> Result<i32, EngineError> {
+    fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        stdio: StdioFds,
+        secrets: &StartSecrets,
+    ) -> Result<i32, EngineError> {
+        // With env-passed secrets, the runtime reads a copy of the spec holding them from
+        // the run root's tmpfs; it keeps that bundle's path, so its `exec` reads them too.
+        let config_bundle =
+            super::secret_env::config_bundle(bundle, secrets).map_err(|e| EngineError::Io {
+                op: "writing the runtime spec with its secrets of",
+                path: secrets.files_dir.clone(),
+                source: std::io::Error::other(e),
+            })?;
         let pid_file = bundle.join("init.pid");
         let log_file = bundle.join("runtime.log");
         // The runtime hands its own stdio to the container's init, so its messages go to a
@@ -546,7 +607,7 @@ impl Engine for External {
             .arg(&log_file)
             .arg("create")
             .arg("--bundle")
-            .arg(bundle)
+            .arg(config_bundle.as_deref().unwrap_or(bundle))
             .arg("--pid-file")
             .arg(&pid_file)
             .arg(id)

@@ -15,6 +15,22 @@ impl Runtime {
             });
         }
         let bundle = self.paths(id)?;
+        // Docker's exec sees the container's environment: its env-passed secrets too. The
+        // embedded engine adds them itself; runc reads them from the spec it was created from.
+        let secret_env = match record.engine {
+            crate::state::record::EngineRecord::Embedded => self.secret_env_of(id)?,
+            crate::state::record::EngineRecord::Oci { .. } => Vec::new(),
+        };
+        let with_secrets;
+        let request = if secret_env.is_empty() {
+            request
+        } else {
+            with_secrets = engine::ExecRequest {
+                secret_env,
+                ..request.clone()
+            };
+            &with_secrets
+        };
         Ok(
             engine::for_record(&record, &self.layout.engine_root()).exec(
                 id,

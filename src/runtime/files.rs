@@ -2,7 +2,8 @@
 //! `<run root>/files/<id>/`, root-only, each file owned and moded as the entry asks, then
 //! bind-mounted read-only at its target (`bundle`). Nothing is ever written to the state
 //! root or the container's writable layer. `<run root>/files` is a tmpfs of berth's own
-//! when /run is not one, so values never reach a disk whatever the host's /run is.
+//! when /run is not one, so values never reach a disk whatever the host's /run is. The
+//! values of env-passed secrets are kept there too (`secret_env`).
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -64,8 +65,33 @@ impl Runtime {
         Ok(())
     }
 
-    /// The host files that container `id`'s runtime spec binds from its own files directory
-    /// and that are not there (a reboot emptied the tmpfs).
+    /// Write (again) the values of container `id`'s env-passed secrets, root-only, next to
+    /// its secret files: at create, and before each start.
+    pub(crate) fn write_secret_env(
+        &self,
+        id: &str,
+        values: &[super::secret_env::SecretEnvValue],
+    ) -> Result<(), RuntimeError> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        ensure_tmpfs(&self.layout.files_root())?;
+        let files_dir = self.layout.container_files(id);
+        fsutil::private_dir(&files_dir)?;
+        let dir = super::secret_env::env_dir(&files_dir);
+        fsutil::private_dir(&dir)?;
+        for v in values {
+            super::secret_env::write_private(
+                &super::secret_env::value_path(&files_dir, v.name),
+                v.bytes,
+                0o400,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The host files that container `id`'s runtime spec binds from its own files directory,
+    /// or names as values of variables, and that are not there (a reboot emptied the tmpfs).
     pub(crate) fn missing_files(&self, id: &str) -> Result<Vec<PathBuf>, RuntimeError> {
         let config = self.paths(id)?.config();
         let spec = oci_spec::runtime::Spec::load(&config).map_err(|e| RuntimeError::Process {
@@ -73,7 +99,10 @@ impl Runtime {
             id: id.into(),
             source: std::io::Error::other(e.to_string()),
         })?;
-        Ok(missing_binds(&spec, &self.layout.container_files(id)))
+        let dir = self.layout.container_files(id);
+        let mut missing = missing_binds(&spec, &dir);
+        missing.extend(super::secret_env::missing(&dir, &spec));
+        Ok(missing)
     }
 
     /// Remove the files of ids that have no container: left by a create killed before its

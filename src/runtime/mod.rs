@@ -21,6 +21,7 @@ pub(crate) mod rootfs;
 pub(crate) mod seccomp;
 pub(crate) mod seccomp_bpf;
 pub(crate) mod seccomp_docker;
+pub(crate) mod secret_env;
 pub mod stats;
 pub mod supervise;
 pub(crate) mod users;
@@ -92,6 +93,8 @@ pub enum RuntimeError {
     Disk(#[from] disk::DiskError),
     #[error(transparent)]
     KernelKeys(#[from] kernel_keys::KernelKeysError),
+    #[error(transparent)]
+    SecretEnv(#[from] secret_env::SecretEnvError),
     #[error("writing the runtime spec of {id}: {message}")]
     Spec { id: String, message: String },
     #[error("no container {what}")]

@@ -201,6 +201,8 @@ impl Monitor {
         let bytes = serde_json::to_vec_pretty(&spec)
             .map_err(|e| format!("encoding {}: {e}", config.display()))?;
         crate::fsutil::write_replace(&config, &bytes).map_err(|e| e.to_string())?;
+        let secrets = super::secret_env::for_start(&layout.container_files(id), &spec)
+            .map_err(|e| e.to_string())?;
 
         let (stdout_r, stdout_w) = pipe()?;
         let (stderr_r, stderr_w) = pipe()?;
@@ -219,6 +221,7 @@ impl Monitor {
                     stderr: stderr_w,
                     exec_failure: Some(exec_failure_w),
                 },
+                &secrets,
             )
             .map_err(|e| e.to_string())?;
         let fail = |engine: &dyn Engine, message: String| {

@@ -5,6 +5,7 @@
 
 use crate::sha256::Sha256;
 use serde::Serialize;
+use std::path::PathBuf;
 
 use super::model::{Container, Desired, FileKind, Image, Network, Volume};
 use super::name::Name;
@@ -125,20 +126,29 @@ pub fn key_secrets(desired: &mut Desired, key: &[u8]) {
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
     let secrets = &desired.secrets;
     for c in desired.containers.values_mut() {
-        for f in c.files.iter().filter(|f| f.kind == FileKind::Secret) {
-            let Some(secret) = secrets.get(&f.name) else {
+        let used: Vec<(&Name, PathBuf)> = c
+            .files
+            .iter()
+            .filter(|f| f.kind == FileKind::Secret)
+            .map(|f| (&f.name, f.input_key()))
+            .chain(c.secret_env.iter().map(|s| (&s.name, s.input_key())))
+            .collect();
+        let mut keyed = Vec::new();
+        for (name, input) in used {
+            let Some(secret) = secrets.get(name) else {
                 continue;
             };
             let mut ctx = aws_lc_rs::hmac::Context::with_key(&key);
-            ctx.update(f.name.as_str().as_bytes());
+            ctx.update(name.as_str().as_bytes());
             ctx.update(&[0]);
             ctx.update(secret.expose());
             let tag = ctx.sign();
-            c.inputs.insert(
-                f.input_key(),
+            keyed.push((
+                input,
                 format!("hmac-sha256:{}", crate::sha256::hex(tag.as_ref())),
-            );
+            ));
         }
+        c.inputs.extend(keyed);
     }
 }
 
@@ -148,6 +158,12 @@ fn unkeyed(c: &Container) -> Option<&str> {
         .iter()
         .find(|f| f.kind == FileKind::Secret && !c.inputs.contains_key(&f.input_key()))
         .map(|f| f.name.as_str())
+        .or_else(|| {
+            c.secret_env
+                .iter()
+                .find(|s| !c.inputs.contains_key(&s.input_key()))
+                .map(|s| s.name.as_str())
+        })
 }
 
 /// Every resource's hash, keyed "kind/name"; what tests and `validate --json` compare.

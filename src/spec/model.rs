@@ -151,6 +151,28 @@ pub struct Container {
     /// `inputs`: configs by their sha256, secrets by a digest keyed per state root.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileMount>,
+    /// Secrets given as environment variables of the process, sorted by variable. Their
+    /// values never enter the model or the runtime spec on the state root (see
+    /// `runtime::secret_env`); their digests are in `inputs` as for `files`. Left out when
+    /// empty: entries using none keep their hash.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secret_env: Vec<SecretEnv>,
+}
+
+/// A secret given to a container as the environment variable `env`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretEnv {
+    pub name: Name,
+    /// A portable name: `[A-Za-z_][A-Za-z0-9_]*`.
+    pub env: String,
+}
+
+impl SecretEnv {
+    /// The key of its value's digest in the container's `inputs` (shared with a file of the
+    /// same secret: one value, one digest).
+    pub fn input_key(&self) -> PathBuf {
+        PathBuf::from(format!("secret:{}", self.name))
+    }
 }
 
 /// A secret or config given to a container as a read-only file.

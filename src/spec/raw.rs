@@ -84,7 +84,8 @@ pub(crate) enum FileRefEntry {
     Table(RawFileRef),
 }
 
-/// `{ name = "db", target = "/run/secrets/db", uid = 0, gid = 0, mode = "0400" }`
+/// `{ name = "db", target = "/run/secrets/db", uid = 0, gid = 0, mode = "0400" }`, or for a
+/// secret `{ name = "tok", env = "API_TOKEN" }`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "FileRef")]
@@ -100,9 +101,20 @@ pub(crate) struct RawFileRef {
     pub gid: Option<i64>,
     /// Permission bits, octal as a string (default "0444").
     pub mode: Option<String>,
+    /// A secret only: give its value as this environment variable of the container's
+    /// process instead of as a file (not with `target`, `uid`, `gid` or `mode`).
+    pub env: Option<String>,
 }
 
 impl FileRefEntry {
+    /// The variable a secret is given as, if it is given as one.
+    pub(crate) fn env(&self) -> Option<&str> {
+        match self {
+            FileRefEntry::Name(_) => None,
+            FileRefEntry::Table(t) => t.env.as_deref(),
+        }
+    }
+
     pub(crate) fn into_table(self) -> RawFileRef {
         match self {
             FileRefEntry::Name(name) => RawFileRef {
@@ -111,6 +123,7 @@ impl FileRefEntry {
                 uid: None,
                 gid: None,
                 mode: None,
+                env: None,
             },
             FileRefEntry::Table(t) => t,
         }
@@ -356,7 +369,8 @@ pub(crate) struct RawContainer {
     #[serde(default)]
     pub privileged: bool,
     /// Secrets given as read-only files: names of `[secret.NAME]`, or tables
-    /// `{ name, target, uid, gid, mode }` (default target /run/secrets/NAME, mode "0444").
+    /// `{ name, target, uid, gid, mode }` (default target /run/secrets/NAME, mode "0444");
+    /// or as an environment variable of the process: `{ name, env = "VAR" }`.
     #[serde(default)]
     #[schemars(with = "Vec<FileRefEntry>")]
     pub secrets: Vec<Spanned<FileRefEntry>>,

@@ -48,6 +48,16 @@ impl Secret {
     }
 }
 
+/// A name a secret may be given as (`env = "VAR"`): `[A-Za-z_][A-Za-z0-9_]*`, what every
+/// shell and program takes; it also names the file the value is kept in on the run root.
+pub(crate) fn portable_env_name(var: &str) -> bool {
+    let mut chars = var.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// A config's content and its sha256.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigContent {
@@ -163,6 +173,16 @@ mod tests {
     fn debug_never_shows_the_value() {
         let s = Secret::new(b"hunter2".to_vec());
         assert_eq!(format!("{s:?}"), "Secret(7 bytes)");
+    }
+
+    #[test]
+    fn env_names_are_portable() {
+        for good in ["A", "_", "API_TOKEN", "a1_b2"] {
+            assert!(portable_env_name(good), "{good}");
+        }
+        for bad in ["", "1A", "A-B", "A=B", "A B", "../x", "Ä"] {
+            assert!(!portable_env_name(bad), "{bad}");
+        }
     }
 
     #[test]

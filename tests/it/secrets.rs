@@ -439,7 +439,11 @@ fn an_agent_restart_keeps_containers_with_secrets() {
         &format!(
             "[secret.db]\nfile = \"{}\"\n\n{}",
             secret.display(),
-            entry("app", &image, "secrets = [\"db\"]")
+            entry(
+                "app",
+                &image,
+                "secrets = [\"db\", { name = \"db\", env = \"DB\" }]"
+            )
         ),
     );
     let agent = crate::agent::Agent::start(&sb, &sb.desired());
@@ -453,6 +457,7 @@ fn an_agent_restart_keeps_containers_with_secrets() {
         first.id
     );
     assert_eq!(exec(&sb, "app", "cat /run/secrets/db"), "agent-VALUE-41c7");
+    assert_eq!(exec(&sb, "app", "printf %s \"$DB\""), "agent-VALUE-41c7");
     assert!(
         !agent.log().contains("agent-VALUE"),
         "the agent logged the secret"
@@ -615,4 +620,205 @@ fn wait_for_id(sb: &Sandbox, pick: impl Fn(&str) -> bool) -> String {
             .map(|c| c.id)
             .find(|id| pick(id))
     })
+}
+
+/// `API_TOKEN` as the container's init has it (from /proc/1/environ), and as `berth exec`
+/// sees it.
+fn token_of_init_and_exec(sb: &Sandbox) -> (String, String) {
+    let init = exec(
+        sb,
+        "app",
+        "tr '\\0' '\\n' < /proc/1/environ | sed -n 's/^API_TOKEN=//p'",
+    );
+    let exec = exec(sb, "app", "printf %s \"$API_TOKEN\"");
+    (init.trim_end().to_string(), exec)
+}
+
+/// The files under the run root holding `value`, relative to the container's files
+/// directory (anything outside it is kept whole).
+fn run_root_holders(sb: &Sandbox, id: &str, value: &str) -> Vec<String> {
+    let layout = sb.runtime.layout();
+    let dir = layout.container_files(id);
+    let mut found: Vec<String> = files_containing(&layout.run_root, value.as_bytes())
+        .into_iter()
+        .map(|p| match p.strip_prefix(&dir) {
+            Ok(rel) => rel.display().to_string(),
+            Err(_) => p.display().to_string(),
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+fn env_secrets_reach_the_process_and_no_disk(engine: &str) {
+    let (sb, image) = setup();
+    let d = sb.desired();
+    let value = "envtok-VALUE-c41d9e";
+    let secret = host_secret(&sb, "tok", value);
+    let runtime = if engine == "runc" {
+        "runtime = \"runc\"\n"
+    } else {
+        ""
+    };
+    let toml = |env: &str| {
+        format!(
+            "[secret.tok]\nfile = \"{}\"\n\n{}",
+            secret.display(),
+            entry(
+                "app",
+                &image,
+                &format!(
+                    "{runtime}env = {{ PLAIN = \"p\"{env} }}\nsecrets = [{{ name = \"tok\", env = \"API_TOKEN\" }}, \"tok\"]"
+                )
+            )
+        )
+    };
+    sb.write("app.toml", &toml(""));
+    let applied = apply(&sb);
+    let first = sole_running(&sb, "app", Duration::from_secs(5));
+    assert_eq!(
+        token_of_init_and_exec(&sb),
+        (value.to_string(), value.to_string())
+    );
+    assert_eq!(exec(&sb, "app", "echo $PLAIN"), "p\n");
+    // `exec -e` wins over the container's variable, as in Docker.
+    let over = sb.berth(&[
+        "exec",
+        "-e",
+        "API_TOKEN=mine",
+        "app",
+        "--",
+        "sh",
+        "-c",
+        "echo $API_TOKEN",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&over.stdout), "mine\n");
+    // Another user's process in the container cannot read it from the init's environment.
+    let peek = sb.berth(&[
+        "exec",
+        "-u",
+        "1000",
+        "app",
+        "--",
+        "sh",
+        "-c",
+        "cat /proc/1/environ",
+    ]);
+    assert!(
+        !String::from_utf8_lossy(&peek.stdout).contains(value),
+        "uid 1000 read the init's environment"
+    );
+
+    // Not in any output, record or log; on the host only in the container's tmpfs directory.
+    let (code, plan_text) = plan(&sb);
+    assert_eq!(code, Some(0), "{plan_text}");
+    let dir = d.to_str().expect("utf-8");
+    let status = sb.berth(&["status", "--json"]);
+    let json = sb.berth(&["apply", dir, "--json"]);
+    let ps = sb.berth(&["ps", "--json"]);
+    let validate = sb.berth(&["validate", dir, "--json"]);
+    sb.write("app.toml", &toml(", API_TOKEN = \"clash\""));
+    let clash = sb.berth(&["plan", dir]);
+    assert!(!clash.status.success());
+    let clash_text = String::from_utf8_lossy(&clash.stderr).into_owned()
+        + &String::from_utf8_lossy(&clash.stdout);
+    assert!(
+        clash_text.contains("app.toml:") && clash_text.contains("is also set by `env`"),
+        "{clash_text}"
+    );
+    sb.write("app.toml", &toml(""));
+    for (what, text) in [
+        ("apply", applied.as_bytes().to_vec()),
+        ("plan", plan_text.into_bytes()),
+        ("status", [status.stdout, status.stderr].concat()),
+        ("apply --json", [json.stdout, json.stderr].concat()),
+        ("ps --json", [ps.stdout, ps.stderr].concat()),
+        (
+            "validate --json",
+            [validate.stdout, validate.stderr].concat(),
+        ),
+        ("a diagnostic", clash_text.into_bytes()),
+        ("logs", sb.logs(&first.id).into_bytes()),
+    ] {
+        assert!(
+            !String::from_utf8_lossy(&text).contains(value),
+            "{what} shows the secret"
+        );
+    }
+    assert_eq!(
+        files_containing(&sb.root(), value.as_bytes()),
+        Vec::<std::path::PathBuf>::new(),
+        "the state root holds the value"
+    );
+    // The engines' own state lies under the run root: it holds no copy either.
+    let mut expected = vec!["0".to_string(), "env/API_TOKEN".to_string()];
+    if engine == "runc" {
+        expected.push("bundle/config.json".into());
+    }
+    expected.sort();
+    assert_eq!(run_root_holders(&sb, &first.id, value), expected);
+
+    // Restarted in place after it ended, and after its tmpfs was emptied (a reboot).
+    exec(&sb, "app", "kill 1");
+    sb.wait_exit(&first.id, Duration::from_secs(10));
+    apply(&sb);
+    assert_eq!(
+        sole_running(&sb, "app", Duration::from_secs(10)).id,
+        first.id
+    );
+    assert_eq!(token_of_init_and_exec(&sb).0, value);
+    exec(&sb, "app", "kill 1");
+    sb.wait_exit(&first.id, Duration::from_secs(10));
+    let files = sb.runtime.layout().container_files(&first.id);
+    std::fs::remove_dir_all(&files).expect("rm");
+    apply(&sb);
+    assert_eq!(
+        sole_running(&sb, "app", Duration::from_secs(10)).id,
+        first.id
+    );
+    assert_eq!(
+        token_of_init_and_exec(&sb),
+        (value.to_string(), value.to_string())
+    );
+    assert_eq!(
+        files_containing(&sb.root(), value.as_bytes()),
+        Vec::<std::path::PathBuf>::new()
+    );
+
+    // A new value replaces the container once; plan names the secret, never the value.
+    std::fs::write(&secret, "n3w-envtok-7a20").expect("write");
+    let (code, text) = plan(&sb);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("secret:tok") && !text.contains("n3w-envtok"),
+        "{text}"
+    );
+    apply(&sb);
+    let second = sole_running(&sb, "app", Duration::from_secs(5));
+    assert_ne!(second.id, first.id);
+    assert_eq!(
+        token_of_init_and_exec(&sb),
+        ("n3w-envtok-7a20".to_string(), "n3w-envtok-7a20".to_string())
+    );
+    assert_eq!(plan(&sb).0, Some(0), "{}", plan(&sb).1);
+    apply(&sb);
+    assert_eq!(
+        sole_running(&sb, "app", Duration::from_secs(5)).id,
+        second.id
+    );
+    assert!(!files.exists(), "the old container's values went with it");
+    assert_eq!(
+        files_containing(&sb.root(), b"n3w-envtok-7a20"),
+        Vec::<std::path::PathBuf>::new()
+    );
+}
+
+#[test]
+fn env_secrets_reach_the_process_and_no_disk_embedded() {
+    env_secrets_reach_the_process_and_no_disk("embedded");
+}
+
+#[test]
+fn env_secrets_reach_the_process_and_no_disk_runc() {
+    env_secrets_reach_the_process_and_no_disk("runc");
 }

@@ -28,6 +28,10 @@ pub(super) fn resolve_files(
     let mut out: Vec<FileMount> = Vec::new();
     for (kind, list) in [(FileKind::Secret, secrets), (FileKind::Config, configs)] {
         for entry in list {
+            // Given as a variable (`secret_env`), not as a file.
+            if entry.get_ref().env().is_some() {
+                continue;
+            }
             let at = span(entry);
             let Some(f) = one(kind, entry, names, report) else {
                 continue;

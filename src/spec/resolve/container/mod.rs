@@ -24,6 +24,7 @@ mod report;
 pub(super) mod resources;
 mod restart;
 mod runtime_keys;
+mod secret_env;
 mod update;
 
 use crate::spec::diag::Diagnostic;
@@ -128,6 +129,15 @@ pub(super) fn container(
             report.push(d);
         }
     }
+    let secret_env = secret_env::resolve_secret_env(
+        &raw.secrets,
+        &raw.configs,
+        &env,
+        &raw.env,
+        desired,
+        names,
+        report,
+    );
     let dns = resolve_dns(raw, report);
 
     if !report.is_clean() {
@@ -165,6 +175,7 @@ pub(super) fn container(
         kernel,
         inputs,
         files,
+        secret_env,
         dns,
     })
 }

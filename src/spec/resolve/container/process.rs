@@ -12,7 +12,7 @@ use super::report::Report;
 
 /// The longest single argument or `NAME=VALUE` environment string execve takes, its NUL
 /// included (MAX_ARG_STRLEN, 32 pages): longer ones fail with E2BIG at every start.
-const MAX_ARG_STRLEN: usize = 32 * 4096;
+pub(super) const MAX_ARG_STRLEN: usize = 32 * 4096;
 /// What an entry's own arguments and environment may take at execve, each string with its
 /// NUL and an 8-byte pointer. The kernel allows a quarter of the stack limit (2 MiB by
 /// default) in all; the image's environment and arguments need the rest.
