@@ -33,7 +33,7 @@ fn examples_are_valid() {
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("valid (6 files: 4 images, 6 containers, 3 volumes, 2 networks)"),
+        stdout.contains("valid (6 files: 4 images, 7 containers, 3 volumes, 2 networks)"),
         "{stdout}"
     );
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
