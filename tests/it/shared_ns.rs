@@ -341,3 +341,53 @@ fn an_owner_cannot_turn_its_dev_shm_into_a_way_out_for_its_ipc_sharer() {
         "no peer runs"
     );
 }
+
+#[test]
+fn the_agent_rejoins_a_sidecar_whose_owner_it_restarted() {
+    let (sb, image) = setup();
+    let port = free_port();
+    sb.write("pod.toml", &web_and_sidecar(&image, port, 1));
+    let _agent = crate::agent::Agent::start(&sb, &sb.desired());
+    let both_running = || {
+        let web = sb.runtime.find("web").ok()?;
+        let side = sb.runtime.find("side").ok()?;
+        let pid = |records: &[berth::state::record::ContainerRecord]| {
+            records.iter().find_map(|r| match sb.state(&r.id) {
+                State::Running(m) => Some(m.init),
+                _ => None,
+            })
+        };
+        Some((pid(&web)?, pid(&side)?))
+    };
+    let (web_init, side_init) =
+        crate::agent::wait_for(Duration::from_secs(30), "web and its sidecar", both_running);
+    assert_eq!(ns(web_init.pid, "net"), ns(side_init.pid, "net"));
+    let side_id = running(&sb, "side").0;
+
+    // The owner's init is killed: the agent restarts it (after its backoff), then the
+    // sidecar in its new namespace, without a file change.
+    let fd = web_init.open().expect("pidfd").expect("alive");
+    berth::sys::send_signal(&fd, 9).expect("SIGKILL");
+    let (new_web, new_side) = crate::agent::wait_for(
+        Duration::from_secs(30),
+        "the sidecar in the restarted owner's namespace",
+        || {
+            let (w, s) = both_running()?;
+            (w != web_init && s != side_init && ns(w.pid, "net") == ns(s.pid, "net"))
+                .then_some((w, s))
+        },
+    );
+    assert_eq!(ns(new_web.pid, "net"), ns(new_side.pid, "net"));
+    assert_eq!(running(&sb, "side").0, side_id, "rejoined in place");
+    let restarts = sb.runtime.restarts(&side_id).expect("restart record");
+    assert_eq!(restarts.count, 1, "{restarts:?}");
+    assert_eq!(
+        restarts
+            .last_exit
+            .as_ref()
+            .and_then(|e| e.stopped_because.as_deref()),
+        Some("a container whose namespaces it shares started again")
+    );
+    assert_eq!(restarts.streak, 0, "a rejoin is not the sidecar's failure");
+    assert_eq!(first_answer(port), "web\n");
+}
