@@ -26,7 +26,12 @@ fn golden() {
     for name in ["full", "unsupported"] {
         let dir = fixtures().join(name);
         let expected = dir.join("expected");
-        let import = quadlet(&[dir.clone()], &expected, &options(&dir.join("secrets"))).unwrap();
+        let import = quadlet(
+            std::slice::from_ref(&dir),
+            &expected,
+            &options(&dir.join("secrets")),
+        )
+        .unwrap();
         let fixture = dir.display().to_string();
         let mut got: BTreeMap<String, String> = import
             .files
