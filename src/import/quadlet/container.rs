@@ -88,6 +88,7 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
     let mut health: Vec<(String, Value)> = Vec::new();
     let mut health_notes: Vec<String> = Vec::new();
     let mut env: Vec<(String, Value)> = Vec::new();
+    let mut read_only_tmpfs = false;
     for (k, at) in &keys {
         let (k, at) = (k.as_str(), *at);
         match k {
@@ -235,20 +236,11 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
             "ReadOnly" => {
                 if let Some(ro) = flag(tx, u, k) {
                     t.set_noted("read_only", Value::Bool(ro), from("ReadOnly"));
-                    let tmpfs = section
-                        .last("ReadOnlyTmpfs")
-                        .and_then(|e| boolean(&e.value))
-                        .unwrap_or(true);
-                    if ro && tmpfs {
-                        for dir in ["/run", "/tmp", "/var/tmp"] {
-                            mounts.push(Value::Str(format!("tmpfs:{dir}")));
-                        }
-                        mount_notes.push(
-                            "tmpfs:/run, /tmp, /var/tmp: podman's ReadOnlyTmpfs (on by default) \
-                             mounts them on a read-only container"
-                                .into(),
-                        );
-                    }
+                    read_only_tmpfs = ro
+                        && section
+                            .last("ReadOnlyTmpfs")
+                            .and_then(|e| boolean(&e.value))
+                            .unwrap_or(true);
                 }
             }
             "ReadOnlyTmpfs" => {
@@ -469,6 +461,21 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
         }
     }
     networks(tx, u, &name, &mut t);
+    if read_only_tmpfs {
+        // podman mounts these on a read-only container unless something else is there.
+        let taken: Vec<String> = mounts.iter().filter_map(mount_target).collect();
+        let dirs: Vec<&str> = ["/run", "/tmp", "/var/tmp"]
+            .into_iter()
+            .filter(|d| !taken.iter().any(|t| t == d))
+            .collect();
+        if !dirs.is_empty() {
+            mounts.extend(dirs.iter().map(|d| Value::Str(format!("tmpfs:{d}"))));
+            mount_notes.push(format!(
+                "tmpfs {}: podman's ReadOnlyTmpfs (on by default) mounts them on a read-only container",
+                dirs.join(", ")
+            ));
+        }
+    }
     if !mounts.is_empty() {
         t.set_noted("mounts", Value::Array(mounts), mount_notes);
     }
@@ -486,6 +493,22 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
     }
     t.lines.sort_by_key(|(k, _, _)| k != "image");
     Some((name, t))
+}
+
+/// Where a mount as written goes in the container.
+fn mount_target(m: &Value) -> Option<String> {
+    match m {
+        Value::Str(s) => {
+            let mut parts = s.split(':');
+            parts.next()?;
+            parts.next().map(String::from)
+        }
+        Value::Inline(entries) => entries
+            .iter()
+            .find(|(k, _)| k == "target")
+            .and_then(|(_, v)| v.as_str().map(String::from)),
+        _ => None,
+    }
 }
 
 fn flag(tx: &mut Tx<'_>, u: &Parsed, key: &str) -> Option<bool> {

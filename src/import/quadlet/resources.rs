@@ -35,9 +35,25 @@ fn resource_name(tx: &mut Tx<'_>, u: &Parsed, key: &str) -> Option<(String, Stri
     }
 }
 
+/// A name another unit of the kind already took: reported, the unit left out.
+fn taken(tx: &mut Tx<'_>, u: &Parsed, key: &str, name: &str, used: bool) -> bool {
+    if used {
+        tx.drop(
+            u,
+            key,
+            Pos { line: 1, column: 1 },
+            format!("another unit is already imported as `{name}`; the unit was not imported"),
+        );
+    }
+    used
+}
+
 pub(crate) fn name_network(tx: &mut Tx<'_>, u: &Parsed) {
     if let Some((_, name)) = resource_name(tx, u, "NetworkName") {
-        tx.networks.insert(u.file_name.clone(), name);
+        let used = tx.networks.values().any(|n| *n == name);
+        if !taken(tx, u, "NetworkName", &name, used) {
+            tx.networks.insert(u.file_name.clone(), name);
+        }
     }
 }
 
@@ -49,8 +65,11 @@ pub(crate) fn name_volume(tx: &mut Tx<'_>, u: &Parsed) {
             .and_then(|s| s.last("Copy"))
             .and_then(|c| boolean(&c.value))
             == Some(false);
-        tx.volumes
-            .insert(u.file_name.clone(), VolumeInfo { name, nocopy });
+        let used = tx.volumes.values().any(|v| v.name == name);
+        if !taken(tx, u, "VolumeName", &name, used) {
+            tx.volumes
+                .insert(u.file_name.clone(), VolumeInfo { name, nocopy });
+        }
     }
 }
 

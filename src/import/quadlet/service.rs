@@ -190,7 +190,10 @@ fn unit(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
     }
 }
 
-#[expect(clippy::too_many_arguments, reason = "one dependency, its key and where the result goes")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one dependency, its key and where the result goes"
+)]
 fn dependency(
     tx: &mut Tx<'_>,
     u: &Parsed,

@@ -258,6 +258,12 @@ fn read_only_brings_podmans_tmpfs_dirs() {
     );
     let (c, _) = one("ReadOnly=yes\nReadOnlyTmpfs=false\n");
     assert!(c.get("mounts").is_none());
+    // A mount of the unit's own at one of those directories wins.
+    let (c, _) = one("ReadOnly=true\nTmpfs=/tmp:size=1m\n");
+    assert_eq!(
+        strs(&c["mounts"]),
+        ["tmpfs:/tmp:size=1MiB", "tmpfs:/run", "tmpfs:/var/tmp"]
+    );
     let (_, d) = one("ReadOnly=maybe\n");
     assert_eq!(keys(&d), ["ReadOnly"]);
 }
@@ -473,6 +479,7 @@ fn networks_and_volumes_units() {
             "[Volume]\nVolumeName=v_data\nUser=1000\nGroup=1000\nLabel=a=b\nDriver=local\n",
         ),
         ("w.volume", "[Volume]\nUser=app\nDriver=image\nImage=x\n"),
+        ("x.volume", "[Volume]\nVolumeName=v-data\n"),
     ]);
     let nets = files["00-networks.toml"]["network"].as_table().unwrap();
     assert_eq!(nets["a"]["gateway"].as_str(), Some("10.89.1.254"));
@@ -486,7 +493,20 @@ fn networks_and_volumes_units() {
     assert_eq!(vols["v-data"]["labels"]["a"].as_str(), Some("b"));
     assert_eq!(
         keys(&d),
-        ["IPRange", "DNS", "Options", "User", "Driver", "Image"]
+        [
+            "IPRange",
+            "DNS",
+            "Options",
+            "User",
+            "Driver",
+            "Image",
+            "VolumeName"
+        ]
+    );
+    assert!(
+        d[6].reason.contains("already imported as `v-data`"),
+        "{}",
+        d[6].reason
     );
 }
 
