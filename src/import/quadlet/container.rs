@@ -8,7 +8,7 @@ use super::super::Pos;
 use super::super::toml_out::{Table, Value};
 use super::super::values;
 use super::unit::Split;
-use super::{Parsed, Tx, berth_name, boolean, from, renamed, service};
+use super::{Parsed, Tx, berth_name, boolean, from, mounts, networks, renamed, service};
 
 /// A translated container, for the units that name it.
 #[derive(Debug, Clone)]
@@ -22,11 +22,6 @@ pub(crate) struct Info {
 }
 
 const S: &str = "Container";
-
-/// berth does not join another container's namespaces from an import: a sidecar left in a
-/// replaced container's dead namespace would be worse than a reported gap.
-const NAMESPACE_SHARING: &str = "joining another container's network namespace is not \
-     carried over: put both on a common network and use the other's name instead of localhost";
 
 pub(crate) fn name(tx: &mut Tx<'_>, u: &Parsed) {
     let Some(name) = berth_name(&u.stem) else {
@@ -157,21 +152,21 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
             }
             "Volume" => {
                 for (v, at) in tx.each(u, S, k) {
-                    if let Some(m) = volume(tx, u, at, &v, &mut mount_notes) {
+                    if let Some(m) = mounts::volume(tx, u, at, &v, &mut mount_notes) {
                         mounts.push(m);
                     }
                 }
             }
             "Mount" => {
                 for (v, at) in tx.words(u, S, k, Split::Exec) {
-                    if let Some(m) = mount(tx, u, at, &v, &mut mount_notes) {
+                    if let Some(m) = mounts::mount(tx, u, at, &v, &mut mount_notes) {
                         mounts.push(m);
                     }
                 }
             }
             "Tmpfs" => {
                 for (v, at) in tx.each(u, S, k) {
-                    if let Some(m) = tmpfs(tx, u, at, &v) {
+                    if let Some(m) = mounts::tmpfs(tx, u, at, &v) {
                         mount_notes.push(format!("{}: translated from Tmpfs={v}", m));
                         mounts.push(Value::Str(m));
                     }
@@ -460,10 +455,10 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
             );
         }
     }
-    networks(tx, u, &name, &mut t);
+    networks::translate(tx, u, &name, &mut t);
     if read_only_tmpfs {
         // podman mounts these on a read-only container unless something else is there.
-        let taken: Vec<String> = mounts.iter().filter_map(mount_target).collect();
+        let taken: Vec<String> = mounts.iter().filter_map(mounts::target).collect();
         let dirs: Vec<&str> = ["/run", "/tmp", "/var/tmp"]
             .into_iter()
             .filter(|d| !taken.iter().any(|t| t == d))
@@ -493,22 +488,6 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
     }
     t.lines.sort_by_key(|(k, _, _)| k != "image");
     Some((name, t))
-}
-
-/// Where a mount as written goes in the container.
-fn mount_target(m: &Value) -> Option<String> {
-    match m {
-        Value::Str(s) => {
-            let mut parts = s.split(':');
-            parts.next()?;
-            parts.next().map(String::from)
-        }
-        Value::Inline(entries) => entries
-            .iter()
-            .find(|(k, _)| k == "target")
-            .and_then(|(_, v)| v.as_str().map(String::from)),
-        _ => None,
-    }
 }
 
 fn flag(tx: &mut Tx<'_>, u: &Parsed, key: &str) -> Option<bool> {
@@ -671,231 +650,6 @@ fn publish_port(tx: &mut Tx<'_>, u: &Parsed, at: Pos, p: &str) -> Option<String>
     }
 }
 
-/// A named volume as berth names it: a `.volume` unit's, or one declared for a podman volume
-/// no unit defines. The second value is whether the volume unit asks for no copy.
-fn volume_source(
-    tx: &mut Tx<'_>,
-    u: &Parsed,
-    key: &str,
-    at: Pos,
-    source: &str,
-) -> Option<(String, bool)> {
-    if source.ends_with(".volume") {
-        return match tx.volumes.get(source) {
-            Some(v) => Some((v.name.clone(), v.nocopy)),
-            None => {
-                tx.drop(
-                    u,
-                    key,
-                    at,
-                    format!("`{source}` is not among the imported units"),
-                );
-                None
-            }
-        };
-    }
-    let Some(name) = berth_name(source) else {
-        tx.drop(
-            u,
-            key,
-            at,
-            format!("volume `{source}` cannot be made a berth name"),
-        );
-        return None;
-    };
-    tx.implicit_volumes
-        .entry(name.clone())
-        .or_insert_with(|| (source.to_string(), u.shown.clone(), at));
-    Some((name, false))
-}
-
-fn volume(tx: &mut Tx<'_>, u: &Parsed, at: Pos, v: &str, notes: &mut Vec<String>) -> Option<Value> {
-    let parts: Vec<&str> = v.splitn(3, ':').collect();
-    let (source, target, opts) = match parts.as_slice() {
-        [_] => {
-            tx.drop(u, "Volume", at, format!("`{v}` is an anonymous volume: berth volumes are named (declare one and mount it)"));
-            return None;
-        }
-        [s, t] => (*s, *t, ""),
-        [s, t, o] => (*s, *t, *o),
-        _ => return None,
-    };
-    let bind = source.starts_with('/') || source.starts_with('.');
-    let mut read_only = false;
-    let mut nocopy = false;
-    for o in opts.split(',').filter(|o| !o.is_empty()) {
-        match o {
-            "ro" => read_only = true,
-            "rw" => read_only = false,
-            "nocopy" if !bind => nocopy = true,
-            "copy" if !bind => {}
-            "z" | "Z" => tx.drop(u, "Volume", at, format!("`{o}` (SELinux relabelling) is refused by berth: relabel the host path yourself")),
-            "U" => tx.drop(u, "Volume", at, "`U` (chown to the container's user) has no berth equivalent: set the owner yourself (or the volume's uid/gid)"),
-            other => tx.drop(u, "Volume", at, format!("mount option `{other}` has no berth equivalent")),
-        }
-    }
-    let written_source = if bind {
-        let written = tx.relative_out(u, source);
-        if written != source {
-            notes.push(format!(
-                "{written}: translated from {source} (relative to this file)"
-            ));
-        }
-        written
-    } else {
-        let (name, unit_nocopy) = volume_source(tx, u, "Volume", at, source)?;
-        nocopy |= unit_nocopy;
-        if name != source {
-            notes.push(format!("{name}: translated from {source}"));
-        }
-        name
-    };
-    let suffix = match (read_only, nocopy) {
-        (false, false) => String::new(),
-        (true, false) => ":ro".into(),
-        (ro, true) => format!(":{},nocopy", if ro { "ro" } else { "rw" }),
-    };
-    Some(Value::Str(format!("{written_source}:{target}{suffix}")))
-}
-
-/// `Mount=type=…,source=…,destination=…[,ro]…` as a berth mount table.
-fn mount(tx: &mut Tx<'_>, u: &Parsed, at: Pos, v: &str, notes: &mut Vec<String>) -> Option<Value> {
-    let mut kind = "volume".to_string();
-    let mut source = None;
-    let mut target = None;
-    let mut read_only = false;
-    let mut nocopy = false;
-    let mut tmpfs_opts = Vec::new();
-    for token in v.split(',') {
-        let (k, val) = token
-            .split_once('=')
-            .map_or((token, None), |(k, v)| (k, Some(v)));
-        match (k, val) {
-            ("type", Some(t)) => kind = t.to_string(),
-            ("source" | "src", Some(s)) => source = Some(s.to_string()),
-            ("destination" | "dst" | "target", Some(d)) => target = Some(d.to_string()),
-            ("ro" | "readonly", None) => read_only = true,
-            ("ro" | "readonly", Some(b)) => read_only = boolean(b).unwrap_or(true),
-            ("rw", None) => read_only = false,
-            ("nocopy" | "volume-nocopy", _) => nocopy = true,
-            ("tmpfs-size", Some(s)) => match values::size(s) {
-                Some(size) => tmpfs_opts.push(format!("size={size}")),
-                None => tx.drop(u, "Mount", at, format!("tmpfs-size `{s}` is not a size")),
-            },
-            ("tmpfs-mode", Some(m)) => match values::octal_mode(m) {
-                Some(mode) => tmpfs_opts.push(format!("mode={mode}")),
-                None => tx.drop(u, "Mount", at, format!("tmpfs-mode `{m}` is not octal")),
-            },
-            ("notmpcopyup" | "consistency", _) => {}
-            ("relabel", _) => tx.drop(
-                u,
-                "Mount",
-                at,
-                "SELinux relabelling is refused by berth: relabel the host path yourself",
-            ),
-            (other, _) => tx.drop(
-                u,
-                "Mount",
-                at,
-                format!("mount option `{other}` has no berth equivalent"),
-            ),
-        }
-    }
-    let Some(target) = target else {
-        tx.drop(u, "Mount", at, "no destination");
-        return None;
-    };
-    match kind.as_str() {
-        "tmpfs" => {
-            let mut s = format!("tmpfs:{target}");
-            if !tmpfs_opts.is_empty() {
-                s.push(':');
-                s.push_str(&tmpfs_opts.join(","));
-            }
-            Some(Value::Str(s))
-        }
-        "bind" | "volume" => {
-            let Some(source) = source else {
-                tx.drop(
-                    u,
-                    "Mount",
-                    at,
-                    "no source: berth volumes are named (declare one and mount it)",
-                );
-                return None;
-            };
-            let mut table = vec![("type".to_string(), Value::str(kind.clone()))];
-            if kind == "bind" {
-                let written = tx.relative_out(u, &source);
-                if written != source {
-                    notes.push(format!(
-                        "{written}: translated from {source} (relative to this file)"
-                    ));
-                }
-                table.push(("source".into(), Value::Str(written)));
-            } else {
-                let (name, unit_nocopy) = volume_source(tx, u, "Mount", at, &source)?;
-                nocopy |= unit_nocopy;
-                table.push(("source".into(), Value::Str(name)));
-            }
-            table.push(("target".into(), Value::Str(target)));
-            if read_only {
-                table.push(("read_only".into(), Value::Bool(true)));
-            }
-            if nocopy && kind == "volume" {
-                table.push(("nocopy".into(), Value::Bool(true)));
-            }
-            Some(Value::Inline(table))
-        }
-        other => {
-            tx.drop(
-                u,
-                "Mount",
-                at,
-                format!("mount type `{other}` has no berth equivalent"),
-            );
-            None
-        }
-    }
-}
-
-/// `Tmpfs=/path[:options]` in berth's spelling.
-fn tmpfs(tx: &mut Tx<'_>, u: &Parsed, at: Pos, v: &str) -> Option<String> {
-    let (path, opts) = v.split_once(':').unwrap_or((v, ""));
-    let mut kept = Vec::new();
-    for o in opts.split(',').filter(|o| !o.is_empty()) {
-        match o.split_once('=') {
-            Some(("size", s)) => match values::size(s) {
-                Some(size) => kept.push(format!("size={size}")),
-                None => tx.drop(u, "Tmpfs", at, format!("size `{s}` is not a size")),
-            },
-            Some(("mode", m)) => match values::octal_mode(m) {
-                Some(mode) => kept.push(format!("mode={mode}")),
-                None => tx.drop(u, "Tmpfs", at, format!("mode `{m}` is not octal")),
-            },
-            Some(("uid" | "gid", n)) if n.parse::<u32>().is_ok() => kept.push(o.to_string()),
-            None if o == "noexec" || o == "exec" => kept.push(o.to_string()),
-            // berth's tmpfs mounts are always nosuid and nodev, and writable.
-            None if matches!(o, "nosuid" | "nodev" | "rw") => {}
-            _ => tx.drop(
-                u,
-                "Tmpfs",
-                at,
-                format!("tmpfs option `{o}` has no berth equivalent"),
-            ),
-        }
-    }
-    if !path.starts_with('/') {
-        tx.drop(u, "Tmpfs", at, format!("`{path}` is not an absolute path"));
-        return None;
-    }
-    Some(if kept.is_empty() {
-        format!("tmpfs:{path}")
-    } else {
-        format!("tmpfs:{path}:{}", kept.join(","))
-    })
-}
-
 fn devices(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
     let mut out = Vec::new();
     let mut notes = Vec::new();
@@ -1029,164 +783,4 @@ fn secrets(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
     if !out.is_empty() {
         t.set_noted("secrets", Value::Array(out), from("Secret"));
     }
-}
-
-/// `Network=`, `IP=`, `NetworkAlias=` and `ContainerName=` together: berth's `network` or
-/// `networks` with addresses and aliases.
-fn networks(tx: &mut Tx<'_>, u: &Parsed, name: &str, t: &mut Table) {
-    let mut attachments: Vec<(String, Option<String>, Vec<String>)> = Vec::new();
-    let mut mode: Option<&'static str> = None;
-    let mut notes = Vec::new();
-    let list = tx.each(u, S, "Network");
-    let first_at = list.first().map(|(_, at)| *at);
-    for (n, at) in &list {
-        let (net, opts) = n.split_once(':').unwrap_or((n.as_str(), ""));
-        match net {
-            "host" | "none" => {
-                mode = Some(if net == "host" { "host" } else { "none" });
-                continue;
-            }
-            "podman" | "bridge" | "default" | "pasta" | "slirp4netns" | "private" => {
-                notes.push(format!(
-                    "default: translated from Network={net} (podman's default network)"
-                ));
-                attachments.push(("default".into(), None, Vec::new()));
-                continue;
-            }
-            _ if net == "container" || net.ends_with(".container") || net == "ns" => {
-                tx.drop(u, "Network", *at, NAMESPACE_SHARING);
-                continue;
-            }
-            _ => {}
-        }
-        let Some(berth) = tx.networks.get(net).cloned() else {
-            tx.drop(
-                u,
-                "Network",
-                *at,
-                format!(
-                    "`{net}` is not an imported .network unit: import the unit that defines it"
-                ),
-            );
-            continue;
-        };
-        let mut ip = None;
-        let mut aliases = Vec::new();
-        for o in opts.split(',').filter(|o| !o.is_empty()) {
-            match o.split_once('=') {
-                Some(("ip", a)) => ip = Some(a.to_string()),
-                Some(("alias", a)) => aliases.extend(berth_name(a)),
-                _ => tx.drop(
-                    u,
-                    "Network",
-                    *at,
-                    format!("network option `{o}` has no berth equivalent"),
-                ),
-            }
-        }
-        attachments.push((berth, ip, aliases));
-    }
-    if let Some(m) = mode {
-        if !attachments.is_empty() {
-            tx.drop(
-                u,
-                "Network",
-                first_at.unwrap_or_default(),
-                format!("`{m}` together with networks: berth takes one or the other"),
-            );
-        }
-        t.set_noted("network", Value::str(m), from(&format!("Network={m}")));
-        for k in ["IP", "NetworkAlias"] {
-            if let Some(e) = u
-                .unit
-                .section(S)
-                .and_then(|s| s.all(k).first().map(|e| e.at))
-            {
-                tx.drop(
-                    u,
-                    k,
-                    e,
-                    format!("no network to apply it to with Network={m}"),
-                );
-            }
-        }
-        return;
-    }
-    if attachments.is_empty() {
-        if list.is_empty() {
-            notes.push("default: podman's default network (no Network= in the unit)".into());
-        }
-        attachments.push(("default".into(), None, Vec::new()));
-    }
-    if let Some((ip, at)) = tx.one(u, S, "IP") {
-        let user: Vec<usize> = (0..attachments.len())
-            .filter(|i| attachments[*i].0 != "default")
-            .collect();
-        if user.len() == 1 {
-            attachments[user[0]].1 = Some(ip);
-        } else {
-            tx.drop(u, "IP", at, "a static address needs exactly one .network (podman's default network is not one berth reproduces addresses on)");
-        }
-    }
-    let mut aliases: Vec<String> = Vec::new();
-    for (a, at) in tx.each(u, S, "NetworkAlias") {
-        match berth_name(&a) {
-            Some(n) => aliases.push(n),
-            None => tx.drop(
-                u,
-                "NetworkAlias",
-                at,
-                format!("`{a}` is not usable as a DNS name"),
-            ),
-        }
-    }
-    let container_name = match tx.one(u, S, "ContainerName") {
-        Some((c, at)) => match berth_name(&c) {
-            Some(n) => Some((n, "ContainerName".to_string())),
-            None => {
-                tx.drop(
-                    u,
-                    "ContainerName",
-                    at,
-                    format!("`{c}` is not usable as a DNS name"),
-                );
-                None
-            }
-        },
-        None => berth_name(&format!("systemd-{}", u.names.service))
-            .map(|n| (n, "Quadlet's default container name".to_string())),
-    };
-    let mut values = Vec::new();
-    for (net, ip, mut own) in attachments {
-        if net != "default" {
-            own.extend(aliases.iter().cloned());
-            if let Some((c, _)) = &container_name
-                && c != name
-            {
-                own.push(c.clone());
-            }
-        }
-        own.dedup();
-        let mut entries = vec![("name".to_string(), Value::Str(net.clone()))];
-        if let Some(ip) = ip {
-            entries.push(("ip".into(), Value::Str(ip)));
-        }
-        if !own.is_empty() {
-            entries.push(("aliases".into(), Value::strings(own)));
-        }
-        values.push(if entries.len() == 1 {
-            Value::Str(net)
-        } else {
-            Value::Inline(entries)
-        });
-    }
-    if let Some((c, why)) = &container_name
-        && c != name
-        && values.iter().any(|v| matches!(v, Value::Inline(_)))
-    {
-        notes.push(format!(
-            "{c}: an alias on each network ({why}, the name peers resolve)"
-        ));
-    }
-    t.set_noted("networks", Value::Array(values), notes);
 }

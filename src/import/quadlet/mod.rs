@@ -2,10 +2,12 @@
 //! read from files or directories such as /etc/containers/systemd) turned into berth's
 //! desired-state files, with the same comments, report and exit code as the Compose import.
 //! `unit` reads systemd's syntax, `specifier` what systemd substitutes afterwards,
-//! `container` the [Container] keys, `service` the [Unit]/[Service]/[Install] ones,
-//! `resources` networks, volumes and secrets.
+//! `container` the [Container] keys (with `mounts` and `networks`), `service` the
+//! [Unit]/[Service]/[Install] ones, `resources` networks, volumes and secrets.
 
 mod container;
+mod mounts;
+mod networks;
 mod resources;
 mod service;
 mod specifier;
