@@ -23,7 +23,8 @@ pub(crate) enum ExpandError {
     Variable(String),
 }
 
-/// `%n`, `%N`, `%p`, `%i`, `%%` and the system unit's directories resolved; `$$` made `$`.
+/// `%n`, `%N`, `%p`, `%i`, `%%` and the system unit's directories resolved; `$$` made `$`;
+/// `${VAR}`, and `$VAR` as the whole of `text` (one command-line word), reported.
 pub(crate) fn expand(text: &str, unit: &UnitNames) -> Result<String, ExpandError> {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
@@ -78,7 +79,12 @@ pub(crate) fn expand(text: &str, unit: &UnitNames) -> Result<String, ExpandError
                         name.push(*c);
                         chars.next();
                     }
-                    return Err(ExpandError::Variable(format!("${name}")));
+                    // Braceless, systemd substitutes only a word that is the variable alone.
+                    if out.is_empty() && chars.peek().is_none() {
+                        return Err(ExpandError::Variable(format!("${name}")));
+                    }
+                    out.push('$');
+                    out.push_str(&name);
                 }
                 _ => out.push('$'),
             },
@@ -122,9 +128,12 @@ mod tests {
         };
         assert_eq!(expand("cost $$5 $ 1$", &u).unwrap(), "cost $5 $ 1$");
         assert_eq!(
-            expand("echo $HOME/x", &u),
+            expand("$HOME", &u),
             Err(ExpandError::Variable("$HOME".into()))
         );
+        // Inside a word systemd leaves a braceless variable alone (a shell may expand it).
+        assert_eq!(expand("echo $HOME/x", &u).unwrap(), "echo $HOME/x");
+        assert_eq!(expand("PATH=$PATH:/x", &u).unwrap(), "PATH=$PATH:/x");
         assert_eq!(
             expand("a${B_C}d", &u),
             Err(ExpandError::Variable("${B_C}".into()))

@@ -178,6 +178,9 @@ fn commands_split_as_systemd_does() {
     assert!(d[0].reason.contains("`\\q`"), "{}", d[0].reason);
     let (_, d) = one("Exec=echo $HOME\n");
     assert!(d[0].reason.contains("`$HOME`"), "{}", d[0].reason);
+    let (c, d) = one("Exec=sh -c \"echo $HOME\"\n");
+    assert!(d.is_empty(), "{d:?}");
+    assert_eq!(strs(&c["command"]), ["sh", "-c", "echo $HOME"]);
     let (c, _) = one("Exec=echo $$HOME %%\n");
     assert_eq!(strs(&c["command"]), ["echo", "$HOME", "%"]);
 }
