@@ -604,3 +604,56 @@ fn files_directories_and_errors() {
     .unwrap();
     assert_eq!(import.files.len(), 1);
 }
+
+/// Every key the importer translates, together, loads as valid berth (the spec's own loader
+/// on the files written).
+#[test]
+fn everything_translated_loads_as_valid_berth() {
+    let dir = tempfile::tempdir().unwrap();
+    let units = dir.path().join("units");
+    std::fs::create_dir_all(units.join("static")).unwrap();
+    std::fs::write(units.join("app.env"), "A=1\n").unwrap();
+    std::fs::write(
+        units.join("app.container"),
+        "[Unit]\nDescription=All keys\nAfter=job.service\n[Container]\nImage=ghcr.io/a/app:1\nPull=always\nContainerName=app-main\nExec=/app --serve\nEntrypoint=[\"/init\", \"--\"]\nEnvironment=A=1 \"B=two words\"\nEnvironmentFile=app.env\nLabel=k=v\nPublishPort=127.0.0.1:8080:80\nNetwork=net.network:ip=10.89.5.7,alias=www\nNetwork=other.network\nNetworkAlias=api\nVolume=data.volume:/data:ro\nVolume=./static:/static:ro\nVolume=scratch:/scratch\nMount=type=tmpfs,destination=/t,tmpfs-size=8m\nTmpfs=/run/app:mode=0700\nReadOnly=true\nUser=1000\nGroup=1000\nGroupAdd=27\nWorkingDir=/app\nHostName=app\nAddCapability=NET_BIND_SERVICE\nDropCapability=ALL\nNoNewPrivileges=true\nAddDevice=/dev/null:/dev/xnull:rw\nSysctl=net.core.somaxconn=512\nUlimit=nofile=1024:2048\nShmSize=64m\nMemory=512m\nPidsLimit=200\nRunInit=true\nSecret=tok,mode=0400\nHealthCmd=[\"/app\", \"--check\"]\nHealthInterval=5s\nHealthTimeout=1s\nHealthRetries=3\nHealthStartPeriod=20s\nStopSignal=SIGINT\nStopTimeout=20\nDNS=10.0.0.2\nDNSSearch=example.internal\nDNSOption=ndots:2\nAddHost=db.local:10.0.0.5\n[Service]\nRestart=on-failure\nRestartSec=2\n[Install]\nWantedBy=multi-user.target\n",
+    )
+    .unwrap();
+    std::fs::write(
+        units.join("job.container"),
+        "[Container]\nImage=docker.io/library/busybox:1\nExec=true\nNetwork=none\n[Service]\nType=oneshot\n",
+    )
+    .unwrap();
+    std::fs::write(
+        units.join("net.network"),
+        "[Network]\nSubnet=10.89.5.0/24\nInternal=true\n",
+    )
+    .unwrap();
+    std::fs::write(units.join("other.network"), "[Network]\nLabel=a=b\n").unwrap();
+    std::fs::write(
+        units.join("data.volume"),
+        "[Volume]\nUser=100\nGroup=100\nCopy=false\n",
+    )
+    .unwrap();
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    let token = secrets.join("tok");
+    std::fs::write(&token, "x").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = dir.path().join("out");
+    let import = quadlet(&[units], &out, &options(&secrets)).unwrap();
+    assert!(import.dropped.is_empty(), "{:?}", import.dropped);
+    super::super::write(&import, &out, false).unwrap();
+    let loaded = crate::spec::load_dir(&out).unwrap();
+    let problems: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| format!("{d:?}"))
+        .collect();
+    // Secrets are read only from root-owned files: a test run as another user sees that one.
+    let as_root = rustix::process::geteuid().is_root();
+    assert!(
+        problems.is_empty() || (!as_root && problems.iter().all(|p| p.contains("secret"))),
+        "{problems:#?}"
+    );
+    assert_eq!(loaded.desired.containers.len(), 2);
+}
