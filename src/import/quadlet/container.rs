@@ -8,18 +8,7 @@ use super::super::Pos;
 use super::super::toml_out::{Table, Value};
 use super::super::values;
 use super::unit::Split;
-use super::{Parsed, Tx, berth_name, boolean, from, mounts, networks, renamed, service};
-
-/// A translated container, for the units that name it.
-#[derive(Debug, Clone)]
-pub(crate) struct Info {
-    pub name: String,
-    pub shown: String,
-    /// `Type=oneshot`: a job; units ordered after it wait for it to finish.
-    pub job: bool,
-    /// `Notify=healthy`: units ordered after it wait for it to be healthy.
-    pub healthy: bool,
-}
+use super::{Info, Parsed, Tx, berth_name, boolean, from, mounts, networks, renamed, service};
 
 const S: &str = "Container";
 

@@ -81,6 +81,17 @@ pub(crate) struct Parsed {
     pub names: UnitNames,
 }
 
+/// A translated container, for the units that name it.
+#[derive(Debug, Clone)]
+pub(crate) struct Info {
+    pub name: String,
+    pub shown: String,
+    /// `Type=oneshot`: a job; units ordered after it wait for it to finish.
+    pub job: bool,
+    /// `Notify=healthy`: units ordered after it wait for it to be healthy.
+    pub healthy: bool,
+}
+
 /// Units found but not translated (another Quadlet kind, a template, drop-ins): reported.
 struct Skipped {
     shown: String,
@@ -92,7 +103,7 @@ pub(crate) struct Tx<'a> {
     pub options: &'a QuadletOptions,
     pub dropped: Vec<Dropped>,
     /// "web.container" → its berth container.
-    pub containers: BTreeMap<String, container::Info>,
+    pub containers: BTreeMap<String, Info>,
     /// "web.service" → "web.container".
     pub services: BTreeMap<String, String>,
     /// "back.network" → berth network name.
@@ -105,6 +116,8 @@ pub(crate) struct Tx<'a> {
     /// podman secret name → berth name, where first named.
     pub secrets: BTreeMap<String, (String, String, Pos)>,
     pub images: Vec<Table>,
+    /// berth container name → containers whose `Before=` names it, with a note each.
+    pub before: BTreeMap<String, Vec<(Info, String)>>,
     /// Subnets written so far (given or chosen), so that chosen ones do not overlap.
     taken: Vec<ipnet::Ipv4Net>,
 }
@@ -385,6 +398,7 @@ pub fn quadlet(
         implicit_volumes: BTreeMap::new(),
         secrets: BTreeMap::new(),
         images: Vec::new(),
+        before: BTreeMap::new(),
         taken: units
             .iter()
             .filter(|u| u.kind == Kind::Network)
@@ -409,6 +423,9 @@ pub fn quadlet(
             Kind::Volume => resources::name_volume(&mut tx, u),
             Kind::Container => container::name(&mut tx, u),
         }
+    }
+    for u in units.iter().filter(|u| u.kind == Kind::Container) {
+        service::collect_before(&mut tx, u);
     }
     let mut network_tables = Vec::new();
     let mut volume_tables = Vec::new();

@@ -4,7 +4,7 @@
 
 use super::super::toml_out::{Table, Value};
 use super::unit::Split;
-use super::{Parsed, Tx, dotted, from, timespan};
+use super::{Info, Parsed, Tx, dotted, from, timespan};
 
 /// [Unit] keys naming units this one starts after (and needs).
 const ORDERING: [&str; 5] = ["After", "Requires", "Wants", "BindsTo", "Requisite"];
@@ -171,12 +171,8 @@ fn unit(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
             | "DefaultDependencies"
             | "RequiresMountsFor"
             | "SourcePath" => {}
-            "Before" => tx.drop(
-                u,
-                &key,
-                at,
-                "write the ordering on the other side: its After= (berth's depends_on)",
-            ),
+            // Read by `collect_before` for the units it names.
+            "Before" => {}
             _ => tx.drop(
                 u,
                 &key,
@@ -185,8 +181,73 @@ fn unit(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
             ),
         }
     }
+    let me = tx.containers.get(&u.file_name).map(|c| c.name.clone());
+    for (first, note) in me
+        .and_then(|m| tx.before.get(&m))
+        .cloned()
+        .unwrap_or_default()
+    {
+        if !deps.iter().any(|(n, _)| *n == first.name) {
+            notes.push(note);
+            deps.push((first.name.clone(), Value::str(condition(&first).0)));
+        }
+    }
     if !deps.is_empty() {
         t.set_noted("depends_on", Value::Inline(deps), notes);
+    }
+}
+
+/// What a unit ordered after `dep` waits for, as systemd did, and why.
+fn condition(dep: &Info) -> (&'static str, &'static str) {
+    if dep.job {
+        ("completed", "a Type=oneshot job")
+    } else if dep.healthy {
+        ("healthy", "Notify=healthy")
+    } else {
+        ("started", "")
+    }
+}
+
+/// The imported container a dependency names (`X.service` by its service name, or
+/// `X.container`).
+fn container_named(tx: &Tx<'_>, dep: &str) -> Option<Info> {
+    let file = if dep.ends_with(".container") {
+        Some(dep.to_string())
+    } else {
+        tx.services.get(dep).cloned()
+    };
+    file.and_then(|f| tx.containers.get(&f)).cloned()
+}
+
+/// `Before=` of every container, as dependencies of the containers it names (run after
+/// every unit is named, before any is translated).
+pub(crate) fn collect_before(tx: &mut Tx<'_>, u: &Parsed) {
+    let Some(me) = tx.containers.get(&u.file_name).cloned() else {
+        return;
+    };
+    let key = dotted(u, "Unit", "Before");
+    for (dep, at) in tx.words(u, "Unit", "Before", Split::Words) {
+        match container_named(tx, &dep) {
+            Some(later) if later.name != me.name => {
+                let (cond, why) = condition(&me);
+                let mut note = format!("{}: translated from Before={dep} in {}", me.name, u.shown);
+                if !why.is_empty() {
+                    note.push_str(&format!(" ({why}: systemd waits for it to be {cond})"));
+                }
+                tx.before
+                    .entry(later.name)
+                    .or_default()
+                    .push((me.clone(), note));
+            }
+            Some(_) => {}
+            None if dep.ends_with(".target") => {}
+            None => tx.drop(
+                u,
+                &key,
+                at,
+                format!("`{dep}` is not among the imported containers"),
+            ),
+        }
     }
 }
 
@@ -204,12 +265,7 @@ fn dependency(
     notes: &mut Vec<String>,
     from_key: &str,
 ) {
-    let file = if dep.ends_with(".container") {
-        Some(dep.to_string())
-    } else {
-        tx.services.get(dep).cloned()
-    };
-    if let Some(info) = file.and_then(|f| tx.containers.get(&f)).cloned() {
+    if let Some(info) = container_named(tx, dep) {
         if info.name
             == tx
                 .containers
@@ -219,13 +275,7 @@ fn dependency(
         {
             return;
         }
-        let (condition, why) = if info.job {
-            ("completed", "a Type=oneshot job")
-        } else if info.healthy {
-            ("healthy", "Notify=healthy")
-        } else {
-            ("started", "")
-        };
+        let (condition, why) = condition(&info);
         match deps.iter_mut().find(|(n, _)| *n == info.name) {
             Some(_) => {}
             None => {

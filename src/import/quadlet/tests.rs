@@ -657,3 +657,23 @@ fn everything_translated_loads_as_valid_berth() {
     );
     assert_eq!(loaded.desired.containers.len(), 2);
 }
+
+#[test]
+fn before_orders_the_unit_it_names() {
+    let (files, d, _dir) = run(&[
+        (
+            "init.container",
+            "[Unit]\nBefore=app.service other.service basic.target\n[Container]\nImage=docker.io/library/busybox:1\n[Service]\nType=oneshot\n",
+        ),
+        (
+            "app.container",
+            "[Container]\nImage=docker.io/library/busybox:1\n",
+        ),
+    ]);
+    assert_eq!(
+        files["app.toml"]["container"]["app"]["depends_on"]["init"].as_str(),
+        Some("completed")
+    );
+    assert_eq!(keys(&d), ["Unit.Before"]);
+    assert!(d[0].reason.contains("other.service"));
+}
