@@ -107,7 +107,8 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
                             at,
                             format!(
                                 "`{word}` without a value is taken from podman's own \
-                                 environment, which the importer does not know: write `{word}=VALUE`"
+                                 environment, which the importer does not know: \
+                                 write `{word}=VALUE`"
                             ),
                         ),
                     }
@@ -120,7 +121,9 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
                     .map(|(f, _)| tx.relative_out(u, &f))
                     .collect();
                 let notes = vec![
-                    "translated from EnvironmentFile: paths relative to this file (Quadlet's were relative to the unit)".into(),
+                    "translated from EnvironmentFile: paths relative to this file (Quadlet's \
+                     were relative to the unit)"
+                        .into(),
                 ];
                 match files.len() {
                     0 => {}
@@ -173,7 +176,15 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
                 for (word, at) in tx.words(u, S, k, Split::Exec) {
                     let (key, value) = word.split_once('=').unwrap_or((word.as_str(), ""));
                     if key.starts_with("io.berth.") {
-                        tx.drop(u, k, at, format!("`{key}`: labels under io.berth. are berth's own"));
+                        tx.drop(
+                            u,
+                            k,
+                            at,
+                            format!(
+                                "`{key}`: labels under io.berth. are berth's \
+                                 own"
+                            ),
+                        );
                         continue;
                     }
                     labels.retain(|(k, _)| k != key);
@@ -198,7 +209,12 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
             }
             "Group" => {
                 if section.last("User").is_none() && section.last("Group").is_some() {
-                    tx.drop(u, k, at, "Group needs User (Quadlet refuses it alone): set User too");
+                    tx.drop(
+                        u,
+                        k,
+                        at,
+                        "Group needs User (Quadlet refuses it alone): set User too",
+                    );
                 }
             }
             "GroupAdd" => {
@@ -231,7 +247,11 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
                 flag(tx, u, k);
             }
             "AddCapability" | "DropCapability" => {
-                let berth = if k == "AddCapability" { "cap_add" } else { "cap_drop" };
+                let berth = if k == "AddCapability" {
+                    "cap_add"
+                } else {
+                    "cap_drop"
+                };
                 let mut caps = Vec::new();
                 for (c, at) in tx.words(u, S, k, Split::Words) {
                     match c.parse::<crate::spec::capability::Capability>() {
@@ -269,7 +289,9 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
                         Some(size) => t.set_noted(
                             berth,
                             Value::Str(size),
-                            vec![format!("translated from {k}={v} (podman's units are binary)")],
+                            vec![format!(
+                                "translated from {k}={v} (podman's units are binary)"
+                            )],
                         ),
                         None => tx.drop(u, k, at, format!("`{v}` is not a size such as 64m")),
                     }
@@ -279,7 +301,13 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
                 if let Some((v, at)) = tx.one(u, S, k) {
                     match v.parse::<i64>() {
                         Ok(n) if n > 0 => t.set_noted("pids", Value::Int(n), from("PidsLimit")),
-                        _ => tx.drop(u, k, at, "expected a positive number (berth has no unlimited pids)"),
+                        _ => tx.drop(
+                            u,
+                            k,
+                            at,
+                            "expected a positive number (berth has no \
+                             unlimited pids)",
+                        ),
                     }
                 }
             }
@@ -293,7 +321,13 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
                     if v == "unconfined" || v.starts_with('/') {
                         t.set_noted("seccomp", Value::Str(v), from("SeccompProfile"));
                     } else {
-                        tx.drop(u, k, at, "podman resolves a relative profile path against the service's working directory: write an absolute path");
+                        tx.drop(
+                            u,
+                            k,
+                            at,
+                            "podman resolves a relative profile path against the \
+                             service's working directory: write an absolute path",
+                        );
                     }
                 }
             }
@@ -377,15 +411,23 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
                     t.set_noted("extra_hosts", Value::strings(list), from("AddHost"));
                 }
             }
-            "ExposeHostPort" => t
-                .comments
-                .push("ExposeHostPort: nothing to carry: containers on a network reach each other's ports".into()),
+            "ExposeHostPort" => t.comments.push(
+                "ExposeHostPort: nothing to carry: containers on a network reach each \
+                 other's ports"
+                    .into(),
+            ),
             "Notify" => {
                 if let Some((v, at)) = tx.one(u, S, k)
                     && !v.eq_ignore_ascii_case("healthy")
                     && boolean(&v) == Some(true)
                 {
-                    tx.drop(u, k, at, "berth does not pass a notify socket into containers; it starts dependents when the container runs (or is healthy: Notify=healthy)");
+                    tx.drop(
+                        u,
+                        k,
+                        at,
+                        "berth does not pass a notify socket into containers; it \
+                         starts dependents when the container runs (or is healthy: Notify=healthy)",
+                    );
                 }
             }
             "ServiceName" | "StartWithPod" => {}
@@ -399,13 +441,16 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
                 u,
                 k,
                 at,
-                "berth has no pods: the container runs on its own; put the pod's containers on a common network",
+                "berth has no pods: the container runs on its own; put the pod's containers on \
+                 a common network",
             ),
             "AutoUpdate" => tx.drop(
                 u,
                 k,
                 at,
-                "podman auto-update is not carried over: to follow the tag, give the image an [image.NAME] with pull = \"always\" (berth replaces the container when the digest changes)",
+                "podman auto-update has no direct equivalent: to follow the tag, give the \
+                 image an [image.NAME] with pull = \"always\" (berth replaces the container \
+                 when the digest changes)",
             ),
             "LogDriver" | "LogOpt" => tx.drop(
                 u,
@@ -413,17 +458,15 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
                 at,
                 "berth writes rotated log files itself (`log = { max_size, max_files }`)",
             ),
-            "SecurityLabelDisable" | "SecurityLabelFileType" | "SecurityLabelLevel"
-            | "SecurityLabelNested" | "SecurityLabelType" => {
-                tx.drop(u, k, at, "berth does not set SELinux labels")
-            }
+            "SecurityLabelDisable"
+            | "SecurityLabelFileType"
+            | "SecurityLabelLevel"
+            | "SecurityLabelNested"
+            | "SecurityLabelType" => tx.drop(u, k, at, "berth does not set SELinux labels"),
             "UserNS" | "UIDMap" | "GIDMap" | "SubUIDMap" | "SubGIDMap" | "RemapUsers"
-            | "RemapUid" | "RemapGid" | "RemapUidSize" => tx.drop(
-                u,
-                k,
-                at,
-                "berth runs containers without a user namespace",
-            ),
+            | "RemapUid" | "RemapGid" | "RemapUidSize" => {
+                tx.drop(u, k, at, "berth runs containers without a user namespace")
+            }
             "Rootfs" => tx.drop(u, k, at, "berth runs images, not host directories as roots"),
             "Mask" | "Unmask" => tx.drop(u, k, at, "berth's masked paths are fixed"),
             _ => tx.drop(u, k, at, "no berth equivalent"),
@@ -440,7 +483,8 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
                 u,
                 "HealthCmd",
                 *at,
-                "health settings without HealthCmd: berth does not run the image's HEALTHCHECK; write one",
+                "health settings without HealthCmd: berth does not run the image's \
+                 HEALTHCHECK; write one",
             );
         }
     }
@@ -455,7 +499,8 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
         if !dirs.is_empty() {
             mounts.extend(dirs.iter().map(|d| Value::Str(format!("tmpfs:{d}"))));
             mount_notes.push(format!(
-                "tmpfs {}: podman's ReadOnlyTmpfs (on by default) mounts them on a read-only container",
+                "tmpfs {}: podman's ReadOnlyTmpfs (on by default) mounts them on a read-only \
+                 container",
                 dirs.join(", ")
             ));
         }
@@ -497,7 +542,10 @@ fn image(tx: &mut Tx<'_>, u: &Parsed, name: &str, t: &mut Table) {
             u,
             "Image",
             at,
-            format!("`{image}` names a Quadlet image unit, which is not imported: write the image reference"),
+            format!(
+                "`{image}` names a Quadlet image unit, which is not imported: write the \
+                 image reference"
+            ),
         );
         return;
     }
@@ -513,7 +561,8 @@ fn image(tx: &mut Tx<'_>, u: &Parsed, name: &str, t: &mut Table) {
         Vec::new()
     } else {
         vec![format!(
-            "translated from `{image}` (podman resolves short names through registries.conf; docker.io assumed)"
+            "translated from `{image}` (podman resolves short names through registries.conf; \
+             docker.io assumed)"
         )]
     };
     let pull = tx.one(u, S, "Pull");
@@ -563,7 +612,11 @@ fn entrypoint(tx: &mut Tx<'_>, u: &Parsed, at: Pos, v: &str, t: &mut Table) {
         t.set_noted(
             "entrypoint",
             Value::strings([v]),
-            vec!["translated from Entrypoint (podman takes the whole value as the program; a JSON array gives arguments)".into()],
+            vec![
+                "translated from Entrypoint (podman takes the whole value as the program; a \
+                 JSON array gives arguments)"
+                    .into(),
+            ],
         );
     }
 }
@@ -650,7 +703,10 @@ fn devices(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
         let host = d.split(':').next().unwrap_or_default();
         if optional {
             if !Path::new(host).exists() {
-                notes.push(format!("{d}: optional (`-`) and absent on this host at import time: left out, as Quadlet does"));
+                notes.push(format!(
+                    "{d}: optional (`-`) and absent on this host at import \
+                     time: left out, as Quadlet does"
+                ));
                 continue;
             }
             notes.push(format!(
@@ -739,7 +795,15 @@ fn secrets(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
             }
         }
         if env {
-            tx.drop(u, "Secret", at, format!("`{source}` as an environment variable (type=env) is not carried over: berth gives secrets as files; read /run/secrets/{source}"));
+            tx.drop(
+                u,
+                "Secret",
+                at,
+                format!(
+                    "`{source}` as an environment variable \
+                     (type=env): berth gives secrets as files only; read /run/secrets/{source}"
+                ),
+            );
             continue;
         }
         let Some(name) = berth_name(&source) else {

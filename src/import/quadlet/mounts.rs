@@ -70,7 +70,15 @@ pub(crate) fn volume(
     let parts: Vec<&str> = v.splitn(3, ':').collect();
     let (source, target, opts) = match parts.as_slice() {
         [_] => {
-            tx.drop(u, "Volume", at, format!("`{v}` is an anonymous volume: berth volumes are named (declare one and mount it)"));
+            tx.drop(
+                u,
+                "Volume",
+                at,
+                format!(
+                    "`{v}` is an anonymous volume: berth volumes are \
+                     named (declare one and mount it)"
+                ),
+            );
             return None;
         }
         [s, t] => (*s, *t, ""),
@@ -86,9 +94,31 @@ pub(crate) fn volume(
             "rw" => read_only = false,
             "nocopy" if !bind => nocopy = true,
             "copy" if !bind => {}
-            "z" | "Z" => tx.drop(u, "Volume", at, format!("`{o}` (SELinux relabelling) is refused by berth: relabel the host path yourself")),
-            "U" => tx.drop(u, "Volume", at, "`U` (chown to the container's user) has no berth equivalent: set the owner yourself (or the volume's uid/gid)"),
-            other => tx.drop(u, "Volume", at, format!("mount option `{other}` has no berth equivalent")),
+            "z" | "Z" => tx.drop(
+                u,
+                "Volume",
+                at,
+                format!(
+                    "`{o}` (SELinux relabelling) is \
+                     refused by berth: relabel the host path yourself"
+                ),
+            ),
+            "U" => tx.drop(
+                u,
+                "Volume",
+                at,
+                "`U` (chown to the container's user) has no berth \
+                 equivalent: set the owner yourself (or the volume's uid/gid)",
+            ),
+            other => tx.drop(
+                u,
+                "Volume",
+                at,
+                format!(
+                    "mount option `{other}` has no berth \
+                     equivalent"
+                ),
+            ),
         }
     }
     let written_source = if bind {

@@ -8,8 +8,9 @@ const S: &str = "Container";
 
 /// berth does not join another container's namespaces from an import: a sidecar left in a
 /// replaced container's dead namespace would be worse than a reported gap.
-const NAMESPACE_SHARING: &str = "joining another container's network namespace is not \
-     carried over: put both on a common network and use the other's name instead of localhost";
+const NAMESPACE_SHARING: &str = "sharing another container's network namespace is not \
+     translated: put both on a common network and use the other's name instead of \
+     localhost";
 
 /// `Network=`, `IP=`, `NetworkAlias=` and `ContainerName=` together: berth's `network` or
 /// `networks` with addresses and aliases.
@@ -105,7 +106,13 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed, name: &str, t: &mut Table) 
         if user.len() == 1 {
             attachments[user[0]].1 = Some(ip);
         } else {
-            tx.drop(u, "IP", at, "a static address needs exactly one .network (podman's default network is not one berth reproduces addresses on)");
+            tx.drop(
+                u,
+                "IP",
+                at,
+                "a static address needs exactly one .network (podman's \
+                 default network is not one berth reproduces addresses on)",
+            );
         }
     }
     let mut aliases: Vec<String> = Vec::new();

@@ -151,10 +151,28 @@ pub(crate) fn network(tx: &mut Tx<'_>, u: &Parsed) -> Option<Table> {
                     tx.drop(u, k, at, "berth networks are IPv4 only for now");
                 }
             }
-            "IPRange" | "IPAMDriver" => tx.drop(u, k, at, "berth allocates addresses in the whole subnet itself"),
-            "DNS" | "DisableDNS" => tx.drop(u, k, at, "berth answers names on every network and forwards the rest to the host's resolvers"),
+            "IPRange" | "IPAMDriver" => tx.drop(
+                u,
+                k,
+                at,
+                "berth allocates addresses in the \
+                 whole subnet itself",
+            ),
+            "DNS" | "DisableDNS" => tx.drop(
+                u,
+                k,
+                at,
+                "berth answers names on every network \
+                 and forwards the rest to the host's resolvers",
+            ),
             "InterfaceName" => tx.drop(u, k, at, "berth names its bridges itself"),
-            "NetworkDeleteOnStop" => tx.drop(u, k, at, "berth removes a network when no file describes it any more"),
+            "NetworkDeleteOnStop" => tx.drop(
+                u,
+                k,
+                at,
+                "berth removes a network when no file \
+                 describes it any more",
+            ),
             _ => tx.drop(u, k, at, "no berth equivalent"),
         }
     }
@@ -217,27 +235,45 @@ pub(crate) fn volume(tx: &mut Tx<'_>, u: &Parsed) -> Option<Table> {
                 if let Some((v, at)) = tx.one(u, "Volume", k) {
                     match v.parse::<i64>() {
                         Ok(id) => t.set_noted(berth, Value::Int(id), super::from(k)),
-                        Err(_) => tx.drop(u, k, at, format!("`{v}`: berth takes a numeric id here")),
+                        Err(_) => tx.drop(
+                            u,
+                            k,
+                            at,
+                            format!(
+                                "`{v}`: berth takes a numeric id \
+                                 here"
+                            ),
+                        ),
                     }
                 }
             }
             "Copy" => {
                 if info.nocopy {
-                    t.comments.push("Copy=false: its mounts are marked nocopy".into());
+                    t.comments
+                        .push("Copy=false: its mounts are marked nocopy".into());
                 }
             }
             "Driver" => {
                 if let Some((v, at)) = tx.one(u, "Volume", k)
                     && v != "local"
                 {
-                    tx.drop(u, k, at, format!("berth volumes are directories under its state root, not the `{v}` driver"));
+                    tx.drop(
+                        u,
+                        k,
+                        at,
+                        format!(
+                            "berth volumes are directories under its state \
+                             root, not the `{v}` driver"
+                        ),
+                    );
                 }
             }
             "Device" | "Type" | "Options" => tx.drop(
                 u,
                 k,
                 at,
-                "berth volumes are directories under its state root: mount the device on the host and bind-mount that path",
+                "berth volumes are directories under its state root: mount the device on the \
+                 host and bind-mount that path",
             ),
             "Image" => tx.drop(u, k, at, "berth volumes are not made from images"),
             _ => tx.drop(u, k, at, "no berth equivalent"),
@@ -257,7 +293,8 @@ pub(crate) fn implicit_volumes(tx: &Tx<'_>) -> Vec<Table> {
         .map(|(name, (podman, shown, _))| {
             let mut t = Table::new("volume", name);
             t.comments = vec![format!(
-                "podman volume `{podman}`, named by {shown} without a .volume unit (podman creates it on first use)"
+                "podman volume `{podman}`, named by {shown} without a .volume unit (podman \
+                 creates it on first use)"
             )];
             t
         })
@@ -281,9 +318,13 @@ pub(crate) fn secrets(tx: &mut Tx<'_>) -> Vec<Table> {
             "file",
             Value::Str(path.display().to_string()),
             vec![
-                format!("podman secret `{podman}`: its value is in podman's store; write it here, owned by root, mode 0600:"),
                 format!(
-                    "podman secret inspect --showsecret --format '{{{{.SecretData}}}}' {podman} > {}",
+                    "podman secret `{podman}`: its value is in podman's store; write it \
+                     here, owned by root, mode 0600:"
+                ),
+                format!(
+                    "podman secret inspect --showsecret --format '{{{{.SecretData}}}}' \
+                     {podman} > {}",
                     path.display()
                 ),
             ],
@@ -294,7 +335,8 @@ pub(crate) fn secrets(tx: &mut Tx<'_>) -> Vec<Table> {
                 key: String::new(),
                 at,
                 reason: format!(
-                    "its value is in podman's secret store, which the importer does not read: write it to {} (owned by root, mode 0600), e.g. with `podman secret inspect --showsecret --format '{{{{.SecretData}}}}' {podman}`",
+                    "its value is in podman's secret store, which the importer does not read: \
+                     write it to {} (owned by root, mode 0600), e.g. with `podman secret inspect --showsecret --format '{{{{.SecretData}}}}' {podman}`",
                     path.display()
                 ),
                 file: Some(shown),

@@ -68,7 +68,10 @@ fn service(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
                         u,
                         &key,
                         at,
-                        format!("`{policy}` has no berth equivalent (berth restarts always, on-failure or never)"),
+                        format!(
+                            "`{policy}` has no berth equivalent (berth restarts always, \
+                             on-failure or never)"
+                        ),
                     ),
                 }
             }
@@ -78,7 +81,10 @@ fn service(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
                         Some(d) => t.set_noted(
                             "backoff",
                             Value::Inline(vec![("initial".into(), Value::Str(d))]),
-                            vec![format!("translated from RestartSec={v}: berth's delays grow from it")],
+                            vec![format!(
+                                "translated from RestartSec={v}: berth's delays grow \
+                                 from it"
+                            )],
                         ),
                         None => tx.drop(u, &key, at, format!("`{v}` is not a time span")),
                     }
@@ -89,12 +95,17 @@ fn service(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
                     continue;
                 };
                 if t.lines.iter().any(|(k, _, _)| k == "stop_timeout") {
-                    t.comments
-                        .push(format!("TimeoutStopSec={v}: StopTimeout is the container's"));
+                    t.comments.push(format!(
+                        "TimeoutStopSec={v}: StopTimeout is the container's"
+                    ));
                     continue;
                 }
                 match timespan(&v) {
-                    Some(d) => t.set_noted("stop_timeout", Value::Str(d), from(&format!("TimeoutStopSec={v}"))),
+                    Some(d) => t.set_noted(
+                        "stop_timeout",
+                        Value::Str(d),
+                        from(&format!("TimeoutStopSec={v}")),
+                    ),
                     None => tx.drop(u, &key, at, format!("`{v}` is not a finite time span")),
                 }
             }
@@ -102,10 +113,20 @@ fn service(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
                 if let Some((v, at)) = tx.one(u, "Service", k) {
                     match v.as_str() {
                         "oneshot" => t.comments.push(
-                            "a one-shot job (Type=oneshot): containers ordered after it wait for it to complete".into(),
+                            "a one-shot job (Type=oneshot): containers ordered after it wait \
+                             for it to complete"
+                                .into(),
                         ),
                         "notify" => {}
-                        other => tx.drop(u, &key, at, format!("`{other}`: Quadlet takes only notify or oneshot")),
+                        other => tx.drop(
+                            u,
+                            &key,
+                            at,
+                            format!(
+                                "`{other}`: Quadlet takes only \
+                                 notify or oneshot"
+                            ),
+                        ),
                     }
                 }
             }
@@ -128,9 +149,15 @@ fn service(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
                 u,
                 &key,
                 at,
-                "a rootless podman service: berth runs containers as root's (set `user` for the process inside)",
+                "a rootless podman service: berth runs containers as root's (set `user` for \
+                 the process inside)",
             ),
-            _ => tx.drop(u, &key, at, "a systemd service setting with no berth equivalent"),
+            _ => tx.drop(
+                u,
+                &key,
+                at,
+                "a systemd service setting with no berth equivalent",
+            ),
         }
     }
     if !restart_set {
