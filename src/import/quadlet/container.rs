@@ -4,10 +4,9 @@
 
 use std::path::Path;
 
-use super::super::Pos;
 use super::super::toml_out::{Table, Value};
 use super::super::values;
-use super::unit::Split;
+use super::unit::{At, Split};
 use super::{Info, Parsed, Tx, berth_name, boolean, from, mounts, networks, renamed, service};
 
 const S: &str = "Container";
@@ -17,7 +16,7 @@ pub(crate) fn name(tx: &mut Tx<'_>, u: &Parsed) {
         tx.drop(
             u,
             "",
-            Pos { line: 1, column: 1 },
+            At::START,
             "the unit's name cannot be made a berth name; the container was not imported",
         );
         return;
@@ -54,7 +53,7 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
         tx.drop(
             u,
             "",
-            Pos { line: 1, column: 1 },
+            At::START,
             "no [Container] section; the container was not imported",
         );
         return None;
@@ -62,7 +61,7 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
     if let Some(d) = u.unit.section("Unit").and_then(|s| s.last("Description")) {
         t.comments.push(d.value);
     }
-    let keys: Vec<(String, Pos)> = section
+    let keys: Vec<(String, At)> = section
         .keys()
         .into_iter()
         .map(|(k, at)| (k.to_string(), at))
@@ -597,7 +596,7 @@ fn image(tx: &mut Tx<'_>, u: &Parsed, name: &str, t: &mut Table) {
 }
 
 /// podman's `--entrypoint`: a JSON array, or one program whose name is the whole string.
-fn entrypoint(tx: &mut Tx<'_>, u: &Parsed, at: Pos, v: &str, t: &mut Table) {
+fn entrypoint(tx: &mut Tx<'_>, u: &Parsed, at: At, v: &str, t: &mut Table) {
     if v.trim_start().starts_with('[') {
         match serde_json::from_str::<Vec<String>>(v) {
             Ok(words) => t.set_noted("entrypoint", Value::strings(words), from("Entrypoint")),
@@ -660,7 +659,7 @@ pub(crate) fn health_cmd(cmd: &str) -> Result<Health, String> {
     })
 }
 
-fn publish_port(tx: &mut Tx<'_>, u: &Parsed, at: Pos, p: &str) -> Option<String> {
+fn publish_port(tx: &mut Tx<'_>, u: &Parsed, at: At, p: &str) -> Option<String> {
     let body = p.split('/').next().unwrap_or_default();
     let host_port = if let Some(rest) = body.strip_prefix('[') {
         // [IPv6]:HOST:CONTAINER
@@ -817,7 +816,7 @@ fn secrets(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
         };
         tx.secrets
             .entry(source.clone())
-            .or_insert_with(|| (name.clone(), u.shown.clone(), at));
+            .or_insert_with(|| (name.clone(), u.file_of(at), at));
         let target = match target {
             Some(p) if p.starts_with('/') => p,
             Some(p) => format!("/run/secrets/{p}"),

@@ -20,9 +20,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::toml_out::{self, Table};
-use super::{Dropped, Import, ImportError, Pos, values};
+use super::{Dropped, Import, ImportError, values};
 use specifier::UnitNames;
-use unit::{Split, UnitFile};
+use unit::{At, Split, UnitFile};
 
 pub use unit::UnitError;
 
@@ -77,6 +77,8 @@ pub(crate) struct Parsed {
     pub stem: String,
     pub kind: Kind,
     pub unit: UnitFile,
+    /// The files its entries come from, as shown: the unit, then its drop-ins (`At::file`).
+    pub sources: Vec<String>,
     /// For specifiers: the generated service's name.
     pub names: UnitNames,
 }
@@ -90,6 +92,16 @@ pub(crate) struct Info {
     pub job: bool,
     /// `Notify=healthy`: units ordered after it wait for it to be healthy.
     pub healthy: bool,
+}
+
+impl Parsed {
+    /// The file (as shown) an entry is in: the unit or one of its drop-ins.
+    pub(crate) fn file_of(&self, at: At) -> String {
+        self.sources
+            .get(at.file)
+            .cloned()
+            .unwrap_or_else(|| self.shown.clone())
+    }
 }
 
 /// Units found but not translated (another Quadlet kind, a template, drop-ins): reported.
@@ -112,9 +124,9 @@ pub(crate) struct Tx<'a> {
     pub volumes: BTreeMap<String, resources::VolumeInfo>,
     /// podman volumes named in `Volume=`/`Mount=` without a `.volume` unit: berth name →
     /// podman name, where first named.
-    pub implicit_volumes: BTreeMap<String, (String, String, Pos)>,
+    pub implicit_volumes: BTreeMap<String, (String, String, At)>,
     /// podman secret name → berth name, where first named.
-    pub secrets: BTreeMap<String, (String, String, Pos)>,
+    pub secrets: BTreeMap<String, (String, String, At)>,
     pub images: Vec<Table>,
     /// berth container name → containers whose `Before=` names it, with a note each.
     pub before: BTreeMap<String, Vec<(Info, String)>>,
@@ -137,18 +149,18 @@ impl Tx<'_> {
         Some(net)
     }
 
-    pub(crate) fn drop(&mut self, u: &Parsed, key: &str, at: Pos, reason: impl Into<String>) {
+    pub(crate) fn drop(&mut self, u: &Parsed, key: &str, at: At, reason: impl Into<String>) {
         self.dropped.push(Dropped {
             scope: u.shown.clone(),
             key: key.to_string(),
-            at,
+            at: at.pos(),
             reason: reason.into(),
-            file: Some(u.shown.clone()),
+            file: Some(u.file_of(at)),
         });
     }
 
     /// `value` after systemd's substitutions, or None (reported).
-    pub(crate) fn expand(&mut self, u: &Parsed, key: &str, at: Pos, value: &str) -> Option<String> {
+    pub(crate) fn expand(&mut self, u: &Parsed, key: &str, at: At, value: &str) -> Option<String> {
         match specifier::expand(value, &u.names) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -159,14 +171,14 @@ impl Tx<'_> {
     }
 
     /// The last value of a one-value key, substituted.
-    pub(crate) fn one(&mut self, u: &Parsed, section: &str, key: &str) -> Option<(String, Pos)> {
+    pub(crate) fn one(&mut self, u: &Parsed, section: &str, key: &str) -> Option<(String, At)> {
         let e = u.unit.section(section)?.last(key)?;
         let shown = dotted(u, section, key);
         self.expand(u, &shown, e.at, &e.value).map(|v| (v, e.at))
     }
 
     /// Every value of a list key (since its last reset), each substituted.
-    pub(crate) fn each(&mut self, u: &Parsed, section: &str, key: &str) -> Vec<(String, Pos)> {
+    pub(crate) fn each(&mut self, u: &Parsed, section: &str, key: &str) -> Vec<(String, At)> {
         let entries: Vec<unit::Entry> = u
             .unit
             .section(section)
@@ -186,7 +198,7 @@ impl Tx<'_> {
         section: &str,
         key: &str,
         how: Split,
-    ) -> Vec<(String, Pos)> {
+    ) -> Vec<(String, At)> {
         let entries: Vec<unit::Entry> = u
             .unit
             .section(section)
@@ -212,7 +224,7 @@ impl Tx<'_> {
         &mut self,
         u: &Parsed,
         key: &str,
-        at: Pos,
+        at: At,
         value: &str,
         how: Split,
     ) -> Option<Vec<String>> {
@@ -276,13 +288,8 @@ fn walk(
         let path = entry.path();
         let shown = rel.join(&name).display().to_string();
         if path.is_dir() {
-            if name.ends_with(".d") {
-                skipped.push(Skipped {
-                    shown,
-                    reason: "drop-in directories are not read: merge their keys into the unit"
-                        .into(),
-                });
-            } else if depth < 8 {
+            // Drop-in directories are read with the units they extend.
+            if !name.ends_with(".d") && depth < 8 {
                 walk(&path, &rel.join(&name), depth + 1, found, skipped)?;
             }
             continue;
@@ -305,6 +312,57 @@ fn walk(
     Ok(())
 }
 
+/// A unit's drop-ins (`*.conf`) as Quadlet finds them: in `KIND.d/` (every unit of the
+/// kind), `PREFIX-.KIND.d/` for each `-`-separated prefix of its name, then `NAME.KIND.d/`,
+/// under the directory argument and the unit's own directory; a file name seen again in a
+/// more specific place replaces the earlier one; applied in file-name order.
+fn dropins(
+    unit: &Path,
+    root: Option<&Path>,
+    file_name: &str,
+) -> Result<Vec<(PathBuf, String)>, ImportError> {
+    let Some((stem, ext)) = file_name.rsplit_once('.') else {
+        return Ok(Vec::new());
+    };
+    let mut names = vec![format!("{ext}.d")];
+    let parts: Vec<&str> = stem.split('-').collect();
+    for i in 1..parts.len() {
+        names.push(format!("{}-.{ext}.d", parts[..i].join("-")));
+    }
+    names.push(format!("{file_name}.d"));
+    let own = unit.parent().unwrap_or(Path::new("."));
+    let mut dirs: Vec<&Path> = root.into_iter().collect();
+    if !dirs.contains(&own) {
+        dirs.push(own);
+    }
+    let mut chosen: BTreeMap<String, (PathBuf, String)> = BTreeMap::new();
+    for dir in dirs {
+        for name in &names {
+            let d = dir.join(name);
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for entry in entries {
+                let entry = entry.map_err(|error| ImportError::Read {
+                    path: d.clone(),
+                    error,
+                })?;
+                let conf = entry.file_name().to_string_lossy().into_owned();
+                if !conf.ends_with(".conf") || !entry.path().is_file() {
+                    continue;
+                }
+                let path = entry.path();
+                let shown = match root {
+                    Some(r) => path.strip_prefix(r).unwrap_or(&path).display().to_string(),
+                    None => path.display().to_string(),
+                };
+                chosen.insert(conf, (path, shown));
+            }
+        }
+    }
+    Ok(chosen.into_values().collect())
+}
+
 /// Read the units at `paths` (files or directories) and translate them; `out_dir` is where
 /// the files will be written (paths in them are relative to it).
 pub fn quadlet(
@@ -314,17 +372,21 @@ pub fn quadlet(
 ) -> Result<Import, ImportError> {
     let absolute = |p: &Path| values::normal(&std::path::absolute(p).unwrap_or_else(|_| p.into()));
     let out_dir = absolute(out_dir);
-    let mut found: Vec<(PathBuf, String)> = Vec::new();
+    // Each unit with the directory argument it was found under (drop-ins are searched
+    // there too), or none for a unit named on its own.
+    let mut found: Vec<(PathBuf, String, Option<PathBuf>)> = Vec::new();
     let mut skipped = Vec::new();
     for p in paths {
         if p.is_dir() {
-            walk(p, Path::new(""), 0, &mut found, &mut skipped)?;
+            let mut here = Vec::new();
+            walk(p, Path::new(""), 0, &mut here, &mut skipped)?;
+            found.extend(here.into_iter().map(|(f, s)| (f, s, Some(p.clone()))));
         } else {
-            found.push((p.clone(), p.display().to_string()));
+            found.push((p.clone(), p.display().to_string(), None));
         }
     }
     let mut units: Vec<Parsed> = Vec::new();
-    for (path, shown) in found {
+    for (path, shown, root) in found {
         let text = read(&path)?;
         let file_name = path
             .file_name()
@@ -346,11 +408,22 @@ pub fn quadlet(
             });
             continue;
         }
-        let unit = unit::parse(&text).map_err(|(at, error)| ImportError::Unit {
+        let mut unit = unit::parse(&text).map_err(|(at, error)| ImportError::Unit {
             path: path.clone(),
-            at,
+            at: at.pos(),
             error,
         })?;
+        let mut sources = vec![shown.clone()];
+        for (dropin, dropin_shown) in dropins(&path, root.as_deref(), &file_name)? {
+            let text = read(&dropin)?;
+            let parsed = unit::parse(&text).map_err(|(at, error)| ImportError::Unit {
+                path: dropin.clone(),
+                at: at.pos(),
+                error,
+            })?;
+            unit.merge(parsed, sources.len());
+            sources.push(dropin_shown);
+        }
         let stem = file_name
             .rsplit_once('.')
             .map_or(file_name.as_str(), |(s, _)| s)
@@ -379,6 +452,7 @@ pub fn quadlet(
             stem,
             kind,
             unit,
+            sources,
             names: UnitNames { service },
         });
     }
@@ -411,7 +485,7 @@ pub fn quadlet(
         tx.dropped.push(Dropped {
             scope: s.shown.clone(),
             key: String::new(),
-            at: Pos { line: 1, column: 1 },
+            at: At::START.pos(),
             reason: s.reason.clone(),
             file: Some(s.shown.clone()),
         });

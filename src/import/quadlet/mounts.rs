@@ -1,9 +1,9 @@
 //! `Volume=`, `Mount=` and `Tmpfs=` as berth `mounts`: named volumes (a `.volume` unit's, or
 //! a podman volume no unit defines, declared), host paths, tmpfs with its options.
 
-use super::super::Pos;
 use super::super::toml_out::Value;
 use super::super::values;
+use super::unit::At;
 use super::{Parsed, Tx, berth_name, boolean};
 
 /// Where a mount as written goes in the container.
@@ -28,7 +28,7 @@ fn volume_source(
     tx: &mut Tx<'_>,
     u: &Parsed,
     key: &str,
-    at: Pos,
+    at: At,
     source: &str,
 ) -> Option<(String, bool)> {
     if source.ends_with(".volume") {
@@ -63,7 +63,7 @@ fn volume_source(
 pub(crate) fn volume(
     tx: &mut Tx<'_>,
     u: &Parsed,
-    at: Pos,
+    at: At,
     v: &str,
     notes: &mut Vec<String>,
 ) -> Option<Value> {
@@ -149,7 +149,7 @@ pub(crate) fn volume(
 pub(crate) fn mount(
     tx: &mut Tx<'_>,
     u: &Parsed,
-    at: Pos,
+    at: At,
     v: &str,
     notes: &mut Vec<String>,
 ) -> Option<Value> {
@@ -253,7 +253,7 @@ pub(crate) fn mount(
 }
 
 /// `Tmpfs=/path[:options]` in berth's spelling.
-pub(crate) fn tmpfs(tx: &mut Tx<'_>, u: &Parsed, at: Pos, v: &str) -> Option<String> {
+pub(crate) fn tmpfs(tx: &mut Tx<'_>, u: &Parsed, at: At, v: &str) -> Option<String> {
     let (path, opts) = v.split_once(':').unwrap_or((v, ""));
     let mut kept = Vec::new();
     for o in opts.split(',').filter(|o| !o.is_empty()) {

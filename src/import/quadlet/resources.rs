@@ -2,8 +2,9 @@
 //! containers name without a unit, and the secrets they use (`[secret.NAME]` files the user
 //! fills: the values are in podman's secret store, which the importer does not read).
 
+use super::super::Dropped;
 use super::super::toml_out::{Table, Value};
-use super::super::{Dropped, Pos};
+use super::unit::At;
 use super::unit::Split;
 use super::{Parsed, Tx, berth_name, boolean, renamed};
 
@@ -27,7 +28,7 @@ fn resource_name(tx: &mut Tx<'_>, u: &Parsed, key: &str) -> Option<(String, Stri
             tx.drop(
                 u,
                 key,
-                Pos { line: 1, column: 1 },
+                At::START,
                 format!("`{wanted}` cannot be made a berth name; the unit was not imported"),
             );
             None
@@ -41,7 +42,7 @@ fn taken(tx: &mut Tx<'_>, u: &Parsed, key: &str, name: &str, used: bool) -> bool
         tx.drop(
             u,
             key,
-            Pos { line: 1, column: 1 },
+            At::START,
             format!("another unit is already imported as `{name}`; the unit was not imported"),
         );
     }
@@ -102,7 +103,7 @@ fn header(tx: &mut Tx<'_>, u: &Parsed, kind: &str, name: &str, key: &str) -> Tab
 pub(crate) fn network(tx: &mut Tx<'_>, u: &Parsed) -> Option<Table> {
     let name = tx.networks.get(&u.file_name)?.clone();
     let mut t = header(tx, u, "network", &name, "NetworkName");
-    let keys: Vec<(String, Pos)> = u
+    let keys: Vec<(String, At)> = u
         .unit
         .section("Network")
         .map(|s| {
@@ -182,7 +183,7 @@ pub(crate) fn network(tx: &mut Tx<'_>, u: &Parsed) -> Option<Table> {
             tx.drop(
                 u,
                 "",
-                Pos { line: 1, column: 1 },
+                At::START,
                 "no [Network] section; the network was not imported",
             );
             return None;
@@ -216,7 +217,7 @@ pub(crate) fn network(tx: &mut Tx<'_>, u: &Parsed) -> Option<Table> {
 pub(crate) fn volume(tx: &mut Tx<'_>, u: &Parsed) -> Option<Table> {
     let info = tx.volumes.get(&u.file_name)?.clone();
     let mut t = header(tx, u, "volume", &info.name, "VolumeName");
-    let keys: Vec<(String, Pos)> = u
+    let keys: Vec<(String, At)> = u
         .unit
         .section("Volume")
         .map(|s| {
@@ -305,7 +306,7 @@ pub(crate) fn implicit_volumes(tx: &Tx<'_>) -> Vec<Table> {
 /// directory; a file not there yet is reported (the import is not complete without it).
 pub(crate) fn secrets(tx: &mut Tx<'_>) -> Vec<Table> {
     let mut out = Vec::new();
-    let list: Vec<(String, (String, String, Pos))> = tx
+    let list: Vec<(String, (String, String, At))> = tx
         .secrets
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
@@ -333,7 +334,7 @@ pub(crate) fn secrets(tx: &mut Tx<'_>) -> Vec<Table> {
             tx.dropped.push(Dropped {
                 scope: format!("secret {podman}"),
                 key: String::new(),
-                at,
+                at: at.pos(),
                 reason: format!(
                     "its value is in podman's secret store, which the importer does not read: \
                      write it to {} (owned by root, mode 0600), e.g. with `podman secret inspect --showsecret --format '{{{{.SecretData}}}}' {podman}`",

@@ -34,7 +34,7 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
 
 fn service(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
     let job = tx.containers.get(&u.file_name).is_some_and(|c| c.job);
-    let keys: Vec<(String, super::Pos)> = u
+    let keys: Vec<(String, super::At)> = u
         .unit
         .section("Service")
         .map(|s| {
@@ -171,7 +171,7 @@ fn service(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
 }
 
 fn unit(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
-    let keys: Vec<(String, super::Pos)> = u
+    let keys: Vec<(String, super::At)> = u
         .unit
         .section("Unit")
         .map(|s| {
@@ -286,7 +286,7 @@ fn dependency(
     tx: &mut Tx<'_>,
     u: &Parsed,
     key: &str,
-    at: super::Pos,
+    at: super::At,
     dep: &str,
     deps: &mut Vec<(String, Value)>,
     notes: &mut Vec<String>,

@@ -580,7 +580,7 @@ fn files_directories_and_errors() {
         quadlet(&[empty], &dir.path().join("out"), &o),
         Err(ImportError::NoUnits { .. })
     ));
-    // Subdirectories are read; drop-in directories and other kinds are reported.
+    // Subdirectories are read; other kinds are reported.
     let tree = dir.path().join("tree");
     std::fs::create_dir_all(tree.join("sub")).unwrap();
     std::fs::create_dir_all(tree.join("web.container.d")).unwrap();
@@ -594,7 +594,7 @@ fn files_directories_and_errors() {
     let import = quadlet(&[tree], &dir.path().join("out"), &o).unwrap();
     assert_eq!(import.services, 1);
     let scopes: Vec<&str> = import.dropped.iter().map(|d| d.scope.as_str()).collect();
-    assert_eq!(scopes, ["app.pod", "web.container.d"]);
+    assert_eq!(scopes, ["app.pod"]);
     // A unit named on the command line is read whatever its directory.
     let import = quadlet(
         &[dir.path().join("tree/sub/web.container")],
@@ -676,4 +676,77 @@ fn before_orders_the_unit_it_names() {
     );
     assert_eq!(keys(&d), ["Unit.Before"]);
     assert!(d[0].reason.contains("other.service"));
+}
+
+#[test]
+fn drop_ins_extend_their_unit_in_quadlets_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("units");
+    let write = |rel: &str, text: &str| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    write(
+        "sub/web-app.container",
+        "[Container]\nImage=docker.io/library/nginx:1\nEnvironment=A=1\n",
+    );
+    // Every container, then by name prefix, then the unit's own directory.
+    write(
+        "container.d/10-common.conf",
+        "[Container]\nLabel=tier=app\n",
+    );
+    write(
+        "web-.container.d/20-x.conf",
+        "[Container]\nLabel=from=prefix\n",
+    );
+    write(
+        "sub/web-app.container.d/20-x.conf",
+        "[Container]\nLabel=from=own\n",
+    );
+    write(
+        "sub/web-app.container.d/30-env.conf",
+        "# reset, then add\n[Container]\nEnvironment=\nEnvironment=B=2\nPodmanArgs=--x\n[Service]\nRestart=always\n",
+    );
+    write("sub/web-app.container.d/notes.txt", "ignored");
+    let import = quadlet(
+        std::slice::from_ref(&root),
+        &dir.path().join("out"),
+        &options(dir.path()),
+    )
+    .unwrap();
+    let text = &import
+        .files
+        .iter()
+        .find(|(f, _)| f == "web-app.toml")
+        .unwrap()
+        .1;
+    let t: toml::Table = text.parse().unwrap();
+    let c = &t["container"]["web-app"];
+    assert_eq!(c["labels"]["tier"].as_str(), Some("app"));
+    assert_eq!(c["labels"]["from"].as_str(), Some("own"));
+    assert!(c["env"].get("A").is_none(), "{text}");
+    assert_eq!(c["env"]["B"].as_str(), Some("2"));
+    assert_eq!(c["restart"].as_str(), Some("always"));
+    // What a drop-in says is reported at its own place.
+    assert_eq!(import.dropped.len(), 1, "{:?}", import.dropped);
+    let d = &import.dropped[0];
+    assert_eq!(d.key, "PodmanArgs");
+    assert_eq!(
+        d.file.as_deref(),
+        Some("sub/web-app.container.d/30-env.conf")
+    );
+    assert_eq!((d.at.line, d.at.column), (5, 1));
+    // A malformed drop-in is an error located in it.
+    write("container.d/99-bad.conf", "[Container]\nnonsense\n");
+    let err = quadlet(
+        &[dir.path().join("units")],
+        &dir.path().join("out"),
+        &options(dir.path()),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("99-bad.conf:2:1: `nonsense`"),
+        "{err}"
+    );
 }

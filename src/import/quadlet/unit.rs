@@ -1,9 +1,35 @@
 //! systemd's unit-file syntax as Quadlet reads it: `[Section]` headers, `Key=value` lines,
 //! `#`/`;` comments, a trailing backslash continuing a line (comment lines inside a
 //! continuation skipped), repeated sections merged, every entry located. What a value means
-//! (one value, a list that an empty assignment resets, words) is asked per key.
+//! (one value, a list that an empty assignment resets, words) is asked per key. A drop-in is
+//! parsed alone and merged into its unit.
 
 use super::super::Pos;
+
+/// Where an entry is: line and column (1-based), and in which file of the unit (0: the unit
+/// itself, then its drop-ins in the order they were applied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub(crate) struct At {
+    pub line: usize,
+    pub column: usize,
+    pub file: usize,
+}
+
+impl At {
+    /// The whole file.
+    pub(crate) const START: At = At {
+        line: 1,
+        column: 1,
+        file: 0,
+    };
+
+    pub(crate) fn pos(self) -> Pos {
+        Pos {
+            line: self.line,
+            column: self.column,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnitError {
@@ -22,13 +48,13 @@ pub enum UnitError {
 pub(crate) struct Entry {
     pub key: String,
     pub value: String,
-    pub at: Pos,
+    pub at: At,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Section {
     pub name: String,
-    pub at: Pos,
+    pub at: At,
     pub entries: Vec<Entry>,
 }
 
@@ -41,12 +67,26 @@ impl UnitFile {
     pub(crate) fn section(&self, name: &str) -> Option<&Section> {
         self.sections.iter().find(|s| s.name == name)
     }
+
+    /// A drop-in's sections added after the unit's own, its entries marked as from `file`.
+    pub(crate) fn merge(&mut self, dropin: UnitFile, file: usize) {
+        for mut section in dropin.sections {
+            for e in &mut section.entries {
+                e.at.file = file;
+            }
+            section.at.file = file;
+            match self.sections.iter_mut().find(|s| s.name == section.name) {
+                Some(s) => s.entries.extend(section.entries),
+                None => self.sections.push(section),
+            }
+        }
+    }
 }
 
 impl Section {
     /// Each key once, where it first appears, in file order.
-    pub(crate) fn keys(&self) -> Vec<(&str, Pos)> {
-        let mut out: Vec<(&str, Pos)> = Vec::new();
+    pub(crate) fn keys(&self) -> Vec<(&str, At)> {
+        let mut out: Vec<(&str, At)> = Vec::new();
         for e in &self.entries {
             if !out.iter().any(|(k, _)| *k == e.key) {
                 out.push((&e.key, e.at));
@@ -92,11 +132,11 @@ fn is_comment(line: &str) -> bool {
 
 /// Parse a unit file's text. A header or key line continued over several physical lines is
 /// located at its first.
-pub(crate) fn parse(text: &str) -> Result<UnitFile, (Pos, UnitError)> {
+pub(crate) fn parse(text: &str) -> Result<UnitFile, (At, UnitError)> {
     let mut file = UnitFile::default();
     let mut current: Option<usize> = None;
     let mut pending = String::new();
-    let mut start = Pos::default();
+    let mut start = At::default();
     let lines: Vec<&str> = text
         .strip_suffix('\n')
         .unwrap_or(text)
@@ -109,9 +149,10 @@ pub(crate) fn parse(text: &str) -> Result<UnitFile, (Pos, UnitError)> {
             continue;
         }
         if pending.is_empty() {
-            start = Pos {
+            start = At {
                 line: n + 1,
                 column: indent + 1,
+                file: 0,
             };
         }
         let mut line = line.to_string();
@@ -287,8 +328,12 @@ fn unescape(rest: &[char]) -> Option<(usize, char)> {
 mod tests {
     use super::*;
 
-    fn at(line: usize, column: usize) -> Pos {
-        Pos { line, column }
+    fn at(line: usize, column: usize) -> At {
+        At {
+            line,
+            column,
+            file: 0,
+        }
     }
 
     #[test]
