@@ -339,6 +339,8 @@ fn quadlet_units_import_completely_validate_and_plan() {
     let web = std::fs::read_to_string(sb.desired().join("web.toml")).expect("web.toml");
     assert!(web.contains("env_file = \"../units/web.env\""), "{web}");
     assert!(web.contains("\"../units/static:/app/static:ro\""), "{web}");
+    // From the drop-in web.container.d/10-limits.conf.
+    assert!(web.contains("memory = \"512MiB\"\n"), "{web}");
     // No secret value was copied into the desired directory.
     for entry in std::fs::read_dir(sb.desired()).expect("desired") {
         let body = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
