@@ -387,7 +387,6 @@ pub fn quadlet(
     }
     let mut units: Vec<Parsed> = Vec::new();
     for (path, shown, root) in found {
-        let text = read(&path)?;
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -408,6 +407,19 @@ pub fn quadlet(
             });
             continue;
         }
+        let stem = file_name
+            .rsplit_once('.')
+            .map_or(file_name.as_str(), |(s, _)| s)
+            .to_string();
+        if stem.contains('@') {
+            skipped.push(Skipped {
+                shown,
+                reason: "template units are instantiated by systemd: import a copy per instance"
+                    .into(),
+            });
+            continue;
+        }
+        let text = read(&path)?;
         let mut unit = unit::parse(&text).map_err(|(at, error)| ImportError::Unit {
             path: path.clone(),
             at: at.pos(),
@@ -423,18 +435,6 @@ pub fn quadlet(
             })?;
             unit.merge(parsed, sources.len());
             sources.push(dropin_shown);
-        }
-        let stem = file_name
-            .rsplit_once('.')
-            .map_or(file_name.as_str(), |(s, _)| s)
-            .to_string();
-        if stem.ends_with('@') || stem.contains('@') {
-            skipped.push(Skipped {
-                shown,
-                reason: "template units are instantiated by systemd: import a copy per instance"
-                    .into(),
-            });
-            continue;
         }
         let service = unit
             .section(kind.section())
