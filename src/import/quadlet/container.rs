@@ -72,6 +72,7 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
     let mut health_notes: Vec<String> = Vec::new();
     let mut env: Vec<(String, Value)> = Vec::new();
     let mut read_only_tmpfs = false;
+    let mut health_disabled = false;
     for (k, at) in &keys {
         let (k, at) = (k.as_str(), *at);
         match k {
@@ -338,7 +339,7 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
                             health.insert(0, ("exec".into(), Value::strings(exec)));
                             health_notes.push(note);
                         }
-                        Ok(None) => {}
+                        Ok(None) => health_disabled = true,
                         Err(reason) => tx.drop(u, k, at, reason),
                     }
                 }
@@ -474,7 +475,7 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed) -> Option<(String, Table)> 
     if !env.is_empty() {
         t.set_noted("env", Value::Inline(env), from("Environment"));
     }
-    if !health.is_empty() {
+    if !health.is_empty() && !health_disabled {
         if health.iter().any(|(k, _)| k == "exec") {
             t.set_noted("health", Value::Inline(health), health_notes);
         } else if let Some((_, at)) = keys.iter().find(|(k, _)| k.starts_with("Health")) {

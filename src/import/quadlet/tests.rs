@@ -393,6 +393,8 @@ fn health_checks_as_podman_reads_them() {
     let (c, d) = one("HealthInterval=30s\n");
     assert!(c.get("health").is_none());
     assert_eq!(keys(&d), ["HealthCmd"]);
+    let (c, d) = one("HealthCmd=none\nHealthInterval=30s\n");
+    assert!(c.get("health").is_none() && d.is_empty(), "{d:?}");
     let (_, d) = one("HealthCmd=x\nHealthInterval=disable\nHealthOnFailure=kill\n");
     assert_eq!(keys(&d), ["HealthInterval", "HealthOnFailure"]);
 }
