@@ -54,6 +54,7 @@ impl Tx<'_> {
             key: key.to_string(),
             at,
             reason: reason.into(),
+            file: None,
         });
     }
 }

@@ -2,9 +2,11 @@
 //! into berth's desired-state files, one per service plus networks, volumes, secrets and
 //! configs, with a comment on every translated key and a list of what could not be carried
 //! over. Uses `spec` to write only what berth accepts (image references, names, durations).
+//! `berth import quadlet` does the same for Podman Quadlet units (`quadlet/`).
 
 mod compose;
 pub mod interpolate;
+mod quadlet;
 mod toml_out;
 mod values;
 mod yaml;
@@ -16,6 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+pub use quadlet::{QuadletOptions, quadlet};
 pub use yaml::Pos;
 
 /// A key that could not be carried over, and why.
@@ -27,6 +30,8 @@ pub struct Dropped {
     pub key: String,
     pub at: Pos,
     pub reason: String,
+    /// The file `at` is in, when the import read several (Quadlet units); else the source.
+    pub file: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +82,22 @@ pub enum ImportError {
         "service `{service}` would be written to {file}, which another part of the import uses: rename the service"
     )]
     FileClash { service: String, file: String },
+    #[error("{path}:{}:{}: {error}", at.line, at.column)]
+    Unit {
+        path: PathBuf,
+        at: Pos,
+        error: quadlet::UnitError,
+    },
+    #[error("no Quadlet units (.container, .network, .volume) in {}", paths.join(", "))]
+    NoUnits { paths: Vec<String> },
+    #[error(
+        "{kind} `{name}` would be written to {file}, which another part of the import uses: rename the unit"
+    )]
+    UnitClash {
+        kind: &'static str,
+        name: String,
+        file: String,
+    },
     #[error("{path} exists: pass --force to overwrite it")]
     Exists { path: PathBuf },
     #[error("cannot write {path}: {error}")]
@@ -230,6 +251,15 @@ pub fn write(import: &Import, dir: &Path, force: bool) -> Result<(), ImportError
 
 /// What could not be carried over, per Compose entry and key, then the verdict.
 pub fn report(import: &Import) -> String {
+    report_counting(import, "services")
+}
+
+/// The report of a Quadlet import: its entries are units, counted as containers.
+pub fn quadlet_report(import: &Import) -> String {
+    report_counting(import, "containers")
+}
+
+pub(crate) fn report_counting(import: &Import, counted: &str) -> String {
     let mut out = String::new();
     let mut scope = "";
     for d in &import.dropped {
@@ -242,25 +272,26 @@ pub fn report(import: &Import) -> String {
         } else {
             &d.key
         };
+        let file = d
+            .file
+            .clone()
+            .unwrap_or_else(|| import.source.display().to_string());
         let _ = writeln!(
             out,
-            "  {key} ({}:{}:{}): not carried over: {}",
-            import.source.display(),
-            d.at.line,
-            d.at.column,
-            d.reason
+            "  {key} ({file}:{}:{}): not carried over: {}",
+            d.at.line, d.at.column, d.reason
         );
     }
     if import.dropped.is_empty() {
         let _ = writeln!(
             out,
-            "import complete: {} of {} services, every key carried over",
+            "import complete: {} of {} {counted}, every key carried over",
             import.services, import.services_total
         );
     } else {
         let _ = writeln!(
             out,
-            "import incomplete: {} of {} services, {} not carried over (listed above)",
+            "import incomplete: {} of {} {counted}, {} not carried over (listed above)",
             import.services,
             import.services_total,
             import.dropped.len()

@@ -1,6 +1,6 @@
-//! `berth import compose` as a user runs it on the Compose files under
-//! tests/fixtures/compose: its exit code and report, then `validate` and `plan` on what it
-//! wrote.
+//! `berth import compose` and `berth import quadlet` as a user runs them on the files under
+//! tests/fixtures/compose and tests/fixtures/import/quadlet: exit code and report, then
+//! `validate` and `plan` on what they wrote.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -245,4 +245,245 @@ fn a_missing_required_variable_is_located_and_writes_nothing() {
         "{stderr}"
     );
     assert_eq!(std::fs::read_dir(sb.desired()).expect("desired").count(), 0);
+}
+
+fn quadlet_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/import/quadlet")
+        .join(name)
+}
+
+/// A Quadlet fixture copied into the sandbox (its secrets made root-only, as berth reads
+/// them), imported into the desired directory with the secrets expected in `secrets`.
+fn import_quadlet(sb: &Sandbox, name: &str, secrets: &Path, extra: &[&str]) -> (PathBuf, Output) {
+    let units = sb.dir.path().join("units");
+    if !units.exists() {
+        copy_dir(&quadlet_fixture(name), &units);
+        for entry in std::fs::read_dir(units.join("secrets"))
+            .into_iter()
+            .flatten()
+        {
+            let path = entry.expect("entry").path();
+            std::os::unix::fs::chown(&path, Some(0), Some(0)).expect("chown");
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("chmod");
+        }
+    }
+    let out = std::process::Command::new(BERTH)
+        .env_clear()
+        .args(["import", "quadlet"])
+        .arg(&units)
+        .arg("-o")
+        .arg(sb.desired())
+        .arg("--secrets-dir")
+        .arg(secrets)
+        .args(extra)
+        .output()
+        .expect("run berth import quadlet");
+    (units, out)
+}
+
+fn expected_quadlet_report(name: &str) -> String {
+    std::fs::read_to_string(quadlet_fixture(name).join("expected/report.txt")).expect("report")
+}
+
+/// web + db + cache + a migration job, two networks, two volumes, two secrets, health checks:
+/// every key carried over, the result valid, and the plan waits as systemd's ordering did.
+#[test]
+fn quadlet_units_import_completely_validate_and_plan() {
+    let sb = Sandbox::new();
+    let secrets = sb.dir.path().join("units/secrets");
+    let (units, out) = import_quadlet(&sb, "full", &secrets, &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.ends_with(&expected_quadlet_report("full")),
+        "{stdout}"
+    );
+    for file in [
+        "00-images.toml",
+        "00-networks.toml",
+        "00-volumes.toml",
+        "00-secrets.toml",
+        "web.toml",
+        "db.toml",
+        "cache.toml",
+        "migrate.toml",
+    ] {
+        assert!(
+            stdout.contains(&format!("wrote {}", sb.desired().join(file).display())),
+            "{stdout}"
+        );
+    }
+    // What the importer wrote is the golden output, with the fixture's real path (files
+    // with paths relative to the output directory differ: it is elsewhere here).
+    for file in [
+        "db.toml",
+        "cache.toml",
+        "00-images.toml",
+        "00-networks.toml",
+        "00-volumes.toml",
+        "00-secrets.toml",
+    ] {
+        let got = std::fs::read_to_string(sb.desired().join(file)).expect("written");
+        let want = std::fs::read_to_string(quadlet_fixture("full").join("expected").join(file))
+            .expect("expected")
+            .replace("$FIXTURE", &units.display().to_string());
+        assert_eq!(got, want, "{file}");
+    }
+    let web = std::fs::read_to_string(sb.desired().join("web.toml")).expect("web.toml");
+    assert!(web.contains("env_file = \"../units/web.env\""), "{web}");
+    assert!(web.contains("\"../units/static:/app/static:ro\""), "{web}");
+    // From the drop-in web.container.d/10-limits.conf.
+    assert!(web.contains("memory = \"512MiB\"\n"), "{web}");
+    // No secret value was copied into the desired directory.
+    for entry in std::fs::read_dir(sb.desired()).expect("desired") {
+        let body = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
+        assert!(!body.contains("not-a-real-password") && !body.contains("not-a-real-token"));
+    }
+
+    assert_valid(
+        &sb,
+        "valid (8 files: 1 images, 4 containers, 2 volumes, 2 networks)",
+    );
+    let plan = plan(&sb);
+    assert_lines(
+        &plan,
+        &[
+            "+ pull     image docker.io/library/postgres:16-alpine",
+            "+ pull     image docker.io/library/redis:7-alpine",
+            "+ pull     image ghcr.io/example/shop-web:3.1.0",
+            "+ create   volume cache-data",
+            "+ create   volume shop-db-data",
+            "+ ensure   network front",
+            "+ ensure   network shop-back",
+            "+ run      container cache",
+            "+ run      container db",
+            "container/migrate: waiting for db to be healthy",
+            "container/web: waiting for migrate to complete",
+        ],
+    );
+
+    // A second import refuses to overwrite, unless forced.
+    let (_, again) = import_quadlet(&sb, "full", &secrets, &[]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again.stderr).contains("exists: pass --force to overwrite it"),
+        "{}",
+        text(&again.stderr)
+    );
+    let (_, forced) = import_quadlet(&sb, "full", &secrets, &["--force"]);
+    assert_eq!(forced.status.code(), Some(0), "{}", text(&forced.stderr));
+}
+
+/// Secrets live in podman's store: until their files are where `[secret.NAME]` says, the
+/// import says what to provide and exits 1; `berth validate` refuses the missing file too.
+#[test]
+fn quadlet_secrets_not_yet_provided_are_reported_until_they_are() {
+    let sb = Sandbox::new();
+    let secrets = sb.dir.path().join("provided");
+    let (_, out) = import_quadlet(&sb, "full", &secrets, &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    let path = secrets.join("db_password");
+    assert!(
+        stdout.contains(&format!(
+            "secret db_password:\n  (whole entry) (db.container:11:1): not carried over: its value is in podman's secret store, which the importer does not read: write it to {} (owned by root, mode 0600)",
+            path.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("import incomplete: 4 of 4 containers, 2 not carried over"),
+        "{stdout}"
+    );
+    let dir = sb.desired();
+    let invalid = sb.berth(&["validate", dir.to_str().expect("utf-8")]);
+    assert!(!invalid.status.success(), "{}", text(&invalid.stdout));
+
+    std::fs::create_dir_all(&secrets).expect("mkdir");
+    for name in ["db_password", "api_token"] {
+        let p = secrets.join(name);
+        std::fs::write(&p, "provided").expect("write");
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
+    }
+    let (_, again) = import_quadlet(&sb, "full", &secrets, &["--force"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+    assert_valid(&sb, "4 containers");
+}
+
+#[test]
+fn quadlet_keys_without_berth_equivalent_are_reported_and_exit_1() {
+    let sb = Sandbox::new();
+    let secrets = sb.dir.path().join("secrets");
+    let (_, out) = import_quadlet(&sb, "unsupported", &secrets, &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.ends_with(&expected_quadlet_report("unsupported")),
+        "{stdout}"
+    );
+    assert!(stdout.contains(
+        "worker.container:\n  Unit.After (worker.container:3:1): not carried over: `worker-helper.service` is not among the imported containers"
+    ));
+    // The template is not imported; what could be translated was, and is valid.
+    assert!(!sb.desired().join("job.toml").exists());
+    assert!(sb.desired().join("worker.toml").exists());
+    assert_valid(&sb, "2 containers");
+}
+
+#[test]
+fn a_malformed_quadlet_unit_is_located_and_writes_nothing() {
+    let sb = Sandbox::new();
+    let units = sb.dir.path().join("units");
+    std::fs::create_dir_all(&units).expect("mkdir");
+    std::fs::write(
+        units.join("a.container"),
+        "[Container]\nImage=docker.io/library/busybox:1\n",
+    )
+    .expect("write");
+    std::fs::write(
+        units.join("b.container"),
+        "[Container]\n\nImage docker.io/library/busybox:1\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(BERTH)
+        .env_clear()
+        .args(["import", "quadlet"])
+        .arg(&units)
+        .arg("-o")
+        .arg(sb.desired())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}:3:1: `Image docker.io/library/busybox:1` is not a `Key=value` line",
+            units.join("b.container").display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(sb.desired())
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0
+    );
 }
