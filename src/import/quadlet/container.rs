@@ -794,18 +794,6 @@ fn secrets(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
                 ),
             }
         }
-        if env {
-            tx.drop(
-                u,
-                "Secret",
-                at,
-                format!(
-                    "`{source}` as an environment variable \
-                     (type=env): berth gives secrets as files only; read /run/secrets/{source}"
-                ),
-            );
-            continue;
-        }
         let Some(name) = berth_name(&source) else {
             tx.drop(
                 u,
@@ -818,6 +806,23 @@ fn secrets(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
         tx.secrets
             .entry(source.clone())
             .or_insert_with(|| (name.clone(), u.file_of(at), at));
+        if env {
+            // podman's type=env: `target` names the variable (default: the secret's name).
+            if !table.is_empty() {
+                tx.drop(
+                    u,
+                    "Secret",
+                    at,
+                    "uid, gid and mode apply to a secret file, not to an environment variable",
+                );
+            }
+            let var = target.unwrap_or_else(|| source.clone());
+            out.push(Value::Inline(vec![
+                ("name".into(), Value::Str(name)),
+                ("env".into(), Value::Str(var)),
+            ]));
+            continue;
+        }
         let target = match target {
             Some(p) if p.starts_with('/') => p,
             Some(p) => format!("/run/secrets/{p}"),

@@ -8,15 +8,15 @@ const S: &str = "Container";
 
 /// berth does not join another container's namespaces from an import: a sidecar left in a
 /// replaced container's dead namespace would be worse than a reported gap.
-const NAMESPACE_SHARING: &str = "sharing another container's network namespace is not \
-     translated: put both on a common network and use the other's name instead of \
-     localhost";
+const NAMESPACE_PATH: &str = "a network namespace given by path is not berth's: join \
+     another container's with Network=NAME.container, or put both on a common network";
 
 /// `Network=`, `IP=`, `NetworkAlias=` and `ContainerName=` together: berth's `network` or
 /// `networks` with addresses and aliases.
 pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed, name: &str, t: &mut Table) {
     let mut attachments: Vec<(String, Option<String>, Vec<String>)> = Vec::new();
-    let mut mode: Option<&'static str> = None;
+    // berth's `network` and the `Network=` value it comes from.
+    let mut mode: Option<(String, String)> = None;
     let mut notes = Vec::new();
     let list = tx.each(u, S, "Network");
     let first_at = list.first().map(|(_, at)| *at);
@@ -24,7 +24,7 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed, name: &str, t: &mut Table) 
         let (net, opts) = n.split_once(':').unwrap_or((n.as_str(), ""));
         match net {
             "host" | "none" => {
-                mode = Some(if net == "host" { "host" } else { "none" });
+                mode = Some((net.to_string(), n.clone()));
                 continue;
             }
             "podman" | "bridge" | "default" | "pasta" | "slirp4netns" | "private" => {
@@ -34,8 +34,29 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed, name: &str, t: &mut Table) 
                 attachments.push(("default".into(), None, Vec::new()));
                 continue;
             }
-            _ if net == "container" || net.ends_with(".container") || net == "ns" => {
-                tx.drop(u, "Network", *at, NAMESPACE_SHARING);
+            // Another unit's container: `web.container`, or its podman name.
+            _ if net == "container" || net.ends_with(".container") => {
+                let owner = if net == "container" {
+                    tx.containers
+                        .values()
+                        .find(|i| i.shown == opts)
+                        .map(|i| i.name.clone())
+                } else {
+                    tx.containers.get(net).map(|i| i.name.clone())
+                };
+                match owner {
+                    Some(owner) => mode = Some((format!("container:{owner}"), n.clone())),
+                    None => tx.drop(
+                        u,
+                        "Network",
+                        *at,
+                        format!("`{n}` is not a container of the imported units: import the unit that defines it"),
+                    ),
+                }
+                continue;
+            }
+            "ns" => {
+                tx.drop(u, "Network", *at, NAMESPACE_PATH);
                 continue;
             }
             _ => {}
@@ -67,16 +88,20 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed, name: &str, t: &mut Table) 
         }
         attachments.push((berth, ip, aliases));
     }
-    if let Some(m) = mode {
+    if let Some((m, written)) = mode {
         if !attachments.is_empty() {
             tx.drop(
                 u,
                 "Network",
                 first_at.unwrap_or_default(),
-                format!("`{m}` together with networks: berth takes one or the other"),
+                format!("`{written}` together with networks: berth takes one or the other"),
             );
         }
-        t.set_noted("network", Value::str(m), from(&format!("Network={m}")));
+        t.set_noted(
+            "network",
+            Value::str(m),
+            from(&format!("Network={written}")),
+        );
         for k in ["IP", "NetworkAlias"] {
             if let Some(e) = u
                 .unit
@@ -87,7 +112,7 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed, name: &str, t: &mut Table) 
                     u,
                     k,
                     e,
-                    format!("no network to apply it to with Network={m}"),
+                    format!("no network to apply it to with Network={written}"),
                 );
             }
         }

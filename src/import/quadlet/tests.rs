@@ -525,11 +525,15 @@ fn secrets_are_files_the_user_provides() {
     let c = &files["c.toml"]["container"]["c"]["secrets"][0];
     assert_eq!(c["target"].as_str(), Some("/run/secrets/pw"));
     assert_eq!(c["mode"].as_str(), Some("0440"));
-    // Not provided yet: reported, with where it goes; type=env reported.
+    // type=env becomes an env-passed secret named after the secret.
+    let env = &files["c.toml"]["container"]["c"]["secrets"][1];
+    assert_eq!(env["name"].as_str(), Some("tok"));
+    assert_eq!(env["env"].as_str(), Some("tok"));
+    // Not provided yet: reported, with where they go.
     assert_eq!(d.len(), 2, "{d:?}");
-    assert_eq!(d[0].key, "Secret");
-    assert_eq!(d[1].scope, "secret db_pw");
-    assert!(d[1].reason.contains(path.to_str().unwrap()));
+    assert_eq!(d[0].scope, "secret db_pw");
+    assert!(d[0].reason.contains(path.to_str().unwrap()));
+    assert_eq!(d[1].scope, "secret tok");
     // Once the file is there, nothing is missing.
     let dir2 = tempfile::tempdir().unwrap();
     let units = dir2.path().join("u");
