@@ -159,6 +159,17 @@ fn fingerprint_comment(input: &RulesInput) -> String {
 
 /// Apply `ruleset(input)`.
 pub(crate) fn apply(input: &RulesInput) -> Result<(), RulesError> {
+    // Where each published port goes from now on, timestamped: what a lost request is
+    // matched against.
+    tracing::debug!(
+        table = %input.table,
+        forwards = ?input
+            .forwards
+            .iter()
+            .map(|f| format!("{}/{}->{}:{}", f.host_port, f.protocol, f.to, f.to_port))
+            .collect::<Vec<_>>(),
+        "applying the table"
+    );
     helper::apply_ruleset(&ruleset(input)).map_err(|source| RulesError::Apply {
         table: input.table.clone(),
         source: Box::new(source),

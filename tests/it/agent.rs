@@ -36,7 +36,10 @@ impl Agent {
             .arg("agent")
             .arg(dir)
             .args(["--resync", "1s"])
-            .env("BERTH_LOG", "info,libcgroups=error")
+            .env(
+                "BERTH_LOG",
+                "info,libcgroups=error,berth::network::rules=debug",
+            )
             .env("BERTH_DEFAULT_SUBNET", &sb.default_subnet)
             .envs(env.iter().copied())
             .stdout(Stdio::null())

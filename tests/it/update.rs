@@ -89,12 +89,50 @@ fn settled(sb: &Sandbox, web: &Web, version: &str, timeout: Duration) {
     sole_running(sb, "web", timeout);
 }
 
-fn assert_no_failures(report: &Report, what: &str) {
+fn assert_no_failures(sb: &Sandbox, report: &Report, what: &str) {
     assert!(
         report.failures().is_empty(),
-        "{what}: requests failed\n{}",
-        report.summary()
+        "{what}: requests failed\n{}\nwhat the agents did meanwhile:\n{}",
+        report.summary(),
+        agent_steps(sb)
     );
+}
+
+/// The sandbox's agent logs, the lines a lost request is matched against: steps, stops,
+/// exits, health verdicts and the tables applied (with where each port went).
+fn agent_steps(sb: &Sandbox) -> String {
+    let mut logs: Vec<std::path::PathBuf> = std::fs::read_dir(sb.dir.path())
+        .map(|dir| {
+            dir.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("agent-") && n.ends_with(".log"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    logs.sort();
+    let mut out = String::new();
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        out += &format!("{}:\n", log.display());
+        for line in text.lines().map(without_colours).filter(|l| {
+            [
+                "step=",
+                "killing",
+                "container exited",
+                "healthy",
+                "applying the table",
+            ]
+            .iter()
+            .any(|k| l.contains(k))
+        }) {
+            out += &format!("  {line}\n");
+        }
+    }
+    out
 }
 
 /// Switch times the agent logged ("ports switched" … switch_ms=N).
@@ -147,7 +185,7 @@ fn start_first_updates_lose_no_request() {
     }
     let report = load.stop();
     let elapsed = started.elapsed();
-    assert_no_failures(&report, "start-first");
+    assert_no_failures(&sb, &report, "start-first");
     report
         .check_order(&versions)
         .unwrap_or_else(|e| panic!("{e}\n{}", report.summary()));
@@ -253,7 +291,7 @@ fn a_new_container_never_healthy_is_rolled_back_and_not_retried_at_once() {
         vec![serving.clone()],
         "retried within its backoff"
     );
-    assert_no_failures(&report, "failed update");
+    assert_no_failures(&sb, &report, "failed update");
     assert_eq!(
         report.count_of("v1"),
         report.total(),
@@ -468,7 +506,7 @@ fn crash_during_update(failpoint: &str) {
     }
     settled(&sb, &web, end, Duration::from_secs(10));
     let report = load.stop();
-    assert_no_failures(&report, failpoint);
+    assert_no_failures(&sb, &report, failpoint);
     assert_eq!(running(&sb, "web").len(), 1);
     // The port goes to the one left, and nothing of the other remains plugged in.
     let links = crate::support::net::links_of(&sb.runtime.layout().scope);
@@ -515,7 +553,7 @@ fn an_agent_killed_while_the_old_container_drains_finishes_the_update() {
     let _agent = Agent::start(&sb, &sb.desired());
     settled(&sb, &web, "v2", Duration::from_secs(30));
     let report = load.stop();
-    assert_no_failures(&report, "agent killed during drain");
+    assert_no_failures(&sb, &report, "agent killed during drain");
     report
         .check_order(&["v1", "v2"])
         .unwrap_or_else(|e| panic!("{e}"));
@@ -598,7 +636,7 @@ fn a_new_published_port_waits_for_the_health_check_too() {
     }
     let report = load.stop();
     assert!(answered.is_empty(), "the new port answered {answered:?}");
-    assert_no_failures(&report, "a new port, never healthy");
+    assert_no_failures(&sb, &report, "a new port, never healthy");
     assert_eq!(
         report.count_of("v1"),
         report.total(),

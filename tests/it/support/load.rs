@@ -2,7 +2,9 @@
 //! new connection each time (no keep-alive, so every request goes through connection setup and
 //! whatever forwarding the kernel does for it), and record every answer or error with its
 //! times. The `Report` then says whether anything failed and whether versions only moved
-//! forward. All traffic stays on 127.0.0.1.
+//! forward. All traffic stays on 127.0.0.1. A refused connection also records what conntrack
+//! held for the port at that moment, and the report gives the wall-clock time of its first
+//! request, so that a failure can be matched against the agent's log.
 
 use std::collections::HashMap;
 use std::io::{self, Read as _, Write as _};
@@ -10,27 +12,33 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
 /// Between a worker's requests, so a 2-core machine still has room for the server under test.
 const PAUSE: Duration = Duration::from_millis(2);
+/// Refused connections whose conntrack entries a worker records (reading the table costs).
+const CONNTRACK_SNAPSHOTS: usize = 5;
+/// Entries kept per snapshot.
+const CONNTRACK_LINES: usize = 20;
 const REQUEST: &[u8] = b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
 
 /// One request: when it started (before connecting) and finished, and its trimmed body or
-/// what went wrong.
+/// what went wrong; for a refused connection, the port's conntrack entries right after.
 #[derive(Clone, Debug)]
 pub struct Sample {
     pub started: Instant,
     pub finished: Instant,
     pub result: Result<String, String>,
+    pub conntrack: Option<String>,
 }
 
 /// Worker threads hammering one address until stopped.
 pub struct Load {
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<Vec<Sample>>>,
+    clock: Clock,
 }
 
 impl Load {
@@ -41,13 +49,21 @@ impl Load {
                 let stop = stop.clone();
                 thread::spawn(move || {
                     let mut samples = Vec::new();
+                    let mut snapshots = 0;
                     while !stop.load(Ordering::Relaxed) {
                         let started = Instant::now();
                         let result = request(addr);
+                        let finished = Instant::now();
+                        let refused = result.as_ref().is_err_and(|e| e.contains("refused"));
+                        let conntrack = (refused && snapshots < CONNTRACK_SNAPSHOTS).then(|| {
+                            snapshots += 1;
+                            conntrack_of(addr.port())
+                        });
                         samples.push(Sample {
                             started,
-                            finished: Instant::now(),
+                            finished,
                             result,
+                            conntrack,
                         });
                         thread::sleep(PAUSE);
                     }
@@ -55,7 +71,11 @@ impl Load {
                 })
             })
             .collect();
-        Load { stop, workers }
+        Load {
+            stop,
+            workers,
+            clock: Clock::now(),
+        }
     }
 
     /// Stop the workers (each finishes its current request) and collect their samples.
@@ -65,7 +85,7 @@ impl Load {
             .into_iter()
             .flat_map(|w| w.join().expect("load worker"))
             .collect();
-        Report::new(samples)
+        Report::new(samples, self.clock)
     }
 }
 
@@ -119,6 +139,56 @@ fn request(addr: SocketAddr) -> Result<String, String> {
     Ok(body.trim().to_string())
 }
 
+/// The host's conntrack entries naming `port` (at most `CONNTRACK_LINES`), TIME_WAIT ones
+/// aside: after a refused connection, whether the port's connections were translated and
+/// to where.
+fn conntrack_of(port: u16) -> String {
+    let table = match std::fs::read_to_string("/proc/net/nf_conntrack") {
+        Ok(table) => table,
+        Err(e) => return format!("/proc/net/nf_conntrack: {e}"),
+    };
+    let port = format!("port={port} ");
+    let lines: Vec<&str> = table
+        .lines()
+        .filter(|l| l.contains(&port) && !l.contains("TIME_WAIT"))
+        .collect();
+    let mut out = lines
+        .iter()
+        .take(CONNTRACK_LINES)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    if lines.len() > CONNTRACK_LINES {
+        out += &format!("\n... and {} more", lines.len() - CONNTRACK_LINES);
+    }
+    out
+}
+
+/// An instant and the wall-clock time it was, to give instants as times of day.
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    instant: Instant,
+    wall: SystemTime,
+}
+
+impl Clock {
+    fn now() -> Clock {
+        Clock {
+            instant: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    /// `at` as UTC with milliseconds, e.g. `2026-12-07T19:53:01.123Z`.
+    fn wall_time(&self, at: Instant) -> String {
+        let wall = match at.checked_duration_since(self.instant) {
+            Some(after) => self.wall + after,
+            None => self.wall - self.instant.duration_since(at),
+        };
+        humantime::format_rfc3339_millis(wall).to_string()
+    }
+}
+
 /// `stage: error`, with socket timeouts (EAGAIN from a timed-out read) called what they are.
 fn failed(stage: &str, e: &io::Error) -> String {
     match e.kind() {
@@ -131,12 +201,13 @@ fn failed(stage: &str, e: &io::Error) -> String {
 #[derive(Debug)]
 pub struct Report {
     samples: Vec<Sample>,
+    clock: Clock,
 }
 
 impl Report {
-    fn new(mut samples: Vec<Sample>) -> Report {
+    fn new(mut samples: Vec<Sample>, clock: Clock) -> Report {
         samples.sort_by_key(|s| s.started);
-        Report { samples }
+        Report { samples, clock }
     }
 
     pub fn samples(&self) -> &[Sample] {
@@ -204,10 +275,18 @@ impl Report {
         Ok(())
     }
 
-    /// Totals, the first failures, and answers per body in order of first appearance.
+    /// Totals, the first failures (with the conntrack entries of a refused one), and answers
+    /// per body in order of first appearance; spans count from the first request, whose
+    /// wall-clock time is given.
     pub fn summary(&self) -> String {
         let failures = self.failures();
         let mut out = format!("{} requests, {} failed", self.total(), failures.len());
+        if let Some(first) = self.samples.first() {
+            out += &format!(
+                " (first request at {})",
+                self.clock.wall_time(first.started)
+            );
+        }
         let mut counts: HashMap<&str, usize> = HashMap::new();
         let mut bodies = Vec::new();
         for body in self.samples.iter().filter_map(|s| s.result.as_deref().ok()) {
@@ -223,6 +302,12 @@ impl Report {
         for s in failures.iter().take(5) {
             if let Err(e) = &s.result {
                 out += &format!("\n  failed {}: {e}", self.span(s));
+            }
+            if let Some(conntrack) = &s.conntrack {
+                out += "\n    conntrack entries of the port right after:";
+                for line in conntrack.lines() {
+                    out += &format!("\n      {line}");
+                }
             }
         }
         if failures.len() > 5 {
@@ -343,7 +428,8 @@ fn load_sees_a_version_switch_without_failures_and_in_order() {
 
 /// Hand-built samples: (start ms, finish ms, body or error).
 fn report_of(samples: &[(u64, u64, Result<&str, &str>)]) -> Report {
-    let base = Instant::now();
+    let clock = Clock::now();
+    let base = clock.instant;
     Report::new(
         samples
             .iter()
@@ -351,8 +437,10 @@ fn report_of(samples: &[(u64, u64, Result<&str, &str>)]) -> Report {
                 started: base + Duration::from_millis(started),
                 finished: base + Duration::from_millis(finished),
                 result: result.map(str::to_string).map_err(str::to_string),
+                conntrack: None,
             })
             .collect(),
+        clock,
     )
 }
 
@@ -472,4 +560,38 @@ fn load_records_connections_closed_without_an_answer() {
         "{summary}"
     );
     report.check_order(&["v1"]).expect("one version");
+}
+
+#[test]
+fn a_refused_connection_keeps_the_ports_conntrack_entries_and_the_report_its_time() {
+    // Nothing listens there: every connection is refused.
+    let port = crate::support::net::free_port();
+    let load = Load::start(SocketAddr::from(([127, 0, 0, 1], port)), 1);
+    thread::sleep(Duration::from_millis(100));
+    let report = load.stop();
+    let failures = report.failures();
+    let summary = report.summary();
+    assert!(failures.len() > CONNTRACK_SNAPSHOTS, "{summary}");
+    assert!(
+        failures
+            .iter()
+            .all(|f| f.result.as_ref().is_err_and(|e| e.contains("refused"))),
+        "{summary}"
+    );
+    // Only the first few refusals read the table.
+    assert_eq!(
+        failures.iter().filter(|f| f.conntrack.is_some()).count(),
+        CONNTRACK_SNAPSHOTS,
+        "{summary}"
+    );
+    assert!(
+        summary.contains("conntrack entries of the port right after:"),
+        "{summary}"
+    );
+    let (_, rest) = summary
+        .split_once("(first request at ")
+        .expect("the first request's time");
+    let at = humantime::parse_rfc3339(rest.split(')').next().expect("time")).expect("rfc 3339");
+    let ago = SystemTime::now().duration_since(at).expect("in the past");
+    assert!(ago < Duration::from_secs(10), "{ago:?}: {summary}");
 }
