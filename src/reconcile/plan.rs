@@ -1102,8 +1102,15 @@ impl<'a> Planner<'a> {
             None => lost_started.map(|s| self.inputs.now_ms.saturating_sub(s)),
         };
         let stable = ran_ms.is_some_and(|ran| ran >= crate::units::millis(c.backoff.reset_after.0));
+        // Killed by the kernel with the pid namespace it shares, whose owner starts again in
+        // this pass: not its own failure, so no backoff; it starts right after the owner.
+        let with_owner = exit
+            .is_some_and(|e| e.signal == Some(crate::spec::signal::Signal::KILL.0))
+            && c.pid.as_ref().is_some_and(|o| self.starts.contains_key(o));
         let streak = if stable {
             0
+        } else if with_owner {
+            cur.restarts.streak
         } else {
             cur.restarts.streak.saturating_add(1)
         };
@@ -1123,7 +1130,9 @@ impl<'a> Planner<'a> {
                 restart_policy_name(c.restart)
             ),
         };
-        if let Some(from) = exit.map(|e| e.finished_at_ms).or(lost_started) {
+        if let Some(from) = exit.map(|e| e.finished_at_ms).or(lost_started)
+            && !with_owner
+        {
             let until = from.saturating_add(backoff_delay_ms(&c.backoff, streak));
             if until > self.inputs.now_ms {
                 self.plan.waits.push(Wait {
@@ -1246,11 +1255,23 @@ impl<'a> Planner<'a> {
         make: impl FnOnce(&mut Self, Vec<usize>) -> Option<usize>,
     ) {
         let mut after = Vec::new();
+        // Namespaces are joined from the owner's container that runs when the step does:
+        // after the owner's start in this pass, whatever the condition (a `healthy` one is
+        // otherwise met by the container the start replaces).
+        for (_, owner) in c.joins() {
+            if let Some(&i) = self.starts.get(owner)
+                && !after.contains(&i)
+            {
+                after.push(i);
+            }
+        }
         for (dep, condition) in &c.depends_on {
             if let Some(&i) = self.starts.get(dep)
                 && *condition == Condition::Started
             {
-                after.push(i);
+                if !after.contains(&i) {
+                    after.push(i);
+                }
                 continue;
             }
             match self.unmet(dep, *condition) {

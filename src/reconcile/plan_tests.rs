@@ -3668,3 +3668,46 @@ fn a_stale_sharer_that_never_restarts_is_left_as_it_is_and_unhealthy_goes_first(
         .plan();
     golden(&plan, "stop-unhealthy container/side id=side-00000002");
 }
+
+#[test]
+fn a_sharer_waiting_for_a_healthy_owner_still_runs_after_the_owners_replacement() {
+    let toml = POD
+        .replace(
+            "[container.web]\n    image = \"registry.example/app:1\"",
+            "[container.web]\n    image = \"registry.example/app:1\"\n    env = { V = \"2\" }\n    health = { exec = [\"true\"] }",
+        )
+        + "\n    depends_on = { web = \"healthy\" }\n";
+    let w = World::new(&toml).images_present();
+    let web_hash_old = "sha256:old";
+    // The old web still serves, healthy: what `healthy` alone would be satisfied with.
+    let mut old_web = container(
+        "web",
+        1,
+        web_hash_old,
+        "registry.example/app:1",
+        &digest('a'),
+        running(),
+    );
+    old_web.health = Some(Health::Healthy);
+    old_web.ports = SERVING;
+    let plan = w
+        .clone()
+        .with(old_web)
+        .add("side", 2, running(), |_| {})
+        .plan();
+    let text = render(&plan);
+    let replace = plan
+        .steps
+        .iter()
+        .position(|s| matches!(s.action, Action::Replace { .. }))
+        .unwrap_or_else(|| panic!("{text}"));
+    let rejoin = plan
+        .steps
+        .iter()
+        .position(|s| matches!(s.action, Action::Rejoin { .. }))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        plan.steps[rejoin].after.contains(&replace),
+        "the rejoin must wait for the owner's replacement:\n{text}"
+    );
+}

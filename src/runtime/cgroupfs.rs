@@ -156,6 +156,46 @@ pub(crate) fn children_of_scope(
 }
 
 /// Every process in the container's cgroup or below it, in any hierarchy, sorted.
+/// Kill every process in the cgroup `cgroup_path` (and below it) and wait, at most
+/// `timeout`, until none is left. Each process is opened as a pidfd first and its
+/// membership checked after, by reading the cgroup again: the signal cannot reach a process
+/// that reused the pid after leaving the cgroup. Reading `cgroup.procs` rather than
+/// `/proc/PID/cgroup` works from inside a cgroup namespace too.
+pub(crate) fn kill_all(
+    hierarchies: &[Hierarchy],
+    cgroup_path: &str,
+    timeout: std::time::Duration,
+) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let pids = processes(hierarchies, cgroup_path);
+        if pids.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "processes {pids:?} are still in its cgroup after {}s",
+                    timeout.as_secs()
+                ),
+            ));
+        }
+        let opened: Vec<(i32, std::os::fd::OwnedFd)> = pids
+            .iter()
+            .filter(|&&pid| pid > 0)
+            .filter_map(|&pid| Some((pid, crate::sys::ProcessId::of(pid).ok()?.open().ok()??)))
+            .collect();
+        let members = processes(hierarchies, cgroup_path);
+        for (pid, fd) in &opened {
+            if members.binary_search(pid).is_ok() {
+                let _ = crate::sys::send_signal(fd, crate::spec::signal::Signal::KILL.0);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 pub(crate) fn processes(hierarchies: &[Hierarchy], cgroup_path: &str) -> Vec<i32> {
     fn collect(dir: &Path, depth: u32, out: &mut std::collections::BTreeSet<i32>) {
         if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {

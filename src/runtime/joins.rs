@@ -36,7 +36,7 @@ pub enum JoinError {
         source: std::io::Error,
     },
     #[error(
-        "`{owner}` ({id}) started again while this container joined its {kind} namespace; it is started again"
+        "`{owner}` ({id}) started again while this container joined its {kind} namespace; the next pass starts it in the new one"
     )]
     OwnerChanged {
         kind: &'static str,
@@ -58,16 +58,19 @@ pub enum JoinError {
     Spec(String),
 }
 
-/// A namespace joined at this start, to be checked once the sharer's init exists.
+/// A namespace joined at this start, held open until the sharer's init is in it: a held
+/// namespace cannot be freed, so its inode cannot name another namespace meanwhile.
 #[derive(Debug)]
 pub(crate) struct Joined {
     kind: NamespaceKind,
     owner: String,
     owner_id: String,
-    inode: u64,
+    namespace: std::fs::File,
 }
 
-/// The newest running container named `name` under `layout` and its monitor record.
+/// The newest running container named `name` under `layout` and its monitor record. Made
+/// by the reconciler only: a container of the same name made by hand (`berth run`) is never
+/// joined, as the reconciler never counts it as the entry's.
 pub(crate) fn running_owner(
     layout: &Layout,
     name: &str,
@@ -94,7 +97,10 @@ pub(crate) fn running_owner(
         let Ok(Some(r)) = record::load::<ContainerRecord>(&paths.record()) else {
             continue;
         };
-        if r.name != name || matches!(record::load::<ExitRecord>(&paths.exit()), Ok(Some(_))) {
+        if r.name != name
+            || r.manual
+            || matches!(record::load::<ExitRecord>(&paths.exit()), Ok(Some(_)))
+        {
             continue;
         }
         let Ok(Some(monitor)) = record::load::<MonitorRecord>(&paths.monitor()) else {
@@ -119,20 +125,32 @@ pub(crate) fn namespace_inode(pid: i32, kind: NamespaceKind) -> std::io::Result<
 }
 
 /// Point the spec at the owners' current namespaces (and name files, and /dev/shm). Called
-/// by the monitor before the engine creates the container; `verify` after.
+/// by the monitor before the engine creates the container; `verify` after. The engine is
+/// given `/proc/MONITOR/fd/N` of a namespace the monitor holds, never `/proc/INIT/ns/KIND`,
+/// which a reused pid could make another process's between now and the engine's open.
 pub(crate) fn prepare(
     layout: &Layout,
     record: &ContainerRecord,
     spec: &mut Spec,
 ) -> Result<Vec<Joined>, JoinError> {
+    let me = std::process::id();
+    // Each owner looked up once: the namespaces of one start all come from one container.
+    let mut owners: BTreeMap<&str, (String, MonitorRecord)> = BTreeMap::new();
     let mut joined = Vec::new();
     for (kind, owner) in &record.joins {
         let kind = *kind;
-        let Some((owner_id, monitor)) = running_owner(layout, owner)? else {
-            return Err(JoinError::OwnerNotRunning {
-                kind: kind.key(),
-                owner: owner.clone(),
-            });
+        let (owner_id, monitor) = match owners.get(owner.as_str()) {
+            Some(found) => found.clone(),
+            None => {
+                let Some(found) = running_owner(layout, owner)? else {
+                    return Err(JoinError::OwnerNotRunning {
+                        kind: kind.key(),
+                        owner: owner.clone(),
+                    });
+                };
+                owners.insert(owner, found.clone());
+                found
+            }
         };
         let pid = monitor.init.pid;
         let ns_err = |source| JoinError::Namespace {
@@ -141,8 +159,9 @@ pub(crate) fn prepare(
             id: owner_id.clone(),
             source,
         };
-        let inode = namespace_inode(pid, kind).map_err(ns_err)?;
-        // Read through a pid that may have been reused: still the owner's init afterwards.
+        let namespace =
+            std::fs::File::open(format!("/proc/{pid}/ns/{}", kind.proc_name())).map_err(ns_err)?;
+        // Opened through a pid that may have been reused: still the owner's init afterwards.
         if !monitor.init.is_alive().map_err(ns_err)? {
             return Err(JoinError::OwnerChanged {
                 kind: kind.key(),
@@ -150,12 +169,20 @@ pub(crate) fn prepare(
                 id: owner_id,
             });
         }
-        set_namespace_path(spec, kind, &format!("/proc/{pid}/ns/{}", kind.proc_name()))?;
+        set_namespace_path(
+            spec,
+            kind,
+            Some(&format!(
+                "/proc/{me}/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&namespace)
+            )),
+        )?;
         match kind {
             NamespaceKind::Net => {
+                // Read-only whatever the sharer's `read_only`: the files are the owner's.
                 let etc = layout.container(&owner_id).etc();
                 for file in ["hosts", "resolv.conf"] {
-                    replace_source(spec, &format!("/etc/{file}"), &etc.join(file));
+                    bind_owners_file(spec, &format!("/etc/{file}"), &etc.join(file));
                 }
             }
             NamespaceKind::Ipc => share_shm(
@@ -171,22 +198,25 @@ pub(crate) fn prepare(
             kind,
             owner: owner.clone(),
             owner_id,
-            inode,
+            namespace,
         });
     }
     Ok(joined)
 }
 
-/// After the engine created the sharer's init `pid`: it is in the namespaces read before.
+/// After the engine created the sharer's init `pid`: it is in the namespaces held.
 pub(crate) fn verify(pid: i32, joined: &[Joined]) -> Result<(), JoinError> {
     for j in joined {
-        let inode = namespace_inode(pid, j.kind).map_err(|source| JoinError::Namespace {
+        let ns_err = |source| JoinError::Namespace {
             kind: j.kind.key(),
             owner: j.owner.clone(),
             id: j.owner_id.clone(),
             source,
-        })?;
-        if inode != j.inode {
+        };
+        let theirs = j.namespace.metadata().map_err(ns_err)?;
+        let mine =
+            std::fs::metadata(format!("/proc/{pid}/ns/{}", j.kind.proc_name())).map_err(ns_err)?;
+        if (mine.dev(), mine.ino()) != (theirs.dev(), theirs.ino()) {
             return Err(JoinError::OwnerChanged {
                 kind: j.kind.key(),
                 owner: j.owner.clone(),
@@ -197,7 +227,21 @@ pub(crate) fn verify(pid: i32, joined: &[Joined]) -> Result<(), JoinError> {
     Ok(())
 }
 
-fn set_namespace_path(spec: &mut Spec, kind: NamespaceKind, path: &str) -> Result<(), JoinError> {
+/// The spec as kept on disk once the container exists: no path into this monitor's
+/// descriptors, which mean nothing after it, to mislead a later reader (an older berth that
+/// does not know `joins` would start the container in namespaces of its own).
+pub(crate) fn forget_paths(spec: &mut Spec, joined: &[Joined]) -> Result<(), JoinError> {
+    for j in joined {
+        set_namespace_path(spec, j.kind, None)?;
+    }
+    Ok(())
+}
+
+fn set_namespace_path(
+    spec: &mut Spec,
+    kind: NamespaceKind,
+    path: Option<&str>,
+) -> Result<(), JoinError> {
     let typ = match kind {
         NamespaceKind::Net => LinuxNamespaceType::Network,
         NamespaceKind::Pid => LinuxNamespaceType::Pid,
@@ -209,10 +253,12 @@ fn set_namespace_path(spec: &mut Spec, kind: NamespaceKind, path: &str) -> Resul
         .ok_or_else(|| JoinError::Spec("the spec has no linux section".into()))?;
     let mut namespaces = linux.namespaces().clone().unwrap_or_default();
     namespaces.retain(|n| n.typ() != typ);
+    let mut namespace = oci_spec::runtime::LinuxNamespaceBuilder::default().typ(typ);
+    if let Some(path) = path {
+        namespace = namespace.path(PathBuf::from(path));
+    }
     namespaces.push(
-        oci_spec::runtime::LinuxNamespaceBuilder::default()
-            .typ(typ)
-            .path(PathBuf::from(path))
+        namespace
             .build()
             .map_err(|e| JoinError::Spec(e.to_string()))?,
     );
@@ -220,13 +266,19 @@ fn set_namespace_path(spec: &mut Spec, kind: NamespaceKind, path: &str) -> Resul
     Ok(())
 }
 
-fn replace_source(spec: &mut Spec, destination: &str, source: &Path) {
+fn bind_owners_file(spec: &mut Spec, destination: &str, source: &Path) {
     if let Some(mounts) = spec.mounts_mut() {
         for m in mounts
             .iter_mut()
             .filter(|m| m.destination() == Path::new(destination))
         {
             m.set_source(Some(source.to_path_buf()));
+            let mut options = m.options().clone().unwrap_or_default();
+            options.retain(|o| o != "rw");
+            if !options.iter().any(|o| o == "ro") {
+                options.push("ro".into());
+            }
+            m.set_options(Some(options));
         }
     }
 }
@@ -276,12 +328,15 @@ fn share_shm(
             | OpenTreeFlags::OPEN_TREE_CLOEXEC
             | OpenTreeFlags::AT_SYMLINK_NOFOLLOW,
     );
-    // Back before anything else, whatever open_tree said.
-    rustix::thread::move_into_link_name_space(
+    // Back before anything else, whatever open_tree said. A monitor that cannot come back
+    // must not go on: every path it writes would land in the owner's root.
+    if let Err(e) = rustix::thread::move_into_link_name_space(
         std::os::fd::AsFd::as_fd(&mine),
         Some(LinkNameSpaceType::Mount),
-    )
-    .map_err(|e| shm_err(format!("returning to the monitor's mount namespace: {e}")))?;
+    ) {
+        eprintln!("berth monitor: returning to its own mount namespace: {e}; aborting");
+        std::process::abort();
+    }
     let tree = tree.map_err(|e| shm_err(format!("cloning its /dev/shm: {e}")))?;
     let stat = rustix::fs::fstat(&tree).map_err(|e| shm_err(format!("stat: {e}")))?;
     if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Directory {

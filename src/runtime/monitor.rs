@@ -234,6 +234,22 @@ impl Monitor {
         if let Err(e) = super::joins::verify(pid, &joined) {
             return Err(fail(engine.as_ref(), e.to_string()));
         }
+        if !joined.is_empty() {
+            let mut kept = spec.clone();
+            let written = super::joins::forget_paths(&mut kept, &joined)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    serde_json::to_vec_pretty(&kept)
+                        .map_err(|e| format!("encoding {}: {e}", config.display()))
+                })
+                .and_then(|bytes| {
+                    crate::fsutil::write_replace(&config, &bytes).map_err(|e| e.to_string())
+                });
+            if let Err(e) = written {
+                return Err(fail(engine.as_ref(), e));
+            }
+        }
+        drop(joined);
         if let Err(e) = confine::seal(pid, &confine::targets(&spec)) {
             return Err(fail(engine.as_ref(), e.to_string()));
         }

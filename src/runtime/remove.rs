@@ -8,7 +8,7 @@ use crate::fsutil::{self, io_err};
 use crate::spec::signal::Signal;
 use crate::state::layout;
 use crate::state::record::{self, MonitorRecord};
-use crate::sys::{self, ProcessId};
+use crate::sys;
 
 impl Runtime {
     /// Remove a container and everything it wrote (its volumes stay). A running container
@@ -115,46 +115,17 @@ impl Runtime {
     }
 }
 
-/// Kill every process in the cgroup `cgroup` (and below it) and wait, at most
-/// `MONITOR_EXIT_TIMEOUT`, until none is left. Each process is opened as a pidfd first and
-/// its membership checked after, by reading the cgroup again: the signal cannot reach a
-/// process that reused the pid after leaving the cgroup. Reading `cgroup.procs` rather than
-/// `/proc/PID/cgroup` works from inside a cgroup namespace too.
+/// Kill every process in the cgroup `cgroup` (`cgroupfs::kill_all`).
 fn kill_cgroup(
     id: &str,
     hierarchies: &[cgroupfs::Hierarchy],
     cgroup: &str,
 ) -> Result<(), RuntimeError> {
-    let deadline = std::time::Instant::now() + MONITOR_EXIT_TIMEOUT;
-    loop {
-        let pids = cgroupfs::processes(hierarchies, cgroup);
-        if pids.is_empty() {
-            return Ok(());
+    cgroupfs::kill_all(hierarchies, cgroup, MONITOR_EXIT_TIMEOUT).map_err(|source| {
+        RuntimeError::Process {
+            op: "killing the processes of",
+            id: id.into(),
+            source,
         }
-        if std::time::Instant::now() > deadline {
-            return Err(RuntimeError::Process {
-                op: "killing the processes of",
-                id: id.into(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!(
-                        "processes {pids:?} are still in its cgroup after {}s",
-                        MONITOR_EXIT_TIMEOUT.as_secs()
-                    ),
-                ),
-            });
-        }
-        let opened: Vec<(i32, std::os::fd::OwnedFd)> = pids
-            .iter()
-            .filter(|&&pid| pid > 0)
-            .filter_map(|&pid| Some((pid, ProcessId::of(pid).ok()?.open().ok()??)))
-            .collect();
-        let members = cgroupfs::processes(hierarchies, cgroup);
-        for (pid, fd) in &opened {
-            if members.binary_search(pid).is_ok() {
-                let _ = sys::send_signal(fd, Signal::KILL.0);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    })
 }

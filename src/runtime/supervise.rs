@@ -288,6 +288,16 @@ impl Supervisor {
             error: None,
             stopped_because: None,
         };
+        // Its init is gone, but in a pid namespace shared with another container (`pid =
+        // "container:…"`) it was not that namespace's init, so nothing killed what it started:
+        // those are killed here, or they would outlive the container, reparented to the owner.
+        if let Err(e) = cgroupfs::kill_all(
+            &hierarchies,
+            &self.record.cgroup_path,
+            super::MONITOR_EXIT_TIMEOUT,
+        ) {
+            eprintln!("berth-monitor {}: {e}", self.id);
+        }
         if let Err(e) = self.clean_up(&hierarchies) {
             eprintln!("berth-monitor {}: cleaning up: {e}", self.id);
         }

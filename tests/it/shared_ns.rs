@@ -57,13 +57,16 @@ fn sh(sb: &Sandbox, name: &str, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The running container of `name`: (id, its init's pid).
+/// The running container of `name` made by the reconciler: (id, its init's pid).
 fn running(sb: &Sandbox, name: &str) -> (String, i32) {
     let records = sb.runtime.find(name).expect("find");
-    let found = records.iter().find_map(|r| match sb.state(&r.id) {
-        State::Running(m) => Some((r.id.clone(), m.init.pid)),
-        _ => None,
-    });
+    let found = records
+        .iter()
+        .filter(|r| !r.manual)
+        .find_map(|r| match sb.state(&r.id) {
+            State::Running(m) => Some((r.id.clone(), m.init.pid)),
+            _ => None,
+        });
     found.unwrap_or_else(|| panic!("no running container {name}"))
 }
 
@@ -138,6 +141,33 @@ fn a_sidecar_shares_its_owners_network_and_rejoins_it_when_the_owner_is_replaced
         sh(&sb, "side", "cat /etc/hosts /etc/resolv.conf"),
         sh(&sb, "web", "cat /etc/hosts /etc/resolv.conf")
     );
+    // They are the owner's: the sidecar cannot change them.
+    assert_eq!(
+        sh(
+            &sb,
+            "side",
+            "for f in /etc/hosts /etc/resolv.conf; do echo evil >> $f && echo written; done 2>&1 | grep -c Read-only"
+        ),
+        "2\n"
+    );
+    assert!(!sh(&sb, "web", "cat /etc/hosts").contains("evil"));
+    // A container of the owner's name made by hand is never the one joined.
+    let elsewhere = sb.dir.path().join("by-hand");
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    std::fs::write(
+        elsewhere.join("web.toml"),
+        format!("[container.web]\nimage = \"{image}\"\ncommand = [\"sleep\", \"3600\"]\nstop_timeout = \"1s\"\n"),
+    )
+    .expect("write");
+    let manual = sb.berth(&["run", "-d", elsewhere.to_str().expect("utf-8"), "web"]);
+    assert!(
+        manual.status.success(),
+        "{}",
+        String::from_utf8_lossy(&manual.stderr)
+    );
+    let (ok, out) = apply(&sb);
+    assert!(ok && out.contains("No changes"), "{out}");
+    assert_eq!(ns(running(&sb, "web").1, "net"), ns(side_pid, "net"));
 
     // The owner is replaced: the sidecar is restarted in place, in the new namespace, in
     // the same pass.
@@ -314,10 +344,6 @@ fn an_owner_cannot_turn_its_dev_shm_into_a_way_out_for_its_ipc_sharer() {
     assert_eq!(sh(&sb, "owner", "stat -f -c %T /dev/shm"), "tmpfs\n");
     assert_eq!(sh(&sb, "peer", "stat -f -c %T /dev/shm"), "tmpfs\n");
     assert_eq!(sh(&sb, "peer", "cat /dev/shm/mark"), "kept\n");
-    assert!(
-        !std::path::Path::new("/mark").exists(),
-        "nothing was written to the host's root"
-    );
 
     // Privileged, it can: the sharer's start is refused rather than binding the host's /.
     let (sb, image) = setup();
@@ -390,4 +416,60 @@ fn the_agent_rejoins_a_sidecar_whose_owner_it_restarted() {
     );
     assert_eq!(restarts.streak, 0, "a rejoin is not the sidecar's failure");
     assert_eq!(first_answer(port), "web\n");
+}
+
+#[test]
+fn what_a_pid_sharer_started_goes_with_it() {
+    for engine in ["embedded", "runc"] {
+        let (sb, image) = setup();
+        let runtime = if engine == "runc" {
+            "runtime = \"runc\"\n"
+        } else {
+            ""
+        };
+        sb.write(
+            "pod.toml",
+            &format!(
+                r#"[container.owner]
+image = "{image}"
+command = ["sleep", "3600"]
+stop_timeout = "1s"
+{runtime}
+[container.peer]
+image = "{image}"
+pid = "container:owner"
+command = ["sh", "-c", "sleep 999 & exec sleep 3601"]
+stop_timeout = "1s"
+{runtime}"#
+            ),
+        );
+        apply_ok(&sb);
+        let (peer, _) = running(&sb, "peer");
+        let ps = || sh(&sb, "owner", "ps -o args");
+        crate::agent::wait_for(Duration::from_secs(10), "the peer's child", || {
+            ps().contains("sleep 999").then_some(())
+        });
+        // Its init is not the namespace's: stopping it must not leave its child behind,
+        // reparented to the owner.
+        let stop = sb.berth(&["stop", &peer]);
+        assert!(
+            stop.status.success(),
+            "{engine}: {}",
+            String::from_utf8_lossy(&stop.stderr)
+        );
+        let left = ps();
+        assert!(
+            !left.contains("sleep 999"),
+            "{engine}: left behind:\n{left}"
+        );
+        assert!(!left.contains("sleep 3601"), "{engine}: {left}");
+        assert!(
+            sb.cgroup_dirs().iter().all(|d| !d.join(&peer).exists()),
+            "{engine}: the peer's cgroup is gone"
+        );
+        // And it starts again in place.
+        let (ok, out) = apply(&sb);
+        assert!(ok, "{engine}: {out}");
+        assert_eq!(running(&sb, "peer").0, peer, "{engine}");
+    }
 }

@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use crate::spec::diag::Code;
 use crate::spec::loader::{Entry, Kind};
-use crate::spec::model::{Container, NamespaceKind};
+use crate::spec::model::{Condition, Container, ContainerNetwork, NamespaceKind, UpdateStrategy};
 use crate::spec::name::Name;
 use crate::spec::raw::RawContainer;
 
@@ -28,15 +28,46 @@ impl Resolver {
                 };
                 let at = key_span(e, kind);
                 let key = kind.key();
-                let problem = if let Some((_, further)) = o.joins().first() {
+                let what = kind.key();
+                let problem = if let Some((their_kind, further)) = o.joins().first() {
                     Some((
                         format!(
-                            "container `{name}` joins the {} namespace of `{owner}`, which itself joins `{further}`'s",
-                            kind.key()
+                            "container `{name}` joins the {what} namespace of `{owner}`, which itself joins `{further}`'s {} namespace",
+                            their_kind.key()
+                        ),
+                        if *their_kind == kind {
+                            format!(
+                                "write `{key} = \"container:{further}\"` to join the owner directly (namespaces are shared with one owner, not along a chain)"
+                            )
+                        } else {
+                            format!(
+                                "a container whose namespaces are joined joins none itself: make `{further}` the owner of both, or give `{owner}` namespaces of its own"
+                            )
+                        },
+                    ))
+                } else if kind == NamespaceKind::Net && o.network == ContainerNetwork::Host {
+                    Some((
+                        format!(
+                            "container `{name}` joins the network namespace of `{owner}`, which is the host's"
+                        ),
+                        "write `network = \"host\"` if it is to share the host's network"
+                            .to_string(),
+                    ))
+                } else if o.update.strategy == UpdateStrategy::StartFirst {
+                    Some((
+                        format!(
+                            "container `{name}` joins the {what} namespace of `{owner}`, which is updated start-first"
                         ),
                         format!(
-                            "write `{key} = \"container:{further}\"` to join the owner directly (namespaces are shared with one owner, not along a chain)"
+                            "during a start-first update the old and the new `{owner}` run side by side and `{name}` could be in only one of them, so the switch would not be without a gap: use update = \"stop-first\" on `{owner}`, or give `{name}` namespaces of its own"
                         ),
+                    ))
+                } else if c.depends_on.get(owner) == Some(&Condition::Completed) {
+                    Some((
+                        format!(
+                            "container `{name}` waits for `{owner}` to complete, but joins its {what} namespace, which ends with it"
+                        ),
+                        format!("use `{owner}` = \"started\" or \"healthy\""),
                     ))
                 } else {
                     None
