@@ -29,14 +29,19 @@ pub(super) fn trial(root: &Path) -> Trial {
         .as_ref()
         .err()
         .map(|e| e.raw_os_error().unwrap_or(libc::EIO));
-    let kernel_dir = std::env::temp_dir();
+    // Any directory serves as the tmpfs's mount point in the child's namespace: the
+    // scratch one, or without it one every Linux system has.
+    let kernel_dir = if made.is_ok() {
+        scratch.clone()
+    } else {
+        PathBuf::from("/dev")
+    };
     let answer = crate::sys::answer_from_child(|| {
         if let Err(e) = crate::sys::private_mount_namespace() {
             let errno = e.raw_os_error().unwrap_or(libc::EIO);
             return format!("kernel=namespace:{errno} root=namespace:{errno}");
         }
-        // The state root's first: the tmpfs goes over the temporary directory, which may
-        // hold the state root.
+        // The state root's first: the tmpfs then covers the scratch directory.
         let root_answer = match root_errno {
             Some(errno) => format!("mkdir:{errno}"),
             None => mount_overlay_in(&scratch),
