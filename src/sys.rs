@@ -818,10 +818,12 @@ pub(crate) fn mount_setattr_available() -> io::Result<()> {
             0usize,
         )
     };
+    if rc == 0 {
+        return Ok(());
+    }
     let err = io::Error::last_os_error();
-    match (rc, err.raw_os_error()) {
-        (_, Some(libc::EINVAL | libc::EBADF)) => Ok(()),
-        (0, _) => Ok(()),
+    match err.raw_os_error() {
+        Some(libc::EINVAL | libc::EBADF) => Ok(()),
         _ => Err(err),
     }
 }

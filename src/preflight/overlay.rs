@@ -133,12 +133,15 @@ fn make_scratch(scratch: &Path) -> std::io::Result<()> {
     // A scratch directory a killed earlier run of this same pid left behind.
     let _ = std::fs::remove_dir_all(scratch);
     std::fs::DirBuilder::new().mode(0o700).create(scratch)?;
-    for dir in DIRS {
+    let inside = DIRS.iter().try_for_each(|dir| {
         std::fs::DirBuilder::new()
             .mode(0o700)
-            .create(scratch.join(dir))?;
+            .create(scratch.join(dir))
+    });
+    if inside.is_err() {
+        let _ = std::fs::remove_dir_all(scratch);
     }
-    Ok(())
+    inside
 }
 
 /// Whether reading `dir` gives entry types (d_type) rather than DT_UNKNOWN.
