@@ -83,9 +83,11 @@ pub fn cgroups(
                 missing.join(", "),
                 if missing.len() == 1 { " is" } else { "s are" }
             ),
-            "boot without cgroup_disable= and with a kernel built with them (CONFIG_MEMCG, \
-             CONFIG_CGROUP_PIDS, CONFIG_CGROUP_SCHED); inside a container, have its manager \
-             delegate them",
+            "a controller a v1 hierarchy holds is not available to v2: boot with \
+             systemd.unified_cgroup_hierarchy=1 (or mount the v1 hierarchies berth needs); \
+             otherwise boot without cgroup_disable= and with a kernel built with them \
+             (CONFIG_MEMCG, CONFIG_CGROUP_PIDS, CONFIG_CGROUP_SCHED); inside a container, \
+             have its manager delegate them",
         );
     }
     let enabled: Vec<&str> = unified_subtree

@@ -261,3 +261,47 @@ fn a_read_only_state_root_fails_and_says_so() {
     let (line, _) = line_of(&stdout, "overlayfs");
     assert!(line.starts_with("[ok]"), "{line}");
 }
+
+/// The v2 path on this v1 (hybrid) machine: in a mount namespace of its own, berth sees only
+/// a cgroup2 mount, whose controllers the v1 hierarchies still hold.
+#[test]
+fn a_unified_hierarchy_without_its_controllers_fails() {
+    let host_memory = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .expect("mountinfo")
+            .lines()
+            .any(|l| l.contains(" - cgroup cgroup ") && l.split(',').any(|o| o == "memory"))
+    };
+    assert!(
+        host_memory(),
+        "this test needs a v1 (hybrid) host, as CI here is"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = format!(
+        "umount -R /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec {} --root {} \
+         check --json",
+        env!("CARGO_BIN_EXE_berth"),
+        dir.path().display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare (util-linux)");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let cgroups = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "cgroups")
+        .expect("cgroups check")
+        .clone();
+    assert_eq!(cgroups["verdict"], "fail", "{cgroups}");
+    let found = cgroups["found"].as_str().expect("found");
+    assert!(found.starts_with("v2 (unified); the "), "{found}");
+    assert!(found.contains("memory"), "{found}");
+    let fix = cgroups["fix"].as_str().expect("fix");
+    assert!(fix.contains("systemd.unified_cgroup_hierarchy=1"), "{fix}");
+    // The host's hierarchies are untouched.
+    assert!(host_memory());
+}
