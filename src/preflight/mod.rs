@@ -3,11 +3,11 @@
 //! child's private mount namespace (gone with it), the one directory they need in the state
 //! root is removed again, and nothing else is written.
 //!
-//! The judging is pure ([`judge`]): the probes ([`kernel`], [`host`], [`overlay`]) only gather
+//! The judging is pure (`judge`): the probes (`kernel`, `host`, `overlay`) only gather
 //! text and numbers from /proc, syscalls and `nft`, and hand them over.
 
 mod host;
-pub mod judge;
+mod judge;
 mod kernel;
 mod overlay;
 
