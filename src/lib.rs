@@ -7,6 +7,7 @@ pub mod health;
 pub mod image;
 pub mod import;
 pub mod network;
+pub mod preflight;
 pub mod reconcile;
 pub mod runtime;
 pub(crate) mod sha256;

@@ -802,6 +802,67 @@ pub(crate) fn terminate_with_parent(command: &mut tokio::process::Command) {
     }
 }
 
+/// Whether the kernel has `mount_setattr(2)` (Linux 5.12): called with a size no kernel
+/// accepts, so it changes nothing and answers EINVAL where it exists (ENOSYS where not, EPERM
+/// under a filter that forbids it).
+pub(crate) fn mount_setattr_available() -> io::Result<()> {
+    // SAFETY: the descriptor is invalid and the attribute pointer NULL with size 0: the kernel
+    // rejects the size before it dereferences anything or looks at the descriptor.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            -1,
+            c"".as_ptr(),
+            0,
+            std::ptr::null::<MountAttr>(),
+            0usize,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EINVAL | libc::EBADF) => Ok(()),
+        _ => Err(err),
+    }
+}
+
+/// Run `work` in a forked copy of this process and return what it answered. The copy may
+/// change its own namespaces and mounts without the caller seeing any of it. Callers must be
+/// single-threaded (see [`fork_single_threaded`]).
+pub(crate) fn answer_from_child(work: impl FnOnce() -> String) -> io::Result<String> {
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    match fork_single_threaded()? {
+        Forked::Child => {
+            drop(read);
+            // A panic must not unwind through the caller's frames in this copy of it.
+            let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+                .unwrap_or_else(|_| "panic".to_string());
+            let _ = rustix::io::write(&write, answer.as_bytes());
+            // SAFETY: _exit ends this forked copy at once, without running destructors or
+            // atexit handlers that belong to the original process.
+            unsafe { libc::_exit(0) }
+        }
+        Forked::Parent { child } => {
+            drop(write);
+            let mut answer = Vec::new();
+            let mut buf = [0u8; 512];
+            let read_all = loop {
+                match rustix::io::read(&read, &mut buf) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => answer.extend_from_slice(&buf[..n]),
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => break Err(io::Error::from(e)),
+                }
+            };
+            wait_child(child)?;
+            read_all?;
+            Ok(String::from_utf8_lossy(&answer).into_owned())
+        }
+    }
+}
+
 /// SIGKILL to the process group `pgid` (gone already: nothing to do).
 pub(crate) fn kill_group(pgid: i32) {
     if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
@@ -857,6 +918,11 @@ mod tests {
             ..me
         };
         assert!(impostor.open().expect("pidfd").is_none());
+    }
+
+    #[test]
+    fn this_kernel_has_mount_setattr() {
+        mount_setattr_available().expect("mount_setattr (Linux 5.12)");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! `anyhow`; everything below returns typed errors.
 
 mod agent;
+mod check;
 mod exec;
 mod images;
 mod import;
@@ -102,6 +103,10 @@ pub enum Command {
     /// what could not be carried over.
     #[command(subcommand)]
     Import(import::ImportWhat),
+    /// Check this host for what berth needs (kernel features, cgroups, nftables, the state
+    /// root's filesystem), each problem with its fix: exit 0 if nothing fails, 1 if something
+    /// does. Changes nothing.
+    Check(check::Args),
     /// Supervise one container (started by berth itself; not for interactive use).
     #[command(hide = true)]
     Monitor {
@@ -131,6 +136,11 @@ pub fn main() -> ExitCode {
         // Before anything else: it forks, which needs a single thread.
         return ExitCode::from(u8::try_from(berth::network::dns::main(&cli.root)).unwrap_or(1));
     }
+    if let Command::Check(args) = &cli.command {
+        // Before anything else: its overlay trials fork, which needs a single thread; and it
+        // must answer whatever the state root holds.
+        return finish(check::run(&cli.root, args));
+    }
     keep_default_subnet(&cli.root);
     // Every command that loads the directory must agree on the default network's subnet
     // (it is part of container hashes): a bad value stops all of them, not just some.
@@ -158,8 +168,14 @@ pub fn main() -> ExitCode {
         Command::Stats(args) => stats::run(&cli.root, &args),
         Command::Volume(command) => volume::run(&cli.root, &command),
         Command::Import(what) => import::run(&what),
-        Command::Monitor { .. } | Command::DnsResolver => unreachable!("dispatched above"),
+        Command::Monitor { .. } | Command::DnsResolver | Command::Check(_) => {
+            unreachable!("dispatched above")
+        }
     };
+    finish(result)
+}
+
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {

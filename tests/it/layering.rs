@@ -26,7 +26,8 @@ fn layer(module: &str) -> Option<u8> {
         // import reads the spec's value types to write only what berth accepts.
         "state" | "import" => Some(2),
         m if DRIVERS.contains(&m) => Some(3),
-        "wiring" => Some(4),
+        // preflight probes what the drivers need of the host (cgroup hierarchies, tini).
+        "wiring" | "preflight" => Some(4),
         "reconcile" => Some(5),
         _ => None,
     }
