@@ -190,6 +190,13 @@ pub(crate) struct PipeRelay {
     stdin: Option<OwnedFd>,
     stdout: Option<OwnedFd>,
     stderr: Option<OwnedFd>,
+    /// The termination signals, blocked from before the process is made: one that arrives
+    /// while the engine is still setting it up waits here, and is passed on (or its group
+    /// killed) as soon as there is a process. Left to their default action, they ended
+    /// `berth exec` mid-setup and left the engine's half-made processes, and whatever they
+    /// went on to start, running in the container. The container's process does not
+    /// inherit the mask: the executor clears it before exec.
+    signals: nix::sys::signalfd::SignalFd,
 }
 
 /// The container's ends of the pipes, for the engine.
@@ -216,6 +223,7 @@ impl PipeRelay {
                 stdin,
                 stdout: Some(out_r),
                 stderr: Some(err_r),
+                signals: forwarded_signals()?,
             },
             ChildPipes {
                 stdin: child_stdin,
@@ -235,7 +243,7 @@ impl PipeRelay {
                 .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))?,
             rustix::process::PidfdFlags::empty(),
         )?;
-        let signals = forwarded_signals()?;
+        let signals = self.signals;
         let our_stdin = rustix::stdio::stdin();
         let (our_stdout, our_stderr) = (rustix::stdio::stdout(), rustix::stdio::stderr());
         let mut stdin_open = self.stdin.is_some();

@@ -1168,6 +1168,52 @@ fn exec_forwards_termination_signals_to_the_process() {
 }
 
 #[test]
+fn an_exec_signalled_while_it_is_set_up_leaves_nothing_running() {
+    // What a health check's timeout does to `berth exec --own-group`, at every moment of the
+    // setup: the signal waits until there is a process, then its group goes.
+    let (sb, image) = sandbox();
+    container(&sb, &image, "early", r#"command = ["sleep", "300"]"#);
+    sb.start("early");
+    for i in 0..24u64 {
+        let mut child = sb
+            .command(&[
+                "exec",
+                "--own-group",
+                "early",
+                "--",
+                "sh",
+                "-c",
+                "sleep 1000 & sleep 1000",
+            ])
+            .spawn()
+            .expect("exec");
+        std::thread::sleep(Duration::from_millis(2 + 3 * i));
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(child.id() as i32).expect("pid"),
+            rustix::process::Signal::TERM,
+        )
+        .expect("SIGTERM berth exec");
+        child.wait().expect("wait");
+    }
+    let out = sb.berth(&[
+        "exec",
+        "early",
+        "--",
+        "sh",
+        "-c",
+        "for p in /proc/[0-9]*; do read -r l < $p/stat 2>/dev/null && set -- $l && echo \"$1 $2 $3\"; done",
+    ]);
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    // The init and the shell looking; orphans the init does not reap stay as zombies.
+    let alive: Vec<&str> = listing
+        .lines()
+        .filter(|l| !l.ends_with(" Z"))
+        .filter(|l| !l.starts_with("1 ") && !l.contains("(sh)"))
+        .collect();
+    assert!(alive.is_empty(), "left running: {alive:?}\n{listing}");
+}
+
+#[test]
 fn ps_lists_running_and_with_all_the_ended_containers() {
     let (sb, image) = sandbox();
     container(&sb, &image, "listed", r#"command = ["sleep", "300"]"#);
