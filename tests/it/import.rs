@@ -435,16 +435,24 @@ fn quadlet_keys_without_berth_equivalent_are_reported_and_exit_1() {
         "{stdout}\n{}",
         text(&out.stderr)
     );
+    // The golden names the secrets directory as the lib tests give it.
+    let shown = stdout.replace(&sb.dir.path().display().to_string(), "$FIXTURE");
     assert!(
-        stdout.ends_with(&expected_quadlet_report("unsupported")),
+        shown.ends_with(&expected_quadlet_report("unsupported")),
         "{stdout}"
     );
     assert!(stdout.contains(
         "worker.container:\n  Unit.After (worker.container:3:1): not carried over: `worker-helper.service` is not among the imported containers"
     ));
-    // The template is not imported; what could be translated was, and is valid.
+    // The template is not imported; what could be translated was, and is valid once the
+    // secret it names (given as an environment variable) is provided.
     assert!(!sb.desired().join("job.toml").exists());
     assert!(sb.desired().join("worker.toml").exists());
+    std::fs::create_dir_all(&secrets).expect("mkdir");
+    let token = secrets.join("api_token");
+    std::fs::write(&token, "provided").expect("write");
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
     assert_valid(&sb, "2 containers");
 }
 
