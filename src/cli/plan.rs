@@ -73,6 +73,11 @@ pub fn plan(root: &Path, args: &PlanArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         eprint!("{}", render::problems_text(&report));
+        if report.load_error.is_some() {
+            // Nothing was read, so nothing can be said about changes: "No changes" on stdout
+            // would tell a script the machine matches a directory that is not there.
+            return Ok(ExitCode::from(1));
+        }
         let changes = match (&view.observed, &view.desired) {
             (Some(observed), Some(desired)) => field_changes(&machine, desired, &report, observed),
             _ => BTreeMap::new(),

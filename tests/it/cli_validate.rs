@@ -190,3 +190,25 @@ fn examples_conform_to_the_schema_and_bad_keys_do_not() {
         "unknown keys and missing `image` must fail the schema"
     );
 }
+
+#[test]
+fn plan_of_a_missing_directory_says_so_on_stderr_only() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let missing = root.path().join("no-such-dir");
+    let out = berth(&[
+        "--root",
+        root.path().join("state").to_str().expect("utf-8"),
+        "plan",
+        missing.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "stdout: {}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot read desired-state directory {}",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+}
