@@ -319,45 +319,14 @@ pub(crate) fn set_mount_attrs_in(
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    match fork_single_threaded()? {
-        Forked::Child => {
-            drop(read);
-            // A panic must not unwind through the monitor's frames in this copy of it.
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                change_in_child(&namespace, &root, changes)
-            }));
-            let answer = match outcome {
-                Ok(Ok(ids)) => {
-                    let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
-                    format!("ok {}", ids.join(" "))
-                }
-                Ok(Err(f)) => format!("err {} {} {}", f.index, f.step.code(), f.errno),
-                Err(_) => "panic".to_string(),
-            };
-            let _ = rustix::io::write(&write, answer.as_bytes());
-            // SAFETY: _exit ends this forked copy of the monitor at once, without running
-            // destructors or atexit handlers that belong to the original process.
-            unsafe { libc::_exit(0) }
+    let answer = answer_from_child(|| match change_in_child(&namespace, &root, changes) {
+        Ok(ids) => {
+            let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+            format!("ok {}", ids.join(" "))
         }
-        Forked::Parent { child } => {
-            drop(write);
-            let mut answer = Vec::new();
-            let mut buf = [0u8; 512];
-            let read_all = loop {
-                match rustix::io::read(&read, &mut buf) {
-                    Ok(0) => break Ok(()),
-                    Ok(n) => answer.extend_from_slice(&buf[..n]),
-                    Err(rustix::io::Errno::INTR) => {}
-                    Err(e) => break Err(io::Error::from(e)),
-                }
-            };
-            // Reaped whatever the read gave.
-            wait_child(child)?;
-            read_all?;
-            parse_seal_answer(&String::from_utf8_lossy(&answer), changes.len())
-        }
-    }
+        Err(f) => format!("err {} {} {}", f.index, f.step.code(), f.errno),
+    })?;
+    parse_seal_answer(&answer, changes.len())
 }
 
 fn parse_seal_answer(answer: &str, changes: usize) -> io::Result<Result<Vec<u64>, SealFailure>> {

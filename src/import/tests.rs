@@ -520,26 +520,37 @@ fn golden() {
             .map(|(f, t)| (f.clone(), t.replace(&fixture, "$FIXTURE")))
             .collect();
         got.insert("report.txt".into(), report(&import));
-        if bless {
-            let _ = std::fs::remove_dir_all(&expected);
-            std::fs::create_dir_all(&expected).unwrap();
-            for (f, t) in &got {
-                std::fs::write(expected.join(f), t).unwrap();
-            }
+        compare_or_bless(name, &expected, &got, bless);
+    }
+}
+
+/// The files an import wrote (`got`, by name) against the golden directory `expected`, or
+/// written there with `bless` (`BERTH_BLESS=1`).
+pub(super) fn compare_or_bless(
+    name: &str,
+    expected: &std::path::Path,
+    got: &BTreeMap<String, String>,
+    bless: bool,
+) {
+    if bless {
+        let _ = std::fs::remove_dir_all(expected);
+        std::fs::create_dir_all(expected).unwrap();
+        for (f, t) in got {
+            std::fs::write(expected.join(f), t).unwrap();
         }
-        let mut want = BTreeMap::new();
-        for entry in std::fs::read_dir(&expected).unwrap() {
-            let path = entry.unwrap().path();
-            let file = path.file_name().unwrap().to_string_lossy().into_owned();
-            want.insert(file, std::fs::read_to_string(&path).unwrap());
-        }
-        assert_eq!(
-            got.keys().collect::<Vec<_>>(),
-            want.keys().collect::<Vec<_>>(),
-            "{name}"
-        );
-        for (f, text) in &got {
-            assert_eq!(text, &want[f], "{name}/{f}");
-        }
+    }
+    let mut want = BTreeMap::new();
+    for entry in std::fs::read_dir(expected).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        want.insert(file, std::fs::read_to_string(&path).unwrap());
+    }
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{name}"
+    );
+    for (f, text) in got {
+        assert_eq!(text, &want[f], "{name}/{f}");
     }
 }

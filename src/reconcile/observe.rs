@@ -285,12 +285,28 @@ pub fn observe(
         }
     }
     cache.live.retain(|id, _| cache.records.contains_key(id));
-    // After every container is read: an owner may be listed after its sharer.
-    for c in &mut observed.containers {
-        if let (Phase::Running { .. }, Some(init)) = (&c.phase, c.init)
-            && !c.joins.is_empty()
-        {
-            c.stale_join = runtime.stale_join(&c.id, &c.joins, init);
+    // After every container is read: an owner may be listed after its sharer. The owner a
+    // monitor joins is the newest running container of its name made by the reconciler,
+    // which are exactly the ones listed here.
+    if observed.containers.iter().any(|c| !c.joins.is_empty()) {
+        let mut owners: BTreeMap<String, (u64, String, crate::sys::ProcessId)> = BTreeMap::new();
+        for c in &observed.containers {
+            if let (Phase::Running { started_at_ms }, Some(init)) = (&c.phase, c.init)
+                && owners
+                    .get(&c.name)
+                    .is_none_or(|(newest, _, _)| newest < started_at_ms)
+            {
+                owners.insert(c.name.clone(), (*started_at_ms, c.id.clone(), init));
+            }
+        }
+        for c in &mut observed.containers {
+            if let (Phase::Running { .. }, Some(init)) = (&c.phase, c.init)
+                && !c.joins.is_empty()
+            {
+                c.stale_join = crate::runtime::joins::stale_join(&c.joins, init, |owner| {
+                    owners.get(owner).map(|(_, id, init)| (id.clone(), *init))
+                });
+            }
         }
     }
     match images.list() {

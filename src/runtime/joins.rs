@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Mount, MountBuilder, Spec};
 
-use super::Runtime;
 use crate::spec::model::NamespaceKind;
 use crate::state::layout::Layout;
 use crate::state::record::{self, BootId, ContainerRecord, ExitRecord, MonitorRecord};
@@ -375,46 +374,38 @@ fn share_shm(
     Ok(())
 }
 
-impl Runtime {
-    /// Why a running sharer no longer shares its owners' current namespaces, if it does not:
-    /// an owner that started again since (a restart, a replacement) has new ones, and one
-    /// that stopped has none to share. `init`: the sharer's running init.
-    pub fn stale_join(
-        &self,
-        id: &str,
-        joins: &BTreeMap<NamespaceKind, String>,
-        init: ProcessId,
-    ) -> Option<String> {
-        for (kind, owner) in joins {
-            let kind = *kind;
-            let Ok(mine) = namespace_inode(init.pid, kind) else {
-                // Ended meanwhile: its exit tells.
-                return None;
-            };
-            let current = match running_owner(&self.layout, owner) {
-                Ok(found) => found,
-                Err(e) => {
-                    tracing::warn!("container {id}: {e}");
-                    return None;
-                }
-            };
-            let Some((owner_id, monitor)) = current else {
+/// Why a running sharer no longer shares its owners' current namespaces, if it does not: an
+/// owner that started again since (a restart, a replacement) has new ones, and one that
+/// stopped has none to share. `init`: the sharer's running init; `current_owner`: the
+/// container the monitor would join now for an owner's name (its id and init), taken by
+/// the caller from what it already read (`observe`), so this reads only namespace links.
+pub fn stale_join(
+    joins: &BTreeMap<NamespaceKind, String>,
+    init: ProcessId,
+    current_owner: impl Fn(&str) -> Option<(String, ProcessId)>,
+) -> Option<String> {
+    for (kind, owner) in joins {
+        let kind = *kind;
+        let Ok(mine) = namespace_inode(init.pid, kind) else {
+            // Ended meanwhile: its exit tells.
+            return None;
+        };
+        let Some((owner_id, owner_init)) = current_owner(owner) else {
+            return Some(format!(
+                "`{owner}`, whose {} namespace it shares, is not running",
+                kind.key()
+            ));
+        };
+        match namespace_inode(owner_init.pid, kind) {
+            Ok(theirs) if theirs == mine => {}
+            Ok(_) => {
                 return Some(format!(
-                    "`{owner}`, whose {} namespace it shares, is not running",
+                    "`{owner}` started again ({owner_id}), with a new {} namespace",
                     kind.key()
                 ));
-            };
-            match namespace_inode(monitor.init.pid, kind) {
-                Ok(theirs) if theirs == mine => {}
-                Ok(_) => {
-                    return Some(format!(
-                        "`{owner}` started again ({owner_id}), with a new {} namespace",
-                        kind.key()
-                    ));
-                }
-                Err(_) => return None,
             }
+            Err(_) => return None,
         }
-        None
     }
+    None
 }

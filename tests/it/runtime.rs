@@ -1195,21 +1195,7 @@ fn an_exec_signalled_while_it_is_set_up_leaves_nothing_running() {
         .expect("SIGTERM berth exec");
         child.wait().expect("wait");
     }
-    let out = sb.berth(&[
-        "exec",
-        "early",
-        "--",
-        "sh",
-        "-c",
-        "for p in /proc/[0-9]*; do read -r l < $p/stat 2>/dev/null && set -- $l && echo \"$1 $2 $3\"; done",
-    ]);
-    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
-    // The init and the shell looking; orphans the init does not reap stay as zombies.
-    let alive: Vec<&str> = listing
-        .lines()
-        .filter(|l| !l.ends_with(" Z"))
-        .filter(|l| !l.starts_with("1 ") && !l.contains("(sh)"))
-        .collect();
+    let (alive, listing) = sb.left_running("early");
     assert!(alive.is_empty(), "left running: {alive:?}\n{listing}");
 }
 

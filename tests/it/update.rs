@@ -587,20 +587,7 @@ health = {{ exec = ["sh", "-c", "sleep 1000 & trap '' TERM; sleep 1000"], interv
     assert!(verdict.contains("did not finish within 200ms"), "{verdict}");
     // Every process in the container but its init (and the shell looking) has ended; orphans
     // the init does not reap stay as zombies, as with any exec.
-    let out = sb.berth(&[
-        "exec",
-        "c",
-        "--",
-        "sh",
-        "-c",
-        "for p in /proc/[0-9]*; do read -r l < $p/stat 2>/dev/null && set -- $l && echo \"$1 $2 $3\"; done",
-    ]);
-    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
-    let alive: Vec<&str> = listing
-        .lines()
-        .filter(|l| !l.ends_with(" Z"))
-        .filter(|l| !l.starts_with("1 ") && !l.contains("(sh)"))
-        .collect();
+    let (alive, listing) = sb.left_running("c");
     assert!(alive.is_empty(), "left running: {alive:?}\n{listing}");
 }
 

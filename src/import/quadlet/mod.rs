@@ -95,6 +95,20 @@ pub(crate) struct Info {
 }
 
 impl Parsed {
+    /// The keys of `section` with where each is, owned: the translations borrow the unit
+    /// again (and the `Tx`) while they walk them.
+    pub(crate) fn owned_keys(&self, section: &str) -> Vec<(String, At)> {
+        self.unit
+            .section(section)
+            .map(|s| {
+                s.keys()
+                    .into_iter()
+                    .map(|(k, at)| (k.to_string(), at))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The file (as shown) an entry is in: the unit or one of its drop-ins.
     pub(crate) fn file_of(&self, at: At) -> String {
         self.sources

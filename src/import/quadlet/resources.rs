@@ -103,16 +103,7 @@ fn header(tx: &mut Tx<'_>, u: &Parsed, kind: &str, name: &str, key: &str) -> Tab
 pub(crate) fn network(tx: &mut Tx<'_>, u: &Parsed) -> Option<Table> {
     let name = tx.networks.get(&u.file_name)?.clone();
     let mut t = header(tx, u, "network", &name, "NetworkName");
-    let keys: Vec<(String, At)> = u
-        .unit
-        .section("Network")
-        .map(|s| {
-            s.keys()
-                .into_iter()
-                .map(|(k, at)| (k.to_string(), at))
-                .collect()
-        })
-        .unwrap_or_default();
+    let keys = u.owned_keys("Network");
     for (k, at) in &keys {
         let (k, at) = (k.as_str(), *at);
         match k {
@@ -217,16 +208,7 @@ pub(crate) fn network(tx: &mut Tx<'_>, u: &Parsed) -> Option<Table> {
 pub(crate) fn volume(tx: &mut Tx<'_>, u: &Parsed) -> Option<Table> {
     let info = tx.volumes.get(&u.file_name)?.clone();
     let mut t = header(tx, u, "volume", &info.name, "VolumeName");
-    let keys: Vec<(String, At)> = u
-        .unit
-        .section("Volume")
-        .map(|s| {
-            s.keys()
-                .into_iter()
-                .map(|(k, at)| (k.to_string(), at))
-                .collect()
-        })
-        .unwrap_or_default();
+    let keys = u.owned_keys("Volume");
     for (k, at) in &keys {
         let (k, at) = (k.as_str(), *at);
         match k {

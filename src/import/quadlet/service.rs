@@ -34,16 +34,7 @@ pub(crate) fn translate(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
 
 fn service(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
     let job = tx.containers.get(&u.file_name).is_some_and(|c| c.job);
-    let keys: Vec<(String, super::At)> = u
-        .unit
-        .section("Service")
-        .map(|s| {
-            s.keys()
-                .into_iter()
-                .map(|(k, at)| (k.to_string(), at))
-                .collect()
-        })
-        .unwrap_or_default();
+    let keys = u.owned_keys("Service");
     let mut restart_set = false;
     for (k, at) in &keys {
         let (k, at) = (k.as_str(), *at);
@@ -171,16 +162,7 @@ fn service(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
 }
 
 fn unit(tx: &mut Tx<'_>, u: &Parsed, t: &mut Table) {
-    let keys: Vec<(String, super::At)> = u
-        .unit
-        .section("Unit")
-        .map(|s| {
-            s.keys()
-                .into_iter()
-                .map(|(k, at)| (k.to_string(), at))
-                .collect()
-        })
-        .unwrap_or_default();
+    let keys = u.owned_keys("Unit");
     let mut deps: Vec<(String, Value)> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     for (k, at) in &keys {

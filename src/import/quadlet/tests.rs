@@ -42,27 +42,7 @@ fn golden() {
             "report.txt".into(),
             report_counting(&import, "containers").replace(&fixture, "$FIXTURE"),
         );
-        if bless {
-            let _ = std::fs::remove_dir_all(&expected);
-            std::fs::create_dir_all(&expected).unwrap();
-            for (f, t) in &got {
-                std::fs::write(expected.join(f), t).unwrap();
-            }
-        }
-        let mut want = BTreeMap::new();
-        for entry in std::fs::read_dir(&expected).unwrap() {
-            let path = entry.unwrap().path();
-            let file = path.file_name().unwrap().to_string_lossy().into_owned();
-            want.insert(file, std::fs::read_to_string(&path).unwrap());
-        }
-        assert_eq!(
-            got.keys().collect::<Vec<_>>(),
-            want.keys().collect::<Vec<_>>(),
-            "{name}"
-        );
-        for (f, text) in &got {
-            assert_eq!(text, &want[f], "{name}/{f}");
-        }
+        crate::import::tests::compare_or_bless(name, &expected, &got, bless);
     }
 }
 

@@ -142,6 +142,28 @@ impl Sandbox {
     }
 
     /// The cgroup directories of this sandbox's scope on every mounted hierarchy.
+    /// What runs in container `name` besides its init and the shell looking, as
+    /// "PID (COMM) STATE" lines; orphans the init does not reap stay as zombies and are left
+    /// out. Also the whole listing, for messages.
+    pub fn left_running(&self, name: &str) -> (Vec<String>, String) {
+        let out = self.berth(&[
+            "exec",
+            name,
+            "--",
+            "sh",
+            "-c",
+            "for p in /proc/[0-9]*; do read -r l < $p/stat 2>/dev/null && set -- $l && echo \"$1 $2 $3\"; done",
+        ]);
+        let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+        let alive = listing
+            .lines()
+            .filter(|l| !l.ends_with(" Z"))
+            .filter(|l| !l.starts_with("1 ") && !l.contains("(sh)"))
+            .map(str::to_string)
+            .collect();
+        (alive, listing)
+    }
+
     pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
         let scope = &self.runtime.layout().scope;
         let mut out = Vec::new();
