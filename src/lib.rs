@@ -1,5 +1,6 @@
 //! berth: a declarative container agent. See ARCHITECTURE.md for the map.
 
+pub mod api;
 pub mod digest;
 pub mod failpoint;
 pub(crate) mod fsutil;

@@ -4,12 +4,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::apply::{ApplyError, Machine};
 use super::lock::{LockError, ReconcileLock};
@@ -48,7 +50,30 @@ pub struct AgentOptions {
     pub allow_empty: bool,
     /// How often `pull = "always"` images are re-resolved besides on changes and SIGHUP.
     pub pull_interval: Duration,
-    pub auth_file: Option<PathBuf>,
+}
+
+/// What the layer above (the API) exchanges with a running agent: every pass report as it
+/// ends, and passes asked for (`berth apply` while the agent runs).
+pub struct AgentLink {
+    pub passes: broadcast::Sender<Arc<PassReport>>,
+    pub requests: mpsc::Receiver<PassRequest>,
+}
+
+/// A pass asked for from outside: run as soon as the pass in flight ends, with `targets`
+/// for that one pass only; the report is the answer.
+pub struct PassRequest {
+    pub targets: Option<std::collections::BTreeSet<String>>,
+    pub reply: oneshot::Sender<Arc<PassReport>>,
+}
+
+impl AgentLink {
+    /// A link and the two ends the API keeps: a sender of requests and a publisher of
+    /// reports to subscribe to.
+    pub fn new() -> (AgentLink, mpsc::Sender<PassRequest>) {
+        let (passes, _) = broadcast::channel(64);
+        let (tx, requests) = mpsc::channel(16);
+        (AgentLink { passes, requests }, tx)
+    }
 }
 
 /// Why a pass runs.
@@ -63,6 +88,8 @@ enum Trigger {
     Health,
     /// Right after a pass that changed something.
     Followup,
+    /// Asked for through the API (`berth apply` while the agent runs).
+    Request,
 }
 
 impl Trigger {
@@ -75,13 +102,20 @@ impl Trigger {
             Trigger::Signal => "signal",
             Trigger::Health => "health",
             Trigger::Followup => "followup",
+            Trigger::Request => "apply",
         }
     }
 }
 
-pub async fn run(root: &Path, options: AgentOptions) -> Result<(), AgentError> {
-    let _lock = ReconcileLock::acquire(root)?;
-    let machine = Machine::open(root, options.auth_file.as_deref())?;
+/// Runs the agent on `machine` (opened on `root`) while `_lock` is held: the caller takes the
+/// lock first, so nothing it serves beside the agent (the API) starts for a second agent.
+pub async fn run(
+    root: &Path,
+    _lock: ReconcileLock,
+    machine: Machine,
+    options: AgentOptions,
+    link: AgentLink,
+) -> Result<(), AgentError> {
     let mut reconciler = Reconciler::new(machine, &options.dir);
     reconciler.parallel = options.parallel;
     reconciler.write_timeout = options.write_timeout;
@@ -119,6 +153,11 @@ pub async fn run(root: &Path, options: AgentOptions) -> Result<(), AgentError> {
     let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("first pass")]);
     tracing::info!(dir = %options.dir.display(), root = %root.display(), "agent started");
 
+    let AgentLink {
+        passes,
+        mut requests,
+    } = link;
+    let mut asked: Option<PassRequest> = None;
     let mut pending = Some(Trigger::Start);
     let mut wake_at: Option<tokio::time::Instant> = None;
     let mut shutting_down = false;
@@ -131,6 +170,9 @@ pub async fn run(root: &Path, options: AgentOptions) -> Result<(), AgentError> {
                     watch.rewatch();
                 }
             }
+            if trigger == Trigger::Request {
+                reconciler.targets = asked.as_ref().and_then(|r| r.targets.clone());
+            }
             let report = {
                 let pass = reconciler.pass(trigger.as_str());
                 tokio::pin!(pass);
@@ -142,7 +184,13 @@ pub async fn run(root: &Path, options: AgentOptions) -> Result<(), AgentError> {
                     }
                 }
             };
+            reconciler.targets = None;
             log_pass(&report);
+            let report = Arc::new(report);
+            if let Some(request) = asked.take() {
+                let _ = request.reply.send(report.clone());
+            }
+            let _ = passes.send(report.clone());
             if let Err(e) = status::write(
                 root,
                 &status::StatusFile {
@@ -181,6 +229,10 @@ pub async fn run(root: &Path, options: AgentOptions) -> Result<(), AgentError> {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            Some(request) = requests.recv() => {
+                asked = Some(request);
+                pending = Some(Trigger::Request);
+            }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reconciling now");
                 pending = Some(Trigger::Signal);

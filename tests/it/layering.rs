@@ -4,7 +4,7 @@
 //! does not allow, and on two sibling files of one module that import each other.
 //!
 //! ```text
-//! cli (binary) → reconcile → wiring → drivers (health, image, network, runtime, volume)
+//! cli (binary) → api → reconcile → wiring → drivers (health, image, network, runtime, volume)
 //!                                   → state → spec → base (sha256, digest, fsutil, failpoint,
 //!                                                          sys, units)
 //! ```
@@ -29,6 +29,8 @@ fn layer(module: &str) -> Option<u8> {
         // preflight probes what the drivers need of the host (cgroup hierarchies, tini).
         "wiring" | "preflight" => Some(4),
         "reconcile" => Some(5),
+        // the agent's API serves what the reconciler and the drivers know.
+        "api" => Some(6),
         _ => None,
     }
 }
