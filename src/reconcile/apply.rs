@@ -61,7 +61,7 @@ pub enum ApplyError {
 }
 
 /// How a step ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "result", rename_all = "lowercase")]
 pub enum Outcome {
     Done {

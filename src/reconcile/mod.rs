@@ -36,7 +36,7 @@ use self::plan::{Action, Failure, FailureBook, Plan};
 use crate::spec::model::PullPolicy;
 
 /// What one pass found and did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PassReport {
     /// What started the pass ("start", "change", "exit", "timer", "signal", "apply").
     pub trigger: String,
@@ -68,7 +68,7 @@ pub struct PassReport {
     pub outcomes: Vec<Outcome>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct Phases {
     pub load_us: u64,
     pub observe_us: u64,
@@ -76,7 +76,7 @@ pub struct Phases {
     pub apply_us: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Refresh {
     pub image: String,
     #[serde(skip_serializing_if = "Option::is_none")]
