@@ -624,3 +624,87 @@ fn process_cpu_us() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
     (t.tv_sec as u64) * 1_000_000 + (t.tv_nsec as u64) / 1000
 }
+
+#[cfg(test)]
+mod report_tests {
+    use super::*;
+    use crate::spec::name::Name;
+
+    /// `berth apply` through an agent reads the agent's reports back: nothing may be lost
+    /// on the way.
+    #[test]
+    fn a_pass_report_reads_back_as_written() {
+        let name: Name = "web".parse().expect("name");
+        let report = PassReport {
+            trigger: "apply".into(),
+            started_at: "2026-12-07T10:00:00.000Z".into(),
+            duration_ms: 12,
+            cpu_us: 345,
+            phases: Phases {
+                load_us: 1,
+                observe_us: 2,
+                plan_us: 3,
+                apply_us: 4,
+            },
+            files: vec!["/etc/berth/desired/web.toml".into()],
+            load_error: None,
+            deferred: Some("a file is being written".into()),
+            problems: vec!["web.toml:1:1: error[x]: y".into()],
+            diagnostics: Vec::new(),
+            refreshed: vec![Refresh {
+                image: "busybox".into(),
+                digest: Some("sha256:ab".into()),
+                error: None,
+            }],
+            plan: Plan {
+                steps: vec![
+                    plan::Step {
+                        action: Action::Replace {
+                            name: name.clone(),
+                            old: vec!["web-1".into()],
+                        },
+                        after: vec![],
+                        reason: "its spec changed".into(),
+                        spec: Some("sha256:cd".into()),
+                    },
+                    plan::Step {
+                        action: Action::TakeOver {
+                            name,
+                            id: "web-2".into(),
+                            from: vec!["web-1".into()],
+                        },
+                        after: vec![0],
+                        reason: "healthy".into(),
+                        spec: None,
+                    },
+                ],
+                waits: vec![plan::Wait {
+                    key: "container/db".into(),
+                    reason: "backoff".into(),
+                    until_ms: Some(5),
+                }],
+                kept: vec![],
+                blocked: vec![plan::Kept {
+                    key: "container/job".into(),
+                    reason: "failed".into(),
+                }],
+                prune_blocked: Some("a problem".into()),
+                wake_at_ms: Some(5),
+                updating: vec!["web".into()],
+            },
+            outcomes: vec![
+                apply::Outcome::Done {
+                    detail: "web-2 running".into(),
+                },
+                apply::Outcome::Skipped {
+                    reason: "after a failure".into(),
+                },
+            ],
+        };
+        let json = serde_json::to_string(&report).expect("encode");
+        let back: PassReport = serde_json::from_str(&json).expect("decode");
+        assert_eq!(serde_json::to_string(&back).expect("encode"), json);
+        assert_eq!(back.plan, report.plan);
+        assert_eq!(back.outcomes, report.outcomes);
+    }
+}
