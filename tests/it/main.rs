@@ -7,6 +7,7 @@ mod cli_validate;
 mod confinement;
 mod desired_files;
 mod dns;
+mod firewall;
 mod image_pull;
 mod import;
 mod jobs;
