@@ -10,6 +10,7 @@ mod image_pull;
 mod import;
 mod jobs;
 mod layering;
+mod metrics;
 mod netmodes;
 mod network;
 mod quickstart;

@@ -26,6 +26,11 @@ impl Handler for BerthApi {
     ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send + 'static>> {
         let _context = self.context.clone();
         Box::pin(async move {
+            if request.uri().path() == "/metrics" {
+                let accept = request.headers().get(hyper::header::ACCEPT);
+                return super::metrics::render(&_context, accept.and_then(|v| v.to_str().ok()))
+                    .await;
+            }
             super::error(
                 StatusCode::NOT_FOUND,
                 &format!("no such endpoint: {}", request.uri().path()),
