@@ -233,6 +233,26 @@ fn metrics_over_tcp_and_the_api_socket() {
     );
     assert!(open.ends_with("# EOF\n"), "{open}");
 
+    // What the agent follows in the event log is counted: a pull recorded by whoever made
+    // it (here, by hand) adds its bytes.
+    let (_, before) = scrape_tcp(port, None);
+    let pulled = value(&before, "berth_image_pulled_bytes_total", &[]).unwrap_or(0.0);
+    berth::state::events::EventLog::new(&layout).append(
+        &berth::state::events::Event::now(
+            berth::state::events::Subject::Image,
+            berth::state::events::Action::Pull,
+            "registry.example/app:1",
+        )
+        .with("name", "registry.example/app:1")
+        .with("bytes", 1_048_576)
+        .with("duration_ms", 1500),
+    );
+    wait_for(Duration::from_secs(10), "the pull counted", || {
+        let (_, text) = scrape_tcp(port, None);
+        (value(&text, "berth_image_pulled_bytes_total", &[]) == Some(pulled + 1_048_576.0))
+            .then_some(())
+    });
+
     // The init killed: the agent restarts web in place, and the counter says so.
     let State::Running(monitor) = sb.state(&web.id) else {
         panic!("web is not running")

@@ -1,11 +1,13 @@
 //! Prometheus metrics: `/metrics` on `berth.sock`, and on a TCP address when configured.
 //!
-//! Three sources: every `PassReport` the agent publishes (`passes`), the events log it
-//! follows (`events`), and what is read at scrape time (`scrape`: containers, cgroups).
+//! Three sources: every `PassReport` the agent publishes (`passes`), the event log it
+//! follows from its start (`events`), and what is read at scrape time (`scrape`:
+//! containers, their restart records and health verdicts, their cgroups).
 //! The Prometheus text format 0.0.4 is served unless the scrape asks for OpenMetrics in its
 //! `Accept` header (as Prometheus itself does): `promtool check metrics` and older parsers
 //! read 0.0.4 only.
 
+mod events;
 mod families;
 mod listener;
 mod passes;
@@ -40,6 +42,7 @@ static AGENT: OnceLock<Arc<Metrics>> = OnceLock::new();
 pub struct Metrics {
     registry: Registry,
     passes: passes::PassMetrics,
+    events: events::EventMetrics,
     runtime: Runtime,
     cache: Mutex<scrape::ScrapeCache>,
 }
@@ -87,9 +90,11 @@ impl Metrics {
         let mut registry = Registry::default();
         families::register_build_info(&mut registry);
         let passes = passes::PassMetrics::register(&mut registry);
+        let events = events::EventMetrics::register(&mut registry);
         Metrics {
             registry,
             passes,
+            events,
             runtime,
             cache: Mutex::new(scrape::ScrapeCache::default()),
         }
@@ -100,6 +105,10 @@ impl Metrics {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         self.passes.record(report, now);
+    }
+
+    pub fn record_event(&self, event: &crate::state::events::Event) {
+        self.events.record(event);
     }
 
     /// The whole exposition: what was recorded, then a fresh reading of the containers.
@@ -176,6 +185,15 @@ pub fn start(
                 }
                 Err(RecvError::Closed) => break,
             }
+        }
+    }));
+    // Events from now on: counters start at zero with the agent, as a process's do.
+    let mut events =
+        crate::state::events::EventLog::new(context.machine.runtime.layout()).follow(None);
+    let recorder = metrics.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            recorder.record_event(&event);
         }
     }));
     if let Some(addr) = listen {
