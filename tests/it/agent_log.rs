@@ -133,7 +133,8 @@ fn journal_entry(mut data: &[u8]) -> BTreeMap<String, String> {
         } else {
             let name = String::from_utf8_lossy(line).into_owned();
             let rest = &data[end + 1..];
-            let len = u64::from_le_bytes(rest[..8].try_into().expect("length")) as usize;
+            let len = usize::try_from(u64::from_le_bytes(rest[..8].try_into().expect("length")))
+                .expect("a length that fits");
             let value = String::from_utf8_lossy(&rest[8..8 + len]).into_owned();
             assert_eq!(rest[8 + len], b'\n', "field {name} not ended by a newline");
             fields.insert(name, value);
@@ -208,10 +209,10 @@ fn under_systemd_the_agent_logs_to_journald_with_priorities_and_fields() {
         ("PRIORITY", "6"),
     ];
     while !(has(&entries, &pass) && has(&entries, &step)) && Instant::now() < deadline {
-        if let Ok(n) = socket.recv(&mut buf) {
-            if n > 0 {
-                entries.push(journal_entry(&buf[..n]));
-            }
+        if let Ok(n) = socket.recv(&mut buf)
+            && n > 0
+        {
+            entries.push(journal_entry(&buf[..n]));
         }
     }
     stop(child);
