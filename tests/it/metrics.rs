@@ -192,7 +192,7 @@ fn metrics_over_tcp_and_the_api_socket() {
         "{text}"
     );
     let web_labels = [("name", "web"), ("id", web.id.as_str()), ("image", &image)];
-    let memory = value(&text, "container_memory_usage_bytes", &web_labels);
+    let memory = value(&text, "container_memory_working_set_bytes", &web_labels);
     assert!(
         memory.is_some_and(|m| m > 0.0),
         "web's memory: {memory:?}\n{text}"

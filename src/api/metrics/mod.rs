@@ -137,11 +137,17 @@ impl Metrics {
     pub async fn respond(self: Arc<Self>, accept: Option<&str>) -> Response<Body> {
         let format = Format::from_accept(accept);
         let started = std::time::Instant::now();
-        match tokio::task::spawn_blocking(move || self.exposition(format)).await {
-            Ok(Ok(body)) => {
+        let scrape = move || {
+            let before = thread_cpu_us();
+            let body = self.exposition(format);
+            body.map(|body| (body, thread_cpu_us() - before))
+        };
+        match tokio::task::spawn_blocking(scrape).await {
+            Ok(Ok((body, cpu_us))) => {
                 tracing::debug!(
                     bytes = body.len(),
                     micros = started.elapsed().as_micros(),
+                    cpu_us,
                     "metrics scraped"
                 );
                 super::with_type(StatusCode::OK, format.content_type(), body)
@@ -153,6 +159,12 @@ impl Metrics {
             ),
         }
     }
+}
+
+/// CPU time of the calling thread: what a scrape costs, whatever else the machine runs.
+fn thread_cpu_us() -> i64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec * 1_000_000 + t.tv_nsec / 1_000
 }
 
 /// `/metrics` on `berth.sock`: the agent's metrics, negotiated on `accept`.

@@ -155,6 +155,7 @@ struct Families {
     restarts: Family<ContainerLabels, Counter>,
     start_time: Family<ContainerLabels, FloatGauge>,
     cpu: Family<ContainerLabels, FloatCounter>,
+    /// cAdvisor's working set: usage less the inactive file cache.
     memory: Family<ContainerLabels, Gauge>,
     memory_limit: Family<ContainerLabels, Gauge>,
     memory_peak: Family<ContainerLabels, Gauge>,
@@ -216,8 +217,8 @@ impl Families {
             self.cpu,
         );
         registry.register_with_unit(
-            "container_memory_usage",
-            "Memory in use, without the inactive file cache (as docker stats shows it)",
+            "container_memory_working_set",
+            "Memory in use without the inactive file cache (as docker stats shows it)",
             Unit::Bytes,
             self.memory,
         );
