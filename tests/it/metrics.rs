@@ -233,6 +233,9 @@ fn metrics_over_tcp_and_the_api_socket() {
     );
     assert!(open.ends_with("# EOF\n"), "{open}");
 
+    // Prometheus itself (which asks for OpenMetrics) scrapes and stores the same values.
+    prometheus_sees(&sb, port, web_labels[1].1);
+
     // What the agent follows in the event log is counted: a pull recorded by whoever made
     // it (here, by hand) adds its bytes.
     let (_, before) = scrape_tcp(port, None);
@@ -270,4 +273,68 @@ fn metrics_over_tcp_and_the_api_socket() {
         (value(&text, "berth_containers", &[("state", "running")]) == Some(2.0)).then_some(())
     });
     drop(agent);
+}
+
+/// A Prometheus server of the test's own (own config, port and storage) scraping the
+/// agent every second: the target is up and the stored values match.
+fn prometheus_sees(sb: &Sandbox, target_port: u16, web_id: &str) {
+    let dir = sb.dir.path().join("prometheus");
+    std::fs::create_dir_all(&dir).expect("prometheus dir");
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: berth\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+        ),
+    )
+    .expect("config");
+    let port = free_port();
+    let server = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus (Debian's prometheus package)");
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(server);
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let query = |q: &str| -> Option<f64> {
+        let answer: serde_json::Value = client
+            .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+            .query(&[("query", q)])
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        answer["data"]["result"][0]["value"][1]
+            .as_str()?
+            .parse()
+            .ok()
+    };
+    wait_for(
+        Duration::from_secs(30),
+        "Prometheus to scrape the agent",
+        || (query("up{job=\"berth\"}") == Some(1.0)).then_some(()),
+    );
+    wait_for(Duration::from_secs(10), "the stored values", || {
+        let running = query("berth_containers{state=\"running\"}");
+        let memory = query(&format!(
+            "container_memory_working_set_bytes{{name=\"web\",id=\"{web_id}\"}}"
+        ));
+        (running == Some(2.0) && memory.is_some_and(|m| m > 0.0)).then_some(())
+    });
 }
