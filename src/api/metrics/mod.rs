@@ -169,20 +169,22 @@ fn thread_cpu_us() -> i64 {
 
 /// `/metrics` on `berth.sock`: the agent's metrics, negotiated on `accept`.
 pub async fn render(context: &Context, accept: Option<&str>) -> Response<Body> {
-    let metrics = AGENT
-        .get_or_init(|| Arc::new(Metrics::new(context.machine.runtime.clone())))
-        .clone();
-    metrics.respond(accept).await
+    agent_metrics(context).respond(accept).await
 }
 
-/// Starts recording the agent's passes, and serves `/metrics` on `listen` when given.
+fn agent_metrics(context: &Context) -> Arc<Metrics> {
+    AGENT
+        .get_or_init(|| Arc::new(Metrics::new(context.machine.runtime.clone())))
+        .clone()
+}
+
+/// Starts recording the agent's passes and events, and serves `/metrics` on `listen` when
+/// given.
 pub fn start(
     context: Arc<Context>,
     listen: Option<std::net::SocketAddr>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, ApiError> {
-    let metrics = AGENT
-        .get_or_init(|| Arc::new(Metrics::new(context.machine.runtime.clone())))
-        .clone();
+    let metrics = agent_metrics(&context);
     let mut tasks = Vec::new();
     let mut reports = context.passes.subscribe();
     let recorder = metrics.clone();
