@@ -12,7 +12,7 @@
 //! An event is never worth failing an operation for: `append` reports problems in the log
 //! and returns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::layout::Layout;
+use super::record::{ContainerRecord, ExitRecord};
 
 /// Past this size the log is rotated.
 pub const MAX_LOG_BYTES: u64 = 8 << 20;
@@ -92,8 +93,6 @@ pub enum Action {
     Pull,
     PullFailed,
     Delete,
-    Connect,
-    Disconnect,
     /// A desired file has a problem (`message`, `line`, `column`, `code`).
     Problem,
     /// A reconcile pass ended (`trigger`, `steps`, `failed`, `duration_ms`, `outcome`).
@@ -121,15 +120,13 @@ impl Action {
             Action::Pull => "pull",
             Action::PullFailed => "pull_failed",
             Action::Delete => "delete",
-            Action::Connect => "connect",
-            Action::Disconnect => "disconnect",
             Action::Problem => "problem",
             Action::Pass => "pass",
         }
     }
 
     /// Every action, for `--filter event=` checks and help.
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 20] = [
         Action::Create,
         Action::Start,
         Action::Die,
@@ -148,8 +145,6 @@ impl Action {
         Action::Pull,
         Action::PullFailed,
         Action::Delete,
-        Action::Connect,
-        Action::Disconnect,
         Action::Problem,
         Action::Pass,
     ];
@@ -610,6 +605,118 @@ impl Watch {
         }
         Ok(())
     }
+}
+
+/// A point in time as `docker events --since` takes it: unix seconds (with an optional
+/// fraction, `1700000000.5`), RFC 3339 (`2026-12-07T10:00:00Z`), or a duration before
+/// `now_ns` (`10m`, `1h30m`). Unix nanoseconds.
+pub fn parse_time(text: &str, now_ns: u64) -> Result<u64, String> {
+    let text = text.trim();
+    if let Some((secs, frac)) = text.split_once('.').or(Some((text, "")))
+        && !secs.is_empty()
+        && secs.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
+        && frac.len() <= 9
+    {
+        let secs: u64 = secs.parse().map_err(|_| format!("{text:?}: too large"))?;
+        let nanos: u64 = if frac.is_empty() {
+            0
+        } else {
+            format!("{frac:0<9}").parse().unwrap_or(0)
+        };
+        return secs
+            .checked_mul(1_000_000_000)
+            .and_then(|n| n.checked_add(nanos))
+            .ok_or_else(|| format!("{text:?}: too large"));
+    }
+    if let Ok(at) = humantime::parse_rfc3339_weak(text) {
+        return at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .map_err(|_| format!("{text:?}: before 1970"));
+    }
+    if let Ok(ago) = humantime::parse_duration(text) {
+        let ago = u64::try_from(ago.as_nanos()).unwrap_or(u64::MAX);
+        return Ok(now_ns.saturating_sub(ago));
+    }
+    Err(format!(
+        "{text:?} is not a time: expected unix seconds (1700000000), RFC 3339 \
+         (2026-12-07T10:00:00Z) or a duration ago (10m)"
+    ))
+}
+
+/// An event about `record`'s container: its labels (its config.json annotations, berth's
+/// own left out) then berth's attributes, as Docker's events carry them.
+pub fn container_event(layout: &Layout, record: &ContainerRecord, action: Action) -> Event {
+    let mut event = Event::now(Subject::Container, action, &record.id);
+    for (key, value) in labels(layout, &record.id) {
+        event.attributes.insert(key, value);
+    }
+    let mut event = event
+        .with("name", &record.name)
+        .with("image", &record.image)
+        .with("spec_hash", &record.spec_hash);
+    if record.manual {
+        event = event.with("manual", "true");
+    }
+    event
+}
+
+/// The `die` event of an exit, and before it an `oom` event if the OOM killer struck.
+pub fn exit_events(layout: &Layout, record: &ContainerRecord, exit: &ExitRecord) -> Vec<Event> {
+    let mut events = Vec::new();
+    if exit.oom_killed {
+        events.push(container_event(layout, record, Action::Oom));
+    }
+    let mut die = container_event(layout, record, Action::Die)
+        .with("exit_code", exit_code(exit))
+        .with(
+            "duration_ms",
+            exit.finished_at_ms.saturating_sub(exit.started_at_ms),
+        );
+    if let Some(signal) = exit.signal {
+        die = die.with("signal", signal);
+    }
+    if exit.oom_killed {
+        die = die.with("oom", "true");
+    }
+    if let Some(error) = &exit.error {
+        die = die.with("error", error);
+    }
+    if let Some(why) = &exit.stopped_because {
+        die = die.with("stopped_because", why);
+    }
+    events.push(die);
+    events
+}
+
+/// Docker's exit code: the status, or 128 + the signal.
+fn exit_code(exit: &ExitRecord) -> i32 {
+    match (exit.code, exit.signal) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => -1,
+    }
+}
+
+/// The entry's labels: the spec's annotations that are not berth's own.
+fn labels(layout: &Layout, id: &str) -> HashMap<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Annotated {
+        #[serde(default)]
+        annotations: HashMap<String, String>,
+    }
+    let Ok(bytes) = std::fs::read(layout.container(id).config()) else {
+        return HashMap::new();
+    };
+    serde_json::from_slice::<Annotated>(&bytes)
+        .map(|spec| {
+            spec.annotations
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with("io.berth."))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

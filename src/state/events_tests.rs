@@ -191,3 +191,30 @@ async fn a_follower_without_since_sees_only_new_events() {
         .unwrap();
     assert_eq!(got.id, "after");
 }
+
+#[test]
+fn times_are_read_as_docker_reads_them() {
+    let now = 2_000_000_000_000_000_000;
+    assert_eq!(parse_time("1700000000", now), Ok(1_700_000_000_000_000_000));
+    assert_eq!(
+        parse_time("1700000000.5", now),
+        Ok(1_700_000_000_500_000_000)
+    );
+    assert_eq!(
+        parse_time("1700000000.000000001", now),
+        Ok(1_700_000_000_000_000_001)
+    );
+    assert_eq!(
+        parse_time("2023-11-14T22:13:20Z", now),
+        Ok(1_700_000_000_000_000_000)
+    );
+    assert_eq!(parse_time("10m", now), Ok(now - 600_000_000_000));
+    assert_eq!(parse_time("1h 30m", now), Ok(now - 5_400_000_000_000));
+    assert!(
+        parse_time("yesterday", now)
+            .unwrap_err()
+            .contains("RFC 3339")
+    );
+    assert!(parse_time("1.2.3", now).is_err());
+    assert!(parse_time("99999999999999999999", now).is_err());
+}

@@ -2,6 +2,7 @@
 
 mod agent;
 mod agent_log;
+mod api;
 mod cli_check;
 mod cli_validate;
 mod confinement;

@@ -207,6 +207,13 @@ fn metrics_over_tcp_and_the_api_socket() {
         "{text}"
     );
 
+    // The starts as the runtime recorded them in the event log.
+    wait_for(Duration::from_secs(10), "both starts timed", || {
+        let (_, text) = scrape_tcp(port, None);
+        let starts = value(&text, "berth_container_start_duration_seconds_count", &[]);
+        (starts >= Some(2.0)).then_some(())
+    });
+
     // The same on berth.sock.
     let layout = berth::state::layout::Layout::new(&sb.root());
     let (berth_socket, _) = berth::api::socket_paths(&layout);

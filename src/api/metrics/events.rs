@@ -48,7 +48,7 @@ impl EventMetrics {
         );
         registry.register(
             "berth_container_oom_kills",
-            "Processes of an entry's containers killed by the kernel's OOM killer",
+            "Container runs in which the kernel's OOM killer killed a process, by entry",
             metrics.oom_kills.clone(),
         );
         registry.register_with_unit(
@@ -236,7 +236,7 @@ berth_events_total{subject="container",action="switch"} 1
 berth_events_total{subject="container",action="die"} 1
 berth_events_total{subject="container",action="oom"} 1
 berth_events_total{subject="container",action="create"} 1
-# HELP berth_container_oom_kills_total Processes of an entry's containers killed by the kernel's OOM killer.
+# HELP berth_container_oom_kills_total Container runs in which the kernel's OOM killer killed a process, by entry.
 # TYPE berth_container_oom_kills_total counter
 berth_container_oom_kills_total{name="web"} 1
 # HELP berth_container_start_duration_seconds How long container starts took, until the init runs.

@@ -101,23 +101,13 @@ impl PassMetrics {
                 .inc();
         }
         if report.load_error.is_none() && report.deferred.is_none() {
-            let in_file = |problem: &String| {
-                report
-                    .files
-                    .iter()
-                    .any(|f| problem.starts_with(&format!("{}:", f.display())))
-            };
-            let with_problems = report
-                .files
+            let with_problems: std::collections::BTreeSet<&std::path::Path> = report
+                .diagnostics
                 .iter()
-                .filter(|f| {
-                    let prefix = format!("{}:", f.display());
-                    report.problems.iter().any(|p| p.starts_with(&prefix))
-                })
-                .count();
-            self.problems
-                .set(count(report.problems.iter().filter(|p| in_file(p)).count()));
-            self.files_with_problems.set(count(with_problems));
+                .map(|d| d.location.file.as_path())
+                .collect();
+            self.problems.set(count(report.diagnostics.len()));
+            self.files_with_problems.set(count(with_problems.len()));
             self.files.set(count(report.files.len()));
         }
         self.last_pass.set(ended_unix_s);
@@ -154,6 +144,7 @@ fn step_kind(action: &crate::reconcile::plan::Action) -> String {
 mod tests {
     use super::*;
     use crate::reconcile::plan::{Action, Plan, Step};
+    use crate::spec::diag::{Code, Diagnostic};
 
     fn report(trigger: &str, steps: Vec<(Action, Outcome)>) -> PassReport {
         let mut report = PassReport {
@@ -166,6 +157,7 @@ mod tests {
             load_error: None,
             deferred: None,
             problems: Vec::new(),
+            diagnostics: Vec::new(),
             refreshed: Vec::new(),
             plan: Plan::default(),
             outcomes: Vec::new(),
@@ -253,11 +245,16 @@ mod tests {
         );
         second.duration_ms = 1500;
         second.files = vec!["/d/a.toml".into(), "/d/b.toml".into()];
-        second.problems = vec![
-            "/d/b.toml:3:1: error[unknown-key]: unknown key `x`".into(),
-            "/d/b.toml:5:1: error[unknown-key]: unknown key `y`".into(),
-            "observing: a container record is damaged".into(),
-        ];
+        let unknown = |key: &str| {
+            Diagnostic::for_file(
+                Code::UnknownKey,
+                std::path::Path::new("/d/b.toml"),
+                format!("unknown key `{key}`"),
+            )
+        };
+        second.diagnostics = vec![unknown("x"), unknown("y")];
+        // Not about a desired file: not counted.
+        second.problems = vec!["observing: a container record is damaged".into()];
         metrics.record(&second, 1_800_000_002.0);
 
         let mut text = String::new();
