@@ -97,7 +97,8 @@ CONTAINERD_SOCK=$DOCKER_EXEC/containerd/containerd.sock
 CGROUP_PARENT=berth-bench-api-${WORK##*.}
 export DOCKER_HOST=unix://$DOCKER_SOCK DOCKER_CONFIG=$WORK/docker-config
 export PATH=$CONTAINERD_BIN:$DOCKERD_BIN:$DOCKER_BIN:$PATH
-docker() { "$DOCKER_BIN/docker" "$@"; }
+docker() { timeout 120 "$DOCKER_BIN/docker" "$@"; }
+berth() { timeout 120 "$BERTH" "$@"; }
 
 # Stop PID with SIGTERM, SIGKILL after SECS; true if it was running.
 stop_pid() { # PID SECS WHAT
@@ -278,7 +279,7 @@ mkdir -p "$DIR" "$EMPTY"
     printf '[container.bench-%d]\nimage = "busybox"\ncommand = ["sh", "-c", "%s"]\n\n' "$i" "$COMMAND"
   done
 } >"$DIR/bench.toml"
-"$BERTH" validate "$DIR" >/dev/null || fail "the desired directory does not validate"
+berth validate "$DIR" >/dev/null || fail "the desired directory does not validate"
 BERTH_LOG=warn setsid "$BERTH" --root "$ROOT" agent "$DIR" 2>>"$AGENT_LOG" &
 AGENT_PID=$!
 echo "$AGENT_PID" >"$WORK/agent.pid"
@@ -296,13 +297,13 @@ fi
 # Both sides: N running containers whose logs hold every line.
 berth_running() {
   kill -0 "$AGENT_PID" 2>/dev/null || fail "the agent exited"
-  [[ $("$BERTH" --root "$ROOT" ps --json 2>/dev/null | "$PYTHON" -c 'import json,sys; print(sum(1 for r in json.load(sys.stdin) if r["state"] == "running"))') == "$N" ]]
+  [[ $(berth --root "$ROOT" ps --json 2>/dev/null | "$PYTHON" -c 'import json,sys; print(sum(1 for r in json.load(sys.stdin) if r["state"] == "running"))') == "$N" ]]
 }
 docker_running() { [[ $(docker ps -q | wc -l) == "$N" ]]; }
 logs_complete() {
   local i
   for ((i = 1; i <= N; i++)); do
-    [[ $("$BERTH" --root "$ROOT" logs "bench-$i" 2>/dev/null | wc -l) == "$LOG_LINES" ]] || return 1
+    [[ $(berth --root "$ROOT" logs "bench-$i" 2>/dev/null | wc -l) == "$LOG_LINES" ]] || return 1
     [[ $(docker logs "bench-$i" 2>/dev/null | wc -l) == "$LOG_LINES" ]] || return 1
   done
 }
@@ -314,14 +315,16 @@ MONITORS=$(pgrep -f -- "berth-monitor $ROOT " | paste -sd, -)
 CONTAINERD_PID=$(pgrep -f -- "containerd --config $DOCKER_EXEC/" | head -1)
 [[ -n $CONTAINERD_PID ]] || fail "dockerd's containerd not found"
 SHIMS=$(pgrep -f -- "-address $CONTAINERD_SOCK" | paste -sd, -)
-berth_version=$("$BERTH" --version)
+berth_version=$(berth --version)
 dockerd_version=$(dockerd --version)
 containerd_version=$(containerd --version | awk '{print $3}')
 build="release build"
 [[ $BERTH == */debug/* ]] && build="DEBUG build: a trial, not a figure to record"
 
 echo "== measuring: $REQUESTS requests per call and daemon, interleaved (berth through $BERTH_API API)"
-"$PYTHON" scripts/bench_api.py run \
+# Each request times out after 30 s; the whole measurement after 5 ms per request and
+# daemon plus 10 minutes.
+timeout $((REQUESTS * 20 / 1000 + 600)) "$PYTHON" scripts/bench_api.py run \
   --target berth "$BERTH_API" "$BERTH_TARGET_SOCK" "$AGENT_PID" "$MONITORS" \
   --target dockerd docker "$DOCKER_SOCK" "$DOCKERD_PID,$CONTAINERD_PID" "$SHIMS" \
   --expect "$N" --tail "$TAIL" --requests "$REQUESTS" --warmup "$WARMUP" \
