@@ -86,34 +86,16 @@ impl Client {
         Ok(serde_json::from_slice(&bytes)?)
     }
 
-    /// An answer of JSON lines, each handed to `each` as it arrives until `each` says stop
-    /// (false) or the agent ends the answer.
-    pub async fn post_lines<T: serde::de::DeserializeOwned>(
+    /// A JSON request answered with JSON.
+    pub async fn post<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         body: &impl serde::Serialize,
-        mut each: impl FnMut(T) -> bool,
-    ) -> Result<(), ClientError> {
+    ) -> Result<T, ClientError> {
         let response = self
             .send(Method::POST, path, Some(serde_json::to_vec(body)?))
             .await?;
-        let mut body = response.into_body();
-        let mut pending: Vec<u8> = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let Ok(data) = frame?.into_data() else {
-                continue;
-            };
-            pending.extend_from_slice(&data);
-            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=end).collect();
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                if !each(serde_json::from_slice(&line)?) {
-                    return Ok(());
-                }
-            }
-        }
-        Ok(())
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok(serde_json::from_slice(&bytes)?)
     }
 }

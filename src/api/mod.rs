@@ -35,6 +35,11 @@ pub enum ApiError {
     },
     #[error("group {name:?} does not exist (--api-group)")]
     NoSuchGroup { name: String },
+    #[error("looking up group {name:?} (--api-group): {source}")]
+    GroupLookup {
+        name: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Metrics(#[from] metrics::MetricsError),
 }
@@ -108,6 +113,8 @@ pub struct Context {
     pub started: std::time::SystemTime,
     /// The agent lets an empty directory prune everything.
     pub allow_empty: bool,
+    /// The event log, followed once for every reader.
+    pub events: crate::state::events::EventHub,
 }
 
 /// How the agent serves its API.
@@ -141,21 +148,17 @@ pub fn start(
         path: layout.run_root.clone(),
         source: std::io::Error::other(e.to_string()),
     })?;
-    let run_root_mode = match options.access {
-        SocketAccess::RootOnly => 0o700,
-        SocketAccess::Group { .. } => 0o711,
-    };
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        &layout.run_root,
-        std::fs::Permissions::from_mode(run_root_mode),
-    )
-    .map_err(|source| ApiError::Socket {
-        path: layout.run_root.clone(),
-        source,
-    })?;
     let berth_listener = bind(&berth_path, options.access)?;
     let docker_listener = bind(&docker_path, options.access)?;
+    // Traversable by the group only now that both sockets are in place with their modes.
+    if let SocketAccess::Group { .. } = options.access {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&layout.run_root, std::fs::Permissions::from_mode(0o711))
+            .map_err(|source| ApiError::Socket {
+                path: layout.run_root.clone(),
+                source,
+            })?;
+    }
     let mut tasks = vec![
         tokio::spawn(serve(
             berth_listener,

@@ -3,7 +3,7 @@
 //! hijacked `exec` and `attach` streams).
 
 use std::future::Future;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -32,8 +32,12 @@ impl SocketAccess {
             Ok(Some(group)) => Ok(SocketAccess::Group {
                 gid: group.gid.as_raw(),
             }),
-            _ => Err(ApiError::NoSuchGroup {
+            Ok(None) => Err(ApiError::NoSuchGroup {
                 name: name.to_string(),
+            }),
+            Err(e) => Err(ApiError::GroupLookup {
+                name: name.to_string(),
+                source: e.into(),
             }),
         }
     }
@@ -47,9 +51,10 @@ pub trait Handler: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send + 'static>>;
 }
 
-/// Binds `path` with `access`. The socket is bound under a temporary name, given its owner
-/// and mode, then renamed into place, so it is never reachable with looser permissions. A
-/// socket left by an agent that died is replaced; one that answers is another agent's.
+/// Binds `path` with `access`. The socket is bound in a private (0700) staging directory,
+/// given its owner and mode there, then renamed into place, so it is never reachable with
+/// looser permissions than `access`, whatever the umask. A socket left by an agent that
+/// died is replaced; one that answers is another agent's.
 pub fn bind(path: &Path, access: SocketAccess) -> Result<UnixListener, ApiError> {
     let socket_error = |source| ApiError::Socket {
         path: path.to_path_buf(),
@@ -63,30 +68,34 @@ pub fn bind(path: &Path, access: SocketAccess) -> Result<UnixListener, ApiError>
         }
         std::fs::remove_file(path).map_err(socket_error)?;
     }
-    let staging = staging_path(path);
-    let _ = std::fs::remove_file(&staging);
-    let listener = UnixListener::bind(&staging).map_err(socket_error)?;
+    let staging = staging_dir(path);
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .map_err(socket_error)?;
+    let staged = staging.join("socket");
     let placed = (|| {
+        let listener = UnixListener::bind(&staged)?;
         let mode = match access {
             SocketAccess::RootOnly => 0o600,
             SocketAccess::Group { gid } => {
-                std::os::unix::fs::chown(&staging, Some(0), Some(gid))?;
+                std::os::unix::fs::chown(&staged, Some(0), Some(gid))?;
                 0o660
             }
         };
-        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(mode))?;
-        std::fs::rename(&staging, path)
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&staged, path)?;
+        Ok(listener)
     })();
-    if let Err(e) = placed {
-        let _ = std::fs::remove_file(&staging);
-        return Err(socket_error(e));
-    }
-    Ok(listener)
+    let _ = std::fs::remove_dir_all(&staging);
+    placed.map_err(socket_error)
 }
 
-fn staging_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".new");
+fn staging_dir(path: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(format!(".staging-{}", std::process::id()));
     path.with_file_name(name)
 }
 
@@ -108,7 +117,10 @@ pub async fn serve(listener: UnixListener, handler: Arc<dyn Handler>) {
                 let answer = handler.handle(request);
                 async move { Ok::<_, std::convert::Infallible>(answer.await) }
             });
+            // The timer makes hyper's header read timeout (30 s) apply: a client that
+            // connects and says nothing does not hold a task for ever.
             let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             if let Err(e) = connection.await {

@@ -70,6 +70,9 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         passes: link.passes.clone(),
         started: std::time::SystemTime::now(),
         allow_empty: args.allow_empty,
+        events: berth::state::events::EventHub::start(berth::state::events::EventLog::new(
+            machine.runtime.layout(),
+        )),
     });
     let options = ApiOptions {
         access,
@@ -80,7 +83,7 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
     let _served = api::start(context, &options).context("serving the API")?;
     let ran = runtime.block_on(agent::run(
         root,
-        lock,
+        &lock,
         machine,
         AgentOptions {
             dir,
@@ -97,6 +100,7 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
     let (berth_socket, docker_socket) = api::socket_paths(&layout);
     let _ = std::fs::remove_file(berth_socket);
     let _ = std::fs::remove_file(docker_socket);
+    drop(lock);
     ran?;
     Ok(ExitCode::SUCCESS)
 }

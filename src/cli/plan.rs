@@ -247,30 +247,45 @@ fn apply_through(agent: Client, dir: &Path, args: &ApplyArgs) -> anyhow::Result<
     let request = ApplyRequest {
         dir: dir.to_path_buf(),
         targets: args.targets.clone(),
-        follow: true,
-        // The agent stops streaming a little after the asker gives up.
-        timeout_ms: Some(berth::units::millis(args.timeout) + 5_000),
         allow_empty: args.allow_empty,
     };
+    let rt = super::async_runtime()?;
     let mut tally = Tally::new(args);
-    let mut outcome: anyhow::Result<Option<ExitCode>> = Ok(None);
-    let streamed = super::async_runtime()?.block_on(async {
-        let read = agent.post_lines("/v1/apply", &request, |report: PassReport| {
-            outcome = tally.add(&report);
-            matches!(outcome, Ok(None))
-        });
-        tokio::time::timeout(args.timeout + Duration::from_secs(1), read).await
-    });
-    if let Some(code) = outcome? {
-        return Ok(code);
-    }
-    match streamed {
-        Ok(Ok(())) => {
-            anyhow::bail!("the agent stopped before the apply was done; see `berth status`")
+    loop {
+        let report: PassReport = rt
+            .block_on(agent.post("/v1/apply", &request))
+            .map_err(|e| match e {
+                berth::api::client::ClientError::Decode(e) => anyhow::anyhow!(
+                    "the agent's report cannot be read ({e}): the running agent is not this berth's version; restart it (systemctl restart berth)"
+                ),
+                other => other.into(),
+            })?;
+        if let Some(code) = tally.add(&report)? {
+            return Ok(code);
         }
-        Ok(Err(e)) => Err(e.into()),
-        // No pass came to decide by the deadline: what the last one said stands.
-        Err(_) => Ok(tally.finish()),
+        // Health checks and exits wake the agent itself; asking again at the next wait's
+        // end (at most a second later) is enough to see where it stands.
+        std::thread::sleep(pause_after(&report, &tally));
+    }
+}
+
+/// How long `apply --wait` lets things settle before the next pass.
+fn pause_after(report: &PassReport, tally: &Tally) -> Duration {
+    let now = berth::state::record::now_ms();
+    let pause = report
+        .plan
+        .wake_at_ms
+        .map(|at| Duration::from_millis(at.saturating_sub(now) + 10))
+        .unwrap_or(Duration::from_millis(250))
+        .min(Duration::from_secs(1));
+    if report.updating() {
+        pause
+    } else {
+        pause.min(
+            tally
+                .deadline
+                .saturating_duration_since(std::time::Instant::now()),
+        )
     }
 }
 
@@ -320,6 +335,17 @@ impl<'a> Tally<'a> {
                 render::plan_text(&report.plan, &BTreeMap::new(), &report.outcomes)
             );
         }
+        let expired = std::time::Instant::now() >= self.deadline;
+        if let Some(why) = &report.deferred {
+            // The agent put the pass off (a desired file is being written): it says nothing
+            // yet about the machine.
+            if !args.json {
+                eprintln!("waiting: {why}");
+            }
+            if !expired {
+                return Ok(None);
+            }
+        }
         self.last = Some(report.clone());
         // A start-first update is seen through (its own timeouts bound it); otherwise one
         // pass, or passes until converged with --wait.
@@ -329,7 +355,7 @@ impl<'a> Tally<'a> {
                 || report.converged()
                 || report.stuck()
                 || report.load_error.is_some()
-                || std::time::Instant::now() >= self.deadline);
+                || expired);
         Ok(stop.then(|| self.finish()))
     }
 
@@ -339,6 +365,7 @@ impl<'a> Tally<'a> {
             return ExitCode::FAILURE;
         };
         let error = report.load_error.is_some()
+            || report.deferred.is_some()
             || !report.problems.is_empty()
             || self.failed > 0
             || !report.plan.blocked.is_empty();

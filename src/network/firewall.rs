@@ -43,21 +43,26 @@ impl RulesetWatch {
     pub async fn changed(&mut self) -> std::io::Result<()> {
         loop {
             let mut guard = self.fd.readable().await?;
-            let mut buf = [0u8; 8192];
-            let mut got = false;
-            loop {
-                match rustix::net::recv(self.fd.get_ref(), &mut buf, RecvFlags::DONTWAIT) {
-                    Ok(_) => got = true,
-                    // The kernel dropped notifications for want of room: changes happened.
-                    Err(rustix::io::Errno::NOBUFS) => got = true,
-                    Err(rustix::io::Errno::AGAIN) => break,
-                    Err(rustix::io::Errno::INTR) => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            let got = self.drain()?;
             guard.clear_ready();
             if got {
                 return Ok(());
+            }
+        }
+    }
+
+    /// Consumes what was announced so far, without waiting: whether anything was.
+    pub fn drain(&self) -> std::io::Result<bool> {
+        let mut buf = [0u8; 8192];
+        let mut got = false;
+        loop {
+            match rustix::net::recv(self.fd.get_ref(), &mut buf, RecvFlags::DONTWAIT) {
+                Ok(_) => got = true,
+                // The kernel dropped notifications for want of room: changes happened.
+                Err(rustix::io::Errno::NOBUFS) => got = true,
+                Err(rustix::io::Errno::AGAIN) => return Ok(got),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
             }
         }
     }

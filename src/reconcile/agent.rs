@@ -111,10 +111,11 @@ impl Trigger {
 }
 
 /// Runs the agent on `machine` (opened on `root`) while `_lock` is held: the caller takes the
-/// lock first, so nothing it serves beside the agent (the API) starts for a second agent.
+/// lock before and releases it after whatever it serves beside the agent (the API sockets),
+/// so those are never a second agent's nor removed under a successor.
 pub async fn run(
     root: &Path,
-    _lock: ReconcileLock,
+    _lock: &ReconcileLock,
     machine: Machine,
     options: AgentOptions,
     link: AgentLink,
@@ -161,6 +162,7 @@ pub async fn run(
         mut requests,
     } = link;
     let mut asked: Option<PassRequest> = None;
+    let mut last_firewall_pass = None;
     let mut firewall = match crate::network::firewall::RulesetWatch::open() {
         Ok(watch) => Some(watch),
         Err(e) => {
@@ -269,8 +271,19 @@ pub async fn run(
             changed = ruleset_changed(&mut firewall) => {
                 match changed {
                     Ok(()) => {
-                        // A reload is many changes in a row: one pass after they settle.
-                        tokio::time::sleep(FIREWALL_SETTLE).await;
+                        // A reload is many changes in a row: one pass after they settle, and
+                        // passes for a tool that keeps changing rules (or for berth's own
+                        // rebuild) at most every FIREWALL_MIN_INTERVAL.
+                        let since_last = last_firewall_pass.map(|at: tokio::time::Instant| at.elapsed());
+                        let wait = match since_last {
+                            Some(elapsed) => FIREWALL_SETTLE.max(FIREWALL_MIN_INTERVAL.saturating_sub(elapsed)),
+                            None => FIREWALL_SETTLE,
+                        };
+                        tokio::time::sleep(wait).await;
+                        if let Some(watch) = &firewall {
+                            let _ = watch.drain();
+                        }
+                        last_firewall_pass = Some(tokio::time::Instant::now());
                         pending = Some(Trigger::Firewall);
                     }
                     Err(e) => {
@@ -295,6 +308,9 @@ pub async fn run(
 
 /// How long a burst of ruleset changes (a firewall reload) is let settle before the pass.
 const FIREWALL_SETTLE: Duration = Duration::from_millis(100);
+
+/// The least time between two passes for ruleset changes.
+const FIREWALL_MIN_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The next change of the host's ruleset; never, without a watch.
 async fn ruleset_changed(

@@ -46,7 +46,9 @@ pub struct PassReport {
     /// CPU time of the whole process during the pass (all threads), microseconds.
     pub cpu_us: u64,
     /// Wall time of each phase, microseconds.
+    #[serde(default)]
     pub phases: Phases,
+    #[serde(default)]
     pub files: Vec<PathBuf>,
     /// The directory could not be read at all: nothing was planned.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,15 +58,19 @@ pub struct PassReport {
     pub deferred: Option<String>,
     /// Problems in desired files, one per entry ("file:line:col: message"), then what
     /// could not be observed.
+    #[serde(default)]
     pub problems: Vec<String>,
     /// The problems in desired files as found (for events and metrics; `problems` says
     /// them in text).
     #[serde(skip)]
+    #[serde(default)]
     pub diagnostics: Vec<crate::spec::diag::Diagnostic>,
     /// `pull = "always"` images re-resolved before planning, and how it went.
+    #[serde(default)]
     pub refreshed: Vec<Refresh>,
     pub plan: Plan,
     /// One per plan step.
+    #[serde(default)]
     pub outcomes: Vec<Outcome>,
 }
 
@@ -483,8 +489,6 @@ impl Reconciler {
         out
     }
 
-    /// Failures are retried with backoff; a success forgets them, and so does a resource
-    /// that no longer needs anything (it was fixed, or it is gone).
     /// A `problem` event for each problem of a desired file not there on the last pass
     /// that read the directory, and a `pass` event for a pass that did or found something.
     fn record_events(&mut self, report: &PassReport) {
@@ -530,6 +534,8 @@ impl Reconciler {
         );
     }
 
+    /// Failures are retried with backoff; a success forgets them, and so does a resource
+    /// that no longer needs anything (it was fixed, or it is gone).
     fn remember(&mut self, report: &PassReport) {
         if report.load_error.is_some() || report.deferred.is_some() {
             return;
@@ -582,7 +588,11 @@ impl Reconciler {
                 Outcome::Skipped { .. } => {}
             }
         }
-        self.failures.retain(|key, _| still.contains(key));
+        // A pass restricted to some containers (`apply --target` through the agent) saw
+        // only them: what it did not plan says nothing about the others' failures.
+        if self.targets.is_none() {
+            self.failures.retain(|key, _| still.contains(key));
+        }
     }
 }
 

@@ -93,10 +93,13 @@ pub(crate) fn entry_hashes(desired: &Desired) -> EntryHashes {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Plan {
+    #[serde(default)]
     pub steps: Vec<Step>,
     /// Resources that need something later, not now (backoff, a dependency).
+    #[serde(default)]
     pub waits: Vec<Wait>,
     /// Undescribed resources that stay, and why.
+    #[serde(default)]
     pub kept: Vec<Kept>,
     /// Entries that cannot go on until the desired state changes: a failed one-shot job
     /// (`restart = "never"`) and the containers waiting for it to complete. Nothing wakes
@@ -117,6 +120,7 @@ pub struct Plan {
 pub struct Step {
     pub action: Action,
     /// Indices of the steps that must have succeeded first.
+    #[serde(default)]
     pub after: Vec<usize>,
     pub reason: String,
     /// For container steps: the spec hash of the entry (recorded with a failure).

@@ -27,7 +27,7 @@ impl Runtime {
             if !force {
                 return Err(RuntimeError::Running { id: id.into() });
             }
-            self.stop_locked(id, Some(Duration::ZERO))?;
+            self.stop_locked(id, Some(Duration::ZERO), None)?;
         }
         // What still runs in the cgroup of a container not seen as running (its monitor and
         // starter died between the engine's create and the monitor record: its init waits

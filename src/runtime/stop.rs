@@ -18,7 +18,7 @@ impl Runtime {
         timeout: Option<Duration>,
     ) -> Result<Option<ExitRecord>, RuntimeError> {
         let _lock = ContainerLock::acquire(&self.paths(id)?)?;
-        let exit = self.stop_locked(id, timeout)?;
+        let exit = self.stop_locked(id, timeout, None)?;
         self.unplug(id, false);
         Ok(exit)
     }
@@ -33,7 +33,7 @@ impl Runtime {
         let paths = self.paths(id)?;
         let _lock = ContainerLock::acquire(&paths)?;
         let running = matches!(self.state(id)?, State::Running(_));
-        let exit = self.stop_locked(id, None)?;
+        let exit = self.stop_locked(id, None, Some(why))?;
         self.unplug(id, false);
         match exit {
             Some(mut exit) if running => {
@@ -45,10 +45,13 @@ impl Runtime {
         }
     }
 
+    /// `reason`: why berth stops it on its own (in the `kill` event; the exit record gets it
+    /// from the caller once the monitor has written it).
     pub(super) fn stop_locked(
         &self,
         id: &str,
         timeout: Option<Duration>,
+        reason: Option<&str>,
     ) -> Result<Option<ExitRecord>, RuntimeError> {
         let record = self.record(id)?;
         let timeout = timeout.unwrap_or(Duration::from_millis(record.stop_timeout_ms));
@@ -66,10 +69,13 @@ impl Runtime {
         };
         let began = std::time::Instant::now();
         if let Some(fd) = monitor.init.open().map_err(perr("signalling"))? {
-            self.record_event(
-                self.container_event(&record, Action::Kill)
-                    .with("signal", record.stop_signal),
-            );
+            let mut kill = self
+                .container_event(&record, Action::Kill)
+                .with("signal", record.stop_signal);
+            if let Some(reason) = reason {
+                kill = kill.with("reason", reason);
+            }
+            self.record_event(kill);
             sys::send_signal(&fd, record.stop_signal).map_err(perr("signalling"))?;
             if !sys::wait_readable(&fd, Some(timeout)).map_err(perr("waiting for"))? {
                 tracing::info!(

@@ -314,18 +314,38 @@ fn events_come_in_order_during_a_replacement() {
     sb.write("web.toml", &server("web", &image, "1"));
     let _agent = Agent::start(&sb, &sb.desired());
     let old = sole_running(&sb, "web", Duration::from_secs(30));
+    // Its start is recorded once the start returns, a moment after it runs.
+    wait_for(
+        Duration::from_secs(10),
+        "the first container's start event",
+        || {
+            let out = sb.berth(&[
+                "events",
+                "--since",
+                "1h",
+                "--until",
+                "0s",
+                "--filter",
+                "event=start",
+            ]);
+            String::from_utf8_lossy(&out.stdout)
+                .contains(&old.id)
+                .then_some(())
+        },
+    );
     let since = berth::state::events::now_ns();
 
-    // Followed over the API while the agent replaces the container.
+    // Followed over the API while the agent replaces the container (from `since`: nothing
+    // is missed however late the follower connects).
     let socket_path = socket(&sb);
+    let target = format!(
+        "/v1/events?since={}.{:09}&filter=container=web&filter=type=container",
+        since / 1_000_000_000,
+        since % 1_000_000_000
+    );
     let follower = std::thread::spawn(move || {
-        stream_until(
-            &socket_path,
-            "/v1/events?filter=container=web&filter=type=container",
-            |e| e["action"] == "replace",
-        )
+        stream_until(&socket_path, &target, |e| e["action"] == "replace")
     });
-    std::thread::sleep(Duration::from_millis(300));
     sb.write("web.toml", &server("web", &image, "2"));
     let seen = follower.join().expect("follower");
     let new = sole_running(&sb, "web", Duration::from_secs(30));
@@ -416,7 +436,12 @@ fn events_come_in_order_during_a_replacement() {
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         (!text.is_empty()).then_some(())
     });
-    std::thread::sleep(Duration::from_millis(2500));
+    // Two more passes find the same problem: no new event.
+    let desired = sb.desired();
+    for _ in 0..2 {
+        let out = sb.berth(&["apply", desired.to_str().expect("utf-8")]);
+        assert_eq!(out.status.code(), Some(1), "a problem makes apply fail");
+    }
     let out = sb.berth(&[
         "events",
         "--since",

@@ -1,19 +1,17 @@
 //! `plan` and `apply` through the agent. An `apply` is a pass the agent runs for the asker,
-//! in its own loop (so it never races the agent's passes), with the agent's settings; the
-//! reports of that pass and, when asked to follow, of every later pass stream back as JSON
-//! lines until the asker has seen enough and hangs up.
+//! in its own loop (so it never races the agent's passes), with the agent's settings and the
+//! asker's targets; its report is the answer. `berth apply --wait` asks again until it is
+//! satisfied, as it runs passes itself when no agent runs.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 
 use super::Query;
 use crate::api::{Body, Context};
@@ -28,11 +26,6 @@ pub struct ApplyRequest {
     pub dir: PathBuf,
     #[serde(default)]
     pub targets: Vec<String>,
-    /// Stream every later pass's report too, until the asker hangs up or `timeout_ms`.
-    #[serde(default)]
-    pub follow: bool,
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
     /// The asker lets an empty directory prune everything: only an agent started with
     /// `--allow-empty` does.
     #[serde(default)]
@@ -64,8 +57,6 @@ pub(super) async fn apply(context: Arc<Context>, request: Request<Incoming>) -> 
             "the agent runs without --allow-empty, so it never prunes everything for an empty directory; restart it with --allow-empty to allow that",
         );
     }
-    // Subscribed before asking: no later pass is missed.
-    let mut passes = context.passes.subscribe();
     let (reply, answer) = oneshot::channel();
     let targets = (!asked.targets.is_empty()).then(|| asked.targets.iter().cloned().collect());
     if context
@@ -76,41 +67,13 @@ pub(super) async fn apply(context: Arc<Context>, request: Request<Incoming>) -> 
     {
         return crate::api::error(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping");
     }
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    let deadline = tokio::time::Instant::now()
-        + Duration::from_millis(asked.timeout_ms.unwrap_or(300_000).min(24 * 3_600_000));
-    tokio::spawn(async move {
-        let Ok(first) = answer.await else {
-            let _ = tx
-                .send(Err(std::io::Error::other(
-                    "the agent stopped before the pass",
-                )))
-                .await;
-            return;
-        };
-        if !send_line(&tx, &*first).await || !asked.follow {
-            return;
-        }
-        loop {
-            let next = tokio::select! {
-                next = passes.recv() => next,
-                _ = tokio::time::sleep_until(deadline) => return,
-                _ = tx.closed() => return,
-            };
-            match next {
-                // The requested pass itself came through here too.
-                Ok(report) if Arc::ptr_eq(&report, &first) => {}
-                Ok(report) => {
-                    if !send_line(&tx, &*report).await {
-                        return;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    });
-    crate::api::ndjson(rx)
+    match answer.await {
+        Ok(report) => crate::api::json(StatusCode::OK, &*report),
+        Err(_) => crate::api::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the agent stopped before the pass; see `berth status`",
+        ),
+    }
 }
 
 async fn read_request(request: Request<Incoming>) -> Result<ApplyRequest, Response<Body>> {
@@ -127,20 +90,6 @@ async fn read_request(request: Request<Incoming>) -> Result<ApplyRequest, Respon
             &format!("the request is not an apply request: {e}"),
         )
     })
-}
-
-async fn send_line(
-    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
-    value: &impl Serialize,
-) -> bool {
-    let line = match serde_json::to_vec(value) {
-        Ok(mut line) => {
-            line.push(b'\n');
-            Ok(Bytes::from(line))
-        }
-        Err(e) => Err(std::io::Error::other(e)),
-    };
-    tx.send(line).await.is_ok()
 }
 
 /// Both paths name the same directory (symlinks resolved).

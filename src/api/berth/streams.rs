@@ -124,14 +124,32 @@ pub(super) fn events(context: Arc<Context>, query: &Query) -> Response<Body> {
             return crate::api::error(StatusCode::BAD_REQUEST, &e);
         }
     }
-    let log = EventLog::new(context.machine.runtime.layout());
     let (tx, rx) = mpsc::channel(64);
-    let mut events = log.follow(since);
+    if let Some(until) = until.filter(|u| *u <= now) {
+        // Only the past: read whole (a deadline already gone would race the live stream).
+        let log = EventLog::new(context.machine.runtime.layout());
+        tokio::spawn(async move {
+            let past = tokio::task::spawn_blocking(move || log.read(since, Some(until))).await;
+            let past = match past {
+                Ok(Ok(past)) => past,
+                Ok(Err(e)) => return drop(tx.send(Err(std::io::Error::other(e))).await),
+                Err(e) => return drop(tx.send(Err(std::io::Error::other(e))).await),
+            };
+            for event in past.iter().filter(|e| filter.matches(e)) {
+                if !send_line_async(&tx, event).await {
+                    return;
+                }
+            }
+        });
+        return crate::api::ndjson(rx);
+    }
+    let mut events = context.events.follow(since);
     tokio::spawn(async move {
         let deadline = until
             .map(|u| tokio::time::Instant::now() + Duration::from_nanos(u.saturating_sub(now)));
         loop {
             let next = tokio::select! {
+                biased;
                 next = events.recv() => next,
                 _ = sleep_until(deadline) => return,
                 _ = tx.closed() => return,

@@ -202,8 +202,7 @@ pub fn start(
         }
     }));
     // Events from now on: counters start at zero with the agent, as a process's do.
-    let mut events =
-        crate::state::events::EventLog::new(context.machine.runtime.layout()).follow(None);
+    let mut events = context.events.follow(None);
     let recorder = metrics.clone();
     tasks.push(tokio::spawn(async move {
         while let Some(event) = events.recv().await {

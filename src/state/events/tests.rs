@@ -1,3 +1,7 @@
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
 use super::*;
 
 fn event(time_ns: u64, action: Action, id: &str) -> Event {
@@ -99,7 +103,7 @@ fn filters_follow_dockers_rules() {
     f.add("type", "container").unwrap();
     f.add("event", "die").unwrap();
     f.add("event", "start").unwrap();
-    assert!(f.matches(&web));
+    assert!(f.matches(&web), "values of one key are alternatives");
     f.add("container", "web").unwrap();
     assert!(f.matches(&web));
     f.add("label", "tier=front").unwrap();
@@ -108,21 +112,66 @@ fn filters_follow_dockers_rules() {
     f.add("label", "tier=back").unwrap();
     assert!(!f.matches(&web), "every label must match");
 
+    // Different keys must all match: a container filter and a network filter together
+    // keep nothing that is not called by both.
+    let mut both = EventFilter::default();
+    both.add("container", "web").unwrap();
+    both.add("network", "front").unwrap();
+    assert!(!both.matches(&web));
+    let net = Event {
+        subject: Subject::Network,
+        ..event(2, Action::Create, "front")
+    }
+    .with("name", "front");
+    let mut network = EventFilter::default();
+    network.add("network", "fro").unwrap();
+    assert!(network.matches(&net), "names match by prefix");
+    let mut by_container = EventFilter::default();
+    by_container.add("container", "web").unwrap();
+    assert!(
+        !by_container.matches(&net),
+        "as dockerd: other subjects must be called so"
+    );
+
     let mut by_prefix = EventFilter::default();
     by_prefix.add("container", "web-0123").unwrap();
     assert!(by_prefix.matches(&web));
     let mut other = EventFilter::default();
     other.add("container", "db").unwrap();
     assert!(!other.matches(&web));
-    let mut image = EventFilter::default();
-    image.add("image", "nginx:1").unwrap();
-    assert!(image.matches(&web));
-    let mut health = EventFilter::default();
-    health.add("event", "health_status: healthy").unwrap();
-    assert_eq!(health.actions, [Action::HealthStatus]);
+
+    for (filter, hit) in [("nginx:1", true), ("nginx", true), ("nginx:2", false)] {
+        let mut image = EventFilter::default();
+        image.add("image", filter).unwrap();
+        assert_eq!(image.matches(&web), hit, "{filter}");
+    }
+    let mut registry = EventFilter::default();
+    registry.add("image", "localhost:5000/app").unwrap();
+    let pulled = Event {
+        subject: Subject::Image,
+        ..event(3, Action::Pull, "localhost:5000/app:1")
+    }
+    .with("name", "localhost:5000/app:1");
+    assert!(registry.matches(&pulled), "a registry's port is not a tag");
+
+    let healthy = event(4, Action::HealthStatus, "web-1").with("health_status", "healthy");
+    let unhealthy = event(5, Action::HealthStatus, "web-1").with("health_status", "unhealthy");
+    let mut any_health = EventFilter::default();
+    any_health.add("event", "health_status").unwrap();
+    assert!(any_health.matches(&healthy) && any_health.matches(&unhealthy));
+    let mut only_healthy = EventFilter::default();
+    only_healthy.add("event", "health_status: healthy").unwrap();
+    assert!(only_healthy.matches(&healthy));
+    assert!(!only_healthy.matches(&unhealthy));
+    assert_eq!(unhealthy.docker_action(), "health_status: unhealthy");
 
     assert!(EventFilter::default().add("type", "pod").is_err());
-    assert!(EventFilter::default().add("event", "explode").is_err());
+    assert!(
+        EventFilter::default()
+            .add("event", "explode")
+            .unwrap_err()
+            .contains("expected one of create")
+    );
     assert!(EventFilter::default().add("colour", "red").is_err());
 }
 
@@ -217,4 +266,32 @@ fn times_are_read_as_docker_reads_them() {
     );
     assert!(parse_time("1.2.3", now).is_err());
     assert!(parse_time("99999999999999999999", now).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_gives_each_reader_the_past_then_the_live_stream_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::at(&dir.path().join("events"));
+    log.append(&event(now_ns() - 5_000, Action::Create, "a"));
+    let hub = EventHub::start(log.clone());
+    let mut all = hub.follow(Some(0));
+    let mut new_only = hub.follow(None);
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), all.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.id, "a");
+    // Give the hub's follower the time to be there, then append.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    log.append(&event(now_ns(), Action::Start, "a"));
+    for rx in [&mut all, &mut new_only] {
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((got.id.as_str(), got.action), ("a", Action::Start));
+    }
+    // Nothing came twice.
+    let extra = tokio::time::timeout(std::time::Duration::from_millis(300), all.recv()).await;
+    assert!(extra.is_err(), "{extra:?}");
 }
