@@ -77,10 +77,11 @@ impl Docker {
 
 /// The registry's busybox, the desired files (a network, a volume, a secret, two
 /// containers with labels, one publishing a port), and the agent applying them.
+/// Fields drop in order: the agent stops before the sandbox removes its containers.
 struct Setup {
-    sb: Sandbox,
-    _registry: TestRegistry,
     agent: Agent,
+    _registry: TestRegistry,
+    sb: Sandbox,
     image: String,
     port: u16,
     subnet_n: u8,
@@ -132,12 +133,21 @@ labels = {{ tier = "worker" }}
         ),
     );
     let agent = Agent::start(&sb, &sb.desired());
-    sole_running(&sb, "web", Duration::from_secs(60));
-    sole_running(&sb, "worker", Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for name in ["web", "worker"] {
+        while crate::agent::running(&sb, name).len() != 1 {
+            assert!(
+                Instant::now() < deadline,
+                "{name} is not running:\n{}",
+                agent.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     Setup {
-        sb,
-        _registry: registry,
         agent,
+        _registry: registry,
+        sb,
         image,
         port,
         subnet_n,

@@ -153,6 +153,7 @@ pub(super) async fn kill(call: Call, asked: String) -> Response<Body> {
 pub(super) async fn wait(call: Call, asked: String) -> Response<Body> {
     let condition = call
         .query("condition")
+        .filter(|c| !c.is_empty())
         .unwrap_or_else(|| "not-running".into());
     if !matches!(condition.as_str(), "not-running" | "next-exit" | "removed") {
         return error(
