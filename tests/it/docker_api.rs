@@ -154,6 +154,21 @@ labels = {{ tier = "worker" }}
     }
 }
 
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// Now as `docker events --since` takes it: unix seconds with nanoseconds.
+fn unix_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    format!("{}.{:09}", now.as_secs(), now.subsec_nanos())
+}
+
 fn lines(text: &str) -> Vec<String> {
     let mut l: Vec<String> = text.lines().map(str::to_string).collect();
     l.sort();
@@ -335,6 +350,7 @@ fn the_docker_cli_lists_inspects_and_drives_berths_containers() {
     assert!(top_lines[1].ends_with("httpd -f -p 80 -h /www"), "{top}");
 
     // `stop`, `start`, `restart`: the real container changes state.
+    let t0 = unix_now();
     assert_eq!(docker.ok(&["stop", "worker"]), "worker\n");
     assert!(matches!(sb.state(&worker.id), State::Exited(_)));
     let exited = docker.ok(&[
@@ -374,6 +390,64 @@ fn the_docker_cli_lists_inspects_and_drives_berths_containers() {
         "worker\n"
     );
     assert_eq!(docker.ok(&["wait", "worker"]), "0\n");
+
+    // `events`: what happened to the worker, in order, as Docker names it.
+    std::thread::sleep(Duration::from_millis(200));
+    let t1 = unix_now();
+    let format = "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}";
+    let past = docker.ok(&[
+        "events",
+        "--since",
+        &t0,
+        "--until",
+        &t1,
+        "--filter",
+        "container=worker",
+        "--format",
+        format,
+    ]);
+    let cycle = "container kill worker\ncontainer die worker\ncontainer stop worker\n\
+                 container start worker\ncontainer restart worker\n";
+    assert_eq!(
+        past,
+        format!("{cycle}{cycle}container kill worker\ncontainer die worker\n"),
+    );
+    let dies = docker.ok(&[
+        "events",
+        "--since",
+        &t0,
+        "--until",
+        &t1,
+        "--filter",
+        "event=die",
+        "--format",
+        "{{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}} {{.Actor.ID}}",
+    ]);
+    assert_eq!(dies, format!("worker 0 {worker_id}\n").repeat(3));
+    // Live: a start while `docker events` follows, until a time still to come.
+    let until = format!("{}", unix_seconds() + 4);
+    let follower = {
+        let docker = Docker {
+            host: docker.host.clone(),
+        };
+        let since = unix_now();
+        std::thread::spawn(move || {
+            docker.ok(&[
+                "events",
+                "--since",
+                &since,
+                "--until",
+                &until,
+                "--filter",
+                "container=worker",
+                "--format",
+                "{{.Action}}",
+            ])
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(docker.ok(&["start", "worker"]), "worker\n");
+    assert_eq!(follower.join().expect("follower"), "start\nrestart\n");
 
     // Refusals that say what to do instead.
     let (code, _, err) = docker.run(&["rm", "-f", "web"]);
@@ -423,7 +497,7 @@ fn the_docker_cli_lists_inspects_and_drives_berths_containers() {
     assert_eq!(
         info,
         format!(
-            "2 1 1 1 {} linux cgroupfs overlay2\n",
+            "2 2 0 1 {} linux cgroupfs overlay2\n",
             env!("CARGO_PKG_VERSION")
         )
     );

@@ -120,7 +120,7 @@ pub(super) async fn kill(call: Call, asked: String) -> Response<Body> {
             Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
         },
     };
-    with_container(&call, asked, move |_machine, s| {
+    with_container(&call, asked, move |machine, s| {
         let init = match &s.state {
             State::Running(m) => Some(m.init),
             State::Lost { init, .. } => *init,
@@ -135,7 +135,14 @@ pub(super) async fn kill(call: Call, asked: String) -> Response<Body> {
         // Through a pidfd of the recorded init (pid and start time), never a recycled pid.
         match init.open() {
             Ok(Some(fd)) => match crate::sys::send_signal(&fd, signal.0) {
-                Ok(()) => empty(StatusCode::NO_CONTENT),
+                Ok(()) => {
+                    let event = machine
+                        .runtime
+                        .container_event(&s.record, crate::state::events::Action::Kill)
+                        .with("signal", signal.0);
+                    machine.runtime.record_event(event);
+                    empty(StatusCode::NO_CONTENT)
+                }
                 Err(e) => failed(format!("signalling {}: {e}", s.record.id)),
             },
             Ok(None) => error(

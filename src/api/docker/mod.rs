@@ -8,6 +8,7 @@
 //! the desired files. See docs/design/docker-api.md.
 
 mod containers;
+mod events;
 mod filters;
 mod gather;
 mod ids;
@@ -146,6 +147,7 @@ async fn route(call: Call) -> Response<Body> {
         ("GET" | "HEAD", ["_ping"]) => system::ping(&call),
         ("GET", ["version"]) => system::version(call).await,
         ("GET", ["info"]) => system::info(call).await,
+        ("GET", ["events"]) => events::events(call).await,
         ("GET", ["containers", "json"]) => containers::list(call).await,
         ("GET", ["containers", id, "json"]) => inspect::container(call, id.to_string()).await,
         ("GET", ["containers", id, "top"]) => top::top(call, id.to_string()).await,
