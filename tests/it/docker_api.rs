@@ -663,3 +663,69 @@ fn prometheus_discovers_containers_labels_addresses_and_ports() {
             .then_some(())
     });
 }
+
+#[test]
+fn a_stopped_container_follows_its_entry_and_only_manual_ones_are_removed() {
+    let sb = Sandbox::new();
+    let image = sb.image("busybox", &busybox_image());
+    let sleeper = |name: &str, extra: &str| {
+        format!(
+            "[container.{name}]\nimage = \"{image}\"\ncommand = [\"sleep\", \"3600\"]\nstop_timeout = \"1s\"\n{extra}\n"
+        )
+    };
+    sb.write("app.toml", &sleeper("keeper", "restart = \"always\""));
+    let agent = Agent::start(&sb, &sb.desired());
+    let keeper = sole_running(&sb, "keeper", Duration::from_secs(60));
+    let docker = Docker::of(&sb);
+    let State::Running(before) = sb.state(&keeper.id) else {
+        panic!("keeper is not running");
+    };
+
+    // `docker stop` stops it; its restart policy ("always") has the agent start it again,
+    // in place (same container, a new process), as after `berth stop`.
+    assert_eq!(docker.ok(&["stop", "keeper"]), "keeper\n");
+    let after = wait_for(Duration::from_secs(30), "keeper started again", || match sb
+        .state(&keeper.id)
+    {
+        State::Running(m) if m.init != before.init => Some(m),
+        _ => None,
+    });
+    assert_ne!(after.init, before.init);
+    assert_eq!(
+        docker.ok(&["ps", "--format", "{{.Names}} {{.State}}"]),
+        "keeper running\n"
+    );
+
+    // A container made by `berth run` (from a directory the agent does not watch) is removed
+    // as `berth rm` removes it; the described one is not.
+    let other = sb.dir.path().join("by-hand");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::fs::write(other.join("solo.toml"), sleeper("solo", "")).expect("write");
+    let out = sb.berth(&["run", "-d", other.to_str().expect("utf-8"), "solo"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let solo = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let labels = docker.ok(&[
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"io.berth.manual\"}}",
+        "solo",
+    ]);
+    assert_eq!(labels, "true\n");
+    let (code, _, err) = docker.run(&["rm", "solo"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("You cannot remove a running container"),
+        "{err}"
+    );
+    assert_eq!(docker.ok(&["rm", "-f", "solo"]), "solo\n");
+    assert!(sb.runtime.record(&solo).is_err(), "solo is still recorded");
+    let (code, _, err) = docker.run(&["rm", "-f", "keeper"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("edit the desired files"), "{err}");
+    assert!(sb.state(&keeper.id).is_running());
+    drop(agent);
+}

@@ -89,7 +89,7 @@ impl Handler for DockerApi {
         Box::pin(async move {
             let mut response = match split(context, request) {
                 Ok(call) => route(call).await,
-                Err(response) => response,
+                Err(refusal) => super::error(StatusCode::BAD_REQUEST, &refusal),
             };
             // dockerd names itself on every answer; clients read the version from `_ping`.
             let headers = response.headers_mut();
@@ -112,7 +112,7 @@ impl Handler for DockerApi {
 
 /// The version prefix and the path segments; a version outside what is served is refused
 /// in dockerd's words.
-fn split(context: Arc<Context>, request: Request<Incoming>) -> Result<Call, Response<Body>> {
+fn split(context: Arc<Context>, request: Request<Incoming>) -> Result<Call, String> {
     let path = request.uri().path().to_string();
     let mut segments: Vec<String> = path
         .split('/')
@@ -128,9 +128,7 @@ fn split(context: Arc<Context>, request: Request<Incoming>) -> Result<Call, Resp
         version = asked.to_string();
         segments.remove(0);
     }
-    if let Err(message) = version::check(&version) {
-        return Err(super::error(StatusCode::BAD_REQUEST, &message));
-    }
+    version::check(&version)?;
     Ok(Call {
         context,
         method: request.method().clone(),
