@@ -321,6 +321,30 @@ fn the_docker_cli_lists_inspects_and_drives_berths_containers() {
     // `images`, `network ls`, `volume ls`.
     let images = docker.ok(&["images", "--format", "{{.Repository}} {{.Tag}}"]);
     assert_eq!(images, format!("{} v1\n", image.trim_end_matches(":v1")));
+    let config_digest = crate::support::sha256_digest(&busybox_image().config);
+    let image_inspect = docker.ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}} {{.Os}} {{.Architecture}} {{len .RootFS.Layers}} {{.RepoTags}} {{.Config.Cmd}}",
+        image,
+    ]);
+    assert_eq!(
+        image_inspect,
+        format!("{config_digest} linux amd64 1 [{image}] [/bin/sh]\n")
+    );
+    assert_eq!(
+        docker.ok(&[
+            "inspect",
+            "--format",
+            "{{.Image}} {{json .HostConfig.PortBindings}}",
+            "web"
+        ]),
+        format!(
+            "{config_digest} {{\"80/tcp\":[{{\"HostIp\":\"127.0.0.1\",\"HostPort\":\"{}\"}}]}}\n",
+            s.port
+        )
+    );
     let networks = docker.ok(&[
         "network",
         "ls",

@@ -142,14 +142,32 @@ pub(super) async fn events(call: Call) -> Response<Body> {
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
     };
     let log = EventLog::new(call.context.machine.runtime.layout());
-    // Past events only when `since` asks for them, as dockerd.
-    let mut events = log.follow(since);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    if let Some(until) = until.filter(|u| *u <= now) {
+        // Only the past: read it whole (a deadline already passed would race the follower).
+        let past = match tokio::task::spawn_blocking(move || log.read(since, Some(until))).await {
+            Ok(Ok(events)) => events,
+            Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        };
+        let lines: Vec<Bytes> = past.iter().filter_map(|e| line(&filters, e)).collect();
+        tokio::spawn(async move {
+            for line in lines {
+                if tx.send(Ok(line)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        return crate::api::ndjson(rx);
+    }
+    // Past events only when `since` asks for them, as dockerd; then each one as it comes.
+    let mut events = log.follow(since);
     tokio::spawn(async move {
         let deadline = until
             .map(|u| tokio::time::Instant::now() + Duration::from_nanos(u.saturating_sub(now)));
         loop {
             let next = tokio::select! {
+                biased;
                 next = events.recv() => next,
                 _ = sleep_until(deadline) => return,
                 _ = tx.closed() => return,
@@ -158,18 +176,25 @@ pub(super) async fn events(call: Call) -> Response<Body> {
             if until.is_some_and(|u| event.time_ns > u) {
                 return;
             }
-            let m = message(&event);
-            if !accepts(&filters, &m) {
+            let Some(line) = line(&filters, &event) else {
                 continue;
-            }
-            let mut line = m.to_string().into_bytes();
-            line.push(b'\n');
-            if tx.send(Ok(Bytes::from(line))).await.is_err() {
+            };
+            if tx.send(Ok(line)).await.is_err() {
                 return;
             }
         }
     });
     crate::api::ndjson(rx)
+}
+
+/// The event as one JSON line, if the filters let it through.
+fn line(filters: &filters::Filters, event: &Event) -> Option<Bytes> {
+    let m = message(event);
+    accepts(filters, &m).then(|| {
+        let mut line = m.to_string().into_bytes();
+        line.push(b'\n');
+        Bytes::from(line)
+    })
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

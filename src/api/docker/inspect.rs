@@ -65,7 +65,7 @@ fn inspect(machine: &crate::reconcile::apply::Machine, s: &Seen) -> Value {
         state["Health"] = health(&paths.health(), &s.phase);
     }
     let (entrypoint, cmd) = command(machine, s);
-    let ports = port_map(s, running);
+    let ports = port_map(s, running, false);
     let exposed: BTreeMap<String, Value> = s
         .record
         .ports
@@ -106,7 +106,7 @@ fn inspect(machine: &crate::reconcile::apply::Machine, s: &Seen) -> Value {
     let host_config = json!({
         "Binds": binds(s),
         "NetworkMode": s.network_mode(),
-        "PortBindings": port_map(s, true),
+        "PortBindings": port_map(s, true, true),
         "RestartPolicy": {
             "Name": restart_policy(&s.entry),
             "MaximumRetryCount": 0,
@@ -318,8 +318,9 @@ fn binds(s: &Seen) -> Value {
 }
 
 /// `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}`; the bindings only while
-/// running for `NetworkSettings.Ports`, as dockerd shows them.
-fn port_map(s: &Seen, bound: bool) -> Value {
+/// running for `NetworkSettings.Ports`, as dockerd shows them. `as_written`: the host
+/// address as the entry wrote it (`HostConfig.PortBindings`: "" for every address).
+fn port_map(s: &Seen, bound: bool, as_written: bool) -> Value {
     let mut map: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for p in &s.record.ports {
         let bindings = map
@@ -327,7 +328,9 @@ fn port_map(s: &Seen, bound: bool) -> Value {
             .or_default();
         if bound {
             bindings.push(json!({
-                "HostIp": p.host_ip.map(|ip| ip.to_string()).unwrap_or_else(|| "0.0.0.0".into()),
+                "HostIp": p.host_ip.map(|ip| ip.to_string()).unwrap_or_else(|| {
+                    if as_written { String::new() } else { "0.0.0.0".into() }
+                }),
                 "HostPort": p.host_port.to_string(),
             }));
         }
