@@ -120,6 +120,7 @@ mounts = ["data:/data"]
 env = {{ PLAIN = "visible" }}
 secrets = [{{ name = "token", env = "API_TOKEN" }}]
 labels = {{ tier = "web", "traefik.enable" = "true" }}
+health = {{ tcp = 80, interval = "300ms" }}
 
 [container.worker]
 image = "{image}"
@@ -232,6 +233,28 @@ fn the_docker_cli_lists_inspects_and_drives_berths_containers() {
         .unwrap_or_else(|| panic!("no row for web: {table}"));
     assert!(web_row.contains(" Up "), "{web_row}");
     assert!(web_row.trim_end().ends_with(" web"), "{web_row}");
+    // Its health check's verdict, as Docker shows it, and the event of its change.
+    let healthy = wait_for(Duration::from_secs(30), "web healthy", || {
+        let status = docker.ok(&["ps", "--filter", "name=^web$", "--format", "{{.Status}}"]);
+        status.trim_end().ends_with("(healthy)").then_some(status)
+    });
+    assert!(healthy.starts_with("Up "), "{healthy}");
+    assert_eq!(
+        docker.ok(&["inspect", "--format", "{{.State.Health.Status}}", "web"]),
+        "healthy\n"
+    );
+    let health_events = docker.ok(&[
+        "events",
+        "--since",
+        "1m",
+        "--until",
+        &unix_now(),
+        "--filter",
+        "event=health_status",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(health_events, "health_status: healthy web\n");
     let status = docker.ok(&[
         "ps",
         "--filter",
