@@ -548,8 +548,24 @@ fn the_docker_cli_lists_inspects_and_drives_berths_containers() {
             env!("CARGO_PKG_VERSION")
         )
     );
-    let plain_info = docker.ok(&["info"]);
-    assert!(plain_info.contains(" Server Version: "), "{plain_info}");
+    let (code, plain_info, info_err) = docker.run(&["info"]);
+    // The CLI's own warnings from what `info` reports: berth limits no swap and cannot
+    // disable the OOM killer; bridge netfilter as the host has it.
+    let mut warnings =
+        "WARNING: No swap limit support\nWARNING: No oom kill disable support\n".to_string();
+    for family in ["iptables", "ip6tables"] {
+        let path = format!("/proc/sys/net/bridge/bridge-nf-call-{family}");
+        if std::fs::read_to_string(path).unwrap_or_default().trim() != "1" {
+            warnings.push_str(&format!("WARNING: bridge-nf-call-{family} is disabled\n"));
+        }
+    }
+    assert_eq!((code, info_err), (0, warnings), "{plain_info}");
+    let server = format!(
+        "Server:\n Containers: 2\n  Running: 2\n  Paused: 0\n  Stopped: 0\n Images: 1\n Server Version: {}\n Storage Driver: overlay2\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(plain_info.contains(&server), "{plain_info}");
+    assert!(!plain_info.to_lowercase().contains("error"), "{plain_info}");
     drop(s.agent);
 }
 

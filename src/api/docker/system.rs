@@ -146,8 +146,10 @@ pub(super) async fn info(call: Call) -> Response<Body> {
             "CPUSet": true,
             "PidsLimit": true,
             "IPv4Forwarding": read_trimmed("/proc/sys/net/ipv4/ip_forward") == "1",
-            "BridgeNfIptables": false,
-            "BridgeNfIp6tables": false,
+            // As the host has them (berth's rules do not need them; the CLI warns as it
+            // would for dockerd).
+            "BridgeNfIptables": read_trimmed("/proc/sys/net/bridge/bridge-nf-call-iptables") == "1",
+            "BridgeNfIp6tables": read_trimmed("/proc/sys/net/bridge/bridge-nf-call-ip6tables") == "1",
             "Debug": false,
             "NFd": 0,
             "OomKillDisable": false,
