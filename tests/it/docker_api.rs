@@ -792,3 +792,70 @@ fn a_stopped_container_follows_its_entry_and_only_manual_ones_are_removed() {
     assert!(sb.state(&keeper.id).is_running());
     drop(agent);
 }
+
+/// The Docker SDK for Python (Debian's python3-docker) for the calls the CLI does not
+/// make: version negotiation by `/version`, filters spelled as lists, `limit`,
+/// `wait(condition="next-exit")`, numeric kill signals, events decoded as dicts.
+const SDK_SCRIPT: &str = r#"
+import os, sys, threading, time
+import docker
+image, config_digest = sys.argv[1], sys.argv[2]
+c = docker.DockerClient(base_url=os.environ["DOCKER_HOST"], version="auto")
+print(c.ping(), c.api.api_version)
+print(sorted(x.name for x in c.containers.list(filters={"label": ["tier"]})))
+print(len(c.containers.list(all=True, limit=1)))
+w = c.containers.get("worker")
+print(w.name, w.status, w.labels["tier"], w.attrs["State"]["Running"])
+print(c.images.get(image).id == config_digest)
+print(c.networks.get("front").attrs["IPAM"]["Config"][0]["Subnet"])
+print(c.volumes.get("data").attrs["Driver"])
+t0 = time.time()
+result = {}
+waiter = threading.Thread(target=lambda: result.update(w.wait(condition="next-exit")))
+waiter.start()
+time.sleep(0.5)
+w.stop(timeout=2)
+waiter.join(20)
+print(result)
+w.reload()
+print(w.status)
+w.start()
+w.reload()
+print(w.status)
+w.kill(signal=15)
+print(w.wait())
+t1 = time.time()
+dies = c.events(since=t0, until=t1, filters={"container": "worker", "event": "die"}, decode=True)
+print([(e["Action"], e["Actor"]["Attributes"]["exitCode"]) for e in dies])
+try:
+    c.containers.run(image, "true")
+except docker.errors.APIError as e:
+    print(e.status_code, "edit the desired files" in e.explanation)
+"#;
+
+#[test]
+fn the_python_sdk_drives_what_the_cli_does_not() {
+    let s = setup();
+    let docker = Docker::of(&s.sb);
+    let config_digest = crate::support::sha256_digest(&busybox_image().config);
+    let out = Command::new("python3")
+        .args(["-c", SDK_SCRIPT, &s.image, &config_digest])
+        .env("DOCKER_HOST", &docker.host)
+        .output()
+        .expect("python3 (Debian's python3-docker)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let subnet = format!("10.231.{}.0/24", s.subnet_n);
+    assert_eq!(
+        stdout,
+        format!(
+            "True 1.41\n['web', 'worker']\n1\nworker running worker True\nTrue\n{subnet}\nlocal\n\
+             {{'Error': None, 'StatusCode': 0}}\nexited\nrunning\n{{'Error': None, 'StatusCode': 0}}\n\
+             [('die', '0'), ('die', '0')]\n403 True\n"
+        )
+    );
+}
