@@ -155,6 +155,18 @@ labels = {{ tier = "worker" }}
     }
 }
 
+/// Waits until the worker's shell has set its TERM trap (its loop sleeps): a pid 1 ignores
+/// TERM without a handler, so a stop sent earlier would end in SIGKILL.
+fn worker_traps_term(docker: &Docker) {
+    wait_for(Duration::from_secs(20), "worker's loop", || {
+        docker
+            .ok(&["top", "worker"])
+            .lines()
+            .any(|l| l.ends_with(" sleep 1"))
+            .then_some(())
+    });
+}
+
 fn unix_seconds() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -398,6 +410,7 @@ fn the_docker_cli_lists_inspects_and_drives_berths_containers() {
 
     // `stop`, `start`, `restart`: the real container changes state.
     let t0 = unix_now();
+    worker_traps_term(&docker);
     assert_eq!(docker.ok(&["stop", "worker"]), "worker\n");
     assert!(matches!(sb.state(&worker.id), State::Exited(_)));
     let exited = docker.ok(&[
@@ -417,6 +430,7 @@ fn the_docker_cli_lists_inspects_and_drives_berths_containers() {
     let State::Running(first) = sb.state(&worker.id) else {
         panic!("worker did not start: {:?}", sb.state(&worker.id));
     };
+    worker_traps_term(&docker);
     assert_eq!(docker.ok(&["restart", "worker"]), "worker\n");
     let State::Running(second) = sb.state(&worker.id) else {
         panic!("worker did not restart: {:?}", sb.state(&worker.id));
@@ -432,6 +446,7 @@ fn the_docker_cli_lists_inspects_and_drives_berths_containers() {
         format!("2 {}\n", second.init.pid)
     );
     // `kill` with a signal the shell's trap turns into exit 0; `wait` answers the status.
+    worker_traps_term(&docker);
     assert_eq!(
         docker.ok(&["kill", "--signal", "TERM", "worker"]),
         "worker\n"
@@ -822,6 +837,10 @@ print(w.status)
 w.start()
 w.reload()
 print(w.status)
+# Once the trap is set, when its loop sleeps: a pid 1 ignores TERM without one.
+deadline = time.time() + 20
+while not any(p[-1] == "sleep 1" for p in w.top()["Processes"]) and time.time() < deadline:
+    time.sleep(0.1)
 w.kill(signal=15)
 print(w.wait())
 t1 = time.time()
