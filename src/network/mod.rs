@@ -157,7 +157,8 @@ impl Networks {
         bridge::load_all(&self.paths)
     }
 
-    fn leases(&self, network: &str) -> Result<Vec<Lease>, NetworkError> {
+    /// The addresses leased on a network: who holds each, with its names and ports.
+    pub fn leases(&self, network: &str) -> Result<Vec<Lease>, NetworkError> {
         lease::read(&self.paths, network)
     }
 

@@ -8,6 +8,7 @@ mod cli_validate;
 mod confinement;
 mod desired_files;
 mod dns;
+mod docker_api;
 mod firewall;
 mod image_pull;
 mod import;
