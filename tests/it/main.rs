@@ -6,6 +6,7 @@ mod cli_validate;
 mod confinement;
 mod desired_files;
 mod dns;
+mod docker_streams;
 mod image_pull;
 mod import;
 mod jobs;

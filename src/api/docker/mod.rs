@@ -16,6 +16,13 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::{Body, Context, Handler};
 
+mod exec;
+mod exec_process;
+mod logs;
+mod stats;
+mod stdcopy;
+mod target;
+
 /// The newest API version served.
 pub const VERSION: &str = "1.41";
 /// The oldest API version a client may ask for.
@@ -86,6 +93,12 @@ fn split(context: Arc<Context>, request: Request<Incoming>) -> Result<Call, Resp
 async fn route(call: Call) -> Response<Body> {
     let segments: Vec<&str> = call.segments.iter().map(String::as_str).collect();
     match (call.method.as_str(), segments.as_slice()) {
+        ("GET", ["containers", _, "logs"]) => logs::logs(call).await,
+        ("GET", ["containers", _, "stats"]) => stats::stats(call).await,
+        ("POST", ["containers", _, "exec"]) => exec::create(call).await,
+        ("POST", ["exec", _, "start"]) => exec::start(call).await,
+        ("POST", ["exec", _, "resize"]) => exec::resize(call).await,
+        ("GET", ["exec", _, "json"]) => exec::inspect(call).await,
         (m, p) => super::error(
             StatusCode::NOT_FOUND,
             &format!("page not found: {m} /{}", p.join("/")),
