@@ -7,7 +7,10 @@
 //! Instances live in the agent's memory only, at most [`MAX_INSTANCES`]: when full, the
 //! oldest finished ones (then the oldest never started) are forgotten. A client that goes
 //! away hangs up its process: `berth exec` gets SIGTERM (passed on to the process; a tty's
-//! process gets the hangup of its terminal), then SIGKILL after [`HANGUP_GRACE`]. The exit
+//! process gets the hangup of its terminal), then SIGKILL after [`HANGUP_GRACE`]. Gone is
+//! seen when its connection breaks or refuses output: the end of its input is not enough,
+//! as the docker CLI half-closes at once when it sends none, so a client that leaves a
+//! silent process is noticed at its next output (dockerd never hangs up at all). The exit
 //! code is recorded before the stream ends, so the client's inspect right after sees it.
 
 use std::collections::HashMap;
@@ -62,7 +65,10 @@ struct StartBody {
 /// One exec instance.
 struct Instance {
     id: String,
+    /// berth's id, for `berth exec`.
     container_id: String,
+    /// What clients are shown.
+    docker_id: String,
     cmd: Vec<String>,
     env: Vec<(String, String)>,
     user: Option<(u32, u32)>,
@@ -217,8 +223,8 @@ pub async fn create(call: Call) -> Response<Body> {
     let Some(name) = call.segments.get(1).cloned() else {
         return error(StatusCode::NOT_FOUND, "no container named");
     };
-    let record = match target::container(&call.context, &name).await {
-        Ok(record) => record,
+    let (record, docker_id) = match target::container(&call.context, &name).await {
+        Ok(found) => (found.record, found.docker_id),
         Err(response) => return response,
     };
     if let Err(response) = running(&call.context, &record.id).await {
@@ -259,6 +265,7 @@ pub async fn create(call: Call) -> Response<Body> {
     let instance = Arc::new(Instance {
         id: id.clone(),
         container_id: record.id.clone(),
+        docker_id,
         cmd,
         env,
         user,
@@ -444,7 +451,7 @@ fn shown(instance: &Instance, chunk: Chunk) -> Option<Bytes> {
 
 /// Relays until the process has exited and all its output is out; returns its exit code.
 /// The client's input (if it may send any) goes to the process; the end of it closes the
-/// process's stdin. Without input, the end of the connection is the client going away.
+/// process's stdin. The client is gone when its connection breaks or takes no more output.
 async fn drive(
     instance: &Instance,
     mut process: Running,
@@ -452,7 +459,6 @@ async fn drive(
     sink: &mut Sink,
 ) -> i32 {
     let input = process.input.take();
-    let carries_input = input.is_some();
     let mut from_client = reader.map(|reader| tokio::spawn(copy_input(reader, input)));
     let mut gone = false;
     let mut output_open = true;
@@ -470,8 +476,9 @@ async fn drive(
             },
             ended = joined(&mut from_client), if from_client.is_some() => {
                 from_client = None;
-                // With input, its end is only the end of input; without, the client left.
-                if !carries_input || !matches!(ended, Ok(Ok(()))) {
+                // The end of the client's input is only that: the docker CLI half-closes
+                // the connection at once when it attaches no stdin. A broken one is gone.
+                if !matches!(ended, Ok(Ok(()))) {
                     gone = true;
                 }
             },
@@ -655,7 +662,7 @@ pub async fn inspect(call: Call) -> Response<Body> {
             open_stderr: instance.stderr,
             open_stdout: instance.stdout,
             can_remove: false,
-            container_id: instance.container_id.clone(),
+            container_id: instance.docker_id.clone(),
             detach_keys: instance.detach_keys.clone(),
             pid,
         },

@@ -98,7 +98,7 @@ pub async fn logs(call: Call) -> Response<Body> {
         Err(message) => return error(StatusCode::BAD_REQUEST, &message),
     };
     let record = match target::container(&call.context, name).await {
-        Ok(record) => record,
+        Ok(found) => found.record,
         Err(response) => return response,
     };
     let runtime = call.context.machine.runtime.clone();

@@ -18,11 +18,10 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::Call;
-use super::target;
+use super::target::{self, Found};
 use crate::api::{Body, error, streamed};
 use crate::runtime::stats::{Probe, Sample, StatsError, host_memory};
 use crate::runtime::{Runtime, State};
-use crate::state::record::ContainerRecord;
 
 /// dockerd's collector interval.
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -166,14 +165,14 @@ pub async fn stats(call: Call) -> Response<Body> {
         (false, false) => Mode::Once,
         (false, true) => Mode::OneShot,
     };
-    let record = match target::container(&call.context, name).await {
-        Ok(record) => record,
+    let found = match target::container(&call.context, name).await {
+        Ok(found) => found,
         Err(response) => return response,
     };
     let runtime = call.context.machine.runtime.clone();
     let (tx, rx) = mpsc::channel(2);
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = produce(&runtime, &record, mode, &tx) {
+        if let Err(e) = produce(&runtime, &found, mode, &tx) {
             let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
         }
     });
@@ -188,15 +187,11 @@ pub async fn stats(call: Call) -> Response<Body> {
 type Tx = mpsc::Sender<Result<Bytes, io::Error>>;
 
 /// Sends the objects `mode` asks for; Ok when done or when the client went away.
-fn produce(
-    runtime: &Runtime,
-    record: &ContainerRecord,
-    mode: Mode,
-    tx: &Tx,
-) -> Result<(), StatsError> {
+fn produce(runtime: &Runtime, found: &Found, mode: Mode, tx: &Tx) -> Result<(), StatsError> {
+    let record = &found.record;
     let base = StatsJson {
         name: format!("/{}", record.name),
-        id: record.id.clone(),
+        id: found.docker_id.clone(),
         read: go_time(None),
         preread: go_time(None),
         ..StatsJson::default()

@@ -15,12 +15,16 @@ use crate::state::record::ContainerRecord;
 /// Largest JSON body accepted (an exec's command and environment).
 const BODY_LIMIT: usize = 1 << 20;
 
+/// A container as a path names it.
+pub struct Found {
+    pub record: ContainerRecord,
+    /// The id Docker clients are shown.
+    pub docker_id: String,
+}
+
 /// The container `name_or_id` names: its id, or its name (the newest instance), with or
 /// without Docker's leading `/`. The one place the streaming endpoints look containers up.
-pub async fn container(
-    context: &Arc<Context>,
-    name_or_id: &str,
-) -> Result<ContainerRecord, Response<Body>> {
+pub async fn container(context: &Arc<Context>, name_or_id: &str) -> Result<Found, Response<Body>> {
     let runtime = context.machine.runtime.clone();
     let wanted = name_or_id
         .strip_prefix('/')
@@ -28,7 +32,10 @@ pub async fn container(
         .to_string();
     let found = tokio::task::spawn_blocking(move || runtime.resolve(&wanted)).await;
     match found {
-        Ok(Ok(record)) => Ok(record),
+        Ok(Ok(record)) => Ok(Found {
+            docker_id: record.id.clone(),
+            record,
+        }),
         Ok(Err(RuntimeError::NotFound { .. })) => Err(error(
             StatusCode::NOT_FOUND,
             &format!("No such container: {name_or_id}"),
