@@ -316,6 +316,14 @@ fn docker_logs_separates_streams_and_follows_until_the_stop() {
     assert!(status.success(), "docker logs -f: {status}");
     let seen = reader.join().expect("reader");
     assert_eq!(seen, "out1\nout2\nout3\nlate\nlive\nbye\n");
+    // A stopped container runs nothing more.
+    let out = f.run(&["exec", "app", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        texts(&out).1.contains("is not running"),
+        "{:?}",
+        texts(&out)
+    );
 }
 
 #[test]
@@ -342,6 +350,24 @@ fn docker_exec_runs_with_exit_codes_input_and_a_tty() {
         "echo $PLAIN $API_TOKEN $EXTRA $(pwd) $(id -u) $(id -g)",
     ]);
     assert_eq!(stdout, format!("p {} x /tmp 1000 1001\n", f.secret));
+    // A user by name, from the container's own /etc/passwd; one it lacks is refused.
+    let (stdout, _) = f.ok(&[
+        "exec",
+        "-u",
+        "app",
+        "app",
+        "sh",
+        "-c",
+        "echo $(id -u) $(id -g)",
+    ]);
+    assert_eq!(stdout, "1000 1000\n");
+    let out = f.run(&["exec", "-u", "nosuch", "app", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        texts(&out).1.contains("unable to find user nosuch"),
+        "{:?}",
+        texts(&out)
+    );
     // -i: stdin piped through, and its end reaches the process.
     let out = f.run_with_input(
         &["exec", "-i", "app", "sh", "-c", "cat; echo done"],

@@ -157,21 +157,25 @@ fn new_id() -> Result<String, String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// `uid` or `uid:gid`: what `berth exec -u` takes. A uid alone runs with the gid of the
-/// same number, as `berth exec` does.
-fn parse_user(text: &str) -> Result<Option<(u32, u32)>, String> {
+/// `User` as Docker reads it (`name`, `uid`, `name:group`, `uid:gid`, …), resolved in the
+/// running container's own /etc/passwd and /etc/group (through /proc/INIT/root, confined to
+/// it), into the ids `berth exec -u` takes. Blocking.
+fn resolve_user(init: i32, text: &str) -> Result<Option<(u32, u32)>, String> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);
     }
-    let (uid, gid) = text.split_once(':').unwrap_or((text, text));
-    match (uid.parse::<u32>(), gid.parse::<u32>()) {
-        (Ok(uid), Ok(gid)) => Ok(Some((uid, gid))),
-        _ => Err(format!(
-            "User {text:?}: this API takes numeric ids only (uid or uid:gid); look the ids up \
-             in the container's /etc/passwd"
-        )),
-    }
+    let root =
+        crate::runtime::rootfs::open_root(std::path::Path::new(&format!("/proc/{init}/root")))
+            .map_err(|e| format!("User {text:?}: {e}"))?;
+    let read = |path: &str| {
+        crate::runtime::rootfs::read_small_file(&root, path)
+            .map_err(|e| format!("User {text:?}: {e}"))
+    };
+    let (passwd, group) = (read("/etc/passwd")?, read("/etc/group")?);
+    let resolved = crate::runtime::users::resolve(Some(text), &[], &passwd, &group)
+        .map_err(|e| format!("unable to find user {text}: {e}"))?;
+    Ok(Some((resolved.uid, resolved.gid)))
 }
 
 fn parse_env(entries: &[String]) -> Result<Vec<(String, String)>, String> {
@@ -203,12 +207,13 @@ fn is_privileged(context: &Context, record: &ContainerRecord) -> bool {
         .is_some_and(|v| v.as_str() == Some("true"))
 }
 
-async fn running(context: &Context, id: &str) -> Result<(), Response<Body>> {
+/// The init pid of container `id` if it runs; 409 otherwise, as dockerd answers.
+async fn running(context: &Context, id: &str) -> Result<i32, Response<Body>> {
     let runtime = context.machine.runtime.clone();
     let owned = id.to_string();
     let state = tokio::task::spawn_blocking(move || runtime.state(&owned)).await;
     match state {
-        Ok(Ok(State::Running(_))) => Ok(()),
+        Ok(Ok(State::Running(monitor))) => Ok(monitor.init.pid),
         Ok(Ok(_)) => Err(error(
             StatusCode::CONFLICT,
             &format!("Container {id} is not running"),
@@ -227,9 +232,10 @@ pub async fn create(call: Call) -> Response<Body> {
         Ok(found) => (found.record, found.docker_id),
         Err(response) => return response,
     };
-    if let Err(response) = running(&call.context, &record.id).await {
-        return response;
-    }
+    let init = match running(&call.context, &record.id).await {
+        Ok(init) => init,
+        Err(response) => return response,
+    };
     let context = call.context.clone();
     let body: CreateBody = match target::json_body(call.request).await {
         Ok(body) => body,
@@ -249,14 +255,16 @@ pub async fn create(call: Call) -> Response<Body> {
             ),
         );
     }
-    let (env, user) = match (
-        parse_env(body.env.as_deref().unwrap_or_default()),
-        parse_user(body.user.as_deref().unwrap_or_default()),
-    ) {
-        (Ok(env), Ok(user)) => (env, user),
-        (Err(message), _) | (_, Err(message)) => {
-            return error(StatusCode::BAD_REQUEST, &message);
-        }
+    let env = match parse_env(body.env.as_deref().unwrap_or_default()) {
+        Ok(env) => env,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+    };
+    let user_text = body.user.clone().unwrap_or_default();
+    let asked = user_text.clone();
+    let user = match tokio::task::spawn_blocking(move || resolve_user(init, &asked)).await {
+        Ok(Ok(user)) => user,
+        Ok(Err(message)) => return error(StatusCode::BAD_REQUEST, &message),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
     let id = match new_id() {
         Ok(id) => id,
@@ -269,7 +277,7 @@ pub async fn create(call: Call) -> Response<Body> {
         cmd,
         env,
         user,
-        user_text: body.user.unwrap_or_default(),
+        user_text,
         workdir: body.working_dir.filter(|d| !d.is_empty()),
         tty: body.tty,
         stdin: body.attach_stdin,
