@@ -537,6 +537,26 @@ try:
     out["unknown_exec"] = "found"
 except docker.errors.NotFound:
     out["unknown_exec"] = 404
+# A command the container does not have.
+e = c.exec_create(name, ["nosuch-command"])
+o, r = c.exec_start(e["Id"], demux=True)
+out["missing"] = {"stderr": (r or b"").decode(), "exit": c.exec_inspect(e["Id"])["ExitCode"]}
+# Detached: nothing streamed, the exit code there once it ends.
+e = c.exec_create(name, ["sh", "-c", "sleep 1; exit 5"])
+out["detached_answer"] = c.exec_start(e["Id"], detach=True)
+out["detached_running"] = c.exec_inspect(e["Id"])["Running"]
+for _ in range(100):
+    i = c.exec_inspect(e["Id"])
+    if not i["Running"]:
+        break
+    time.sleep(0.1)
+out["detached_exit"] = i["ExitCode"]
+# stats, streamed: each object has the previous one's CPU counters.
+stream = c.stats(name, decode=True)
+streamed = [next(stream), next(stream)]
+out["streamed"] = [s["precpu_stats"]["cpu_usage"]["total_usage"] for s in streamed] + \
+    [streamed[0]["cpu_stats"]["cpu_usage"]["total_usage"]]
+stream.close()
 # stats, once.
 out["stats"] = c.stats(name, stream=False)
 # python3-docker 5 has no one_shot argument: the same call by hand.
@@ -625,6 +645,22 @@ fn python_sdk_sees_demuxed_exec_stats_fields_and_followed_logs() {
     assert_eq!(of("out"), ["out1", "out2", "out3"], "{followed}");
     assert_eq!(of("err"), ["err1", "err2"], "{followed}");
     assert_eq!(followed.lines().count(), 5, "{followed}");
+
+    // berth exec's own failure: its one error line on stderr, no log noise, a failed status.
+    assert_ne!(out["missing"]["exit"], 0, "{out}");
+    let missing = out["missing"]["stderr"].as_str().expect("text");
+    assert!(
+        missing.starts_with("berth: error: ")
+            && missing.contains("nosuch-command")
+            && missing.lines().count() == 1,
+        "{out}"
+    );
+    assert_eq!(out["detached_answer"], "", "{out}");
+    assert_eq!(out["detached_running"], true, "{out}");
+    assert_eq!(out["detached_exit"], 5, "{out}");
+    // The first streamed object has no previous sample, the second the first's.
+    assert_eq!(out["streamed"][0], 0, "{out}");
+    assert_eq!(out["streamed"][1], out["streamed"][2], "{out}");
 
     let stats = &out["stats"];
     assert_eq!(stats["name"], "/app");

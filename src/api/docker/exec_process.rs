@@ -95,8 +95,9 @@ pub fn spawn(spec: &Spec<'_>) -> io::Result<Running> {
     cmd.arg(spec.container_id)
         .arg("--")
         .args(spec.cmd)
-        // berth's own errors only, never its progress lines, among the process's output.
-        .env("BERTH_LOG", "error")
+        // Nothing of berth's logging among the process's output (the engine logs its
+        // failures at error level, with colours); berth exec's own error line stays.
+        .env("BERTH_LOG", "off")
         .env_remove("BERTH_LOG_FORMAT")
         .kill_on_drop(true);
     let (tx, rx) = mpsc::channel(16);
