@@ -387,6 +387,35 @@ fn docker_exec_runs_with_exit_codes_input_and_a_tty() {
         texts(&out)
     );
 
+    // A client that goes away hangs its process up: nothing is left running.
+    let mut ticker = f
+        .docker(&[
+            "exec",
+            "app",
+            "sh",
+            "-c",
+            "echo started; while true; do echo tick-7c1e; sleep 1; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker exec");
+    let mut first = [0u8; 8];
+    ticker
+        .stdout
+        .as_mut()
+        .expect("stdout")
+        .read_exact(&mut first)
+        .expect("the first line");
+    assert_eq!(&first, b"started\n");
+    assert!(processes_with("tick-7c1e") > 0, "the loop runs");
+    ticker.kill().expect("kill docker exec");
+    let _ = ticker.wait();
+    wait_for(Duration::from_secs(15), "the loop to be hung up", || {
+        (processes_with("tick-7c1e") == 0).then_some(())
+    });
+
     // -it under a real terminal: a tty inside, its size, a resize, the exit status.
     let script = r#"
 import fcntl, os, re, select, struct, subprocess, sys, termios, time
@@ -493,6 +522,26 @@ fn docker_stats_no_stream_shows_sane_numbers() {
     );
 }
 
+/// How many processes on the host have `marker` in their command line.
+fn processes_with(marker: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+        })
+        .count()
+}
+
 /// `12.5MiB`, `1.2GiB`, `512KiB`, `100B` (docker's units) in bytes.
 fn bytes(text: &str) -> f64 {
     let text = text.trim();
@@ -537,6 +586,11 @@ try:
     out["unknown_exec"] = "found"
 except docker.errors.NotFound:
     out["unknown_exec"] = 404
+# A client that does not hijack: the output, framed, is the answer's body.
+e = c.exec_create(name, ["echo", "plain"])
+res = c._post_json(c._url("/exec/{0}/start", e["Id"]), data={"Detach": False, "Tty": False})
+c._raise_for_status(res)
+out["unhijacked"] = {"type": res.headers.get("Content-Type"), "body": list(res.content)}
 # A command the container does not have.
 e = c.exec_create(name, ["nosuch-command"])
 o, r = c.exec_start(e["Id"], demux=True)
@@ -653,6 +707,15 @@ fn python_sdk_sees_demuxed_exec_stats_fields_and_followed_logs() {
         missing.starts_with("berth: error: ")
             && missing.contains("nosuch-command")
             && missing.lines().count() == 1,
+        "{out}"
+    );
+    assert_eq!(
+        out["unhijacked"]["type"], "application/vnd.docker.raw-stream",
+        "{out}"
+    );
+    assert_eq!(
+        out["unhijacked"]["body"],
+        serde_json::json!(b"\x01\0\0\0\0\0\0\x06plain\n".to_vec()),
         "{out}"
     );
     assert_eq!(out["detached_answer"], "", "{out}");
