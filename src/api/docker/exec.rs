@@ -124,7 +124,10 @@ fn instance(id: &str) -> Option<Arc<Instance>> {
 /// Adds `instance`, forgetting old ones when full; false when every slot holds one that
 /// runs.
 fn remember(instance: Arc<Instance>) -> bool {
-    let mut table = instances();
+    remember_in(&mut instances(), instance)
+}
+
+fn remember_in(table: &mut HashMap<String, Arc<Instance>>, instance: Arc<Instance>) -> bool {
     if table.len() >= MAX_INSTANCES {
         let mut finished: Vec<(Instant, String)> = Vec::new();
         let mut unstarted: Vec<(Instant, String)> = Vec::new();
@@ -588,12 +591,14 @@ pub async fn resize(call: Call) -> Response<Body> {
     };
     let terminal = {
         let progress = instance.progress();
-        if !progress.running {
+        if !progress.started {
             return error(
                 StatusCode::CONFLICT,
-                &format!("Exec instance {id} is not running"),
+                &format!("Exec instance {id} has not been started"),
             );
         }
+        // One that has already ended has nothing to size: the docker CLI resizes right
+        // after the start, which a short command may not outlive.
         progress.terminal.clone()
     };
     // A process without a tty has no size: nothing to do, as with dockerd.
@@ -681,17 +686,64 @@ pub async fn inspect(call: Call) -> Response<Body> {
 mod tests {
     use super::*;
 
+    fn sample(n: usize, started: bool, exit_code: Option<i32>) -> Arc<Instance> {
+        Arc::new(Instance {
+            id: format!("{n:064x}"),
+            container_id: "app-1".into(),
+            docker_id: "app-1".into(),
+            cmd: vec!["true".into()],
+            env: Vec::new(),
+            user: None,
+            user_text: String::new(),
+            workdir: None,
+            tty: false,
+            stdin: false,
+            stdout: true,
+            stderr: true,
+            privileged: false,
+            detach_keys: String::new(),
+            created: Instant::now() + Duration::from_millis(n as u64),
+            progress: Mutex::new(Progress {
+                started,
+                running: started && exit_code.is_none(),
+                exit_code,
+                ..Progress::default()
+            }),
+        })
+    }
+
     #[test]
-    fn users_are_numeric() {
-        assert_eq!(parse_user(""), Ok(None));
-        assert_eq!(parse_user("1000"), Ok(Some((1000, 1000))));
-        assert_eq!(parse_user("1000:50"), Ok(Some((1000, 50))));
+    fn a_full_table_forgets_the_oldest_finished_then_unstarted_never_running() {
+        let mut table = HashMap::new();
+        for n in 0..MAX_INSTANCES {
+            let instance = match n {
+                0..10 => sample(n, true, Some(0)),
+                10..20 => sample(n, false, None),
+                _ => sample(n, true, None),
+            };
+            assert!(remember_in(&mut table, instance));
+        }
+        assert!(remember_in(&mut table, sample(1000, false, None)));
+        assert_eq!(table.len(), MAX_INSTANCES);
         assert!(
-            parse_user("nobody")
-                .expect_err("a name")
-                .contains("numeric")
+            !table.contains_key(&format!("{:064x}", 0)),
+            "the oldest finished goes"
         );
-        assert!(parse_user("1:x").is_err());
+        assert!(table.contains_key(&format!("{:064x}", 1)));
+        for n in 1001..1010 {
+            assert!(remember_in(&mut table, sample(n, false, None)));
+        }
+        // Finished ones 0..=9 are gone, the oldest unstarted (10) goes next.
+        assert!(remember_in(&mut table, sample(2000, false, None)));
+        assert!(!table.contains_key(&format!("{:064x}", 9)));
+        assert!(!table.contains_key(&format!("{:064x}", 10)));
+        // Only running ones left: no room.
+        let mut running = HashMap::new();
+        for n in 0..MAX_INSTANCES {
+            assert!(remember_in(&mut running, sample(n, true, None)));
+        }
+        assert!(!remember_in(&mut running, sample(5000, false, None)));
+        assert_eq!(running.len(), MAX_INSTANCES);
     }
 
     #[test]
