@@ -7,9 +7,11 @@
 //! response helpers every handler uses. What each API answers lives in its own module.
 
 pub mod berth;
+pub mod client;
 pub mod docker;
 pub mod metrics;
 pub mod server;
+pub mod views;
 
 use std::convert::Infallible;
 
@@ -69,6 +71,16 @@ pub fn with_type(status: StatusCode, content_type: &str, body: impl Into<Bytes>)
     response
 }
 
+/// JSON lines streamed from a channel (`application/x-ndjson`).
+pub fn ndjson(rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Response<Body> {
+    let mut response = Response::new(streamed(rx));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/x-ndjson"),
+    );
+    response
+}
+
 /// A body streamed from a channel: each item is sent as it arrives; the body ends when every
 /// sender is dropped. The producer stops when the client goes away (its sends fail).
 pub fn streamed(rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Body {
@@ -92,6 +104,8 @@ pub struct Context {
     pub passes: tokio::sync::broadcast::Sender<std::sync::Arc<crate::reconcile::PassReport>>,
     /// When the agent started.
     pub started: std::time::SystemTime,
+    /// The agent lets an empty directory prune everything.
+    pub allow_empty: bool,
 }
 
 /// How the agent serves its API.

@@ -69,6 +69,7 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         requests,
         passes: link.passes.clone(),
         started: std::time::SystemTime::now(),
+        allow_empty: args.allow_empty,
     });
     let options = ApiOptions {
         access,

@@ -3,6 +3,7 @@
 
 mod agent;
 mod check;
+mod events;
 mod exec;
 mod images;
 mod import;
@@ -96,6 +97,9 @@ pub enum Command {
     Exec(exec::Args),
     /// Resource usage of running containers (CPU, memory, block I/O, pids).
     Stats(stats::Args),
+    /// What happened: container, image, network, volume and desired-file events, past
+    /// (`--since`) and as they come.
+    Events(events::Args),
     /// Named volumes: list them, or delete one (never done implicitly).
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
@@ -166,6 +170,7 @@ pub fn main() -> ExitCode {
         Command::Logs(args) => logs::run(&cli.root, &args),
         Command::Exec(args) => exec::run(&cli.root, &args),
         Command::Stats(args) => stats::run(&cli.root, &args),
+        Command::Events(args) => events::run(&cli.root, &args),
         Command::Volume(command) => volume::run(&cli.root, &command),
         Command::Import(what) => import::run(&what),
         Command::Monitor { .. } | Command::DnsResolver | Command::Check(_) => {

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use berth::api::berth::ApplyRequest;
+use berth::api::client::Client;
 use berth::reconcile::apply::Machine;
 use berth::reconcile::lock::ReconcileLock;
 use berth::reconcile::plan::{self, Action};
@@ -174,16 +176,21 @@ fn field_changes(
 }
 
 pub fn apply(root: &Path, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
-    let _lock = ReconcileLock::acquire(root)?;
     let dir = std::path::absolute(&args.dir).unwrap_or_else(|_| args.dir.clone());
+    let layout = berth::state::layout::Layout::new(root);
+    let (socket, _) = berth::api::socket_paths(&layout);
+    // An agent reconciles this root: it runs the pass, so nothing races it.
+    if let Some(agent) = Client::find(&socket) {
+        return apply_through(agent, &dir, args);
+    }
+    let _lock = ReconcileLock::acquire(root)?;
     let machine = Machine::open(root, args.auth_file.as_deref())?;
     let mut reconciler = Reconciler::new(machine, &dir);
     reconciler.parallel = args.parallel;
     reconciler.targets = targets(&args.targets);
     reconciler.allow_empty = args.allow_empty;
     let rt = super::async_runtime()?;
-    let deadline = std::time::Instant::now() + args.timeout;
-    let (mut done, mut failed, mut skipped) = (0, 0, 0);
+    let mut tally = Tally::new(args);
     loop {
         let report = rt.block_on(reconciler.pass("apply"));
         if let Err(e) = status::write(
@@ -198,70 +205,8 @@ pub fn apply(root: &Path, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         ) {
             eprintln!("berth: warning: writing the status file: {e}");
         }
-        failed += report
-            .refreshed
-            .iter()
-            .filter(|r| r.error.is_some())
-            .count();
-        for o in &report.outcomes {
-            match o {
-                berth::reconcile::apply::Outcome::Done { .. } => done += 1,
-                berth::reconcile::apply::Outcome::Failed { .. } => failed += 1,
-                berth::reconcile::apply::Outcome::Skipped { .. } => skipped += 1,
-            }
-        }
-        if args.json {
-            println!("{}", serde_json::to_string(&report)?);
-        } else {
-            eprint!("{}", render::problems_text(&report));
-            print!(
-                "{}",
-                render::plan_text(&report.plan, &BTreeMap::new(), &report.outcomes)
-            );
-        }
-        // A start-first update is seen through (its own timeouts bound it); otherwise one
-        // pass, or passes until converged with --wait.
-        let updating = report.updating() && report.load_error.is_none();
-        let stop = !updating
-            && (!args.wait
-                || report.converged()
-                || report.stuck()
-                || report.load_error.is_some()
-                || std::time::Instant::now() >= deadline);
-        if stop {
-            let error = report.load_error.is_some()
-                || !report.problems.is_empty()
-                || failed > 0
-                || !report.plan.blocked.is_empty();
-            let unconverged = args.wait && !report.converged();
-            if !args.json {
-                println!(
-                    "Apply: {done} done, {failed} failed, {skipped} skipped{}{}{}",
-                    if report.plan.waits.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", {} still waiting", report.plan.waits.len())
-                    },
-                    if report.plan.blocked.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", {} blocked", report.plan.blocked.len())
-                    },
-                    if unconverged {
-                        format!(
-                            " (not converged within {})",
-                            humantime::format_duration(args.timeout)
-                        )
-                    } else {
-                        String::new()
-                    }
-                );
-            }
-            return Ok(if error || unconverged {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            });
+        if let Some(code) = tally.add(&report)? {
+            return Ok(code);
         }
         // Again when the earliest wait ends, or soon if something is still settling.
         let now = berth::state::record::now_ms();
@@ -271,10 +216,14 @@ pub fn apply(root: &Path, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             .map(|at| Duration::from_millis(at.saturating_sub(now) + 10))
             .unwrap_or(Duration::from_millis(250))
             .min(Duration::from_secs(1));
-        let pause = if updating {
+        let pause = if report.updating() {
             pause
         } else {
-            pause.min(deadline.saturating_duration_since(std::time::Instant::now()))
+            pause.min(
+                tally
+                    .deadline
+                    .saturating_duration_since(std::time::Instant::now()),
+            )
         };
         // Health checks run meanwhile; a change of status ends the pause.
         let changed = reconciler.health.changed();
@@ -284,5 +233,146 @@ pub fn apply(root: &Path, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
                 _ = changed.notified() => {}
             }
         });
+    }
+}
+
+/// `apply` while an agent runs: the agent runs the pass in its loop and streams its report,
+/// then (to see an update through, or with `--wait`) the reports of its next passes.
+fn apply_through(agent: Client, dir: &Path, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
+    if args.auth_file.is_some() {
+        eprintln!(
+            "berth: warning: --auth-file is ignored: the agent pulls with its own credentials"
+        );
+    }
+    let request = ApplyRequest {
+        dir: dir.to_path_buf(),
+        targets: args.targets.clone(),
+        follow: true,
+        // The agent stops streaming a little after the asker gives up.
+        timeout_ms: Some(berth::units::millis(args.timeout) + 5_000),
+        allow_empty: args.allow_empty,
+    };
+    let mut tally = Tally::new(args);
+    let mut outcome: anyhow::Result<Option<ExitCode>> = Ok(None);
+    let streamed = super::async_runtime()?.block_on(async {
+        let read = agent.post_lines("/v1/apply", &request, |report: PassReport| {
+            outcome = tally.add(&report);
+            matches!(outcome, Ok(None))
+        });
+        tokio::time::timeout(args.timeout + Duration::from_secs(1), read).await
+    });
+    if let Some(code) = outcome? {
+        return Ok(code);
+    }
+    match streamed {
+        Ok(Ok(())) => {
+            anyhow::bail!("the agent stopped before the apply was done; see `berth status`")
+        }
+        Ok(Err(e)) => Err(e.into()),
+        // No pass came to decide by the deadline: what the last one said stands.
+        Err(_) => Ok(tally.finish()),
+    }
+}
+
+/// What `apply` counts over its passes and when it stops.
+struct Tally<'a> {
+    args: &'a ApplyArgs,
+    deadline: std::time::Instant,
+    done: usize,
+    failed: usize,
+    skipped: usize,
+    last: Option<PassReport>,
+}
+
+impl<'a> Tally<'a> {
+    fn new(args: &'a ApplyArgs) -> Tally<'a> {
+        Tally {
+            args,
+            deadline: std::time::Instant::now() + args.timeout,
+            done: 0,
+            failed: 0,
+            skipped: 0,
+            last: None,
+        }
+    }
+
+    /// Prints the pass; the exit code once the apply is over.
+    fn add(&mut self, report: &PassReport) -> anyhow::Result<Option<ExitCode>> {
+        let args = self.args;
+        self.failed += report
+            .refreshed
+            .iter()
+            .filter(|r| r.error.is_some())
+            .count();
+        for o in &report.outcomes {
+            match o {
+                berth::reconcile::apply::Outcome::Done { .. } => self.done += 1,
+                berth::reconcile::apply::Outcome::Failed { .. } => self.failed += 1,
+                berth::reconcile::apply::Outcome::Skipped { .. } => self.skipped += 1,
+            }
+        }
+        if args.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            eprint!("{}", render::problems_text(report));
+            print!(
+                "{}",
+                render::plan_text(&report.plan, &BTreeMap::new(), &report.outcomes)
+            );
+        }
+        self.last = Some(report.clone());
+        // A start-first update is seen through (its own timeouts bound it); otherwise one
+        // pass, or passes until converged with --wait.
+        let updating = report.updating() && report.load_error.is_none();
+        let stop = !updating
+            && (!args.wait
+                || report.converged()
+                || report.stuck()
+                || report.load_error.is_some()
+                || std::time::Instant::now() >= self.deadline);
+        Ok(stop.then(|| self.finish()))
+    }
+
+    fn finish(&self) -> ExitCode {
+        let args = self.args;
+        let Some(report) = &self.last else {
+            return ExitCode::FAILURE;
+        };
+        let error = report.load_error.is_some()
+            || !report.problems.is_empty()
+            || self.failed > 0
+            || !report.plan.blocked.is_empty();
+        let unconverged = args.wait && !report.converged();
+        if !args.json {
+            println!(
+                "Apply: {} done, {} failed, {} skipped{}{}{}",
+                self.done,
+                self.failed,
+                self.skipped,
+                if report.plan.waits.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} still waiting", report.plan.waits.len())
+                },
+                if report.plan.blocked.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} blocked", report.plan.blocked.len())
+                },
+                if unconverged {
+                    format!(
+                        " (not converged within {})",
+                        humantime::format_duration(args.timeout)
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+        if error || unconverged {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
     }
 }

@@ -13,8 +13,9 @@ use tokio::task::JoinHandle;
 use super::probe::{self, Target};
 use super::verdict::{Health, HealthRecord};
 use crate::spec::model::HealthCheck;
+use crate::state::events::{self, Action, EventLog};
 use crate::state::layout::Layout;
-use crate::state::record::{self, now_ms};
+use crate::state::record::{self, ContainerRecord, now_ms};
 use crate::sys::ProcessId;
 
 /// A running container to check.
@@ -108,6 +109,9 @@ async fn check_loop(
     changed: Arc<Notify>,
 ) {
     let path = layout.container(&subject.id).health();
+    let container = record::load::<ContainerRecord>(&layout.container(&subject.id).record())
+        .ok()
+        .flatten();
     // An agent restarted during a run carries on with that run's verdict.
     let mut verdict = read(&layout, &subject.id, subject.init)
         .unwrap_or_else(|| HealthRecord::new(subject.init, subject.started_at_ms));
@@ -139,6 +143,11 @@ async fn check_loop(
                     tracing::warn!(container = %subject.id, from = %before, "unhealthy: {output}")
                 }
                 status => tracing::info!(container = %subject.id, from = %before, "{status}"),
+            }
+            if let Some(container) = &container {
+                let event = events::container_event(&layout, container, Action::HealthStatus)
+                    .with("health_status", verdict.status);
+                EventLog::new(&layout).append(&event);
             }
         }
         // Written before the reconciler is woken: its pass reads the new verdict.

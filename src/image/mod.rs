@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub(crate) mod compression;
+mod events;
 pub(crate) mod local;
 pub mod manifest;
 pub(crate) mod record;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 use crate::digest::Digest;
 use crate::spec::image_ref::ImageSource;
+use crate::state::events::{Action, Event, EventLog, Subject};
 use crate::state::image::ImageRecord;
 use auth::Credentials;
 use record::{RecordError, Records};
@@ -51,6 +53,7 @@ pub struct ImageService {
     records: Records,
     credentials: Credentials,
     scratch: PathBuf,
+    events: EventLog,
 }
 
 /// What a prune removed.
@@ -80,6 +83,7 @@ impl ImageService {
             records: Records::open(state_root)?,
             credentials: Credentials::default(),
             scratch,
+            events: EventLog::new(&crate::state::layout::Layout::new(state_root)),
         })
     }
 
@@ -87,8 +91,34 @@ impl ImageService {
         &mut self.credentials
     }
 
-    /// Resolve a source and fetch everything it needs; records the result.
+    /// Resolve a source and fetch everything it needs; records the result, and the pull in
+    /// the event log (bytes fetched, duration) or its failure.
     pub async fn pull(
+        &self,
+        source: &ImageSource,
+        options: &PullOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<ImageRecord, ImageError> {
+        let began = std::time::Instant::now();
+        let counted = Arc::new(events::Counted::new(progress));
+        let pulled = self.pull_uncounted(source, options, counted.clone()).await;
+        let name = source.to_string();
+        let event = match &pulled {
+            Ok(record) => Event::now(Subject::Image, Action::Pull, &name)
+                .with("name", &name)
+                .with("digest", &record.manifest)
+                .with("bytes", counted.bytes())
+                .with("duration_ms", crate::units::millis(began.elapsed())),
+            Err(e) => Event::now(Subject::Image, Action::PullFailed, &name)
+                .with("name", &name)
+                .with("error", e)
+                .with("duration_ms", crate::units::millis(began.elapsed())),
+        };
+        self.events.append(&event);
+        pulled
+    }
+
+    async fn pull_uncounted(
         &self,
         source: &ImageSource,
         options: &PullOptions,
@@ -240,6 +270,11 @@ impl ImageService {
                     live_layers.insert(l.diff_id.clone());
                 }
             } else if self.records.remove(&record.source)? {
+                self.events.append(
+                    &Event::now(Subject::Image, Action::Delete, &record.source)
+                        .with("name", &record.source)
+                        .with("digest", &record.manifest),
+                );
                 report.images.push(record.source);
             }
         }

@@ -41,6 +41,7 @@ use self::record::{Claim, Lease, NetworkPaths, NetworkRecord};
 use crate::fsutil::{self, FsError, io_err};
 use crate::spec::model::Network;
 use crate::spec::port::PortMapping;
+use crate::state::events::{Action, Event, EventLog, Subject};
 use crate::state::layout::Layout;
 use crate::state::network::{Attachment, ObservedNetworks};
 use crate::state::record::RecordError;
@@ -168,12 +169,30 @@ impl Networks {
         spec: &Network,
         spec_hash: &str,
     ) -> Result<NetworkRecord, NetworkError> {
-        bridge::ensure(self, name, spec, spec_hash)
+        let existed = self.record(name).ok().flatten().is_some();
+        let record = bridge::ensure(self, name, spec, spec_hash)?;
+        if !existed {
+            self.record_event(Action::Create, &record);
+        }
+        Ok(record)
+    }
+
+    fn record_event(&self, action: Action, record: &NetworkRecord) {
+        let event = Event::now(Subject::Network, action, &record.name)
+            .with("name", &record.name)
+            .with("driver", "bridge")
+            .with("subnet", record.subnet)
+            .with("bridge", &record.bridge);
+        EventLog::new(&self.layout).append(&event);
     }
 
     /// Remove a network no container uses any more: its bridge, its leases, its record.
     pub fn remove(&self, name: &str) -> Result<(), NetworkError> {
+        let record = self.record(name).ok().flatten();
         bridge::remove(self, name)?;
+        if let Some(record) = record {
+            self.record_event(Action::Destroy, &record);
+        }
         let _lock = self.lock()?;
         dns::clean_up_after_the_last_network(self);
         Ok(())

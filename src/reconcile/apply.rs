@@ -18,6 +18,7 @@ use crate::runtime::{CreateRequest, Runtime};
 use crate::spec::image_ref::ImageSource;
 use crate::spec::model::Desired;
 use crate::spec::mount::Mount;
+use crate::state::events::{Action as EventAction, EventLog};
 use crate::state::image::ImageRecord;
 use crate::state::record::ContainerRecord;
 use crate::volume::Volumes;
@@ -60,7 +61,7 @@ pub enum ApplyError {
 }
 
 /// How a step ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "result", rename_all = "lowercase")]
 pub enum Outcome {
     Done {
@@ -340,6 +341,12 @@ async fn run_action(
                     crate::failpoint::hit("replace-after-remove");
                 }
                 m.runtime.start(&record.id)?;
+                record_event(
+                    &m,
+                    &record,
+                    EventAction::Replace,
+                    &[("old", old.join(",")), ("new", record.id.clone())],
+                );
                 Ok(format!(
                     "{} running, replaced {}",
                     record.id,
@@ -369,6 +376,14 @@ async fn run_action(
         Action::AbortUpdate { name, id, why } => {
             let m = machine.clone();
             blocking(move || {
+                if let Ok(record) = m.runtime.record(&id) {
+                    record_event(
+                        &m,
+                        &record,
+                        EventAction::Rollback,
+                        &[("reason", why.clone())],
+                    );
+                }
                 m.runtime
                     .stop(&id, None)
                     .map(|_| ())
@@ -421,6 +436,7 @@ async fn run_action(
         Action::Remove { id, .. } => {
             let m = machine.clone();
             blocking(move || {
+                let record = m.runtime.record(&id).ok();
                 m.runtime
                     .stop(&id, None)
                     .map(|_| ())
@@ -428,6 +444,9 @@ async fn run_action(
                     .or_else(gone_is_done)?;
                 crate::failpoint::hit("prune-after-stop");
                 m.runtime.remove(&id, true).or_else(gone_is_done)?;
+                if let Some(record) = record {
+                    record_event(&m, &record, EventAction::Prune, &[]);
+                }
                 Ok("removed".into())
             })
             .await
@@ -475,9 +494,24 @@ fn take_over(machine: &Machine, id: &str, from: &[String]) -> Result<String, App
         .filter(|v| v.status == crate::health::Health::Healthy)
         .map(|v| v.since_ms);
     let claim = machine.networks().take_over(id)?;
-    let after = healthy_since.map(|since| crate::state::record::now_ms().saturating_sub(since));
+    let now = crate::state::record::now_ms();
+    let after = healthy_since.map(|since| now.saturating_sub(since));
     if let Some(ms) = after {
         tracing::info!(container = id, switch_ms = ms, "ports switched");
+    }
+    if let Ok(record) = machine.runtime.record(id) {
+        let mut extra = vec![("old", from.join(",")), ("new", id.to_string())];
+        if let Some(ms) = after {
+            extra.push(("switch_ms", ms.to_string()));
+        }
+        // From the new container's creation: how long the whole update took to switch.
+        if let Ok(created) = humantime::parse_rfc3339_weak(&record.created_at) {
+            let created_ms = created
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, crate::units::millis);
+            extra.push(("update_ms", now.saturating_sub(created_ms).to_string()));
+        }
+        record_event(machine, &record, EventAction::Switch, &extra);
     }
     Ok(format!(
         "ports now go to {id} (claim {}){}{}",
@@ -491,6 +525,21 @@ fn take_over(machine: &Machine, id: &str, from: &[String]) -> Result<String, App
             format!("; draining: {}", from.join(", "))
         }
     ))
+}
+
+/// A reconciler's event about a container (its labels, berth's attributes, `extra`).
+fn record_event(
+    machine: &Machine,
+    record: &crate::state::record::ContainerRecord,
+    action: EventAction,
+    extra: &[(&str, String)],
+) {
+    let layout = machine.runtime.layout();
+    let mut event = crate::state::events::container_event(layout, record, action);
+    for (key, value) in extra {
+        event = event.with(key, value);
+    }
+    EventLog::new(layout).append(&event);
 }
 
 /// `stop` on a container whose record is damaged fails; `remove` handles those itself.

@@ -36,7 +36,7 @@ use self::plan::{Action, Failure, FailureBook, Plan};
 use crate::spec::model::PullPolicy;
 
 /// What one pass found and did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PassReport {
     /// What started the pass ("start", "change", "exit", "timer", "signal", "apply").
     pub trigger: String,
@@ -57,6 +57,10 @@ pub struct PassReport {
     /// Problems in desired files, one per entry ("file:line:col: message"), then what
     /// could not be observed.
     pub problems: Vec<String>,
+    /// The problems in desired files as found (for events and metrics; `problems` says
+    /// them in text).
+    #[serde(skip)]
+    pub diagnostics: Vec<crate::spec::diag::Diagnostic>,
     /// `pull = "always"` images re-resolved before planning, and how it went.
     pub refreshed: Vec<Refresh>,
     pub plan: Plan,
@@ -64,7 +68,7 @@ pub struct PassReport {
     pub outcomes: Vec<Outcome>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct Phases {
     pub load_us: u64,
     pub observe_us: u64,
@@ -72,7 +76,7 @@ pub struct Phases {
     pub apply_us: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Refresh {
     pub image: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -175,6 +179,8 @@ pub struct Reconciler {
     /// passes (every change, signal and `apply` re-resolves them).
     pub refresh_interval: Duration,
     last_refresh: Option<Instant>,
+    /// The desired files' problems the last pass found (each is an event once).
+    known_problems: BTreeSet<String>,
     /// Since when each undescribed container name has been missing (ms since the epoch).
     missing_since: BTreeMap<String, u64>,
     /// Container records already read (they never change after create).
@@ -210,6 +216,7 @@ impl Reconciler {
             allow_empty: false,
             refresh_interval: Duration::from_secs(300),
             last_refresh: None,
+            known_problems: BTreeSet::new(),
             missing_since: BTreeMap::new(),
             records: Arc::default(),
             load_cache: Arc::default(),
@@ -246,6 +253,7 @@ impl Reconciler {
             self.last_refresh = Some(Instant::now());
         }
         self.remember(&report);
+        self.record_events(&report);
         if let Some(observed) = &observed {
             self.health.track(health_subjects(observed));
         }
@@ -269,6 +277,7 @@ impl Reconciler {
             load_error: None,
             deferred: None,
             problems: Vec::new(),
+            diagnostics: Vec::new(),
             refreshed: Vec::new(),
             plan: Plan::default(),
             outcomes: Vec::new(),
@@ -307,6 +316,7 @@ impl Reconciler {
         };
         report.files = loaded.files.clone();
         report.problems = loaded.diagnostics.iter().map(|d| d.one_line()).collect();
+        report.diagnostics = loaded.diagnostics.clone();
         let complete = loaded.is_complete();
         let empty = loaded.files.is_empty();
         let jobs = plan::jobs_of(&loaded.desired);
@@ -475,6 +485,51 @@ impl Reconciler {
 
     /// Failures are retried with backoff; a success forgets them, and so does a resource
     /// that no longer needs anything (it was fixed, or it is gone).
+    /// A `problem` event for each problem of a desired file not there on the last pass
+    /// that read the directory, and a `pass` event for a pass that did or found something.
+    fn record_events(&mut self, report: &PassReport) {
+        use crate::state::events::{Action, Event, EventLog, Subject};
+        let log = EventLog::new(self.machine.runtime.layout());
+        if report.load_error.is_none() && report.deferred.is_none() {
+            let now: BTreeSet<String> = report.diagnostics.iter().map(|d| d.one_line()).collect();
+            for d in &report.diagnostics {
+                if self.known_problems.contains(&d.one_line()) {
+                    continue;
+                }
+                let file = d.location.file.display().to_string();
+                log.append(
+                    &Event::now(Subject::Desired, Action::Problem, &file)
+                        .with("file", &file)
+                        .with("line", d.location.line)
+                        .with("column", d.location.column)
+                        .with("code", d.code.as_str())
+                        .with("message", &d.message),
+                );
+            }
+            self.known_problems = now;
+        }
+        let outcome = if report.load_error.is_some() {
+            "load_error"
+        } else if report.deferred.is_some() {
+            return;
+        } else if report.failed() > 0 {
+            "failed"
+        } else {
+            "ok"
+        };
+        if report.plan.steps.is_empty() && outcome == "ok" {
+            return;
+        }
+        log.append(
+            &Event::now(Subject::Agent, Action::Pass, "agent")
+                .with("trigger", &report.trigger)
+                .with("steps", report.plan.steps.len())
+                .with("failed", report.failed())
+                .with("duration_ms", report.duration_ms)
+                .with("outcome", outcome),
+        );
+    }
+
     fn remember(&mut self, report: &PassReport) {
         if report.load_error.is_some() || report.deferred.is_some() {
             return;
@@ -568,4 +623,88 @@ fn finish(mut report: PassReport, started: std::time::Instant, cpu_start: u64) -
 fn process_cpu_us() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
     (t.tv_sec as u64) * 1_000_000 + (t.tv_nsec as u64) / 1000
+}
+
+#[cfg(test)]
+mod report_tests {
+    use super::*;
+    use crate::spec::name::Name;
+
+    /// `berth apply` through an agent reads the agent's reports back: nothing may be lost
+    /// on the way.
+    #[test]
+    fn a_pass_report_reads_back_as_written() {
+        let name: Name = "web".parse().expect("name");
+        let report = PassReport {
+            trigger: "apply".into(),
+            started_at: "2026-12-07T10:00:00.000Z".into(),
+            duration_ms: 12,
+            cpu_us: 345,
+            phases: Phases {
+                load_us: 1,
+                observe_us: 2,
+                plan_us: 3,
+                apply_us: 4,
+            },
+            files: vec!["/etc/berth/desired/web.toml".into()],
+            load_error: None,
+            deferred: Some("a file is being written".into()),
+            problems: vec!["web.toml:1:1: error[x]: y".into()],
+            diagnostics: Vec::new(),
+            refreshed: vec![Refresh {
+                image: "busybox".into(),
+                digest: Some("sha256:ab".into()),
+                error: None,
+            }],
+            plan: Plan {
+                steps: vec![
+                    plan::Step {
+                        action: Action::Replace {
+                            name: name.clone(),
+                            old: vec!["web-1".into()],
+                        },
+                        after: vec![],
+                        reason: "its spec changed".into(),
+                        spec: Some("sha256:cd".into()),
+                    },
+                    plan::Step {
+                        action: Action::TakeOver {
+                            name,
+                            id: "web-2".into(),
+                            from: vec!["web-1".into()],
+                        },
+                        after: vec![0],
+                        reason: "healthy".into(),
+                        spec: None,
+                    },
+                ],
+                waits: vec![plan::Wait {
+                    key: "container/db".into(),
+                    reason: "backoff".into(),
+                    until_ms: Some(5),
+                }],
+                kept: vec![],
+                blocked: vec![plan::Kept {
+                    key: "container/job".into(),
+                    reason: "failed".into(),
+                }],
+                prune_blocked: Some("a problem".into()),
+                wake_at_ms: Some(5),
+                updating: vec!["web".into()],
+            },
+            outcomes: vec![
+                apply::Outcome::Done {
+                    detail: "web-2 running".into(),
+                },
+                apply::Outcome::Skipped {
+                    reason: "after a failure".into(),
+                },
+            ],
+        };
+        let json = serde_json::to_string(&report).expect("encode");
+        let back: PassReport = serde_json::from_str(&json).expect("decode");
+        assert_eq!(serde_json::to_string(&back).expect("encode"), json);
+        assert_eq!(back.plan, report.plan);
+        assert_eq!(back.outcomes, report.outcomes);
+    }
 }

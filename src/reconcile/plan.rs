@@ -91,7 +91,7 @@ pub(crate) fn entry_hashes(desired: &Desired) -> EntryHashes {
         .collect()
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Plan {
     pub steps: Vec<Step>,
     /// Resources that need something later, not now (backoff, a dependency).
@@ -113,7 +113,7 @@ pub struct Plan {
     pub updating: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Step {
     pub action: Action,
     /// Indices of the steps that must have succeeded first.
@@ -124,7 +124,7 @@ pub struct Step {
     pub spec: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
     /// Fetch an image into the store.
@@ -256,7 +256,7 @@ impl Action {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Wait {
     /// `Action::key` of the resource.
     pub key: String,
@@ -266,7 +266,7 @@ pub struct Wait {
     pub until_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Kept {
     pub key: String,
     pub reason: String,

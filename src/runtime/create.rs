@@ -14,6 +14,7 @@ use crate::spec::engine::Engine as EngineChoice;
 use crate::spec::model::{Container, ContainerNetwork};
 use crate::spec::mount::Mount;
 use crate::spec::signal::Signal;
+use crate::state::events::Action;
 use crate::state::image::ImageRecord;
 use crate::state::layout;
 use crate::state::record::{self, ContainerRecord, EngineRecord, Seed};
@@ -78,6 +79,7 @@ impl Runtime {
         let final_dir = self.layout.container(&id).dir;
         std::fs::rename(&tmp, &final_dir).map_err(io_err("renaming", &tmp))?;
         crate::failpoint::hit("create-after-rename");
+        self.record_event(self.container_event(&record, Action::Create));
         Ok(record)
     }
 

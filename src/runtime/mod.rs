@@ -9,6 +9,7 @@ pub mod cgroupfs;
 pub(crate) mod confine;
 pub(crate) mod disk;
 pub mod engine;
+pub(crate) mod events;
 pub(crate) mod exec;
 pub(crate) mod files;
 pub(crate) mod joins;

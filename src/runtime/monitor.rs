@@ -354,6 +354,7 @@ impl Monitor {
             paths: self.paths,
             record: self.record,
             engine_root: layout.engine_root(),
+            layout: layout.clone(),
             init_fd: self.init_fd,
             stdout: Some(stdout),
             stderr: Some(stderr),

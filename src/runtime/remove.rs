@@ -46,8 +46,11 @@ impl Runtime {
         }
         engine::for_record(&record, &self.layout.engine_root()).delete(id)?;
         self.remove_files(id)?;
+        // Its labels are read from its spec, which is about to go.
+        let destroy = self.container_event(&record, crate::state::events::Action::Destroy);
         self.delete_dir(id, &paths)?;
         self.unplug(id, true);
+        self.record_event(destroy);
         Ok(())
     }
 

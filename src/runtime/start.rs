@@ -10,6 +10,7 @@ use super::monitor::{self, Readiness};
 use super::{ContainerLock, MONITOR_EXIT_TIMEOUT, Runtime, RuntimeError, State, bundle, engine};
 use crate::fsutil::io_err;
 use crate::spec::signal::Signal;
+use crate::state::events::Action;
 use crate::state::layout;
 use crate::state::record::{
     self, BootId, ContainerRecord, ExitRecord, MonitorRecord, RestartRecord,
@@ -58,11 +59,12 @@ impl Runtime {
         };
         // A restart that crashed after this record but before clearing the exit comes here
         // again with the same exit: it is the same restart, not another one.
+        let count = previous.count.saturating_add(1);
         if previous.last_exit.as_ref() != Some(&exit) {
             record::save_volatile(
                 &paths.restarts(),
                 &RestartRecord {
-                    count: previous.count.saturating_add(1),
+                    count,
                     streak,
                     last_exit: Some(exit),
                 },
@@ -77,7 +79,13 @@ impl Runtime {
             }
         }
         crate::failpoint::hit("restart-after-clear");
-        self.start_locked(id, &paths, &lock)
+        let monitor = self.start_locked(id, &paths, &lock)?;
+        self.record_event(
+            self.container_event(&record, Action::Restart)
+                .with("restart_count", count)
+                .with("streak", streak),
+        );
+        Ok(monitor)
     }
 
     /// Wait (at most `MONITOR_EXIT_TIMEOUT`) until the monitor named in the container's
@@ -125,9 +133,10 @@ impl Runtime {
         paths: &layout::ContainerPaths,
         lock: &ContainerLock,
     ) -> Result<MonitorRecord, RuntimeError> {
-        if record::load::<ContainerRecord>(&paths.record())?.is_none() {
+        let began = std::time::Instant::now();
+        let Some(container) = record::load::<ContainerRecord>(&paths.record())? else {
             return Err(RuntimeError::NotFound { what: id.into() });
-        }
+        };
         match self.state(id)? {
             State::Created => {}
             State::Running(monitor) => return Ok(monitor),
@@ -185,15 +194,32 @@ impl Runtime {
             }
         };
         match last {
-            Some(Readiness::Running { .. }) => record::load::<MonitorRecord>(&paths.monitor())?
-                .ok_or_else(|| RuntimeError::StartFailed {
+            Some(Readiness::Running { .. }) => {
+                let monitor =
+                    record::load::<MonitorRecord>(&paths.monitor())?.ok_or_else(|| {
+                        RuntimeError::StartFailed {
+                            id: id.into(),
+                            message: "the monitor reported readiness but wrote no record".into(),
+                        }
+                    })?;
+                self.record_event(
+                    self.container_event(&container, Action::Start)
+                        .with("duration_ms", crate::units::millis(began.elapsed())),
+                );
+                Ok(monitor)
+            }
+            Some(Readiness::Failed { error }) => {
+                if let Ok(Some(exit)) = record::load::<ExitRecord>(&paths.exit()) {
+                    for event in crate::state::events::exit_events(&self.layout, &container, &exit)
+                    {
+                        self.record_event(event);
+                    }
+                }
+                Err(RuntimeError::StartFailed {
                     id: id.into(),
-                    message: "the monitor reported readiness but wrote no record".into(),
-                }),
-            Some(Readiness::Failed { error }) => Err(RuntimeError::StartFailed {
-                id: id.into(),
-                message: error,
-            }),
+                    message: error,
+                })
+            }
             Some(Readiness::Forked { .. } | Readiness::Seeding { .. }) | None => {
                 let why = if timed_out {
                     format!(
@@ -236,6 +262,9 @@ impl Runtime {
                 engine::for_record(&record, &self.layout.engine_root()).delete(id)?;
                 let exit = ExitRecord::never_ran(why);
                 record::save_volatile(&self.paths(id)?.exit(), &exit)?;
+                for event in crate::state::events::exit_events(&self.layout, &record, &exit) {
+                    self.record_event(event);
+                }
             }
             State::Running(_) | State::Exited(_) => {}
         }

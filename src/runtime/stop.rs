@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::{ContainerLock, MONITOR_EXIT_TIMEOUT, Runtime, RuntimeError, State, engine};
 use crate::spec::signal::Signal;
+use crate::state::events::Action;
 use crate::state::record::{self, ContainerRecord, ExitRecord, MonitorRecord};
 use crate::sys::{self, ProcessId};
 
@@ -63,7 +64,12 @@ impl Runtime {
             }
             State::Running(monitor) => monitor,
         };
+        let began = std::time::Instant::now();
         if let Some(fd) = monitor.init.open().map_err(perr("signalling"))? {
+            self.record_event(
+                self.container_event(&record, Action::Kill)
+                    .with("signal", record.stop_signal),
+            );
             sys::send_signal(&fd, record.stop_signal).map_err(perr("signalling"))?;
             if !sys::wait_readable(&fd, Some(timeout)).map_err(perr("waiting for"))? {
                 tracing::info!(
@@ -91,17 +97,24 @@ impl Runtime {
                 ),
             });
         }
-        match self.state(id)? {
-            State::Exited(exit) => Ok(Some(exit)),
-            State::Lost { init, .. } => self
-                .clean_up_lost(id, &record, init, Some(monitor.started_at_ms))
-                .map(Some),
-            State::Created | State::Running(_) => Err(RuntimeError::Process {
-                op: "stopping",
-                id: id.into(),
-                source: std::io::Error::other("its state did not settle"),
-            }),
-        }
+        let exit = match self.state(id)? {
+            State::Exited(exit) => exit,
+            State::Lost { init, .. } => {
+                self.clean_up_lost(id, &record, init, Some(monitor.started_at_ms))?
+            }
+            State::Created | State::Running(_) => {
+                return Err(RuntimeError::Process {
+                    op: "stopping",
+                    id: id.into(),
+                    source: std::io::Error::other("its state did not settle"),
+                });
+            }
+        };
+        self.record_event(
+            self.container_event(&record, Action::Stop)
+                .with("duration_ms", crate::units::millis(began.elapsed())),
+        );
+        Ok(Some(exit))
     }
 
     /// A container whose monitor is gone: kill what is left, release the engine state and
@@ -145,6 +158,10 @@ impl Runtime {
             stopped_because: None,
         };
         record::save_volatile(&paths.exit(), &exit)?;
+        // Its monitor never said it died: said here, as the monitor would have.
+        for event in crate::state::events::exit_events(&self.layout, record, &exit) {
+            self.record_event(event);
+        }
         Ok(exit)
     }
 }

@@ -36,6 +36,8 @@ pub(crate) struct Supervisor {
     pub paths: ContainerPaths,
     pub record: ContainerRecord,
     pub engine_root: PathBuf,
+    /// Where the exit is told (the event log).
+    pub layout: crate::state::layout::Layout,
     pub init_fd: OwnedFd,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
@@ -125,6 +127,7 @@ fn supervisor_from_args(args: &[String], handover: Option<&str>) -> Result<Super
         paths,
         record,
         engine_root: layout.engine_root(),
+        layout: layout.clone(),
         init_fd,
         stdout: Some(stdout),
         stderr: Some(stderr),
@@ -304,6 +307,10 @@ impl Supervisor {
         sys::reap_exited_children();
         if let Err(e) = record::save_exit(&self.paths.exit(), &exit) {
             eprintln!("berth-monitor {}: recording the exit: {e}", self.id);
+        }
+        let log = crate::state::events::EventLog::new(&self.layout);
+        for event in crate::state::events::exit_events(&self.layout, &self.record, &exit) {
+            log.append(&event);
         }
     }
 

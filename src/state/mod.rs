@@ -5,6 +5,7 @@
 //! it imports nothing of theirs.
 
 pub(crate) mod etc;
+pub mod events;
 pub mod format;
 pub mod image;
 pub mod layout;

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsutil::{self, FsError, io_err};
 use crate::spec::model::Volume;
+use crate::state::events::{Action, Event, EventLog, Subject};
 
 pub(crate) use seed::seed_from;
 
@@ -46,12 +47,14 @@ impl crate::state::format::Record for VolumeRecord {
 #[derive(Debug, Clone)]
 pub struct Volumes {
     dir: PathBuf,
+    events: EventLog,
 }
 
 impl Volumes {
     pub fn new(state_root: &Path) -> Volumes {
         Volumes {
             dir: state_root.join("volumes"),
+            events: EventLog::new(&crate::state::layout::Layout::new(state_root)),
         }
     }
 
@@ -117,6 +120,7 @@ impl Volumes {
         fsutil::sync_dir(&tmp)?;
         std::fs::rename(&tmp, &dir).map_err(io_err("renaming", &tmp))?;
         fsutil::sync_dir(&self.dir)?;
+        self.record_event(Action::Create, name);
         Ok(data)
     }
 
@@ -165,7 +169,15 @@ impl Volumes {
         let doomed = self.dir.join(fsutil::doomed_name(name));
         std::fs::rename(&dir, &doomed).map_err(io_err("renaming", &dir))?;
         std::fs::remove_dir_all(&doomed).map_err(io_err("removing", &doomed))?;
+        self.record_event(Action::Destroy, name);
         Ok(true)
+    }
+
+    fn record_event(&self, action: Action, name: &str) {
+        let event = Event::now(Subject::Volume, action, name)
+            .with("name", name)
+            .with("driver", "local");
+        self.events.append(&event);
     }
 }
 

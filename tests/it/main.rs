@@ -1,6 +1,7 @@
 //! berth's integration tests: one binary, one module per area (the build is shared).
 
 mod agent;
+mod api;
 mod cli_check;
 mod cli_validate;
 mod confinement;
