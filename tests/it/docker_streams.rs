@@ -571,6 +571,7 @@ out = {}
 e = c.exec_create(name, ["sh", "-c", "echo out; echo err >&2; exit 4"])
 o, r = c.exec_start(e["Id"], demux=True)
 out["demux"] = [o.decode(), r.decode()]
+out["exec_id"] = e["Id"]
 i = c.exec_inspect(e["Id"])
 out["inspect"] = {k: i[k] for k in ("ExitCode", "Running", "ContainerID")}
 out["process"] = i["ProcessConfig"]
@@ -700,6 +701,34 @@ fn python_sdk_sees_demuxed_exec_stats_fields_and_followed_logs() {
     assert_eq!(of("err"), ["err1", "err2"], "{followed}");
     assert_eq!(followed.lines().count(), 5, "{followed}");
 
+    // The exec's start and end are in the state root's event log, with its exit code.
+    let exec_id = out["exec_id"].as_str().expect("an exec id");
+    let log = std::fs::read_to_string(f.sb.root().join("events/events.log")).expect("events");
+    let exec_events: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["attributes"]["exec_id"] == exec_id)
+        .collect();
+    let summary: Vec<(String, String, String)> = exec_events
+        .iter()
+        .map(|e| {
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+            (
+                text(&e["action"]),
+                text(&e["attributes"]["name"]),
+                text(&e["attributes"]["exit_code"]),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("exec_start".into(), "app".into(), String::new()),
+            ("exec_die".into(), "app".into(), "4".into())
+        ],
+        "{log}"
+    );
+    assert!(exec_events.iter().all(|e| e["id"] == app), "{log}");
     // berth exec's own failure: its one error line on stderr, no log noise, a failed status.
     assert_ne!(out["missing"]["exit"], 0, "{out}");
     let missing = out["missing"]["stderr"].as_str().expect("text");

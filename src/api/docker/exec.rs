@@ -31,6 +31,7 @@ use super::stdcopy::{self, Fd};
 use super::target;
 use crate::api::{Body, Context, error, json, streamed};
 use crate::runtime::State;
+use crate::state::events::{Action, EventLog, container_event};
 use crate::state::record::ContainerRecord;
 
 /// Exec instances kept in memory.
@@ -69,6 +70,8 @@ struct Instance {
     container_id: String,
     /// What clients are shown.
     docker_id: String,
+    /// The container's record, for its events.
+    record: ContainerRecord,
     cmd: Vec<String>,
     env: Vec<(String, String)>,
     user: Option<(u32, u32)>,
@@ -105,6 +108,29 @@ impl Instance {
         progress.exit_code = Some(code);
         progress.berth_exec = None;
         progress.terminal = None;
+    }
+
+    /// Records `exec_start` or `exec_die` (with `exit_code`) in the event log, off the
+    /// runtime's workers (it reads the container's labels and appends to a file).
+    async fn record_event(&self, context: &Context, action: Action, exit_code: Option<i32>) {
+        let layout = context.machine.runtime.layout().clone();
+        let record = self.record.clone();
+        let exec_id = self.id.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut event = container_event(&layout, &record, action).with("exec_id", exec_id);
+            if let Some(code) = exit_code {
+                event = event.with("exit_code", code);
+            }
+            EventLog::new(&layout).append(&event);
+        })
+        .await;
+    }
+
+    /// The process ended with `code`: recorded here, then in the event log.
+    async fn end(&self, context: &Context, code: i32) {
+        self.finish(code);
+        self.record_event(context, Action::ExecDie, Some(code))
+            .await;
     }
 }
 
@@ -277,6 +303,7 @@ pub async fn create(call: Call) -> Response<Body> {
         id: id.clone(),
         container_id: record.id.clone(),
         docker_id,
+        record: record.clone(),
         cmd,
         env,
         user,
@@ -365,6 +392,9 @@ pub async fn start(mut call: Call) -> Response<Body> {
         progress.berth_exec = process.child.id();
         progress.terminal = process.terminal.clone();
     }
+    instance
+        .record_event(&context, Action::ExecStart, None)
+        .await;
     let content_type = if tty {
         stdcopy::RAW_STREAM
     } else {
@@ -373,7 +403,7 @@ pub async fn start(mut call: Call) -> Response<Body> {
     if body.detach {
         tokio::spawn(async move {
             let code = drive(&instance, process, None::<Hijacked>, &mut Sink::Discard).await;
-            instance.finish(code);
+            instance.end(&context, code).await;
         });
         return Response::new(crate::api::full(""));
     }
@@ -383,7 +413,7 @@ pub async fn start(mut call: Call) -> Response<Body> {
         let mut sink = Sink::Body(tx);
         tokio::spawn(async move {
             let code = drive(&instance, process, None::<Hijacked>, &mut sink).await;
-            instance.finish(code);
+            instance.end(&context, code).await;
         });
         let mut response = Response::new(streamed(rx));
         response
@@ -397,7 +427,7 @@ pub async fn start(mut call: Call) -> Response<Body> {
             Err(e) => {
                 tracing::debug!("exec {}: the connection was not upgraded: {e}", instance.id);
                 let code = hang_up_and_wait(process).await;
-                instance.finish(code);
+                instance.end(&context, code).await;
                 return;
             }
         };
@@ -409,6 +439,9 @@ pub async fn start(mut call: Call) -> Response<Body> {
         if let Sink::Conn(mut writer) = sink {
             let _ = writer.shutdown().await;
         }
+        instance
+            .record_event(&context, Action::ExecDie, Some(code))
+            .await;
     });
     let mut response = Response::new(crate::api::full(""));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
