@@ -724,6 +724,10 @@ mod tests {
             id: format!("{n:064x}"),
             container_id: "app-1".into(),
             docker_id: "app-1".into(),
+            record: serde_json::from_str(include_str!(
+                "../../../tests/fixtures/records/v0.1.0/container.json"
+            ))
+            .expect("the fixture record"),
             cmd: vec!["true".into()],
             env: Vec::new(),
             user: None,
