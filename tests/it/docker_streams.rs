@@ -265,6 +265,12 @@ fn docker_logs_separates_streams_and_follows_until_the_stop() {
     });
     let (stdout, stderr) = f.ok(&["logs", "--since", &since, "app"]);
     assert_eq!((stdout.as_str(), stderr.as_str()), ("late\n", ""));
+    // --until: only what came before.
+    let (stdout, stderr) = f.ok(&["logs", "--until", &since, "app"]);
+    assert_eq!(
+        (stdout.as_str(), stderr.as_str()),
+        ("out1\nout2\nout3\n", "err1\nerr2\n")
+    );
 
     // -f: the lines so far, new ones as they come, and an end when the container stops.
     let mut follower = f
