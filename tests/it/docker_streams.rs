@@ -526,6 +526,9 @@ fn docker_stats_no_stream_shows_sane_numbers() {
         lines.next().is_some_and(|row| row.contains("app")),
         "{table}"
     );
+    // Every running container, as `docker stats --no-stream` shows them by default.
+    let (all, _) = f.ok(&["stats", "--no-stream", "--format", "{{.Name}}"]);
+    assert_eq!(all, "app\n");
 }
 
 /// How many processes on the host have `marker` in their command line.
