@@ -744,6 +744,11 @@ pub(crate) fn pass_start_lock(command: &mut std::process::Command, lock: &impl A
 
 /// A pidfd registered with the tokio reactor, to await a process's exit without a thread.
 pub(crate) fn async_pidfd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    async_readable(fd)
+}
+
+/// A descriptor (a pidfd, a netlink socket) registered with the tokio reactor for reading.
+pub(crate) fn async_readable(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // SAFETY: `fd` is owned here and moved into the AsyncFd, so no other owner can close or
     // reuse the descriptor while it is registered; it is deregistered before it is closed
     // (AsyncFd's drop order), which is what `register` requires.

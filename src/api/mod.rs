@@ -35,6 +35,8 @@ pub enum ApiError {
     },
     #[error("group {name:?} does not exist (--api-group)")]
     NoSuchGroup { name: String },
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
 }
 
 /// A whole body.

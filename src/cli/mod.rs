@@ -8,6 +8,7 @@ mod exec;
 mod images;
 mod import;
 mod lifecycle;
+mod logging;
 mod logs;
 mod plan;
 mod progress;
@@ -50,6 +51,11 @@ pub struct Cli {
         value_name = "FILE"
     )]
     pub age_identity: PathBuf,
+
+    /// How berth logs on stderr: text (colours only on a terminal), JSON lines, or journald
+    /// entries (the default when stderr is the journal, as under systemd).
+    #[arg(long, global = true, env = "BERTH_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<logging::LogFormat>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -130,7 +136,7 @@ pub fn main() -> ExitCode {
     berth::spec::secret::set_age_identity(
         std::path::absolute(&cli.age_identity).unwrap_or_else(|_| cli.age_identity.clone()),
     );
-    init_logging();
+    logging::init(cli.log_format, matches!(cli.command, Command::Agent(_)));
     if let Command::Monitor { id } = &cli.command {
         // Before anything else: the monitor must stay single-threaded.
         let layout = berth::state::layout::Layout::new(&cli.root);
@@ -232,20 +238,4 @@ fn canonical_root(root: &std::path::Path) -> PathBuf {
     let mut out = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_path_buf());
     out.extend(rest.iter().rev());
     out
-}
-
-/// Structured logs on stderr; `BERTH_LOG` filters (default `warn`), `BERTH_LOG_FORMAT=json`
-/// switches to JSON lines.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-        // libcgroups warns about every controller this kernel lacks, on every open.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,libcgroups=error"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("BERTH_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

@@ -22,6 +22,7 @@
 mod attach;
 mod bridge;
 pub mod dns;
+pub(crate) mod firewall;
 pub(crate) mod hosts;
 pub(crate) mod ipam;
 mod lease;

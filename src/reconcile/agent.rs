@@ -90,6 +90,8 @@ enum Trigger {
     Followup,
     /// Asked for through the API (`berth apply` while the agent runs).
     Request,
+    /// The host's nftables ruleset changed (a firewall reload may have taken berth's table).
+    Firewall,
 }
 
 impl Trigger {
@@ -103,6 +105,7 @@ impl Trigger {
             Trigger::Health => "health",
             Trigger::Followup => "followup",
             Trigger::Request => "apply",
+            Trigger::Firewall => "firewall",
         }
     }
 }
@@ -158,6 +161,15 @@ pub async fn run(
         mut requests,
     } = link;
     let mut asked: Option<PassRequest> = None;
+    let mut firewall = match crate::network::firewall::RulesetWatch::open() {
+        Ok(watch) => Some(watch),
+        Err(e) => {
+            tracing::warn!(
+                "cannot watch the nftables ruleset ({e}); a firewall reload that drops berth's table is repaired by the next resync"
+            );
+            None
+        }
+    };
     let mut pending = Some(Trigger::Start);
     let mut wake_at: Option<tokio::time::Instant> = None;
     let mut shutting_down = false;
@@ -254,6 +266,19 @@ pub async fn run(
             _ = health_changed.notified() => {
                 pending = Some(Trigger::Health);
             }
+            changed = ruleset_changed(&mut firewall) => {
+                match changed {
+                    Ok(()) => {
+                        // A reload is many changes in a row: one pass after they settle.
+                        tokio::time::sleep(FIREWALL_SETTLE).await;
+                        pending = Some(Trigger::Firewall);
+                    }
+                    Err(e) => {
+                        tracing::warn!("watching the nftables ruleset: {e}; relying on the resync");
+                        firewall = None;
+                    }
+                }
+            }
             _ = tokio::time::sleep_until(deadline) => {
                 pending = Some(Trigger::Timer);
                 wake_at = None;
@@ -266,6 +291,19 @@ pub async fn run(
     ]);
     tracing::info!("agent stopping; containers keep running under their monitors");
     Ok(())
+}
+
+/// How long a burst of ruleset changes (a firewall reload) is let settle before the pass.
+const FIREWALL_SETTLE: Duration = Duration::from_millis(100);
+
+/// The next change of the host's ruleset; never, without a watch.
+async fn ruleset_changed(
+    watch: &mut Option<crate::network::firewall::RulesetWatch>,
+) -> std::io::Result<()> {
+    match watch {
+        Some(watch) => watch.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn status_line(report: &PassReport) -> String {

@@ -168,12 +168,14 @@ pub(crate) async fn execute(
         }
         match running.join_next().await {
             Some(Ok((i, outcome))) => {
+                let action = &plan.steps[i].action;
+                let (entry, container) = subject(action);
                 match &outcome {
                     Outcome::Failed { error } => {
-                        tracing::warn!(step = %describe(&plan.steps[i].action), "failed: {error}")
+                        tracing::warn!(step = %describe(action), entry, container, "failed: {error}")
                     }
                     Outcome::Done { detail } => {
-                        tracing::info!(step = %describe(&plan.steps[i].action), "{detail}")
+                        tracing::info!(step = %describe(action), entry, container, "{detail}")
                     }
                     Outcome::Skipped { .. } => {}
                 }
@@ -239,6 +241,30 @@ fn describe(action: &Action) -> String {
         Action::Remove { id, .. } => format!("remove container {id}"),
         Action::RemoveOrphan { id } => format!("kill orphaned container {id}"),
         Action::PruneImages { images } => format!("prune {} image(s)", images.len()),
+    }
+}
+
+/// The entry and the container a step is about, as log fields (`entry=`, `container=`).
+fn subject(action: &Action) -> (Option<&str>, Option<&str>) {
+    match action {
+        Action::Run { name } | Action::Replace { name, .. } | Action::StartFirst { name, .. } => {
+            (Some(name.as_str()), None)
+        }
+        Action::Start { name, id }
+        | Action::Restart { name, id, .. }
+        | Action::TakeOver { name, id, .. }
+        | Action::AbortUpdate { name, id, .. }
+        | Action::StopUnhealthy { name, id }
+        | Action::Rejoin { name, id, .. }
+        | Action::Stop { name, id } => (Some(name.as_str()), Some(id)),
+        Action::Remove { name, id } => (Some(name), Some(id)),
+        Action::RemoveOrphan { id } => (None, Some(id)),
+        Action::Pull { .. }
+        | Action::CreateVolume { .. }
+        | Action::EnsureNetwork { .. }
+        | Action::RemoveNetwork { .. }
+        | Action::RepairNetworkRules
+        | Action::PruneImages { .. } => (None, None),
     }
 }
 

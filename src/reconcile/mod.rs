@@ -239,7 +239,7 @@ impl Reconciler {
         let refresh = match self.last_refresh {
             None => true,
             Some(at) => {
-                !matches!(trigger, "exit" | "timer" | "followup")
+                !matches!(trigger, "exit" | "timer" | "followup" | "firewall")
                     || at.elapsed() >= self.refresh_interval
             }
         };

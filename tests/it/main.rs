@@ -1,6 +1,7 @@
 //! berth's integration tests: one binary, one module per area (the build is shared).
 
 mod agent;
+mod agent_log;
 mod api;
 mod cli_check;
 mod cli_validate;
@@ -8,10 +9,12 @@ mod confinement;
 mod desired_files;
 mod dns;
 mod docker_streams;
+mod firewall;
 mod image_pull;
 mod import;
 mod jobs;
 mod layering;
+mod metrics;
 mod netmodes;
 mod network;
 mod quickstart;

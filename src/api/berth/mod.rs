@@ -94,6 +94,10 @@ async fn route(context: Arc<Context>, request: Request<Incoming>) -> Response<Bo
             blocking(move || stats(&context, &name)).await
         }
         (Method::GET, ["v1", "events"]) => streams::events(context, &query),
+        (Method::GET, ["metrics"]) => {
+            let accept = request.headers().get(hyper::header::ACCEPT);
+            super::metrics::render(&context, accept.and_then(|v| v.to_str().ok())).await
+        }
         (method, _) => super::error(
             StatusCode::NOT_FOUND,
             &format!(
