@@ -837,6 +837,17 @@ pub(crate) fn answer_from_child(work: impl FnOnce() -> String) -> io::Result<Str
     }
 }
 
+/// `fd` (non-blocking) registered with the current tokio runtime's reactor: the Docker API's
+/// exec polls the master of a pty it owns.
+pub(crate) fn async_fd(
+    fd: std::os::fd::OwnedFd,
+) -> io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    // SAFETY: an OwnedFd is an open descriptor that stays open, on the same file
+    // description, for as long as it is owned (here: by the AsyncFd), and its as_raw_fd is
+    // always that descriptor.
+    Ok(unsafe { tokio::io::unix::AsyncFd::register(fd) }?)
+}
+
 /// SIGKILL to the process group `pgid` (gone already: nothing to do).
 pub(crate) fn kill_group(pgid: i32) {
     if let Some(pid) = rustix::process::Pid::from_raw(pgid) {

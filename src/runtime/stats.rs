@@ -213,6 +213,18 @@ impl Probe {
         }
     }
 
+    /// Every counter libcgroups reads (per-CPU usage, throttling, the whole memory.stat, …),
+    /// for the Docker API's stats. Where libcgroups cannot read the cgroup as a whole (see
+    /// `sample`), this fails and `sample` still answers.
+    pub fn counters(&self) -> Result<Stats, StatsError> {
+        self.manager.stats().map_err(|source| self.gone_or(source))
+    }
+
+    /// Whether the cgroup is in the unified (v2) hierarchy, which counts in other units.
+    pub fn unified(&self) -> bool {
+        self.layout.version() == Version::V2
+    }
+
     fn gone(&self) -> StatsError {
         StatsError::NotFound {
             path: self.path.clone(),

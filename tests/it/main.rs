@@ -9,6 +9,7 @@ mod confinement;
 mod desired_files;
 mod dns;
 mod docker_api;
+mod docker_streams;
 mod firewall;
 mod image_pull;
 mod import;

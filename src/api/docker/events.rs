@@ -161,7 +161,7 @@ pub(super) async fn events(call: Call) -> Response<Body> {
         return crate::api::ndjson(rx);
     }
     // Past events only when `since` asks for them, as dockerd; then each one as it comes.
-    let mut events = log.follow(since);
+    let mut events = call.context.events.follow(since);
     tokio::spawn(async move {
         let deadline = until
             .map(|u| tokio::time::Instant::now() + Duration::from_nanos(u.saturating_sub(now)));

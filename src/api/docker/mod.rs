@@ -9,15 +9,21 @@
 
 mod containers;
 mod events;
+mod exec;
+mod exec_process;
 mod filters;
 mod gather;
 mod ids;
 mod images;
 mod inspect;
 mod lifecycle;
+mod logs;
 mod networks;
 mod refuse;
+mod stats;
+mod stdcopy;
 mod system;
+mod target;
 mod text;
 mod top;
 mod version;
@@ -183,6 +189,12 @@ async fn route(call: Call) -> Response<Body> {
         ("POST", ["volumes", "create"]) => {
             refuse::desired("volumes are made from [volume.NAME] entries")
         }
+        ("GET", ["containers", _, "logs"]) => logs::logs(call).await,
+        ("GET", ["containers", _, "stats"]) => stats::stats(call).await,
+        ("POST", ["containers", _, "exec"]) => exec::create(call).await,
+        ("POST", ["exec", _, "start"]) => exec::start(call).await,
+        ("POST", ["exec", _, "resize"]) => exec::resize(call).await,
+        ("GET", ["exec", _, "json"]) => exec::inspect(call).await,
         (m, p) => super::error(
             StatusCode::NOT_FOUND,
             &format!("page not found: {m} /{}", p.join("/")),
