@@ -13,6 +13,9 @@ use crate::health::verdict::HealthRecord;
 use crate::network::record::{Lease, NetworkRecord};
 use crate::runtime::State;
 use crate::state::record::{self, ContainerRecord};
+use std::sync::{Arc, LazyLock};
+
+use super::parsed::Parsed;
 
 /// One container as the Docker API shows it.
 pub(super) struct Seen {
@@ -23,9 +26,9 @@ pub(super) struct Seen {
     pub state: State,
     pub phase: Phase,
     /// Its runtime spec, if readable.
-    pub oci: Option<oci_spec::runtime::Spec>,
+    pub oci: Option<Arc<oci_spec::runtime::Spec>>,
     /// Its resolved entry as written at create (Null if unreadable).
-    pub entry: serde_json::Value,
+    pub entry: Arc<serde_json::Value>,
     /// Its addresses, one per network, in the order of its networks.
     pub leases: Vec<Lease>,
     /// The records of the networks it joins, by name.
@@ -89,14 +92,16 @@ fn internal(e: impl std::fmt::Display) -> Failure {
     (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-/// Every container, oldest first.
-pub(super) fn all(machine: &crate::reconcile::apply::Machine) -> Result<Vec<Seen>, Failure> {
-    let runtime = &machine.runtime;
-    let layout = runtime.layout();
-    let records = runtime.list().map_err(internal)?;
+/// What every container's view shares: the networks' records and leases.
+struct Networks {
+    leases: BTreeMap<String, Vec<Lease>>,
+    records: BTreeMap<String, NetworkRecord>,
+}
+
+fn networks(layout: &crate::state::layout::Layout) -> Result<Networks, Failure> {
     let networks = crate::network::Networks::new(layout);
     let mut leases: BTreeMap<String, Vec<Lease>> = BTreeMap::new();
-    let mut network_records = BTreeMap::new();
+    let mut records = BTreeMap::new();
     for network in networks.records().map_err(internal)? {
         for lease in networks.leases(&network.name).unwrap_or_default() {
             leases
@@ -104,68 +109,137 @@ pub(super) fn all(machine: &crate::reconcile::apply::Machine) -> Result<Vec<Seen
                 .or_default()
                 .push(lease);
         }
-        network_records.insert(network.name.clone(), network);
+        records.insert(network.name.clone(), network);
     }
-    // The newest container of a name carries it; the others their berth id.
+    Ok(Networks { leases, records })
+}
+
+/// The name Docker shows for each record: the newest container of a name carries it, the
+/// others their berth id.
+fn names(records: &[ContainerRecord]) -> Vec<String> {
     let mut newest: BTreeMap<&str, &str> = BTreeMap::new();
-    for r in &records {
+    for r in records {
         newest.insert(&r.name, &r.id);
     }
-    let newest: BTreeMap<String, String> = newest
-        .into_iter()
-        .map(|(n, i)| (n.to_string(), i.to_string()))
-        .collect();
-    let mut out = Vec::new();
-    for record in records {
-        let state = match runtime.state(&record.id) {
-            Ok(state) => state,
-            Err(e) => {
-                tracing::warn!(container = record.id, "docker api: {e}");
-                continue;
+    records
+        .iter()
+        .map(|r| {
+            if newest.get(r.name.as_str()) == Some(&r.id.as_str()) {
+                r.name.clone()
+            } else {
+                r.id.clone()
             }
-        };
-        let paths = layout.container(&record.id);
-        let phase = phase(&state, &paths.health(), runtime.last_start_ms(&record.id));
-        let oci = std::fs::read(paths.config())
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let entry = std::fs::read(paths.spec())
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(serde_json::Value::Null);
-        let mut mine = leases.remove(&record.id).unwrap_or_default();
-        let order = |l: &Lease| {
-            record
-                .networks
-                .iter()
-                .position(|a| a.network == l.network)
-                .unwrap_or(usize::MAX)
-        };
-        mine.sort_by_key(order);
-        let name = if newest.get(&record.name) == Some(&record.id) {
-            record.name.clone()
-        } else {
-            record.id.clone()
-        };
-        let joined = record
+        })
+        .collect()
+}
+
+/// One container's view; None when its state cannot be read (logged).
+fn see(
+    runtime: &crate::runtime::Runtime,
+    record: ContainerRecord,
+    name: String,
+    networks: &mut Networks,
+) -> Option<Seen> {
+    let state = match runtime.state(&record.id) {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::warn!(container = record.id, "docker api: {e}");
+            return None;
+        }
+    };
+    let paths = runtime.layout().container(&record.id);
+    let phase = phase(&state, &paths.health(), runtime.last_start_ms(&record.id));
+    let oci = OCI_SPECS.get(&paths.config());
+    let entry = ENTRIES
+        .get(&paths.spec())
+        .unwrap_or_else(|| Arc::new(serde_json::Value::Null));
+    let mut mine = networks.leases.remove(&record.id).unwrap_or_default();
+    let order = |l: &Lease| {
+        record
             .networks
             .iter()
-            .filter_map(|a| Some((a.network.clone(), network_records.get(&a.network)?.clone())))
+            .position(|a| a.network == l.network)
+            .unwrap_or(usize::MAX)
+    };
+    mine.sort_by_key(order);
+    let joined = record
+        .networks
+        .iter()
+        .filter_map(|a| Some((a.network.clone(), networks.records.get(&a.network)?.clone())))
+        .collect();
+    Some(Seen {
+        networks: joined,
+        docker_id: ids::docker_id(&record.id),
+        name,
+        restarts: runtime.restarts(&record.id).map_or(0, |r| r.count),
+        record,
+        state,
+        phase,
+        oci,
+        entry,
+        leases: mine,
+    })
+}
+
+/// Runtime specs and entries, parsed once per container (they are big: parsing them was
+/// most of a listing's cost).
+static OCI_SPECS: LazyLock<Parsed<oci_spec::runtime::Spec>> = LazyLock::new(Parsed::new);
+static ENTRIES: LazyLock<Parsed<serde_json::Value>> = LazyLock::new(Parsed::new);
+
+/// Every container, oldest first.
+pub(super) fn all(machine: &crate::reconcile::apply::Machine) -> Result<Vec<Seen>, Failure> {
+    let runtime = &machine.runtime;
+    let records = runtime.list().map_err(internal)?;
+    let containers = runtime.layout().containers();
+    let live = |path: &std::path::Path| {
+        records
+            .iter()
+            .any(|r| path.parent() == Some(containers.join(&r.id).as_path()))
+    };
+    OCI_SPECS.retain(live);
+    ENTRIES.retain(live);
+    let mut networks = networks(runtime.layout())?;
+    let names = names(&records);
+    Ok(records
+        .into_iter()
+        .zip(names)
+        .filter_map(|(record, name)| see(runtime, record, name, &mut networks))
+        .collect())
+}
+
+/// The record of the container `asked` names (id, name, id prefix or berth id), its Docker
+/// id and name: found from the records alone, as the streaming endpoints need no more.
+pub(super) fn lookup(
+    machine: &crate::reconcile::apply::Machine,
+    asked: &str,
+) -> Result<(ContainerRecord, String, String), Failure> {
+    let mut records = machine.runtime.list().map_err(internal)?;
+    let mut names = names(&records);
+    let docker_ids: Vec<String> = records.iter().map(|r| ids::docker_id(&r.id)).collect();
+    let found = {
+        let known: Vec<Known<'_>> = records
+            .iter()
+            .zip(&names)
+            .zip(&docker_ids)
+            .map(|((r, name), docker_id)| Known {
+                docker_id,
+                berth_id: &r.id,
+                name,
+            })
             .collect();
-        out.push(Seen {
-            networks: joined,
-            docker_id: ids::docker_id(&record.id),
-            name,
-            restarts: runtime.restarts(&record.id).map_or(0, |r| r.count),
-            record,
-            state,
-            phase,
-            oci,
-            entry,
-            leases: mine,
-        });
+        ids::find(&known, asked)
+    };
+    match found {
+        Lookup::Found(i) => {
+            let docker_id = docker_ids[i].clone();
+            Ok((records.swap_remove(i), docker_id, names.swap_remove(i)))
+        }
+        Lookup::Missing => Err((StatusCode::NOT_FOUND, format!("No such container: {asked}"))),
+        Lookup::Ambiguous => Err((
+            StatusCode::BAD_REQUEST,
+            format!("multiple IDs found with provided prefix: {asked}"),
+        )),
     }
-    Ok(out)
 }
 
 /// The container `asked` names (id, name, id prefix or berth id).
@@ -173,26 +247,11 @@ pub(super) fn one(
     machine: &crate::reconcile::apply::Machine,
     asked: &str,
 ) -> Result<Seen, Failure> {
-    let mut all = all(machine)?;
-    let found = {
-        let known: Vec<Known<'_>> = all
-            .iter()
-            .map(|s| Known {
-                docker_id: &s.docker_id,
-                berth_id: &s.record.id,
-                name: &s.name,
-            })
-            .collect();
-        ids::find(&known, asked)
-    };
-    match found {
-        Lookup::Found(i) => Ok(all.swap_remove(i)),
-        Lookup::Missing => Err((StatusCode::NOT_FOUND, format!("No such container: {asked}"))),
-        Lookup::Ambiguous => Err((
-            StatusCode::BAD_REQUEST,
-            format!("multiple IDs found with provided prefix: {asked}"),
-        )),
-    }
+    let (record, _, name) = lookup(machine, asked)?;
+    let id = record.id.clone();
+    let mut networks = networks(machine.runtime.layout())?;
+    see(&machine.runtime, record, name, &mut networks)
+        .ok_or_else(|| internal(format!("the state of container {id} cannot be read")))
 }
 
 fn phase(state: &State, health_path: &std::path::Path, last_start_ms: Option<u64>) -> Phase {

@@ -19,6 +19,7 @@ mod inspect;
 mod lifecycle;
 mod logs;
 mod networks;
+mod parsed;
 mod refuse;
 mod stats;
 mod stdcopy;

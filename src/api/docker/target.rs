@@ -22,7 +22,7 @@ pub struct Found {
 }
 
 /// The container `name_or_id` names, as every Docker endpoint looks containers up
-/// (`gather::one`: Docker or berth id, a unique prefix, a name with or without `/`).
+/// (`gather::lookup`: Docker or berth id, a unique prefix, a name with or without `/`).
 pub async fn container(context: &Arc<Context>, name_or_id: &str) -> Result<Found, Response<Body>> {
     let context = context.clone();
     let wanted = name_or_id.to_string();
