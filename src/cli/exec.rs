@@ -1,9 +1,10 @@
-//! `berth exec NAME [-t] -- CMD…`: run a command inside a running container.
+//! `berth exec NAME [-t] CMD…`: run a command inside a running container.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::bail;
+use berth::runtime::CannotRun;
 use berth::runtime::engine::ExecRequest;
 
 #[derive(Debug, clap::Args)]
@@ -30,12 +31,25 @@ pub struct Args {
     /// checks use: nothing they start outlives them). Not with -t.
     #[arg(long, conflicts_with = "tty")]
     own_group: bool,
-    /// The command and its arguments.
-    #[arg(last = true, required = true)]
+    /// The command and its arguments (after `--` when an argument starts with `-` before
+    /// the command, as with docker).
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
 }
 
+/// The command's status; as `docker exec`: 125 when berth fails, 126 when the command
+/// cannot be executed, 127 when it is not found.
 pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
+    match exec(root, args) {
+        Ok(code) => Ok(code),
+        Err(err) => {
+            eprintln!("berth: error: {err:#}");
+            Ok(ExitCode::from(125))
+        }
+    }
+}
+
+fn exec(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
     let runtime = berth::wiring::runtime(root)?;
     let record = runtime.resolve(&args.container)?;
     let mut env = Vec::new();
@@ -65,6 +79,15 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         own_group: args.own_group,
         ..ExecRequest::default()
     };
-    let status = runtime.exec(&record.id, &request)?;
+    let status = match runtime.exec(&record.id, &request) {
+        Ok(status) => status,
+        Err(e) => match CannotRun::of(&e.to_string()) {
+            Some(cannot) => {
+                eprintln!("berth: error: {e}");
+                return Ok(ExitCode::from(cannot.exit_code()));
+            }
+            None => return Err(e.into()),
+        },
+    };
     Ok(ExitCode::from(u8::try_from(status).unwrap_or(255)))
 }

@@ -29,7 +29,19 @@ pub struct Args {
     rm: bool,
 }
 
+/// The container's status; as `docker run`: 125 when berth fails, 126 when its command
+/// cannot be executed, 127 when it is not found.
 pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
+    match run_container(root, args) {
+        Ok(code) => Ok(code),
+        Err(err) => {
+            eprintln!("berth: error: {err:#}");
+            Ok(ExitCode::from(125))
+        }
+    }
+}
+
+fn run_container(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
     let mut loaded = berth::spec::load_dir(&args.dir)?;
     if !loaded.desired.secrets.is_empty() {
         let key = berth::state::secret_key::load_or_create(root)?;
@@ -66,6 +78,10 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
     if let Err(e) = started {
         if args.rm {
             let _ = runtime.remove(&record.id, true);
+        }
+        if let Some(cannot) = berth::runtime::CannotRun::of(&e.to_string()) {
+            eprintln!("berth: error: {e}");
+            return Ok(ExitCode::from(cannot.exit_code()));
         }
         return Err(e.into());
     }

@@ -29,6 +29,7 @@ pub(crate) mod users;
 
 mod create;
 mod exec_op;
+pub use exec_op::CannotRun;
 mod list;
 mod orphans;
 mod remove;

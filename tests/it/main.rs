@@ -4,6 +4,7 @@ mod agent;
 mod agent_log;
 mod api;
 mod cli_check;
+mod cli_habits;
 mod cli_validate;
 mod confinement;
 mod desired_files;
