@@ -106,6 +106,10 @@ pub struct ImagesArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Print only the images' references, one per line (what `unpack`, `pull` and the
+    /// desired files name them by).
+    #[arg(long, short = 'q', conflicts_with = "json")]
+    quiet: bool,
 }
 
 pub fn list(root: &std::path::Path, args: &ImagesArgs) -> anyhow::Result<ExitCode> {
@@ -113,6 +117,12 @@ pub fn list(root: &std::path::Path, args: &ImagesArgs) -> anyhow::Result<ExitCod
     let records = images.list()?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&records)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.quiet {
+        for r in &records {
+            println!("{}", r.source);
+        }
         return Ok(ExitCode::SUCCESS);
     }
     println!(

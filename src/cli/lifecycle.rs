@@ -11,10 +11,23 @@ pub struct StopArgs {
     /// Container names or ids.
     #[arg(required = true)]
     containers: Vec<String>,
-    /// Seconds to wait after the stop signal before SIGKILL (default: the entry's
-    /// stop_timeout).
-    #[arg(long, short = 't', value_name = "SECONDS")]
-    time: Option<u64>,
+    /// How long to wait after the stop signal before SIGKILL: seconds as docker takes them
+    /// (`-t 5`) or a duration as kubectl does (`-t 5s`, `-t 1m30s`); default: the entry's
+    /// stop_timeout.
+    #[arg(long, short = 't', value_name = "SECONDS|DURATION", value_parser = seconds_or_duration)]
+    time: Option<Duration>,
+}
+
+/// `5` (seconds) or `5s`, `1m30s`, `250ms`.
+fn seconds_or_duration(text: &str) -> Result<Duration, String> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|e| format!("{text}: {e}"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text}: {e}; expected seconds (5) or a duration (5s, 1m30s)"))
 }
 
 pub fn stop(root: &Path, args: &StopArgs) -> anyhow::Result<ExitCode> {
@@ -22,7 +35,7 @@ pub fn stop(root: &Path, args: &StopArgs) -> anyhow::Result<ExitCode> {
     let mut failures = Failures::default();
     for name in &args.containers {
         let stopped = runtime.resolve(name).and_then(|record| {
-            let exit = runtime.stop(&record.id, args.time.map(Duration::from_secs))?;
+            let exit = runtime.stop(&record.id, args.time)?;
             Ok((record.id, exit))
         });
         match stopped {
@@ -128,4 +141,26 @@ fn ids_to_remove(runtime: &Runtime, name: &str) -> anyhow::Result<Option<Vec<Str
         return Ok(Some(vec![name.to_string()]));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seconds_or_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn stop_times_read_as_docker_and_kubectl_write_them() {
+        assert_eq!(seconds_or_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(seconds_or_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(seconds_or_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(seconds_or_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(seconds_or_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(
+            seconds_or_duration("soon")
+                .unwrap_err()
+                .contains("expected seconds (5)")
+        );
+        assert!(seconds_or_duration("").is_err());
+        assert!(seconds_or_duration("-1").is_err());
+    }
 }

@@ -14,6 +14,9 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Print only the containers' ids, one per line (for `berth stop $(berth ps -q)`).
+    #[arg(long, short = 'q', conflicts_with = "json")]
+    quiet: bool,
 }
 
 pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
@@ -23,6 +26,12 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         eprintln!("berth: warning: {w}");
     }
     let rows = listing.rows;
+    if args.quiet {
+        for r in &rows {
+            println!("{}", r.id);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);

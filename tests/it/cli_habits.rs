@@ -7,7 +7,7 @@ use crate::support::sandbox::Sandbox;
 
 fn entries(image: &str, engine_line: &str) -> String {
     format!(
-        "[container.box]\nimage = \"{image}\"\n{engine_line}command = [\"sleep\", \"3600\"]\nstop_timeout = \"1s\"\n\n\
+        "[container.box]\nimage = \"{image}\"\n{engine_line}command = [\"sleep\", \"3600\"]\nstop_timeout = \"30s\"\n\n\
          [container.missing]\nimage = \"{image}\"\n{engine_line}command = [\"no-such-command\"]\n\n\
          [container.noexec]\nimage = \"{image}\"\n{engine_line}command = [\"/etc/hostname\"]\n"
     )
@@ -41,7 +41,15 @@ fn habits(engine_line: &str, runc_exec: bool) {
         "--rm removed the container that could not start"
     );
 
-    sb.start("box");
+    let boxed = sb.start("box");
+    // -q: ids and references only, for `berth stop $(berth ps -q)`.
+    let out = sb.berth(&["ps", "-q"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}\n", boxed.id)
+    );
+    let out = sb.berth(&["images", "-q"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{image}\n"));
     // exec without `--`, arguments with dashes included.
     let out = sb.berth(&["exec", "box", "ls", "-d", "/etc"]);
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
@@ -64,6 +72,24 @@ fn habits(engine_line: &str, runc_exec: bool) {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+
+    // stop -t as kubectl writes it: `sleep` as pid 1 ignores SIGTERM, so the stop takes the
+    // time given, not the entry's 30 s.
+    let began = std::time::Instant::now();
+    let out = sb.berth(&["stop", "-t", "1500ms", "box"]);
+    let took = began.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        took >= std::time::Duration::from_millis(1400) && took < std::time::Duration::from_secs(15),
+        "stop -t 1500ms took {took:?}"
+    );
+    let out = sb.berth(&["stop", "-t", "soon", "box"]);
+    assert_eq!(code(&out), 2, "a bad value is a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected seconds (5)"));
 }
 
 #[test]
