@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use berth::state::events::{Event, EventFilter, EventLog, now_ns, parse_time};
+use berth::state::events::{EventFilter, EventHub, EventLog, now_ns, parse_time};
 use berth::state::layout::Layout;
 
 #[derive(Debug, clap::Args)]
@@ -47,44 +47,21 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("--filter {f:?}: {e}"))?;
     }
     let log = EventLog::new(&Layout::new(root));
-    let print = |event: &Event| -> anyhow::Result<()> {
-        if filter.matches(event) {
+    super::async_runtime()?.block_on(async {
+        let mut events = EventHub::start(log).between(since, until).await?;
+        while let Some(event) = events.recv().await {
+            if !filter.matches(&event) {
+                continue;
+            }
             if args.json {
-                println!("{}", serde_json::to_string(event)?);
+                println!("{}", serde_json::to_string(&event)?);
             } else {
                 println!("{}", event.to_line());
             }
         }
-        Ok(())
-    };
-    if let Some(until) = until
-        && until <= now
-    {
-        for event in log.read(since, Some(until))? {
-            print(&event)?;
+        if until.is_none() {
+            anyhow::bail!("the event log could not be followed (see the warning above)");
         }
-        return Ok(ExitCode::SUCCESS);
-    }
-    super::async_runtime()?.block_on(async {
-        let mut events = log.follow(since);
-        let deadline = until.map(|u| {
-            tokio::time::Instant::now() + std::time::Duration::from_nanos(u.saturating_sub(now))
-        });
-        loop {
-            let next = match deadline {
-                Some(at) => match tokio::time::timeout_at(at, events.recv()).await {
-                    Ok(next) => next,
-                    Err(_) => return Ok(ExitCode::SUCCESS),
-                },
-                None => events.recv().await,
-            };
-            let Some(event) = next else {
-                anyhow::bail!("the event log could not be followed (see the warning above)");
-            };
-            if until.is_some_and(|u| event.time_ns > u) {
-                return Ok(ExitCode::SUCCESS);
-            }
-            print(&event)?;
-        }
+        Ok(ExitCode::SUCCESS)
     })
 }

@@ -93,7 +93,7 @@ async fn route(context: Arc<Context>, request: Request<Incoming>) -> Response<Bo
             let name = name.to_string();
             blocking(move || stats(&context, &name)).await
         }
-        (Method::GET, ["v1", "events"]) => streams::events(context, &query),
+        (Method::GET, ["v1", "events"]) => streams::events(context, &query).await,
         (Method::GET, ["metrics"]) => {
             let accept = request.headers().get(hyper::header::ACCEPT);
             super::metrics::render(&context, accept.and_then(|v| v.to_str().ok())).await

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::Query;
 use crate::api::{Body, Context};
 use crate::runtime::logfile;
-use crate::state::events::{EventFilter, EventLog, now_ns, parse_time};
+use crate::state::events::{EventFilter, now_ns, parse_time};
 
 type Lines = mpsc::Sender<Result<Bytes, std::io::Error>>;
 
@@ -102,7 +102,7 @@ pub(super) async fn logs(context: Arc<Context>, name: &str, query: &Query) -> Re
     crate::api::ndjson(rx)
 }
 
-pub(super) fn events(context: Arc<Context>, query: &Query) -> Response<Body> {
+pub(super) async fn events(context: Arc<Context>, query: &Query) -> Response<Body> {
     let now = now_ns();
     let time = |key: &str| {
         query
@@ -124,53 +124,24 @@ pub(super) fn events(context: Arc<Context>, query: &Query) -> Response<Body> {
             return crate::api::error(StatusCode::BAD_REQUEST, &e);
         }
     }
+    let mut events = match context.events.between(since, until).await {
+        Ok(events) => events,
+        Err(e) => return crate::api::error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
     let (tx, rx) = mpsc::channel(64);
-    if let Some(until) = until.filter(|u| *u <= now) {
-        // Only the past: read whole (a deadline already gone would race the live stream).
-        let log = EventLog::new(context.machine.runtime.layout());
-        tokio::spawn(async move {
-            let past = tokio::task::spawn_blocking(move || log.read(since, Some(until))).await;
-            let past = match past {
-                Ok(Ok(past)) => past,
-                Ok(Err(e)) => return drop(tx.send(Err(std::io::Error::other(e))).await),
-                Err(e) => return drop(tx.send(Err(std::io::Error::other(e))).await),
-            };
-            for event in past.iter().filter(|e| filter.matches(e)) {
-                if !send_line_async(&tx, event).await {
-                    return;
-                }
-            }
-        });
-        return crate::api::ndjson(rx);
-    }
-    let mut events = context.events.follow(since);
     tokio::spawn(async move {
-        let deadline = until
-            .map(|u| tokio::time::Instant::now() + Duration::from_nanos(u.saturating_sub(now)));
         loop {
             let next = tokio::select! {
-                biased;
                 next = events.recv() => next,
-                _ = sleep_until(deadline) => return,
                 _ = tx.closed() => return,
             };
             let Some(event) = next else { return };
-            if until.is_some_and(|u| event.time_ns > u) {
-                return;
-            }
             if filter.matches(&event) && !send_line_async(&tx, &event).await {
                 return;
             }
         }
     });
     crate::api::ndjson(rx)
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 fn line(value: &impl Serialize) -> Result<Bytes, std::io::Error> {

@@ -4,15 +4,13 @@
 //! `prune`, `pull_failed`) keep their names. Events about desired files and the agent's
 //! passes are berth's alone: sent only when a `type` filter asks for them.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use hyper::{Response, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::{Call, filters, ids, text};
 use crate::api::{Body, error};
-use crate::state::events::{Event, EventLog, Subject, now_ns, parse_time};
+use crate::state::events::{Event, Subject, now_ns, parse_time};
 
 const FILTERS: &[&str] = &[
     "type",
@@ -141,41 +139,19 @@ pub(super) async fn events(call: Call) -> Response<Body> {
         (Ok(s), Ok(u)) => (s, u),
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
     };
-    let log = EventLog::new(call.context.machine.runtime.layout());
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
-    if let Some(until) = until.filter(|u| *u <= now) {
-        // Only the past: read it whole (a deadline already passed would race the follower).
-        let past = match tokio::task::spawn_blocking(move || log.read(since, Some(until))).await {
-            Ok(Ok(events)) => events,
-            Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-        };
-        let lines: Vec<Bytes> = past.iter().filter_map(|e| line(&filters, e)).collect();
-        tokio::spawn(async move {
-            for line in lines {
-                if tx.send(Ok(line)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        return crate::api::ndjson(rx);
-    }
     // Past events only when `since` asks for them, as dockerd; then each one as it comes.
-    let mut events = call.context.events.follow(since);
+    let mut events = match call.context.events.between(since, until).await {
+        Ok(events) => events,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     tokio::spawn(async move {
-        let deadline = until
-            .map(|u| tokio::time::Instant::now() + Duration::from_nanos(u.saturating_sub(now)));
         loop {
             let next = tokio::select! {
-                biased;
                 next = events.recv() => next,
-                _ = sleep_until(deadline) => return,
                 _ = tx.closed() => return,
             };
             let Some(event) = next else { return };
-            if until.is_some_and(|u| event.time_ns > u) {
-                return;
-            }
             let Some(line) = line(&filters, &event) else {
                 continue;
             };
@@ -195,13 +171,6 @@ fn line(filters: &filters::Filters, event: &Event) -> Option<Bytes> {
         line.push(b'\n');
         Bytes::from(line)
     })
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]

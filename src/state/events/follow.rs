@@ -147,24 +147,37 @@ impl Watch {
 pub struct EventHub {
     log: EventLog,
     live: broadcast::Sender<Arc<Event>>,
+    /// The follower starts with the first reader: a reader of the past alone (`--until` in
+    /// the past) leaves the log as it found it.
+    started: Arc<std::sync::Once>,
 }
 
 /// Events a slow reader may fall behind by before it misses some (and is told in the log).
 const HUB_BACKLOG: usize = 4096;
 
 impl EventHub {
-    /// Starts following `log` on the current tokio runtime.
+    /// A hub of `log`; it follows the log, on the current tokio runtime, from its first
+    /// reader on.
     pub fn start(log: EventLog) -> EventHub {
         let (live, _) = broadcast::channel(HUB_BACKLOG);
-        let mut events = log.follow(None);
-        let sender = live.clone();
-        tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
-                // No reader right now is not an error.
-                let _ = sender.send(Arc::new(event));
-            }
+        EventHub {
+            log,
+            live,
+            started: Arc::new(std::sync::Once::new()),
+        }
+    }
+
+    fn ensure_following(&self) {
+        self.started.call_once(|| {
+            let mut events = self.log.follow(None);
+            let sender = self.live.clone();
+            tokio::spawn(async move {
+                while let Some(event) = events.recv().await {
+                    // No reader right now is not an error.
+                    let _ = sender.send(Arc::new(event));
+                }
+            });
         });
-        EventHub { log, live }
     }
 
     /// What `EventLog::follow` gives, from the hub: the past from `since_ns` (none when
@@ -173,6 +186,7 @@ impl EventHub {
         // Subscribed before the past is read: an event appended meanwhile is in both, and
         // sent once.
         let mut live = self.live.subscribe();
+        self.ensure_following();
         let (tx, rx) = mpsc::channel(256);
         let log = self.log.clone();
         tokio::spawn(async move {
@@ -223,6 +237,61 @@ impl EventHub {
             }
         });
         rx
+    }
+}
+
+impl EventHub {
+    /// Events from `since_ns` to `until_ns`, as `docker events --since --until` gives them:
+    /// when `until_ns` has passed, the past read whole from the log (a deadline already gone
+    /// would race the live stream); otherwise the past, then the live stream until
+    /// `until_ns` (for ever without one). The receiver ends with the window.
+    pub async fn between(
+        &self,
+        since_ns: Option<u64>,
+        until_ns: Option<u64>,
+    ) -> Result<mpsc::Receiver<Event>, super::EventsError> {
+        let now = super::now_ns();
+        let (tx, rx) = mpsc::channel(256);
+        if let Some(until) = until_ns.filter(|u| *u <= now) {
+            let log = self.log.clone();
+            let past = tokio::task::spawn_blocking(move || log.read(since_ns, Some(until)))
+                .await
+                .map_err(|e| super::EventsError::Read {
+                    path: self.log.dir.clone(),
+                    source: std::io::Error::other(e),
+                })??;
+            tokio::spawn(async move {
+                for event in past {
+                    if tx.send(event).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            return Ok(rx);
+        }
+        let mut events = self.follow(since_ns);
+        let Some(until) = until_ns else {
+            return Ok(events);
+        };
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_nanos(until.saturating_sub(now));
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    next = events.recv() => next,
+                    _ = tokio::time::sleep_until(deadline) => return,
+                    _ = tx.closed() => return,
+                };
+                let Some(event) = next.filter(|e| e.time_ns <= until) else {
+                    return;
+                };
+                if tx.send(event).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
     }
 }
 
